@@ -1,0 +1,53 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+// src/raft is the pure core: it must not touch the outside world. Time comes in as tick(),
+// randomness from an injected seeded PRNG, and all I/O is done by whoever drives the core.
+const pureCoreRestrictions = {
+  'no-restricted-imports': ['error', {
+    patterns: [
+      { group: ['node:*'], message: 'src/raft is pure: no node:* imports.' },
+      { group: ['fs', 'fs/*', 'net', 'os', 'path', 'child_process', 'timers', 'timers/*', 'crypto', 'http', 'https', 'dgram', 'worker_threads', 'process'], message: 'src/raft is pure: no I/O modules.' },
+      { group: ['../sim/*', '../sim', '../check/*', '../cli/*', '../node/*', '../storage/*', '../transport/*'], message: 'src/raft imports only src/lib.' },
+    ],
+  }],
+  'no-restricted-globals': ['error',
+    { name: 'Date', message: 'src/raft is pure: time is ticks.' },
+    { name: 'setTimeout', message: 'src/raft is pure: no timers.' },
+    { name: 'setInterval', message: 'src/raft is pure: no timers.' },
+    { name: 'setImmediate', message: 'src/raft is pure: no timers.' },
+    { name: 'queueMicrotask', message: 'src/raft is pure: no scheduling.' },
+    { name: 'process', message: 'src/raft is pure: no process access.' },
+    { name: 'performance', message: 'src/raft is pure: no clocks.' },
+    { name: 'Promise', message: 'src/raft is pure and synchronous.' },
+    { name: 'fetch', message: 'src/raft is pure: no I/O.' },
+    { name: 'require', message: 'src/raft is pure.' },
+  ],
+  'no-restricted-properties': ['error',
+    { object: 'Math', property: 'random', message: 'src/raft is pure: use the injected PRNG.' },
+  ],
+  'no-restricted-syntax': ['error',
+    { selector: 'FunctionDeclaration[async=true], ArrowFunctionExpression[async=true], FunctionExpression[async=true]', message: 'src/raft is synchronous.' },
+    { selector: 'AwaitExpression', message: 'src/raft is synchronous.' },
+  ],
+};
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setImmediate: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly', Buffer: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      'no-constant-condition': ['error', { checkLoops: false }],
+    },
+  },
+  {
+    files: ['src/raft/**/*.ts'],
+    ignores: ['src/raft/**/*.test.ts'],
+    rules: pureCoreRestrictions,
+  },
+);
