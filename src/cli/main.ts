@@ -35,8 +35,11 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'first seed', intArg('--seed', 0, 2 ** 32 - 1), 1)
     .option('--runs <n>', 'number of seeds to run', intArg('--runs', 1, 10_000_000), 1)
     .option('--nodes <k>', 'cluster size (3..7); default cycles through sizes', intArg('--nodes', 3, 7))
+    .option('--faults <kinds>', 'comma-separated fault kinds (partition,crash,pause,lossy,transfer,membership,compaction), all, none, or random per seed', 'random')
+    .option('--fault-ms <ms>', 'virtual duration of the fault phase of each run', intArg('--fault-ms', 0, 3_600_000))
     .option('-v, --verbose', 'print one line per run')
-    .action(async (o: { seed: number; runs: number; nodes?: number; verbose?: boolean }) => {
+    .option('--history', 'with --verbose: print each run\'s client history (JSON lines)')
+    .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; verbose?: boolean; history?: boolean }) => {
       const { runSimCommand } = await import('./sim.js');
       process.exitCode = runSimCommand(o, (l) => console.log(l));
     });

@@ -1,5 +1,74 @@
-// placeholder until the simulator lands
-export function runSimCommand(_o: { seed: number; runs: number; nodes?: number; verbose?: boolean }, out: (l: string) => void): number {
-  out('simulator not built yet');
-  return 1;
+/**
+ * `flotilla sim`: runs the deterministic simulator over consecutive seeds. A failure prints the
+ * seed, the broken invariant and the last events, and the exit code is 1.
+ */
+import { FAULT_KINDS, type FaultKind } from '../sim/simulation.js';
+import { formatFailure, runSweep } from '../sim/sweep.js';
+
+export interface SimCommandOptions {
+  readonly seed: number;
+  readonly runs: number;
+  readonly nodes?: number;
+  readonly faults?: string;
+  readonly faultMs?: number;
+  readonly verbose?: boolean;
+  readonly history?: boolean;
+}
+
+export function parseFaults(s: string | undefined): FaultKind[] | undefined {
+  if (s === undefined || s === 'random') return undefined;
+  if (s === 'all') return [...FAULT_KINDS];
+  if (s === 'none') return [];
+  const kinds = s.split(',').map((x) => x.trim());
+  for (const k of kinds) {
+    if (!(FAULT_KINDS as readonly string[]).includes(k)) throw new Error(`unknown fault kind "${k}" (known: ${FAULT_KINDS.join(', ')}, or all, none, random)`);
+  }
+  return kinds as FaultKind[];
+}
+
+export function runSimCommand(o: SimCommandOptions, out: (line: string) => void): number {
+  let faults: FaultKind[] | undefined;
+  try {
+    faults = parseFaults(o.faults);
+  } catch (e) {
+    out(`flotilla sim: ${(e as Error).message}`);
+    return 2;
+  }
+  const started = performance.now();
+  let lastReport = started;
+  const summary = runSweep({
+    firstSeed: o.seed,
+    runs: o.runs,
+    ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
+    ...(faults ? { faults } : {}),
+    ...(o.faultMs !== undefined ? { faultPhaseMs: o.faultMs } : {}),
+    onResult: (r) => {
+      if (o.verbose) {
+        const s = r.stats;
+        out(
+          `seed ${r.seed}: ${r.ok ? 'ok' : 'FAIL'}  ${r.setting}  | ${s.events} events, term ${s.maxTerm}, ${s.leaders} leaders, ` +
+            `${s.opsOk}/${s.ops} ops ok, ${s.crashes} crashes, ${s.partitions} partitions, commit ${s.commitIndex}, leader ${s.leaderAfterHealMs}ms after heal`,
+        );
+        if (o.history) for (const h of r.history) out(`  ${JSON.stringify(h)}`);
+      } else if (performance.now() - lastReport > 5000) {
+        lastReport = performance.now();
+        out(`... seed ${r.seed} done`);
+      }
+    },
+  });
+  const secs = (performance.now() - started) / 1000;
+  if (summary.failures.length > 0) {
+    for (const f of summary.failures) out(formatFailure(f));
+    return 1;
+  }
+  const t = summary.totals;
+  out(
+    `${summary.runs} runs clean (seeds ${o.seed}..${o.seed + summary.runs - 1}) in ${secs.toFixed(1)}s: ` +
+      `${t.events} events, ${t.leaders} leaders elected, ${t.opsOk}/${t.ops} client ops ok, ${t.crashes} crashes, ` +
+      `${t.partitions} partitions, ${t.pauses} pauses, ${t.transfers} transfers, ${t.confChanges} conf changes, ` +
+      `${t.snapshotsInstalled} snapshots installed, ${(t.virtualMs / 1000).toFixed(0)}s virtual`,
+  );
+  out(`  sizes: ${Object.entries(summary.sizes).map(([k, v]) => `${k} members x${v}`).join(', ')}`);
+  out(`  fault kinds: ${Object.entries(summary.faultRuns).map(([k, v]) => `${k} x${v}`).join(', ')}`);
+  return 0;
 }

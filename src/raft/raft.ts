@@ -106,6 +106,8 @@ export class RaftCore {
   protected role: Role = 'follower';
   protected lead: NodeId = 0;
   protected config: Configuration;
+  /** The log index whose configuration `config` reflects (a snapshot's or the last applied change's). */
+  protected configIndex: Index = 0;
   protected progress = new Map<NodeId, Progress>();
   protected votes = new Map<NodeId, boolean>();
   protected electionElapsed = 0;
@@ -150,12 +152,16 @@ export class RaftCore {
     this.vote = hs.vote;
     this.latestSnapshot = initial.snapshot;
     this.config = fromConfState(initial.snapshot.meta.confState);
+    this.configIndex = initial.snapshot.meta.index;
     // Configuration changes in the log after the snapshot are re-applied as the driver
     // re-applies those entries; until then the snapshot's configuration is in force, except for
     // changes already applied before the restart, which we fold in here.
     for (let i = initial.snapshot.meta.index + 1; i <= this.log.applied; i++) {
       const e = this.log.entryAt(i);
-      if (e && e.type === 'conf') this.config = applyConfChange(this.config, decodeConfChange(e.data));
+      if (e && e.type === 'conf') {
+        this.config = applyConfChange(this.config, decodeConfChange(e.data));
+        this.configIndex = i;
+      }
     }
     this.prevHardState = { term: this.term, vote: this.vote, commit: this.log.commit };
     this.prevSoftState = { leader: 0, role: 'follower' };
@@ -341,12 +347,18 @@ export class RaftCore {
   /**
    * Captures the state machine image `data` at the applied index and compacts the log up to
    * it, keeping `retainEntries` entries below it so slightly lagging followers avoid a snapshot.
+   * Returns undefined when the image would be out of date (a newer snapshot is pending install).
    */
-  takeSnapshot(data: Uint8Array, retainEntries = 0): Snapshot {
+  takeSnapshot(data: Uint8Array, retainEntries = 0): Snapshot | undefined {
     assert(this.outstanding === null || this.outstanding.committedTo <= this.log.applied, 'takeSnapshot while entries are being applied');
     const index = this.log.applied;
     const term = this.log.term(index);
-    assert(term !== undefined, () => `takeSnapshot: term of applied index ${index} is unavailable`);
+    if (term === undefined || index <= this.latestSnapshot.meta.index) {
+      // A newer snapshot from the leader replaced the log below our applied index (it is about
+      // to be installed), or there is nothing new to capture: this image is already out of date.
+      this.cfg.logger.info(`${this.id} skipped snapshot at applied index ${index}: the log holds a snapshot at ${this.latestSnapshot.meta.index}`);
+      return undefined;
+    }
     const snap: Snapshot = { meta: { index, term, confState: toConfState(this.config) }, data };
     this.latestSnapshot = snap;
     this.log.compact(Math.max(0, index - Math.max(0, retainEntries)));
@@ -429,7 +441,9 @@ export class RaftCore {
     for (const e of rd.committedEntries) {
       assert(e.index === this.log.applied + 1, () => `advance: applying ${e.index} after ${this.log.applied}`);
       this.log.applied = e.index;
-      if (e.type === 'conf') this.applyConfEntry(e);
+      // A snapshot restored while these entries were out for applying already carries their
+      // configuration: a change at or below its index must not be applied twice.
+      if (e.type === 'conf' && e.index > this.configIndex) this.applyConfEntry(e);
     }
     if (this.role === 'leader') {
       // Thesis §10.2.1: the leader counts itself towards a quorum only for what it has made durable.
@@ -537,6 +551,12 @@ export class RaftCore {
     if (this.term !== term) {
       this.term = term;
       this.vote = 0;
+      // An acknowledgement still waiting in the outbox speaks for entries of the old term that
+      // are not durable yet, and the new term's leader may overwrite them before the next
+      // Ready persists anything: the ack would then claim entries we never stored, and the old
+      // leader could count it towards a commit. Drop it; a lost message is always safe.
+      // (Found by the simulator, seed 771 with crash,partition,pause faults.)
+      this.msgs = this.msgs.filter((m) => m.type !== 'appendResponse' || m.reject);
     }
     this.lead = 0;
     this.electionElapsed = 0;
@@ -627,7 +647,10 @@ export class RaftCore {
     this.electionElapsed++;
     if (this.electionElapsed >= this.cfg.electionTicks) {
       this.electionElapsed = 0;
-      if (this.cfg.checkQuorum) {
+      // A leader removed from the configuration checks its quorum even without checkQuorum:
+      // if it cannot reach the new configuration it cannot hand over, and nobody would ever
+      // tell it that a successor exists.
+      if (this.cfg.checkQuorum || !isVoter(this.config, this.id)) {
         if (!this.quorumActive()) {
           this.cfg.logger.warn(`${this.id} stepped down to follower since quorum is not active`);
           this.becomeFollower(this.term, 0);
@@ -639,6 +662,8 @@ export class RaftCore {
         this.cfg.logger.info(`${this.id} [term ${this.term}] abandons transfer to ${this.leadTransferee}: timed out`);
         this.leadTransferee = 0;
       }
+      // A leader removed from the configuration keeps trying to hand over.
+      if (!isVoter(this.config, this.id)) this.handOver();
     }
     for (const [id, pr] of this.progress) {
       if (id === this.id || pr.state !== 'snapshot') continue;
@@ -930,6 +955,7 @@ export class RaftCore {
     this.latestSnapshot = m.snapshot;
     this.pendingSnapshot = m.snapshot;
     this.config = fromConfState(s.confState);
+    this.configIndex = s.index;
     this.verifiedIndex = s.index;
     reply(s.index);
   }
@@ -949,7 +975,23 @@ export class RaftCore {
   private checkProposal(): Refusal | undefined {
     if (this.role !== 'leader') return this.refuse('notLeader', this.lead === 0 ? 'no leader is known' : `the leader is ${this.lead}`);
     if (this.leadTransferee !== 0) return this.refuse('transferInProgress', `leadership is being transferred to ${this.leadTransferee}`);
+    if (!isVoter(this.config, this.id)) return this.refuse('transferInProgress', 'this leader was removed from the configuration and is handing over');
     return undefined;
+  }
+
+  /** A removed leader transfers leadership to the voter whose log is most complete. */
+  private handOver(): void {
+    if (this.role !== 'leader' || this.leadTransferee !== 0) return;
+    let best: NodeId = 0;
+    let bestMatch = -1;
+    for (const id of this.config.voters) {
+      const pr = this.progress.get(id);
+      if (id !== this.id && pr && pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    if (best !== 0) this.transferLeader(best);
   }
 
   private refuse(reason: RefusalReason, detail: string): Refusal {
@@ -1174,6 +1216,7 @@ export class RaftCore {
     // Proposals are validated against the configuration they will apply to, so a committed
     // change that does not apply is a bug.
     const next = applyConfChange(this.config, cc);
+    this.configIndex = e.index;
     this.switchConfig(next);
     this.cfg.logger.info(
       `${this.id} switched to configuration voters=(${[...next.voters].join(' ')})${isJoint(next) ? `&&(${[...next.outgoing].join(' ')})` : ''} learners=(${[...next.learners].join(' ')})`,
@@ -1192,9 +1235,15 @@ export class RaftCore {
       else this.progress.set(id, this.newProgress(id, last + 1));
     }
     if (!isVoter(next, this.id)) {
-      // Removed or demoted leader: it has replicated the change that removes it; step down.
-      this.cfg.logger.info(`${this.id} is no longer a voter and steps down`);
-      this.becomeFollower(this.term, 0);
+      // Removed or demoted leader. Stepping down at once can wedge the cluster: the remaining
+      // voters may not know yet that the change committed (they would still need our vote in
+      // the old configuration), and our log may hold entries they lack, so we would refuse
+      // them. Instead we keep leading (not counting ourselves) until a voter of the new
+      // configuration has everything we have, then hand leadership to it (thesis §3.10).
+      this.cfg.logger.info(`${this.id} is no longer a voter; handing leadership over`);
+      this.handOver();
+      if (this.maybeCommit()) this.bcastDue = true;
+      this.bcastDue = true;
       return;
     }
     if (this.leadTransferee !== 0 && !next.voters.has(this.leadTransferee)) this.leadTransferee = 0;

@@ -1,0 +1,1187 @@
+/**
+ * The deterministic simulator: real Raft cores driven under virtual time, a faulty network,
+ * crashes that lose whatever was not yet durable, and clients whose operations are recorded
+ * as a history. Safety invariants are checked after every event; after the fault phase a
+ * liveness phase demands a leader and answers; the history is then checked for
+ * linearizability. Everything random comes from one seed, so a run is reproducible exactly.
+ */
+import { checkLinearizable } from '../check/linearizability.js';
+import type { HistoryOp, OpKind } from '../check/history.js';
+import { AssertionError } from '../lib/assert.js';
+import { rng as makeRng, type Rng } from '../lib/prng.js';
+import type { InitialState, RaftConfig } from '../raft/config.js';
+import type { Message } from '../raft/messages.js';
+import { RaftCore } from '../raft/raft.js';
+import type { ConfChange, ConfState, Entry, NodeId, Ready } from '../raft/types.js';
+import { SimDisk } from './disk.js';
+import { decodeCommand, encodeCommand, KvStateMachine, type KvCommand } from './kv.js';
+import { Network, randomProfile } from './network.js';
+import { EventQueue } from './queue.js';
+import { InvariantViolation } from './violation.js';
+
+export type CoreFactory = (config: RaftConfig, initial: InitialState) => RaftCore;
+
+export const FAULT_KINDS = ['partition', 'crash', 'pause', 'lossy', 'transfer', 'membership', 'compaction'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface SimOptions {
+  readonly seed: number;
+  /** Cluster size, 3..7 (default: chosen from the seed). */
+  readonly nodes?: number;
+  /** Fault kinds to inject (default: a subset chosen from the seed; every kind appears over a sweep). */
+  readonly faults?: readonly FaultKind[];
+  /** Virtual duration of the fault phase, ms. */
+  readonly faultPhaseMs?: number;
+  /** Probability that a new leader is struck (crashed or isolated) within a few message delays (default: 0.1, 0.3 or 0.7 by seed). */
+  readonly strikeChance?: number;
+  /** Range of virtual ms between two injected faults (default 20..600). */
+  readonly faultEveryMs?: readonly [number, number];
+  /** Builds each core; tests pass deliberately broken cores here. */
+  readonly makeCore?: CoreFactory;
+  /** Trace lines kept for a failure report. */
+  readonly traceLength?: number;
+  /** Skip the (comparatively slow) linearizability check. */
+  readonly skipLinearizability?: boolean;
+}
+
+export interface SimFailure {
+  readonly invariant: string;
+  readonly message: string;
+  readonly timeMs: number;
+  readonly trace: readonly string[];
+}
+
+export interface SimStats {
+  events: number;
+  messagesSent: number;
+  messagesDropped: number;
+  leaders: number;
+  maxTerm: number;
+  crashes: number;
+  pauses: number;
+  partitions: number;
+  transfers: number;
+  confChanges: number;
+  snapshotsTaken: number;
+  snapshotsInstalled: number;
+  ops: number;
+  opsOk: number;
+  opsFailed: number;
+  opsUnknown: number;
+  commitIndex: number;
+  virtualMs: number;
+  /** Virtual ms from the end of faults to a leader every member follows. */
+  leaderAfterHealMs: number;
+}
+
+export interface SimResult {
+  readonly ok: boolean;
+  readonly seed: number;
+  readonly nodes: number;
+  readonly faults: readonly FaultKind[];
+  /** The seed's settings, one line. */
+  readonly setting: string;
+  readonly failure?: SimFailure;
+  readonly stats: SimStats;
+  readonly history: readonly HistoryOp[];
+}
+
+const MS = 1000; // virtual time is in microseconds
+
+interface Setting {
+  nodes: number;
+  voters: number;
+  learners: number;
+  faults: FaultKind[];
+  electionTicks: number;
+  heartbeatTicks: number;
+  tickUs: number;
+  preVote: boolean;
+  checkQuorum: boolean;
+  maxMsgBytes: number;
+  inflightMsgsMax: number;
+  snapshotEvery: number;
+  snapshotRetain: number;
+  fsyncUs: readonly [number, number];
+  clients: number;
+  keys: number;
+  clientTimeoutUs: number;
+  strikeChance: number;
+}
+
+interface ClientRequest {
+  readonly client: SimClient;
+  readonly reqId: number;
+  readonly op: OpKind;
+  readonly key: string;
+  readonly cmd?: KvCommand;
+}
+
+interface Reply {
+  readonly ok: boolean;
+  readonly output?: string | boolean | null;
+  readonly hint?: NodeId;
+}
+
+class SimNode {
+  core: RaftCore | null = null;
+  sm = new KvStateMachine();
+  incarnation = 0;
+  up = false;
+  paused = false;
+  /** Work that arrived while paused, run in order on resume. */
+  deferred: (() => void)[] = [];
+  outstanding: Ready | null = null;
+  pendingWrites = new Map<string, { req: ClientRequest; index: number }>();
+  pendingAt = new Map<number, string>();
+  pendingReads = new Map<string, ClientRequest>();
+  readsWaiting: { index: number; req: ClientRequest }[] = [];
+  lastCommit = 0;
+  lastTerm = 0;
+  checkedCommit = 0;
+  checkedLeaderTerm = -1;
+  lastRole = 'follower';
+  appliedSinceSnapshot = 0;
+
+  constructor(
+    readonly id: NodeId,
+    readonly disk: SimDisk,
+    readonly drift: number,
+  ) {}
+}
+
+class SimClient {
+  process: number;
+  target: NodeId;
+  seq = 0;
+  waiting: { req: ClientRequest; call: number; value?: string; expected?: string | null } | null = null;
+  /** Liveness phase: only writes, until one succeeds. */
+  final = false;
+  finalAttempts = 0;
+  done = false;
+
+  constructor(
+    readonly id: number,
+    target: NodeId,
+  ) {
+    this.process = id;
+    this.target = target;
+  }
+}
+
+function chooseSetting(rng: Rng, o: SimOptions): Setting {
+  // Sizes cycle with the seed so a sweep covers 3..7 members evenly.
+  const nodes = o.nodes ?? 3 + (o.seed % 5);
+  if (nodes < 1 || nodes > 9) throw new RangeError(`nodes must be in [1, 9], got ${nodes}`);
+  let faults: FaultKind[];
+  if (o.faults) faults = [...o.faults];
+  else {
+    faults = FAULT_KINDS.filter(() => rng.chance(0.55));
+    if (faults.length === 0) faults = [rng.pick(FAULT_KINDS)];
+  }
+  const voters = nodes >= 4 && rng.chance(0.3) ? nodes - rng.int(1, Math.min(3, nodes - 2)) : nodes;
+  const learners = voters < nodes && rng.chance(0.5) ? 1 : 0;
+  const electionTicks = 10;
+  return {
+    nodes,
+    voters,
+    learners,
+    faults,
+    electionTicks,
+    heartbeatTicks: rng.pick([1, 1, 2, 3]),
+    tickUs: 10 * MS,
+    preVote: rng.chance(0.75),
+    checkQuorum: rng.chance(0.75),
+    maxMsgBytes: rng.pick([64, 256, 4096, 1 << 20]),
+    inflightMsgsMax: rng.pick([1, 4, 256]),
+    snapshotEvery: faults.includes('compaction') ? rng.pick([5, 15, 40]) : 1_000_000,
+    snapshotRetain: rng.pick([0, 0, 3, 10]),
+    fsyncUs: rng.pick([
+      [20, 100],
+      [200, 2000],
+      [100, 15 * MS],
+    ] as const),
+    clients: rng.int(2, 6),
+    keys: rng.int(1, 4),
+    clientTimeoutUs: 400 * MS,
+    strikeChance: o.strikeChance ?? rng.pick([0.1, 0.3, 0.7]),
+  };
+}
+
+export class Simulation {
+  private readonly rng: Rng;
+  private readonly netRng: Rng;
+  private readonly faultRng: Rng;
+  private readonly clientRng: Rng;
+  private readonly diskRng: Rng;
+  private readonly coreRng: Rng;
+  private readonly setting: Setting;
+  private readonly net: Network;
+  private readonly queue = new EventQueue();
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly clients: SimClient[] = [];
+  private readonly history: HistoryOp[] = [];
+  private readonly trace: string[] = [];
+  private readonly traceLength: number;
+  private readonly makeCore: CoreFactory;
+  private now = 0;
+  private phase: 'faults' | 'liveness' | 'settle' = 'faults';
+  private nextReqId = 1;
+  private readonly stats: SimStats = {
+    events: 0,
+    messagesSent: 0,
+    messagesDropped: 0,
+    leaders: 0,
+    maxTerm: 0,
+    crashes: 0,
+    pauses: 0,
+    partitions: 0,
+    transfers: 0,
+    confChanges: 0,
+    snapshotsTaken: 0,
+    snapshotsInstalled: 0,
+    ops: 0,
+    opsOk: 0,
+    opsFailed: 0,
+    opsUnknown: 0,
+    commitIndex: 0,
+    virtualMs: 0,
+    leaderAfterHealMs: -1,
+  };
+
+  // Invariant bookkeeping.
+  private readonly leaderOfTerm = new Map<number, NodeId>();
+  /** "index:term" -> content and the term of the entry before it (Log Matching). */
+  private readonly entryRecord = new Map<string, { content: string; prevTerm: number | undefined }>();
+  /**
+   * index -> the committed entry there (State Machine Safety, Leader Completeness), with the
+   * term of the member that first saw it committed: an upper bound of the term it committed in.
+   */
+  private readonly committed = new Map<number, { term: number; content: string; commitTerm: number }>();
+  private maxCommitted = 0;
+  private readonly contentCache = new WeakMap<Entry, string>();
+  /** Operations acknowledged to a client as done. */
+  private readonly acked: { opId: string; op: OpKind }[] = [];
+
+  constructor(private readonly opts: SimOptions) {
+    this.rng = makeRng(opts.seed);
+    this.setting = chooseSetting(this.rng.fork(), opts);
+    this.netRng = this.rng.fork();
+    this.faultRng = this.rng.fork();
+    this.clientRng = this.rng.fork();
+    this.diskRng = this.rng.fork();
+    this.coreRng = this.rng.fork();
+    const profile = randomProfile(this.netRng);
+    const lossy = this.setting.faults.includes('lossy');
+    this.net = new Network(lossy ? profile : { ...profile, loss: 0, dup: 0 }, this.netRng);
+    this.traceLength = opts.traceLength ?? 60;
+    this.makeCore = opts.makeCore ?? ((config, initial) => new RaftCore(config, initial));
+  }
+
+  describeSetting(): string {
+    const s = this.setting;
+    const p = this.net.profile;
+    return (
+      `nodes=${s.nodes} voters=${s.voters} learners=${s.learners} faults=${s.faults.join(',')} ` +
+      `preVote=${s.preVote} checkQuorum=${s.checkQuorum} heartbeat=${s.heartbeatTicks} maxMsgBytes=${s.maxMsgBytes} ` +
+      `inflight=${s.inflightMsgsMax} snapshotEvery=${s.snapshotEvery} net=${p.delay}/${p.baseUs}us loss=${p.loss} dup=${p.dup} ` +
+      `fsync=${s.fsyncUs[0]}-${s.fsyncUs[1]}us clients=${s.clients} keys=${s.keys} strike=${s.strikeChance}`
+    );
+  }
+
+  run(): SimResult {
+    let failure: SimFailure | undefined;
+    try {
+      this.setup();
+      const faultEnd = (this.opts.faultPhaseMs ?? 3000) * MS;
+      this.runUntil(faultEnd);
+      this.livenessPhase(faultEnd);
+      if (!this.opts.skipLinearizability) this.checkHistory();
+    } catch (e) {
+      failure = this.toFailure(e);
+    }
+    this.stats.virtualMs = Math.round(this.now / MS);
+    return {
+      ok: failure === undefined,
+      seed: this.opts.seed,
+      nodes: this.setting.nodes,
+      faults: this.setting.faults,
+      setting: this.describeSetting(),
+      ...(failure ? { failure } : {}),
+      stats: this.stats,
+      history: this.history,
+    };
+  }
+
+  private toFailure(e: unknown): SimFailure {
+    const trace = [...this.trace];
+    const timeMs = this.now / MS;
+    if (e instanceof InvariantViolation) return { invariant: e.invariant, message: e.message, timeMs, trace };
+    if (e instanceof AssertionError) return { invariant: 'core assertion', message: e.message, timeMs, trace };
+    const err = e as Error;
+    return { invariant: 'simulator error', message: `${err.name}: ${err.message}\n${err.stack ?? ''}`, timeMs, trace };
+  }
+
+  private note(line: string): void {
+    this.trace.push(`${(this.now / MS).toFixed(3).padStart(10)}ms  ${line}`);
+    if (this.trace.length > this.traceLength) this.trace.shift();
+  }
+
+  private schedule(delayUs: number, label: string, run: () => void): void {
+    this.queue.push(this.now + Math.max(0, Math.round(delayUs)), label, run);
+  }
+
+  private runUntil(t: number, stop?: () => boolean): void {
+    for (;;) {
+      if (stop && stop()) return;
+      if (this.queue.peekTime() > t) {
+        this.now = t;
+        return;
+      }
+      const ev = this.queue.pop()!;
+      this.now = ev.time;
+      this.stats.events++;
+      if (ev.label !== '') this.note(ev.label);
+      ev.run();
+      this.afterEvent();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Setup
+  // -------------------------------------------------------------------------------------
+
+  private setup(): void {
+    const s = this.setting;
+    const ids = Array.from({ length: s.nodes }, (_, i) => i + 1);
+    const voters = ids.slice(0, s.voters);
+    const learners = ids.slice(s.voters, s.voters + s.learners);
+    const conf: ConfState = { voters, votersOutgoing: [], learners, learnersNext: [], autoLeave: false };
+    for (const id of ids) {
+      const drift = 1 + (this.rng.next() - 0.5) * 0.1; // clocks differ by up to ±5%
+      this.nodes.set(id, new SimNode(id, new SimDisk(id, conf), drift));
+    }
+    this.note(`start: ${this.describeSetting()}`);
+    for (const n of this.nodes.values()) this.boot(n);
+    for (let c = 1; c <= s.clients; c++) {
+      const client = new SimClient(c, this.clientRng.pick(voters));
+      this.clients.push(client);
+      this.schedule(this.clientRng.int(0, 50 * MS), '', () => this.issue(client));
+    }
+    this.scheduleFault();
+  }
+
+  private boot(n: SimNode): void {
+    const s = this.setting;
+    n.incarnation++;
+    n.up = true;
+    n.paused = false;
+    n.deferred = [];
+    n.outstanding = null;
+    n.pendingWrites.clear();
+    n.pendingAt.clear();
+    n.pendingReads.clear();
+    n.readsWaiting = [];
+    n.checkedLeaderTerm = -1;
+    n.lastRole = 'follower';
+    n.appliedSinceSnapshot = 0;
+    const initial = n.disk.load();
+    n.sm = KvStateMachine.restore(initial.snapshot.data, initial.snapshot.meta.index);
+    const config: RaftConfig = {
+      id: n.id,
+      electionTicks: s.electionTicks,
+      heartbeatTicks: s.heartbeatTicks,
+      rng: this.coreRng.fork(),
+      preVote: s.preVote,
+      checkQuorum: s.checkQuorum,
+      maxMsgBytes: s.maxMsgBytes,
+      inflightMsgsMax: s.inflightMsgsMax,
+    };
+    n.core = this.makeCore(config, initial);
+    n.lastCommit = n.core.commitIndex;
+    n.lastTerm = n.core.currentTerm;
+    n.checkedCommit = Math.min(n.checkedCommit, n.core.commitIndex);
+    const inc = n.incarnation;
+    const tickEvery = s.tickUs * n.drift;
+    const tick = (): void => {
+      if (n.incarnation !== inc || !n.up) return;
+      if (!n.paused) {
+        n.core!.tick();
+        this.pump(n);
+      }
+      this.schedule(tickEvery, '', tick);
+    };
+    this.schedule(this.diskRng.int(0, s.tickUs), '', tick);
+    this.pump(n);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Driving a member: the Ready loop
+  // -------------------------------------------------------------------------------------
+
+  /** Takes the next Ready, if any, and starts persisting it; the rest happens when the write completes. */
+  private pump(n: SimNode): void {
+    if (!n.up || n.paused || n.outstanding || !n.core!.hasReady()) return;
+    const core = n.core!;
+    const rd = core.ready();
+    n.outstanding = rd;
+    this.checkNewEntries(n, rd);
+    if (rd.softState) this.note(`n${n.id} is ${rd.softState.role} of term ${core.currentTerm} (leader ${rd.softState.leader})`);
+    const inc = n.incarnation;
+    const delay = rd.mustSync ? this.diskRng.int(this.setting.fsyncUs[0], this.setting.fsyncUs[1]) : 1;
+    this.schedule(delay, '', () => {
+      if (n.incarnation !== inc || !n.up) return; // crashed meanwhile: the Ready is lost
+      this.onNode(n, () => this.finishReady(n, rd));
+    });
+  }
+
+  /** Runs `f` on member `n` now, or when it resumes if paused. */
+  private onNode(n: SimNode, f: () => void): void {
+    if (!n.up) return;
+    if (n.paused) n.deferred.push(f);
+    else f();
+  }
+
+  private finishReady(n: SimNode, rd: Ready): void {
+    const core = n.core!;
+    // 1. persist
+    n.disk.persist(rd);
+    // 2. send
+    for (const m of rd.messages) {
+      this.checkOutgoing(n, m);
+      this.send(m);
+    }
+    // 3. install the snapshot, apply committed entries
+    if (rd.snapshot) {
+      n.sm = KvStateMachine.restore(rd.snapshot.data, rd.snapshot.meta.index);
+      this.stats.snapshotsInstalled++;
+      this.note(`n${n.id} installed snapshot at ${rd.snapshot.meta.index}/${rd.snapshot.meta.term}`);
+    }
+    for (const e of rd.committedEntries) this.apply(n, e);
+    // 4. reads
+    for (const rs of rd.readStates) {
+      const req = n.pendingReads.get(rs.ctx);
+      if (!req) continue;
+      n.pendingReads.delete(rs.ctx);
+      n.readsWaiting.push({ index: rs.index, req });
+    }
+    this.serveReads(n);
+    // 5. advance
+    n.outstanding = null;
+    core.advance(rd);
+    this.maybeSnapshot(n);
+    this.pump(n);
+  }
+
+  private apply(n: SimNode, e: Entry): void {
+    this.checkApplied(n, e);
+    n.appliedSinceSnapshot++;
+    let opId: string | undefined;
+    if (e.type === 'normal' && e.data.length > 0) {
+      const cmd = decodeCommand(e.data);
+      opId = cmd.id;
+      const swapped = n.sm.apply(e.index, cmd);
+      const p = n.pendingWrites.get(cmd.id);
+      if (p) {
+        n.pendingWrites.delete(cmd.id);
+        n.pendingAt.delete(p.index);
+        this.reply(p.req, { ok: true, ...(cmd.op === 'cas' ? { output: swapped } : {}) });
+      }
+    } else {
+      n.sm.appliedIndex = e.index;
+    }
+    // A different entry at the index where a proposal of ours sat: that proposal can never commit.
+    const lost = n.pendingAt.get(e.index);
+    if (lost !== undefined && lost !== opId) {
+      const p = n.pendingWrites.get(lost)!;
+      n.pendingWrites.delete(lost);
+      n.pendingAt.delete(e.index);
+      this.reply(p.req, { ok: false, hint: n.core!.leader });
+    }
+  }
+
+  private serveReads(n: SimNode): void {
+    if (n.readsWaiting.length === 0) return;
+    const still: { index: number; req: ClientRequest }[] = [];
+    for (const w of n.readsWaiting) {
+      if (n.sm.appliedIndex >= w.index) this.reply(w.req, { ok: true, output: n.sm.get(w.req.key) });
+      else still.push(w);
+    }
+    n.readsWaiting = still;
+  }
+
+  private maybeSnapshot(n: SimNode): void {
+    const core = n.core!;
+    if (n.appliedSinceSnapshot < this.setting.snapshotEvery || core.appliedIndex <= n.disk.snapshot.meta.index) return;
+    if (n.sm.appliedIndex !== core.appliedIndex) {
+      throw new InvariantViolation('state machine safety', `n${n.id} state machine at ${n.sm.appliedIndex} but core applied ${core.appliedIndex}`);
+    }
+    const snap = core.takeSnapshot(n.sm.snapshot(), this.setting.snapshotRetain);
+    if (!snap) return;
+    n.disk.saveSnapshot(snap);
+    n.appliedSinceSnapshot = 0;
+    this.stats.snapshotsTaken++;
+    this.note(`n${n.id} took snapshot at ${snap.meta.index}/${snap.meta.term}`);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Network
+  // -------------------------------------------------------------------------------------
+
+  private send(m: Message): void {
+    this.stats.messagesSent++;
+    const copies = this.net.copies();
+    if (copies === 0) this.stats.messagesDropped++;
+    for (let i = 0; i < copies; i++) {
+      this.schedule(this.net.delayUs(), `deliver ${describeMessage(m)}`, () => this.deliver(m));
+    }
+  }
+
+  private deliver(m: Message): void {
+    const to = this.nodes.get(m.to);
+    if (!to || !to.up || !this.net.canPass(m.from, m.to)) {
+      this.stats.messagesDropped++;
+      return;
+    }
+    const inc = to.incarnation;
+    this.onNode(to, () => {
+      if (to.incarnation !== inc) return;
+      to.core!.step(m);
+      this.pump(to);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Clients
+  // -------------------------------------------------------------------------------------
+
+  private issue(c: SimClient): void {
+    if (c.done || c.waiting) return;
+    if (this.phase === 'settle') return;
+    const r = this.clientRng;
+    const key = `k${r.int(0, this.setting.keys)}`;
+    const opId = `c${c.id}-${++c.seq}`;
+    const value = `v${c.id}.${c.seq}`;
+    let req: ClientRequest;
+    let expected: string | null | undefined;
+    const pick = c.final ? 0.5 : r.next();
+    const reqId = this.nextReqId++;
+    if (pick < 0.4) {
+      req = { client: c, reqId, op: 'read', key };
+    } else if (pick < 0.75) {
+      req = { client: c, reqId, op: 'write', key, cmd: { id: opId, op: 'write', key, value } };
+    } else if (pick < 0.8) {
+      req = { client: c, reqId, op: 'delete', key, cmd: { id: opId, op: 'delete', key } };
+    } else {
+      // Expect a value this client may have seen: its own last write or a recent one.
+      expected = r.chance(0.2) ? null : `v${r.int(1, this.setting.clients + 1)}.${Math.max(1, c.seq - r.int(1, 4))}`;
+      req = { client: c, reqId, op: 'cas', key, cmd: { id: opId, op: 'cas', key, expected, value } };
+    }
+    c.waiting = { req, call: this.now, ...(req.op === 'write' || req.op === 'cas' ? { value } : {}), ...(req.op === 'cas' ? { expected: expected ?? null } : {}) };
+    const target = this.nodes.get(c.target)!;
+    this.stats.ops++;
+    this.schedule(this.clientDelay(), `client ${c.process} -> n${c.target}: ${req.op} ${key}${req.cmd ? ` (${opId})` : ''}`, () => {
+      this.onNode(target, () => this.handleRequest(target, req));
+    });
+    this.schedule(this.setting.clientTimeoutUs, '', () => {
+      if (c.waiting?.req.reqId === reqId) this.complete(c, null, undefined);
+    });
+  }
+
+  private clientDelay(): number {
+    return this.net.delayUs();
+  }
+
+  private handleRequest(n: SimNode, req: ClientRequest): void {
+    const core = n.core!;
+    if (req.op === 'read') {
+      const ctx = `r${req.reqId}`;
+      const r = core.readIndex(ctx);
+      if (!r.ok) this.reply(req, { ok: false, hint: r.leaderHint });
+      else n.pendingReads.set(ctx, req);
+    } else {
+      const r = core.propose(encodeCommand(req.cmd!));
+      if (!r.ok) this.reply(req, { ok: false, hint: r.leaderHint });
+      else {
+        n.pendingWrites.set(req.cmd!.id, { req, index: r.index });
+        n.pendingAt.set(r.index, req.cmd!.id);
+      }
+    }
+    this.pump(n);
+  }
+
+  private reply(req: ClientRequest, rep: Reply): void {
+    const c = req.client;
+    const lost = this.net.faulty && this.clientRng.chance(this.net.profile.loss / 2);
+    if (lost) return;
+    this.schedule(this.clientDelay(), '', () => {
+      if (c.waiting?.req.reqId !== req.reqId) return;
+      // Follow the leader hint; with none, try another member.
+      if (!rep.ok) c.target = rep.hint || this.clientRng.int(1, this.setting.nodes + 1);
+      this.complete(c, rep.ok, rep.output);
+    });
+  }
+
+  private complete(c: SimClient, ok: boolean | null, output: string | boolean | null | undefined): void {
+    const w = c.waiting!;
+    c.waiting = null;
+    const req = w.req;
+    const op: HistoryOp = {
+      process: c.process,
+      op: req.op,
+      key: req.key,
+      ...(w.value !== undefined ? { value: w.value } : {}),
+      ...(req.op === 'cas' ? { expected: w.expected ?? null } : {}),
+      ok,
+      ...(ok === true && (req.op === 'read' || req.op === 'cas') ? { output: output ?? null } : {}),
+      call: w.call * 1000,
+      return: ok === null ? null : this.now * 1000,
+    };
+    this.history.push(op);
+    this.note(
+      `client ${c.process} ${req.op} ${req.key}${w.value !== undefined ? ` ${w.value}` : ''} -> ${ok === null ? 'unknown (timeout)' : ok ? `ok${op.output !== undefined ? ` ${JSON.stringify(op.output)}` : ''}` : 'refused'}`,
+    );
+    if (ok === true) {
+      this.stats.opsOk++;
+      if (req.cmd) this.acked.push({ opId: req.cmd.id, op: req.op });
+    } else if (ok === false) this.stats.opsFailed++;
+    else {
+      this.stats.opsUnknown++;
+      // A client whose op has an unknown outcome is a new process from now on (the old one may
+      // still be "in" that op), and it looks for the leader elsewhere.
+      c.process += this.setting.clients;
+      c.target = this.clientRng.int(1, this.setting.nodes + 1);
+    }
+    if (c.final) {
+      c.finalAttempts++;
+      if (ok === true && req.op === 'write') {
+        c.done = true;
+        return;
+      }
+      if (c.finalAttempts > 200) {
+        throw new InvariantViolation('liveness', `client ${c.id} could not complete a write in ${c.finalAttempts} attempts after the faults stopped`);
+      }
+    } else if (this.phase !== 'faults') {
+      c.final = true;
+    }
+    this.schedule(this.clientRng.int(0, 20 * MS), '', () => this.issue(c));
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Faults
+  // -------------------------------------------------------------------------------------
+
+  private scheduleFault(): void {
+    const active = this.setting.faults.filter((f) => f !== 'lossy');
+    if (active.length === 0) return;
+    const [lo, hi] = this.opts.faultEveryMs ?? [20, 600];
+    this.schedule(this.faultRng.int(lo * MS, hi * MS + 1), '', () => {
+      if (this.phase !== 'faults') return;
+      this.injectFault(this.faultRng.pick(active));
+      this.scheduleFault();
+    });
+  }
+
+  private currentLeader(): SimNode | undefined {
+    let best: SimNode | undefined;
+    for (const n of this.nodes.values()) {
+      if (n.up && n.core!.currentRole === 'leader' && (!best || n.core!.currentTerm > best.core!.currentTerm)) best = n;
+    }
+    return best;
+  }
+
+  private victim(): SimNode {
+    const leader = this.currentLeader();
+    if (leader && this.faultRng.chance(0.5)) return leader;
+    return this.nodes.get(this.faultRng.int(1, this.setting.nodes + 1))!;
+  }
+
+  private injectFault(kind: FaultKind): void {
+    const r = this.faultRng;
+    const ids = [...this.nodes.keys()];
+    switch (kind) {
+      case 'partition': {
+        this.stats.partitions++;
+        this.net.healAll();
+        const shape = r.pick(['isolate', 'split', 'oneWay', 'ring', 'bridge', 'flapping'] as const);
+        const hold = r.int(50 * MS, 1500 * MS);
+        const apply = (): string => {
+          this.net.healAll();
+          const shuffled = shuffle(r, ids);
+          switch (shape) {
+            case 'isolate':
+            case 'flapping': {
+              const v = this.victim().id;
+              this.net.split([v], ids.filter((x) => x !== v));
+              return `isolate n${v}`;
+            }
+            case 'split': {
+              const k = r.int(1, Math.floor(ids.length / 2) + 1);
+              this.net.split(shuffled.slice(0, k), shuffled.slice(k));
+              return `split {${shuffled.slice(0, k).join(',')}} | {${shuffled.slice(k).join(',')}}`;
+            }
+            case 'oneWay': {
+              const v = this.victim().id;
+              const inbound = r.chance(0.5);
+              for (const x of ids) if (x !== v) (inbound ? this.net.block(x, v) : this.net.block(v, x));
+              return `one-way: n${v} ${inbound ? 'hears nobody' : 'is heard by nobody'}`;
+            }
+            case 'ring': {
+              // Each member talks only to its two neighbours in a random ring: non-transitive.
+              for (let i = 0; i < shuffled.length; i++) {
+                for (let j = 0; j < shuffled.length; j++) {
+                  const d = Math.abs(i - j);
+                  if (d > 1 && d < shuffled.length - 1) this.net.block(shuffled[i]!, shuffled[j]!);
+                }
+              }
+              return `ring ${shuffled.join('-')}`;
+            }
+            case 'bridge': {
+              // Two halves that only one member (the bridge) connects.
+              const bridge = shuffled[0]!;
+              const rest = shuffled.slice(1);
+              const k = Math.floor(rest.length / 2);
+              this.net.split(rest.slice(0, k), rest.slice(k));
+              return `bridge n${bridge} between {${rest.slice(0, k).join(',')}} and {${rest.slice(k).join(',')}}`;
+            }
+          }
+        };
+        this.note(`FAULT partition: ${apply()}`);
+        if (shape === 'flapping') {
+          const flips = r.int(3, 12);
+          for (let i = 1; i <= flips; i++) {
+            this.schedule((hold * i) / flips / 2, '', () => {
+              if (this.phase !== 'faults') return;
+              if (i % 2 === 1) {
+                this.net.healAll();
+                this.note('FAULT flapping partition heals');
+              } else this.note(`FAULT flapping partition: ${apply()}`);
+            });
+          }
+        }
+        this.schedule(hold, '', () => {
+          if (this.phase !== 'faults') return;
+          this.net.healAll();
+          this.note('FAULT network healed');
+        });
+        return;
+      }
+      case 'crash': {
+        const v = this.victim();
+        if (!v.up) return;
+        this.crash(v);
+        const down = r.chance(0.2) ? r.int(0, 2 * MS) : r.int(10 * MS, 1500 * MS);
+        this.schedule(down, '', () => this.restart(v));
+        return;
+      }
+      case 'pause': {
+        const v = this.victim();
+        if (!v.up || v.paused) return;
+        this.stats.pauses++;
+        v.paused = true;
+        this.note(`FAULT pause n${v.id}`);
+        const inc = v.incarnation;
+        this.schedule(r.int(50 * MS, 800 * MS), '', () => {
+          if (v.incarnation === inc) this.resume(v);
+        });
+        return;
+      }
+      case 'transfer': {
+        const l = this.currentLeader();
+        if (!l) return;
+        const voters = l.core!.status().confState.voters.filter((x) => x !== l.id);
+        if (voters.length === 0) return;
+        const to = r.pick(voters);
+        const res = l.core!.transferLeader(to);
+        this.note(`FAULT transfer leadership n${l.id} -> n${to}: ${res.ok ? 'started' : res.reason}`);
+        if (res.ok) this.stats.transfers++;
+        this.pump(l);
+        return;
+      }
+      case 'membership': {
+        const l = this.currentLeader();
+        if (!l) return;
+        const cc = this.chooseConfChange(l);
+        if (!cc) return;
+        const res = l.core!.proposeConfChange(cc);
+        this.note(`FAULT conf change ${describeConfChange(cc)} at n${l.id}: ${res.ok ? `proposed at ${res.index}` : res.reason}`);
+        if (res.ok) this.stats.confChanges++;
+        this.pump(l);
+        return;
+      }
+      case 'compaction': {
+        const v = this.victim();
+        if (!v.up || v.paused || v.outstanding) return;
+        v.appliedSinceSnapshot = this.setting.snapshotEvery;
+        this.maybeSnapshot(v);
+        return;
+      }
+      case 'lossy':
+        return;
+    }
+  }
+
+  /**
+   * Targeted faults: a new leader is sometimes struck down within a few message delays, before
+   * its first entries are replicated. This is what produces the half-replicated logs of the
+   * paper's Figure 8 far more often than faults at uniformly random times do.
+   */
+  private onNewLeader(n: SimNode): void {
+    if (this.phase !== 'faults') return;
+    const r = this.faultRng;
+    const f = this.setting.faults;
+    // Within a few one-way delays: the new leader has sent its first appends, few have arrived.
+    const soon = r.int(0, 4 * this.net.profile.baseUs + 1);
+    const p = this.setting.strikeChance;
+    if (f.includes('crash') && r.chance(p)) {
+      const inc = n.incarnation;
+      this.schedule(soon, '', () => {
+        if (this.phase !== 'faults' || n.incarnation !== inc || !n.up) return;
+        this.note(`FAULT strike new leader n${n.id}:`);
+        this.crash(n);
+        this.schedule(r.int(5 * MS, 300 * MS), '', () => this.restart(n));
+      });
+    } else if (f.includes('partition') && r.chance(p)) {
+      this.schedule(soon, '', () => {
+        if (this.phase !== 'faults') return;
+        this.stats.partitions++;
+        this.net.healAll();
+        this.net.split([n.id], [...this.nodes.keys()].filter((x) => x !== n.id));
+        this.note(`FAULT partition: isolate new leader n${n.id}`);
+        this.schedule(r.int(20 * MS, 500 * MS), '', () => {
+          if (this.phase !== 'faults') return;
+          this.net.healAll();
+          this.note('FAULT network healed');
+        });
+      });
+    }
+  }
+
+  private chooseConfChange(l: SimNode): ConfChange | undefined {
+    const cs = l.core!.status().confState;
+    if (cs.votersOutgoing.length > 0) return undefined;
+    const r = this.faultRng;
+    const all = [...this.nodes.keys()];
+    const outside = all.filter((x) => !cs.voters.includes(x) && !cs.learners.includes(x));
+    const options: (() => ConfChange)[] = [];
+    if (outside.length > 0) options.push(() => ({ changes: [{ kind: 'addLearner', nodeId: r.pick(outside) }] }));
+    if (cs.learners.length > 0) {
+      options.push(() => ({ changes: [{ kind: 'addVoter', nodeId: r.pick(cs.learners) }], joint: r.chance(0.5), autoLeave: true }));
+    }
+    if (cs.voters.length > 2) {
+      options.push(() => ({ changes: [{ kind: 'removeNode', nodeId: r.pick(cs.voters) }], ...(r.chance(0.5) ? { joint: true, autoLeave: true } : {}) }));
+      options.push(() => ({ changes: [{ kind: 'addLearner', nodeId: r.pick(cs.voters) }] }));
+    }
+    if (cs.voters.length >= 2 && cs.learners.length > 0) {
+      options.push(() => ({
+        changes: [
+          { kind: 'removeNode', nodeId: r.pick(cs.voters) },
+          { kind: 'addVoter', nodeId: r.pick(cs.learners) },
+        ],
+        joint: true,
+        autoLeave: true,
+      }));
+    }
+    if (options.length === 0) return undefined;
+    return r.pick(options)();
+  }
+
+  private crash(n: SimNode): void {
+    this.stats.crashes++;
+    this.note(`FAULT crash n${n.id}${n.outstanding ? ' (losing an unpersisted Ready)' : ''}`);
+    n.up = false;
+    n.paused = false;
+    n.deferred = [];
+    n.outstanding = null;
+    n.core = null;
+    n.incarnation++;
+  }
+
+  private restart(n: SimNode): void {
+    if (n.up) return;
+    this.note(`FAULT restart n${n.id} from disk (term ${n.disk.hardState.term}, vote ${n.disk.hardState.vote}, commit ${n.disk.hardState.commit}, snapshot ${n.disk.snapshot.meta.index}, ${n.disk.entries.length} entries)`);
+    this.boot(n);
+  }
+
+  private resume(n: SimNode): void {
+    if (!n.paused) return;
+    this.note(`FAULT resume n${n.id}`);
+    n.paused = false;
+    const work = n.deferred;
+    n.deferred = [];
+    for (const f of work) {
+      if (!n.up || n.paused) break;
+      f();
+    }
+    this.pump(n);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Liveness
+  // -------------------------------------------------------------------------------------
+
+  private livenessPhase(faultEnd: number): void {
+    this.phase = 'liveness';
+    this.net.healAll();
+    this.net.faulty = false;
+    this.note('--- faults stop: network healed, every member up ---');
+    for (const n of this.nodes.values()) {
+      if (!n.up) this.restart(n);
+      else if (n.paused) this.resume(n);
+    }
+    for (const c of this.clients) {
+      if (!c.waiting) {
+        c.final = true;
+        this.schedule(0, '', () => this.issue(c));
+      }
+    }
+    // A leader every member of its configuration follows, within a bounded time.
+    const bound = 10_000 * MS;
+    this.runUntil(faultEnd + bound, () => this.stableLeader() !== undefined);
+    const leader = this.stableLeader();
+    if (!leader) throw new InvariantViolation('liveness', `no stable leader ${bound / MS}ms after the faults stopped: ${this.roles()}`);
+    this.stats.leaderAfterHealMs = Math.round((this.now - faultEnd) / MS);
+    // Every client gets an answer and completes a write.
+    this.runUntil(faultEnd + 2 * bound, () => this.clients.every((c) => c.done));
+    const stuck = this.clients.filter((c) => !c.done);
+    if (stuck.length > 0) {
+      throw new InvariantViolation('liveness', `clients ${stuck.map((c) => c.id).join(',')} got no successful write within ${(2 * bound) / MS}ms after the faults stopped: ${this.roles()}`);
+    }
+    // Every member of the final configuration catches up to the same state.
+    this.phase = 'settle';
+    this.runUntil(this.now + bound, () => this.converged() === undefined);
+    const why = this.converged();
+    if (why) throw new InvariantViolation('liveness', `members did not converge: ${why}`);
+    this.stats.commitIndex = this.currentLeader()?.core!.commitIndex ?? 0;
+    this.checkAckedEverywhere();
+  }
+
+  private roles(): string {
+    return [...this.nodes.values()]
+      .map((n) => (n.up ? `n${n.id}:${n.core!.currentRole}/t${n.core!.currentTerm}/lead${n.core!.leader}` : `n${n.id}:down`))
+      .join(' ');
+  }
+
+  private finalMembers(leader: SimNode): SimNode[] {
+    const cs = leader.core!.status().confState;
+    const ids = new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners]);
+    return [...ids].map((id) => this.nodes.get(id)!);
+  }
+
+  private stableLeader(): SimNode | undefined {
+    const l = this.currentLeader();
+    if (!l) return undefined;
+    for (const n of this.finalMembers(l)) if (!n.up || n.core!.leader !== l.id || n.core!.currentTerm !== l.core!.currentTerm) return undefined;
+    return l;
+  }
+
+  private converged(): string | undefined {
+    const l = this.stableLeader();
+    if (!l) return `no stable leader: ${this.roles()}`;
+    const commit = l.core!.commitIndex;
+    const digest = l.sm.digest();
+    for (const n of this.finalMembers(l)) {
+      if (n.core!.appliedIndex !== commit || n.sm.appliedIndex !== commit) return `n${n.id} applied ${n.core!.appliedIndex} of ${commit}`;
+      if (n.sm.digest() !== digest) return `n${n.id} state ${n.sm.digest()} differs from leader n${l.id} state ${digest}`;
+    }
+    return undefined;
+  }
+
+  private checkAckedEverywhere(): void {
+    const l = this.stableLeader()!;
+    for (const n of this.finalMembers(l)) {
+      for (const a of this.acked) {
+        if (!n.sm.hasApplied(a.opId)) {
+          throw new InvariantViolation('acknowledged write lost', `${a.op} ${a.opId} was acknowledged to its client but member n${n.id} never applied it`);
+        }
+      }
+    }
+  }
+
+  private checkHistory(): void {
+    const r = checkLinearizable(this.history);
+    if (!r.ok) throw new InvariantViolation('linearizability', r.failure ? `key ${r.failure.key}: ${r.failure.message}` : 'history is not linearizable');
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Safety invariants
+  // -------------------------------------------------------------------------------------
+
+  private content(e: Entry): string {
+    let c = this.contentCache.get(e);
+    if (c === undefined) {
+      c = `${e.type}:${new TextDecoder().decode(e.data)}`;
+      this.contentCache.set(e, c);
+    }
+    return c;
+  }
+
+  /** Checked after every event, for every running member. */
+  private afterEvent(): void {
+    for (const n of this.nodes.values()) {
+      if (!n.up) continue;
+      const core = n.core!;
+      const term = core.currentTerm;
+      if (term < n.lastTerm) throw new InvariantViolation('term monotonic', `n${n.id} went from term ${n.lastTerm} to ${term}`);
+      n.lastTerm = term;
+      if (term > this.stats.maxTerm) this.stats.maxTerm = term;
+      const commit = core.commitIndex;
+      if (commit < n.lastCommit) throw new InvariantViolation('commit monotonic', `n${n.id} commit index went from ${n.lastCommit} to ${commit}`);
+      n.lastCommit = commit;
+      if (commit > n.checkedCommit) this.recordCommitted(n, commit);
+      const role = core.currentRole;
+      if (role !== n.lastRole) n.lastRole = role;
+      if (role === 'leader') {
+        const other = this.leaderOfTerm.get(term);
+        if (other === undefined) {
+          this.leaderOfTerm.set(term, n.id);
+          this.stats.leaders++;
+          this.onNewLeader(n);
+        } else if (other !== n.id) {
+          throw new InvariantViolation('election safety', `two leaders in term ${term}: n${other} and n${n.id}`);
+        }
+        if (n.checkedLeaderTerm !== term) {
+          n.checkedLeaderTerm = term;
+          this.checkLeaderCompleteness(n);
+        }
+      }
+    }
+  }
+
+  /** Records entries newly committed at `n`; a different entry already committed at an index is a safety violation. */
+  private recordCommitted(n: SimNode, commit: number): void {
+    const core = n.core!;
+    for (let i = Math.max(n.checkedCommit + 1, core.firstIndex()); i <= commit; i++) {
+      const e = core.entryAt(i);
+      if (!e) continue;
+      const c = this.content(e);
+      const prev = this.committed.get(i);
+      if (prev === undefined) {
+        this.committed.set(i, { term: e.term, content: c, commitTerm: core.currentTerm });
+        if (i > this.maxCommitted) this.maxCommitted = i;
+      } else if (prev.term !== e.term || prev.content !== c) {
+        throw new InvariantViolation(
+          'state machine safety',
+          `n${n.id} committed ${i}/${e.term} ${c} but ${i}/${prev.term} ${prev.content} was committed before`,
+        );
+      }
+    }
+    n.checkedCommit = commit;
+  }
+
+  /**
+   * A leader holds every entry committed in an earlier term (§5.4.3). A leader of a stale term
+   * (one that won while cut off) is only bound by what was committed before its term.
+   */
+  private checkLeaderCompleteness(n: SimNode): void {
+    const core = n.core!;
+    const term = core.currentTerm;
+    for (let i = core.firstIndex(); i <= this.maxCommitted; i++) {
+      const c = this.committed.get(i);
+      if (!c || c.commitTerm >= term) continue;
+      const t = core.termAt(i);
+      if (t !== c.term) {
+        throw new InvariantViolation(
+          'leader completeness',
+          `n${n.id} became leader of term ${term} holding ${t === undefined ? 'nothing' : `${i}/${t}`} at index ${i}, but ${i}/${c.term} was committed in term ${c.commitTerm} or earlier`,
+        );
+      }
+    }
+  }
+
+  /** Log Matching (§5.3): an (index, term) pair names one entry, and one predecessor term. */
+  private checkNewEntries(n: SimNode, rd: Ready): void {
+    const core = n.core!;
+    let prevTerm = rd.entries.length > 0 ? core.termAt(rd.entries[0]!.index - 1) : undefined;
+    for (const e of rd.entries) {
+      const key = `${e.index}:${e.term}`;
+      const c = this.content(e);
+      const rec = this.entryRecord.get(key);
+      if (rec === undefined) this.entryRecord.set(key, { content: c, prevTerm });
+      else if (rec.content !== c) {
+        throw new InvariantViolation('log matching', `n${n.id} holds ${e.index}/${e.term} ${c}, another log holds ${e.index}/${e.term} ${rec.content}`);
+      } else if (rec.prevTerm !== undefined && prevTerm !== undefined && rec.prevTerm !== prevTerm) {
+        throw new InvariantViolation(
+          'log matching',
+          `n${n.id} holds ${e.index}/${e.term} after an entry of term ${prevTerm}, another log holds it after an entry of term ${rec.prevTerm}`,
+        );
+      }
+      prevTerm = e.term;
+    }
+  }
+
+  /** State Machine Safety at apply time: every member applies the same entry at each index. */
+  private checkApplied(n: SimNode, e: Entry): void {
+    const c = this.content(e);
+    const prev = this.committed.get(e.index);
+    if (prev === undefined) {
+      this.committed.set(e.index, { term: e.term, content: c, commitTerm: n.core!.currentTerm });
+      if (e.index > this.maxCommitted) this.maxCommitted = e.index;
+    } else if (prev.term !== e.term || prev.content !== c) {
+      throw new InvariantViolation('state machine safety', `n${n.id} applied ${e.index}/${e.term} ${c} but ${e.index}/${prev.term} ${prev.content} is committed there`);
+    }
+    if (e.index !== n.sm.appliedIndex + 1) {
+      throw new InvariantViolation('state machine safety', `n${n.id} applied entry ${e.index} right after ${n.sm.appliedIndex}`);
+    }
+  }
+
+  /** What must be durable before a message leaves (the Ready contract). */
+  private checkOutgoing(n: SimNode, m: Message): void {
+    const hs = n.disk.hardState;
+    if (m.type === 'voteResponse' && !m.reject && !m.preVote) {
+      // The grant must be durable, or superseded by a durable later term (then this member can
+      // never vote in the grant's term again either).
+      if (hs.term < m.term || (hs.term === m.term && hs.vote !== m.to)) {
+        throw new InvariantViolation('vote durability', `n${n.id} granted its vote to n${m.to} in term ${m.term} but its disk says term ${hs.term} vote ${hs.vote}`);
+      }
+    }
+    if (m.type === 'appendResponse' && !m.reject && !n.disk.holds(m.index)) {
+      throw new InvariantViolation('ack durability', `n${n.id} acknowledged index ${m.index} to n${m.to} but its disk holds only up to ${n.disk.snapshot.meta.index + n.disk.entries.length}`);
+    }
+  }
+}
+
+function shuffle<T>(r: Rng, xs: readonly T[]): T[] {
+  const a = [...xs];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = r.int(0, i + 1);
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}
+
+export function describeMessage(m: Message): string {
+  const head = `n${m.from}->n${m.to} ${m.type} t${m.term}`;
+  switch (m.type) {
+    case 'append':
+      return `${head} prev=${m.prevLogIndex}/${m.prevLogTerm} entries=${m.entries.length > 0 ? `${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}` : 'none'} commit=${m.commit}`;
+    case 'appendResponse':
+      return `${head} index=${m.index}${m.reject ? ` REJECT hint=${m.hintIndex}/${m.hintTerm}` : ''}`;
+    case 'heartbeat':
+      return `${head} commit=${m.commit} round=${m.round}`;
+    case 'heartbeatResponse':
+      return `${head} round=${m.round}`;
+    case 'vote':
+      return `${head}${m.preVote ? ' pre' : ''} last=${m.lastLogIndex}/${m.lastLogTerm}${m.transfer ? ' transfer' : ''}`;
+    case 'voteResponse':
+      return `${head}${m.preVote ? ' pre' : ''} ${m.reject ? 'REJECT' : 'GRANT'}`;
+    case 'snapshot':
+      return `${head} at ${m.snapshot.meta.index}/${m.snapshot.meta.term}`;
+    case 'readIndex':
+      return `${head} ctx=${m.ctx}`;
+    case 'readIndexResponse':
+      return `${head} ctx=${m.ctx} index=${m.index}${m.reject ? ' REJECT' : ''}`;
+    case 'timeoutNow':
+      return head;
+  }
+}
+
+function describeConfChange(cc: ConfChange): string {
+  if (cc.changes.length === 0) return 'leave-joint';
+  const parts = cc.changes.map((c) => `${c.kind}(${c.nodeId})`);
+  return `${parts.join(' ')}${cc.joint ? ' joint' : ''}`;
+}
+
+export function runSimulation(opts: SimOptions): SimResult {
+  return new Simulation(opts).run();
+}

@@ -1,0 +1,72 @@
+/**
+ * Runs the simulator over consecutive seeds and summarises what was covered.
+ */
+import { FAULT_KINDS, runSimulation, type FaultKind, type SimOptions, type SimResult } from './simulation.js';
+
+export interface SweepOptions extends Omit<SimOptions, 'seed'> {
+  readonly firstSeed: number;
+  readonly runs: number;
+  /** Stop at the first failing seed (default true). */
+  readonly stopOnFailure?: boolean;
+  readonly onResult?: (r: SimResult) => void;
+}
+
+export interface SweepSummary {
+  runs: number;
+  failures: SimResult[];
+  /** Runs per fault kind enabled. */
+  faultRuns: Record<FaultKind, number>;
+  /** Runs per cluster size. */
+  sizes: Record<number, number>;
+  totals: { events: number; ops: number; opsOk: number; crashes: number; partitions: number; pauses: number; transfers: number; confChanges: number; snapshotsInstalled: number; leaders: number; virtualMs: number };
+}
+
+export function runSweep(o: SweepOptions): SweepSummary {
+  const faultRuns = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
+  const summary: SweepSummary = {
+    runs: 0,
+    failures: [],
+    faultRuns,
+    sizes: {},
+    totals: { events: 0, ops: 0, opsOk: 0, crashes: 0, partitions: 0, pauses: 0, transfers: 0, confChanges: 0, snapshotsInstalled: 0, leaders: 0, virtualMs: 0 },
+  };
+  for (let i = 0; i < o.runs; i++) {
+    const seed = (o.firstSeed + i) >>> 0;
+    const r = runSimulation({ ...o, seed });
+    summary.runs++;
+    for (const f of r.faults) faultRuns[f]++;
+    summary.sizes[r.nodes] = (summary.sizes[r.nodes] ?? 0) + 1;
+    const t = summary.totals;
+    const s = r.stats;
+    t.events += s.events;
+    t.ops += s.ops;
+    t.opsOk += s.opsOk;
+    t.crashes += s.crashes;
+    t.partitions += s.partitions;
+    t.pauses += s.pauses;
+    t.transfers += s.transfers;
+    t.confChanges += s.confChanges;
+    t.snapshotsInstalled += s.snapshotsInstalled;
+    t.leaders += s.leaders;
+    t.virtualMs += s.virtualMs;
+    o.onResult?.(r);
+    if (!r.ok) {
+      summary.failures.push(r);
+      if (o.stopOnFailure ?? true) break;
+    }
+  }
+  return summary;
+}
+
+/** A failure as a readable report: seed, setting, invariant, message, the last events. */
+export function formatFailure(r: SimResult): string {
+  const f = r.failure!;
+  return [
+    `FAILED seed ${r.seed}: ${f.invariant} violated at ${f.timeMs.toFixed(3)}ms`,
+    `  ${f.message}`,
+    `  setting: ${r.setting}`,
+    `  reproduce: npx flotilla sim --seed ${r.seed} --runs 1${r.nodes ? ` --nodes ${r.nodes}` : ''}`,
+    `  last events:`,
+    ...f.trace.map((l) => `    ${l}`),
+  ].join('\n');
+}
