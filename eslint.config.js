@@ -33,6 +33,20 @@ const pureCoreRestrictions = {
   ],
 };
 
+// src/sim must be a pure function of its seed: no wall clock, no timers, no ambient randomness.
+const deterministicSim = {
+  'no-restricted-globals': ['error',
+    { name: 'Date', message: 'src/sim is deterministic: use virtual time.' },
+    { name: 'setTimeout', message: 'src/sim is deterministic: schedule events instead.' },
+    { name: 'setInterval', message: 'src/sim is deterministic: schedule events instead.' },
+    { name: 'setImmediate', message: 'src/sim is deterministic: schedule events instead.' },
+    { name: 'performance', message: 'src/sim is deterministic: use virtual time.' },
+  ],
+  'no-restricted-properties': ['error',
+    { object: 'Math', property: 'random', message: 'src/sim is deterministic: use the seeded PRNG.' },
+  ],
+};
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**'] },
   js.configs.recommended,
@@ -44,6 +58,11 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
       'no-constant-condition': ['error', { checkLoops: false }],
     },
+  },
+  {
+    files: ['src/sim/**/*.ts'],
+    ignores: ['src/sim/**/*.test.ts'],
+    rules: deterministicSim,
   },
   {
     files: ['src/raft/**/*.ts'],

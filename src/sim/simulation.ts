@@ -723,7 +723,11 @@ export class Simulation {
             case 'oneWay': {
               const v = this.victim().id;
               const inbound = r.chance(0.5);
-              for (const x of ids) if (x !== v) (inbound ? this.net.block(x, v) : this.net.block(v, x));
+              for (const x of ids) {
+                if (x === v) continue;
+                if (inbound) this.net.block(x, v);
+                else this.net.block(v, x);
+              }
               return `one-way: n${v} ${inbound ? 'hears nobody' : 'is heard by nobody'}`;
             }
             case 'ring': {
