@@ -983,6 +983,8 @@ export class Simulation {
     const l = this.stableLeader();
     if (!l) return `no stable leader: ${this.roles()}`;
     const commit = l.core!.commitIndex;
+    // Until an entry of its own term commits, a new leader does not know the full commit index.
+    if (l.core!.termAt(commit) !== l.core!.currentTerm) return `leader n${l.id} has not committed an entry of term ${l.core!.currentTerm} yet`;
     const digest = l.sm.digest();
     for (const n of this.finalMembers(l)) {
       if (n.core!.appliedIndex !== commit || n.sm.appliedIndex !== commit) return `n${n.id} applied ${n.core!.appliedIndex} of ${commit}`;
