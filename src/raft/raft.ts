@@ -808,9 +808,14 @@ export class RaftCore {
           this.cfg.logger.info(`${this.id} received timeoutNow from ${m.from} but is not a voter`);
           return;
         }
+        if (this.hasUnappliedConfChanges()) {
+          // The configuration we would campaign in may be about to change; the leader retries.
+          this.cfg.logger.info(`${this.id} [term ${this.term}] ignored timeoutNow from ${m.from}: committed configuration changes are not applied yet`);
+          return;
+        }
         this.cfg.logger.info(`${this.id} [term ${this.term}] received timeoutNow from ${m.from} and starts an election to get leadership`);
         // Leadership transfer skips pre-vote and overrides the lease check of the voters.
-        if (!this.hasUnappliedConfChanges()) this.startCampaign('transfer');
+        this.startCampaign('transfer');
         return;
       case 'readIndex':
         this.send({ type: 'readIndexResponse', from: this.id, to: m.from, term: this.term, ctx: m.ctx, index: 0, reject: true });
@@ -1217,10 +1222,10 @@ export class RaftCore {
     // change that does not apply is a bug.
     const next = applyConfChange(this.config, cc);
     this.configIndex = e.index;
-    this.switchConfig(next);
     this.cfg.logger.info(
       `${this.id} switched to configuration voters=(${[...next.voters].join(' ')})${isJoint(next) ? `&&(${[...next.outgoing].join(' ')})` : ''} learners=(${[...next.learners].join(' ')})`,
     );
+    this.switchConfig(next);
   }
 
   private switchConfig(next: Configuration): void {
