@@ -146,7 +146,7 @@ export class InteractionEnv {
   private electionTicks = 10;
   private heartbeatTicks = 1;
 
-  private logger(id: NodeId): Logger {
+  private logger(): Logger {
     return {
       debug: () => {},
       info: (msg) => this.out.push(`INFO ${msg}`),
@@ -156,7 +156,7 @@ export class InteractionEnv {
 
   private makeCore(id: NodeId, disk: Disk, opts: { preVote: boolean; checkQuorum: boolean; maxMsgBytes?: number }): RaftCore {
     return new RaftCore(
-      { id, electionTicks: this.electionTicks, heartbeatTicks: this.heartbeatTicks, rng: this.rng.fork(), ...opts, logger: this.logger(id) },
+      { id, electionTicks: this.electionTicks, heartbeatTicks: this.heartbeatTicks, rng: this.rng.fork(), ...opts, logger: this.logger() },
       { hardState: disk.hardState, snapshot: disk.snapshot, entries: disk.entries.slice(), applied: disk.snapshot.meta.index },
     );
   }
