@@ -108,6 +108,8 @@ export class RaftCore {
   protected config: Configuration;
   /** The log index whose configuration `config` reflects (a snapshot's or the last applied change's). */
   protected configIndex: Index = 0;
+  /** Index of the applied change that took away this member's vote (0 while it is a voter). */
+  protected removedAt: Index = 0;
   protected progress = new Map<NodeId, Progress>();
   protected votes = new Map<NodeId, boolean>();
   protected electionElapsed = 0;
@@ -619,6 +621,8 @@ export class RaftCore {
     this.cfg.logger.info(`${this.id} became leader at term ${this.term}`);
     // §8 / thesis §6.4: an empty entry of the new term lets the leader learn what is committed.
     this.appendEntries([{ term: this.term, index: last + 1, type: 'normal', data: EMPTY }]);
+    // A removed member that campaigned to hand its entries over does so now.
+    if (!isVoter(this.config, this.id)) this.handOver();
   }
 
   private newProgress(id: NodeId, next: Index): Progress {
@@ -630,15 +634,32 @@ export class RaftCore {
     return isVoter(this.config, this.id);
   }
 
+  /**
+   * A member whose vote was just taken away may still be needed (thesis §4.2.2): if it led the
+   * change and lost leadership before the others learned it had committed, they are still in
+   * the old (or joint) configuration, where its vote counts, while its log holds entries they
+   * lack, so it refuses them. It may then campaign itself (pre-vote first, its own vote not
+   * counted), win with the votes of its configuration, bring them up to date and hand over.
+   * Only while it holds entries it has not seen committed: otherwise it is not needed.
+   */
+  private removedButNeeded(): boolean {
+    return this.removedAt > 0 && !isVoter(this.config, this.id) && this.log.lastIndex() > this.log.commit;
+  }
+
   // ---------------------------------------------------------------------------------------
   // Ticks
   // ---------------------------------------------------------------------------------------
 
   private tickElection(): void {
     this.electionElapsed++;
-    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+    if (this.electionElapsed < this.randomizedElectionTimeout) return;
+    if (this.promotable()) {
       this.electionElapsed = 0;
       this.hup(this.cfg.preVote ? 'preElection' : 'election');
+    } else if (this.removedButNeeded()) {
+      this.electionElapsed = 0;
+      this.cfg.logger.info(`${this.id} was removed at index ${this.removedAt} but holds uncommitted entries up to ${this.log.lastIndex()}; campaigning to hand them over`);
+      this.hup('preElection');
     }
   }
 
@@ -702,7 +723,7 @@ export class RaftCore {
       this.cfg.logger.debug(`${this.id} ignoring campaign: already leader`);
       return;
     }
-    if (!this.promotable()) {
+    if (!this.promotable() && !this.removedButNeeded()) {
       this.cfg.logger.warn(`${this.id} is not a voter and cannot campaign`);
       return;
     }
@@ -961,6 +982,7 @@ export class RaftCore {
     this.pendingSnapshot = m.snapshot;
     this.config = fromConfState(s.confState);
     this.configIndex = s.index;
+    if (isVoter(this.config, this.id)) this.removedAt = 0;
     this.verifiedIndex = s.index;
     reply(s.index);
   }
@@ -1222,6 +1244,8 @@ export class RaftCore {
     // change that does not apply is a bug.
     const next = applyConfChange(this.config, cc);
     this.configIndex = e.index;
+    if (isVoter(this.config, this.id) && !isVoter(next, this.id)) this.removedAt = e.index;
+    else if (isVoter(next, this.id)) this.removedAt = 0;
     this.cfg.logger.info(
       `${this.id} switched to configuration voters=(${[...next.voters].join(' ')})${isJoint(next) ? `&&(${[...next.outgoing].join(' ')})` : ''} learners=(${[...next.learners].join(' ')})`,
     );
