@@ -22,6 +22,17 @@ describe('the simulator catches deliberately broken cores', () => {
     });
   }
 
+  it('a vote sent before it is durable is also caught by its consequence: two leaders in one term', () => {
+    // With the send-time durability check off, the bug shows itself the way it would in
+    // production: a member crashes after voting, restarts without the vote, votes again.
+    const m = MUTANTS.find((x) => x.name.startsWith('vote sent before'))!;
+    const s = runSweep({ ...CHURN, firstSeed: 1, runs: CAP, makeCore: m.makeCore, checkDurability: false, skipLinearizability: true });
+    expect(s.failures.length).toBe(1);
+    const f = s.failures[0]!;
+    console.log(`vote sent before it is durable (durability check off): caught at seed ${f.seed}: ${f.failure!.invariant}: ${f.failure!.message}`);
+    expect(f.failure!.invariant).toBe('election safety');
+  });
+
   it('the correct core passes the same sweep prefix', () => {
     const s = runSweep({ ...CHURN, firstSeed: 1, runs: 300 });
     expect(s.failures.map(formatFailure).join('\n')).toBe('');
