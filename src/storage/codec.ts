@@ -23,7 +23,8 @@ export type RecordTypeCode = (typeof RecordType)[keyof typeof RecordType];
 
 export type WalRecord =
   | { readonly type: 'segmentHeader'; readonly seq: number; readonly prevCrc: number }
-  | { readonly type: 'entries'; readonly entries: readonly Entry[] }
+  /** Entries and, when given, the hard state of the same batch: one record, so a torn write loses both or neither. */
+  | { readonly type: 'entries'; readonly entries: readonly Entry[]; readonly hardState?: HardState }
   | { readonly type: 'hardState'; readonly hardState: HardState }
   | { readonly type: 'snapshotMarker'; readonly index: number; readonly term: number };
 
@@ -77,6 +78,12 @@ function payloadOf(r: WalRecord): { code: RecordTypeCode; payload: Uint8Array } 
       w.u32(r.prevCrc);
       return { code: RecordType.segmentHeader, payload: w.buf.subarray(0, w.pos) };
     case 'entries':
+      w.u8(r.hardState ? 1 : 0);
+      if (r.hardState) {
+        w.u64(r.hardState.term);
+        w.u64(r.hardState.vote);
+        w.u64(r.hardState.commit);
+      }
       w.u32(r.entries.length);
       for (const e of r.entries) {
         w.u64(e.index);
@@ -182,6 +189,9 @@ function parsePayload(code: number, payload: Uint8Array): WalRecord {
       rec = { type: 'segmentHeader', seq: r.u64(), prevCrc: r.u32() };
       break;
     case RecordType.entries: {
+      const flags = r.u8();
+      if (flags > 1) throw new RangeError(`bad entries flags ${flags}`);
+      const hardState = flags === 1 ? { term: r.u64(), vote: r.u64(), commit: r.u64() } : undefined;
       const n = r.u32();
       const entries: Entry[] = [];
       for (let i = 0; i < n; i++) {
@@ -195,7 +205,7 @@ function parsePayload(code: number, payload: Uint8Array): WalRecord {
         r.pos += len;
         entries.push({ index, term, type: t === 1 ? 'conf' : 'normal', data });
       }
-      rec = { type: 'entries', entries };
+      rec = hardState ? { type: 'entries', entries, hardState } : { type: 'entries', entries };
       break;
     }
     case RecordType.hardState:

@@ -14,8 +14,8 @@
  * opening fails with a WalCorruptionError naming the file and the offset, and nothing after it
  * is used.
  */
-import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { realFs, type FileLike, type FileSystem } from './fs.js';
 import type { Entry, HardState } from '../raft/types.js';
 import { decodeSegment, encodeRecords, type WalRecord } from './codec.js';
 
@@ -24,6 +24,8 @@ export const SEGMENT_BYTES_DEFAULT = 64 << 20;
 export interface WalOptions {
   /** Size each segment file is preallocated to; a segment is closed once it would grow past it. */
   readonly segmentBytes?: number;
+  /** The file system (default: the real one). */
+  readonly fs?: FileSystem;
 }
 
 export interface WalState {
@@ -54,19 +56,11 @@ interface Segment {
 const NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
 const hex = (n: number): string => n.toString(16).padStart(16, '0');
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 export class Wal {
   private segments: Segment[] = [];
   private replayingFirst = false;
-  private fh: FileHandle | null = null;
+  private fh: FileLike | null = null;
+  private readonly fs: FileSystem;
   private offset = 0;
   private crc = 0;
   private readonly state: WalState;
@@ -79,12 +73,13 @@ export class Wal {
   ) {
     this.state = state;
     this.segmentBytes = opts.segmentBytes ?? SEGMENT_BYTES_DEFAULT;
+    this.fs = opts.fs ?? realFs;
     if (!Number.isInteger(this.segmentBytes) || this.segmentBytes < 4096) throw new RangeError(`segmentBytes must be an integer >= 4096, got ${this.segmentBytes}`);
   }
 
   /** Opens (or creates) the WAL in `dir` and recovers its state. */
   static async open(dir: string, opts: WalOptions = {}): Promise<{ wal: Wal; state: WalState }> {
-    await mkdir(dir, { recursive: true });
+    await (opts.fs ?? realFs).mkdirp(dir);
     const state: WalState = { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: { index: 0, term: 0 }, entries: [] };
     const wal = new Wal(dir, state, opts);
     try {
@@ -97,7 +92,7 @@ export class Wal {
   }
 
   private async recover(): Promise<void> {
-    const names = (await readdir(this.dir)).filter((n) => NAME.test(n)).sort();
+    const names = (await this.fs.readdir(this.dir)).filter((n) => NAME.test(n)).sort();
     this.segments = names.map((n) => {
       const m = NAME.exec(n)!;
       return { seq: parseInt(m[1]!, 16), firstIndex: parseInt(m[2]!, 16), path: join(this.dir, n) };
@@ -106,14 +101,14 @@ export class Wal {
     for (let i = 0; i < this.segments.length; i++) {
       const seg = this.segments[i]!;
       const last = i === this.segments.length - 1;
-      const bytes = new Uint8Array(await readFile(seg.path));
+      const bytes = await this.fs.readFile(seg.path);
       const d = decodeSegment(bytes, 0);
       const name = seg.path;
       const head = d.records[0];
       if (!head || head.type !== 'segmentHeader') {
         if (last && d.records.length === 0 && d.end.kind !== 'corrupt') {
           // A segment created but never given its header (crash during rollover): drop it.
-          await rm(seg.path);
+          await this.fs.remove(seg.path);
           this.segments.pop();
           this.crc = prevCrc ?? 0;
           break;
@@ -131,7 +126,7 @@ export class Wal {
       if (last) {
         this.crc = d.crc;
         this.offset = d.validEnd;
-        this.fh = await open(seg.path, 'r+');
+        this.fh = await this.fs.open(seg.path, false);
         if (d.end.kind === 'torn' || bytes.length !== this.segmentBytes) {
           // Cut the torn tail and restore the zero fill after the last valid record.
           await this.fh.truncate(d.validEnd);
@@ -165,11 +160,14 @@ export class Wal {
         // Keep the entries after the snapshot only if the log continues it.
         const at = s.entries.findIndex((e) => e.index === r.index);
         if (at >= 0) s.entries = s.entries[at]!.term === r.term ? s.entries.slice(at + 1) : [];
-        else if (!(s.entries.length > 0 && s.entries[0]!.index === r.index + 1)) s.entries = [];
+        // Entries wholly above the marker stay (those between were in released segments; the
+        // final check of recovery insists the log continues the last snapshot).
+        else if (!(s.entries.length > 0 && s.entries[0]!.index > r.index)) s.entries = [];
         s.snapshot = { index: r.index, term: r.term };
         return;
       }
       case 'entries': {
+        if (r.hardState) s.hardState = r.hardState;
         let ents = r.entries;
         if (ents.length === 0) return;
         ents = ents.filter((e) => e.index > s.snapshot.index);
@@ -197,7 +195,7 @@ export class Wal {
       await this.fh.datasync();
       await this.fh.close();
     }
-    const fh = await open(path, 'w+');
+    const fh = await this.fs.open(path, true);
     await fh.truncate(this.segmentBytes);
     const prev = this.crc;
     const { bytes, crc } = encodeRecords(
@@ -208,9 +206,9 @@ export class Wal {
       ],
       0,
     );
-    await fh.write(bytes, 0, bytes.length, 0);
+    await fh.write(bytes, 0);
     await fh.datasync();
-    await syncDir(this.dir);
+    await this.fs.syncDir(this.dir);
     this.fh = fh;
     this.offset = bytes.length;
     this.crc = crc;
@@ -223,8 +221,9 @@ export class Wal {
    */
   async append(batch: { hardState?: HardState; entries?: readonly Entry[] }, sync: boolean): Promise<void> {
     const records: WalRecord[] = [];
-    if (batch.entries && batch.entries.length > 0) records.push({ type: 'entries', entries: batch.entries });
-    if (batch.hardState) records.push({ type: 'hardState', hardState: batch.hardState });
+    if (batch.entries && batch.entries.length > 0) {
+      records.push(batch.hardState ? { type: 'entries', entries: batch.entries, hardState: batch.hardState } : { type: 'entries', entries: batch.entries });
+    } else if (batch.hardState) records.push({ type: 'hardState', hardState: batch.hardState });
     if (records.length === 0) return;
     // Write first: a new segment's opening state must not include what is not yet durable.
     await this.write(records, sync);
@@ -239,9 +238,9 @@ export class Wal {
     // A segment can go once the next one starts at or below index + 1 (all its entries are in the snapshot).
     while (this.segments.length > 1 && this.segments[1]!.firstIndex <= index + 1) {
       const old = this.segments.shift()!;
-      await rm(old.path);
+      await this.fs.remove(old.path);
     }
-    await syncDir(this.dir);
+    await this.fs.syncDir(this.dir);
   }
 
   private async write(records: WalRecord[], sync: boolean): Promise<void> {
@@ -251,7 +250,7 @@ export class Wal {
       await this.startSegment(r0.type === 'entries' ? r0.entries[0]!.index : this.lastIndex() + 1);
       enc = encodeRecords(records, this.crc);
     }
-    await this.fh!.write(enc.bytes, 0, enc.bytes.length, this.offset);
+    await this.fh!.write(enc.bytes, this.offset);
     if (sync) await this.fh!.datasync();
     this.offset += enc.bytes.length;
     this.crc = enc.crc;
