@@ -1,0 +1,99 @@
+/**
+ * Snapshot files: `<index>-<term>.snap` (16 hex digits each), written to a temporary file,
+ * fsynced, renamed into place, and the directory fsynced, so a snapshot is either wholly there
+ * or not at all. Each file is checksummed; the newest `keep` are retained.
+ *
+ *   file = magic "FLSNAP01" | crc32:u32 | metaLength:u32 | meta (JSON) | data
+ *   crc  = crc32(metaLength | meta | data)
+ */
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import type { Snapshot } from '../raft/types.js';
+import { realFs, type FileSystem } from './fs.js';
+
+const MAGIC = new TextEncoder().encode('FLSNAP01');
+const NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
+const hex = (n: number): string => n.toString(16).padStart(16, '0');
+
+export class SnapshotCorruptionError extends Error {
+  override name = 'SnapshotCorruptionError';
+  constructor(
+    readonly file: string,
+    why: string,
+  ) {
+    super(`snapshot corrupt: ${file}: ${why}`);
+  }
+}
+
+export const SNAPSHOTS_KEPT_DEFAULT = 3;
+
+export function encodeSnapshot(s: Snapshot): Uint8Array {
+  const meta = new TextEncoder().encode(JSON.stringify(s.meta));
+  const out = new Uint8Array(MAGIC.length + 8 + meta.length + s.data.length);
+  const v = new DataView(out.buffer);
+  out.set(MAGIC, 0);
+  v.setUint32(MAGIC.length + 4, meta.length, true);
+  out.set(meta, MAGIC.length + 8);
+  out.set(s.data, MAGIC.length + 8 + meta.length);
+  v.setUint32(MAGIC.length, crc32(out.subarray(MAGIC.length + 4)), true);
+  return out;
+}
+
+export function decodeSnapshot(b: Uint8Array, file: string): Snapshot {
+  if (b.length < MAGIC.length + 8 || !MAGIC.every((x, i) => b[i] === x)) throw new SnapshotCorruptionError(file, 'not a snapshot file (bad magic)');
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const want = v.getUint32(MAGIC.length, true);
+  const got = crc32(b.subarray(MAGIC.length + 4));
+  if (want !== got) throw new SnapshotCorruptionError(file, `checksum mismatch (file says ${want.toString(16)}, data gives ${got.toString(16)})`);
+  const metaLen = v.getUint32(MAGIC.length + 4, true);
+  if (MAGIC.length + 8 + metaLen > b.length) throw new SnapshotCorruptionError(file, 'metadata runs past the end');
+  const meta = JSON.parse(new TextDecoder().decode(b.subarray(MAGIC.length + 8, MAGIC.length + 8 + metaLen))) as Snapshot['meta'];
+  return { meta, data: b.slice(MAGIC.length + 8 + metaLen) };
+}
+
+export class SnapshotStore {
+  private readonly fs: FileSystem;
+  private readonly keep: number;
+  constructor(
+    readonly dir: string,
+    opts: { fs?: FileSystem; keep?: number } = {},
+  ) {
+    this.fs = opts.fs ?? realFs;
+    this.keep = opts.keep ?? SNAPSHOTS_KEPT_DEFAULT;
+    if (!Number.isInteger(this.keep) || this.keep < 1) throw new RangeError(`keep must be a positive integer, got ${this.keep}`);
+  }
+
+  private async names(): Promise<string[]> {
+    return (await this.fs.readdir(this.dir)).filter((n) => NAME.test(n)).sort();
+  }
+
+  /** Writes `s` durably, then removes all but the newest `keep` snapshots. */
+  async save(s: Snapshot): Promise<void> {
+    await this.fs.mkdirp(this.dir);
+    const name = `${hex(s.meta.index)}-${hex(s.meta.term)}.snap`;
+    const tmp = join(this.dir, `${name}.tmp`);
+    const f = await this.fs.open(tmp, true);
+    try {
+      await f.write(encodeSnapshot(s), 0);
+      await f.datasync();
+    } finally {
+      await f.close();
+    }
+    await this.fs.rename(tmp, join(this.dir, name));
+    await this.fs.syncDir(this.dir);
+    const all = await this.names();
+    for (const old of all.slice(0, Math.max(0, all.length - this.keep))) await this.fs.remove(join(this.dir, old));
+    for (const t of (await this.fs.readdir(this.dir)).filter((n) => n.endsWith('.snap.tmp'))) await this.fs.remove(join(this.dir, t));
+    await this.fs.syncDir(this.dir);
+  }
+
+  /** The newest snapshot, or undefined. A newest file that fails its checksum is an error. */
+  async loadNewest(): Promise<Snapshot | undefined> {
+    await this.fs.mkdirp(this.dir);
+    const all = await this.names();
+    const newest = all.at(-1);
+    if (!newest) return undefined;
+    const path = join(this.dir, newest);
+    return decodeSnapshot(await this.fs.readFile(path), path);
+  }
+}
