@@ -1,0 +1,356 @@
+/**
+ * The node shell: drives one pure RaftCore with a clock, storage, a transport and a state
+ * machine. The Ready loop does, in order: persist (Storage.save), send, install the snapshot
+ * and apply committed entries, answer reads, advance — exactly the contract in
+ * ARCHITECTURE.md. Proposals resolve with the state machine's result once their entry is
+ * applied, and fail with a typed error when they cannot commit.
+ */
+import { rng } from '../lib/prng.js';
+import type { Logger, RaftConfig } from '../raft/config.js';
+import type { Message } from '../raft/messages.js';
+import { RaftCore, type Status } from '../raft/raft.js';
+import type { ConfChange, Entry, Index, NodeId, Ready, Refusal, Term } from '../raft/types.js';
+import type { Storage } from '../storage/storage.js';
+
+/** Time for the shell: real timers in a server, virtual ones in the simulator. */
+export interface Clock {
+  now(): number;
+  setTimer(ms: number, fn: () => void): { cancel(): void };
+}
+
+export const realClock: Clock = {
+  now: () => performance.now(),
+  setTimer(ms, fn) {
+    const t = setTimeout(fn, ms);
+    return { cancel: () => clearTimeout(t) };
+  },
+};
+
+/** Carries Raft messages between members. Delivery is best effort: loss is tolerated. */
+export interface Transport {
+  send(messages: readonly Message[]): void;
+  /** Registers the receiver for messages addressed to this member. */
+  listen(receive: (m: Message) => void): void;
+  close(): Promise<void>;
+}
+
+/** The application's replicated state machine. `apply` must be deterministic. */
+export interface StateMachine<R = unknown> {
+  apply(entry: Entry): R;
+  /** An image of the state at the last applied index. */
+  snapshot(): Uint8Array;
+  /** Replaces the state by an image taken at `index`. */
+  restore(data: Uint8Array, index: Index): void;
+}
+
+export class NotLeaderError extends Error {
+  override name = 'NotLeaderError';
+  constructor(
+    readonly leaderHint: NodeId,
+    detail: string,
+  ) {
+    super(`not the leader${leaderHint ? ` (leader is ${leaderHint})` : ''}: ${detail}`);
+  }
+}
+
+/** Refused before it entered the log (transfer in progress, too much uncommitted data, ...). */
+export class ProposalRefusedError extends Error {
+  override name = 'ProposalRefusedError';
+  constructor(
+    readonly reason: Refusal['reason'],
+    readonly leaderHint: NodeId,
+    detail: string,
+  ) {
+    super(`${reason}: ${detail}`);
+  }
+}
+
+/** The entry was replaced by another leader's: it will never be applied. */
+export class ProposalDroppedError extends Error {
+  override name = 'ProposalDroppedError';
+}
+
+export class StoppedError extends Error {
+  override name = 'StoppedError';
+}
+
+export class ReadTimeoutError extends Error {
+  override name = 'ReadTimeoutError';
+}
+
+export interface RaftNodeOptions<R> {
+  readonly id: NodeId;
+  readonly storage: Storage;
+  readonly transport: Transport;
+  readonly stateMachine: StateMachine<R>;
+  readonly clock?: Clock;
+  /** Milliseconds per tick (default 100). */
+  readonly tickMs?: number;
+  readonly electionTicks?: number;
+  readonly heartbeatTicks?: number;
+  /** Take a snapshot every this many applied entries (default 10,000). */
+  readonly snapshotEntries?: number;
+  /** Entries kept below a snapshot so slightly lagging followers avoid one (default 1,000). */
+  readonly snapshotRetain?: number;
+  /** How long a linearizable read may wait for its read index, ms (default 5 election timeouts). */
+  readonly readTimeoutMs?: number;
+  /** Seed of the election-timeout randomness (default: from the clock). */
+  readonly seed?: number;
+  readonly logger?: Logger;
+  /** Extra core settings (limits, pre-vote, check-quorum). */
+  readonly raft?: Partial<Omit<RaftConfig, 'id' | 'rng' | 'logger'>>;
+}
+
+interface ProposalWaiter<R> {
+  term: Term;
+  resolve(r: R): void;
+  reject(e: Error): void;
+}
+
+export class RaftNode<R = unknown> {
+  readonly id: NodeId;
+  private readonly core: RaftCore;
+  private readonly o: RaftNodeOptions<R>;
+  private readonly clock: Clock;
+  private readonly tickMs: number;
+  private stopped = false;
+  private tickTimer: { cancel(): void } | null = null;
+  private wake: (() => void) | null = null;
+  private loopDone: Promise<void> = Promise.resolve();
+  private readonly proposals = new Map<Index, ProposalWaiter<R>>();
+  private readonly reads = new Map<string, { resolve(): void; reject(e: Error): void; timer: { cancel(): void } }>();
+  private readyReads: { index: Index; ctx: string }[] = [];
+  private readSeq = 0;
+  private appliedSinceSnapshot = 0;
+  private failure: Error | null = null;
+  /** The last index applied to the state machine (entries or snapshot). */
+  private lastApplied: Index = 0;
+
+  private constructor(core: RaftCore, o: RaftNodeOptions<R>) {
+    this.core = core;
+    this.o = o;
+    this.id = o.id;
+    this.clock = o.clock ?? realClock;
+    this.tickMs = o.tickMs ?? 100;
+  }
+
+  /** Recovers from storage and starts ticking and processing. */
+  static async start<R>(o: RaftNodeOptions<R>): Promise<RaftNode<R>> {
+    const initial = await o.storage.load();
+    o.stateMachine.restore(initial.snapshot.data, initial.snapshot.meta.index);
+    const clock = o.clock ?? realClock;
+    const core = new RaftCore(
+      {
+        electionTicks: o.electionTicks ?? 10,
+        heartbeatTicks: o.heartbeatTicks ?? 1,
+        ...o.raft,
+        id: o.id,
+        rng: rng(o.seed ?? Math.floor(clock.now() * 1000) ^ (o.id * 0x9e3779b1)),
+        ...(o.logger ? { logger: o.logger } : {}),
+      },
+      initial,
+    );
+    const node = new RaftNode(core, o);
+    node.lastApplied = initial.snapshot.meta.index;
+    o.transport.listen((m) => node.receive(m));
+    node.scheduleTick();
+    node.loopDone = node.loop();
+    return node;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Public API
+  // -------------------------------------------------------------------------------------
+
+  /** Proposes `data`; resolves with the state machine's result once the entry is applied. */
+  propose(data: Uint8Array): Promise<R> {
+    if (this.stopped) return Promise.reject(new StoppedError('node is stopped'));
+    const r = this.core.propose(data);
+    if (!r.ok) return Promise.reject(r.reason === 'notLeader' ? new NotLeaderError(r.leaderHint, r.detail) : new ProposalRefusedError(r.reason, r.leaderHint, r.detail));
+    const p = new Promise<R>((resolve, reject) => this.proposals.set(r.index, { term: r.term, resolve, reject }));
+    this.kick();
+    return p;
+  }
+
+  /** Proposes a membership change; resolves once it is applied. */
+  proposeConfChange(cc: ConfChange): Promise<void> {
+    if (this.stopped) return Promise.reject(new StoppedError('node is stopped'));
+    const r = this.core.proposeConfChange(cc);
+    if (!r.ok) return Promise.reject(r.reason === 'notLeader' ? new NotLeaderError(r.leaderHint, r.detail) : new ProposalRefusedError(r.reason, r.leaderHint, r.detail));
+    const p = new Promise<void>((resolve, reject) => this.proposals.set(r.index, { term: r.term, resolve: () => resolve(), reject }));
+    this.kick();
+    return p;
+  }
+
+  /**
+   * A linearizable read barrier (ReadIndex, thesis §6.4): resolves once this member's state
+   * machine has applied everything committed when the read was issued, so reading it then is
+   * linearizable. Works on followers too (the leader confirms the index).
+   */
+  linearizableRead(): Promise<void> {
+    if (this.stopped) return Promise.reject(new StoppedError('node is stopped'));
+    const ctx = `${this.id}.${++this.readSeq}`;
+    const r = this.core.readIndex(ctx);
+    if (!r.ok) return Promise.reject(new NotLeaderError(r.leaderHint, r.detail));
+    const p = new Promise<void>((resolve, reject) => {
+      const timeoutMs = this.o.readTimeoutMs ?? 5 * (this.o.electionTicks ?? 10) * this.tickMs;
+      const timer = this.clock.setTimer(timeoutMs, () => {
+        if (this.reads.delete(ctx)) reject(new ReadTimeoutError(`no read index confirmed within ${timeoutMs} ms`));
+      });
+      this.reads.set(ctx, { resolve, reject, timer });
+    });
+    this.kick();
+    return p;
+  }
+
+  transferLeadership(to: NodeId): void {
+    const r = this.core.transferLeader(to);
+    if (!r.ok) throw new ProposalRefusedError(r.reason, r.leaderHint, r.detail);
+    this.kick();
+  }
+
+  /** Starts an election now (tests and operators). */
+  campaign(): void {
+    this.core.campaign();
+    this.kick();
+  }
+
+  status(): Status {
+    return this.core.status();
+  }
+
+  get isLeader(): boolean {
+    return this.core.currentRole === 'leader';
+  }
+
+  get leader(): NodeId {
+    return this.core.leader;
+  }
+
+  /** Stops ticking and processing; pending operations fail with StoppedError. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.tickTimer?.cancel();
+    this.kick();
+    await this.loopDone;
+    const err = new StoppedError('node stopped');
+    for (const w of this.proposals.values()) w.reject(err);
+    this.proposals.clear();
+    for (const r of this.reads.values()) {
+      r.timer.cancel();
+      r.reject(err);
+    }
+    this.reads.clear();
+    await this.o.transport.close();
+    await this.o.storage.close();
+    if (this.failure) throw this.failure;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Driving the core
+  // -------------------------------------------------------------------------------------
+
+  private receive(m: Message): void {
+    if (this.stopped) return;
+    this.core.step(m);
+    this.kick();
+  }
+
+  private scheduleTick(): void {
+    if (this.stopped) return;
+    this.tickTimer = this.clock.setTimer(this.tickMs, () => {
+      if (this.stopped) return;
+      this.core.tick();
+      this.kick();
+      this.scheduleTick();
+    });
+  }
+
+  private kick(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (!this.stopped) {
+        if (!this.core.hasReady()) {
+          await new Promise<void>((resolve) => (this.wake = resolve));
+          continue;
+        }
+        await this.handle(this.core.ready());
+      }
+    } catch (e) {
+      // A storage failure (or a bug) stops the member: continuing could break durability.
+      this.failure = e as Error;
+      this.o.logger?.warn(`${this.id} stopping after an error in the Ready loop: ${(e as Error).message}`);
+      this.stopped = true;
+      this.tickTimer?.cancel();
+    }
+  }
+
+  private async handle(rd: Ready): Promise<void> {
+    // 1. persist
+    await this.o.storage.save(rd, rd.mustSync);
+    // 2. send
+    if (rd.messages.length > 0) this.o.transport.send(rd.messages);
+    // 3. apply
+    if (rd.snapshot) {
+      this.o.stateMachine.restore(rd.snapshot.data, rd.snapshot.meta.index);
+      this.lastApplied = rd.snapshot.meta.index;
+      for (const [index, w] of this.proposals) {
+        if (index <= rd.snapshot.meta.index) {
+          // Its fate is inside the snapshot; we cannot tell which entry was applied there.
+          w.reject(new ProposalDroppedError(`entry ${index} was covered by a snapshot from the leader before it was applied here`));
+          this.proposals.delete(index);
+        }
+      }
+    }
+    for (const e of rd.committedEntries) this.apply(e);
+    // 4. reads
+    for (const rs of rd.readStates) this.readyReads.push(rs);
+    this.serveReads();
+    // 5. advance
+    this.core.advance(rd);
+    await this.maybeSnapshot();
+  }
+
+  private apply(e: Entry): void {
+    let result: unknown;
+    if (e.type === 'normal' && e.data.length > 0) result = this.o.stateMachine.apply(e);
+    this.lastApplied = e.index;
+    this.appliedSinceSnapshot++;
+    const w = this.proposals.get(e.index);
+    if (!w) return;
+    this.proposals.delete(e.index);
+    if (w.term === e.term) w.resolve(result as R);
+    else w.reject(new ProposalDroppedError(`entry ${e.index} of term ${w.term} was replaced by one of term ${e.term}`));
+  }
+
+  private serveReads(): void {
+    if (this.readyReads.length === 0) return;
+    const still: { index: Index; ctx: string }[] = [];
+    for (const rs of this.readyReads) {
+      if (rs.index <= this.lastApplied) {
+        const r = this.reads.get(rs.ctx);
+        if (r) {
+          this.reads.delete(rs.ctx);
+          r.timer.cancel();
+          r.resolve();
+        }
+      } else still.push(rs);
+    }
+    this.readyReads = still;
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    const every = this.o.snapshotEntries ?? 10_000;
+    if (this.appliedSinceSnapshot < every) return;
+    const snap = this.core.takeSnapshot(this.o.stateMachine.snapshot(), this.o.snapshotRetain ?? 1000);
+    if (!snap) return;
+    this.appliedSinceSnapshot = 0;
+    await this.o.storage.saveSnapshot(snap);
+  }
+}
