@@ -1,0 +1,390 @@
+/**
+ * The binary wire format of Raft messages between members. Entry payloads and snapshot data are
+ * carried as raw bytes (no JSON on this path; only a snapshot's small metadata is JSON).
+ *
+ *   frame   = length:u32 | body[length]
+ *   body    = kind:u8 | from:u32 | to:u32 | term:u64 | fields of the kind
+ *   handshake body = kind 0 | magic "FLOT" | version:u8 | clusterId (string) | from:u32 | to:u32
+ *
+ * Strings are u16 length + UTF-8; u64 values are two u32 halves (values stay below 2^53).
+ * Decoding never trusts the input: every length is bounded and checked, and anything malformed
+ * raises a FrameError (the connection is then dropped), never a crash.
+ */
+import type { Message, MessageType } from '../raft/messages.js';
+import type { Entry, Snapshot } from '../raft/types.js';
+
+/** Largest frame accepted from a peer (a snapshot travels as one frame). */
+export const FRAME_BYTES_MAX = 256 << 20;
+export const PROTOCOL_VERSION = 1;
+const MAGIC = 0x464c4f54; // "FLOT"
+
+export class FrameError extends Error {
+  override name = 'FrameError';
+}
+
+const KIND: Record<MessageType, number> = {
+  append: 1,
+  appendResponse: 2,
+  heartbeat: 3,
+  heartbeatResponse: 4,
+  vote: 5,
+  voteResponse: 6,
+  snapshot: 7,
+  timeoutNow: 8,
+  readIndex: 9,
+  readIndexResponse: 10,
+};
+const TYPE_OF = new Map<number, MessageType>(Object.entries(KIND).map(([t, k]) => [k, t as MessageType]));
+
+export interface Handshake {
+  readonly clusterId: string;
+  readonly from: number;
+  readonly to: number;
+  readonly version: number;
+}
+
+class W {
+  buf: Uint8Array;
+  view: DataView;
+  pos = 4; // room for the frame length
+  constructor(size = 128) {
+    this.buf = new Uint8Array(size);
+    this.view = new DataView(this.buf.buffer);
+  }
+  need(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = new Uint8Array(Math.max(this.buf.length * 2, this.pos + n));
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+  u8(v: number): void {
+    this.need(1);
+    this.view.setUint8(this.pos++, v);
+  }
+  u16(v: number): void {
+    this.need(2);
+    this.view.setUint16(this.pos, v, true);
+    this.pos += 2;
+  }
+  u32(v: number): void {
+    this.need(4);
+    this.view.setUint32(this.pos, v, true);
+    this.pos += 4;
+  }
+  u64(v: number): void {
+    this.need(8);
+    this.view.setUint32(this.pos, v % 0x100000000, true);
+    this.view.setUint32(this.pos + 4, Math.floor(v / 0x100000000), true);
+    this.pos += 8;
+  }
+  bool(v: boolean): void {
+    this.u8(v ? 1 : 0);
+  }
+  bytes(b: Uint8Array): void {
+    this.u32(b.length);
+    this.need(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+  str(s: string): void {
+    const b = new TextEncoder().encode(s);
+    if (b.length > 0xffff) throw new RangeError(`string of ${b.length} bytes is too long for the wire`);
+    this.u16(b.length);
+    this.need(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+  finish(): Uint8Array {
+    this.view.setUint32(0, this.pos - 4, true);
+    return this.buf.subarray(0, this.pos);
+  }
+}
+
+class R {
+  pos = 0;
+  private readonly view: DataView;
+  constructor(private readonly b: Uint8Array) {
+    this.view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  }
+  need(n: number): void {
+    if (this.pos + n > this.b.length) throw new FrameError(`frame ends early (need ${n} bytes at ${this.pos} of ${this.b.length})`);
+  }
+  u8(): number {
+    this.need(1);
+    return this.view.getUint8(this.pos++);
+  }
+  u16(): number {
+    this.need(2);
+    const v = this.view.getUint16(this.pos, true);
+    this.pos += 2;
+    return v;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+  u64(): number {
+    this.need(8);
+    const lo = this.view.getUint32(this.pos, true);
+    const hi = this.view.getUint32(this.pos + 4, true);
+    this.pos += 8;
+    if (hi >= 0x200000) throw new FrameError('integer beyond 2^53');
+    return hi * 0x100000000 + lo;
+  }
+  bool(): boolean {
+    const v = this.u8();
+    if (v > 1) throw new FrameError(`bad boolean ${v}`);
+    return v === 1;
+  }
+  bytes(): Uint8Array {
+    const n = this.u32();
+    this.need(n);
+    const out = this.b.slice(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+  str(): string {
+    const n = this.u16();
+    this.need(n);
+    let s: string;
+    try {
+      s = new TextDecoder('utf-8', { fatal: true }).decode(this.b.subarray(this.pos, this.pos + n));
+    } catch {
+      throw new FrameError('string is not valid UTF-8');
+    }
+    this.pos += n;
+    return s;
+  }
+  end(): void {
+    if (this.pos !== this.b.length) throw new FrameError(`${this.b.length - this.pos} unexpected trailing bytes`);
+  }
+}
+
+function entry(w: W, e: Entry): void {
+  w.u64(e.index);
+  w.u64(e.term);
+  w.u8(e.type === 'conf' ? 1 : 0);
+  w.bytes(e.data);
+}
+
+function readEntry(r: R): Entry {
+  const index = r.u64();
+  const term = r.u64();
+  const t = r.u8();
+  if (t > 1) throw new FrameError(`bad entry type ${t}`);
+  return { index, term, type: t === 1 ? 'conf' : 'normal', data: r.bytes() };
+}
+
+/** One message as a frame (length prefix included). */
+export function encodeMessage(m: Message): Uint8Array {
+  const w = new W(m.type === 'append' ? 64 + m.entries.reduce((a, e) => a + e.data.length + 24, 0) : 64);
+  w.u8(KIND[m.type]);
+  w.u32(m.from);
+  w.u32(m.to);
+  w.u64(m.term);
+  switch (m.type) {
+    case 'append':
+      w.u64(m.prevLogIndex);
+      w.u64(m.prevLogTerm);
+      w.u64(m.commit);
+      w.u32(m.entries.length);
+      for (const e of m.entries) entry(w, e);
+      break;
+    case 'appendResponse':
+      w.u64(m.index);
+      w.bool(m.reject);
+      w.u64(m.hintIndex);
+      w.u64(m.hintTerm);
+      break;
+    case 'heartbeat':
+      w.u64(m.commit);
+      w.u32(m.round);
+      break;
+    case 'heartbeatResponse':
+      w.u32(m.round);
+      w.bool(m.needAppend);
+      break;
+    case 'vote':
+      w.bool(m.preVote);
+      w.u64(m.lastLogIndex);
+      w.u64(m.lastLogTerm);
+      w.bool(m.transfer);
+      break;
+    case 'voteResponse':
+      w.bool(m.preVote);
+      w.bool(m.reject);
+      break;
+    case 'snapshot':
+      w.bytes(new TextEncoder().encode(JSON.stringify(m.snapshot.meta)));
+      w.bytes(m.snapshot.data);
+      break;
+    case 'timeoutNow':
+      break;
+    case 'readIndex':
+      w.str(m.ctx);
+      break;
+    case 'readIndexResponse':
+      w.str(m.ctx);
+      w.u64(m.index);
+      w.bool(m.reject);
+      break;
+  }
+  return w.finish();
+}
+
+function snapshotMeta(raw: Uint8Array): Snapshot['meta'] {
+  let v: unknown;
+  try {
+    v = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
+  } catch (e) {
+    throw new FrameError(`snapshot metadata is not JSON: ${(e as Error).message}`);
+  }
+  const o = v as { index?: unknown; term?: unknown; confState?: Record<string, unknown> };
+  const ids = (x: unknown): number[] => {
+    if (!Array.isArray(x) || !x.every((n) => Number.isInteger(n) && n > 0)) throw new FrameError('snapshot metadata: bad member list');
+    return x as number[];
+  };
+  if (!Number.isSafeInteger(o.index) || !Number.isSafeInteger(o.term) || typeof o.confState !== 'object' || o.confState === null) throw new FrameError('snapshot metadata: bad fields');
+  const c = o.confState;
+  return {
+    index: o.index as number,
+    term: o.term as number,
+    confState: { voters: ids(c.voters), votersOutgoing: ids(c.votersOutgoing), learners: ids(c.learners), learnersNext: ids(c.learnersNext), autoLeave: c.autoLeave === true },
+  };
+}
+
+/** Decodes a frame body (without its length prefix). */
+export function decodeMessage(body: Uint8Array): Message {
+  const r = new R(body);
+  const kind = r.u8();
+  const type = TYPE_OF.get(kind);
+  if (!type) throw new FrameError(`unknown message kind ${kind}`);
+  const from = r.u32();
+  const to = r.u32();
+  const term = r.u64();
+  let m: Message;
+  switch (type) {
+    case 'append': {
+      const prevLogIndex = r.u64();
+      const prevLogTerm = r.u64();
+      const commit = r.u64();
+      const n = r.u32();
+      if (n > body.length) throw new FrameError(`entry count ${n} exceeds the frame`);
+      const entries: Entry[] = [];
+      for (let i = 0; i < n; i++) entries.push(readEntry(r));
+      m = { type, from, to, term, prevLogIndex, prevLogTerm, commit, entries };
+      break;
+    }
+    case 'appendResponse':
+      m = { type, from, to, term, index: r.u64(), reject: r.bool(), hintIndex: r.u64(), hintTerm: r.u64() };
+      break;
+    case 'heartbeat':
+      m = { type, from, to, term, commit: r.u64(), round: r.u32() };
+      break;
+    case 'heartbeatResponse':
+      m = { type, from, to, term, round: r.u32(), needAppend: r.bool() };
+      break;
+    case 'vote':
+      m = { type, from, to, term, preVote: r.bool(), lastLogIndex: r.u64(), lastLogTerm: r.u64(), transfer: r.bool() };
+      break;
+    case 'voteResponse':
+      m = { type, from, to, term, preVote: r.bool(), reject: r.bool() };
+      break;
+    case 'snapshot': {
+      const meta = snapshotMeta(r.bytes());
+      m = { type, from, to, term, snapshot: { meta, data: r.bytes() } };
+      break;
+    }
+    case 'timeoutNow':
+      m = { type, from, to, term };
+      break;
+    case 'readIndex':
+      m = { type, from, to, term, ctx: r.str() };
+      break;
+    case 'readIndexResponse':
+      m = { type, from, to, term, ctx: r.str(), index: r.u64(), reject: r.bool() };
+      break;
+  }
+  r.end();
+  return m;
+}
+
+export function encodeHandshake(h: Handshake): Uint8Array {
+  const w = new W();
+  w.u8(0);
+  w.u32(MAGIC);
+  w.u8(h.version);
+  w.str(h.clusterId);
+  w.u32(h.from);
+  w.u32(h.to);
+  return w.finish();
+}
+
+export function decodeHandshake(body: Uint8Array): Handshake {
+  const r = new R(body);
+  if (r.u8() !== 0) throw new FrameError('expected a handshake');
+  if (r.u32() !== MAGIC) throw new FrameError('bad handshake magic (not a Flotilla peer?)');
+  const version = r.u8();
+  const clusterId = r.str();
+  const from = r.u32();
+  const to = r.u32();
+  r.end();
+  return { version, clusterId, from, to };
+}
+
+/**
+ * Splits a byte stream into frame bodies. Feed chunks as they arrive; an oversized or
+ * zero-length frame raises FrameError.
+ */
+export class FrameReader {
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
+
+  constructor(private readonly maxFrame = FRAME_BYTES_MAX) {}
+
+  push(chunk: Uint8Array): Uint8Array[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const out: Uint8Array[] = [];
+    for (;;) {
+      if (this.buffered < 4) return out;
+      const head = this.peek(4);
+      const len = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
+      if (len === 0) throw new FrameError('empty frame');
+      if (len > this.maxFrame) throw new FrameError(`frame of ${len} bytes exceeds the limit of ${this.maxFrame}`);
+      if (this.buffered < 4 + len) return out;
+      const all = this.take(4 + len);
+      out.push(all.subarray(4));
+    }
+  }
+
+  private peek(n: number): Uint8Array {
+    const first = this.chunks[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    return this.flatten().subarray(0, n);
+  }
+
+  private flatten(): Uint8Array {
+    if (this.chunks.length === 1) return this.chunks[0]!;
+    const all = new Uint8Array(this.buffered);
+    let o = 0;
+    for (const c of this.chunks) {
+      all.set(c, o);
+      o += c.length;
+    }
+    this.chunks = [all];
+    return all;
+  }
+
+  private take(n: number): Uint8Array {
+    const all = this.flatten();
+    const out = all.slice(0, n);
+    const rest = all.subarray(n);
+    this.chunks = rest.length ? [rest] : [];
+    this.buffered = rest.length;
+    return out;
+  }
+}
