@@ -5,6 +5,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { ConfState, Entry, NodeId } from '../raft/types.js';
 import { DiskStorage, MemoryStorage, type Storage } from '../storage/storage.js';
 import { MemoryNetwork } from '../transport/memory.js';
+import { TcpTransport } from '../transport/tcp.js';
 import { NotLeaderError, RaftNode, StoppedError, type StateMachine } from './node.js';
 
 /** A replicated counter: each entry adds its number; apply returns the new total. */
@@ -121,5 +122,25 @@ describe('RaftNode', () => {
     const e = await read;
     expect(e instanceof StoppedError || e instanceof NotLeaderError).toBe(true);
     await expect(m.node.propose(enc('1'))).rejects.toBeInstanceOf(StoppedError);
+  });
+
+  it('runs three members over real TCP with disk storage', async () => {
+    const ts = await Promise.all([1, 2, 3].map((id) => TcpTransport.start({ id, clusterId: 'node-test' })));
+    for (const t of ts) for (const u of ts) if (t !== u) t.setPeer([1, 2, 3][ts.indexOf(u)]!, { host: '127.0.0.1', port: u.port });
+    const ms = await Promise.all(
+      [1, 2, 3].map(async (id) => {
+        const sm = new Counter();
+        const storage = await DiskStorage.open(join(root, `tcp${id}-${Date.now()}`), conf, { segmentBytes: 64 * 1024 });
+        const node = await RaftNode.start<number>({ id, storage, transport: ts[id - 1]!, stateMachine: sm, tickMs: 10, seed: id });
+        running.push(node);
+        return { node, sm };
+      }),
+    );
+    const leader = await waitFor('a leader over TCP', () => leaderOf(ms));
+    let total = 0;
+    for (let i = 0; i < 20; i++) total = await leader.node.propose(enc('2'));
+    expect(total).toBe(40);
+    await waitFor('everyone to apply', () => (ms.every((m) => m.sm.total === 40) ? true : undefined));
+    for (const t of ts) expect(t.stats.malformed + t.stats.refused).toBe(0);
   });
 });
