@@ -1,0 +1,22 @@
+/**
+ * Flotilla as a library: embed a Raft member with your own state machine.
+ *
+ *   import { RaftNode, DiskStorage, TcpTransport } from 'flotilla';
+ *
+ * See examples/counter for a complete program.
+ */
+export { RaftNode, NotLeaderError, ProposalRefusedError, ProposalDroppedError, StoppedError, ReadTimeoutError, realClock } from './node/node.js';
+export type { Clock, RaftNodeOptions, StateMachine, Transport } from './node/node.js';
+export { DiskStorage, MemoryStorage } from './storage/storage.js';
+export type { Storage, DiskStorageOptions } from './storage/storage.js';
+export { WalCorruptionError } from './storage/wal.js';
+export { SnapshotCorruptionError } from './storage/snapshots.js';
+export { TcpTransport } from './transport/tcp.js';
+export type { PeerAddress, TcpTransportOptions, TransportStats } from './transport/tcp.js';
+export { MemoryNetwork } from './transport/memory.js';
+export { RaftCore } from './raft/raft.js';
+export type { Status } from './raft/raft.js';
+export type { RaftConfig, Logger } from './raft/config.js';
+export type { ConfChange, ConfState, Entry, HardState, NodeId, Snapshot } from './raft/types.js';
+export { checkLinearizable, parseHistory, formatHistory } from './check/index.js';
+export type { HistoryOp } from './check/index.js';
