@@ -5,7 +5,7 @@
  *
  * See examples/counter for a complete program.
  */
-export { RaftNode, NotLeaderError, ProposalRefusedError, ProposalDroppedError, StoppedError, ReadTimeoutError, realClock } from './node/node.js';
+export { RaftNode, NotLeaderError, ProposalRefusedError, ProposalDroppedError, ProposalOutcomeUnknownError, StoppedError, ReadTimeoutError, realClock } from './node/node.js';
 export type { Clock, RaftNodeOptions, StateMachine, Transport } from './node/node.js';
 export { DiskStorage, MemoryStorage } from './storage/storage.js';
 export type { Storage, DiskStorageOptions } from './storage/storage.js';

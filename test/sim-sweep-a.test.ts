@@ -1,3 +1,3 @@
 import { sweepCase } from './sweep-case.js';
 
-sweepCase(1, 1000);
+sweepCase(1, 600, 'node');

@@ -1,3 +1,3 @@
 import { sweepCase } from './sweep-case.js';
 
-sweepCase(1001, 1000);
+sweepCase(601, 600, 'node');

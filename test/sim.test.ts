@@ -4,10 +4,10 @@ import { formatFailure, runSweep } from '../src/sim/sweep.js';
 import { MUTANTS } from './mutants.js';
 
 describe('simulator', () => {
-  it('is deterministic: the same seed gives the same run, event for event', () => {
+  it('is deterministic: the same seed gives the same run, event for event', async () => {
     for (const seed of [3, 17, 42]) {
-      const a = runSimulation({ seed, traceLength: 500 });
-      const b = runSimulation({ seed, traceLength: 500 });
+      const a = await runSimulation({ seed, traceLength: 500 });
+      const b = await runSimulation({ seed, traceLength: 500 });
       expect(a.ok).toBe(true);
       expect(b.stats).toEqual(a.stats);
       expect(b.history).toEqual(a.history);
@@ -15,11 +15,11 @@ describe('simulator', () => {
     }
   });
 
-  it('different seeds explore different runs', () => {
+  it('different seeds explore different runs', async () => {
     const settings = new Set<string>();
     const events = new Set<number>();
     for (let seed = 1; seed <= 20; seed++) {
-      const r = runSimulation({ seed });
+      const r = await runSimulation({ seed });
       settings.add(r.setting);
       events.add(r.stats.events);
     }
@@ -27,8 +27,8 @@ describe('simulator', () => {
     expect(events.size).toBeGreaterThan(15);
   });
 
-  it('runs real work under faults: elections, client operations, crashes, snapshots', () => {
-    const r = runSimulation({ seed: 11, nodes: 5, faults: ['crash', 'partition', 'lossy', 'membership', 'compaction', 'transfer', 'pause'], faultPhaseMs: 5000 });
+  it('runs real work under faults: elections, client operations, crashes, snapshots', async () => {
+    const r = await runSimulation({ seed: 11, nodes: 5, faults: ['crash', 'partition', 'lossy', 'membership', 'compaction', 'transfer', 'pause'], faultPhaseMs: 5000 });
     expect(r.ok, r.failure && formatFailure(r)).toBe(true);
     expect(r.stats.leaders).toBeGreaterThan(1);
     expect(r.stats.opsOk).toBeGreaterThan(50);
@@ -39,8 +39,8 @@ describe('simulator', () => {
     expect(r.stats.leaderAfterHealMs).toBeLessThan(10_000);
   });
 
-  it('records a history with calls, returns and unknown outcomes', () => {
-    const r = runSimulation({ seed: 5, nodes: 3, faults: ['crash', 'lossy'] });
+  it('records a history with calls, returns and unknown outcomes', async () => {
+    const r = await runSimulation({ seed: 5, nodes: 3, faults: ['crash', 'lossy'] });
     expect(r.ok).toBe(true);
     const kinds = new Set(r.history.map((h) => h.op));
     expect(kinds).toContain('read');
@@ -51,9 +51,9 @@ describe('simulator', () => {
     }
   });
 
-  it('a failure names the seed, the invariant, and the last events', () => {
+  it('a failure names the seed, the invariant, and the last events', async () => {
     const broken = MUTANTS.find((m) => m.name.startsWith('vote sent before'))!;
-    const r = runSimulation({ seed: 1, makeCore: broken.makeCore });
+    const r = await runSimulation({ seed: 1, makeCore: broken.makeCore });
     expect(r.ok).toBe(false);
     const text = formatFailure(r);
     expect(text).toContain('FAILED seed 1: vote durability violated');
@@ -62,8 +62,8 @@ describe('simulator', () => {
     expect(r.failure!.trace.length).toBeGreaterThan(5);
   });
 
-  it('a sweep covers every cluster size and fault kind', () => {
-    const s = runSweep({ firstSeed: 1000, runs: 40 });
+  it('a sweep covers every cluster size and fault kind', async () => {
+    const s = await runSweep({ firstSeed: 1000, runs: 40 });
     expect(s.failures.map(formatFailure)).toEqual([]);
     expect(Object.keys(s.sizes).map(Number).sort()).toEqual([3, 4, 5, 6, 7]);
     for (const [kind, n] of Object.entries(s.faultRuns)) expect(n, kind).toBeGreaterThan(5);

@@ -37,11 +37,12 @@ export function buildProgram(): Command {
     .option('--nodes <k>', 'cluster size (3..7); default cycles through sizes', intArg('--nodes', 3, 7))
     .option('--faults <kinds>', 'comma-separated fault kinds (partition,crash,pause,lossy,transfer,membership,compaction), all, none, or random per seed', 'random')
     .option('--fault-ms <ms>', 'virtual duration of the fault phase of each run', intArg('--fault-ms', 0, 3_600_000))
+    .option('--driver <d>', 'what drives each member: node (the server shell with the WAL on a crashing in-memory disk) or core (the bare core, faster)', 'node')
     .option('-v, --verbose', 'print one line per run')
     .option('--history', 'with --verbose: print each run\'s client history (JSON lines)')
     .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; verbose?: boolean; history?: boolean }) => {
       const { runSimCommand } = await import('./sim.js');
-      process.exitCode = runSimCommand(o, (l) => console.log(l));
+      process.exitCode = await runSimCommand(o, (l) => console.log(l));
     });
 
   program

@@ -11,6 +11,7 @@ export interface SimCommandOptions {
   readonly nodes?: number;
   readonly faults?: string;
   readonly faultMs?: number;
+  readonly driver?: string;
   readonly verbose?: boolean;
   readonly history?: boolean;
 }
@@ -26,7 +27,12 @@ export function parseFaults(s: string | undefined): FaultKind[] | undefined {
   return kinds as FaultKind[];
 }
 
-export function runSimCommand(o: SimCommandOptions, out: (line: string) => void): number {
+export async function runSimCommand(o: SimCommandOptions, out: (line: string) => void): Promise<number> {
+  const driver = o.driver ?? 'node';
+  if (driver !== 'node' && driver !== 'core') {
+    out(`flotilla sim: unknown driver "${driver}" (known: node, core)`);
+    return 2;
+  }
   let faults: FaultKind[] | undefined;
   try {
     faults = parseFaults(o.faults);
@@ -36,7 +42,8 @@ export function runSimCommand(o: SimCommandOptions, out: (line: string) => void)
   }
   const started = performance.now();
   let lastReport = started;
-  const summary = runSweep({
+  const summary = await runSweep({
+    driver,
     firstSeed: o.seed,
     runs: o.runs,
     ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),

@@ -8,6 +8,7 @@
 import { rng } from '../lib/prng.js';
 import type { Logger, RaftConfig } from '../raft/config.js';
 import type { Message } from '../raft/messages.js';
+import type { InitialState } from '../raft/config.js';
 import { RaftCore, type Status } from '../raft/raft.js';
 import type { ConfChange, Entry, Index, NodeId, Ready, Refusal, Term } from '../raft/types.js';
 import type { Storage } from '../storage/storage.js';
@@ -34,7 +35,12 @@ export interface Transport {
   close(): Promise<void>;
 }
 
-/** The application's replicated state machine. `apply` must be deterministic. */
+/**
+ * The application's replicated state machine. `apply` must be deterministic (no clock, no
+ * randomness): every member applies the same entries in the same order. It is given the
+ * committed entries that carry data, in log order; after a restart the member calls `restore`
+ * with its latest snapshot and applies the entries after it again.
+ */
 export interface StateMachine<R = unknown> {
   apply(entry: Entry): R;
   /** An image of the state at the last applied index. */
@@ -70,6 +76,15 @@ export class ProposalDroppedError extends Error {
   override name = 'ProposalDroppedError';
 }
 
+/**
+ * The proposal's fate cannot be known here: its entry reached this member only inside a
+ * snapshot from the leader (it may or may not be in it). Like a timeout, the caller must
+ * read to find out.
+ */
+export class ProposalOutcomeUnknownError extends Error {
+  override name = 'ProposalOutcomeUnknownError';
+}
+
 export class StoppedError extends Error {
   override name = 'StoppedError';
 }
@@ -99,6 +114,11 @@ export interface RaftNodeOptions<R> {
   readonly logger?: Logger;
   /** Extra core settings (limits, pre-vote, check-quorum). */
   readonly raft?: Partial<Omit<RaftConfig, 'id' | 'rng' | 'logger'>>;
+  /**
+   * Builds the core (default `new RaftCore`). For the simulator, which inspects the core for its
+   * invariant checks and runs deliberately broken cores; applications leave it unset.
+   */
+  readonly makeCore?: (config: RaftConfig, initial: InitialState) => RaftCore;
 }
 
 interface ProposalWaiter<R> {
@@ -122,7 +142,8 @@ export class RaftNode<R = unknown> {
   private readyReads: { index: Index; ctx: string }[] = [];
   private readSeq = 0;
   private appliedSinceSnapshot = 0;
-  private failure: Error | null = null;
+  private snapshotRequested = false;
+  private failed: Error | null = null;
   /** The last index applied to the state machine (entries or snapshot). */
   private lastApplied: Index = 0;
 
@@ -139,7 +160,7 @@ export class RaftNode<R = unknown> {
     const initial = await o.storage.load();
     o.stateMachine.restore(initial.snapshot.data, initial.snapshot.meta.index);
     const clock = o.clock ?? realClock;
-    const core = new RaftCore(
+    const core = (o.makeCore ?? ((c: RaftConfig, i: InitialState) => new RaftCore(c, i)))(
       {
         electionTicks: o.electionTicks ?? 10,
         heartbeatTicks: o.heartbeatTicks ?? 1,
@@ -227,6 +248,22 @@ export class RaftNode<R = unknown> {
     return this.core.leader;
   }
 
+  /** The error that stopped this member (a storage failure, a bug), or null while it runs. */
+  get failure(): Error | null {
+    return this.failed;
+  }
+
+  /** The index of the last entry applied to the state machine. */
+  get appliedIndex(): Index {
+    return this.lastApplied;
+  }
+
+  /** Takes a snapshot (and releases the log below it) at the next turn of the Ready loop. */
+  requestSnapshot(): void {
+    this.snapshotRequested = true;
+    this.kick();
+  }
+
   /** Stops ticking and processing; pending operations fail with StoppedError. */
   async stop(): Promise<void> {
     if (this.stopped) return;
@@ -244,7 +281,7 @@ export class RaftNode<R = unknown> {
     this.reads.clear();
     await this.o.transport.close();
     await this.o.storage.close();
-    if (this.failure) throw this.failure;
+    if (this.failed) throw this.failed;
   }
 
   // -------------------------------------------------------------------------------------
@@ -276,15 +313,13 @@ export class RaftNode<R = unknown> {
   private async loop(): Promise<void> {
     try {
       while (!this.stopped) {
-        if (!this.core.hasReady()) {
-          await new Promise<void>((resolve) => (this.wake = resolve));
-          continue;
-        }
-        await this.handle(this.core.ready());
+        if (this.core.hasReady()) await this.handle(this.core.ready());
+        else if (this.snapshotRequested) await this.maybeSnapshot();
+        else await new Promise<void>((resolve) => (this.wake = resolve));
       }
     } catch (e) {
       // A storage failure (or a bug) stops the member: continuing could break durability.
-      this.failure = e as Error;
+      this.failed = e as Error;
       this.o.logger?.warn(`${this.id} stopping after an error in the Ready loop: ${(e as Error).message}`);
       this.stopped = true;
       this.tickTimer?.cancel();
@@ -292,10 +327,23 @@ export class RaftNode<R = unknown> {
   }
 
   private async handle(rd: Ready): Promise<void> {
+    // Thesis §10.2.1: a leader's appends and heartbeats of its current term go out before its
+    // own write completes (the core counts the leader towards a quorum only for entries it has
+    // made durable, on advance). Everything else waits for the write: votes and
+    // acknowledgements must never promise what the disk does not hold.
+    let rest = rd.messages;
+    if (rest.length > 0 && this.core.currentRole === 'leader') {
+      const term = this.core.currentTerm;
+      const early: Message[] = [];
+      const later: Message[] = [];
+      for (const m of rest) (m.term === term && (m.type === 'append' || m.type === 'heartbeat') ? early : later).push(m);
+      if (early.length > 0) this.o.transport.send(early);
+      rest = later;
+    }
     // 1. persist
     await this.o.storage.save(rd, rd.mustSync);
     // 2. send
-    if (rd.messages.length > 0) this.o.transport.send(rd.messages);
+    if (rest.length > 0) this.o.transport.send(rest);
     // 3. apply
     if (rd.snapshot) {
       this.o.stateMachine.restore(rd.snapshot.data, rd.snapshot.meta.index);
@@ -303,7 +351,7 @@ export class RaftNode<R = unknown> {
       for (const [index, w] of this.proposals) {
         if (index <= rd.snapshot.meta.index) {
           // Its fate is inside the snapshot; we cannot tell which entry was applied there.
-          w.reject(new ProposalDroppedError(`entry ${index} was covered by a snapshot from the leader before it was applied here`));
+          w.reject(new ProposalOutcomeUnknownError(`entry ${index} was covered by a snapshot from the leader before it was applied here`));
           this.proposals.delete(index);
         }
       }
@@ -347,7 +395,9 @@ export class RaftNode<R = unknown> {
 
   private async maybeSnapshot(): Promise<void> {
     const every = this.o.snapshotEntries ?? 10_000;
-    if (this.appliedSinceSnapshot < every) return;
+    const asked = this.snapshotRequested;
+    this.snapshotRequested = false;
+    if (!asked && this.appliedSinceSnapshot < every) return;
     const snap = this.core.takeSnapshot(this.o.stateMachine.snapshot(), this.o.snapshotRetain ?? 1000);
     if (!snap) return;
     this.appliedSinceSnapshot = 0;

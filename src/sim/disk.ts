@@ -4,7 +4,7 @@
  * it is written: the term never goes back, and the commit index never decreases.
  */
 import type { InitialState } from '../raft/config.js';
-import type { ConfState, Entry, HardState, Ready, Snapshot } from '../raft/types.js';
+import type { ConfState, Entry, HardState, Snapshot } from '../raft/types.js';
 import { InvariantViolation } from './violation.js';
 
 export class SimDisk {
@@ -21,7 +21,7 @@ export class SimDisk {
   }
 
   /** Makes a Ready's hard state, snapshot and entries durable (step 1 of the Ready contract). */
-  persist(rd: Ready): void {
+  persist(rd: { readonly hardState?: HardState; readonly entries: readonly Entry[]; readonly snapshot?: Snapshot }): void {
     if (rd.snapshot) {
       const s = rd.snapshot;
       this.snapshot = s;
@@ -60,6 +60,19 @@ export class SimDisk {
   /** True if the disk holds entry `index` (in the log or under the snapshot). */
   holds(index: number): boolean {
     return index <= this.snapshot.meta.index + this.entries.length;
+  }
+
+  copy(): SimDisk {
+    const d = new SimDisk(this.id, this.snapshot.meta.confState);
+    d.reset(this.load());
+    return d;
+  }
+
+  /** Replaces the record by what a member recovered (node driver, after a restart). */
+  reset(s: InitialState): void {
+    this.hardState = s.hardState;
+    this.snapshot = s.snapshot;
+    this.entries = s.entries.slice();
   }
 
   load(): InitialState {

@@ -12,7 +12,10 @@ import { rng as makeRng, type Rng } from '../lib/prng.js';
 import type { InitialState, RaftConfig } from '../raft/config.js';
 import type { Message } from '../raft/messages.js';
 import { RaftCore } from '../raft/raft.js';
-import type { ConfChange, ConfState, Entry, NodeId, Ready } from '../raft/types.js';
+import type { ConfChange, ConfState, Entry, HardState, NodeId, Ready, Snapshot } from '../raft/types.js';
+import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, type Clock, type StateMachine, type Transport } from '../node/node.js';
+import { MemFs } from '../storage/fs.js';
+import { DiskStorage, type Storage } from '../storage/storage.js';
 import { SimDisk } from './disk.js';
 import { decodeCommand, encodeCommand, KvStateMachine, type KvCommand } from './kv.js';
 import { Network, randomProfile } from './network.js';
@@ -20,6 +23,14 @@ import { EventQueue } from './queue.js';
 import { InvariantViolation } from './violation.js';
 
 export type CoreFactory = (config: RaftConfig, initial: InitialState) => RaftCore;
+
+/**
+ * What drives each member: `node`, the shell the server runs (RaftNode with DiskStorage — the
+ * real WAL and snapshot files — on an in-memory file system that loses unsynced writes and tears
+ * the last one on a crash); or `core`, a minimal driver of the pure core with an idealised disk
+ * (faster; isolates core bugs).
+ */
+export type SimDriver = 'node' | 'core';
 
 export const FAULT_KINDS = ['partition', 'crash', 'pause', 'lossy', 'transfer', 'membership', 'compaction'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -47,6 +58,10 @@ export interface SimOptions {
   readonly checkDurability?: boolean;
   /** Skip the (comparatively slow) linearizability check. */
   readonly skipLinearizability?: boolean;
+  /** What drives each member (default `node`). */
+  readonly driver?: SimDriver;
+  /** Node driver: wraps each member's storage; tests pass deliberately broken storage here. */
+  readonly wrapStorage?: (s: Storage) => Storage;
 }
 
 export interface SimFailure {
@@ -108,6 +123,10 @@ interface Setting {
   snapshotEvery: number;
   snapshotRetain: number;
   fsyncUs: readonly [number, number];
+  /** WAL segment size (node driver): small, so segments roll and are released often. */
+  segmentBytes: number;
+  /** Chance that a crash tears the first unsynced write (node driver). */
+  tearChance: number;
   clients: number;
   keys: number;
   clientTimeoutUs: number;
@@ -130,6 +149,10 @@ interface Reply {
 
 class SimNode {
   core: RaftCore | null = null;
+  /** Node driver: the shell, its file system (survives crashes) and its receive hook. */
+  node: RaftNode<boolean> | null = null;
+  readonly fs = new MemFs();
+  receive: ((m: Message) => void) | null = null;
   sm = new KvStateMachine();
   incarnation = 0;
   up = false;
@@ -147,6 +170,10 @@ class SimNode {
   checkedLeaderTerm = -1;
   lastRole = 'follower';
   appliedSinceSnapshot = 0;
+  /** Node driver: the last index the state machine saw applied (entries it is not given included). */
+  appliedSeen = 0;
+  /** Node driver: saves started and not yet complete (a crash may keep one whose torn bytes happen to be whole). */
+  unsynced: { readonly hardState?: HardState; readonly entries: readonly Entry[]; readonly snapshot?: Snapshot }[] = [];
 
   constructor(
     readonly id: NodeId,
@@ -210,6 +237,9 @@ function chooseSetting(rng: Rng, o: SimOptions): Setting {
     keys: rng.int(1, 4),
     clientTimeoutUs: 400 * MS,
     strikeChance: o.strikeChance ?? rng.pick([0.1, 0.3, 0.7]),
+    // Drawn last so the settings above stay what they were for a seed.
+    segmentBytes: rng.pick([4096, 16384, 65536]),
+    tearChance: rng.pick([0, 0.5, 1]),
   };
 }
 
@@ -230,6 +260,9 @@ export class Simulation {
   private readonly traceLength: number;
   private readonly makeCore: CoreFactory;
   private now = 0;
+  private readonly driver: SimDriver;
+  /** An error raised inside a member's asynchronous work (node driver), rethrown after the event. */
+  private asyncFailure: unknown = null;
   private phase: 'faults' | 'liveness' | 'settle' = 'faults';
   private nextReqId = 1;
   private readonly stats: SimStats = {
@@ -267,6 +300,7 @@ export class Simulation {
   private readonly contentCache = new WeakMap<Entry, string>();
   /** Operations acknowledged to a client as done. */
   private readonly acked: { opId: string; op: OpKind }[] = [];
+  private bootstrap: ConfState = { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
 
   constructor(private readonly opts: SimOptions) {
     this.rng = makeRng(opts.seed);
@@ -281,26 +315,28 @@ export class Simulation {
     this.net = new Network(lossy ? profile : { ...profile, loss: 0, dup: 0 }, this.netRng);
     this.traceLength = opts.traceLength ?? 60;
     this.makeCore = opts.makeCore ?? ((config, initial) => new RaftCore(config, initial));
+    this.driver = opts.driver ?? 'node';
   }
 
   describeSetting(): string {
     const s = this.setting;
     const p = this.net.profile;
     return (
-      `nodes=${s.nodes} voters=${s.voters} learners=${s.learners} faults=${s.faults.join(',')} ` +
+      `driver=${this.driver} nodes=${s.nodes} voters=${s.voters} learners=${s.learners} faults=${s.faults.join(',')} ` +
       `preVote=${s.preVote} checkQuorum=${s.checkQuorum} heartbeat=${s.heartbeatTicks} maxMsgBytes=${s.maxMsgBytes} ` +
       `inflight=${s.inflightMsgsMax} snapshotEvery=${s.snapshotEvery} net=${p.delay}/${p.baseUs}us loss=${p.loss} dup=${p.dup} ` +
-      `fsync=${s.fsyncUs[0]}-${s.fsyncUs[1]}us clients=${s.clients} keys=${s.keys} strike=${s.strikeChance}`
+      `fsync=${s.fsyncUs[0]}-${s.fsyncUs[1]}us${this.driver === 'node' ? ` segment=${s.segmentBytes} tear=${s.tearChance}` : ''} clients=${s.clients} keys=${s.keys} strike=${s.strikeChance}`
     );
   }
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     let failure: SimFailure | undefined;
     try {
       this.setup();
+      await this.settle();
       const faultEnd = (this.opts.faultPhaseMs ?? 3000) * MS;
-      this.runUntil(faultEnd);
-      this.livenessPhase(faultEnd);
+      await this.runUntil(faultEnd);
+      await this.livenessPhase(faultEnd);
       if (!this.opts.skipLinearizability) this.checkHistory();
     } catch (e) {
       failure = this.toFailure(e);
@@ -336,7 +372,7 @@ export class Simulation {
     this.queue.push(this.now + Math.max(0, Math.round(delayUs)), label, run);
   }
 
-  private runUntil(t: number, stop?: () => boolean): void {
+  private async runUntil(t: number, stop?: () => boolean): Promise<void> {
     for (;;) {
       if (stop && stop()) return;
       if (this.queue.peekTime() > t) {
@@ -348,7 +384,31 @@ export class Simulation {
       this.stats.events++;
       if (ev.label !== '') this.note(ev.label);
       ev.run();
+      if (this.driver === 'node') await this.settle();
       this.afterEvent();
+    }
+  }
+
+  /**
+   * Node driver: lets every member's asynchronous work that the event started run to completion
+   * before the next event. No real I/O happens (the file system is in memory and its syncs wait
+   * for virtual-time events), so this drains promise continuations only, in a deterministic order.
+   */
+  private async settle(): Promise<void> {
+    if (this.driver !== 'node') return;
+    // eslint-disable-next-line no-restricted-globals -- drains microtasks; no time is read
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.asyncFailure !== null) throw this.asyncFailure;
+    for (const n of this.nodes.values()) if (n.up && n.node?.failure) throw n.node.failure;
+  }
+
+  /** Runs `f` inside a member's asynchronous work; a failure there fails the run. */
+  private guard<T>(f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      this.asyncFailure ??= e;
+      throw e;
     }
   }
 
@@ -362,6 +422,7 @@ export class Simulation {
     const voters = ids.slice(0, s.voters);
     const learners = ids.slice(s.voters, s.voters + s.learners);
     const conf: ConfState = { voters, votersOutgoing: [], learners, learnersNext: [], autoLeave: false };
+    this.bootstrap = conf;
     for (const id of ids) {
       const drift = 1 + (this.rng.next() - 0.5) * 0.1; // clocks differ by up to ±5%
       this.nodes.set(id, new SimNode(id, new SimDisk(id, conf), drift));
@@ -377,6 +438,10 @@ export class Simulation {
   }
 
   private boot(n: SimNode): void {
+    if (this.driver === 'node') {
+      this.bootNode(n).catch((e: unknown) => (this.asyncFailure ??= e));
+      return;
+    }
     const s = this.setting;
     n.incarnation++;
     n.up = true;
@@ -420,17 +485,224 @@ export class Simulation {
     this.pump(n);
   }
 
+
   // -------------------------------------------------------------------------------------
-  // Driving a member: the Ready loop
+  // Node driver: the server's shell (RaftNode) with the real storage code (DiskStorage: WAL
+  // and snapshot files) on an in-memory file system whose syncs take virtual time and whose
+  // crashes lose unsynced writes and may tear the first of them.
+  // -------------------------------------------------------------------------------------
+
+  private async bootNode(n: SimNode): Promise<void> {
+    const s = this.setting;
+    n.incarnation++;
+    n.up = true;
+    n.paused = false;
+    n.deferred = [];
+    n.node = null;
+    n.core = null;
+    n.receive = null;
+    n.checkedLeaderTerm = -1;
+    n.lastRole = 'follower';
+    const inc = n.incarnation;
+    const alive = (): boolean => n.incarnation === inc && n.up;
+    n.fs.syncDelay = () =>
+      new Promise<void>((resolve) => {
+        this.schedule(this.diskRng.int(s.fsyncUs[0], s.fsyncUs[1]), '', () => {
+          if (alive()) this.onNode(n, resolve);
+        });
+      });
+    const disk = await DiskStorage.open('/data', this.bootstrap, { fs: n.fs, segmentBytes: s.segmentBytes });
+    if (!alive()) return;
+    this.checkRecovered(n, await disk.load());
+    const transport: Transport = {
+      send: (messages) =>
+        this.guard(() => {
+          if (!alive()) return;
+          for (const m of messages) {
+            if (this.opts.checkDurability ?? true) this.checkOutgoing(n, m);
+            this.send(m);
+          }
+        }),
+      listen: (receive) => {
+        n.receive = receive;
+      },
+      close: async () => {},
+    };
+    const clock: Clock = {
+      now: () => this.now / MS,
+      setTimer: (ms, fn) => {
+        let armed = true;
+        this.schedule(ms * MS * n.drift, '', () => {
+          if (armed && alive()) this.onNode(n, () => armed && alive() && fn());
+        });
+        return { cancel: () => (armed = false) };
+      },
+    };
+    const stateMachine: StateMachine<boolean> = {
+      apply: (e) =>
+        this.guard(() => {
+          this.checkSkipped(n, e.index - 1, e.index);
+          this.checkCommittedAt(n, e);
+          n.appliedSeen = e.index;
+          return n.sm.apply(e.index, decodeCommand(e.data));
+        }),
+      snapshot: () => {
+        this.guard(() => this.checkSkipped(n, n.core!.appliedIndex, n.core!.appliedIndex));
+        n.sm.appliedIndex = n.core!.appliedIndex;
+        return n.sm.snapshot();
+      },
+      restore: (data, index) => {
+        n.sm = KvStateMachine.restore(data, index);
+        n.appliedSeen = index;
+        if (n.core) {
+          this.stats.snapshotsInstalled++;
+          this.note(`n${n.id} installed snapshot at ${index}`);
+        }
+      },
+    };
+    const node = await RaftNode.start<boolean>({
+      id: n.id,
+      storage: this.nodeStorage(n, this.opts.wrapStorage?.(disk) ?? disk, alive),
+      transport,
+      stateMachine,
+      clock,
+      tickMs: s.tickUs / MS,
+      electionTicks: s.electionTicks,
+      heartbeatTicks: s.heartbeatTicks,
+      snapshotEntries: s.snapshotEvery,
+      snapshotRetain: s.snapshotRetain,
+      readTimeoutMs: s.clientTimeoutUs / MS,
+      seed: this.coreRng.int(0, 2 ** 31),
+      raft: { preVote: s.preVote, checkQuorum: s.checkQuorum, maxMsgBytes: s.maxMsgBytes, inflightMsgsMax: s.inflightMsgsMax },
+      makeCore: (config, initial) => {
+        const core = this.makeCore(config, initial);
+        n.core = core;
+        n.lastCommit = core.commitIndex;
+        n.lastTerm = core.currentTerm;
+        n.checkedCommit = Math.min(n.checkedCommit, core.commitIndex);
+        return core;
+      },
+    });
+    n.node = node;
+  }
+
+  /**
+   * The shell hands the state machine only entries with data; the ones between (leader no-ops,
+   * configuration changes), up to `upTo`, are checked here.
+   */
+  private checkSkipped(n: SimNode, upTo: number, applying: number): void {
+    for (let i = n.appliedSeen + 1; i <= upTo; i++) {
+      const skipped = n.core!.entryAt(i);
+      if (!skipped || (skipped.type === 'normal' && skipped.data.length > 0)) {
+        throw new InvariantViolation('state machine safety', `n${n.id} applied entry ${applying} after ${n.appliedSeen}, skipping entry ${i}`);
+      }
+      this.checkCommittedAt(n, skipped);
+      n.appliedSeen = i;
+    }
+  }
+
+  /** DiskStorage, with the simulator's checks: log matching before a write, a record of what each completed write made durable. */
+  private nodeStorage(n: SimNode, inner: Storage, alive: () => boolean): Storage {
+    return {
+      load: () => inner.load(),
+      save: async (rd, sync) => {
+        this.guard(() => this.checkNewEntries(n, rd.entries));
+        n.unsynced.push(rd);
+        await inner.save(rd, sync);
+        if (!alive()) return;
+        n.unsynced = [];
+        this.guard(() => n.disk.persist(rd));
+      },
+      saveSnapshot: async (snap: Snapshot) => {
+        await inner.saveSnapshot(snap);
+        if (!alive()) return;
+        n.disk.saveSnapshot(snap);
+        this.stats.snapshotsTaken++;
+        this.note(`n${n.id} took snapshot at ${snap.meta.index}/${snap.meta.term}`);
+      },
+      close: () => inner.close(),
+    };
+  }
+
+  /**
+   * What a member recovers from its files after a crash holds everything its completed writes
+   * made durable (the record in `n.disk`): the same term and vote, and, unless a newer snapshot
+   * was being installed, the same log. A crash only ever tears an unsynced write, so recovery
+   * finds nothing more either.
+   */
+  private checkRecovered(n: SimNode, got: InitialState): void {
+    // A torn write whose missing bytes happen to be zeros (as in the preallocated file) is
+    // whole: recovery may then also hold the first unfinished save.
+    let why = this.recoveredDiffers(n, n.disk, got);
+    for (let i = 0; why && i < n.unsynced.length; i++) {
+      const further = n.disk.copy();
+      try {
+        for (const rd of n.unsynced.slice(0, i + 1)) further.persist(rd);
+      } catch {
+        break;
+      }
+      if (this.recoveredDiffers(n, further, got) === undefined) why = undefined;
+    }
+    n.unsynced = [];
+    if (why) throw why;
+    n.disk.reset(got);
+  }
+
+  private recoveredDiffers(n: SimNode, want: SimDisk, got: InitialState): InvariantViolation | undefined {
+    const hs = got.hardState;
+    const was = want.hardState;
+    if (hs.term !== was.term || hs.vote !== was.vote) {
+      return new InvariantViolation('durable state', `n${n.id} recovered term ${hs.term} vote ${hs.vote} from its files, but term ${was.term} vote ${was.vote} had been made durable`);
+    }
+    const snap = got.snapshot.meta.index;
+    if (snap < want.snapshot.meta.index) {
+      return new InvariantViolation('durable state', `n${n.id} recovered a snapshot at ${snap}, but one at ${want.snapshot.meta.index} had been made durable`);
+    }
+    if (snap === want.snapshot.meta.index) {
+      const a = got.entries.map((e) => `${e.index}/${e.term}`).join(' ');
+      const b = want.entries.map((e) => `${e.index}/${e.term}`).join(' ');
+      if (a !== b) return new InvariantViolation('durable log', `n${n.id} recovered log [${a}] after snapshot ${snap}, but [${b}] had been made durable`);
+    }
+    return undefined;
+  }
+
+  private handleNodeRequest(n: SimNode, req: ClientRequest): void {
+    const node = n.node;
+    if (!node) {
+      this.reply(req, { ok: false }); // still starting
+      return;
+    }
+    const inc = n.incarnation;
+    const failed = (e: unknown): void => {
+      if (n.incarnation !== inc) return;
+      if (e instanceof NotLeaderError || e instanceof ProposalRefusedError) this.reply(req, { ok: false, hint: e.leaderHint });
+      else if (e instanceof ProposalDroppedError || e instanceof ReadTimeoutError) this.reply(req, { ok: false, hint: node.leader });
+      else if (!(e instanceof ProposalOutcomeUnknownError)) this.asyncFailure ??= e;
+      // An unknown outcome gets no answer: the client times out, as it would in a real system.
+    };
+    if (req.op === 'read') {
+      node.linearizableRead().then(() => {
+        if (n.incarnation === inc) this.reply(req, { ok: true, output: n.sm.get(req.key) });
+      }, failed);
+    } else {
+      node.propose(encodeCommand(req.cmd!)).then((swapped) => {
+        if (n.incarnation === inc) this.reply(req, { ok: true, ...(req.cmd!.op === 'cas' ? { output: swapped } : {}) });
+      }, failed);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Core driver: the Ready loop
   // -------------------------------------------------------------------------------------
 
   /** Takes the next Ready, if any, and starts persisting it; the rest happens when the write completes. */
   private pump(n: SimNode): void {
+    if (this.driver === 'node') return; // the shell runs its own Ready loop
     if (!n.up || n.paused || n.outstanding || !n.core!.hasReady()) return;
     const core = n.core!;
     const rd = core.ready();
     n.outstanding = rd;
-    this.checkNewEntries(n, rd);
+    this.checkNewEntries(n, rd.entries);
     if (rd.softState) this.note(`n${n.id} is ${rd.softState.role} of term ${core.currentTerm} (leader ${rd.softState.leader})`);
     const inc = n.incarnation;
     const delay = rd.mustSync ? this.diskRng.int(this.setting.fsyncUs[0], this.setting.fsyncUs[1]) : 1;
@@ -551,8 +823,11 @@ export class Simulation {
     const inc = to.incarnation;
     this.onNode(to, () => {
       if (to.incarnation !== inc) return;
-      to.core!.step(m);
-      this.pump(to);
+      if (this.driver === 'node') to.receive?.(m);
+      else {
+        to.core!.step(m);
+        this.pump(to);
+      }
     });
   }
 
@@ -598,6 +873,10 @@ export class Simulation {
   }
 
   private handleRequest(n: SimNode, req: ClientRequest): void {
+    if (this.driver === 'node') {
+      this.handleNodeRequest(n, req);
+      return;
+    }
     const core = n.core!;
     if (req.op === 'read') {
       const ctx = `r${req.reqId}`;
@@ -690,7 +969,7 @@ export class Simulation {
   private currentLeader(): SimNode | undefined {
     let best: SimNode | undefined;
     for (const n of this.nodes.values()) {
-      if (n.up && n.core!.currentRole === 'leader' && (!best || n.core!.currentTerm > best.core!.currentTerm)) best = n;
+      if (n.up && n.core?.currentRole === 'leader' && (!best || n.core.currentTerm > best.core!.currentTerm)) best = n;
     }
     return best;
   }
@@ -801,6 +1080,18 @@ export class Simulation {
         const voters = l.core!.status().confState.voters.filter((x) => x !== l.id);
         if (voters.length === 0) return;
         const to = r.pick(voters);
+        if (this.driver === 'node') {
+          if (!l.node) return;
+          try {
+            l.node.transferLeadership(to);
+            this.note(`FAULT transfer leadership n${l.id} -> n${to}: started`);
+            this.stats.transfers++;
+          } catch (e) {
+            if (!(e instanceof ProposalRefusedError)) throw e;
+            this.note(`FAULT transfer leadership n${l.id} -> n${to}: ${e.reason}`);
+          }
+          return;
+        }
         const res = l.core!.transferLeader(to);
         this.note(`FAULT transfer leadership n${l.id} -> n${to}: ${res.ok ? 'started' : res.reason}`);
         if (res.ok) this.stats.transfers++;
@@ -812,6 +1103,13 @@ export class Simulation {
         if (!l) return;
         const cc = this.chooseConfChange(l);
         if (!cc) return;
+        if (this.driver === 'node') {
+          if (!l.node) return;
+          this.note(`FAULT conf change ${describeConfChange(cc)} at n${l.id}: proposed`);
+          this.stats.confChanges++;
+          l.node.proposeConfChange(cc).catch(() => {}); // refusals and leader changes are normal here
+          return;
+        }
         const res = l.core!.proposeConfChange(cc);
         this.note(`FAULT conf change ${describeConfChange(cc)} at n${l.id}: ${res.ok ? `proposed at ${res.index}` : res.reason}`);
         if (res.ok) this.stats.confChanges++;
@@ -820,6 +1118,10 @@ export class Simulation {
       }
       case 'compaction': {
         const v = this.victim();
+        if (this.driver === 'node') {
+          v.node?.requestSnapshot();
+          return;
+        }
         if (!v.up || v.paused || v.outstanding) return;
         v.appliedSinceSnapshot = this.setting.snapshotEvery;
         this.maybeSnapshot(v);
@@ -897,7 +1199,14 @@ export class Simulation {
 
   private crash(n: SimNode): void {
     this.stats.crashes++;
-    this.note(`FAULT crash n${n.id}${n.outstanding ? ' (losing an unpersisted Ready)' : ''}`);
+    if (this.driver === 'node') {
+      // The machine loses power: unsynced writes are lost, and the first may be torn.
+      const tear = this.diskRng.chance(this.setting.tearChance);
+      this.note(`FAULT crash n${n.id}${tear ? ' (tearing its first unsynced write)' : ''}`);
+      n.fs.crash(tear ? (len) => this.diskRng.int(0, len) : undefined);
+      n.node = null;
+      n.receive = null;
+    } else this.note(`FAULT crash n${n.id}${n.outstanding ? ' (losing an unpersisted Ready)' : ''}`);
     n.up = false;
     n.paused = false;
     n.deferred = [];
@@ -929,7 +1238,7 @@ export class Simulation {
   // Liveness
   // -------------------------------------------------------------------------------------
 
-  private livenessPhase(faultEnd: number): void {
+  private async livenessPhase(faultEnd: number): Promise<void> {
     this.phase = 'liveness';
     this.net.healAll();
     this.net.faulty = false;
@@ -938,6 +1247,7 @@ export class Simulation {
       if (!n.up) this.restart(n);
       else if (n.paused) this.resume(n);
     }
+    await this.settle();
     for (const c of this.clients) {
       if (!c.waiting) {
         c.final = true;
@@ -946,19 +1256,19 @@ export class Simulation {
     }
     // A leader every member of its configuration follows, within a bounded time.
     const bound = 10_000 * MS;
-    this.runUntil(faultEnd + bound, () => this.stableLeader() !== undefined);
+    await this.runUntil(faultEnd + bound, () => this.stableLeader() !== undefined);
     const leader = this.stableLeader();
     if (!leader) throw new InvariantViolation('liveness', `no stable leader ${bound / MS}ms after the faults stopped: ${this.roles()}`);
     this.stats.leaderAfterHealMs = Math.round((this.now - faultEnd) / MS);
     // Every client gets an answer and completes a write.
-    this.runUntil(faultEnd + 2 * bound, () => this.clients.every((c) => c.done));
+    await this.runUntil(faultEnd + 2 * bound, () => this.clients.every((c) => c.done));
     const stuck = this.clients.filter((c) => !c.done);
     if (stuck.length > 0) {
       throw new InvariantViolation('liveness', `clients ${stuck.map((c) => c.id).join(',')} got no successful write within ${(2 * bound) / MS}ms after the faults stopped: ${this.roles()}`);
     }
     // Every member of the final configuration catches up to the same state.
     this.phase = 'settle';
-    this.runUntil(this.now + bound, () => this.converged() === undefined);
+    await this.runUntil(this.now + bound, () => this.converged() === undefined);
     const why = this.converged();
     if (why) throw new InvariantViolation('liveness', `members did not converge: ${why}`);
     this.stats.commitIndex = this.currentLeader()?.core!.commitIndex ?? 0;
@@ -967,7 +1277,7 @@ export class Simulation {
 
   private roles(): string {
     return [...this.nodes.values()]
-      .map((n) => (n.up ? `n${n.id}:${n.core!.currentRole}/t${n.core!.currentTerm}/lead${n.core!.leader}` : `n${n.id}:down`))
+      .map((n) => (n.up && n.core ? `n${n.id}:${n.core.currentRole}/t${n.core.currentTerm}/lead${n.core.leader}` : `n${n.id}:down`))
       .join(' ');
   }
 
@@ -980,7 +1290,7 @@ export class Simulation {
   private stableLeader(): SimNode | undefined {
     const l = this.currentLeader();
     if (!l) return undefined;
-    for (const n of this.finalMembers(l)) if (!n.up || n.core!.leader !== l.id || n.core!.currentTerm !== l.core!.currentTerm) return undefined;
+    for (const n of this.finalMembers(l)) if (!n.up || !n.core || n.core.leader !== l.id || n.core!.currentTerm !== l.core!.currentTerm) return undefined;
     return l;
   }
 
@@ -990,10 +1300,12 @@ export class Simulation {
     const commit = l.core!.commitIndex;
     // Until an entry of its own term commits, a new leader does not know the full commit index.
     if (l.core!.termAt(commit) !== l.core!.currentTerm) return `leader n${l.id} has not committed an entry of term ${l.core!.currentTerm} yet`;
-    const digest = l.sm.digest();
+    // The node driver's state machine does not see the entries without data: compare its content.
+    const withIndex = this.driver === 'core';
+    const digest = l.sm.digest(withIndex);
     for (const n of this.finalMembers(l)) {
-      if (n.core!.appliedIndex !== commit || n.sm.appliedIndex !== commit) return `n${n.id} applied ${n.core!.appliedIndex} of ${commit}`;
-      if (n.sm.digest() !== digest) return `n${n.id} state ${n.sm.digest()} differs from leader n${l.id} state ${digest}`;
+      if (n.core!.appliedIndex !== commit || (withIndex && n.sm.appliedIndex !== commit)) return `n${n.id} applied ${n.core!.appliedIndex} of ${commit}`;
+      if (n.sm.digest(withIndex) !== digest) return `n${n.id} state ${n.sm.digest()} differs from leader n${l.id} state ${digest}`;
     }
     return undefined;
   }
@@ -1030,8 +1342,8 @@ export class Simulation {
   /** Checked after every event, for every running member. */
   private afterEvent(): void {
     for (const n of this.nodes.values()) {
-      if (!n.up) continue;
-      const core = n.core!;
+      if (!n.up || !n.core) continue;
+      const core = n.core;
       const term = core.currentTerm;
       if (term < n.lastTerm) throw new InvariantViolation('term monotonic', `n${n.id} went from term ${n.lastTerm} to ${term}`);
       n.lastTerm = term;
@@ -1041,7 +1353,10 @@ export class Simulation {
       n.lastCommit = commit;
       if (commit > n.checkedCommit) this.recordCommitted(n, commit);
       const role = core.currentRole;
-      if (role !== n.lastRole) n.lastRole = role;
+      if (role !== n.lastRole) {
+        n.lastRole = role;
+        if (this.driver === 'node') this.note(`n${n.id} is ${role} of term ${term} (leader ${core.leader})`);
+      }
       if (role === 'leader') {
         const other = this.leaderOfTerm.get(term);
         if (other === undefined) {
@@ -1101,10 +1416,10 @@ export class Simulation {
   }
 
   /** Log Matching (§5.3): an (index, term) pair names one entry, and one predecessor term. */
-  private checkNewEntries(n: SimNode, rd: Ready): void {
+  private checkNewEntries(n: SimNode, entries: readonly Entry[]): void {
     const core = n.core!;
-    let prevTerm = rd.entries.length > 0 ? core.termAt(rd.entries[0]!.index - 1) : undefined;
-    for (const e of rd.entries) {
+    let prevTerm = entries.length > 0 ? core.termAt(entries[0]!.index - 1) : undefined;
+    for (const e of entries) {
       const key = `${e.index}:${e.term}`;
       const c = this.content(e);
       const rec = this.entryRecord.get(key);
@@ -1121,8 +1436,15 @@ export class Simulation {
     }
   }
 
-  /** State Machine Safety at apply time: every member applies the same entry at each index. */
+  /** State Machine Safety at apply time: every member applies the same entry at each index, in order. */
   private checkApplied(n: SimNode, e: Entry): void {
+    this.checkCommittedAt(n, e);
+    if (e.index !== n.sm.appliedIndex + 1) {
+      throw new InvariantViolation('state machine safety', `n${n.id} applied entry ${e.index} right after ${n.sm.appliedIndex}`);
+    }
+  }
+
+  private checkCommittedAt(n: SimNode, e: Entry): void {
     const c = this.content(e);
     const prev = this.committed.get(e.index);
     if (prev === undefined) {
@@ -1130,9 +1452,6 @@ export class Simulation {
       if (e.index > this.maxCommitted) this.maxCommitted = e.index;
     } else if (prev.term !== e.term || prev.content !== c) {
       throw new InvariantViolation('state machine safety', `n${n.id} applied ${e.index}/${e.term} ${c} but ${e.index}/${prev.term} ${prev.content} is committed there`);
-    }
-    if (e.index !== n.sm.appliedIndex + 1) {
-      throw new InvariantViolation('state machine safety', `n${n.id} applied entry ${e.index} right after ${n.sm.appliedIndex}`);
     }
   }
 
@@ -1193,6 +1512,6 @@ function describeConfChange(cc: ConfChange): string {
   return `${parts.join(' ')}${cc.joint ? ' joint' : ''}`;
 }
 
-export function runSimulation(opts: SimOptions): SimResult {
+export function runSimulation(opts: SimOptions): Promise<SimResult> {
   return new Simulation(opts).run();
 }

@@ -21,7 +21,7 @@ export interface SweepSummary {
   totals: { events: number; ops: number; opsOk: number; crashes: number; partitions: number; pauses: number; transfers: number; confChanges: number; snapshotsInstalled: number; leaders: number; virtualMs: number };
 }
 
-export function runSweep(o: SweepOptions): SweepSummary {
+export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
   const faultRuns = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   const summary: SweepSummary = {
     runs: 0,
@@ -32,7 +32,7 @@ export function runSweep(o: SweepOptions): SweepSummary {
   };
   for (let i = 0; i < o.runs; i++) {
     const seed = (o.firstSeed + i) >>> 0;
-    const r = runSimulation({ ...o, seed });
+    const r = await runSimulation({ ...o, seed });
     summary.runs++;
     for (const f of r.faults) faultRuns[f]++;
     summary.sizes[r.nodes] = (summary.sizes[r.nodes] ?? 0) + 1;
@@ -65,7 +65,7 @@ export function formatFailure(r: SimResult): string {
     `FAILED seed ${r.seed}: ${f.invariant} violated at ${f.timeMs.toFixed(3)}ms`,
     `  ${f.message}`,
     `  setting: ${r.setting}`,
-    `  reproduce: npx flotilla sim --seed ${r.seed} --runs 1${r.nodes ? ` --nodes ${r.nodes}` : ''}`,
+    `  reproduce: npx flotilla sim --seed ${r.seed} --runs 1${r.nodes ? ` --nodes ${r.nodes}` : ''}${r.setting.startsWith('driver=core') ? ' --driver core' : ''}`,
     `  last events:`,
     ...f.trace.map((l) => `    ${l}`),
   ].join('\n');

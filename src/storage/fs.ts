@@ -83,6 +83,11 @@ export class MemFs implements FileSystem {
   ops = 0;
   /** Called before every mutating operation with its number; throw to stop the "process" there. */
   beforeOp: (n: number, what: string) => void = () => {};
+  /**
+   * How long a datasync or directory sync takes: awaited before the data becomes durable, so a
+   * crash meanwhile loses it (the simulator resolves it after a virtual delay).
+   */
+  syncDelay: (() => Promise<void>) | null = null;
 
   private tick(what: string): void {
     this.ops++;
@@ -134,6 +139,7 @@ export class MemFs implements FileSystem {
       },
       datasync: async () => {
         this.tick(`datasync ${path}`);
+        if (this.syncDelay) await this.syncDelay();
         file.durable = file.data.slice();
         file.pending = [];
       },
@@ -156,6 +162,7 @@ export class MemFs implements FileSystem {
 
   async syncDir(dir: string): Promise<void> {
     this.tick(`syncdir ${dir}`);
+    if (this.syncDelay) await this.syncDelay();
     const prefix = dir.endsWith('/') ? dir : `${dir}/`;
     for (const p of [...this.durableNames.keys()]) if (p.startsWith(prefix)) this.durableNames.delete(p);
     for (const [p, f] of this.names) if (p.startsWith(prefix)) this.durableNames.set(p, f);
