@@ -139,7 +139,8 @@ describe.skipIf(!built)('counter example under SIGKILL (real processes)', () => 
       const w = writer(c, () => stopped, 'k');
       const end = Date.now() + 30_000;
       let kills = 0;
-      while (Date.now() < end) {
+      // At least 30 s and at least 7 kills (a slow machine stretches the run rather than thinning it).
+      while (Date.now() < end || kills < 7) {
         await sleep(2500 + Math.floor(Math.random() * 1500));
         const statuses = await Promise.all(c.members.map((m) => http(m.http, 'GET', '/status')));
         const leader = c.members.find((_, i) => statuses[i]?.body.role === 'leader');
@@ -153,7 +154,6 @@ describe.skipIf(!built)('counter example under SIGKILL (real processes)', () => 
       const { acked, attempts } = await w;
       const states = await converged(c, 20_000);
       console.log(`kill test: ${kills} kills, ${acked.length}/${attempts} writes acknowledged, ${states[0]!.ops.length} applied`);
-      expect(kills).toBeGreaterThanOrEqual(7);
       expect(acked.length).toBeGreaterThan(50);
       for (const s of states) {
         const have = new Set(s.ops);
