@@ -1,0 +1,629 @@
+/**
+ * The MVCC key space with etcd's semantics: every change gets a revision (main, sub); a key keeps
+ * its history back to the compact revision, so ranges can be read at any revision since, and a
+ * change log feeds watchers. Deterministic: no clock, no randomness — the replicated state
+ * machine applies the same commands in the same order on every member and gets the same store.
+ *
+ * Keys and values are bytes. Internally a key is also held as a "binary string" (one char per
+ * byte), whose code-unit order is the bytes' lexicographic order.
+ */
+import { crc32 } from 'node:zlib';
+import { ERR } from './errors.js';
+
+export interface KeyValue {
+  readonly key: Uint8Array;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+  readonly value: Uint8Array;
+  /** 0n = no lease. Lease ids are 63-bit, hence bigint. */
+  readonly lease: bigint;
+}
+
+export interface KvEvent {
+  readonly type: 'put' | 'delete';
+  /** For a delete: only key and modRevision (the delete revision) are set, as in etcd. */
+  readonly kv: KeyValue;
+  /** The key's previous version, when there was one. */
+  readonly prevKv?: KeyValue;
+}
+
+export type SortOrder = 'none' | 'ascend' | 'descend';
+export type SortTarget = 'key' | 'version' | 'create' | 'mod' | 'value';
+
+export interface RangeRequest {
+  readonly key: Uint8Array;
+  readonly rangeEnd?: Uint8Array;
+  readonly limit?: number;
+  readonly revision?: number;
+  readonly sortOrder?: SortOrder;
+  readonly sortTarget?: SortTarget;
+  readonly keysOnly?: boolean;
+  readonly countOnly?: boolean;
+  readonly minModRevision?: number;
+  readonly maxModRevision?: number;
+  readonly minCreateRevision?: number;
+  readonly maxCreateRevision?: number;
+}
+
+export interface RangeResult {
+  readonly kvs: KeyValue[];
+  readonly more: boolean;
+  readonly count: number;
+}
+
+export interface PutRequest {
+  readonly key: Uint8Array;
+  readonly value?: Uint8Array;
+  readonly lease?: bigint;
+  readonly prevKv?: boolean;
+  readonly ignoreValue?: boolean;
+  readonly ignoreLease?: boolean;
+}
+
+export interface DeleteRangeRequest {
+  readonly key: Uint8Array;
+  readonly rangeEnd?: Uint8Array;
+  readonly prevKv?: boolean;
+}
+
+export type CompareResult = 'equal' | 'greater' | 'less' | 'notEqual';
+export type Compare =
+  | { readonly key: Uint8Array; readonly rangeEnd?: Uint8Array; readonly result: CompareResult; readonly target: 'version' | 'create' | 'mod'; readonly value: number }
+  | { readonly key: Uint8Array; readonly rangeEnd?: Uint8Array; readonly result: CompareResult; readonly target: 'lease'; readonly value: bigint }
+  | { readonly key: Uint8Array; readonly rangeEnd?: Uint8Array; readonly result: CompareResult; readonly target: 'value'; readonly value: Uint8Array };
+
+export type RequestOp =
+  | { readonly range: RangeRequest }
+  | { readonly put: PutRequest }
+  | { readonly deleteRange: DeleteRangeRequest }
+  | { readonly txn: TxnRequest };
+
+export interface TxnRequest {
+  readonly compare: readonly Compare[];
+  readonly success: readonly RequestOp[];
+  readonly failure: readonly RequestOp[];
+}
+
+export type ResponseOp =
+  | { readonly range: RangeResult }
+  | { readonly put: { prevKv?: KeyValue } }
+  | { readonly deleteRange: { deleted: number; prevKvs: KeyValue[] } }
+  | { readonly txn: TxnResult };
+
+export interface TxnResult {
+  readonly succeeded: boolean;
+  readonly responses: ResponseOp[];
+}
+
+export interface MvccLimits {
+  /** Operations per txn branch (etcd --max-txn-ops, default 128). */
+  readonly maxTxnOps: number;
+}
+
+export const MVCC_LIMITS_DEFAULT: MvccLimits = { maxTxnOps: 128 };
+
+interface Rev {
+  readonly main: number;
+  readonly sub: number;
+  /** null: a tombstone (the key was deleted at this revision). */
+  readonly kv: KeyValue | null;
+}
+
+interface Lease {
+  readonly id: bigint;
+  readonly ttl: number;
+  readonly keys: Set<string>;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** The byte string as a binary string (one char per byte), whose order is the bytes' order. */
+export function bin(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
+  return s;
+}
+
+export function unbin(s: string): Uint8Array {
+  const b = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
+  return b;
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+/** The interval a request names: [start, end) in binary strings; end null = one key, '' = to the end. */
+interface Interval {
+  readonly start: string;
+  readonly end: string | null;
+}
+
+function interval(key: Uint8Array, rangeEnd: Uint8Array | undefined): Interval {
+  const start = bin(key);
+  if (!rangeEnd || rangeEnd.length === 0) return { start, end: null };
+  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { start, end: '' };
+  return { start, end: bin(rangeEnd) };
+}
+
+function contains(iv: Interval, k: string): boolean {
+  if (iv.end === null) return k === iv.start;
+  return k >= iv.start && (iv.end === '' || k < iv.end);
+}
+
+interface Writes {
+  readonly puts: Set<string>;
+  readonly dels: Interval[];
+}
+
+function addPut(w: Writes, k: string): void {
+  if (w.puts.has(k) || w.dels.some((d) => contains(d, k))) throw ERR.duplicateKey();
+  w.puts.add(k);
+}
+
+function addDel(w: Writes, d: Interval): void {
+  for (const k of w.puts) if (contains(d, k)) throw ERR.duplicateKey();
+  w.dels.push(d);
+}
+
+export class MvccStore {
+  /** The store's revision: an empty store is at 1, the first write gets 2. */
+  private rev = 1;
+  private compactRev = 0;
+  private readonly keys = new Map<string, Rev[]>();
+  /** The keys of `keys`, sorted. */
+  private sorted: string[] = [];
+  /** Every change since the compact revision, in (main, sub) order. */
+  private changes: KvEvent[] = [];
+  private readonly leases = new Map<bigint, Lease>();
+  /** Revision being written by the current write transaction, and its next sub-revision. */
+  private writeMain = 0;
+  private writeSub = 0;
+  private readonly limits: MvccLimits;
+  private listeners: ((events: readonly KvEvent[], rev: number) => void)[] = [];
+
+  constructor(limits: Partial<MvccLimits> = {}) {
+    this.limits = { ...MVCC_LIMITS_DEFAULT, ...limits };
+  }
+
+  get revision(): number {
+    return this.rev;
+  }
+
+  get compactRevision(): number {
+    return this.compactRev;
+  }
+
+  get keyCount(): number {
+    return this.keys.size;
+  }
+
+  /** Called after each revision is written, with all of its events (the watch hub listens). */
+  onCommit(listener: (events: readonly KvEvent[], rev: number) => void): void {
+    this.listeners.push(listener);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Reads
+  // ---------------------------------------------------------------------------------------
+
+  range(r: RangeRequest): RangeResult {
+    if (r.key.length === 0) throw ERR.emptyKey();
+    const at = this.readRevision(r.revision);
+    return this.rangeAt(r, at);
+  }
+
+  private readRevision(revision: number | undefined): number {
+    const rev = revision === undefined || revision <= 0 ? this.rev : revision;
+    if (rev > this.rev) throw ERR.futureRev();
+    if (rev < this.compactRev) throw ERR.compacted();
+    return rev;
+  }
+
+  private rangeAt(r: RangeRequest, at: number): RangeResult {
+    let kvs = this.collect(interval(r.key, r.rangeEnd), at);
+    const count = kvs.length;
+    if (r.countOnly) return { kvs: [], more: false, count };
+    const f = r;
+    if (f.minModRevision) kvs = kvs.filter((kv) => kv.modRevision >= f.minModRevision!);
+    if (f.maxModRevision) kvs = kvs.filter((kv) => kv.modRevision <= f.maxModRevision!);
+    if (f.minCreateRevision) kvs = kvs.filter((kv) => kv.createRevision >= f.minCreateRevision!);
+    if (f.maxCreateRevision) kvs = kvs.filter((kv) => kv.createRevision <= f.maxCreateRevision!);
+    let order = r.sortOrder ?? 'none';
+    const target = r.sortTarget ?? 'key';
+    if (order === 'none' && target !== 'key') order = 'ascend';
+    if (order !== 'none') {
+      const cmp = sorter(target);
+      kvs.sort(order === 'ascend' ? cmp : (a, b) => cmp(b, a));
+    }
+    let more = false;
+    if (r.limit && r.limit > 0 && kvs.length > r.limit) {
+      kvs = kvs.slice(0, r.limit);
+      more = true;
+    }
+    if (r.keysOnly) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
+    return { kvs, more, count };
+  }
+
+  /** Live key-values in the interval at revision `at`, in key order. */
+  private collect(iv: Interval, at: number): KeyValue[] {
+    const out: KeyValue[] = [];
+    if (iv.end === null) {
+      const kv = this.kvAt(iv.start, at);
+      if (kv) out.push(kv);
+      return out;
+    }
+    for (let i = lowerBound(this.sorted, iv.start); i < this.sorted.length; i++) {
+      const k = this.sorted[i]!;
+      if (iv.end !== '' && k >= iv.end) break;
+      const kv = this.kvAt(k, at);
+      if (kv) out.push(kv);
+    }
+    return out;
+  }
+
+  private kvAt(k: string, at: number): KeyValue | null {
+    const h = this.keys.get(k);
+    if (!h) return null;
+    for (let i = h.length - 1; i >= 0; i--) if (h[i]!.main <= at) return h[i]!.kv;
+    return null;
+  }
+
+  /** Changes with revision >= from (and > the compact revision), in order. */
+  changesSince(from: number): KvEvent[] {
+    let lo = 0;
+    let hi = this.changes.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.changes[mid]!.kv.modRevision < from) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.changes.slice(lo);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Writes (each public write is one revision at most)
+  // ---------------------------------------------------------------------------------------
+
+  put(r: PutRequest): { prevKv?: KeyValue } {
+    this.checkPut(r);
+    return this.write(() => this.doPut(r));
+  }
+
+  deleteRange(r: DeleteRangeRequest): { deleted: number; prevKvs: KeyValue[] } {
+    if (r.key.length === 0) throw ERR.emptyKey();
+    return this.write(() => this.doDelete(r));
+  }
+
+  txn(t: TxnRequest): TxnResult {
+    this.checkTxn(t);
+    return this.write(() => this.doTxn(t));
+  }
+
+  compact(revision: number): void {
+    if (revision <= this.compactRev) throw ERR.compacted();
+    if (revision > this.rev) throw ERR.futureRev();
+    this.compactRev = revision;
+    const gone: string[] = [];
+    for (const [k, h] of this.keys) {
+      let last = -1;
+      for (let i = h.length - 1; i >= 0; i--) {
+        if (h[i]!.main <= revision) {
+          last = i;
+          break;
+        }
+      }
+      if (last < 0) continue;
+      const keepFrom = h[last]!.kv === null ? last + 1 : last;
+      if (keepFrom > 0) h.splice(0, keepFrom);
+      if (h.length === 0) gone.push(k);
+    }
+    if (gone.length > 0) {
+      const g = new Set(gone);
+      for (const k of gone) this.keys.delete(k);
+      this.sorted = this.sorted.filter((k) => !g.has(k));
+    }
+    this.changes = this.changesSince(revision + 1);
+  }
+
+  grantLease(id: bigint, ttl: number): void {
+    if (id <= 0n) throw new RangeError(`lease id must be positive, got ${id}`);
+    if (this.leases.has(id)) throw ERR.leaseExists();
+    this.leases.set(id, { id, ttl, keys: new Set() });
+  }
+
+  /** Deletes every key attached to the lease in one revision, then the lease. */
+  revokeLease(id: bigint): void {
+    const l = this.leases.get(id);
+    if (!l) throw ERR.leaseNotFound();
+    const keys = [...l.keys].sort();
+    this.write(() => {
+      for (const k of keys) this.tombstone(k);
+    });
+    this.leases.delete(id);
+  }
+
+  lease(id: bigint): { id: bigint; ttl: number; keys: Uint8Array[] } | undefined {
+    const l = this.leases.get(id);
+    return l && { id: l.id, ttl: l.ttl, keys: [...l.keys].sort().map(unbin) };
+  }
+
+  leaseIds(): bigint[] {
+    return [...this.leases.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  private write<T>(f: () => T): T {
+    this.writeMain = this.rev + 1;
+    this.writeSub = 0;
+    const from = this.changes.length;
+    try {
+      return f();
+    } finally {
+      if (this.writeSub > 0) {
+        this.rev = this.writeMain;
+        const events = this.changes.slice(from);
+        for (const l of this.listeners) l(events, this.rev);
+      }
+      this.writeMain = 0;
+    }
+  }
+
+  /** Validates a put against the state as it is before the write (etcd's pre-check). */
+  private checkPut(r: PutRequest): void {
+    if (r.key.length === 0) throw ERR.emptyKey();
+    if (r.ignoreValue && r.value && r.value.length > 0) throw ERR.valueProvided();
+    if (r.ignoreLease && r.lease && r.lease !== 0n) throw ERR.leaseProvided();
+    if (r.ignoreValue || r.ignoreLease) {
+      if (!this.kvAt(bin(r.key), this.rev)) throw ERR.keyNotFound();
+    }
+    if (r.lease && r.lease !== 0n && !this.leases.has(r.lease)) throw ERR.leaseNotFound();
+  }
+
+  /**
+   * Validates a whole txn before any of it runs, so a bad op changes nothing: sizes, keys,
+   * revisions, leases, and etcd's duplicate rule (a key put twice, or put inside a deleted
+   * range, in one branch including its nested txns; overlapping deletes are allowed).
+   */
+  private checkTxn(t: TxnRequest): Writes {
+    for (const c of t.compare) if (c.key.length === 0) throw ERR.emptyKey();
+    const both: Writes = { puts: new Set(), dels: [] };
+    for (const branch of [t.success, t.failure]) {
+      if (branch.length > this.limits.maxTxnOps) throw ERR.tooManyOps();
+      const w: Writes = { puts: new Set(), dels: [] };
+      for (const op of branch) {
+        if ('range' in op) {
+          if (op.range.key.length === 0) throw ERR.emptyKey();
+          this.readRevision(op.range.revision);
+        } else if ('put' in op) {
+          this.checkPut(op.put);
+          addPut(w, bin(op.put.key));
+        } else if ('deleteRange' in op) {
+          if (op.deleteRange.key.length === 0) throw ERR.emptyKey();
+          addDel(w, interval(op.deleteRange.key, op.deleteRange.rangeEnd));
+        } else {
+          const inner = this.checkTxn(op.txn);
+          for (const k of inner.puts) addPut(w, k);
+          for (const d of inner.dels) addDel(w, d);
+        }
+      }
+      for (const k of w.puts) both.puts.add(k);
+      both.dels.push(...w.dels);
+    }
+    return both;
+  }
+
+  private doTxn(t: TxnRequest): TxnResult {
+    const succeeded = t.compare.every((c) => this.compare(c));
+    const responses: ResponseOp[] = [];
+    for (const op of succeeded ? t.success : t.failure) {
+      if ('range' in op) {
+        // Later ops see earlier writes of the same txn: read at the revision being written.
+        const rev = op.range.revision && op.range.revision > 0 ? op.range.revision : this.writeSub > 0 ? this.writeMain : this.rev;
+        responses.push({ range: this.rangeAt(op.range, rev) });
+      } else if ('put' in op) responses.push({ put: this.doPut(op.put) });
+      else if ('deleteRange' in op) responses.push({ deleteRange: this.doDelete(op.deleteRange) });
+      else responses.push({ txn: this.doTxn(op.txn) });
+    }
+    return { succeeded, responses };
+  }
+
+  private compare(c: Compare): boolean {
+    const at = this.writeSub > 0 ? this.writeMain : this.rev;
+    const kvs = this.collect(interval(c.key, c.rangeEnd), at);
+    if (kvs.length === 0) {
+      if (c.target === 'value') return false;
+      return compareOne(c, { key: c.key, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0n });
+    }
+    return kvs.every((kv) => compareOne(c, kv));
+  }
+
+  private doPut(r: PutRequest): { prevKv?: KeyValue } {
+    const k = bin(r.key);
+    const prev = this.kvAt(k, Number.MAX_SAFE_INTEGER);
+    const main = this.writeMain;
+    const value = r.ignoreValue && prev ? prev.value : (r.value ?? EMPTY);
+    const lease = r.ignoreLease && prev ? prev.lease : (r.lease ?? 0n);
+    const kv: KeyValue = {
+      key: r.key.slice(),
+      createRevision: prev ? prev.createRevision : main,
+      modRevision: main,
+      version: prev ? prev.version + 1 : 1,
+      value: r.ignoreValue ? value : value.slice(),
+      lease,
+    };
+    if (prev && prev.lease !== 0n && prev.lease !== lease) this.leases.get(prev.lease)?.keys.delete(k);
+    if (lease !== 0n) this.leases.get(lease)!.keys.add(k);
+    this.append(k, kv, prev);
+    return r.prevKv && prev ? { prevKv: prev } : {};
+  }
+
+  private doDelete(r: DeleteRangeRequest): { deleted: number; prevKvs: KeyValue[] } {
+    const kvs = this.collect(interval(r.key, r.rangeEnd), Number.MAX_SAFE_INTEGER);
+    for (const kv of kvs) this.tombstone(bin(kv.key));
+    return { deleted: kvs.length, prevKvs: r.prevKv ? kvs : [] };
+  }
+
+  private tombstone(k: string): void {
+    const prev = this.kvAt(k, Number.MAX_SAFE_INTEGER);
+    if (!prev) return;
+    if (prev.lease !== 0n) this.leases.get(prev.lease)?.keys.delete(k);
+    this.append(k, null, prev);
+  }
+
+  private append(k: string, kv: KeyValue | null, prev: KeyValue | null): void {
+    const main = this.writeMain;
+    const sub = this.writeSub++;
+    let h = this.keys.get(k);
+    if (!h) {
+      h = [];
+      this.keys.set(k, h);
+      this.sorted.splice(lowerBound(this.sorted, k), 0, k);
+    }
+    h.push({ main, sub, kv });
+    const event: KvEvent =
+      kv === null
+        ? { type: 'delete', kv: { key: prev!.key, createRevision: 0, modRevision: main, version: 0, value: EMPTY, lease: 0n }, prevKv: prev! }
+        : { type: 'put', kv, ...(prev ? { prevKv: prev } : {}) };
+    this.changes.push(event);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Hash, snapshot and restore
+  // ---------------------------------------------------------------------------------------
+
+  /**
+   * A hash of every key version with revision in (compact revision, rev] (HashKV): members that
+   * applied the same log have the same hash at the same revision.
+   */
+  hashKv(revision = 0): { hash: number; compactRevision: number; revision: number } {
+    const rev = this.readRevision(revision);
+    let h = 0;
+    const enc = new TextEncoder();
+    for (const k of this.sorted) {
+      for (const r of this.keys.get(k)!) {
+        if (r.main > rev) break;
+        h = crc32(enc.encode(`${r.main}.${r.sub}:${r.kv ? `${r.kv.createRevision}.${r.kv.version}.${r.kv.lease}` : 'x'}`), crc32(unbin(k), h));
+        if (r.kv) h = crc32(r.kv.value, h);
+      }
+    }
+    return { hash: h >>> 0, compactRevision: this.compactRev, revision: rev };
+  }
+
+  /** The whole state as bytes (deterministic: equal stores give equal bytes). */
+  snapshot(): Uint8Array {
+    const b64 = (u: Uint8Array): string => Buffer.from(u).toString('base64');
+    const keys = this.sorted.map((k) => [
+      b64(unbin(k)),
+      this.keys.get(k)!.map((r) => (r.kv ? [r.main, r.sub, r.kv.createRevision, r.kv.version, b64(r.kv.value), r.kv.lease.toString()] : [r.main, r.sub])),
+    ]);
+    const leases = this.leaseIds().map((id) => {
+      const l = this.leases.get(id)!;
+      return [id.toString(), l.ttl, [...l.keys].sort().map((k) => b64(unbin(k)))];
+    });
+    return new TextEncoder().encode(JSON.stringify({ v: 1, rev: this.rev, compactRev: this.compactRev, keys, leases }));
+  }
+
+  static restore(data: Uint8Array, limits: Partial<MvccLimits> = {}): MvccStore {
+    const s = new MvccStore(limits);
+    if (data.length === 0) return s;
+    const o = JSON.parse(new TextDecoder().decode(data)) as {
+      v: number;
+      rev: number;
+      compactRev: number;
+      keys: [string, (number | string)[][]][];
+      leases: [string, number, string[]][];
+    };
+    if (o.v !== 1) throw new Error(`unknown key-value snapshot version ${o.v}`);
+    const fromB64 = (x: string): Uint8Array => new Uint8Array(Buffer.from(x, 'base64'));
+    s.rev = o.rev;
+    s.compactRev = o.compactRev;
+    const events: { main: number; sub: number; e: KvEvent }[] = [];
+    for (const [kb, revs] of o.keys) {
+      const key = fromB64(kb);
+      const k = bin(key);
+      const h: Rev[] = [];
+      let prev: KeyValue | null = null;
+      for (const r of revs) {
+        const main = r[0] as number;
+        const sub = r[1] as number;
+        const kv: KeyValue | null =
+          r.length > 2 ? { key, createRevision: r[2] as number, modRevision: main, version: r[3] as number, value: fromB64(r[4] as string), lease: BigInt(r[5] as string) } : null;
+        h.push({ main, sub, kv });
+        if (main > s.compactRev) {
+          const e: KvEvent = kv
+            ? { type: 'put', kv, ...(prev ? { prevKv: prev } : {}) }
+            : { type: 'delete', kv: { key, createRevision: 0, modRevision: main, version: 0, value: EMPTY, lease: 0n }, ...(prev ? { prevKv: prev } : {}) };
+          events.push({ main, sub, e });
+        }
+        prev = kv;
+      }
+      s.keys.set(k, h);
+      s.sorted.push(k);
+    }
+    events.sort((a, b) => a.main - b.main || a.sub - b.sub);
+    s.changes = events.map((x) => x.e);
+    for (const [id, ttl, keys] of o.leases) s.leases.set(BigInt(id), { id: BigInt(id), ttl, keys: new Set(keys.map((k) => bin(fromB64(k)))) });
+    return s;
+  }
+}
+
+function lowerBound(xs: readonly string[], k: string): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid]! < k) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function sorter(target: SortTarget): (a: KeyValue, b: KeyValue) => number {
+  switch (target) {
+    case 'key':
+      return (a, b) => compareBytes(a.key, b.key);
+    case 'version':
+      return (a, b) => a.version - b.version || compareBytes(a.key, b.key);
+    case 'create':
+      return (a, b) => a.createRevision - b.createRevision || compareBytes(a.key, b.key);
+    case 'mod':
+      return (a, b) => a.modRevision - b.modRevision || compareBytes(a.key, b.key);
+    case 'value':
+      return (a, b) => compareBytes(a.value, b.value) || compareBytes(a.key, b.key);
+  }
+}
+
+function compareOne(c: Compare, kv: KeyValue): boolean {
+  let d: number;
+  switch (c.target) {
+    case 'version':
+      d = kv.version - c.value;
+      break;
+    case 'create':
+      d = kv.createRevision - c.value;
+      break;
+    case 'mod':
+      d = kv.modRevision - c.value;
+      break;
+    case 'lease':
+      d = kv.lease < c.value ? -1 : kv.lease > c.value ? 1 : 0;
+      break;
+    case 'value':
+      d = compareBytes(kv.value, c.value);
+      break;
+  }
+  switch (c.result) {
+    case 'equal':
+      return d === 0;
+    case 'greater':
+      return d > 0;
+    case 'less':
+      return d < 0;
+    case 'notEqual':
+      return d !== 0;
+  }
+}
