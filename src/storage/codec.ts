@@ -11,6 +11,7 @@
  * All integers are little-endian; indexes and terms are u64 written as two u32 halves.
  */
 import { crc32 } from 'node:zlib';
+import { ByteReader, ByteWriter, readEntry, writeEntry } from '../lib/bytes.js';
 import type { Entry, HardState } from '../raft/types.js';
 
 export const RecordType = {
@@ -32,51 +33,13 @@ export type WalRecord =
 export const RECORD_BYTES_MAX = 64 << 20;
 const HEADER = 9; // length + crc + type
 
-class Writer {
-  buf: Uint8Array;
-  view: DataView;
-  pos = 0;
-  constructor(size: number) {
-    this.buf = new Uint8Array(size);
-    this.view = new DataView(this.buf.buffer);
-  }
-  ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    const next = new Uint8Array(Math.max(this.buf.length * 2, this.pos + n));
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
-    this.view = new DataView(next.buffer);
-  }
-  u8(v: number): void {
-    this.ensure(1);
-    this.view.setUint8(this.pos, v);
-    this.pos += 1;
-  }
-  u32(v: number): void {
-    this.ensure(4);
-    this.view.setUint32(this.pos, v, true);
-    this.pos += 4;
-  }
-  u64(v: number): void {
-    this.ensure(8);
-    this.view.setUint32(this.pos, v % 0x100000000, true);
-    this.view.setUint32(this.pos + 4, Math.floor(v / 0x100000000), true);
-    this.pos += 8;
-  }
-  bytes(b: Uint8Array): void {
-    this.ensure(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
-  }
-}
-
 function payloadOf(r: WalRecord): { code: RecordTypeCode; payload: Uint8Array } {
-  const w = new Writer(64);
+  const w = new ByteWriter(64);
   switch (r.type) {
     case 'segmentHeader':
       w.u64(r.seq);
       w.u32(r.prevCrc);
-      return { code: RecordType.segmentHeader, payload: w.buf.subarray(0, w.pos) };
+      return { code: RecordType.segmentHeader, payload: w.written() };
     case 'entries':
       w.u8(r.hardState ? 1 : 0);
       if (r.hardState) {
@@ -85,23 +48,17 @@ function payloadOf(r: WalRecord): { code: RecordTypeCode; payload: Uint8Array } 
         w.u64(r.hardState.commit);
       }
       w.u32(r.entries.length);
-      for (const e of r.entries) {
-        w.u64(e.index);
-        w.u64(e.term);
-        w.u8(e.type === 'conf' ? 1 : 0);
-        w.u32(e.data.length);
-        w.bytes(e.data);
-      }
-      return { code: RecordType.entries, payload: w.buf.subarray(0, w.pos) };
+      for (const e of r.entries) writeEntry(w, e);
+      return { code: RecordType.entries, payload: w.written() };
     case 'hardState':
       w.u64(r.hardState.term);
       w.u64(r.hardState.vote);
       w.u64(r.hardState.commit);
-      return { code: RecordType.hardState, payload: w.buf.subarray(0, w.pos) };
+      return { code: RecordType.hardState, payload: w.written() };
     case 'snapshotMarker':
       w.u64(r.index);
       w.u64(r.term);
-      return { code: RecordType.snapshotMarker, payload: w.buf.subarray(0, w.pos) };
+      return { code: RecordType.snapshotMarker, payload: w.written() };
   }
 }
 
@@ -152,37 +109,8 @@ export interface Decoded {
   readonly end: DecodeEnd;
 }
 
-class Reader {
-  pos = 0;
-  constructor(
-    private readonly view: DataView,
-    private readonly limit: number,
-  ) {}
-  need(n: number): void {
-    if (this.pos + n > this.limit) throw new RangeError('payload ends early');
-  }
-  u8(): number {
-    this.need(1);
-    return this.view.getUint8(this.pos++);
-  }
-  u32(): number {
-    this.need(4);
-    const v = this.view.getUint32(this.pos, true);
-    this.pos += 4;
-    return v;
-  }
-  u64(): number {
-    this.need(8);
-    const lo = this.view.getUint32(this.pos, true);
-    const hi = this.view.getUint32(this.pos + 4, true);
-    this.pos += 8;
-    if (hi >= 0x200000) throw new RangeError('u64 beyond 2^53');
-    return hi * 0x100000000 + lo;
-  }
-}
-
 function parsePayload(code: number, payload: Uint8Array): WalRecord {
-  const r = new Reader(new DataView(payload.buffer, payload.byteOffset, payload.byteLength), payload.byteLength);
+  const r = new ByteReader(payload);
   let rec: WalRecord;
   switch (code) {
     case RecordType.segmentHeader:
@@ -194,17 +122,7 @@ function parsePayload(code: number, payload: Uint8Array): WalRecord {
       const hardState = flags === 1 ? { term: r.u64(), vote: r.u64(), commit: r.u64() } : undefined;
       const n = r.u32();
       const entries: Entry[] = [];
-      for (let i = 0; i < n; i++) {
-        const index = r.u64();
-        const term = r.u64();
-        const t = r.u8();
-        if (t > 1) throw new RangeError(`bad entry type ${t}`);
-        const len = r.u32();
-        r.need(len);
-        const data = payload.slice(r.pos, r.pos + len);
-        r.pos += len;
-        entries.push({ index, term, type: t === 1 ? 'conf' : 'normal', data });
-      }
+      for (let i = 0; i < n; i++) entries.push(readEntry(r));
       rec = hardState ? { type: 'entries', entries, hardState } : { type: 'entries', entries };
       break;
     }
@@ -217,7 +135,7 @@ function parsePayload(code: number, payload: Uint8Array): WalRecord {
     default:
       throw new RangeError(`unknown record type ${code}`);
   }
-  if (r.pos !== payload.byteLength) throw new RangeError(`${payload.byteLength - r.pos} trailing bytes`);
+  r.end();
   return rec;
 }
 

@@ -11,6 +11,7 @@
  * raises a FrameError (the connection is then dropped), never a crash.
  */
 import type { Message, MessageType } from '../raft/messages.js';
+import { ByteReader, ByteWriter, readEntry, writeEntry } from '../lib/bytes.js';
 import type { Entry, Snapshot } from '../raft/types.js';
 
 /** Largest frame accepted from a peer (a snapshot travels as one frame). */
@@ -43,144 +44,21 @@ export interface Handshake {
   readonly version: number;
 }
 
-class W {
-  buf: Uint8Array;
-  view: DataView;
-  pos = 4; // room for the frame length
-  constructor(size = 128) {
-    this.buf = new Uint8Array(size);
-    this.view = new DataView(this.buf.buffer);
-  }
-  need(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    const next = new Uint8Array(Math.max(this.buf.length * 2, this.pos + n));
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
-    this.view = new DataView(next.buffer);
-  }
-  u8(v: number): void {
-    this.need(1);
-    this.view.setUint8(this.pos++, v);
-  }
-  u16(v: number): void {
-    this.need(2);
-    this.view.setUint16(this.pos, v, true);
-    this.pos += 2;
-  }
-  u32(v: number): void {
-    this.need(4);
-    this.view.setUint32(this.pos, v, true);
-    this.pos += 4;
-  }
-  u64(v: number): void {
-    this.need(8);
-    this.view.setUint32(this.pos, v % 0x100000000, true);
-    this.view.setUint32(this.pos + 4, Math.floor(v / 0x100000000), true);
-    this.pos += 8;
-  }
-  bool(v: boolean): void {
-    this.u8(v ? 1 : 0);
-  }
-  bytes(b: Uint8Array): void {
-    this.u32(b.length);
-    this.need(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
-  }
-  str(s: string): void {
-    const b = new TextEncoder().encode(s);
-    if (b.length > 0xffff) throw new RangeError(`string of ${b.length} bytes is too long for the wire`);
-    this.u16(b.length);
-    this.need(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
-  }
-  finish(): Uint8Array {
-    this.view.setUint32(0, this.pos - 4, true);
-    return this.buf.subarray(0, this.pos);
-  }
+const frameError = (message: string): FrameError => new FrameError(message);
+
+/** A writer with room for the frame length, which `finish` fills in. */
+function frameWriter(size = 128): ByteWriter {
+  return new ByteWriter(size, 4);
 }
 
-class R {
-  pos = 0;
-  private readonly view: DataView;
-  constructor(private readonly b: Uint8Array) {
-    this.view = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  }
-  need(n: number): void {
-    if (this.pos + n > this.b.length) throw new FrameError(`frame ends early (need ${n} bytes at ${this.pos} of ${this.b.length})`);
-  }
-  u8(): number {
-    this.need(1);
-    return this.view.getUint8(this.pos++);
-  }
-  u16(): number {
-    this.need(2);
-    const v = this.view.getUint16(this.pos, true);
-    this.pos += 2;
-    return v;
-  }
-  u32(): number {
-    this.need(4);
-    const v = this.view.getUint32(this.pos, true);
-    this.pos += 4;
-    return v;
-  }
-  u64(): number {
-    this.need(8);
-    const lo = this.view.getUint32(this.pos, true);
-    const hi = this.view.getUint32(this.pos + 4, true);
-    this.pos += 8;
-    if (hi >= 0x200000) throw new FrameError('integer beyond 2^53');
-    return hi * 0x100000000 + lo;
-  }
-  bool(): boolean {
-    const v = this.u8();
-    if (v > 1) throw new FrameError(`bad boolean ${v}`);
-    return v === 1;
-  }
-  bytes(): Uint8Array {
-    const n = this.u32();
-    this.need(n);
-    const out = this.b.slice(this.pos, this.pos + n);
-    this.pos += n;
-    return out;
-  }
-  str(): string {
-    const n = this.u16();
-    this.need(n);
-    let s: string;
-    try {
-      s = new TextDecoder('utf-8', { fatal: true }).decode(this.b.subarray(this.pos, this.pos + n));
-    } catch {
-      throw new FrameError('string is not valid UTF-8');
-    }
-    this.pos += n;
-    return s;
-  }
-  end(): void {
-    if (this.pos !== this.b.length) throw new FrameError(`${this.b.length - this.pos} unexpected trailing bytes`);
-  }
-}
-
-function entry(w: W, e: Entry): void {
-  w.u64(e.index);
-  w.u64(e.term);
-  w.u8(e.type === 'conf' ? 1 : 0);
-  w.bytes(e.data);
-}
-
-function readEntry(r: R): Entry {
-  const index = r.u64();
-  const term = r.u64();
-  const t = r.u8();
-  if (t > 1) throw new FrameError(`bad entry type ${t}`);
-  return { index, term, type: t === 1 ? 'conf' : 'normal', data: r.bytes() };
+function finish(w: ByteWriter): Uint8Array {
+  w.setU32(0, w.pos - 4);
+  return w.written();
 }
 
 /** One message as a frame (length prefix included). */
 export function encodeMessage(m: Message): Uint8Array {
-  const w = new W(m.type === 'append' ? 64 + m.entries.reduce((a, e) => a + e.data.length + 24, 0) : 64);
+  const w = frameWriter(m.type === 'append' ? 64 + m.entries.reduce((a, e) => a + e.data.length + 24, 0) : 64);
   w.u8(KIND[m.type]);
   w.u32(m.from);
   w.u32(m.to);
@@ -191,7 +69,7 @@ export function encodeMessage(m: Message): Uint8Array {
       w.u64(m.prevLogTerm);
       w.u64(m.commit);
       w.u32(m.entries.length);
-      for (const e of m.entries) entry(w, e);
+      for (const e of m.entries) writeEntry(w, e);
       break;
     case 'appendResponse':
       w.u64(m.index);
@@ -232,7 +110,7 @@ export function encodeMessage(m: Message): Uint8Array {
       w.bool(m.reject);
       break;
   }
-  return w.finish();
+  return finish(w);
 }
 
 function snapshotMeta(raw: Uint8Array): Snapshot['meta'] {
@@ -258,7 +136,7 @@ function snapshotMeta(raw: Uint8Array): Snapshot['meta'] {
 
 /** Decodes a frame body (without its length prefix). */
 export function decodeMessage(body: Uint8Array): Message {
-  const r = new R(body);
+  const r = new ByteReader(body, frameError);
   const kind = r.u8();
   const type = TYPE_OF.get(kind);
   if (!type) throw new FrameError(`unknown message kind ${kind}`);
@@ -274,7 +152,7 @@ export function decodeMessage(body: Uint8Array): Message {
       const n = r.u32();
       if (n > body.length) throw new FrameError(`entry count ${n} exceeds the frame`);
       const entries: Entry[] = [];
-      for (let i = 0; i < n; i++) entries.push(readEntry(r));
+      for (let i = 0; i < n; i++) entries.push(readEntry(r, frameError));
       m = { type, from, to, term, prevLogIndex, prevLogTerm, commit, entries };
       break;
     }
@@ -313,18 +191,18 @@ export function decodeMessage(body: Uint8Array): Message {
 }
 
 export function encodeHandshake(h: Handshake): Uint8Array {
-  const w = new W();
+  const w = frameWriter();
   w.u8(0);
   w.u32(MAGIC);
   w.u8(h.version);
   w.str(h.clusterId);
   w.u32(h.from);
   w.u32(h.to);
-  return w.finish();
+  return finish(w);
 }
 
 export function decodeHandshake(body: Uint8Array): Handshake {
-  const r = new R(body);
+  const r = new ByteReader(body, frameError);
   if (r.u8() !== 0) throw new FrameError('expected a handshake');
   if (r.u32() !== MAGIC) throw new FrameError('bad handshake magic (not a Flotilla peer?)');
   const version = r.u8();
