@@ -443,17 +443,12 @@ export class Simulation {
       return;
     }
     const s = this.setting;
-    n.incarnation++;
-    n.up = true;
-    n.paused = false;
-    n.deferred = [];
+    this.newIncarnation(n);
     n.outstanding = null;
     n.pendingWrites.clear();
     n.pendingAt.clear();
     n.pendingReads.clear();
     n.readsWaiting = [];
-    n.checkedLeaderTerm = -1;
-    n.lastRole = 'follower';
     n.appliedSinceSnapshot = 0;
     const initial = n.disk.load();
     n.sm = KvStateMachine.restore(initial.snapshot.data, initial.snapshot.meta.index);
@@ -467,10 +462,7 @@ export class Simulation {
       maxMsgBytes: s.maxMsgBytes,
       inflightMsgsMax: s.inflightMsgsMax,
     };
-    n.core = this.makeCore(config, initial);
-    n.lastCommit = n.core.commitIndex;
-    n.lastTerm = n.core.currentTerm;
-    n.checkedCommit = Math.min(n.checkedCommit, n.core.commitIndex);
+    this.adoptCore(n, this.makeCore(config, initial));
     const inc = n.incarnation;
     const tickEvery = s.tickUs * n.drift;
     const tick = (): void => {
@@ -485,6 +477,24 @@ export class Simulation {
     this.pump(n);
   }
 
+  /** A member (re)starts: a new incarnation, running, with nothing pending. */
+  private newIncarnation(n: SimNode): void {
+    n.incarnation++;
+    n.up = true;
+    n.paused = false;
+    n.deferred = [];
+    n.checkedLeaderTerm = -1;
+    n.lastRole = 'follower';
+  }
+
+  /** The member's new core, and the per-member invariant bookkeeping that starts from it. */
+  private adoptCore(n: SimNode, core: RaftCore): RaftCore {
+    n.core = core;
+    n.lastCommit = core.commitIndex;
+    n.lastTerm = core.currentTerm;
+    n.checkedCommit = Math.min(n.checkedCommit, core.commitIndex);
+    return core;
+  }
 
   // -------------------------------------------------------------------------------------
   // Node driver: the server's shell (RaftNode) with the real storage code (DiskStorage: WAL
@@ -494,15 +504,10 @@ export class Simulation {
 
   private async bootNode(n: SimNode): Promise<void> {
     const s = this.setting;
-    n.incarnation++;
-    n.up = true;
-    n.paused = false;
-    n.deferred = [];
+    this.newIncarnation(n);
     n.node = null;
     n.core = null;
     n.receive = null;
-    n.checkedLeaderTerm = -1;
-    n.lastRole = 'follower';
     const inc = n.incarnation;
     const alive = (): boolean => n.incarnation === inc && n.up;
     n.fs.syncDelay = () =>
@@ -574,14 +579,7 @@ export class Simulation {
       readTimeoutMs: s.clientTimeoutUs / MS,
       seed: this.coreRng.int(0, 2 ** 31),
       raft: { preVote: s.preVote, checkQuorum: s.checkQuorum, maxMsgBytes: s.maxMsgBytes, inflightMsgsMax: s.inflightMsgsMax },
-      makeCore: (config, initial) => {
-        const core = this.makeCore(config, initial);
-        n.core = core;
-        n.lastCommit = core.commitIndex;
-        n.lastTerm = core.currentTerm;
-        n.checkedCommit = Math.min(n.checkedCommit, core.commitIndex);
-        return core;
-      },
+      makeCore: (config, initial) => this.adoptCore(n, this.makeCore(config, initial)),
     });
     n.node = node;
   }
