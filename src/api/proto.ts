@@ -1,0 +1,46 @@
+/**
+ * Loads Flotilla's .proto files (proto/, etcd v3.4's wire format) for servers, the gateway and
+ * the client. Objects follow @grpc/proto-loader's conventions: snake_case field names as in the
+ * .proto, 64-bit integers as decimal strings, enums as their names, bytes as Buffer, defaults
+ * filled in, and the set member of a oneof named by its oneof field.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+
+/** proto/ at the package root (the same depth from src/api and dist/api). */
+export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
+
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_DIR],
+};
+
+let cached: { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } | null = null;
+
+export function loadProtos(): { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } {
+  if (!cached) {
+    const definition = protoLoader.loadSync(['rpc.proto', 'v3election.proto', 'v3lock.proto'], LOADER_OPTIONS);
+    cached = { definition, pkg: grpc.loadPackageDefinition(definition) };
+  }
+  return cached;
+}
+
+/** The service definition for `etcdserverpb.KV`, `v3lockpb.Lock`, ... */
+export function serviceDefinition(fullName: string): grpc.ServiceDefinition {
+  const { definition } = loadProtos();
+  const def = definition[fullName];
+  if (!def || !('Range' in def || Object.values(def).some((m) => typeof m === 'object' && m !== null && 'path' in m))) {
+    throw new Error(`no service ${fullName} in the .proto files`);
+  }
+  return def as grpc.ServiceDefinition;
+}
+
+/** A client constructor for a service, e.g. `new (clientConstructor('etcdserverpb.KV'))(addr, creds)`. */
+export function clientConstructor(fullName: string): grpc.ServiceClientConstructor {
+  return grpc.makeGenericClientConstructor(serviceDefinition(fullName), fullName.split('.').pop()!);
+}
