@@ -1,0 +1,167 @@
+/**
+ * Test fixture: a 3-member cluster on loopback with random free ports and a temp data dir,
+ * either Flotilla (`node bin/flotilla.js serve`, built by `npm test` first) or real etcd
+ * (`/usr/bin/etcd`, for side-by-side comparisons). Both take the same etcd-style flags.
+ * Members are separate processes; `stop()` kills them all and removes the data.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Target = 'flotilla' | 'etcd';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const FLOTILLA_BIN = join(ROOT, 'bin/flotilla.js');
+
+/** Path of a tool on PATH (or a usual location), or null: tests that need it skip with a reason. */
+export function which(tool: string): string | null {
+  const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
+  const p = r.stdout.trim();
+  if (p) return p;
+  for (const d of ['/usr/bin', '/usr/local/bin']) if (existsSync(join(d, tool))) return join(d, tool);
+  return null;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface MemberProc {
+  readonly name: string;
+  readonly clientUrl: string;
+  readonly peerUrl: string;
+  readonly dataDir: string;
+  proc: ChildProcess | null;
+  /** Everything the process printed (stdout and stderr), for failure messages. */
+  output: string;
+}
+
+export interface Cluster {
+  readonly target: Target;
+  readonly members: MemberProc[];
+  /** host:port of each member's client port, e.g. for etcdctl --endpoints. */
+  readonly endpoints: string[];
+  readonly dir: string;
+  /** SIGKILL one member. */
+  kill(i: number): void;
+  /** Start a killed member again with its data. */
+  restart(i: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  readonly size?: number;
+  /** Extra flags for every member. */
+  readonly extraArgs?: string[];
+  /** ms to wait for every member's /health (default 20 s). */
+  readonly readyTimeoutMs?: number;
+}
+
+function args(m: MemberProc, all: MemberProc[], token: string, state: 'new' | 'existing'): string[] {
+  return [
+    '--name', m.name,
+    '--data-dir', m.dataDir,
+    '--listen-client-urls', m.clientUrl,
+    '--advertise-client-urls', m.clientUrl,
+    '--listen-peer-urls', m.peerUrl,
+    '--initial-advertise-peer-urls', m.peerUrl,
+    '--initial-cluster', all.map((x) => `${x.name}=${x.peerUrl}`).join(','),
+    '--initial-cluster-state', state,
+    '--initial-cluster-token', token,
+  ];
+}
+
+async function healthy(url: string): Promise<boolean> {
+  try {
+    const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
+    if (!r.ok) return false;
+    const body = (await r.json()) as { health?: string };
+    return body.health === 'true';
+  } catch {
+    return false;
+  }
+}
+
+export async function waitHealthy(urls: string[], timeoutMs: number, what: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await Promise.all(urls.map(healthy));
+    if (ok.every(Boolean)) return;
+    if (Date.now() > deadline) throw new Error(`cluster not healthy within ${timeoutMs} ms\n${what()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function startCluster(target: Target, o: ClusterOptions = {}): Promise<Cluster> {
+  const size = o.size ?? 3;
+  const dir = mkdtempSync(join(tmpdir(), `flotilla-${target}-`));
+  const members: MemberProc[] = [];
+  for (let i = 0; i < size; i++) {
+    members.push({
+      name: `m${i + 1}`,
+      clientUrl: `http://127.0.0.1:${await freePort()}`,
+      peerUrl: `http://127.0.0.1:${await freePort()}`,
+      dataDir: join(dir, `m${i + 1}`),
+      proc: null,
+      output: '',
+    });
+  }
+  const token = `test-${process.pid}-${Date.now()}`;
+  const launch = (m: MemberProc, state: 'new' | 'existing') => {
+    const a = args(m, members, token, state).concat(o.extraArgs ?? []);
+    const p = target === 'etcd'
+      ? spawn(which('etcd') ?? 'etcd', a, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(process.execPath, [FLOTILLA_BIN, 'serve', ...a], { stdio: ['ignore', 'pipe', 'pipe'] });
+    p.stdout!.on('data', (d: Buffer) => (m.output += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (m.output += d.toString()));
+    m.proc = p;
+  };
+  for (const m of members) launch(m, 'new');
+  const dump = () => members.map((m) => `--- ${m.name} (exit ${m.proc?.exitCode})\n${m.output.slice(-3000)}`).join('\n');
+  const cluster: Cluster = {
+    target,
+    members,
+    endpoints: members.map((m) => m.clientUrl.replace('http://', '')),
+    dir,
+    kill(i) {
+      members[i]!.proc?.kill('SIGKILL');
+      members[i]!.proc = null;
+    },
+    async restart(i) {
+      launch(members[i]!, 'existing');
+      await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? 20_000, dump);
+    },
+    async stop() {
+      await Promise.all(
+        members.map(
+          (m) =>
+            new Promise<void>((resolve) => {
+              const p = m.proc;
+              if (!p || p.exitCode !== null || p.signalCode !== null) return resolve();
+              p.once('exit', () => resolve());
+              p.kill('SIGKILL');
+            }),
+        ),
+      );
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await waitHealthy(members.map((m) => m.clientUrl), o.readyTimeoutMs ?? 20_000, dump);
+  } catch (e) {
+    await cluster.stop();
+    throw e;
+  }
+  return cluster;
+}
