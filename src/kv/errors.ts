@@ -2,7 +2,17 @@
  * Errors of the key-value layer with etcd's exact texts and gRPC status names, so the API can
  * map them to the wire unchanged (clients match on the text).
  */
-export type GrpcCode = 'InvalidArgument' | 'OutOfRange' | 'NotFound' | 'FailedPrecondition' | 'ResourceExhausted' | 'Unavailable';
+export type GrpcCode =
+  | 'InvalidArgument'
+  | 'OutOfRange'
+  | 'NotFound'
+  | 'FailedPrecondition'
+  | 'ResourceExhausted'
+  | 'Unavailable'
+  | 'Unimplemented'
+  | 'DeadlineExceeded'
+  | 'Cancelled'
+  | 'Internal';
 
 export class KvError extends Error {
   override name = 'KvError';
@@ -26,4 +36,16 @@ export const ERR = {
   tooManyOps: () => new KvError('InvalidArgument', 'etcdserver: too many operations in txn request'),
   duplicateKey: () => new KvError('InvalidArgument', 'etcdserver: duplicate key given in txn request'),
   requestTooLarge: () => new KvError('InvalidArgument', 'etcdserver: request is too large'),
+  noLeader: () => new KvError('Unavailable', 'etcdserver: no leader'),
+  notLeader: () => new KvError('FailedPrecondition', 'etcdserver: not leader'),
+  leaderChanged: () => new KvError('Unavailable', 'etcdserver: leader changed'),
+  timedOut: () => new KvError('Unavailable', 'etcdserver: request timed out'),
+  tooManyRequests: () => new KvError('ResourceExhausted', 'etcdserver: too many requests'),
+  stopped: () => new KvError('Unavailable', 'etcdserver: server stopped'),
+  memberNotFound: () => new KvError('NotFound', 'etcdserver: member not found'),
+  badLeaderTransferee: () => new KvError('FailedPrecondition', 'etcdserver: bad leader transferee'),
+  leaseTtlTooLarge: () => new KvError('OutOfRange', 'etcdserver: too large lease TTL'),
+  electionNotLeader: () => new KvError('FailedPrecondition', 'election: not leader'),
+  electionNoLeader: () => new KvError('NotFound', 'election: no leader'),
+  sessionExpired: () => new KvError('FailedPrecondition', 'lock: session expired'),
 } as const;

@@ -1,0 +1,131 @@
+/**
+ * The key-value state machine every member applies: commands from the Raft log run against
+ * the MVCC store. Deterministic — no clock or randomness is read here (lease ids are chosen by
+ * the proposer, lease expiry is decided by the leader and arrives as a revoke command) — so
+ * members that applied the same log hold the same store and the same HashKV.
+ */
+import type { StateMachine } from '../node/node.js';
+import type { Entry, Index } from '../raft/types.js';
+import { decodeCommand, decodeValue, encodeValue, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
+import { KvError } from './errors.js';
+import { MvccStore, type KvEvent, type MvccLimits } from './mvcc.js';
+
+export type LeaseChange = { readonly kind: 'granted'; readonly id: bigint; readonly ttl: number } | { readonly kind: 'revoked'; readonly id: bigint };
+
+interface SnapshotImage {
+  readonly v: 1;
+  readonly store: Uint8Array;
+  readonly members: MemberAttributes[];
+}
+
+export class KvStateMachine implements StateMachine<ApplyResult> {
+  private kv: MvccStore;
+  private readonly limits: Partial<MvccLimits>;
+  /** Published member attributes by API member id. */
+  readonly members = new Map<bigint, MemberAttributes>();
+  private commitListeners: ((events: readonly KvEvent[], rev: number) => void)[] = [];
+  private restoreListeners: (() => void)[] = [];
+  private leaseListeners: ((c: LeaseChange) => void)[] = [];
+  private applied: Index = 0;
+
+  constructor(limits: Partial<MvccLimits> = {}) {
+    this.limits = limits;
+    this.kv = new MvccStore(limits);
+    this.kv.onCommit((e, r) => this.emitCommit(e, r));
+  }
+
+  /** The store as of the last applied entry. Replaced wholesale when a snapshot is installed. */
+  get store(): MvccStore {
+    return this.kv;
+  }
+
+  get appliedIndex(): Index {
+    return this.applied;
+  }
+
+  /** Every revision written, with its events (the watch hub and the lock waiters listen). */
+  onCommit(fn: (events: readonly KvEvent[], rev: number) => void): void {
+    this.commitListeners.push(fn);
+  }
+
+  /** After a snapshot replaced the store: listeners must re-read what they depend on. */
+  onRestore(fn: () => void): void {
+    this.restoreListeners.push(fn);
+  }
+
+  /** Both listeners at once, with a function that removes them (for short-lived waiters). */
+  listen(commit: (events: readonly KvEvent[], rev: number) => void, restore: () => void): () => void {
+    this.commitListeners.push(commit);
+    this.restoreListeners.push(restore);
+    return () => {
+      this.commitListeners = this.commitListeners.filter((f) => f !== commit);
+      this.restoreListeners = this.restoreListeners.filter((f) => f !== restore);
+    };
+  }
+
+  onLease(fn: (c: LeaseChange) => void): void {
+    this.leaseListeners.push(fn);
+  }
+
+  apply(entry: Entry): ApplyResult {
+    this.applied = entry.index;
+    const cmd = decodeCommand(entry.data);
+    try {
+      const value = this.run(cmd);
+      return { ok: true, value, revision: this.kv.revision };
+    } catch (e) {
+      if (e instanceof KvError) return { ok: false, error: { code: e.code, message: e.message }, revision: this.kv.revision };
+      throw e;
+    }
+  }
+
+  private run(c: Command): CommandValue {
+    switch (c.op) {
+      case 'put':
+        return { op: 'put', ...this.kv.put(c.req) };
+      case 'deleteRange':
+        return { op: 'deleteRange', ...this.kv.deleteRange(c.req) };
+      case 'txn':
+        return { op: 'txn', result: this.kv.txn(c.req) };
+      case 'compact':
+        this.kv.compact(c.revision);
+        return { op: 'compact' };
+      case 'leaseGrant':
+        this.kv.grantLease(c.id, c.ttl);
+        for (const l of this.leaseListeners) l({ kind: 'granted', id: c.id, ttl: c.ttl });
+        return { op: 'leaseGrant', id: c.id, ttl: c.ttl };
+      case 'leaseRevoke':
+        this.kv.revokeLease(c.id);
+        for (const l of this.leaseListeners) l({ kind: 'revoked', id: c.id });
+        return { op: 'leaseRevoke' };
+      case 'publish':
+        this.members.set(c.member.id, c.member);
+        return { op: 'publish' };
+    }
+  }
+
+  private emitCommit(events: readonly KvEvent[], rev: number): void {
+    for (const l of this.commitListeners) l(events, rev);
+  }
+
+  snapshot(): Uint8Array {
+    const members = [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members };
+    return encodeValue(image);
+  }
+
+  restore(data: Uint8Array, index: Index): void {
+    this.applied = index;
+    this.members.clear();
+    if (data.length === 0) {
+      this.kv = new MvccStore(this.limits);
+    } else {
+      const image = decodeValue<SnapshotImage>(data);
+      if (image.v !== 1) throw new Error(`unknown state machine snapshot version ${String(image.v)}`);
+      this.kv = MvccStore.restore(image.store, this.limits);
+      for (const m of image.members) this.members.set(m.id, m);
+    }
+    this.kv.onCommit((e, r) => this.emitCommit(e, r));
+    for (const l of this.restoreListeners) l();
+  }
+}
