@@ -215,7 +215,7 @@ describe('MvccStore: properties', () => {
       fc.record({ t: fc.constant('read' as const), k: fc.nat(KEYS.length - 1), end: fc.nat(KEYS.length), back: fc.nat(6), limit: fc.nat(3) }),
     );
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+      fc.property(fc.array(op, { minLength: 5, maxLength: 60, size: 'max' }), (ops) => {
         const m = new MvccStore();
         const states: Map<string, KeyValue>[] = [new Map(), new Map()]; // index = revision
         let compact = 0;
