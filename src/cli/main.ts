@@ -6,6 +6,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { runDemo } from './demo.js';
+import { registerServe } from './serve.js';
+import { registerStart } from './start.js';
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -19,6 +21,9 @@ function intArg(name: string, min: number, max: number) {
 export function buildProgram(): Command {
   const program = new Command();
   program.name('flotilla').description('Flotilla: a fault-tolerant, strongly consistent key-value store (Raft, etcd v3 API).');
+
+  registerServe(program);
+  registerStart(program);
 
   program
     .command('demo')

@@ -1,0 +1,176 @@
+/**
+ * Between the wire objects (proto-loader shape: snake_case, int64 as decimal strings, enums as
+ * names, bytes as Buffer) and the key-value layer's types.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { KvError } from '../kv/errors.js';
+import type { Compare, CompareResult, DeleteRangeRequest, KeyValue, KvEvent, PutRequest, RangeRequest, RangeResult, RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResult } from '../kv/mvcc.js';
+
+/** A wire object: fields by name. */
+export type Wire = Record<string, unknown>;
+
+export const buf = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+
+const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : typeof v === 'string' ? Buffer.from(v) : new Uint8Array(0));
+
+/** An int64 field as a number (revisions, counts). Values beyond 2^53 are refused. */
+export function num(v: unknown, field: string): number {
+  if (v === undefined || v === null || v === '') return 0;
+  const n = typeof v === 'number' ? v : Number(v);
+  if (!Number.isSafeInteger(n)) throw new KvError('InvalidArgument', `etcdserver: ${field} ${String(v)} is out of range`);
+  return n;
+}
+
+/** An int64 field as a bigint (lease ids). */
+export function big(v: unknown): bigint {
+  if (v === undefined || v === null || v === '') return 0n;
+  try {
+    return BigInt(v as string | number);
+  } catch {
+    throw new KvError('InvalidArgument', `etcdserver: "${String(v)}" is not an integer`);
+  }
+}
+
+const SORT_ORDER: Record<string, SortOrder> = { NONE: 'none', ASCEND: 'ascend', DESCEND: 'descend' };
+const SORT_TARGET: Record<string, SortTarget> = { KEY: 'key', VERSION: 'version', CREATE: 'create', MOD: 'mod', VALUE: 'value' };
+const COMPARE_RESULT: Record<string, CompareResult> = { EQUAL: 'equal', GREATER: 'greater', LESS: 'less', NOT_EQUAL: 'notEqual' };
+
+function enumOf<T>(table: Record<string, T>, v: unknown, field: string): T {
+  const r = table[String(v ?? '')];
+  if (r === undefined) throw new KvError('InvalidArgument', `etcdserver: unknown ${field} ${String(v)}`);
+  return r;
+}
+
+export function rangeRequest(w: Wire): RangeRequest {
+  return {
+    key: bytes(w.key),
+    rangeEnd: bytes(w.range_end),
+    limit: num(w.limit, 'limit'),
+    revision: num(w.revision, 'revision'),
+    sortOrder: enumOf(SORT_ORDER, w.sort_order ?? 'NONE', 'sort order'),
+    sortTarget: enumOf(SORT_TARGET, w.sort_target ?? 'KEY', 'sort target'),
+    keysOnly: Boolean(w.keys_only),
+    countOnly: Boolean(w.count_only),
+    minModRevision: num(w.min_mod_revision, 'min_mod_revision'),
+    maxModRevision: num(w.max_mod_revision, 'max_mod_revision'),
+    minCreateRevision: num(w.min_create_revision, 'min_create_revision'),
+    maxCreateRevision: num(w.max_create_revision, 'max_create_revision'),
+  };
+}
+
+export function putRequest(w: Wire): PutRequest {
+  return {
+    key: bytes(w.key),
+    value: bytes(w.value),
+    lease: big(w.lease),
+    prevKv: Boolean(w.prev_kv),
+    ignoreValue: Boolean(w.ignore_value),
+    ignoreLease: Boolean(w.ignore_lease),
+  };
+}
+
+export function deleteRangeRequest(w: Wire): DeleteRangeRequest {
+  return { key: bytes(w.key), rangeEnd: bytes(w.range_end), prevKv: Boolean(w.prev_kv) };
+}
+
+function compare(w: Wire): Compare {
+  const key = bytes(w.key);
+  const rangeEnd = bytes(w.range_end);
+  const result = enumOf(COMPARE_RESULT, w.result ?? 'EQUAL', 'compare result');
+  switch (String(w.target ?? 'VERSION')) {
+    case 'VERSION':
+      return { key, rangeEnd, result, target: 'version', value: num(w.version, 'version') };
+    case 'CREATE':
+      return { key, rangeEnd, result, target: 'create', value: num(w.create_revision, 'create_revision') };
+    case 'MOD':
+      return { key, rangeEnd, result, target: 'mod', value: num(w.mod_revision, 'mod_revision') };
+    case 'VALUE':
+      return { key, rangeEnd, result, target: 'value', value: bytes(w.value) };
+    case 'LEASE':
+      return { key, rangeEnd, result, target: 'lease', value: big(w.lease) };
+    default:
+      throw new KvError('InvalidArgument', `etcdserver: unknown compare target ${String(w.target)}`);
+  }
+}
+
+function requestOp(w: Wire): RequestOp {
+  switch (w.request) {
+    case 'request_range':
+      return { range: rangeRequest(w.request_range as Wire) };
+    case 'request_put':
+      return { put: putRequest(w.request_put as Wire) };
+    case 'request_delete_range':
+      return { deleteRange: deleteRangeRequest(w.request_delete_range as Wire) };
+    case 'request_txn':
+      return { txn: txnRequest(w.request_txn as Wire) };
+    default:
+      // etcd treats an empty RequestOp as a no-op range of nothing; refuse it clearly instead.
+      throw new KvError('InvalidArgument', 'etcdserver: a txn operation has no request');
+  }
+}
+
+export function txnRequest(w: Wire): TxnRequest {
+  const list = (v: unknown): Wire[] => (Array.isArray(v) ? (v as Wire[]) : []);
+  return {
+    compare: list(w.compare).map(compare),
+    success: list(w.success).map(requestOp),
+    failure: list(w.failure).map(requestOp),
+  };
+}
+
+/** True when the txn (with nested ones) only reads: it can be served without the log. */
+export function txnReadOnly(t: TxnRequest): boolean {
+  const ops = (xs: readonly RequestOp[]): boolean => xs.every((op) => ('range' in op ? true : 'txn' in op ? txnReadOnly(op.txn) : false));
+  return ops(t.success) && ops(t.failure);
+}
+
+export function keyValue(kv: KeyValue): Wire {
+  return {
+    key: buf(kv.key),
+    create_revision: String(kv.createRevision),
+    mod_revision: String(kv.modRevision),
+    version: String(kv.version),
+    value: buf(kv.value),
+    lease: kv.lease.toString(),
+  };
+}
+
+export function event(e: KvEvent): Wire {
+  return { type: e.type === 'put' ? 'PUT' : 'DELETE', kv: keyValue(e.kv), prev_kv: e.prevKv ? keyValue(e.prevKv) : null };
+}
+
+export function rangeResponse(r: RangeResult, header: Wire): Wire {
+  return { header, kvs: r.kvs.map(keyValue), more: r.more, count: String(r.count) };
+}
+
+function responseOp(r: ResponseOp, header: Wire): Wire {
+  if ('range' in r) return { response_range: rangeResponse(r.range, header) };
+  if ('put' in r) return { response_put: { header, prev_kv: r.put.prevKv ? keyValue(r.put.prevKv) : null } };
+  if ('deleteRange' in r) return { response_delete_range: { header, deleted: String(r.deleteRange.deleted), prev_kvs: r.deleteRange.prevKvs.map(keyValue) } };
+  return { response_txn: txnResponse(r.txn, header) };
+}
+
+export function txnResponse(t: TxnResult, header: Wire): Wire {
+  // Responses inside a txn carry only the revision in their header, as etcd's do.
+  const inner = { revision: header.revision };
+  return { header, succeeded: t.succeeded, responses: t.responses.map((r) => responseOp(r, inner)) };
+}
+
+const CODES: Record<KvError['code'], grpc.status> = {
+  InvalidArgument: grpc.status.INVALID_ARGUMENT,
+  OutOfRange: grpc.status.OUT_OF_RANGE,
+  NotFound: grpc.status.NOT_FOUND,
+  FailedPrecondition: grpc.status.FAILED_PRECONDITION,
+  ResourceExhausted: grpc.status.RESOURCE_EXHAUSTED,
+  Unavailable: grpc.status.UNAVAILABLE,
+  Unimplemented: grpc.status.UNIMPLEMENTED,
+  DeadlineExceeded: grpc.status.DEADLINE_EXCEEDED,
+  Cancelled: grpc.status.CANCELLED,
+  Internal: grpc.status.INTERNAL,
+};
+
+/** Any error as a gRPC status: KvErrors keep etcd's code and text; others are Internal. */
+export function toStatus(e: unknown): Partial<grpc.StatusObject> & { code: grpc.status; details: string } {
+  if (e instanceof KvError) return { code: CODES[e.code], details: e.message };
+  return { code: grpc.status.INTERNAL, details: `etcdserver: ${(e as Error)?.message ?? String(e)}` };
+}

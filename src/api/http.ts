@@ -1,0 +1,377 @@
+/**
+ * One client port for gRPC and HTTP/1: connections that open with the HTTP/2 preface go to
+ * the gRPC server, the rest to the JSON gateway (etcd's grpc-gateway: POST /v3/... with JSON
+ * bodies, bytes as base64, 64-bit integers as strings, default values omitted) and to
+ * GET /health and GET /version. The gateway calls the very handlers gRPC calls.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { EventEmitter } from 'node:events';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { join } from 'node:path';
+import protobuf from 'protobufjs';
+import { PROTO_DIR } from './proto.js';
+import type { Handlers } from './services.js';
+
+/** Largest JSON body the gateway reads (etcd's gRPC limit; the request size limit applies after). */
+export const GATEWAY_BODY_BYTES_MAX = 2 * 1024 * 1024;
+/** A connection that sends nothing for this long is closed. */
+export const FIRST_BYTES_TIMEOUT_MS = 10_000;
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+export interface Listener {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Serves gRPC and HTTP/1 on one TCP port (0 = a free one). */
+export function serveOnOnePort(o: { host: string; port: number; grpcServer: grpc.Server; http: (req: IncomingMessage, res: ServerResponse) => void }): Promise<Listener> {
+  const injector = o.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const http = createHttpServer(o.http);
+  http.on('clientError', (_err, socket) => socket.destroy());
+  const sockets = new Set<Socket>();
+  const net = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
+    let seen = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      seen = Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, PREFACE.length);
+      const h2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
+      if (h2 && seen.length < PREFACE.length) return; // could still be HTTP/2: wait for more
+      socket.off('data', onData);
+      socket.setTimeout(0);
+      if (h2) {
+        // Node's HTTP/2 reads the socket's handle directly and would miss bytes put back with
+        // unshift: hand it a stream that replays them first.
+        injector.injectConnection(replaying(socket, seen));
+      } else {
+        socket.pause();
+        socket.unshift(seen);
+        http.emit('connection', socket);
+        socket.resume();
+      }
+    };
+    socket.on('data', onData);
+  });
+  return new Promise((resolve, reject) => {
+    net.once('error', reject);
+    net.listen(o.port, o.host, () => {
+      const a = net.address();
+      resolve({
+        port: typeof a === 'object' && a ? a.port : o.port,
+        close: () =>
+          new Promise<void>((done) => {
+            injector.destroy();
+            for (const s of sockets) s.destroy();
+            http.close();
+            net.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+/** A duplex over `socket` whose readable side yields `head` and then the socket's data. */
+function replaying(socket: Socket, head: Buffer): Duplex {
+  const d = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end(cb);
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  d.push(head);
+  socket.on('data', (c: Buffer) => {
+    if (!d.push(c)) socket.pause();
+  });
+  socket.on('end', () => d.push(null));
+  socket.on('close', () => d.destroy());
+  return d;
+}
+
+// -----------------------------------------------------------------------------------------
+// The JSON gateway
+// -----------------------------------------------------------------------------------------
+
+type Kind = 'unary' | 'serverStream' | 'bidi';
+interface Route {
+  readonly service: string;
+  readonly method: string;
+  readonly kind: Kind;
+  readonly request: protobuf.Type;
+  readonly response: protobuf.Type;
+}
+
+const ROUTES: Record<string, [string, string, Kind]> = {
+  'kv/range': ['etcdserverpb.KV', 'Range', 'unary'],
+  'kv/put': ['etcdserverpb.KV', 'Put', 'unary'],
+  'kv/deleterange': ['etcdserverpb.KV', 'DeleteRange', 'unary'],
+  'kv/txn': ['etcdserverpb.KV', 'Txn', 'unary'],
+  'kv/compaction': ['etcdserverpb.KV', 'Compact', 'unary'],
+  watch: ['etcdserverpb.Watch', 'Watch', 'bidi'],
+  'lease/grant': ['etcdserverpb.Lease', 'LeaseGrant', 'unary'],
+  'lease/revoke': ['etcdserverpb.Lease', 'LeaseRevoke', 'unary'],
+  'kv/lease/revoke': ['etcdserverpb.Lease', 'LeaseRevoke', 'unary'],
+  'lease/keepalive': ['etcdserverpb.Lease', 'LeaseKeepAlive', 'bidi'],
+  'lease/timetolive': ['etcdserverpb.Lease', 'LeaseTimeToLive', 'unary'],
+  'kv/lease/timetolive': ['etcdserverpb.Lease', 'LeaseTimeToLive', 'unary'],
+  'lease/leases': ['etcdserverpb.Lease', 'LeaseLeases', 'unary'],
+  'kv/lease/leases': ['etcdserverpb.Lease', 'LeaseLeases', 'unary'],
+  'cluster/member/add': ['etcdserverpb.Cluster', 'MemberAdd', 'unary'],
+  'cluster/member/remove': ['etcdserverpb.Cluster', 'MemberRemove', 'unary'],
+  'cluster/member/update': ['etcdserverpb.Cluster', 'MemberUpdate', 'unary'],
+  'cluster/member/list': ['etcdserverpb.Cluster', 'MemberList', 'unary'],
+  'cluster/member/promote': ['etcdserverpb.Cluster', 'MemberPromote', 'unary'],
+  'maintenance/alarm': ['etcdserverpb.Maintenance', 'Alarm', 'unary'],
+  'maintenance/status': ['etcdserverpb.Maintenance', 'Status', 'unary'],
+  'maintenance/defragment': ['etcdserverpb.Maintenance', 'Defragment', 'unary'],
+  'maintenance/hash': ['etcdserverpb.Maintenance', 'HashKV', 'unary'],
+  'maintenance/snapshot': ['etcdserverpb.Maintenance', 'Snapshot', 'serverStream'],
+  'maintenance/transfer-leadership': ['etcdserverpb.Maintenance', 'MoveLeader', 'unary'],
+  'lock/lock': ['v3lockpb.Lock', 'Lock', 'unary'],
+  'lock/unlock': ['v3lockpb.Lock', 'Unlock', 'unary'],
+  'election/campaign': ['v3electionpb.Election', 'Campaign', 'unary'],
+  'election/proclaim': ['v3electionpb.Election', 'Proclaim', 'unary'],
+  'election/leader': ['v3electionpb.Election', 'Leader', 'unary'],
+  'election/observe': ['v3electionpb.Election', 'Observe', 'serverStream'],
+  'election/resign': ['v3electionpb.Election', 'Resign', 'unary'],
+};
+
+/** grpc-gateway's HTTP status for a gRPC code. */
+const HTTP_STATUS: Record<number, number> = {
+  [grpc.status.OK]: 200,
+  [grpc.status.CANCELLED]: 408,
+  [grpc.status.UNKNOWN]: 500,
+  [grpc.status.INVALID_ARGUMENT]: 400,
+  [grpc.status.DEADLINE_EXCEEDED]: 504,
+  [grpc.status.NOT_FOUND]: 404,
+  [grpc.status.ALREADY_EXISTS]: 409,
+  [grpc.status.PERMISSION_DENIED]: 403,
+  [grpc.status.UNAUTHENTICATED]: 401,
+  [grpc.status.RESOURCE_EXHAUSTED]: 429,
+  [grpc.status.FAILED_PRECONDITION]: 400,
+  [grpc.status.ABORTED]: 409,
+  [grpc.status.OUT_OF_RANGE]: 400,
+  [grpc.status.UNIMPLEMENTED]: 501,
+  [grpc.status.INTERNAL]: 500,
+  [grpc.status.UNAVAILABLE]: 503,
+  [grpc.status.DATA_LOSS]: 500,
+};
+
+let root: protobuf.Root | null = null;
+function protoRoot(): protobuf.Root {
+  if (!root) {
+    const r = new protobuf.Root();
+    r.resolvePath = (_origin, target) => join(PROTO_DIR, target.replace(/^.*[\\/]/, ''));
+    r.loadSync(['rpc.proto', 'v3election.proto', 'v3lock.proto'], { keepCase: true });
+    root = r;
+  }
+  return root;
+}
+
+function route(path: string): Route | null {
+  const m = /^\/v3(?:beta|alpha)?\/(.+)$/.exec(path);
+  const r = m ? ROUTES[m[1]!] : undefined;
+  if (!r) return null;
+  const svc = protoRoot().lookupService(r[0]);
+  const method = svc.methods[r[1]]!;
+  method.resolve();
+  return { service: r[0], method: r[1], kind: r[2], request: method.resolvedRequestType!, response: method.resolvedResponseType! };
+}
+
+/** JSON (etcd's encoding) -> the wire object the handlers take. */
+function fromJson(t: protobuf.Type, json: unknown): Record<string, unknown> {
+  const msg = t.fromObject((json ?? {}) as Record<string, unknown>);
+  return t.toObject(msg, { longs: String, enums: String, bytes: Buffer, defaults: true, oneofs: true });
+}
+
+/** Drops default values, as etcd's JSON does (and proto-loader's virtual oneof names). */
+function prune(t: protobuf.Type, o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const f of t.fieldsArray) {
+    const v = o[f.name];
+    if (v === undefined || v === null) continue;
+    f.resolve();
+    const sub = f.resolvedType instanceof protobuf.Type ? f.resolvedType : null;
+    const isDefault = (x: unknown): boolean => {
+      if (sub) return false;
+      if (f.resolvedType instanceof protobuf.Enum) return x === 0 || x === Object.keys(f.resolvedType.values)[0];
+      if (x instanceof Uint8Array) return x.length === 0;
+      return x === false || x === 0 || x === '0' || x === '';
+    };
+    if (f.repeated) {
+      const arr = v as unknown[];
+      if (arr.length === 0) continue;
+      out[f.name] = sub ? arr.map((x) => prune(sub, x as Record<string, unknown>)) : arr;
+    } else if (sub) {
+      out[f.name] = prune(sub, v as Record<string, unknown>);
+    } else if (!isDefault(v)) {
+      out[f.name] = v;
+    }
+  }
+  return out;
+}
+
+/** The wire object a handler returned -> etcd's JSON. */
+function toJson(t: protobuf.Type, wire: Record<string, unknown>): unknown {
+  const msg = t.fromObject(prune(t, wire));
+  return t.toObject(msg, { longs: String, enums: String, bytes: String, defaults: false, oneofs: false });
+}
+
+function sendError(res: ServerResponse, code: number, message: string): void {
+  if (!res.headersSent) {
+    res.writeHead(HTTP_STATUS[code] ?? 500, { 'content-type': 'application/json' });
+  }
+  res.end(JSON.stringify({ error: message, message, code }));
+}
+
+/** A fake gRPC call: just what our handlers use. */
+class GatewayCall extends EventEmitter {
+  cancelled = false;
+  readonly metadata = new grpc.Metadata();
+  constructor(
+    readonly request: Record<string, unknown>,
+    private readonly out: (obj: Record<string, unknown>) => boolean,
+    private readonly finish: (err?: { code?: number; details?: string }) => void,
+  ) {
+    super();
+  }
+  getPeer(): string {
+    return 'gateway';
+  }
+  write(obj: Record<string, unknown>): boolean {
+    return this.out(obj);
+  }
+  end(): void {
+    this.finish();
+  }
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'error') {
+      // As grpc-js does: an emitted error ends the call with that status.
+      this.finish(args[0] as { code?: number; details?: string });
+      return this.listenerCount('error') > 0 ? super.emit(event, ...args) : true;
+    }
+    return super.emit(event, ...args);
+  }
+}
+
+export interface GatewayOptions {
+  readonly handlers: Handlers;
+  readonly version: { etcdserver: string; etcdcluster: string };
+  readonly health: () => Promise<{ health: boolean; reason?: string }>;
+}
+
+export function createGateway(o: GatewayOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (req.method === 'GET' && path === '/version') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(o.version));
+      return;
+    }
+    if (req.method === 'GET' && path === '/health') {
+      o.health().then((h) => {
+        res.writeHead(h.health ? 200 : 503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(h.health ? { health: 'true' } : { health: 'false', reason: h.reason ?? '' }));
+      });
+      return;
+    }
+    const r = req.method === 'POST' ? route(path) : null;
+    if (!r) {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end('Not Found\n');
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > GATEWAY_BODY_BYTES_MAX) {
+        if (!tooBig) {
+          tooBig = true;
+          res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
+          res.end(JSON.stringify({ error: `request body over ${GATEWAY_BODY_BYTES_MAX} bytes`, message: `request body over ${GATEWAY_BODY_BYTES_MAX} bytes`, code: grpc.status.RESOURCE_EXHAUSTED }));
+          req.destroy();
+        }
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (tooBig) return;
+      let request: Record<string, unknown>;
+      try {
+        const text = Buffer.concat(chunks).toString('utf8');
+        request = fromJson(r.request, text.trim() === '' ? {} : JSON.parse(text));
+      } catch (e) {
+        sendError(res, grpc.status.INVALID_ARGUMENT, (e as Error).message);
+        return;
+      }
+      serve(o.handlers, r, request, req, res);
+    });
+  };
+}
+
+function serve(handlers: Handlers, r: Route, request: Record<string, unknown>, req: IncomingMessage, res: ServerResponse): void {
+  const handler = handlers[r.service]?.[r.method] as unknown as ((...a: unknown[]) => void) | undefined;
+  if (!handler) return sendError(res, grpc.status.UNIMPLEMENTED, `unknown method ${r.service}/${r.method}`);
+  if (r.kind === 'unary') {
+    const call = new GatewayCall(request, () => true, () => undefined);
+    res.on('close', () => {
+      call.cancelled = true;
+      call.emit('cancelled');
+    });
+    handler(call, (err: { code?: number; details?: string } | null, out?: Record<string, unknown>) => {
+      if (err) return sendError(res, err.code ?? grpc.status.UNKNOWN, err.details ?? 'error');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(toJson(r.response, out!)));
+    });
+    return;
+  }
+  // Streams: one JSON object per line, {"result": ...}, until the stream ends or the client goes.
+  let ended = false;
+  const call: GatewayCall = new GatewayCall(
+    request,
+    (obj) => {
+      if (ended) return true;
+      if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/json' });
+      return res.write(`${JSON.stringify({ result: toJson(r.response, obj) })}\n`);
+    },
+    (err?: { code?: number; details?: string }) => {
+      if (ended) return;
+      ended = true;
+      if (err) {
+        if (res.headersSent) res.end(`${JSON.stringify({ error: { code: err.code, message: err.details } })}\n`);
+        else sendError(res, err.code ?? grpc.status.UNKNOWN, err.details ?? 'error');
+      } else res.end();
+    },
+  );
+  res.on('drain', () => call.emit('drain'));
+  res.on('close', () => {
+    if (!ended) {
+      ended = true;
+      call.cancelled = true;
+      call.emit('cancelled');
+    }
+  });
+  handler(call);
+  if (r.kind === 'bidi') {
+    call.emit('data', request);
+    // A keep-alive answers once; a watch streams until the client disconnects.
+    if (r.method === 'LeaseKeepAlive') call.emit('end');
+  }
+}

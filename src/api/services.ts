@@ -1,0 +1,280 @@
+/**
+ * The etcd v3 gRPC services of one member: KV, Watch, Lease, Cluster, Maintenance, and the
+ * internal forwarding service. Handlers take and return wire objects (see convert.ts); the
+ * same handler objects serve the JSON gateway. Errors carry etcd's gRPC code and exact text.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { createHash } from 'node:crypto';
+import { decodeCommand, encodeValue } from '../kv/commands.js';
+import { ERR, KvError } from '../kv/errors.js';
+import type { WatchOut } from '../kv/watch.js';
+import type { EtcdMember } from '../server/member.js';
+import { LEASE_TTL_MAX } from '../server/lessor.js';
+import { big, buf, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, type Wire } from './convert.js';
+import { lockService, electionService } from './recipes.js';
+
+/** The version this server reports: the etcd API level it implements. */
+export const ETCD_API_VERSION = '3.4.23';
+export const CLUSTER_VERSION = '3.4.0';
+/** Bytes per Snapshot stream message. */
+export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
+
+export type Handlers = Record<string, Record<string, grpc.UntypedHandleCall>>;
+
+export interface ServiceOptions {
+  /** The size in bytes of a request as received (for the request size limit). */
+  readonly requestBytes: (req: Wire, method: 'Put' | 'DeleteRange' | 'Txn') => number;
+}
+
+/** A unary handler from an async function; errors become etcd's status. */
+export function unary(f: (req: Wire, call: grpc.ServerUnaryCall<Wire, Wire>) => Promise<Wire>): grpc.handleUnaryCall<Wire, Wire> {
+  return (call, cb) => {
+    f(call.request, call).then(
+      (r) => cb(null, r),
+      (e: unknown) => cb(toStatus(e)),
+    );
+  };
+}
+
+export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
+  const limit = (req: Wire, method: 'Put' | 'DeleteRange' | 'Txn') => {
+    if (o.requestBytes(req, method) > m.config.maxRequestBytes) throw ERR.requestTooLarge();
+  };
+  const h = (revision?: number): Wire => m.header(revision) as unknown as Wire;
+
+  const KV = {
+    Range: unary(async (req) => {
+      const r = rangeRequest(req);
+      if (!req.serializable) await m.readBarrier();
+      return rangeResponse(m.sm.store.range(r), h());
+    }),
+    Put: unary(async (req) => {
+      limit(req, 'Put');
+      const r = await m.propose({ op: 'put', req: putRequest(req) });
+      const v = r.value as { prevKv?: Parameters<typeof keyValue>[0] };
+      return { header: h(r.revision), prev_kv: v.prevKv ? keyValue(v.prevKv) : null };
+    }),
+    DeleteRange: unary(async (req) => {
+      limit(req, 'DeleteRange');
+      const r = await m.propose({ op: 'deleteRange', req: deleteRangeRequest(req) });
+      const v = r.value as { deleted: number; prevKvs: Parameters<typeof keyValue>[0][] };
+      return { header: h(r.revision), deleted: String(v.deleted), prev_kvs: v.prevKvs.map(keyValue) };
+    }),
+    Txn: unary(async (req) => {
+      limit(req, 'Txn');
+      const t = txnRequest(req);
+      if (txnReadOnly(t)) {
+        await m.readBarrier();
+        return txnResponse(m.sm.store.txn(t), h());
+      }
+      const r = await m.propose({ op: 'txn', req: t });
+      if (r.value.op !== 'txn') throw new Error('txn answered with another command');
+      return txnResponse(r.value.result, h(r.revision));
+    }),
+    Compact: unary(async (req) => {
+      const r = await m.propose({ op: 'compact', revision: num(req.revision, 'revision') });
+      return { header: h(r.revision) };
+    }),
+  };
+
+  const Watch = {
+    Watch: (call: grpc.ServerDuplexStream<Wire, Wire>) => {
+      const toWire = (out: WatchOut): Wire => ({
+        header: h(out.revision),
+        watch_id: String(out.watchId),
+        created: out.created ?? false,
+        canceled: out.canceled ?? false,
+        compact_revision: String(out.compactRevision ?? 0),
+        cancel_reason: out.cancelReason ?? '',
+        fragment: false,
+        events: (out.events ?? []).map(event),
+      });
+      const stream = m.hub.open({ send: (out) => call.write(toWire(out)) });
+      call.on('drain', () => stream.drained());
+      call.on('data', (req: Wire) => {
+        try {
+          if (req.request_union === 'create_request') {
+            const c = req.create_request as Wire;
+            const filters = Array.isArray(c.filters) ? (c.filters as string[]) : [];
+            stream.create({
+              key: c.key as Uint8Array,
+              rangeEnd: c.range_end as Uint8Array,
+              startRevision: num(c.start_revision, 'start_revision'),
+              prevKv: Boolean(c.prev_kv),
+              noPut: filters.includes('NOPUT'),
+              noDelete: filters.includes('NODELETE'),
+              progressNotify: Boolean(c.progress_notify),
+              watchId: num(c.watch_id, 'watch_id'),
+            });
+          } else if (req.request_union === 'cancel_request') {
+            stream.cancel(num((req.cancel_request as Wire).watch_id, 'watch_id'));
+          } else if (req.request_union === 'progress_request') {
+            stream.requestProgress();
+          }
+        } catch (e) {
+          call.emit('error', toStatus(e));
+        }
+      });
+      const done = () => stream.close();
+      call.on('end', () => {
+        done();
+        call.end();
+      });
+      call.on('cancelled', done);
+      call.on('error', done);
+    },
+  };
+
+  const Lease = {
+    LeaseGrant: unary(async (req) => {
+      let ttl = num(req.TTL, 'TTL');
+      if (ttl > LEASE_TTL_MAX) throw ERR.leaseTtlTooLarge();
+      ttl = Math.max(ttl, m.lessor.minTtl);
+      const requested = big(req.ID);
+      if (requested < 0n) throw new KvError('InvalidArgument', 'etcdserver: lease ID must be positive');
+      const id = requested === 0n ? m.newLeaseId() : requested;
+      const r = await m.propose({ op: 'leaseGrant', id, ttl });
+      return { header: h(r.revision), ID: id.toString(), TTL: String(ttl), error: '' };
+    }),
+    LeaseRevoke: unary(async (req) => {
+      const r = await m.propose({ op: 'leaseRevoke', id: big(req.ID) });
+      return { header: h(r.revision) };
+    }),
+    LeaseKeepAlive: (call: grpc.ServerDuplexStream<Wire, Wire>) => {
+      let chain = Promise.resolve();
+      call.on('data', (req: Wire) => {
+        // In order, one at a time: answers come back in the order asked.
+        chain = chain.then(async () => {
+          try {
+            const id = big(req.ID);
+            const ttl = await m.leaseRenew(id);
+            call.write({ header: h(), ID: id.toString(), TTL: String(ttl) });
+          } catch (e) {
+            call.emit('error', toStatus(e));
+          }
+        });
+      });
+      call.on('end', () => void chain.then(() => call.end()));
+    },
+    LeaseTimeToLive: unary(async (req) => {
+      const id = big(req.ID);
+      const remaining = await m.leaseRemaining(id);
+      const l = m.sm.store.lease(id);
+      if (remaining < 0 || !l) return { header: h(), ID: id.toString(), TTL: '-1', grantedTTL: '0', keys: [] };
+      return { header: h(), ID: id.toString(), TTL: String(remaining), grantedTTL: String(l.ttl), keys: req.keys ? l.keys.map(buf) : [] };
+    }),
+    LeaseLeases: unary(async () => ({ header: h(), leases: m.sm.store.leaseIds().map((id) => ({ ID: id.toString() })) })),
+  };
+
+  const memberWire = () =>
+    m.members().map((x) => ({ ID: x.id.toString(), name: x.name, peerURLs: [...x.peerUrls], clientURLs: [...x.clientUrls], isLearner: x.isLearner }));
+  const unsupported = unary(async () => {
+    throw new KvError('Unimplemented', 'etcdserver: membership changes are not supported yet by this server');
+  });
+  const Cluster = {
+    MemberList: unary(async () => ({ header: h(), members: memberWire() })),
+    MemberAdd: unsupported,
+    MemberRemove: unsupported,
+    MemberUpdate: unsupported,
+    MemberPromote: unsupported,
+  };
+
+  const Maintenance = {
+    Status: unary(async () => {
+      const s = m.node.status();
+      const size = await m.dataSize();
+      return {
+        header: h(),
+        version: ETCD_API_VERSION,
+        dbSize: String(size),
+        leader: m.leaderId.toString(),
+        raftIndex: String(s.commit),
+        raftTerm: String(s.term),
+        raftAppliedIndex: String(m.node.appliedIndex),
+        errors: m.node.failure ? [m.node.failure.message] : [],
+        dbSizeInUse: String(size),
+        isLearner: !s.confState.voters.includes(m.config.self.raftId),
+      };
+    }),
+    Alarm: unary(async () => ({ header: h(), alarms: [] })),
+    Defragment: unary(async () => ({ header: h() })),
+    Hash: unary(async () => ({ header: h(), hash: m.sm.store.hashKv(0).hash })),
+    HashKV: unary(async (req) => {
+      const r = m.sm.store.hashKv(num(req.revision, 'revision'));
+      return { header: h(), hash: r.hash, compact_revision: String(r.compactRevision) };
+    }),
+    Snapshot: (call: grpc.ServerWritableStream<Wire, Wire>) => {
+      // The state machine image, padded to a multiple of 512 bytes, then the SHA-256 of all
+      // that: the layout etcdctl checks (total % 512 == 32).
+      const image = Buffer.from(m.sm.snapshot());
+      const padded = Buffer.alloc(Math.ceil(image.length / 512) * 512 || 512);
+      image.copy(padded);
+      const all = Buffer.concat([padded, createHash('sha256').update(padded).digest()]);
+      const header = h();
+      let off = 0;
+      const pump = () => {
+        while (off < all.length) {
+          const chunk = all.subarray(off, off + SNAPSHOT_CHUNK_BYTES);
+          off += chunk.length;
+          if (!call.write({ header, remaining_bytes: String(all.length - off), blob: chunk })) {
+            call.once('drain', pump);
+            return;
+          }
+        }
+        call.end();
+      };
+      pump();
+    },
+    MoveLeader: unary(async (req) => {
+      const target = m.raftIdOfMember(big(req.targetID));
+      if (target === 0) throw ERR.badLeaderTransferee();
+      if (!m.node.isLeader) throw ERR.notLeader();
+      if (target !== m.config.self.raftId) {
+        try {
+          m.node.transferLeadership(target);
+        } catch (e) {
+          throw new KvError('FailedPrecondition', `etcdserver: ${(e as Error).message}`);
+        }
+        const deadline = Date.now() + m.config.requestTimeoutMs;
+        while (m.node.leader !== target) {
+          if (Date.now() > deadline) throw ERR.timedOut();
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      return { header: h() };
+    }),
+  };
+
+  const Internal = {
+    Propose: unary(async (req) => {
+      const cmd = decodeCommand(req.command as Uint8Array);
+      try {
+        const r = await m.propose(cmd, true);
+        return { result: Buffer.from(encodeValue({ ok: true, value: r.value, revision: r.revision })) };
+      } catch (e) {
+        // A refusal every member agrees on travels as a result; other failures as a status.
+        if (e instanceof KvError && !isTransient(e)) {
+          return { result: Buffer.from(encodeValue({ ok: false, error: { code: e.code, message: e.message }, revision: m.sm.store.revision })) };
+        }
+        throw e;
+      }
+    }),
+    LeaseRenew: unary(async (req) => ({ TTL: String(m.lessor.renew(big(req.ID))) })),
+    LeaseRemaining: unary(async (req) => ({ TTL: String(m.lessor.remaining(big(req.ID))) })),
+  };
+
+  return {
+    'etcdserverpb.KV': KV,
+    'etcdserverpb.Watch': Watch,
+    'etcdserverpb.Lease': Lease,
+    'etcdserverpb.Cluster': Cluster,
+    'etcdserverpb.Maintenance': Maintenance,
+    'v3lockpb.Lock': lockService(m),
+    'v3electionpb.Election': electionService(m),
+    'flotillapb.Internal': Internal,
+  } as unknown as Handlers;
+}
+
+function isTransient(e: KvError): boolean {
+  return e.code === 'Unavailable' || e.code === 'DeadlineExceeded' || e.message === ERR.notLeader().message;
+}

@@ -1,0 +1,73 @@
+/**
+ * `flotilla serve`: one member, configured by etcd-style flags or FLOTILLA_* variables.
+ */
+import type { Command } from 'commander';
+import { ConfigError, resolveConfig, withEnv, type RawConfig } from '../server/config.js';
+import type { Logger } from '../raft/config.js';
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run one member of a cluster (etcd-style flags; each also as FLOTILLA_<FLAG> in the environment, e.g. FLOTILLA_DATA_DIR)')
+    .option('--name <name>', 'human-readable name of this member (default "default")')
+    .option('--data-dir <dir>', 'where the WAL and snapshots live (default "<name>.etcd")')
+    .option('--listen-client-urls <urls>', 'URLs to serve clients on: gRPC, the JSON gateway, /health, /version (default http://localhost:2379)')
+    .option('--advertise-client-urls <urls>', 'client URLs to publish to the cluster (default: the listen client URLs)')
+    .option('--listen-peer-urls <urls>', 'URL to take Raft traffic from the other members on (default http://localhost:2380)')
+    .option('--initial-advertise-peer-urls <urls>', 'this member\'s peer URL as the others reach it (default http://localhost:2380)')
+    .option('--initial-cluster <list>', 'every member as name=peerURL, comma-separated (default "<name>=<initial-advertise-peer-urls>")')
+    .option('--initial-cluster-state <state>', 'new, or existing (a member restarting into its cluster)')
+    .option('--initial-cluster-token <token>', 'cluster token: members with another token are refused (default "etcd-cluster")')
+    .option('--heartbeat-interval <ms>', 'heartbeat interval = Raft tick, ms (default 100)')
+    .option('--election-timeout <ms>', 'election timeout, ms (default 1000)')
+    .option('--snapshot-count <n>', 'applied entries between snapshots (default 10000)')
+    .option('--max-request-bytes <n>', 'largest client request accepted (default 1572864 = 1.5 MiB)')
+    .option('--max-txn-ops <n>', 'operations per txn branch (default 128)')
+    .option('--request-timeout <ms>', 'how long a write or linearizable read may wait (default 5000)')
+    .option('--watch-progress-notify-interval <ms>', 'progress notifications to watchers that ask for them, every ms (default 600000; 0 = off)')
+    .action(async (o: RawConfig) => {
+      let config;
+      try {
+        config = resolveConfig(withEnv(o));
+      } catch (e) {
+        if (e instanceof ConfigError) {
+          console.error(`flotilla serve: ${e.message}`);
+          process.exitCode = 2;
+          return;
+        }
+        throw e;
+      }
+      const { startServer } = await import('../server/server.js');
+      const name = config.name;
+      const line = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} [${name}] ${msg}\n`);
+      const logger: Logger = {
+        debug() {},
+        info: (msg) => line('info', msg),
+        warn: (msg) => line('warn', msg),
+      };
+      let server;
+      try {
+        server = await startServer(config, logger);
+      } catch (e) {
+        console.error(`flotilla serve: cannot start: ${(e as Error).message}`);
+        process.exitCode = 2;
+        return;
+      }
+      line('info', `member ${config.self.id.toString(16)} of cluster ${config.clusterId.toString(16)}: serving clients on ${config.listenClientUrls.map((u) => u.host).join(', ')}, peers on ${config.listenPeerUrls.map((u) => u.host).join(', ')}, data in ${config.dataDir}`);
+      let stopping = false;
+      const stop = (sig: string) => {
+        if (stopping) return;
+        stopping = true;
+        line('info', `${sig}: stopping`);
+        server.close().then(
+          () => process.exit(0),
+          (e: unknown) => {
+            line('warn', `stop: ${(e as Error).message}`);
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+}

@@ -1,0 +1,218 @@
+/**
+ * A member's configuration from etcd-style flags and FLOTILLA_* environment variables,
+ * validated up front with readable errors. Member and cluster ids are derived from the
+ * initial cluster exactly as etcd derives them (SHA-1 of the sorted peer URLs and the cluster
+ * token), so every member computes the same ids from the same flags.
+ */
+import { createHash } from 'node:crypto';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface InitialMember {
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  /** The API member id (uint64). */
+  readonly id: bigint;
+  /** The Raft node id (1..n, by name). */
+  readonly raftId: number;
+}
+
+export interface ServerConfig {
+  readonly name: string;
+  readonly dataDir: string;
+  readonly listenClientUrls: readonly URL[];
+  readonly advertiseClientUrls: readonly string[];
+  readonly listenPeerUrls: readonly URL[];
+  readonly initialAdvertisePeerUrls: readonly string[];
+  readonly initialCluster: readonly InitialMember[];
+  readonly initialClusterState: 'new' | 'existing';
+  readonly initialClusterToken: string;
+  readonly clusterId: bigint;
+  readonly self: InitialMember;
+  /** Milliseconds per Raft tick = the heartbeat interval. */
+  readonly heartbeatMs: number;
+  readonly electionMs: number;
+  /** Applied entries between snapshots. */
+  readonly snapshotCount: number;
+  /** Largest client request accepted (etcd --max-request-bytes). */
+  readonly maxRequestBytes: number;
+  /** Operations per txn branch (etcd --max-txn-ops). */
+  readonly maxTxnOps: number;
+  /** How long a write or a linearizable read may wait, ms. */
+  readonly requestTimeoutMs: number;
+  /** Interval of watch progress notifications to watchers that asked (0 = off). */
+  readonly watchProgressNotifyIntervalMs: number;
+}
+
+/** Defaults as etcd 3.4's. */
+export const CONFIG_DEFAULTS = {
+  name: 'default',
+  listenClientUrls: 'http://localhost:2379',
+  listenPeerUrls: 'http://localhost:2380',
+  initialAdvertisePeerUrls: 'http://localhost:2380',
+  initialClusterState: 'new',
+  initialClusterToken: 'etcd-cluster',
+  heartbeatMs: 100,
+  electionMs: 1000,
+  snapshotCount: 10_000,
+  /** 1.5 MiB, etcd's default. */
+  maxRequestBytes: 1.5 * 1024 * 1024,
+  maxTxnOps: 128,
+  requestTimeoutMs: 5000,
+  watchProgressNotifyIntervalMs: 10 * 60 * 1000,
+} as const;
+
+/** The raw settings: flag values, or the same from FLOTILLA_* environment variables. */
+export interface RawConfig {
+  name?: string;
+  dataDir?: string;
+  listenClientUrls?: string;
+  advertiseClientUrls?: string;
+  listenPeerUrls?: string;
+  initialAdvertisePeerUrls?: string;
+  initialCluster?: string;
+  initialClusterState?: string;
+  initialClusterToken?: string;
+  heartbeatInterval?: string | number;
+  electionTimeout?: string | number;
+  snapshotCount?: string | number;
+  maxRequestBytes?: string | number;
+  maxTxnOps?: string | number;
+  requestTimeout?: string | number;
+  watchProgressNotifyInterval?: string | number;
+}
+
+/** camelCase setting -> FLOTILLA_SNAKE_CASE variable. */
+export function envName(key: string): string {
+  return `FLOTILLA_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/** Flags win over the environment. */
+export function withEnv(raw: RawConfig, env: NodeJS.ProcessEnv = process.env): RawConfig {
+  const keys: (keyof RawConfig)[] = [
+    'name', 'dataDir', 'listenClientUrls', 'advertiseClientUrls', 'listenPeerUrls', 'initialAdvertisePeerUrls', 'initialCluster',
+    'initialClusterState', 'initialClusterToken', 'heartbeatInterval', 'electionTimeout', 'snapshotCount', 'maxRequestBytes', 'maxTxnOps',
+    'requestTimeout', 'watchProgressNotifyInterval',
+  ];
+  const out: RawConfig = { ...raw };
+  for (const k of keys) {
+    const v = env[envName(k)];
+    if (out[k] === undefined && v !== undefined && v !== '') (out as Record<string, unknown>)[k] = v;
+  }
+  return out;
+}
+
+function urls(flag: string, v: string): URL[] {
+  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  if (list.length === 0) throw new ConfigError(`--${flag}: no URL given`);
+  return list.map((s) => {
+    let u: URL;
+    try {
+      u = new URL(s);
+    } catch {
+      throw new ConfigError(`--${flag}: "${s}" is not a URL (expected http://host:port)`);
+    }
+    if (u.protocol === 'https:') throw new ConfigError(`--${flag}: "${s}": TLS is not supported yet; use http://`);
+    if (u.protocol !== 'http:') throw new ConfigError(`--${flag}: "${s}" must start with http://`);
+    if (!u.port) throw new ConfigError(`--${flag}: "${s}" has no port`);
+    if (u.pathname !== '/' || u.search || u.hash) throw new ConfigError(`--${flag}: "${s}" must be scheme://host:port only`);
+    return u;
+  });
+}
+
+const urlString = (u: URL): string => `${u.protocol}//${u.host}`;
+
+function int(flag: string, v: string | number | undefined, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  const s = String(v).trim();
+  if (!/^\d+$/.test(s)) throw new ConfigError(`--${flag}: "${s}" is not a non-negative integer`);
+  const n = Number(s);
+  if (n < min || n > max) throw new ConfigError(`--${flag}: ${n} is outside [${min}, ${max}]`);
+  return n;
+}
+
+/** etcd's member id: SHA-1 of the sorted peer URLs joined, then the cluster token; first 8 bytes. */
+export function memberIdOf(peerUrls: readonly string[], token: string): bigint {
+  const h = createHash('sha1').update([...peerUrls].sort().join('') + token).digest();
+  return h.readBigUInt64BE(0);
+}
+
+/** etcd's cluster id: SHA-1 of the sorted member ids as 8-byte big-endian; first 8 bytes. */
+export function clusterIdOf(memberIds: readonly bigint[]): bigint {
+  const sorted = [...memberIds].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const b = Buffer.alloc(8 * sorted.length);
+  sorted.forEach((id, i) => b.writeBigUInt64BE(id, 8 * i));
+  return createHash('sha1').update(b).digest().readBigUInt64BE(0);
+}
+
+export function parseInitialCluster(v: string, token: string): InitialMember[] {
+  const byName = new Map<string, string[]>();
+  for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--initial-cluster: "${part}" is not name=http://host:port`);
+    const name = part.slice(0, eq);
+    const url = urlString(urls('initial-cluster', part.slice(eq + 1))[0]!);
+    byName.set(name, [...(byName.get(name) ?? []), url]);
+  }
+  if (byName.size === 0) throw new ConfigError('--initial-cluster: no member given');
+  const names = [...byName.keys()].sort();
+  const members = names.map((name, i) => {
+    const peerUrls = byName.get(name)!;
+    return { name, peerUrls, id: memberIdOf(peerUrls, token), raftId: i + 1 };
+  });
+  const seen = new Map<string, string>();
+  for (const m of members) {
+    for (const u of m.peerUrls) {
+      const other = seen.get(u);
+      if (other) throw new ConfigError(`--initial-cluster: peer URL ${u} is given for both ${other} and ${m.name}`);
+      seen.set(u, m.name);
+    }
+  }
+  return members;
+}
+
+export function resolveConfig(input: RawConfig): ServerConfig {
+  const raw = input;
+  const name = raw.name ?? CONFIG_DEFAULTS.name;
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new ConfigError(`--name: "${name}" may contain only letters, digits, '.', '_' and '-'`);
+  const listenClientUrls = urls('listen-client-urls', raw.listenClientUrls ?? CONFIG_DEFAULTS.listenClientUrls);
+  const advertiseClientUrls = urls('advertise-client-urls', raw.advertiseClientUrls ?? listenClientUrls.map(urlString).join(',')).map(urlString);
+  const listenPeerUrls = urls('listen-peer-urls', raw.listenPeerUrls ?? CONFIG_DEFAULTS.listenPeerUrls);
+  const initialAdvertisePeerUrls = urls('initial-advertise-peer-urls', raw.initialAdvertisePeerUrls ?? CONFIG_DEFAULTS.initialAdvertisePeerUrls).map(urlString);
+  const token = raw.initialClusterToken ?? CONFIG_DEFAULTS.initialClusterToken;
+  if (token.length === 0) throw new ConfigError('--initial-cluster-token: must not be empty');
+  const initialCluster = parseInitialCluster(raw.initialCluster ?? `${name}=${initialAdvertisePeerUrls.join(`,${name}=`)}`, token);
+  const self = initialCluster.find((m) => m.name === name);
+  if (!self) throw new ConfigError(`--initial-cluster has no member named "${name}" (--name); it lists ${initialCluster.map((m) => m.name).join(', ')}`);
+  const mine = [...initialAdvertisePeerUrls].sort().join(',');
+  if ([...self.peerUrls].sort().join(',') !== mine) {
+    throw new ConfigError(`--initial-cluster gives ${name} the peer URLs ${self.peerUrls.join(',')} but --initial-advertise-peer-urls is ${initialAdvertisePeerUrls.join(',')}`);
+  }
+  const state = raw.initialClusterState ?? CONFIG_DEFAULTS.initialClusterState;
+  if (state !== 'new' && state !== 'existing') throw new ConfigError(`--initial-cluster-state: "${state}" must be new or existing`);
+  const heartbeatMs = int('heartbeat-interval', raw.heartbeatInterval, CONFIG_DEFAULTS.heartbeatMs, 1, 60_000);
+  const electionMs = int('election-timeout', raw.electionTimeout, CONFIG_DEFAULTS.electionMs, 1, 600_000);
+  if (electionMs < 5 * heartbeatMs) throw new ConfigError(`--election-timeout (${electionMs} ms) must be at least 5 times --heartbeat-interval (${heartbeatMs} ms)`);
+  return {
+    name,
+    dataDir: raw.dataDir ?? `${name}.etcd`,
+    listenClientUrls,
+    advertiseClientUrls,
+    listenPeerUrls,
+    initialAdvertisePeerUrls,
+    initialCluster,
+    initialClusterState: state,
+    initialClusterToken: token,
+    clusterId: clusterIdOf(initialCluster.map((m) => m.id)),
+    self,
+    heartbeatMs,
+    electionMs,
+    snapshotCount: int('snapshot-count', raw.snapshotCount, CONFIG_DEFAULTS.snapshotCount, 1, 10_000_000),
+    maxRequestBytes: int('max-request-bytes', raw.maxRequestBytes, CONFIG_DEFAULTS.maxRequestBytes, 1024, 64 * 1024 * 1024),
+    maxTxnOps: int('max-txn-ops', raw.maxTxnOps, CONFIG_DEFAULTS.maxTxnOps, 1, 100_000),
+    requestTimeoutMs: int('request-timeout', raw.requestTimeout, CONFIG_DEFAULTS.requestTimeoutMs, 100, 600_000),
+    watchProgressNotifyIntervalMs: int('watch-progress-notify-interval', raw.watchProgressNotifyInterval, CONFIG_DEFAULTS.watchProgressNotifyIntervalMs, 0, 24 * 3600_000),
+  };
+}

@@ -1,0 +1,88 @@
+/**
+ * A whole Flotilla server process's work: the member, the gRPC services and the JSON gateway
+ * on each client URL (one port carries both), /health and /version.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { createGateway, serveOnOnePort } from '../api/http.js';
+import { serviceDefinition } from '../api/proto.js';
+import { buildHandlers, CLUSTER_VERSION, ETCD_API_VERSION } from '../api/services.js';
+import type { Wire } from '../api/convert.js';
+import type { Logger } from '../raft/config.js';
+import type { ServerConfig } from './config.js';
+import { EtcdMember } from './member.js';
+
+/** gRPC's receive limit (etcd: max request bytes + 512 KiB; 2 MiB at the default). */
+export const GRPC_RECEIVE_BYTES_MAX = 2 * 1024 * 1024;
+/** How long /health waits for a linearizable read. */
+export const HEALTH_TIMEOUT_MS = 1000;
+
+export interface RunningServer {
+  readonly member: EtcdMember;
+  /** The bound client ports, in --listen-client-urls order. */
+  readonly clientPorts: number[];
+  close(): Promise<void>;
+}
+
+export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+  const member = await EtcdMember.start(config, logger);
+  const sizes = new WeakMap<object, number>();
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': Math.max(GRPC_RECEIVE_BYTES_MAX, config.maxRequestBytes + 512 * 1024),
+    'grpc.max_send_message_length': 2 ** 31 - 1,
+  });
+  const handlers = buildHandlers(member, {
+    // Requests from the JSON gateway were not received as protobuf: measure them encoded.
+    requestBytes: (req: Wire, method: string) => sizes.get(req) ?? serviceDefinition('etcdserverpb.KV')[method]!.requestSerialize(req).length,
+  });
+  for (const [name, impl] of Object.entries(handlers)) {
+    // Record each request's size as received, for the request size limit.
+    const def: Record<string, grpc.MethodDefinition<object, object>> = {};
+    for (const [method, d] of Object.entries(serviceDefinition(name))) {
+      def[method] = {
+        ...(d as grpc.MethodDefinition<object, object>),
+        requestDeserialize: (b: Buffer) => {
+          const o = d.requestDeserialize(b) as object;
+          sizes.set(o, b.length);
+          return o;
+        },
+      };
+    }
+    server.addService(def as grpc.ServiceDefinition, impl);
+  }
+  const health = async (): Promise<{ health: boolean; reason?: string }> => {
+    if (member.node.failure) return { health: false, reason: member.node.failure.message };
+    if (member.node.leader === 0) return { health: false, reason: 'RAFT NO LEADER' };
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        member.readBarrier(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('linearizable read timed out')), HEALTH_TIMEOUT_MS);
+        }),
+      ]);
+      return { health: true };
+    } catch (e) {
+      return { health: false, reason: (e as Error).message };
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const gateway = createGateway({
+    handlers,
+    version: { etcdserver: ETCD_API_VERSION, etcdcluster: CLUSTER_VERSION },
+    health,
+  });
+  const listeners: { port: number; close(): Promise<void> }[] = [];
+  for (const u of config.listenClientUrls) {
+    listeners.push(await serveOnOnePort({ host: u.hostname, port: Number(u.port), grpcServer: server, http: gateway }));
+  }
+  return {
+    member,
+    clientPorts: listeners.map((l) => l.port),
+    async close() {
+      await Promise.all(listeners.map((l) => l.close()));
+      server.forceShutdown();
+      await member.stop();
+    },
+  };
+}
