@@ -11,6 +11,7 @@ import { createServer as createNetServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
+import { authorityRewriter } from './h2-authority.js';
 import { PROTO_DIR } from './proto.js';
 import type { Handlers } from './services.js';
 
@@ -76,7 +77,10 @@ export function serveOnOnePort(o: { host: string; port: number; grpcServer: grpc
   });
 }
 
-/** A duplex over `socket` whose readable side yields `head` and then the socket's data. */
+/**
+ * A duplex over `socket` whose readable side yields `head` and then the socket's data, with
+ * `:authority` made acceptable to Node's HTTP/2 (see h2-authority.ts).
+ */
 function replaying(socket: Socket, head: Buffer): Duplex {
   const d = new Duplex({
     read() {
@@ -93,10 +97,19 @@ function replaying(socket: Socket, head: Buffer): Duplex {
       cb(err);
     },
   });
-  d.push(head);
-  socket.on('data', (c: Buffer) => {
-    if (!d.push(c)) socket.pause();
-  });
+  const rewrite = authorityRewriter();
+  const feed = (c: Buffer): void => {
+    let ok = true;
+    try {
+      for (const b of rewrite(c)) ok = d.push(b) && ok;
+    } catch {
+      socket.destroy();
+      return;
+    }
+    if (!ok) socket.pause();
+  };
+  feed(head);
+  socket.on('data', feed);
   socket.on('end', () => d.push(null));
   socket.on('close', () => d.destroy());
   return d;

@@ -172,7 +172,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     throw new KvError('Unimplemented', 'etcdserver: membership changes are not supported yet by this server');
   });
   const Cluster = {
-    MemberList: unary(async () => ({ header: h(), members: memberWire() })),
+    // etcd's cluster responses carry no revision.
+    MemberList: unary(async () => ({ header: h(0), members: memberWire() })),
     MemberAdd: unsupported,
     MemberRemove: unsupported,
     MemberUpdate: unsupported,

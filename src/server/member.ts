@@ -132,7 +132,9 @@ export class EtcdMember {
 
   members(): MemberInfo[] {
     const voters = new Set(this.node.status().confState.voters);
-    return [...this.byRaftId.values()].map((m) => {
+    // In member id order, as etcd lists them.
+    const all = [...this.byRaftId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return all.map((m) => {
       const published = this.sm.members.get(m.id);
       return {
         id: m.id,
