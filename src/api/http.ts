@@ -35,6 +35,8 @@ export function serveOnOnePort(o: { host: string; port: number; grpcServer: grpc
   const sockets = new Set<Socket>();
   const net = createNetServer((socket) => {
     sockets.add(socket);
+    // Small request/response exchanges: Nagle's algorithm would hold each answer ~40 ms.
+    socket.setNoDelay(true);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
     socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
