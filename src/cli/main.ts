@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { runDemo } from './demo.js';
 import { registerServe } from './serve.js';
 import { registerStart } from './start.js';
+import { registerClientCommands } from './kv-commands.js';
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
 
   registerServe(program);
   registerStart(program);
+  registerClientCommands(program);
 
   program
     .command('demo')

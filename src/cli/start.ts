@@ -69,7 +69,8 @@ export function registerStart(program: Command): void {
       console.log('\nTry:');
       console.log(`  etcdctl --endpoints=${endpoints} put greeting hello`);
       console.log(`  etcdctl --endpoints=${endpoints} get greeting -w json`);
-      console.log(`  node bin/flotilla.js --endpoints ${endpoints} endpoint status --cluster   (or: npx flotilla ...)`);
+      console.log(`  npx flotilla endpoint status --cluster --endpoints ${endpoints}`);
+      console.log(`  npx flotilla watch greeting --endpoints ${endpoints}`);
       console.log('');
 
       const children: ChildProcess[] = names.map((n, i) => {
