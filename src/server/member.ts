@@ -173,6 +173,12 @@ export class EtcdMember {
     }
   }
 
+  /** True once this member's name and client URLs are in the replicated member table (etcd serves clients only then). */
+  get published(): boolean {
+    const p = this.sm.members.get(this.memberId);
+    return p !== undefined && p.name === this.config.name;
+  }
+
   /** The leader's advertised client URL, once it has published it. */
   leaderClientUrl(): string | null {
     const id = this.leaderId;

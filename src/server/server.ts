@@ -52,6 +52,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const health = async (): Promise<{ health: boolean; reason?: string }> => {
     if (member.node.failure) return { health: false, reason: member.node.failure.message };
     if (member.node.leader === 0) return { health: false, reason: 'RAFT NO LEADER' };
+    if (!member.published) return { health: false, reason: 'member not yet published to the cluster' };
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([

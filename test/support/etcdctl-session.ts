@@ -110,6 +110,14 @@ export class Normalizer {
   }
 }
 
+/** Sorts the lines within the stdout and the stderr sections of a recorded step (lists ordered by random ids). */
+function sortStdout(t: string): string {
+  const m = /^([\s\S]*?--- stdout\n)([\s\S]*?)(--- stderr\n)([\s\S]*)$/.exec(t);
+  if (!m) return t;
+  const sort = (x: string) => x.split('\n').filter(Boolean).sort().join('\n');
+  return `${m[1]}${sort(m[2]!)}\n${m[3]}${sort(m[4]!)}`;
+}
+
 export function tempFile(name: string): { path: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-etcdctl-'));
   return { path: join(dir, name), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
@@ -230,7 +238,7 @@ export async function runSession(bin: string, cluster: Cluster): Promise<Step[]>
 
   // --- cluster
   // Members are listed in id order, and ids differ between clusters: compare sorted by name.
-  record('member list', await ctl(['member', 'list']), (s) => n.members(s, idsByName).split('\n').sort().join('\n'));
+  record('member list', await ctl(['member', 'list']), (s) => sortStdout(n.members(s, idsByName)));
   record('member list -w json', await ctl(['member', 'list', '-w', 'json']), (s) => {
     const t = header(s).replace(/"ID":\d+/g, '"ID":<id>');
     const entries = [...t.matchAll(/\{"ID":<id>[^}]*\}/g)].map((m) => m[0]);
@@ -240,15 +248,10 @@ export async function runSession(bin: string, cluster: Cluster): Promise<Step[]>
   // Which member leads is chance: keep how many lead, not which.
   record('endpoint status --cluster', status, (s) => {
     const leaders = (s.match(/, true, (true|false), \d+, /g) ?? []).length;
-    const lines = n
-      .members(s, idsByName)
-      .split('\n')
-      .map((l) => l.replace(/, \d+(\.\d+)? [kMG]?B, (true|false), /, ', <size>, <leader?>, ').replace(/, \d+, \d+, \d+, /, ', <term>, <index>, <applied>, '))
-      .sort()
-      .join('\n');
-    return `${lines}\nleaders: ${leaders}`;
+    const t = n.members(s, idsByName).replace(/, \d+(\.\d+)? [kMG]?B, (true|false), /g, ', <size>, <leader?>, ').replace(/, \d+, \d+, \d+, /g, ', <term>, <index>, <applied>, ');
+    return `${sortStdout(t)}\nleaders: ${leaders}`;
   });
-  record('endpoint health --cluster', await ctl(['endpoint', 'health', '--cluster']), (s) => s.split('\n').sort().join('\n'));
+  record('endpoint health --cluster', await ctl(['endpoint', 'health', '--cluster']), sortStdout);
 
   // --- compaction and a read below it
   const rev = Number(JSON.parse((await ctl(['get', 'zoo', '-w', 'json'])).stdout).header.revision);

@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+/**
+ * Benchmark: Flotilla against real etcd on the same machine, same client, same workload.
+ *
+ *   node bench/vs-etcd.js [--seconds S] [--clients 1,16,64] [--etcd /usr/bin/etcd]
+ *
+ * Starts a 3-member cluster of each (separate processes, loopback, real disks in a temp dir,
+ * default timings), then for each client count runs that many concurrent gRPC clients (one
+ * HTTP/2 connection each) doing back-to-back puts (256-byte values, 1,000 keys) against the
+ * leader, then linearizable gets, for S seconds each. Prints operations per second and
+ * latency percentiles, and the Flotilla/etcd ratio.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { clientConstructor } from '../dist/api/proto.js';
+
+const o = new Command()
+  .option('--seconds <s>', 'seconds per case', Number, 5)
+  .option('--clients <list>', 'concurrent clients per case', '1,16,64')
+  .option('--etcd <path>', 'etcd binary', '/usr/bin/etcd')
+  .parse()
+  .opts();
+
+const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'flotilla.js');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const KV = clientConstructor('etcdserverpb.KV');
+const Maint = clientConstructor('etcdserverpb.Maintenance');
+const call = (c, method, req, ms = 5000) => new Promise((resolve, reject) => c[method](req, { deadline: Date.now() + ms }, (e, r) => (e ? reject(e) : resolve(r))));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startCluster(kind, dir) {
+  const members = [];
+  for (let i = 0; i < 3; i++) members.push({ name: `m${i + 1}`, client: await freePort(), peer: await freePort() });
+  const initial = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(',');
+  for (const m of members) {
+    const args = [
+      '--name', m.name, '--data-dir', join(dir, kind, m.name),
+      '--listen-client-urls', `http://127.0.0.1:${m.client}`, '--advertise-client-urls', `http://127.0.0.1:${m.client}`,
+      '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
+      '--initial-cluster', initial, '--initial-cluster-token', `bench-${kind}`, '--initial-cluster-state', 'new',
+    ];
+    m.proc = kind === 'etcd' ? spawn(o.etcd, args, { stdio: 'ignore' }) : spawn(process.execPath, [bin, 'serve', ...args], { stdio: 'ignore' });
+  }
+  // Wait for a leader that commits.
+  for (;;) {
+    for (const m of members) {
+      const c = new Maint(`127.0.0.1:${m.client}`, grpc.credentials.createInsecure());
+      try {
+        const s = await call(c, 'Status', {}, 500);
+        if (s.leader !== '0' && s.leader === s.header.member_id) {
+          const kv = new KV(`127.0.0.1:${m.client}`, grpc.credentials.createInsecure());
+          await call(kv, 'Put', { key: Buffer.from('warm'), value: Buffer.from('1') });
+          kv.close();
+          c.close();
+          return { members, leader: m };
+        }
+      } catch {
+        // not yet
+      } finally {
+        c.close();
+      }
+    }
+    await sleep(200);
+  }
+}
+
+async function run(endpoint, clients, seconds, op) {
+  const value = Buffer.alloc(256, 7);
+  const conns = Array.from({ length: clients }, (_, i) => new KV(endpoint, grpc.credentials.createInsecure(), { 'grpc.channel_id': i }));
+  const lat = [];
+  const until = performance.now() + seconds * 1000;
+  await Promise.all(
+    conns.map(async (c, i) => {
+      let n = 0;
+      while (performance.now() < until) {
+        const key = Buffer.from(`bench/${(i * 7919 + n++) % 1000}`);
+        const t0 = performance.now();
+        if (op === 'put') await call(c, 'Put', { key, value });
+        else await call(c, 'Range', { key });
+        lat.push(performance.now() - t0);
+      }
+    }),
+  );
+  conns.forEach((c) => c.close());
+  lat.sort((a, b) => a - b);
+  const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+  return { ops: lat.length / seconds, p50: q(0.5), p99: q(0.99) };
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'flotilla-vs-etcd-'));
+const clusters = [];
+try {
+  const results = {};
+  for (const kind of ['etcd', 'flotilla']) {
+    const c = await startCluster(kind, dir);
+    clusters.push(c);
+    const ep = `127.0.0.1:${c.leader.client}`;
+    for (const op of ['put', 'get']) {
+      for (const n of String(o.clients).split(',').map(Number)) {
+        const r = await run(ep, n, o.seconds, op);
+        results[`${kind} ${op} ${n}`] = r;
+        console.log(`${kind.padEnd(8)} ${op} ${String(n).padStart(3)} clients: ${r.ops.toFixed(0).padStart(7)} ops/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms`);
+      }
+    }
+    for (const m of c.members) m.proc.kill('SIGKILL');
+  }
+  console.log('\nFlotilla / etcd (ops/s):');
+  for (const op of ['put', 'get']) {
+    for (const n of String(o.clients).split(',').map(Number)) {
+      console.log(`  ${op} ${String(n).padStart(3)} clients: ${(results[`flotilla ${op} ${n}`].ops / results[`etcd ${op} ${n}`].ops).toFixed(2)}`);
+    }
+  }
+} finally {
+  for (const c of clusters) for (const m of c.members) m.proc.kill('SIGKILL');
+  await sleep(300);
+  await rm(dir, { recursive: true, force: true });
+}
