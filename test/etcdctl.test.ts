@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, which, type Cluster } from './support/cluster.js';
-import { etcdctl, runSession, type Step } from './support/etcdctl-session.js';
+import { runSession, type Step } from './support/etcdctl-session.js';
 
 const ETCDCTL = which('etcdctl');
 const ETCD = which('etcd');
