@@ -16,6 +16,8 @@ import { lockService, electionService } from './recipes.js';
 /** The version this server reports: the etcd API level it implements. */
 export const ETCD_API_VERSION = '3.4.23';
 export const CLUSTER_VERSION = '3.4.0';
+/** Election timeouts without a leader before watch streams that asked (hasleader) are ended, as etcd. */
+export const NO_LEADER_WATCH_CANCEL_ELECTIONS = 3;
 /** Bytes per Snapshot stream message. */
 export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
 
@@ -91,6 +93,23 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       });
       const stream = m.hub.open({ send: (out) => call.write(toWire(out)) });
       call.on('drain', () => stream.drained());
+      // `hasleader: true` (etcdctl and Go clients send it): a member cut off from the leader
+      // ends the stream with `etcdserver: no leader`, so the client moves to another member
+      // instead of waiting on one that hears nothing.
+      const md = call.metadata?.get?.('hasleader') ?? [];
+      let noLeaderSince = 0;
+      const monitor: NodeJS.Timeout | undefined = md.includes('true')
+        ? setInterval(() => {
+            if (m.node.leader !== 0) return void (noLeaderSince = 0);
+            noLeaderSince ||= Date.now();
+            if (Date.now() - noLeaderSince >= NO_LEADER_WATCH_CANCEL_ELECTIONS * m.config.electionMs) {
+              clearInterval(monitor);
+              stream.close();
+              call.emit('error', toStatus(ERR.noLeader()));
+            }
+          }, m.config.electionMs / 2)
+        : undefined;
+      monitor?.unref();
       call.on('data', (req: Wire) => {
         try {
           if (req.request_union === 'create_request') {
@@ -115,7 +134,10 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
           call.emit('error', toStatus(e));
         }
       });
-      const done = () => stream.close();
+      const done = () => {
+        if (monitor) clearInterval(monitor);
+        stream.close();
+      };
       call.on('end', () => {
         done();
         call.end();

@@ -21,6 +21,7 @@ export function registerServe(program: Command): void {
     .option('--heartbeat-interval <ms>', 'heartbeat interval = Raft tick, ms (default 100)')
     .option('--election-timeout <ms>', 'election timeout, ms (default 1000)')
     .option('--snapshot-count <n>', 'applied entries between snapshots (default 10000)')
+    .option('--snapshot-catchup-entries <n>', 'entries kept below a snapshot for lagging followers (default 5000)')
     .option('--max-request-bytes <n>', 'largest client request accepted (default 1572864 = 1.5 MiB)')
     .option('--max-txn-ops <n>', 'operations per txn branch (default 128)')
     .option('--request-timeout <ms>', 'how long a write or linearizable read may wait (default 5000)')

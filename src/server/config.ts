@@ -36,6 +36,8 @@ export interface ServerConfig {
   readonly electionMs: number;
   /** Applied entries between snapshots. */
   readonly snapshotCount: number;
+  /** Entries kept below a snapshot so a slightly lagging follower catches up without one. */
+  readonly snapshotCatchupEntries: number;
   /** Largest client request accepted (etcd --max-request-bytes). */
   readonly maxRequestBytes: number;
   /** Operations per txn branch (etcd --max-txn-ops). */
@@ -57,6 +59,8 @@ export const CONFIG_DEFAULTS = {
   heartbeatMs: 100,
   electionMs: 1000,
   snapshotCount: 10_000,
+  /** etcd's snapshotCatchUpEntries. */
+  snapshotCatchupEntries: 5000,
   /** 1.5 MiB, etcd's default. */
   maxRequestBytes: 1.5 * 1024 * 1024,
   maxTxnOps: 128,
@@ -78,6 +82,7 @@ export interface RawConfig {
   heartbeatInterval?: string | number;
   electionTimeout?: string | number;
   snapshotCount?: string | number;
+  snapshotCatchupEntries?: string | number;
   maxRequestBytes?: string | number;
   maxTxnOps?: string | number;
   requestTimeout?: string | number;
@@ -93,7 +98,7 @@ export function envName(key: string): string {
 export function withEnv(raw: RawConfig, env: NodeJS.ProcessEnv = process.env): RawConfig {
   const keys: (keyof RawConfig)[] = [
     'name', 'dataDir', 'listenClientUrls', 'advertiseClientUrls', 'listenPeerUrls', 'initialAdvertisePeerUrls', 'initialCluster',
-    'initialClusterState', 'initialClusterToken', 'heartbeatInterval', 'electionTimeout', 'snapshotCount', 'maxRequestBytes', 'maxTxnOps',
+    'initialClusterState', 'initialClusterToken', 'heartbeatInterval', 'electionTimeout', 'snapshotCount', 'snapshotCatchupEntries', 'maxRequestBytes', 'maxTxnOps',
     'requestTimeout', 'watchProgressNotifyInterval',
   ];
   const out: RawConfig = { ...raw };
@@ -210,6 +215,7 @@ export function resolveConfig(input: RawConfig): ServerConfig {
     heartbeatMs,
     electionMs,
     snapshotCount: int('snapshot-count', raw.snapshotCount, CONFIG_DEFAULTS.snapshotCount, 1, 10_000_000),
+    snapshotCatchupEntries: int('snapshot-catchup-entries', raw.snapshotCatchupEntries, CONFIG_DEFAULTS.snapshotCatchupEntries, 0, 10_000_000),
     maxRequestBytes: int('max-request-bytes', raw.maxRequestBytes, CONFIG_DEFAULTS.maxRequestBytes, 1024, 64 * 1024 * 1024),
     maxTxnOps: int('max-txn-ops', raw.maxTxnOps, CONFIG_DEFAULTS.maxTxnOps, 1, 100_000),
     requestTimeoutMs: int('request-timeout', raw.requestTimeout, CONFIG_DEFAULTS.requestTimeoutMs, 100, 600_000),

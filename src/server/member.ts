@@ -103,6 +103,7 @@ export class EtcdMember {
       electionTicks: Math.round(config.electionMs / config.heartbeatMs),
       heartbeatTicks: 1,
       snapshotEntries: config.snapshotCount,
+      snapshotRetain: config.snapshotCatchupEntries,
       readTimeoutMs: config.requestTimeoutMs,
       raft: { preVote: true, checkQuorum: true },
       logger,
