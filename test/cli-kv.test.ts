@@ -31,6 +31,17 @@ describe('flotilla client commands', () => {
     expect(cli('get', 'app/', '--prefix').out).toBe('');
   });
 
+  it('txn from stdin in etcdctl format, both branches; a bad line is refused', () => {
+    const txn = (input: string) => {
+      const r = spawnSync(process.execPath, [FLOTILLA_BIN, 'txn'], { env, input, encoding: 'utf8', timeout: 20_000 });
+      return { code: r.status, out: r.stdout, err: r.stderr };
+    };
+    expect(cli('put', 'tx', 'v1').code).toBe(0);
+    expect(txn('value("tx") = "v1"\nmod("tx") > "0"\n\nput tx v2\nget tx\n\nput tx no\n')).toMatchObject({ code: 0, out: 'SUCCESS\n\nOK\n\ntx\nv2\n' });
+    expect(txn('value("tx") = "v1"\n\nput tx v3\n\ndel tx\n')).toMatchObject({ code: 0, out: 'FAILURE\n\n1\n' });
+    expect(txn('value(tx) == 1\n\nput a b\n\n')).toMatchObject({ code: 1, out: '' });
+  });
+
   it('leases: grant, attach, timetolive, keep-alive, revoke', () => {
     const g = cli('lease', 'grant', '30');
     const id = /^lease ([0-9a-f]+) granted with TTL\(30s\)$/m.exec(g.out)?.[1];

@@ -67,6 +67,53 @@ function printKvs(kvs: Wire[], o: { keysOnly?: boolean; printValueOnly?: boolean
   }
 }
 
+/** Splits a line into words; "double quotes" group words and may contain \" escapes. */
+function words(line: string): string[] {
+  const out: string[] = [];
+  const re = /"((?:[^"\\]|\\.)*)"|(\S+)/g;
+  for (let m = re.exec(line); m; m = re.exec(line)) out.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!);
+  return out;
+}
+
+const COMPARE_TARGETS: Record<string, string> = { value: 'VALUE', mod: 'MOD', create: 'CREATE', version: 'VERSION', lease: 'LEASE' };
+const COMPARE_RESULTS: Record<string, string> = { '=': 'EQUAL', '!=': 'NOT_EQUAL', '<': 'LESS', '>': 'GREATER' };
+
+/** etcdctl's txn format -> a wire TxnRequest; throws with the offending line. */
+export function parseTxn(text: string): { compare: Wire[]; success: Wire[]; failure: Wire[] } {
+  const sections: string[][] = [[], [], []];
+  let i = 0;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '') {
+      if (sections[i]!.length > 0 || i > 0) i++;
+      if (i > 2) break;
+      continue;
+    }
+    sections[i]!.push(line);
+  }
+  const compare = sections[0]!.map((line) => {
+    const m = /^(value|mod|create|version|lease)\("((?:[^"\\]|\\.)*)"\)\s*(=|!=|<|>)\s*"((?:[^"\\]|\\.)*)"$/.exec(line);
+    if (!m) throw new Error(`bad compare "${line}": expected e.g. value("key") = "v" or mod("key") > "0"`);
+    const [, fn, key, op, v] = m as unknown as [string, string, string, string, string];
+    const target = COMPARE_TARGETS[fn]!;
+    const c: Wire = { key: Buffer.from(key), target, result: COMPARE_RESULTS[op]! };
+    if (target === 'VALUE') c.value = Buffer.from(v);
+    else {
+      if (!/^-?\d+$/.test(v) && !(target === 'LEASE' && /^[0-9a-f]+$/i.test(v))) throw new Error(`bad compare "${line}": "${v}" is not a number`);
+      c[target === 'MOD' ? 'mod_revision' : target === 'CREATE' ? 'create_revision' : target === 'LEASE' ? 'lease' : 'version'] = target === 'LEASE' ? BigInt(`0x${v}`).toString() : v;
+    }
+    return c;
+  });
+  const op = (line: string): Wire => {
+    const [verb, key, arg] = words(line);
+    if (verb === 'put' && key !== undefined && arg !== undefined) return { request_put: { key: Buffer.from(key), value: Buffer.from(arg) } };
+    if (verb === 'get' && key !== undefined) return { request_range: { key: Buffer.from(key), range_end: arg !== undefined ? Buffer.from(arg) : Buffer.alloc(0) } };
+    if ((verb === 'del' || verb === 'delete') && key !== undefined) return { request_delete_range: { key: Buffer.from(key), range_end: arg !== undefined ? Buffer.from(arg) : Buffer.alloc(0) } };
+    throw new Error(`bad operation "${line}": expected put <key> <value>, get <key> [end] or del <key> [end]`);
+  };
+  return { compare, success: sections[1]!.map(op), failure: sections[2]!.map(op) };
+}
+
 const SORT_TARGETS: Record<string, string> = { KEY: 'KEY', VERSION: 'VERSION', CREATE: 'CREATE', MODIFY: 'MOD', VALUE: 'VALUE' };
 
 export function registerClientCommands(program: Command): void {
@@ -128,6 +175,28 @@ export function registerClientCommands(program: Command): void {
         if (j) return void console.log(json(r));
         console.log(String(r.deleted));
         if (o.prevKv) printKvs((r.prev_kvs as Wire[]) ?? [], {});
+      }),
+    );
+
+  connOptions(program.command('txn').description("a transaction read from stdin in etcdctl's format: compares, a blank line, success ops, a blank line, failure ops"))
+    .action((o: Conn) =>
+      run(o, async (c, j) => {
+        const text = await new Promise<string>((resolve) => {
+          let t = '';
+          process.stdin.setEncoding('utf8');
+          process.stdin.on('data', (d: string) => (t += d));
+          process.stdin.on('end', () => resolve(t));
+        });
+        const t = parseTxn(text);
+        const r = await c.txn(t);
+        if (j) return void console.log(json(r));
+        console.log(r.succeeded ? 'SUCCESS' : 'FAILURE');
+        for (const op of (r.responses as Wire[]) ?? []) {
+          console.log('');
+          if (op.response_put) console.log('OK');
+          else if (op.response_delete_range) console.log(String((op.response_delete_range as Wire).deleted));
+          else if (op.response_range) printKvs(((op.response_range as Wire).kvs as Wire[]) ?? [], {});
+        }
       }),
     );
 
