@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { encodeCommand, type Command } from './commands.js';
 import type { KvEvent } from './mvcc.js';
 import { KvStateMachine } from './state-machine.js';
@@ -44,6 +44,32 @@ describe('watch hub', () => {
     expect(sink.out[4]).toMatchObject({ watchId: 0, canceled: true });
     apply({ op: 'put', req: { key: enc('a'), value: enc('4') } });
     expect(sink.out).toHaveLength(5);
+  });
+
+  it('sends periodic progress notifications only to caught-up watchers that asked', () => {
+    vi.useFakeTimers();
+    try {
+      const sm = new KvStateMachine();
+      const apply = applier(sm);
+      const hub = new WatchHub(sm, { progressIntervalMs: 1000 });
+      apply({ op: 'put', req: { key: enc('a'), value: enc('1') } });
+      const asked = new Sink();
+      const silent = new Sink();
+      hub.open(asked).create({ key: enc('a'), progressNotify: true });
+      hub.open(silent).create({ key: enc('a') });
+      vi.advanceTimersByTime(1000);
+      expect(asked.out.at(-1)).toEqual({ watchId: 0, revision: 2, events: [] });
+      expect(silent.out).toHaveLength(1);
+      // A slow consumer is not told "caught up" while it is not.
+      asked.slow = true;
+      apply({ op: 'put', req: { key: enc('a'), value: enc('2') } });
+      const n = asked.out.length;
+      vi.advanceTimersByTime(1000);
+      expect(asked.out).toHaveLength(n);
+      hub.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('cancels a watcher whose start is compacted, with the compact revision', () => {
