@@ -12,11 +12,11 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { freePort, sleep } from './lib.js';
 
 const o = new Command()
   .option('--seconds <s>', 'seconds per client count', Number, 5)
@@ -27,17 +27,6 @@ const o = new Command()
 
 const script = join(dirname(fileURLToPath(import.meta.url)), '..', 'examples', 'counter', 'counter.js');
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 const root = await mkdtemp(join(o.dir, 'flotilla-clusterbench-'));
 const members = [];
 for (let id = 1; id <= 3; id++) members.push({ id, raft: await freePort(), http: await freePort(), data: join(root, `m${id}`) });
@@ -46,7 +35,6 @@ const procs = members.map((m) =>
   spawn(process.execPath, [script, '--id', String(m.id), '--http', String(m.http), '--peers', peers, '--data', m.data, '--cluster', 'bench'], { stdio: ['ignore', 'ignore', 'inherit'] }),
 );
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function status(m) {
   try {

@@ -14,12 +14,12 @@
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { clientConstructor } from '../dist/api/proto.js';
+import { freePort, sleep } from './lib.js';
 
 const o = new Command()
   .option('--kills <n>', 'leader kills', Number, 20)
@@ -28,18 +28,6 @@ const o = new Command()
   .opts();
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'flotilla.js');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const dir = await mkdtemp(join(o.dir, 'flotilla-failover-'));
 const members = [];

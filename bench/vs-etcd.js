@@ -13,12 +13,12 @@
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { clientConstructor } from '../dist/api/proto.js';
+import { freePort, sleep } from './lib.js';
 
 const o = new Command()
   .option('--seconds <s>', 'seconds per case', Number, 5)
@@ -28,21 +28,9 @@ const o = new Command()
   .opts();
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'flotilla.js');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const KV = clientConstructor('etcdserverpb.KV');
 const Maint = clientConstructor('etcdserverpb.Maintenance');
 const call = (c, method, req, ms = 5000) => new Promise((resolve, reject) => c[method](req, { deadline: Date.now() + ms }, (e, r) => (e ? reject(e) : resolve(r))));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function startCluster(kind, dir) {
   const members = [];

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, closeSync, writeSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from './support/cluster.js';
 
 /**
  * Crash tests through real processes: three examples/counter members on loopback, SIGKILLed
@@ -14,18 +14,6 @@ const root = join(import.meta.dirname, '..');
 const script = join(root, 'examples', 'counter', 'counter.js');
 const built = existsSync(join(root, 'dist', 'index.js'));
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-crash-'));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Member {
   id: number;
