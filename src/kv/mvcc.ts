@@ -507,7 +507,10 @@ export class MvccStore {
       for (const r of this.keys.get(k)!) {
         if (r.main > rev) break;
         h = crc32(enc.encode(`${r.main}.${r.sub}:${r.kv ? `${r.kv.createRevision}.${r.kv.version}.${r.kv.lease}` : 'x'}`), crc32(unbin(k), h));
-        if (r.kv) h = crc32(r.kv.value, h);
+        // Never an empty input: zlib's crc32 returns 0 (its initial value) for a zero-length
+        // array whose memory is unallocated, but the running value for one that has memory —
+        // the hash would depend on how the empty value was made.
+        if (r.kv && r.kv.value.length > 0) h = crc32(r.kv.value, h);
       }
     }
     return { hash: h >>> 0, compactRevision: this.compactRev, revision: rev };
