@@ -25,10 +25,10 @@ describe('leader killed under writes and watches', () => {
     let leader = -1;
     for (let i = 0; i < eps.length; i++) {
       const s = await admin.status(eps[i]!);
-      if (s.leader === (s.header as Record<string, unknown>).member_id) leader = i;
+      if (s.leader === s.header.memberId) leader = i;
     }
     expect(leader).toBeGreaterThanOrEqual(0);
-    const start = Number(((await admin.get('fo/', { prefix: true })).header as Record<string, unknown>).revision) + 1;
+    const start = Number((await admin.get('fo/', { prefix: true })).header.revision) + 1;
 
     // One watcher starting on each member (so one of them is on the leader that dies).
     const seen: WatchEvent[][] = eps.map(() => []);
@@ -71,21 +71,22 @@ describe('leader killed under writes and watches', () => {
     const survivors = eps.filter((_, i) => i !== leader);
     const reader = new FlotillaClient({ endpoints: survivors });
     const all = await reader.get('fo/', { prefix: true });
-    const stored = new Map(((all.kvs as Record<string, unknown>[]) ?? []).map((kv) => [String(kv.key), String(kv.value)]));
+    const stored = new Map(all.kvs.map((kv) => [kv.keyString(), kv.valueString()]));
     for (const [k, v] of acked) expect(stored.get(k), `acknowledged ${k}`).toBe(v);
 
     // The authoritative history, from a fresh watch on a survivor.
-    const finalRev = Number((all.header as Record<string, unknown>).revision);
+    const finalRev = Number(all.header.revision);
     const truth: WatchEvent[] = [];
     const t = reader.watch('fo/', { prefix: true, startRevision: start }, (evs) => truth.push(...evs));
-    for (let i = 0; i < 100 && (truth.at(-1)?.revision ?? 0) < finalRev; i++) await sleep(50);
-    t.cancel();
-    const fmt = (evs: WatchEvent[]) => evs.map((e) => `${e.revision} ${e.type} ${String(e.kv.key)}=${String(e.kv.value ?? '')}`);
+    const lastRev = (evs: WatchEvent[]) => Number(evs.at(-1)?.kv.modRevision ?? 0);
+    for (let i = 0; i < 100 && lastRev(truth) < finalRev; i++) await sleep(50);
+    await t.cancel();
+    const fmt = (evs: WatchEvent[]) => evs.map((e) => `${e.kv.modRevision} ${e.type} ${e.kv.keyString()}=${e.kv.valueString()}`);
     for (let i = 0; i < eps.length; i++) {
-      for (let j = 0; j < 100 && (seen[i]!.at(-1)?.revision ?? 0) < finalRev; j++) await sleep(50);
+      for (let j = 0; j < 100 && lastRev(seen[i]!) < finalRev; j++) await sleep(50);
       expect(fmt(seen[i]!), `watcher that started on member ${i + 1}${i === leader ? ' (the killed leader)' : ''}`).toEqual(fmt(truth));
     }
-    watchers.forEach((w) => w.cancel());
-    for (const c of [admin, writer, reader, ...watchClients]) c.close();
+    await Promise.all(watchers.map((w) => w.cancel()));
+    await Promise.all([admin, writer, reader, ...watchClients].map((c) => c.close()));
   }, 90_000);
 });

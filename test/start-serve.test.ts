@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/index.js';
 import { FLOTILLA_BIN, freePort, startCluster } from './support/cluster.js';
+import { rawClient } from './support/grpc.js';
 
 describe('flotilla start', () => {
   it('starts a 3-member cluster, keeps its data across runs, stops on SIGINT', async () => {
@@ -40,13 +41,13 @@ describe('flotilla start', () => {
       await run(true, async (eps) => {
         const c = new FlotillaClient({ endpoints: eps });
         await c.put('kept', 'across runs');
-        c.close();
+        await c.close();
       });
       await run(false, async (eps) => {
         const c = new FlotillaClient({ endpoints: eps });
         const r = await c.get('kept');
-        expect(((r.kvs as { value: Buffer }[]) ?? []).map((kv) => kv.value.toString())).toEqual(['across runs']);
-        c.close();
+        expect(r.kvs.map((kv) => kv.valueString())).toEqual(['across runs']);
+        await c.close();
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -79,15 +80,14 @@ describe('flotilla serve', () => {
     const c = new FlotillaClient({ endpoints: cluster.endpoints });
     try {
       const statuses = await Promise.all(cluster.endpoints.map((e) => c.status(e)));
-      const leaderIdx = statuses.findIndex((s) => s.leader === (s.header as Record<string, string>).member_id);
-      const target = statuses[(leaderIdx + 1) % 3]!;
-      const targetId = (target.header as Record<string, string>).member_id;
-      await c.callOn(cluster.endpoints[leaderIdx]!, 'etcdserverpb.Maintenance', 'MoveLeader', { targetID: targetId });
+      const leaderIdx = statuses.findIndex((s) => s.leader === s.header.memberId);
+      const targetId = statuses[(leaderIdx + 1) % 3]!.header.memberId;
+      await rawClient(cluster.endpoints[leaderIdx]!).call('etcdserverpb.Maintenance', 'MoveLeader', { targetID: targetId.toString() });
       const after = await c.status(cluster.endpoints[0]!);
       expect(after.leader).toBe(targetId);
       await c.put('after-move', 'ok');
     } finally {
-      c.close();
+      await c.close();
       await cluster.stop();
     }
   }, 60_000);

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { runDemo } from './demo.js';
 import { registerServe } from './serve.js';
 import { registerStart } from './start.js';
-import { registerClientCommands } from './kv-commands.js';
+import { registerClientCommands } from './client.js';
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {

@@ -1,369 +1,353 @@
 /**
- * Flotilla's TypeScript client for the etcd v3 API (works against etcd too): endpoint
- * failover, watches that resume from the last revision after a failure, lease keep-alive,
- * and the lock and election services. Wire objects as in src/api/convert.ts.
+ * FlotillaClient: an etcd v3 client over @grpc/grpc-js for Flotilla (or etcd) clusters, with
+ * endpoint failover (see connection.ts for the retry rules), resumable watches, background lease
+ * keep-alive, and the Lock and Election services.
+ *
+ * Keys and values are accepted as string or bytes and returned as Buffers (KeyValue has
+ * keyString()/valueString()); 64-bit integers (revisions, counts, lease and member ids) are
+ * bigints. Every failure is a ClientError carrying the gRPC status name and the server's message.
  */
 import * as grpc from '@grpc/grpc-js';
-import { clientConstructor } from '../api/proto.js';
+import { ClientError } from './errors.js';
+import { Connections, normalizeEndpoint, type RetryPolicy, type Service } from './connection.js';
+import { LeaseKeepAlive, type KeepAliveOptions } from './lease.js';
+import { Observer, type ObserveCallback } from './observe.js';
+import {
+  deleteRequest,
+  putRequest,
+  rangeRequest,
+  txnIsReadOnly,
+  txnRequest,
+  type DeleteOptions,
+  type GetOptions,
+  type PutOptions,
+  type TxnRequest,
+} from './requests.js';
+import {
+  big,
+  deleteResult,
+  header,
+  KeyValue,
+  leaderKey,
+  leaderKeyToWire,
+  member,
+  putResult,
+  rangeResult,
+  statusResult,
+  toBuffer,
+  txnResult,
+  type Bytes,
+  type DeleteResult,
+  type HashKvResult,
+  type HealthResult,
+  type LeaderKey,
+  type LeaseGrantResult,
+  type LeaseKeepAliveResult,
+  type LeaseLeasesResult,
+  type LeaseTimeToLiveResult,
+  type MemberListResult,
+  type PutResult,
+  type RangeResult,
+  type ResponseHeader,
+  type StatusResult,
+  type TxnResult,
+  type Wire,
+} from './types.js';
+import { Watcher, type WatchCallback, type WatchOptions } from './watch.js';
 
-export type Wire = Record<string, unknown>;
-type Bytes = string | Uint8Array;
-
-const buf = (b: Bytes): Buffer => (typeof b === 'string' ? Buffer.from(b) : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-
-/** The end of the range of keys with `prefix` (etcd's GetPrefixRangeEnd). */
-export function prefixEnd(prefix: Bytes): Buffer {
-  const end = Buffer.from(buf(prefix));
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]!++;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]);
-}
-
-/** A failed call: the server's gRPC status name and its exact message (etcd's text). */
-export class ClientError extends Error {
-  override name = 'ClientError';
-  constructor(
-    readonly code: string,
-    readonly details: string,
-  ) {
-    super(details);
-  }
-}
+/** Default time to wait for a connection to an endpoint. */
+export const DEFAULT_DIAL_TIMEOUT_MS = 2_000;
+/** Default deadline of one unary request attempt (etcdctl's --command-timeout). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+/** TTL (s) of the session lease lock() and campaign() create when not given one (clientv3's default). */
+export const DEFAULT_SESSION_TTL = 60;
+/** What the Election service answers when an election has no leader. */
+const NO_LEADER = 'election: no leader';
 
 export interface ClientOptions {
-  /** host:port of each member. */
-  readonly endpoints: readonly string[];
-  /** Per-call deadline (default 10 s). */
-  readonly requestTimeoutMs?: number;
+  /** `host:port` (or `http://host:port`) of the members to talk to. */
+  endpoints: string[];
+  /** Time to wait for a connection to one endpoint (default 2 s). */
+  dialTimeoutMs?: number;
+  /** Deadline of one request attempt (default 5 s). Lock and campaign wait without one. */
+  requestTimeoutMs?: number;
 }
 
-export interface RangeOptions {
-  readonly prefix?: boolean;
-  readonly fromKey?: boolean;
-  readonly rangeEnd?: Bytes;
-  readonly revision?: number;
-  readonly limit?: number;
-  readonly sortOrder?: 'NONE' | 'ASCEND' | 'DESCEND';
-  readonly sortTarget?: 'KEY' | 'VERSION' | 'CREATE' | 'MOD' | 'VALUE';
-  readonly keysOnly?: boolean;
-  readonly countOnly?: boolean;
-  /** Served by the member from its own state (may be stale) instead of linearizably. */
-  readonly serializable?: boolean;
+/** Options of `compact`. */
+export interface CompactOptions {
+  /** Wait until the compaction is physically applied to the backend. */
+  physical?: boolean;
 }
 
-export interface WatchOptions {
-  readonly prefix?: boolean;
-  readonly rangeEnd?: Bytes;
-  readonly startRevision?: number;
-  readonly prevKv?: boolean;
-  readonly progressNotify?: boolean;
+/** Options of lock() and campaign(): hold the lock / candidacy with this lease, or a new one of `ttl` seconds. */
+export interface SessionOptions {
+  /** An existing lease (kept alive by the caller). */
+  lease?: bigint;
+  /** TTL of the session lease the client creates and keeps alive when no lease is given (default 60). */
+  ttl?: number;
 }
 
-export interface WatchEvent {
-  readonly type: 'PUT' | 'DELETE';
-  readonly kv: Wire;
-  readonly prevKv?: Wire;
-  /** The event's revision (its kv's mod_revision). */
-  readonly revision: number;
+/** A held lock. */
+export interface Lock {
+  /** The lock's key (name/lease-hex): pass it to unlock(). */
+  key: Buffer;
+  /** The lease the lock lives on. */
+  lease: bigint;
+  /** The revision at which the lock was acquired. */
+  revision: bigint;
 }
 
-export interface Watcher {
-  cancel(): void;
-  /** Resolves once the first stream is created. */
-  readonly ready: Promise<void>;
+/** A running election observation. */
+export interface ObserveHandle {
+  /** Stop observing. */
+  cancel(): Promise<void>;
+  /** Resolves when the observation ends (undefined when canceled). */
+  readonly done: Promise<ClientError | undefined>;
 }
 
-/** Why the call failed without reaching a server: safe to send to the next endpoint. */
-function unreached(e: grpc.ServiceError): boolean {
-  return e.code === grpc.status.UNAVAILABLE && /No connection established|ECONNREFUSED|ECONNRESET|connect|Connection dropped|write EPIPE/i.test(e.details);
-}
-
-function rangeEndOf(key: Bytes, o: { prefix?: boolean; fromKey?: boolean; rangeEnd?: Bytes }): Buffer {
-  if (o.rangeEnd !== undefined) return buf(o.rangeEnd);
-  if (o.fromKey) return Buffer.from([0]);
-  if (o.prefix) return prefixEnd(key);
-  return Buffer.alloc(0);
-}
-
-type Unary = (req: Wire, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Wire) => void) => grpc.ClientUnaryCall;
-
+/** etcd's client API over one or more endpoints. */
 export class FlotillaClient {
-  private readonly endpoints: string[];
-  private current = 0;
-  private readonly timeoutMs: number;
-  private readonly clients = new Map<string, grpc.Client>();
-  private closed = false;
+  private readonly conns: Connections;
+  /** Session leases this client created for lock()/campaign(), by lock key / leader key (hex). */
+  private readonly sessions = new Map<string, LeaseKeepAlive>();
+  private readonly streams = new Set<{ cancel(): Promise<void> } | LeaseKeepAlive>();
 
   constructor(o: ClientOptions) {
-    if (o.endpoints.length === 0) throw new Error('no endpoints given');
-    this.endpoints = o.endpoints.map((e) => e.replace(/^https?:\/\//, ''));
-    this.timeoutMs = o.requestTimeoutMs ?? 10_000;
+    this.conns = new Connections(o.endpoints, o.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS, o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
   }
 
-  private client(service: string, endpoint: string): grpc.Client {
-    const k = `${service}@${endpoint}`;
-    let c = this.clients.get(k);
-    if (!c) {
-      const Ctor = clientConstructor(service);
-      c = new Ctor(endpoint, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
-      this.clients.set(k, c);
-    }
-    return c;
+  /** The endpoints this client uses (normalised to host:port). */
+  get endpoints(): string[] {
+    return [...this.conns.endpoints];
   }
 
-  /** One unary call on one endpoint. */
-  callOn(endpoint: string, service: string, method: string, req: Wire): Promise<Wire> {
-    const c = this.client(service, endpoint) as unknown as Record<string, Unary>;
-    return new Promise((resolve, reject) => {
-      c[method]!.call(c, req, new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs }, (e, r) => (e ? reject(e) : resolve(r!)));
-    });
+  private call(service: Service, method: string, req: Wire, retry: RetryPolicy, extra: { endpoint?: string; timeoutMs?: number | null } = {}): Promise<Wire> {
+    return this.conns.unary(service, method, req, { retry, ...extra });
   }
 
-  /** A unary call with failover: the next endpoint is tried when one cannot be reached (or, for reads, is unavailable). */
-  async call(service: string, method: string, req: Wire, idempotent = false): Promise<Wire> {
-    let last: grpc.ServiceError | null = null;
-    for (let i = 0; i < this.endpoints.length; i++) {
-      const idx = (this.current + i) % this.endpoints.length;
-      try {
-        const r = await this.callOn(this.endpoints[idx]!, service, method, req);
-        this.current = idx;
-        return r;
-      } catch (e) {
-        const err = e as grpc.ServiceError;
-        last = err;
-        const retry = unreached(err) || (idempotent && (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED));
-        if (!retry) break;
-      }
-    }
-    throw new ClientError(grpc.status[last!.code] ?? String(last!.code), last!.details);
+  // ---- KV ----
+
+  /** Range: one key, or a range with `prefix`, `fromKey` or `rangeEnd`. */
+  async get(key: Bytes, o: GetOptions = {}): Promise<RangeResult> {
+    return rangeResult(await this.call('etcdserverpb.KV', 'Range', rangeRequest(key, o), 'read'));
   }
 
-  // --- KV
-  get(key: Bytes, o: RangeOptions = {}): Promise<Wire> {
-    return this.call(
-      'etcdserverpb.KV',
-      'Range',
-      {
-        key: buf(key),
-        range_end: rangeEndOf(key, o),
-        revision: String(o.revision ?? 0),
-        limit: String(o.limit ?? 0),
-        sort_order: o.sortOrder ?? 'NONE',
-        sort_target: o.sortTarget ?? 'KEY',
-        keys_only: o.keysOnly ?? false,
-        count_only: o.countOnly ?? false,
-        serializable: o.serializable ?? false,
-      },
-      true,
-    );
-  }
-  put(key: Bytes, value: Bytes, o: { lease?: bigint; prevKv?: boolean; ignoreValue?: boolean; ignoreLease?: boolean } = {}): Promise<Wire> {
-    return this.call('etcdserverpb.KV', 'Put', { key: buf(key), value: buf(value), lease: String(o.lease ?? 0n), prev_kv: o.prevKv ?? false, ignore_value: o.ignoreValue ?? false, ignore_lease: o.ignoreLease ?? false });
-  }
-  delete(key: Bytes, o: { prefix?: boolean; fromKey?: boolean; rangeEnd?: Bytes; prevKv?: boolean } = {}): Promise<Wire> {
-    return this.call('etcdserverpb.KV', 'DeleteRange', { key: buf(key), range_end: rangeEndOf(key, o), prev_kv: o.prevKv ?? false });
-  }
-  /** A transaction in wire form ({compare, success, failure}, see rpc.proto). */
-  txn(t: { compare?: Wire[]; success?: Wire[]; failure?: Wire[] }): Promise<Wire> {
-    return this.call('etcdserverpb.KV', 'Txn', { compare: t.compare ?? [], success: t.success ?? [], failure: t.failure ?? [] });
-  }
-  compact(revision: number): Promise<Wire> {
-    return this.call('etcdserverpb.KV', 'Compact', { revision: String(revision) });
+  /** Put a key. */
+  async put(key: Bytes, value: Bytes, o: PutOptions = {}): Promise<PutResult> {
+    return putResult(await this.call('etcdserverpb.KV', 'Put', putRequest(key, value, o), 'write'));
   }
 
-  // --- Watch
+  /** DeleteRange: one key, or a range with `prefix`, `fromKey` or `rangeEnd`. */
+  async delete(key: Bytes, o: DeleteOptions = {}): Promise<DeleteResult> {
+    return deleteResult(await this.call('etcdserverpb.KV', 'DeleteRange', deleteRequest(key, o), 'write'));
+  }
+
+  /** A transaction; build compares with `Cmp` and ops with `Op`, or write the objects by hand. */
+  async txn(t: TxnRequest): Promise<TxnResult> {
+    return txnResult(await this.call('etcdserverpb.KV', 'Txn', txnRequest(t), txnIsReadOnly(t) ? 'read' : 'write'));
+  }
+
+  /** Compact the history up to `revision`. */
+  async compact(revision: number | bigint, o: CompactOptions = {}): Promise<ResponseHeader> {
+    const r = await this.call('etcdserverpb.KV', 'Compact', { revision: String(revision), physical: Boolean(o.physical) }, 'write');
+    return header(r.header);
+  }
+
+  // ---- Watch ----
 
   /**
-   * Watches a key or range. Events arrive in revision order, each once: when the stream
-   * fails (member gone), it is opened again on another endpoint from the last revision seen
-   * plus one. `onError` is told when the watch cannot go on (e.g. its history was compacted).
+   * Watch a key or range. `onEvents` receives each batch of events, every event exactly once and
+   * in revision order, across endpoint failures. Returns the running Watcher (cancel(), ready,
+   * done, endpoint).
    */
-  watch(key: Bytes, o: WatchOptions, onEvents: (events: WatchEvent[], revision: number) => void, onError: (e: ClientError) => void = () => {}): Watcher {
-    let next = o.startRevision ?? 0;
-    let stopped = false;
-    let stream: grpc.ClientDuplexStream<Wire, Wire> | null = null;
-    let attempt = 0;
-    let readyResolve: () => void = () => {};
-    const ready = new Promise<void>((r) => (readyResolve = r));
-    const open = () => {
-      if (stopped || this.closed) return;
-      const endpoint = this.endpoints[(this.current + attempt) % this.endpoints.length]!;
-      const c = this.client('etcdserverpb.Watch', endpoint) as unknown as { Watch(md: grpc.Metadata): grpc.ClientDuplexStream<Wire, Wire> };
-      const s = c.Watch(new grpc.Metadata());
-      stream = s;
-      let failed = false;
-      const retry = () => {
-        if (failed || stopped) return;
-        failed = true;
-        attempt++;
-        setTimeout(open, Math.min(1000, 50 * attempt));
-      };
-      s.on('data', (r: Wire) => {
-        if (r.created) {
-          // "From now" is pinned to the revision the first stream started at, so a resumed
-          // stream neither skips nor repeats.
-          if (next === 0) next = Number((r.header as Wire).revision) + 1;
-          readyResolve();
-          attempt = 0;
-        }
-        if (r.canceled) {
-          stopped = true;
-          onError(new ClientError('OutOfRange', String(r.cancel_reason || 'watch canceled by the server')));
-          s.cancel();
-          return;
-        }
-        const events = ((r.events as Wire[]) ?? []).map((e) => {
-          const kv = e.kv as Wire;
-          return { type: e.type as 'PUT' | 'DELETE', kv, revision: Number(kv.mod_revision), ...(e.prev_kv ? { prevKv: e.prev_kv as Wire } : {}) };
-        });
-        const fresh = events.filter((e) => e.revision >= next);
-        if (fresh.length > 0) {
-          next = fresh[fresh.length - 1]!.revision + 1;
-          onEvents(fresh, Number((r.header as Wire).revision));
-        }
-      });
-      s.on('error', retry);
-      s.on('end', retry);
-      s.write({
-        create_request: {
-          key: buf(key),
-          range_end: rangeEndOf(key, o),
-          start_revision: String(next),
-          prev_kv: o.prevKv ?? false,
-          progress_notify: o.progressNotify ?? false,
+  watch(key: Bytes, o: WatchOptions, onEvents: WatchCallback): Watcher {
+    const w = new Watcher(this.conns, key, o, onEvents);
+    this.track(w);
+    return w;
+  }
+
+  // ---- Lease ----
+
+  /** Grant a lease of `ttl` seconds; `id` 0n (default) lets the server pick the id. */
+  async leaseGrant(ttl: number, id = 0n): Promise<LeaseGrantResult> {
+    const r = await this.call('etcdserverpb.Lease', 'LeaseGrant', { TTL: String(ttl), ID: id.toString() }, 'write');
+    if (r.error) throw new ClientError(grpc.status.UNKNOWN, String(r.error));
+    return { header: header(r.header), id: big(r.ID), ttl: Number(big(r.TTL)) };
+  }
+
+  /** Revoke a lease, deleting its keys. */
+  async leaseRevoke(id: bigint): Promise<ResponseHeader> {
+    return header((await this.call('etcdserverpb.Lease', 'LeaseRevoke', { ID: id.toString() }, 'write')).header);
+  }
+
+  /** Renew a lease once (over the keep-alive stream, with failover). `ttl` is 0 when the lease does not exist. */
+  leaseKeepAliveOnce(id: bigint): Promise<LeaseKeepAliveResult> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const ka = new LeaseKeepAlive(this.conns, id, {
+        onKeepAlive: (r) => {
+          settled = true;
+          void ka.stop();
+          resolve(r);
         },
       });
-    };
-    open();
-    return {
-      ready,
-      cancel: () => {
-        stopped = true;
-        stream?.cancel();
-      },
-    };
-  }
-
-  // --- Leases
-  async leaseGrant(ttl: number, id = 0n): Promise<{ id: bigint; ttl: number }> {
-    const r = await this.call('etcdserverpb.Lease', 'LeaseGrant', { TTL: String(ttl), ID: id.toString() });
-    return { id: BigInt(r.ID as string), ttl: Number(r.TTL) };
-  }
-  leaseRevoke(id: bigint): Promise<Wire> {
-    return this.call('etcdserverpb.Lease', 'LeaseRevoke', { ID: id.toString() });
-  }
-  leaseTimeToLive(id: bigint, keys = false): Promise<Wire> {
-    return this.call('etcdserverpb.Lease', 'LeaseTimeToLive', { ID: id.toString(), keys }, true);
-  }
-  async leaseLeases(): Promise<bigint[]> {
-    const r = await this.call('etcdserverpb.Lease', 'LeaseLeases', {}, true);
-    return ((r.leases as Wire[]) ?? []).map((l) => BigInt(l.ID as string));
-  }
-  /** One keep-alive; resolves with the TTL granted again (0: the lease is gone). */
-  leaseKeepAliveOnce(id: bigint): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const endpoint = this.endpoints[this.current]!;
-      const c = this.client('etcdserverpb.Lease', endpoint) as unknown as { LeaseKeepAlive(md: grpc.Metadata, o: grpc.CallOptions): grpc.ClientDuplexStream<Wire, Wire> };
-      const s = c.LeaseKeepAlive(new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs });
-      s.on('data', (r: Wire) => {
-        resolve(Number(r.TTL));
-        s.end();
+      const timer = setTimeout(() => void ka.stop(), this.conns.requestTimeoutMs * this.conns.endpoints.length);
+      void ka.done.then((e) => {
+        clearTimeout(timer);
+        if (settled) return;
+        if (e?.status === grpc.status.NOT_FOUND) resolve({ header: header(undefined), id, ttl: 0 });
+        else reject(e ?? new ClientError(grpc.status.DEADLINE_EXCEEDED, 'lease keep-alive timed out'));
       });
-      s.on('error', (e: grpc.ServiceError) => reject(new ClientError(grpc.status[e.code] ?? String(e.code), e.details)));
-      s.write({ ID: id.toString() });
     });
   }
-  /** Keeps a lease alive (every TTL/3) until stopped or the lease is gone (`onGone`). */
-  leaseKeepAlive(id: bigint, ttl: number, onGone: () => void = () => {}): { stop(): void } {
-    let stopped = false;
-    let timer: NodeJS.Timeout | null = null;
-    const tick = async () => {
-      if (stopped || this.closed) return;
-      try {
-        const left = await this.leaseKeepAliveOnce(id);
-        if (left <= 0) {
-          stopped = true;
-          onGone();
-          return;
-        }
-      } catch {
-        this.current = (this.current + 1) % this.endpoints.length;
-      }
-      if (!stopped) timer = setTimeout(() => void tick(), Math.max(100, (ttl * 1000) / 3));
-    };
-    void tick();
-    return {
-      stop: () => {
-        stopped = true;
-        if (timer) clearTimeout(timer);
-      },
-    };
+
+  /** Keep a lease alive in the background (every TTL/3) until stop() or the lease is gone. */
+  leaseKeepAlive(id: bigint, o: KeepAliveOptions = {}): LeaseKeepAlive {
+    const ka = new LeaseKeepAlive(this.conns, id, o);
+    this.track(ka);
+    return ka;
   }
 
-  // --- Lock and election (server-side recipes)
-  async lock(name: Bytes, lease: bigint): Promise<{ key: Buffer; revision: number }> {
-    const r = await this.call('v3lockpb.Lock', 'Lock', { name: buf(name), lease: lease.toString() });
-    return { key: r.key as Buffer, revision: Number((r.header as Wire).revision) };
+  /** A lease's remaining TTL (-1 when it does not exist) and, with `keys`, its keys. */
+  async leaseTimeToLive(id: bigint, o: { keys?: boolean } = {}): Promise<LeaseTimeToLiveResult> {
+    const r = await this.call('etcdserverpb.Lease', 'LeaseTimeToLive', { ID: id.toString(), keys: Boolean(o.keys) }, 'read');
+    return { header: header(r.header), id: big(r.ID), ttl: Number(big(r.TTL)), grantedTtl: Number(big(r.grantedTTL)), keys: (r.keys ?? []) as Buffer[] };
   }
-  unlock(key: Bytes): Promise<Wire> {
-    return this.call('v3lockpb.Lock', 'Unlock', { key: buf(key) });
+
+  /** All leases. */
+  async leaseLeases(): Promise<LeaseLeasesResult> {
+    const r = await this.call('etcdserverpb.Lease', 'LeaseLeases', {}, 'read');
+    return { header: header(r.header), leases: ((r.leases ?? []) as Wire[]).map((l) => big(l.ID)) };
   }
-  async campaign(name: Bytes, value: Bytes, lease: bigint): Promise<Wire> {
-    const r = await this.call('v3electionpb.Election', 'Campaign', { name: buf(name), value: buf(value), lease: lease.toString() });
-    return r.leader as Wire;
+
+  // ---- Lock and Election (server-side recipes) ----
+
+  /** A session lease for lock()/campaign(): the given one, or a new kept-alive one. */
+  private async session(o: SessionOptions): Promise<{ lease: bigint; ka?: LeaseKeepAlive }> {
+    if (o.lease !== undefined) return { lease: o.lease };
+    const { id } = await this.leaseGrant(o.ttl ?? DEFAULT_SESSION_TTL);
+    return { lease: id, ka: this.leaseKeepAlive(id) };
   }
-  proclaim(leader: Wire, value: Bytes): Promise<Wire> {
-    return this.call('v3electionpb.Election', 'Proclaim', { leader, value: buf(value) });
+
+  private async endSession(ka: LeaseKeepAlive | undefined): Promise<void> {
+    if (!ka) return;
+    await ka.stop();
+    this.streams.delete(ka);
+    await this.leaseRevoke(ka.id).catch(() => undefined);
   }
-  async leader(name: Bytes): Promise<Wire | null> {
+
+  /** Acquire the lock `name`, waiting while others hold it. */
+  async lock(name: Bytes, o: SessionOptions = {}): Promise<Lock> {
+    const s = await this.session(o);
     try {
-      const r = await this.call('v3electionpb.Election', 'Leader', { name: buf(name) }, true);
-      return r.kv as Wire;
+      const r = await this.call('v3lockpb.Lock', 'Lock', { name: toBuffer(name), lease: s.lease.toString() }, 'write', { timeoutMs: null });
+      const key = r.key as Buffer;
+      if (s.ka) this.sessions.set(key.toString('hex'), s.ka);
+      return { key, lease: s.lease, revision: header(r.header).revision };
     } catch (e) {
-      if (e instanceof ClientError && e.details === 'election: no leader') return null;
+      await this.endSession(s.ka);
       throw e;
     }
   }
-  /** Calls `onLeader` with each new leader's key-value until the returned function is called. */
-  observe(name: Bytes, onLeader: (kv: Wire) => void): () => void {
-    const c = this.client('v3electionpb.Election', this.endpoints[this.current]!) as unknown as { Observe(req: Wire): grpc.ClientReadableStream<Wire> };
-    const s = c.Observe({ name: buf(name) });
-    s.on('data', (r: Wire) => onLeader(r.kv as Wire));
-    s.on('error', () => {});
-    return () => s.cancel();
-  }
-  resign(leader: Wire): Promise<Wire> {
-    return this.call('v3electionpb.Election', 'Resign', { leader });
+
+  /** Release a lock by its key (and end the session lease lock() created for it, if any). */
+  async unlock(key: Bytes): Promise<void> {
+    const k = toBuffer(key);
+    await this.call('v3lockpb.Lock', 'Unlock', { key: k }, 'write');
+    const ka = this.sessions.get(k.toString('hex'));
+    this.sessions.delete(k.toString('hex'));
+    await this.endSession(ka);
   }
 
-  // --- Cluster and maintenance
-  async memberList(): Promise<Wire[]> {
-    const r = await this.call('etcdserverpb.Cluster', 'MemberList', {}, true);
-    return (r.members as Wire[]) ?? [];
-  }
-  status(endpoint: string): Promise<Wire> {
-    return this.callOn(endpoint.replace(/^https?:\/\//, ''), 'etcdserverpb.Maintenance', 'Status', {});
-  }
-  /** Healthy when a linearizable read of "health" succeeds on that member (as etcdctl checks). */
-  async health(endpoint: string): Promise<{ healthy: boolean; tookMs: number; error?: string }> {
-    const t0 = performance.now();
+  /** Campaign in election `name` with `value`, waiting until elected. */
+  async campaign(name: Bytes, value: Bytes, o: SessionOptions = {}): Promise<LeaderKey> {
+    const s = await this.session(o);
     try {
-      await this.callOn(endpoint.replace(/^https?:\/\//, ''), 'etcdserverpb.KV', 'Range', { key: Buffer.from('health') });
-      return { healthy: true, tookMs: performance.now() - t0 };
+      const r = await this.call('v3electionpb.Election', 'Campaign', { name: toBuffer(name), lease: s.lease.toString(), value: toBuffer(value) }, 'write', { timeoutMs: null });
+      const leader = leaderKey(r.leader);
+      if (s.ka) this.sessions.set(leader.key.toString('hex'), s.ka);
+      return leader;
     } catch (e) {
-      return { healthy: false, tookMs: performance.now() - t0, error: (e as grpc.ServiceError).details };
+      await this.endSession(s.ka);
+      throw e;
     }
   }
-  hashKv(endpoint: string, revision = 0): Promise<Wire> {
-    return this.callOn(endpoint.replace(/^https?:\/\//, ''), 'etcdserverpb.Maintenance', 'HashKV', { revision: String(revision) });
+
+  /** As the leader, publish a new value. */
+  async proclaim(leader: LeaderKey, value: Bytes): Promise<ResponseHeader> {
+    return header((await this.call('v3electionpb.Election', 'Proclaim', { leader: leaderKeyToWire(leader), value: toBuffer(value) }, 'write')).header);
   }
 
-  close(): void {
-    this.closed = true;
-    for (const c of this.clients.values()) c.close();
+  /** The current leader's key-value, or undefined when the election has none. */
+  async leader(name: Bytes): Promise<KeyValue | undefined> {
+    try {
+      const r = await this.call('v3electionpb.Election', 'Leader', { name: toBuffer(name) }, 'read');
+      return r.kv ? KeyValue.fromWire(r.kv) : undefined;
+    } catch (e) {
+      if (e instanceof ClientError && e.details === NO_LEADER) return undefined;
+      throw e;
+    }
+  }
+
+  /** Follow an election: `cb` gets every new leader (and proclaimed value). */
+  observe(name: Bytes, cb: ObserveCallback): ObserveHandle {
+    const ob = new Observer(this.conns, toBuffer(name), cb);
+    this.track(ob);
+    return ob;
+  }
+
+  /** Give up leadership (and end the session lease campaign() created, if any). */
+  async resign(leader: LeaderKey): Promise<void> {
+    await this.call('v3electionpb.Election', 'Resign', { leader: leaderKeyToWire(leader) }, 'write');
+    const ka = this.sessions.get(leader.key.toString('hex'));
+    this.sessions.delete(leader.key.toString('hex'));
+    await this.endSession(ka);
+  }
+
+  // ---- Cluster and maintenance ----
+
+  /** The cluster's members. */
+  async memberList(): Promise<MemberListResult> {
+    const r = await this.call('etcdserverpb.Cluster', 'MemberList', {}, 'read');
+    return { header: header(r.header), members: ((r.members ?? []) as unknown[]).map(member) };
+  }
+
+  /** Maintenance.Status of one endpoint. */
+  async status(endpoint: string): Promise<StatusResult> {
+    return statusResult(await this.call('etcdserverpb.Maintenance', 'Status', {}, 'read', { endpoint }));
+  }
+
+  /** Whether one endpoint can serve a linearizable read (a Range of key "health", like etcdctl). */
+  async health(endpoint: string): Promise<HealthResult> {
+    const ep = normalizeEndpoint(endpoint);
+    const t0 = performance.now();
+    try {
+      await this.call('etcdserverpb.KV', 'Range', rangeRequest('health'), 'read', { endpoint: ep });
+      return { endpoint: ep, health: true, tookMs: performance.now() - t0 };
+    } catch (e) {
+      // etcdctl counts permission denied as healthy: the request went through consensus.
+      const err = e instanceof ClientError ? e : new ClientError(grpc.status.UNKNOWN, String(e));
+      if (err.status === grpc.status.PERMISSION_DENIED) return { endpoint: ep, health: true, tookMs: performance.now() - t0 };
+      return { endpoint: ep, health: false, tookMs: performance.now() - t0, error: err.details };
+    }
+  }
+
+  /** Maintenance.HashKV of one endpoint at `revision` (0 = latest). */
+  async hashKv(endpoint: string, revision: number | bigint = 0): Promise<HashKvResult> {
+    const r = await this.call('etcdserverpb.Maintenance', 'HashKV', { revision: String(revision) }, 'read', { endpoint });
+    return { header: header(r.header), hash: Number(r.hash ?? 0), compactRevision: big(r.compact_revision) };
+  }
+
+  /** Stop every watch, keep-alive and observation, and close the connections. */
+  async close(): Promise<void> {
+    await Promise.all([...this.streams].map((s) => (s instanceof LeaseKeepAlive ? s.stop() : s.cancel())));
+    this.streams.clear();
+    this.sessions.clear();
+    this.conns.close();
+  }
+
+  private track(s: Watcher | LeaseKeepAlive | Observer): void {
+    this.streams.add(s);
+    void s.done.then(() => this.streams.delete(s));
   }
 }
