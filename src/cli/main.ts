@@ -53,6 +53,31 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('faults')
+    .description('the fault harness: a real cluster under SIGKILL, SIGSTOP, partitions and slow disks while clients run a register workload; checks linearizability, watches, acknowledged writes and HashKV; exit 1 on any violation')
+    .option('--time <s>', 'seconds of faults and workload', intArg('--time', 1, 86_400), 60)
+    .option('--faults <kinds>', 'comma-separated: kill,pause,partition,slowdisk (or all, none)', 'all')
+    .option('--seed <n>', 'seed of the fault schedule and the workload', intArg('--seed', 0, 2 ** 32 - 1), 1)
+    .option('--members <n>', 'cluster size', intArg('--members', 3, 7), 3)
+    .option('--clients <n>', 'concurrent clients', intArg('--clients', 1, 64), 4)
+    .option('--history <file>', 'where to write the history (JSON lines; re-check with flotilla check)', 'faults-history.jsonl')
+    .action(async (o: { time: number; faults: string; seed: number; members: number; clients: number; history: string }) => {
+      const { runFaults, FAULT_KINDS } = await import('../faults/run.js');
+      const kinds = o.faults === 'all' ? [...FAULT_KINDS] : o.faults === 'none' ? [] : o.faults.split(',').map((s) => s.trim());
+      const bad = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
+      if (bad.length > 0) {
+        console.error(`flotilla faults: unknown fault kind ${bad.join(', ')} (known: ${FAULT_KINDS.join(', ')}, all, none)`);
+        process.exitCode = 2;
+        return;
+      }
+      const r = await runFaults({ timeSec: o.time, faults: kinds as typeof FAULT_KINDS[number][], seed: o.seed, members: o.members, clients: o.clients, historyFile: o.history, log: (l) => console.log(l) });
+      console.log('');
+      for (const v of r.verdicts) console.log(`${v.ok ? 'PASS' : 'FAIL'} ${v.name}: ${v.detail}`);
+      console.log(r.ok ? `\nno violations (${r.injected.length} fault events, ${r.ops} operations)` : '\nVIOLATIONS FOUND');
+      process.exitCode = r.ok ? 0 : 1;
+    });
+
+  program
     .command('check')
     .description('check a client history (JSON lines, see docs) for linearizability')
     .argument('<file>', 'history file, one JSON op per line')

@@ -25,6 +25,7 @@ export function registerServe(program: Command): void {
     .option('--max-request-bytes <n>', 'largest client request accepted (default 1572864 = 1.5 MiB)')
     .option('--max-txn-ops <n>', 'operations per txn branch (default 128)')
     .option('--request-timeout <ms>', 'how long a write or linearizable read may wait (default 5000)')
+    .option('--unsafe-fault-injection', 'TEST ONLY: accept POST /debug/faults (drop Raft messages per link, slow fsync) on the client port')
     .option('--watch-progress-notify-interval <ms>', 'progress notifications to watchers that ask for them, every ms (default 600000; 0 = off)')
     .action(async (o: RawConfig) => {
       let config;
@@ -54,6 +55,7 @@ export function registerServe(program: Command): void {
         process.exitCode = 2;
         return;
       }
+      if (config.unsafeFaultInjection) line('warn', 'fault injection is ON (--unsafe-fault-injection): for tests only');
       line('info', `member ${config.self.id.toString(16)} of cluster ${config.clusterId.toString(16)}: serving clients on ${config.listenClientUrls.map((u) => u.host).join(', ')}, peers on ${config.listenPeerUrls.map((u) => u.host).join(', ')}, data in ${config.dataDir}`);
       let stopping = false;
       const stop = (sig: string) => {

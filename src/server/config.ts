@@ -46,6 +46,8 @@ export interface ServerConfig {
   readonly requestTimeoutMs: number;
   /** Interval of watch progress notifications to watchers that asked (0 = off). */
   readonly watchProgressNotifyIntervalMs: number;
+  /** Test-only: per-link drops and slow fsync, driven over POST /debug/faults (never in production). */
+  readonly unsafeFaultInjection: boolean;
 }
 
 /** Defaults as etcd 3.4's. */
@@ -87,6 +89,7 @@ export interface RawConfig {
   maxTxnOps?: string | number;
   requestTimeout?: string | number;
   watchProgressNotifyInterval?: string | number;
+  unsafeFaultInjection?: string | boolean;
 }
 
 /** camelCase setting -> FLOTILLA_SNAKE_CASE variable. */
@@ -99,7 +102,7 @@ export function withEnv(raw: RawConfig, env: NodeJS.ProcessEnv = process.env): R
   const keys: (keyof RawConfig)[] = [
     'name', 'dataDir', 'listenClientUrls', 'advertiseClientUrls', 'listenPeerUrls', 'initialAdvertisePeerUrls', 'initialCluster',
     'initialClusterState', 'initialClusterToken', 'heartbeatInterval', 'electionTimeout', 'snapshotCount', 'snapshotCatchupEntries', 'maxRequestBytes', 'maxTxnOps',
-    'requestTimeout', 'watchProgressNotifyInterval',
+    'requestTimeout', 'watchProgressNotifyInterval', 'unsafeFaultInjection',
   ];
   const out: RawConfig = { ...raw };
   for (const k of keys) {
@@ -136,6 +139,13 @@ function int(flag: string, v: string | number | undefined, dflt: number, min: nu
   const n = Number(s);
   if (n < min || n > max) throw new ConfigError(`--${flag}: ${n} is outside [${min}, ${max}]`);
   return n;
+}
+
+function bool(flag: string, v: string | boolean | undefined): boolean {
+  if (v === undefined || v === false) return false;
+  if (v === true || v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new ConfigError(`--${flag}: "${v}" must be true or false`);
 }
 
 /** etcd's member id: SHA-1 of the sorted peer URLs joined, then the cluster token; first 8 bytes. */
@@ -220,5 +230,6 @@ export function resolveConfig(input: RawConfig): ServerConfig {
     maxTxnOps: int('max-txn-ops', raw.maxTxnOps, CONFIG_DEFAULTS.maxTxnOps, 1, 100_000),
     requestTimeoutMs: int('request-timeout', raw.requestTimeout, CONFIG_DEFAULTS.requestTimeoutMs, 100, 600_000),
     watchProgressNotifyIntervalMs: int('watch-progress-notify-interval', raw.watchProgressNotifyInterval, CONFIG_DEFAULTS.watchProgressNotifyIntervalMs, 0, 24 * 3600_000),
+    unsafeFaultInjection: bool('unsafe-fault-injection', raw.unsafeFaultInjection),
   };
 }

@@ -18,6 +18,7 @@ import type { Logger } from '../raft/config.js';
 import { DiskStorage } from '../storage/storage.js';
 import { TcpTransport } from '../transport/tcp.js';
 import type { InitialMember, ServerConfig } from './config.js';
+import { faultyTransport, noFaults, slowSyncFs, type FaultState } from './faults.js';
 import { Lessor } from './lessor.js';
 
 export interface MemberInfo {
@@ -58,6 +59,8 @@ export class EtcdMember {
   private readonly byRaftId = new Map<number, InitialMember>();
   private readonly forwardClients = new Map<string, InternalClient>();
   private stopped = false;
+  /** Test-only faults (see faults.ts); inert unless --unsafe-fault-injection. */
+  readonly faults: FaultState = noFaults();
   private publishLoop: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -76,7 +79,11 @@ export class EtcdMember {
     const m = new EtcdMember(config, logger);
     await mkdir(config.dataDir, { recursive: true });
     const voters = config.initialCluster.map((x) => x.raftId);
-    const storage = await DiskStorage.open(config.dataDir, { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false });
+    const storage = await DiskStorage.open(
+      config.dataDir,
+      { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false },
+      config.unsafeFaultInjection ? { fs: slowSyncFs(m.faults) } : {},
+    );
     const listen = config.listenPeerUrls[0]!;
     const peers = new Map(
       config.initialCluster
@@ -97,7 +104,7 @@ export class EtcdMember {
     m.node = await RaftNode.start<ApplyResult>({
       id: config.self.raftId,
       storage,
-      transport: m.transport,
+      transport: config.unsafeFaultInjection ? faultyTransport(m.transport, m.faults) : m.transport,
       stateMachine: m.sm,
       tickMs: config.heartbeatMs,
       electionTicks: Math.round(config.electionMs / config.heartbeatMs),

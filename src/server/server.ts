@@ -9,6 +9,7 @@ import { buildHandlers, CLUSTER_VERSION, ETCD_API_VERSION } from '../api/service
 import type { Wire } from '../api/convert.js';
 import type { Logger } from '../raft/config.js';
 import type { ServerConfig } from './config.js';
+import { faultRoute } from './faults.js';
 import { EtcdMember } from './member.js';
 
 /** gRPC's receive limit (etcd: max request bytes + 512 KiB; 2 MiB at the default). */
@@ -68,11 +69,13 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       clearTimeout(timer);
     }
   };
-  const gateway = createGateway({
+  const api = createGateway({
     handlers,
     version: { etcdserver: ETCD_API_VERSION, etcdcluster: CLUSTER_VERSION },
     health,
   });
+  const faultsRoute = config.unsafeFaultInjection ? faultRoute(member.faults, config.initialCluster) : null;
+  const gateway: typeof api = faultsRoute ? (req, res) => void (faultsRoute(req, res) || api(req, res)) : api;
   const listeners: { port: number; close(): Promise<void> }[] = [];
   for (const u of config.listenClientUrls) {
     listeners.push(await serveOnOnePort({ host: u.hostname, port: Number(u.port), grpcServer: server, http: gateway }));

@@ -1,0 +1,164 @@
+/**
+ * Real member processes for the fault harness: `flotilla serve --unsafe-fault-injection` on
+ * loopback with random free ports and a temp data dir, and the faults applied to them —
+ * SIGKILL and restart with data, SIGSTOP/SIGCONT, per-link drops and slow fsync through each
+ * member's `POST /debug/faults`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../bin/flotilla.js', import.meta.url));
+/** How long to wait for a member's /health after (re)starting it. */
+export const MEMBER_READY_TIMEOUT_MS = 30_000;
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+export interface Member {
+  readonly name: string;
+  readonly client: string;
+  readonly peerUrl: string;
+  readonly dataDir: string;
+  proc: ChildProcess | null;
+  paused: boolean;
+  log: string;
+}
+
+export interface Faults {
+  dropTo?: string[];
+  dropFrom?: string[];
+  fsyncDelayMs?: number;
+}
+
+export class FaultCluster {
+  private constructor(
+    readonly members: Member[],
+    readonly dir: string,
+    private readonly token: string,
+  ) {}
+
+  static async start(size: number): Promise<FaultCluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-faults-'));
+    const members: Member[] = [];
+    for (let i = 0; i < size; i++) {
+      members.push({ name: `m${i + 1}`, client: `127.0.0.1:${await freePort()}`, peerUrl: `http://127.0.0.1:${await freePort()}`, dataDir: join(dir, `m${i + 1}`), proc: null, paused: false, log: '' });
+    }
+    const c = new FaultCluster(members, dir, `faults-${process.pid}-${Date.now()}`);
+    for (const m of members) c.launch(m, 'new');
+    await Promise.all(members.map((m) => c.waitReady(m)));
+    return c;
+  }
+
+  get endpoints(): string[] {
+    return this.members.map((m) => m.client);
+  }
+
+  private launch(m: Member, state: 'new' | 'existing'): void {
+    const p = spawn(
+      process.execPath,
+      [
+        BIN, 'serve', '--unsafe-fault-injection',
+        '--name', m.name, '--data-dir', m.dataDir,
+        '--listen-client-urls', `http://${m.client}`, '--advertise-client-urls', `http://${m.client}`,
+        '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
+        '--initial-cluster', this.members.map((x) => `${x.name}=${x.peerUrl}`).join(','),
+        '--initial-cluster-state', state, '--initial-cluster-token', this.token,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const keep = (d: Buffer) => {
+      m.log = (m.log + d.toString()).slice(-20_000);
+    };
+    p.stdout!.on('data', keep);
+    p.stderr!.on('data', keep);
+    m.proc = p;
+    m.paused = false;
+  }
+
+  async waitReady(m: Member, timeoutMs = MEMBER_READY_TIMEOUT_MS): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const r = await fetch(`http://${m.client}/health`, { signal: AbortSignal.timeout(1000) });
+        if (r.ok) return;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline) throw new Error(`${m.name} not healthy within ${timeoutMs} ms; its log ends:\n${m.log.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  kill(i: number): void {
+    const m = this.members[i]!;
+    m.proc?.kill('SIGKILL');
+    m.proc = null;
+    m.paused = false;
+  }
+
+  async restart(i: number): Promise<void> {
+    const m = this.members[i]!;
+    if (m.proc) return;
+    this.launch(m, 'existing');
+    await this.waitReady(m);
+  }
+
+  pause(i: number): void {
+    const m = this.members[i]!;
+    if (m.proc && !m.paused) {
+      m.proc.kill('SIGSTOP');
+      m.paused = true;
+    }
+  }
+
+  resume(i: number): void {
+    const m = this.members[i]!;
+    if (m.proc && m.paused) {
+      m.proc.kill('SIGCONT');
+      m.paused = false;
+    }
+  }
+
+  /** Sets a member's injected faults (fields left out keep their value). */
+  async setFaults(i: number, f: Faults): Promise<void> {
+    const m = this.members[i]!;
+    if (!m.proc || m.paused) return;
+    const r = await fetch(`http://${m.client}/debug/faults`, { method: 'POST', body: JSON.stringify(f), signal: AbortSignal.timeout(3000) });
+    if (!r.ok) throw new Error(`${m.name}: /debug/faults answered ${r.status}: ${await r.text()}`);
+  }
+
+  /** Every member running, unpaused, with no injected faults, and healthy. */
+  async healAll(): Promise<void> {
+    for (let i = 0; i < this.members.length; i++) this.resume(i);
+    await Promise.all(this.members.map((_, i) => this.restart(i)));
+    await Promise.all(this.members.map((_, i) => this.setFaults(i, { dropTo: [], dropFrom: [], fsyncDelayMs: 0 }).catch(() => undefined)));
+    await Promise.all(this.members.map((m) => this.waitReady(m)));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.members.map(
+        (m) =>
+          new Promise<void>((resolve) => {
+            const p = m.proc;
+            if (!p || p.exitCode !== null || p.signalCode !== null) return resolve();
+            p.once('exit', () => resolve());
+            p.kill('SIGKILL');
+          }),
+      ),
+    );
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

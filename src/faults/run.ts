@@ -1,0 +1,282 @@
+/**
+ * The fault harness: a real cluster of member processes, a nemesis injecting faults on a seeded
+ * schedule, clients running a register workload and watchers recording what they see; then the
+ * checkers. Verdicts: the history is linearizable (written to a file in src/check's format, so
+ * anyone can re-check it with `flotilla check`), every watcher saw every event once and in
+ * order, every acknowledged write is in the final history, and all members end with equal
+ * HashKV.
+ */
+import { writeFileSync } from 'node:fs';
+import { checkLinearizable, describeOp, formatHistory, type HistoryOp } from '../check/index.js';
+import { Cmp, FlotillaClient, Op, type WatchEvent } from '../client/index.js';
+import { rng, type Rng } from '../lib/prng.js';
+import { FaultCluster } from './cluster.js';
+
+export const FAULT_KINDS = ['kill', 'pause', 'partition', 'slowdisk'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface FaultRunOptions {
+  /** Seconds of faults and workload. */
+  readonly timeSec: number;
+  readonly faults: readonly FaultKind[];
+  readonly seed: number;
+  readonly members?: number;
+  readonly clients?: number;
+  /** Where the history goes (JSON lines). */
+  readonly historyFile: string;
+  readonly log?: (line: string) => void;
+}
+
+export interface Verdict {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+export interface FaultRunResult {
+  readonly ok: boolean;
+  readonly verdicts: Verdict[];
+  readonly injected: string[];
+  readonly ops: number;
+}
+
+/** Operations on one key before the workload moves to the next (keeps each key's search small). */
+export const OPS_PER_KEY = 300;
+/** Keys written at a time. */
+const ACTIVE_KEYS = 3;
+const PREFIX = 'reg/';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const nowNs = () => Number(process.hrtime.bigint());
+
+/** A watcher's record: every event it was given, in the order given. */
+interface WatchRecord {
+  readonly member: string;
+  readonly events: { rev: bigint; type: string; key: string; value: string }[];
+}
+
+export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
+  const log = o.log ?? (() => {});
+  const r = rng(o.seed);
+  const nemesisRng = r.fork();
+  const t0 = Date.now();
+  const stamp = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s`;
+  const injected: string[] = [];
+  const note = (s: string) => {
+    injected.push(`${stamp()} ${s}`);
+    log(`${stamp()} ${s}`);
+  };
+  const n = o.members ?? 3;
+  log(`starting ${n} members (fault injection on), seed ${o.seed}, faults ${o.faults.join(',') || 'none'}, ${o.timeSec} s`);
+  const cluster = await FaultCluster.start(n);
+  const clients: FlotillaClient[] = [];
+  const history: HistoryOp[] = [];
+  const watches: WatchRecord[] = [];
+  try {
+    const admin = new FlotillaClient({ endpoints: cluster.endpoints, requestTimeoutMs: 2000 });
+    clients.push(admin);
+    const startRev = (await admin.get(PREFIX, { prefix: true })).header.revision + 1n;
+
+    // Watchers, one starting on each member.
+    const watchers = cluster.endpoints.map((_, i) => {
+      const c = new FlotillaClient({ endpoints: [...cluster.endpoints.slice(i), ...cluster.endpoints.slice(0, i)], requestTimeoutMs: 2000 });
+      clients.push(c);
+      const rec: WatchRecord = { member: cluster.members[i]!.name, events: [] };
+      watches.push(rec);
+      return c.watch(PREFIX, { prefix: true, startRevision: startRev }, (evs: WatchEvent[]) => {
+        for (const e of evs) rec.events.push({ rev: e.kv.modRevision, type: e.type, key: e.kv.keyString(), value: e.kv.valueString() });
+      });
+    });
+    await Promise.all(watchers.map((w) => w.ready));
+
+    // The workload.
+    let opCount = 0;
+    let stop = false;
+    const worker = async (proc: number, wr: Rng) => {
+      const c = new FlotillaClient({ endpoints: [...cluster.endpoints].sort(() => wr.next() - 0.5), requestTimeoutMs: 2000 });
+      clients.push(c);
+      let seq = 0;
+      while (!stop) {
+        const base = Math.floor(opCount / OPS_PER_KEY);
+        const key = `${PREFIX}${base + wr.int(0, ACTIVE_KEYS)}`;
+        opCount++;
+        const kind = wr.next();
+        const call = nowNs();
+        if (kind < 0.4) {
+          try {
+            const res = await c.get(key);
+            history.push({ process: proc, op: 'read', key, ok: true, output: res.kvs[0]?.valueString() ?? null, call, return: nowNs() });
+          } catch {
+            history.push({ process: proc, op: 'read', key, ok: false, call, return: nowNs() });
+          }
+        } else if (kind < 0.8) {
+          const value = `${proc}.${seq++}`;
+          try {
+            await c.put(key, value);
+            history.push({ process: proc, op: 'write', key, value, ok: true, call, return: nowNs() });
+          } catch {
+            history.push({ process: proc, op: 'write', key, value, ok: null, call, return: null });
+          }
+        } else {
+          const value = `${proc}.${seq++}`;
+          // Expect what this process last read or wrote on the key, or null.
+          const last = [...history].reverse().find((h) => h.key === key && h.process === proc && h.ok === true && (h.op === 'read' || h.op === 'write'));
+          const expected = last ? (last.op === 'read' ? ((last.output as string | null) ?? null) : (last.value ?? null)) : null;
+          try {
+            const t = await c.txn({ compare: [expected === null ? Cmp.version(key, '=', 0) : Cmp.value(key, '=', expected)], success: [Op.put(key, value)] });
+            history.push({ process: proc, op: 'cas', key, expected, value, ok: true, output: t.succeeded, call, return: nowNs() });
+          } catch {
+            history.push({ process: proc, op: 'cas', key, expected, value, ok: null, call, return: null });
+          }
+        }
+        await sleep(wr.int(2, 15));
+      }
+    };
+    const workers = Array.from({ length: o.clients ?? 4 }, (_, i) => worker(i, r.fork()));
+
+    // The nemesis: one fault at a time, on a seeded schedule.
+    const leaderIndex = async (): Promise<number> => {
+      for (let i = 0; i < cluster.members.length; i++) {
+        const m = cluster.members[i]!;
+        if (!m.proc || m.paused) continue;
+        try {
+          const s = await admin.status(m.client);
+          if (s.leader !== 0n && s.leader === s.header.memberId) return i;
+        } catch {
+          // unreachable member
+        }
+      }
+      return nemesisRng.int(0, cluster.members.length);
+    };
+    const target = async () => (nemesisRng.chance(0.5) ? await leaderIndex() : nemesisRng.int(0, cluster.members.length));
+    const names = cluster.members.map((m) => m.name);
+    const deadline = Date.now() + o.timeSec * 1000;
+    while (Date.now() < deadline && o.faults.length > 0) {
+      await sleep(nemesisRng.int(500, 1500));
+      const kind = nemesisRng.pick(o.faults);
+      const hold = nemesisRng.int(1000, 4000);
+      if (kind === 'kill') {
+        const i = await target();
+        note(`kill ${names[i]} (SIGKILL)`);
+        cluster.kill(i);
+        await sleep(hold);
+        note(`restart ${names[i]} with its data`);
+        await cluster.restart(i).catch((e: Error) => note(`restart ${names[i]} failed: ${e.message}`));
+      } else if (kind === 'pause') {
+        const i = await target();
+        note(`pause ${names[i]} (SIGSTOP) for ${hold} ms`);
+        cluster.pause(i);
+        await sleep(hold);
+        cluster.resume(i);
+        note(`resume ${names[i]} (SIGCONT)`);
+      } else if (kind === 'partition') {
+        const shapes = n >= 5 ? ['isolate-leader', 'minority', 'one-way', 'ring'] : ['isolate-leader', 'minority', 'one-way'];
+        const shape = nemesisRng.pick(shapes);
+        const drops: string[][] = names.map(() => []);
+        if (shape === 'isolate-leader' || shape === 'minority') {
+          const li = shape === 'isolate-leader' ? await leaderIndex() : nemesisRng.int(0, n);
+          const minority = new Set([li]);
+          while (minority.size < Math.floor((n - 1) / 2) && shape === 'minority') minority.add(nemesisRng.int(0, n));
+          for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) if (minority.has(a) !== minority.has(b)) drops[a]!.push(names[b]!);
+          note(`partition ${shape}: {${[...minority].map((i) => names[i]).join(',')}} | {${names.filter((_, i) => !minority.has(i)).join(',')}} for ${hold} ms`);
+        } else if (shape === 'one-way') {
+          const a = await leaderIndex();
+          const b = (a + 1 + nemesisRng.int(0, n - 1)) % n;
+          drops[a]!.push(names[b]!);
+          note(`partition one-way: ${names[a]} -> ${names[b]} dropped for ${hold} ms`);
+        } else {
+          for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) if (a !== b && Math.abs(a - b) !== 1 && Math.abs(a - b) !== n - 1) drops[a]!.push(names[b]!);
+          note(`partition ring: each member talks only to its neighbours, for ${hold} ms`);
+        }
+        await Promise.all(drops.map((d, i) => cluster.setFaults(i, { dropTo: d, dropFrom: names.filter((_, j) => drops[j]!.includes(names[i]!)) }).catch(() => undefined)));
+        await sleep(hold);
+        await Promise.all(names.map((_, i) => cluster.setFaults(i, { dropTo: [], dropFrom: [] }).catch(() => undefined)));
+        note('partition healed');
+      } else {
+        const i = await target();
+        const delay = nemesisRng.int(50, 300);
+        note(`slow disk on ${names[i]}: +${delay} ms per fsync for ${hold} ms`);
+        await cluster.setFaults(i, { fsyncDelayMs: delay }).catch(() => undefined);
+        await sleep(hold);
+        await cluster.setFaults(i, { fsyncDelayMs: 0 }).catch(() => undefined);
+        note(`disk on ${names[i]} back to normal`);
+      }
+    }
+    if (o.faults.length === 0) await sleep(o.timeSec * 1000);
+    note('faults stop; healing everything');
+    await cluster.healAll();
+    await sleep(1000);
+    stop = true;
+    await Promise.all(workers);
+    log(`${stamp()} workload stopped: ${history.length} operations`);
+
+    // ---- Checks
+    const verdicts: Verdict[] = [];
+    writeFileSync(o.historyFile, formatHistory(history));
+    const lin = checkLinearizable(history);
+    verdicts.push({
+      name: 'linearizable',
+      ok: lin.ok && lin.timedOutKeys.length === 0,
+      detail: lin.ok
+        ? `${lin.opsChecked} ops on ${lin.keysChecked} keys${lin.timedOutKeys.length ? `; search budget exhausted on ${lin.timedOutKeys.join(', ')}` : ''} (history: ${o.historyFile})`
+        : `key ${lin.failure!.key}: ${lin.failure!.message}\n${lin.failure!.ops.map((h) => `    ${describeOp(h)}`).join('\n')}`,
+    });
+
+    // The final state: every member at the same revision, then the reference history.
+    const final = await admin.get(PREFIX, { prefix: true });
+    const finalRev = final.header.revision;
+    const refClient = new FlotillaClient({ endpoints: cluster.endpoints, requestTimeoutMs: 5000 });
+    clients.push(refClient);
+    const reference: WatchRecord = { member: 'reference', events: [] };
+    const ref = refClient.watch(PREFIX, { prefix: true, startRevision: startRev }, (evs) => {
+      for (const e of evs) reference.events.push({ rev: e.kv.modRevision, type: e.type, key: e.kv.keyString(), value: e.kv.valueString() });
+    });
+    const caughtUp = async (rec: WatchRecord) => {
+      for (let i = 0; i < 200 && (rec.events.at(-1)?.rev ?? 0n) < finalRev; i++) await sleep(50);
+    };
+    await caughtUp(reference);
+    await ref.cancel();
+    const fmt = (e: WatchRecord['events'][number]) => `${e.rev} ${e.type} ${e.key}=${e.value}`;
+    const refLines = reference.events.map(fmt);
+    const watchProblems: string[] = [];
+    for (const w of watches) {
+      await caughtUp(w);
+      const lines = w.events.map(fmt);
+      for (let i = 1; i < w.events.length; i++) {
+        if (w.events[i]!.rev <= w.events[i - 1]!.rev) watchProblems.push(`${w.member}: revision ${w.events[i]!.rev} after ${w.events[i - 1]!.rev} (duplicate or out of order)`);
+      }
+      const firstDiff = lines.findIndex((l, i) => l !== refLines[i]);
+      if (firstDiff >= 0 || lines.length !== refLines.length) {
+        const at = firstDiff >= 0 ? firstDiff : Math.min(lines.length, refLines.length);
+        watchProblems.push(`${w.member}: ${lines.length} events vs ${refLines.length} in the history; first difference at #${at}: got ${lines[at] ?? '(nothing)'}, history has ${refLines[at] ?? '(nothing)'}`);
+      }
+    }
+    verdicts.push({ name: 'watch guarantees', ok: watchProblems.length === 0, detail: watchProblems.length ? watchProblems.slice(0, 5).join('\n') : `${watches.length} watchers, ${refLines.length} events each, in order, no gap, no duplicate` });
+
+    // Every acknowledged write (and successful CAS) is in the history of changes.
+    const puts = new Set(reference.events.filter((e) => e.type === 'PUT').map((e) => `${e.key}=${e.value}`));
+    const acked = history.filter((h) => h.ok === true && (h.op === 'write' || (h.op === 'cas' && h.output === true)));
+    const missing = acked.filter((h) => !puts.has(`${h.key}=${h.value}`));
+    verdicts.push({ name: 'acknowledged writes', ok: missing.length === 0, detail: missing.length ? `${missing.length} missing, e.g. ${missing.slice(0, 3).map(describeOp).join('; ')}` : `${acked.length} acknowledged writes all present` });
+
+    // Equal HashKV on every member at the final revision.
+    const hashes: string[] = [];
+    for (const m of cluster.members) {
+      let h = '';
+      for (let i = 0; i < 100 && !h; i++) {
+        try {
+          h = String((await admin.hashKv(m.client, finalRev)).hash);
+        } catch {
+          await sleep(100);
+        }
+      }
+      hashes.push(h || 'unavailable');
+    }
+    verdicts.push({ name: 'HashKV equal', ok: new Set(hashes).size === 1 && !hashes.includes('unavailable'), detail: `at revision ${finalRev}: ${cluster.members.map((m, i) => `${m.name}=${hashes[i]}`).join(' ')}` });
+
+    await Promise.all(watchers.map((w) => w.cancel()));
+    return { ok: verdicts.every((v) => v.ok), verdicts, injected, ops: history.length };
+  } finally {
+    await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+    await cluster.stop();
+  }
+}
