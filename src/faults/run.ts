@@ -10,7 +10,10 @@ import { writeFileSync } from 'node:fs';
 import { checkLinearizable, describeOp, formatHistory, type HistoryOp } from '../check/index.js';
 import { Cmp, FlotillaClient, Op, type WatchEvent } from '../client/index.js';
 import { rng, type Rng } from '../lib/prng.js';
+import { checkAcknowledged, checkHashes, checkWatches, type Verdict, type WatchRecord } from './checks.js';
 import { FaultCluster } from './cluster.js';
+
+export type { Verdict } from './checks.js';
 
 export const FAULT_KINDS = ['kill', 'pause', 'partition', 'slowdisk'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -27,12 +30,6 @@ export interface FaultRunOptions {
   readonly log?: (line: string) => void;
 }
 
-export interface Verdict {
-  readonly name: string;
-  readonly ok: boolean;
-  readonly detail: string;
-}
-
 export interface FaultRunResult {
   readonly ok: boolean;
   readonly verdicts: Verdict[];
@@ -47,12 +44,6 @@ const ACTIVE_KEYS = 3;
 const PREFIX = 'reg/';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nowNs = () => Number(process.hrtime.bigint());
-
-/** A watcher's record: every event it was given, in the order given. */
-interface WatchRecord {
-  readonly member: string;
-  readonly events: { rev: bigint; type: string; key: string; value: string }[];
-}
 
 export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
   const log = o.log ?? (() => {});
@@ -150,9 +141,12 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
     const target = async () => (nemesisRng.chance(0.5) ? await leaderIndex() : nemesisRng.int(0, cluster.members.length));
     const names = cluster.members.map((m) => m.name);
     const deadline = Date.now() + o.timeSec * 1000;
+    // Kinds come round in a shuffled order each cycle, so every kind asked for is injected.
+    let cycle: FaultKind[] = [];
     while (Date.now() < deadline && o.faults.length > 0) {
       await sleep(nemesisRng.int(500, 1500));
-      const kind = nemesisRng.pick(o.faults);
+      if (cycle.length === 0) cycle = [...o.faults].sort(() => nemesisRng.next() - 0.5);
+      const kind = cycle.shift()!;
       const hold = nemesisRng.int(1000, 4000);
       if (kind === 'kill') {
         const i = await target();
@@ -235,43 +229,24 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
     };
     await caughtUp(reference);
     await ref.cancel();
-    const fmt = (e: WatchRecord['events'][number]) => `${e.rev} ${e.type} ${e.key}=${e.value}`;
-    const refLines = reference.events.map(fmt);
-    const watchProblems: string[] = [];
-    for (const w of watches) {
-      await caughtUp(w);
-      const lines = w.events.map(fmt);
-      for (let i = 1; i < w.events.length; i++) {
-        if (w.events[i]!.rev <= w.events[i - 1]!.rev) watchProblems.push(`${w.member}: revision ${w.events[i]!.rev} after ${w.events[i - 1]!.rev} (duplicate or out of order)`);
-      }
-      const firstDiff = lines.findIndex((l, i) => l !== refLines[i]);
-      if (firstDiff >= 0 || lines.length !== refLines.length) {
-        const at = firstDiff >= 0 ? firstDiff : Math.min(lines.length, refLines.length);
-        watchProblems.push(`${w.member}: ${lines.length} events vs ${refLines.length} in the history; first difference at #${at}: got ${lines[at] ?? '(nothing)'}, history has ${refLines[at] ?? '(nothing)'}`);
-      }
-    }
-    verdicts.push({ name: 'watch guarantees', ok: watchProblems.length === 0, detail: watchProblems.length ? watchProblems.slice(0, 5).join('\n') : `${watches.length} watchers, ${refLines.length} events each, in order, no gap, no duplicate` });
-
-    // Every acknowledged write (and successful CAS) is in the history of changes.
-    const puts = new Set(reference.events.filter((e) => e.type === 'PUT').map((e) => `${e.key}=${e.value}`));
-    const acked = history.filter((h) => h.ok === true && (h.op === 'write' || (h.op === 'cas' && h.output === true)));
-    const missing = acked.filter((h) => !puts.has(`${h.key}=${h.value}`));
-    verdicts.push({ name: 'acknowledged writes', ok: missing.length === 0, detail: missing.length ? `${missing.length} missing, e.g. ${missing.slice(0, 3).map(describeOp).join('; ')}` : `${acked.length} acknowledged writes all present` });
+    for (const w of watches) await caughtUp(w);
+    verdicts.push(checkWatches(watches, reference));
+    verdicts.push(checkAcknowledged(history, reference));
 
     // Equal HashKV on every member at the final revision.
-    const hashes: string[] = [];
+    const hashes: { member: string; hash: string | null }[] = [];
     for (const m of cluster.members) {
-      let h = '';
-      for (let i = 0; i < 100 && !h; i++) {
+      let h: string | null = null;
+      for (let i = 0; i < 100 && h === null; i++) {
         try {
           h = String((await admin.hashKv(m.client, finalRev)).hash);
         } catch {
           await sleep(100);
         }
       }
-      hashes.push(h || 'unavailable');
+      hashes.push({ member: m.name, hash: h });
     }
-    verdicts.push({ name: 'HashKV equal', ok: new Set(hashes).size === 1 && !hashes.includes('unavailable'), detail: `at revision ${finalRev}: ${cluster.members.map((m, i) => `${m.name}=${hashes[i]}`).join(' ')}` });
+    verdicts.push(checkHashes(finalRev, hashes));
 
     await Promise.all(watchers.map((w) => w.cancel()));
     return { ok: verdicts.every((v) => v.ok), verdicts, injected, ops: history.length };
