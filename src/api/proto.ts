@@ -20,6 +20,10 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_DIR],
 };
 
+/** gRPC metadata of a session read (a Flotilla extension): the member answers a serializable
+ * Range only once it has applied this revision — the highest the client has seen. */
+export const MIN_REVISION_METADATA = 'flotilla-min-revision';
+
 let cached: { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } | null = null;
 
 export function loadProtos(): { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } {

@@ -11,6 +11,7 @@ import type { WatchOut } from '../kv/watch.js';
 import type { EtcdMember } from '../server/member.js';
 import { LEASE_TTL_MAX } from '../server/lessor.js';
 import { big, buf, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, type Wire } from './convert.js';
+import { MIN_REVISION_METADATA } from './proto.js';
 import { lockService, electionService } from './recipes.js';
 
 /** The version this server reports: the etcd API level it implements. */
@@ -45,9 +46,14 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
   const h = (revision?: number): Wire => m.header(revision) as unknown as Wire;
 
   const KV = {
-    Range: unary(async (req) => {
+    Range: unary(async (req, call) => {
       const r = rangeRequest(req);
       if (!req.serializable) await m.readBarrier();
+      else {
+        // A session read: wait until this member has applied what the client has already seen.
+        const min = call.metadata?.get?.(MIN_REVISION_METADATA)?.[0];
+        if (min !== undefined) await m.waitRevision(num(String(min), MIN_REVISION_METADATA));
+      }
       return rangeResponse(m.sm.store.range(r), h());
     }),
     Put: unary(async (req) => {

@@ -8,6 +8,7 @@
  * registers commands: the caller builds the program and parses argv.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import {
   ClientError,
@@ -34,6 +35,25 @@ const CLI_SESSION_TTL = 10;
 interface Common {
   endpoints?: string;
   writeOut: string;
+  sessionFile?: string;
+}
+
+/**
+ * The session file (`--session-file` or FLOTILLA_SESSION_FILE): the highest revision any
+ * command of this session has seen, so `get --consistency session` in a later command reads
+ * at least what earlier ones wrote (read-your-writes across processes).
+ */
+function sessionFileOf(o: Common): string | undefined {
+  return o.sessionFile ?? (process.env.FLOTILLA_SESSION_FILE || undefined);
+}
+
+function readSession(file: string): bigint {
+  try {
+    const t = readFileSync(file, 'utf8').trim();
+    return /^\d+$/.test(t) ? BigInt(t) : 0n;
+  } catch {
+    return 0n;
+  }
 }
 
 /** A failure in the command's own input (bad flag value, malformed txn line). */
@@ -159,6 +179,7 @@ function endpointsOf(o: Common): string[] {
 function common(c: Command): Command {
   return c
     .option('--endpoints <list>', `comma-separated host:port of the members (env FLOTILLA_ENDPOINTS; default ${DEFAULT_ENDPOINTS})`)
+    .option('--session-file <path>', 'keep the highest revision seen here, for --consistency session across commands (env FLOTILLA_SESSION_FILE)')
     .addOption(new Option('-w, --write-out <format>', 'output format').choices(['simple', 'json']).default('simple'));
 }
 
@@ -180,8 +201,11 @@ async function run(o: Common, body: (c: FlotillaClient, json: boolean) => Promis
   } catch (e) {
     return fail(e);
   }
+  const session = sessionFileOf(o);
+  if (session) c.seen(readSession(session));
   try {
     const print = await body(c, o.writeOut === 'json');
+    if (session && c.sessionRevision > readSession(session)) writeFileSync(session, `${c.sessionRevision}\n`);
     if (print === 'hold') return;
     print();
   } catch (e) {
@@ -359,10 +383,15 @@ export function registerClientCommands(program: Command): void {
     .option('--count-only', 'print only the number of keys')
     .option('--sort-by <target>', 'KEY, VERSION, CREATE, MODIFY or VALUE')
     .option('--order <order>', 'ASCEND or DESCEND')
-    .addOption(new Option('--consistency <l|s>', 'linearizable (l) or serializable (s)').choices(['l', 's']).default('l'))
+    .addOption(
+      new Option('--consistency <level>', 'l: linearizable (ReadIndex); s: serializable (this member\'s state, may be stale); session: this member\'s state once it has applied everything this session saw (needs --session-file)')
+        .choices(['l', 's', 'session'])
+        .default('l'),
+    )
     .action((key: string, rangeEnd: string | undefined, o: Common & { prefix?: boolean; fromKey?: boolean; rev?: number; limit?: number; keysOnly?: boolean; countOnly?: boolean; sortBy?: string; order?: string; consistency: string }) =>
       run(o, async (c, json) => {
         if (rangeEnd !== undefined && (o.prefix || o.fromKey)) throw new UsageError('too many arguments: a range end cannot be combined with --prefix or --from-key');
+        if (o.consistency === 'session' && !sessionFileOf(o)) throw new UsageError('--consistency session needs --session-file (or FLOTILLA_SESSION_FILE): where commands share the revisions they saw');
         const r = await c.get(key, {
           prefix: Boolean(o.prefix),
           fromKey: Boolean(o.fromKey),
@@ -371,7 +400,7 @@ export function registerClientCommands(program: Command): void {
           limit: o.limit ?? 0,
           keysOnly: Boolean(o.keysOnly),
           countOnly: Boolean(o.countOnly),
-          serializable: o.consistency === 's',
+          consistency: o.consistency === 'l' ? 'linearizable' : o.consistency === 's' ? 'serializable' : 'session',
           ...sortOptions(o.sortBy, o.order),
         });
         return () => {

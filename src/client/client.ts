@@ -8,6 +8,7 @@
  * bigints. Every failure is a ClientError carrying the gRPC status name and the server's message.
  */
 import * as grpc from '@grpc/grpc-js';
+import { MIN_REVISION_METADATA } from '../api/proto.js';
 import { ClientError } from './errors.js';
 import { Connections, normalizeEndpoint, type RetryPolicy, type Service } from './connection.js';
 import { LeaseKeepAlive, type KeepAliveOptions } from './lease.js';
@@ -121,15 +122,35 @@ export class FlotillaClient {
     return [...this.conns.endpoints];
   }
 
-  private call(service: Service, method: string, req: Wire, retry: RetryPolicy, extra: { endpoint?: string; timeoutMs?: number | null } = {}): Promise<Wire> {
-    return this.conns.unary(service, method, req, { retry, ...extra });
+  private async call(service: Service, method: string, req: Wire, retry: RetryPolicy, extra: { endpoint?: string; timeoutMs?: number | null; metadata?: grpc.Metadata } = {}): Promise<Wire> {
+    const r = await this.conns.unary(service, method, req, { retry, ...extra });
+    const rev = (r.header as Wire | undefined)?.revision;
+    if (rev !== undefined && rev !== null) this.seen(BigInt(rev as string));
+    return r;
+  }
+
+  private sessionRev = 0n;
+
+  /** The highest store revision this client has seen in any response: what a 'session' read waits for. */
+  get sessionRevision(): bigint {
+    return this.sessionRev;
+  }
+
+  /** Raise the session revision (e.g. from another process of the same session). */
+  seen(revision: bigint): void {
+    if (revision > this.sessionRev) this.sessionRev = revision;
   }
 
   // ---- KV ----
 
   /** Range: one key, or a range with `prefix`, `fromKey` or `rangeEnd`. */
   async get(key: Bytes, o: GetOptions = {}): Promise<RangeResult> {
-    return rangeResult(await this.call('etcdserverpb.KV', 'Range', rangeRequest(key, o), 'read'));
+    let metadata: grpc.Metadata | undefined;
+    if (o.consistency === 'session' && this.sessionRev > 0n) {
+      metadata = new grpc.Metadata();
+      metadata.set(MIN_REVISION_METADATA, this.sessionRev.toString());
+    }
+    return rangeResult(await this.call('etcdserverpb.KV', 'Range', rangeRequest(key, o), 'read', metadata ? { metadata } : {}));
   }
 
   /** Put a key. */

@@ -20,6 +20,9 @@ export interface RangeSelector {
   rangeEnd?: Bytes;
 }
 
+/** How fresh a read must be; see GetOptions.consistency. */
+export type Consistency = 'linearizable' | 'serializable' | 'session';
+
 /** Options of `get`. Revisions and limits accept number or bigint. */
 export interface GetOptions extends RangeSelector {
   /** Read at this revision (0 = latest). */
@@ -31,6 +34,13 @@ export interface GetOptions extends RangeSelector {
   countOnly?: boolean;
   /** Serve from the contacted member's local state (may be stale) instead of a linearizable read. */
   serializable?: boolean;
+  /**
+   * The consistency of the read (overrides `serializable`): 'linearizable' (default, ReadIndex
+   * through the leader), 'serializable' (the member's applied state, possibly stale), or
+   * 'session' (the member's state once it has applied at least every revision this client has
+   * seen: read-your-writes and monotonic reads without going to the leader).
+   */
+  consistency?: Consistency;
   minModRevision?: number | bigint;
   maxModRevision?: number | bigint;
   minCreateRevision?: number | bigint;
@@ -95,7 +105,7 @@ export function rangeRequest(key: Bytes, o: GetOptions = {}): Wire {
     revision: int(o.revision),
     sort_order: o.sortOrder ?? 'NONE',
     sort_target: o.sortTarget ?? 'KEY',
-    serializable: Boolean(o.serializable),
+    serializable: o.consistency === undefined ? Boolean(o.serializable) : o.consistency !== 'linearizable',
     keys_only: Boolean(o.keysOnly),
     count_only: Boolean(o.countOnly),
     min_mod_revision: int(o.minModRevision),

@@ -335,6 +335,26 @@ export class EtcdMember {
     }
   }
 
+  /** Resolves once the store's revision reaches `rev` (session reads); times out as a request. */
+  waitRevision(rev: number): Promise<void> {
+    if (this.sm.store.revision >= rev) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (this.sm.store.revision >= rev) done();
+      };
+      const off = this.sm.listen(check, check);
+      const timer = setTimeout(() => {
+        off();
+        reject(ERR.timedOut());
+      }, this.config.requestTimeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        off();
+        resolve();
+      };
+    });
+  }
+
   /** A fresh lease id: positive, 63-bit, not in use. */
   newLeaseId(): bigint {
     for (;;) {
