@@ -20,3 +20,5 @@ export type { RaftConfig, Logger } from './raft/config.js';
 export type { ConfChange, ConfState, Entry, HardState, NodeId, Snapshot } from './raft/types.js';
 export { checkLinearizable, parseHistory, formatHistory } from './check/index.js';
 export type { HistoryOp } from './check/index.js';
+export { FlotillaClient, ClientError, Cmp, Op, FencingGuard, StaleTokenError } from './client/index.js';
+export type { ClientOptions, GetOptions, Lock, LeaderKey, WatchEvent, WatchOptions } from './client/index.js';

@@ -96,6 +96,12 @@ export interface Lock {
   lease: bigint;
   /** The revision at which the lock was acquired. */
   revision: bigint;
+  /**
+   * The fencing token: the lock key's create revision. It only grows from one holder to the
+   * next, so a resource that remembers the highest token it has seen (FencingGuard) can refuse a
+   * holder that lost the lock without knowing it (paused past its lease, partitioned).
+   */
+  fencingToken: bigint;
 }
 
 /** A running election observation. */
@@ -263,8 +269,12 @@ export class FlotillaClient {
     try {
       const r = await this.call('v3lockpb.Lock', 'Lock', { name: toBuffer(name), lease: s.lease.toString() }, 'write', { timeoutMs: null });
       const key = r.key as Buffer;
+      // The token is the key's create revision; a linearizable read of the key gives it (and
+      // proves the lock is still held at that point).
+      const kv = (await this.get(key)).kvs[0];
+      if (!kv || kv.lease !== s.lease) throw new ClientError(grpc.status.FAILED_PRECONDITION, 'lock: session expired before the lock could be confirmed');
       if (s.ka) this.sessions.set(key.toString('hex'), s.ka);
-      return { key, lease: s.lease, revision: header(r.header).revision };
+      return { key, lease: s.lease, revision: header(r.header).revision, fencingToken: kv.createRevision };
     } catch (e) {
       await this.endSession(s.ka);
       throw e;

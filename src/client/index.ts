@@ -8,7 +8,7 @@ export type { ClientOptions, CompactOptions, Lock, ObserveHandle, SessionOptions
 export { ClientError, DialError } from './errors.js';
 export type { StatusName } from './errors.js';
 export { Cmp, Op, prefixEnd } from './requests.js';
-export type { Compare, CompareOp, CompareResult, CompareTarget, DeleteOptions, GetOptions, PutOptions, RangeSelector, SortOrder, SortTarget, TxnOp, TxnRequest } from './requests.js';
+export type { Compare, CompareOp, CompareResult, CompareTarget, Consistency, DeleteOptions, GetOptions, PutOptions, RangeSelector, SortOrder, SortTarget, TxnOp, TxnRequest } from './requests.js';
 export { KeyValue } from './types.js';
 export type {
   Bytes,
@@ -35,3 +35,4 @@ export type { WatchCallback, WatchOptions } from './watch.js';
 export { LeaseKeepAlive } from './lease.js';
 export type { KeepAliveOptions } from './lease.js';
 export type { ObserveCallback } from './observe.js';
+export { FencingGuard, StaleTokenError } from './fencing.js';
