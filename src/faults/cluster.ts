@@ -6,25 +6,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, killAndWait } from '../lib/proc.js';
 
 const BIN = fileURLToPath(new URL('../../bin/flotilla.js', import.meta.url));
 /** How long to wait for a member's /health after (re)starting it. */
 export const MEMBER_READY_TIMEOUT_MS = 30_000;
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 export interface Member {
   readonly name: string;
@@ -148,17 +137,7 @@ export class FaultCluster {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(
-      this.members.map(
-        (m) =>
-          new Promise<void>((resolve) => {
-            const p = m.proc;
-            if (!p || p.exitCode !== null || p.signalCode !== null) return resolve();
-            p.once('exit', () => resolve());
-            p.kill('SIGKILL');
-          }),
-      ),
-    );
+    await Promise.all(this.members.map((m) => killAndWait(m.proc)));
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

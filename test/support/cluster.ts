@@ -6,10 +6,12 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, killAndWait } from '../../src/lib/proc.js';
+
+export { freePort };
 
 export type Target = 'flotilla' | 'etcd';
 
@@ -23,18 +25,6 @@ export function which(tool: string): string | null {
   if (p) return p;
   for (const d of ['/usr/bin', '/usr/local/bin']) if (existsSync(join(d, tool))) return join(d, tool);
   return null;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export interface MemberProc {
@@ -143,17 +133,7 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
       await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? 20_000, dump);
     },
     async stop() {
-      await Promise.all(
-        members.map(
-          (m) =>
-            new Promise<void>((resolve) => {
-              const p = m.proc;
-              if (!p || p.exitCode !== null || p.signalCode !== null) return resolve();
-              p.once('exit', () => resolve());
-              p.kill('SIGKILL');
-            }),
-        ),
-      );
+      await Promise.all(members.map((m) => killAndWait(m.proc)));
       rmSync(dir, { recursive: true, force: true });
     },
   };
