@@ -86,6 +86,8 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
       const c = new FlotillaClient({ endpoints: [...cluster.endpoints].sort(() => wr.next() - 0.5), requestTimeoutMs: 2000 });
       clients.push(c);
       let seq = 0;
+      /** The value this process last read or wrote, per key (what its CAS expects). */
+      const known = new Map<string, string | null>();
       while (!stop) {
         const base = Math.floor(opCount / OPS_PER_KEY);
         const key = `${PREFIX}${base + wr.int(0, ACTIVE_KEYS)}`;
@@ -95,7 +97,9 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
         if (kind < 0.4) {
           try {
             const res = await c.get(key);
-            history.push({ process: proc, op: 'read', key, ok: true, output: res.kvs[0]?.valueString() ?? null, call, return: nowNs() });
+            const output = res.kvs[0]?.valueString() ?? null;
+            known.set(key, output);
+            history.push({ process: proc, op: 'read', key, ok: true, output, call, return: nowNs() });
           } catch {
             history.push({ process: proc, op: 'read', key, ok: false, call, return: nowNs() });
           }
@@ -103,6 +107,7 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
           const value = `${proc}.${seq++}`;
           try {
             await c.put(key, value);
+            known.set(key, value);
             history.push({ process: proc, op: 'write', key, value, ok: true, call, return: nowNs() });
           } catch {
             history.push({ process: proc, op: 'write', key, value, ok: null, call, return: null });
@@ -110,8 +115,7 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
         } else {
           const value = `${proc}.${seq++}`;
           // Expect what this process last read or wrote on the key, or null.
-          const last = [...history].reverse().find((h) => h.key === key && h.process === proc && h.ok === true && (h.op === 'read' || h.op === 'write'));
-          const expected = last ? (last.op === 'read' ? ((last.output as string | null) ?? null) : (last.value ?? null)) : null;
+          const expected = known.get(key) ?? null;
           try {
             const t = await c.txn({ compare: [expected === null ? Cmp.version(key, '=', 0) : Cmp.value(key, '=', expected)], success: [Op.put(key, value)] });
             history.push({ process: proc, op: 'cas', key, expected, value, ok: true, output: t.succeeded, call, return: nowNs() });
