@@ -24,6 +24,13 @@ export const LOADER_OPTIONS: protoLoader.Options = {
  * Range only once it has applied this revision — the highest the client has seen. */
 export const MIN_REVISION_METADATA = 'flotilla-min-revision';
 
+/**
+ * grpc-js's wording (in an UNAVAILABLE status) for a call that failed because no connection
+ * existed, so the request never left. Anything else UNAVAILABLE — "Connection dropped" above all
+ * — may have reached the server and been applied: retrying such a write could apply it twice.
+ */
+export const NOT_SENT_DETAILS = /No connection established|failed to connect|ECONNREFUSED|Connection refused|Name resolution failed/i;
+
 let cached: { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } | null = null;
 
 export function loadProtos(): { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } {

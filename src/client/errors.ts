@@ -4,6 +4,7 @@
  * can match on them the way etcd clients do.
  */
 import * as grpc from '@grpc/grpc-js';
+import { NOT_SENT_DETAILS } from '../api/proto.js';
 
 /** gRPC status names, as in `grpc.status` (`'OK'`, `'UNAVAILABLE'`, `'NOT_FOUND'`, ...). */
 export type StatusName = keyof typeof grpc.status;
@@ -44,11 +45,11 @@ export class DialError extends ClientError {
  * grpc-js's wording for a call that failed because no connection existed: such a request never
  * left the client. (Anything else UNAVAILABLE, e.g. a dropped connection, may have been applied.)
  */
-const NOT_SENT = /No connection established|failed to connect|ECONNREFUSED|Connection refused|Name resolution failed/i;
+
 
 /** True when the request certainly never reached a server, so any request may be retried. */
 export function neverSent(e: ClientError): boolean {
-  return e instanceof DialError || (e.status === grpc.status.UNAVAILABLE && NOT_SENT.test(e.details));
+  return e instanceof DialError || (e.status === grpc.status.UNAVAILABLE && NOT_SENT_DETAILS.test(e.details));
 }
 
 /** Wraps a grpc-js error (or anything thrown) as a ClientError. */

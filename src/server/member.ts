@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { clientConstructor } from '../api/proto.js';
+import { clientConstructor, NOT_SENT_DETAILS } from '../api/proto.js';
 import { decodeValue, encodeCommand, encodeValue, type ApplyResult, type Command, type CommandValue } from '../kv/commands.js';
 import { ERR, KvError } from '../kv/errors.js';
 import { KvStateMachine } from '../kv/state-machine.js';
@@ -270,7 +270,8 @@ export class EtcdMember {
       this.internalClient(url).Propose({ command: Buffer.from(data) }, md, { deadline: new Date(deadline) }, (err, res) => {
         if (!err) return resolve(decodeValue<ApplyResult>(res!.result));
         if (err.code === grpc.status.FAILED_PRECONDITION && err.details === ERR.notLeader().message) return resolve(null);
-        if (err.code === grpc.status.UNAVAILABLE && /No connection established|ECONNREFUSED|connect/i.test(err.details)) return resolve(null);
+        // Only where the request surely never left: a dropped connection may mean it was applied.
+        if (err.code === grpc.status.UNAVAILABLE && NOT_SENT_DETAILS.test(err.details)) return resolve(null);
         if (err.code === grpc.status.DEADLINE_EXCEEDED) return reject(ERR.timedOut());
         reject(new KvError(grpcCodeName(err.code), err.details));
       });
