@@ -25,7 +25,7 @@ it('flotilla faults: every fault kind, no violation', async () => {
     const code = await new Promise<number | null>((r) => p.on('exit', r));
     console.log(out);
     for (const kind of ['kill m', 'pause m', 'partition ', 'slow disk on m']) expect(out, `injected ${kind}`).toContain(kind);
-    for (const verdict of ['linearizable', 'watch guarantees', 'acknowledged writes', 'HashKV equal']) expect(out).toMatch(new RegExp(`^PASS ${verdict}:`, 'm'));
+    for (const verdict of ['linearizable', 'watch guarantees', 'acknowledged writes', 'locks and fencing', 'HashKV equal']) expect(out).toMatch(new RegExp(`^PASS ${verdict}:`, 'm'));
     expect(code, `seed ${seed}`).toBe(0);
     const ops = parseHistory(readFileSync(history, 'utf8'));
     expect(ops.length).toBeGreaterThan(1000);

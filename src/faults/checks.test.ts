@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { HistoryOp } from '../check/index.js';
-import { checkAcknowledged, checkHashes, checkWatches, type WatchRecord } from './checks.js';
+import { checkAcknowledged, checkHashes, checkWatches, FencedStoreModel, type WatchRecord } from './checks.js';
 
 const ev = (rev: number, key: string, value: string, type = 'PUT') => ({ rev: BigInt(rev), type, key, value });
 const reference: WatchRecord = { member: 'reference', events: [ev(2, 'a', '1'), ev(3, 'b', '2'), ev(4, 'a', '', 'DELETE'), ev(5, 'a', '3')] };
@@ -34,6 +34,32 @@ describe('fault harness checkers', () => {
     expect(checkHashes(9n, [{ member: 'm1', hash: '7' }, { member: 'm2', hash: '7' }]).ok).toBe(true);
     expect(checkHashes(9n, [{ member: 'm1', hash: '7' }, { member: 'm2', hash: '8' }]).ok).toBe(false);
     expect(checkHashes(9n, [{ member: 'm1', hash: '7' }, { member: 'm2', hash: null }]).ok).toBe(false);
+  });
+});
+
+describe('locks and fencing checker', () => {
+  it('passes distinct tokens; refuses stale writes; fails on a token given twice or shared by two writers', () => {
+    const ok = new FencedStoreModel();
+    ok.acquired(1, 10n);
+    expect(ok.write(1, 10n, 'a')).toBe(true);
+    ok.acquired(2, 12n);
+    expect(ok.write(2, 12n, 'b')).toBe(true);
+    expect(ok.write(1, 10n, 'late')).toBe(false);
+    expect(ok.verdict()).toMatchObject({ ok: true });
+    expect(ok.verdict().detail).toContain('1 stale ones refused');
+
+    const twice = new FencedStoreModel();
+    twice.acquired(1, 10n);
+    twice.acquired(2, 10n);
+    expect(twice.verdict().ok).toBe(false);
+
+    const shared = new FencedStoreModel();
+    shared.acquired(1, 10n);
+    shared.write(1, 10n, 'a');
+    shared.write(2, 10n, 'b');
+    expect(shared.verdict().ok).toBe(false);
+
+    expect(new FencedStoreModel().verdict().ok).toBe(false);
   });
 });
 

@@ -3,6 +3,7 @@
  * what the watchers and clients recorded, so each can be tested against histories that break it.
  */
 import { describeOp, type HistoryOp } from '../check/index.js';
+import { FencingGuard, StaleTokenError } from '../client/fencing.js';
 
 export interface WatchedEvent {
   readonly rev: bigint;
@@ -66,4 +67,59 @@ export function checkAcknowledged(history: readonly HistoryOp[], reference: Watc
 export function checkHashes(rev: bigint, hashes: readonly { member: string; hash: string | null }[]): Verdict {
   const ok = hashes.every((h) => h.hash !== null) && new Set(hashes.map((h) => h.hash)).size === 1;
   return { name: 'HashKV equal', ok, detail: `at revision ${rev}: ${hashes.map((h) => `${h.member}=${h.hash ?? 'unavailable'}`).join(' ')}` };
+}
+
+/**
+ * The resource behind the harness's lock: a FencingGuard, and a record of what happened. The
+ * verdict: every acquisition got its own token (the lock service's promise), and the store
+ * accepted writes only in token order (a holder that lost its lock without knowing —
+ * its lease expired during a partition — was refused, not allowed to interleave).
+ */
+export class FencedStoreModel {
+  private readonly guard = new FencingGuard();
+  readonly acquisitions: { holder: number; token: bigint }[] = [];
+  readonly accepted: { holder: number; token: bigint; value: string }[] = [];
+  refused = 0;
+
+  acquired(holder: number, token: bigint): void {
+    this.acquisitions.push({ holder, token });
+  }
+
+  write(holder: number, token: bigint, value: string): boolean {
+    try {
+      this.guard.check('resource', token);
+    } catch (e) {
+      if (!(e instanceof StaleTokenError)) throw e;
+      this.refused++;
+      return false;
+    }
+    this.accepted.push({ holder, token, value });
+    return true;
+  }
+
+  verdict(): Verdict {
+    const problems: string[] = [];
+    // Every acquisition gets its own token (a new key's create revision). (Their order as seen
+    // here need not be token order: a response can arrive late.)
+    const byToken = new Map<bigint, number>();
+    for (const a of this.acquisitions) {
+      const other = byToken.get(a.token);
+      if (other !== undefined) problems.push(`token ${a.token} given to two acquisitions (holders ${other} and ${a.holder})`);
+      byToken.set(a.token, a.holder);
+    }
+    for (let i = 1; i < this.accepted.length; i++) {
+      const [a, b] = [this.accepted[i - 1]!, this.accepted[i]!];
+      if (b.token < a.token) problems.push(`the store accepted token ${b.token} after ${a.token}`);
+      if (b.token === a.token && b.holder !== a.holder) problems.push(`token ${b.token} used by two holders (${a.holder}, ${b.holder})`);
+    }
+    return {
+      name: 'locks and fencing',
+      ok: problems.length === 0 && this.acquisitions.length > 0,
+      detail: problems.length
+        ? problems.slice(0, 5).join('\n')
+        : this.acquisitions.length === 0
+          ? 'no lock was ever acquired'
+          : `${this.acquisitions.length} acquisitions, each with its own token; ${this.accepted.length} fenced writes accepted in token order, ${this.refused} stale ones refused`,
+    };
+  }
 }

@@ -8,9 +8,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import { checkLinearizable, describeOp, formatHistory, type HistoryOp } from '../check/index.js';
-import { Cmp, FlotillaClient, Op, type WatchEvent } from '../client/index.js';
+import { Cmp, FlotillaClient, Op, type Lock, type WatchEvent } from '../client/index.js';
 import { rng, type Rng } from '../lib/prng.js';
-import { checkAcknowledged, checkHashes, checkWatches, type Verdict, type WatchRecord } from './checks.js';
+import { checkAcknowledged, checkHashes, checkWatches, FencedStoreModel, type Verdict, type WatchRecord } from './checks.js';
 import { FaultCluster } from './cluster.js';
 
 export type { Verdict } from './checks.js';
@@ -42,6 +42,22 @@ export const OPS_PER_KEY = 300;
 /** Keys written at a time. */
 const ACTIVE_KEYS = 3;
 const PREFIX = 'reg/';
+/** Lock users contending for one lock, and their session TTL (short, so partitions expire it). */
+const LOCK_USERS = 2;
+const LOCK_TTL_S = 2;
+const LOCK_NAME = 'harness-lock';
+/** A lock attempt given up after this long (the user tries again). */
+const LOCK_WAIT_MS = 5000;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e: unknown) => (clearTimeout(t), reject(e as Error)),
+    );
+  });
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nowNs = () => Number(process.hrtime.bigint());
 
@@ -128,6 +144,30 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
     };
     const workers = Array.from({ length: o.clients ?? 4 }, (_, i) => worker(i, r.fork()));
 
+    // Lock users: take the lock, write to a fenced store with the fencing token, release.
+    const store = new FencedStoreModel();
+    const lockUser = async (id: number, lr: Rng) => {
+      const c = new FlotillaClient({ endpoints: [...cluster.endpoints].sort(() => lr.next() - 0.5), requestTimeoutMs: 2000 });
+      clients.push(c);
+      let n = 0;
+      while (!stop) {
+        let lock: Lock;
+        try {
+          lock = await withTimeout(c.lock(LOCK_NAME, { ttl: LOCK_TTL_S }), LOCK_WAIT_MS);
+        } catch {
+          await sleep(lr.int(50, 200));
+          continue;
+        }
+        store.acquired(id, lock.fencingToken);
+        for (let k = 0; k < 2 && !stop; k++) {
+          store.write(id, lock.fencingToken, `${id}.${n++}`);
+          await sleep(lr.int(20, 150));
+        }
+        await c.unlock(lock.key).catch(() => undefined);
+      }
+    };
+    const lockUsers = Array.from({ length: LOCK_USERS }, (_, i) => lockUser(100 + i, r.fork()));
+
     // The nemesis: one fault at a time, on a seeded schedule.
     const leaderIndex = async (): Promise<number> => {
       for (let i = 0; i < cluster.members.length; i++) {
@@ -204,7 +244,7 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
     await cluster.healAll();
     await sleep(1000);
     stop = true;
-    await Promise.all(workers);
+    await Promise.all([...workers, ...lockUsers]);
     log(`${stamp()} workload stopped: ${history.length} operations`);
 
     // ---- Checks
@@ -236,6 +276,7 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
     for (const w of watches) await caughtUp(w);
     verdicts.push(checkWatches(watches, reference));
     verdicts.push(checkAcknowledged(history, reference));
+    verdicts.push(store.verdict());
 
     // Equal HashKV on every member at the final revision.
     const hashes: { member: string; hash: string | null }[] = [];
