@@ -99,6 +99,8 @@ export class Normalizer {
     });
     t = t.replace(/took = [\d.]+(ms|µs|s)/g, 'took = <t>');
     t = t.replace(/remaining\(\d+s\)/g, 'remaining(<n>s)');
+    // etcd lists a lease's attached keys in Go map order (random from run to run): compare them as a set.
+    t = t.replace(/attached keys\(\[([^\]]*)\]\)/g, (_m, keys: string) => `attached keys([${keys.split(' ').sort().join(' ')}])`);
     return t;
   }
 
