@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -74,6 +75,16 @@ describe.skipIf(!built)('flotilla command', () => {
     const b = flotilla('check', bad);
     expect(b.code).toBe(1);
     expect(b.out).toContain('NOT linearizable: key k');
+
+    // Recorded histories are kept gzipped.
+    writeFileSync(`${bad}.gz`, gzipSync(readFileSync(bad)));
+    const bz = flotilla('check', `${bad}.gz`);
+    expect(bz.code).toBe(1);
+    expect(bz.out).toContain('NOT linearizable: key k');
+    writeFileSync(join(dir, 'notgz.gz'), 'plain text');
+    const nz = flotilla('check', join(dir, 'notgz.gz'));
+    expect(nz.code).toBe(2);
+    expect(nz.err).toContain('cannot read');
   });
 
   it('check reports unreadable and malformed files', () => {

@@ -5,6 +5,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { runDemo } from './demo.js';
 import { registerServe } from './serve.js';
 import { registerStart } from './start.js';
@@ -80,13 +81,14 @@ export function buildProgram(): Command {
   program
     .command('check')
     .description('check a client history (JSON lines, see docs) for linearizability')
-    .argument('<file>', 'history file, one JSON op per line')
+    .argument('<file>', 'history file, one JSON op per line (gzipped if it ends in .gz)')
     .action(async (file: string) => {
       const { parseHistory } = await import('../check/history.js');
       const { checkLinearizable } = await import('../check/linearizability.js');
       let text: string;
       try {
-        text = readFileSync(file, 'utf8');
+        const raw = readFileSync(file);
+        text = file.endsWith('.gz') ? gunzipSync(raw).toString('utf8') : raw.toString('utf8');
       } catch (e) {
         console.error(`flotilla check: cannot read ${file}: ${(e as Error).message}`);
         process.exitCode = 2;
