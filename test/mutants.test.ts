@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatFailure, runSweep } from '../src/sim/sweep.js';
 import type { Storage } from '../src/storage/storage.js';
-import { MUTANTS } from './mutants.js';
+import { LEASE_MUTANTS, MUTANTS } from './mutants.js';
 
 /**
  * The simulator must catch real Raft bugs. Each broken core runs through a sweep with a fault
@@ -39,6 +39,17 @@ describe('the simulator catches deliberately broken cores', () => {
     const f = s.failures[0]!;
     console.log(`vote sent before it is durable (durability check off): caught at seed ${f.seed}: ${f.failure!.invariant}: ${f.failure!.message}`);
     expect(f.failure!.invariant).toBe('election safety');
+  });
+
+  it('catches (node driver, lease reads): a lease that never expires', async () => {
+    // A deposed leader cut off by a partition keeps answering reads from its lease while a new
+    // leader takes writes: stale reads, which only the linearizability checker sees.
+    const m = LEASE_MUTANTS[0]!;
+    const s = await runSweep({ faults: ['partition', 'lossy'], nodes: 3, strikeChance: 0.7, faultPhaseMs: 10_000, readOnly: 'lease', driver: 'node', firstSeed: 1, runs: 1000, makeCore: m.makeCore });
+    expect(s.failures.length, `${m.name} survived ${s.runs} seeds`).toBe(1);
+    const f = s.failures[0]!;
+    console.log(`${m.name} (node driver): caught at seed ${f.seed} after ${s.runs} runs: ${f.failure!.invariant}: ${f.failure!.message.slice(0, 300)}`);
+    expect(f.failure!.invariant).toBe('linearizability');
   });
 
   it('the correct core passes the same sweep prefix', async () => {

@@ -47,3 +47,19 @@ export const MUTANTS: readonly { name: string; makeCore: CoreFactory }[] = [
   { name: 'AppendEntries accepted without the prevLogTerm check', makeCore: make(AppendWithoutPrevCheck) },
   { name: 'vote sent before it is durable', makeCore: make(VoteBeforeDurable) },
 ];
+
+/** Lease reads: once a quorum has acknowledged a heartbeat, the lease never runs out. */
+class LeaseNeverExpires extends RaftCore {
+  protected override inLease(): boolean {
+    return this.leaseEstablished();
+  }
+}
+
+/**
+ * Broken lease-read rules: caught only as stale reads, by the linearizability checker. (The
+ * boot window and the drift margin are rules the sweeps do not reach; src/raft/lease.test.ts
+ * tests them directly.)
+ */
+export const LEASE_MUTANTS: readonly { name: string; makeCore: CoreFactory }[] = [
+  { name: 'lease that never expires', makeCore: make(LeaseNeverExpires) },
+];

@@ -93,6 +93,12 @@ export class ReadTimeoutError extends Error {
   override name = 'ReadTimeoutError';
 }
 
+/**
+ * Ticks delivered at once after a pause, at most, in election timeouts: enough for every
+ * timeout to expire (so no lease outlives the pause); more would only repeat heartbeats.
+ */
+export const CATCH_UP_ELECTIONS_MAX = 2;
+
 export interface RaftNodeOptions<R> {
   readonly id: NodeId;
   readonly storage: Storage;
@@ -135,6 +141,8 @@ export class RaftNode<R = unknown> {
   private readonly tickMs: number;
   private stopped = false;
   private tickTimer: { cancel(): void } | null = null;
+  /** When the next tick is due, on the clock. */
+  private nextTickAt: number | null = null;
   private wake: (() => void) | null = null;
   private loopDone: Promise<void> = Promise.resolve();
   private readonly proposals = new Map<Index, ProposalWaiter<R>>();
@@ -210,6 +218,8 @@ export class RaftNode<R = unknown> {
    */
   linearizableRead(): Promise<void> {
     if (this.stopped) return Promise.reject(new StoppedError('node is stopped'));
+    // A lease read must see the time that passed since the last tick.
+    this.catchUpTicks();
     const ctx = `${this.id}.${++this.readSeq}`;
     const r = this.core.readIndex(ctx);
     if (!r.ok) return Promise.reject(new NotLeaderError(r.leaderHint, r.detail));
@@ -296,12 +306,31 @@ export class RaftNode<R = unknown> {
 
   private scheduleTick(): void {
     if (this.stopped) return;
-    this.tickTimer = this.clock.setTimer(this.tickMs, () => {
+    this.nextTickAt ??= this.clock.now() + this.tickMs;
+    this.tickTimer = this.clock.setTimer(Math.max(0, this.nextTickAt - this.clock.now()), () => {
       if (this.stopped) return;
-      this.core.tick();
+      this.catchUpTicks();
       this.kick();
       this.scheduleTick();
     });
+  }
+
+  /**
+   * Delivers the ticks the clock says are due. Time is the clock's, not the timer's: after a
+   * pause (SIGSTOP, a long GC, a stalled event loop) the missed ticks are delivered at once —
+   * at most CATCH_UP_ELECTIONS_MAX election timeouts' worth — so election timeouts,
+   * check-quorum and the leader's read lease see the time that really passed.
+   */
+  private catchUpTicks(): void {
+    const now = this.clock.now();
+    this.nextTickAt ??= now + this.tickMs;
+    const max = CATCH_UP_ELECTIONS_MAX * (this.o.electionTicks ?? 10) + 1;
+    let n = 0;
+    while (now >= this.nextTickAt) {
+      if (n < max) this.core.tick();
+      n++;
+      this.nextTickAt += this.tickMs;
+    }
   }
 
   private kick(): void {

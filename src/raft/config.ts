@@ -25,8 +25,17 @@ export interface RaftConfig {
   readonly preVote?: boolean;
   /** Check-quorum: a leader that has not heard from a quorum in an election timeout steps down. */
   readonly checkQuorum?: boolean;
-  /** 'safe' confirms leadership with a heartbeat round per read batch; 'lease' (requires checkQuorum) trusts the leader lease. */
+  /**
+   * 'safe' confirms leadership with a heartbeat round per read batch. 'lease' (requires
+   * checkQuorum) answers at once while the leader holds a lease: a quorum acknowledged a
+   * heartbeat sent less than electionTicks - leaseDriftTicks ticks ago (its members ignore
+   * votes for electionTicks after hearing from the leader, so no other leader can exist
+   * before then); otherwise it falls back to a heartbeat round. The driver must deliver ticks
+   * as real time passes (catch up after a pause), or the lease outlives its time.
+   */
   readonly readOnly?: 'safe' | 'lease';
+  /** Margin for clock-rate differences between members, in ticks (default ceil(electionTicks / 5)). */
+  readonly leaseDriftTicks?: number;
   /** Maximum bytes of entry payload in one AppendEntries message (at least one entry is always sent). */
   readonly maxMsgBytes?: number;
   /** Maximum AppendEntries in flight to one follower in replicate state. */
@@ -62,6 +71,7 @@ export interface ResolvedConfig {
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
   readonly readOnly: 'safe' | 'lease';
+  readonly leaseDriftTicks: number;
   readonly maxMsgBytes: number;
   readonly inflightMsgsMax: number;
   readonly inflightBytesMax: number;
@@ -93,6 +103,12 @@ function positiveInt(name: string, v: number): number {
   return v;
 }
 
+function leaseDrift(c: RaftConfig): number {
+  const d = c.leaseDriftTicks ?? Math.ceil(c.electionTicks / 5);
+  if (!Number.isInteger(d) || d < 0 || d >= c.electionTicks) throw new ConfigError(`leaseDriftTicks must be an integer in [0, electionTicks), got ${d}`);
+  return d;
+}
+
 export function resolveConfig(c: RaftConfig): ResolvedConfig {
   positiveInt('id', c.id);
   positiveInt('electionTicks', c.electionTicks);
@@ -113,6 +129,7 @@ export function resolveConfig(c: RaftConfig): ResolvedConfig {
     preVote: c.preVote ?? defaults.preVote,
     checkQuorum,
     readOnly,
+    leaseDriftTicks: leaseDrift(c),
     maxMsgBytes: positiveInt('maxMsgBytes', c.maxMsgBytes ?? defaults.maxMsgBytes),
     inflightMsgsMax: positiveInt('inflightMsgsMax', c.inflightMsgsMax ?? defaults.inflightMsgsMax),
     inflightBytesMax: positiveInt('inflightBytesMax', c.inflightBytesMax ?? defaults.inflightBytesMax),

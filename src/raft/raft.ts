@@ -126,6 +126,14 @@ export class RaftCore {
 
   // ReadIndex bookkeeping (leader).
   private readRoundSeq = 0;
+  /** Ticks since this core was created (its notion of elapsed time). */
+  private tickCount = 0;
+  /** Lease reads: the tick at which each unconfirmed heartbeat round was sent. */
+  private roundSentTick = new Map<number, number>();
+  /** Lease reads: when the newest heartbeat round a quorum acknowledged was sent. */
+  private leaseStartTick = -Infinity;
+  /** Lease reads: a transfer was started this term (its target may win at once, lease or not). */
+  private transferStarted = false;
   private openReadRound: ReadRound | null = null;
   private pendingReadRounds: ReadRound[] = [];
   /** Reads that arrived before the leader committed an entry of its term. */
@@ -180,6 +188,7 @@ export class RaftCore {
 
   /** One unit of logical time. */
   tick(): void {
+    this.tickCount++;
     if (this.role === 'leader') this.tickHeartbeat();
     else this.tickElection();
   }
@@ -199,7 +208,10 @@ export class RaftCore {
       if (m.type === 'vote') {
         // A member that heard from a live leader within the election timeout ignores vote
         // requests (thesis §4.2.3): a removed or partitioned member cannot disrupt the cluster.
-        const inLease = this.cfg.checkQuorum && this.lead !== 0 && this.electionElapsed < this.cfg.electionTicks;
+        // With lease reads, a member that just started may have heard from a leader before it
+        // crashed: it waits an election timeout before voting, or a leader's lease could end early.
+        const inLease =
+          this.cfg.checkQuorum && ((this.lead !== 0 && this.electionElapsed < this.cfg.electionTicks) || this.inBootWindow());
         if (!m.transfer && inLease) {
           this.cfg.logger.info(
             `${this.id} [term: ${this.term}] ignored ${m.preVote ? 'pre-vote' : 'vote'} from ${m.from} at term ${m.term}: lease not expired (${this.cfg.electionTicks - this.electionElapsed} ticks remaining)`,
@@ -316,6 +328,7 @@ export class RaftCore {
     if (this.role !== 'leader') return this.refuse('notLeader', 'only the leader can transfer leadership');
     if (!this.config.voters.has(to)) return this.refuse('invalidTarget', `${to} is not a voter of the configuration`);
     if (to === this.id) return { ok: true };
+    this.transferStarted = true;
     if (this.leadTransferee === to) return { ok: true };
     if (this.leadTransferee !== 0) this.cfg.logger.info(`${this.id} [term ${this.term}] abandons transfer to ${this.leadTransferee}`);
     this.cfg.logger.info(`${this.id} [term ${this.term}] starts to transfer leadership to ${to}`);
@@ -571,6 +584,9 @@ export class RaftCore {
     this.openReadRound = null;
     this.pendingReadRounds = [];
     this.readsAwaitingCommit = [];
+    this.roundSentTick.clear();
+    this.leaseStartTick = -Infinity;
+    this.transferStarted = false;
     this.bcastDue = false;
     this.uncommittedBytes = 0;
     this.progress.clear();
@@ -697,7 +713,8 @@ export class RaftCore {
     }
     if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
       this.heartbeatElapsed = 0;
-      this.bcastHeartbeat(0);
+      // With lease reads every heartbeat is a round whose acknowledgements extend the lease.
+      this.bcastHeartbeat(this.cfg.readOnly === 'lease' ? ++this.readRoundSeq : 0);
     }
   }
 
@@ -1100,6 +1117,7 @@ export class RaftCore {
   }
 
   private bcastHeartbeat(round: number): void {
+    if (round > 0 && this.cfg.readOnly === 'lease') this.roundSentTick.set(round, this.tickCount);
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
       // Never tell a follower to commit beyond what it is known to hold.
@@ -1165,6 +1183,7 @@ export class RaftCore {
     if (pr.match < this.log.lastIndex() || m.needAppend) this.sendAppend(m.from, true);
     if (m.round > 0 && m.round > pr.ackedRound) {
       pr.ackedRound = m.round;
+      if (this.cfg.readOnly === 'lease') this.extendLease();
       this.releaseConfirmedReads();
     }
   }
@@ -1204,7 +1223,7 @@ export class RaftCore {
       this.readsAwaitingCommit.push({ from, ctx });
       return;
     }
-    if (this.cfg.readOnly === 'lease') {
+    if (this.cfg.readOnly === 'lease' && this.inLease()) {
       this.answerRead(from, ctx, this.log.commit);
       return;
     }
@@ -1216,6 +1235,32 @@ export class RaftCore {
     // Commit only grows, so the batch's index covers every request in it.
     r.index = this.log.commit;
     r.requests.push({ from, ctx });
+  }
+
+  /** Moves the lease start to the newest round a quorum has acknowledged. */
+  private extendLease(): void {
+    const rounds = [...this.roundSentTick.keys()].sort((a, b) => b - a);
+    for (const round of rounds) {
+      if (this.jointVote((id) => (id === this.id ? true : (this.progress.get(id)?.ackedRound ?? 0) >= round)) !== 'won') continue;
+      this.leaseStartTick = Math.max(this.leaseStartTick, this.roundSentTick.get(round)!);
+      for (const r of rounds) if (r <= round) this.roundSentTick.delete(r);
+      return;
+    }
+  }
+
+  /** Whether this leader may answer a read without a heartbeat round (see RaftConfig.readOnly). */
+  protected inLease(): boolean {
+    return !this.transferStarted && this.leadTransferee === 0 && this.tickCount < this.leaseStartTick + this.cfg.electionTicks - this.cfg.leaseDriftTicks;
+  }
+
+  /** Lease reads: whether the lease was ever established this term (for tests of the rule). */
+  protected leaseEstablished(): boolean {
+    return this.leaseStartTick > -Infinity;
+  }
+
+  /** Lease reads: whether a member that just started must still ignore votes (it may have acknowledged a leader's heartbeat before it crashed). */
+  protected inBootWindow(): boolean {
+    return this.cfg.readOnly === 'lease' && this.tickCount < this.cfg.electionTicks;
   }
 
   /** Releases every pending read round that a quorum has confirmed (by acking it or a later round). */
@@ -1249,6 +1294,9 @@ export class RaftCore {
     this.cfg.logger.info(
       `${this.id} switched to configuration voters=(${[...next.voters].join(' ')})${isJoint(next) ? `&&(${[...next.outgoing].join(' ')})` : ''} learners=(${[...next.learners].join(' ')})`,
     );
+    // A new configuration has new quorums: earlier acknowledgements prove nothing about them.
+    this.leaseStartTick = -Infinity;
+    this.roundSentTick.clear();
     this.switchConfig(next);
   }
 

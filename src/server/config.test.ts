@@ -27,6 +27,13 @@ describe('server config', () => {
     expect(c.initialCluster.map((m) => m.name)).toEqual(['a', 'b', 'c']);
     expect(c.maxRequestBytes).toBe(1.5 * 1024 * 1024);
     expect(c.maxTxnOps).toBe(128);
+    expect(c.leaseReads).toBe(false);
+  });
+
+  it('lease reads: off by default; on by flag or variable; the drift margin defaults to a fifth of the election timeout', () => {
+    expect(resolveConfig({ leaseReads: true })).toMatchObject({ leaseReads: true, leaseDriftMs: 200 });
+    expect(resolveConfig(withEnv({}, { FLOTILLA_LEASE_READS: 'true', FLOTILLA_LEASE_DRIFT: '300' }))).toMatchObject({ leaseReads: true, leaseDriftMs: 300 });
+    expect(resolveConfig({ leaseReads: true, electionTimeout: '2000' }).leaseDriftMs).toBe(400);
   });
 
   it('refuses bad settings with a message naming the flag', () => {
@@ -40,6 +47,10 @@ describe('server config', () => {
       [{ heartbeatInterval: 'fast' }, /--heartbeat-interval: "fast" is not a non-negative integer/],
       [{ heartbeatInterval: '500', electionTimeout: '1000' }, /at least 5 times --heartbeat-interval/],
       [{ maxTxnOps: '0' }, /--max-txn-ops: 0 is outside/],
+      [{ leaseReads: 'yes' }, /--lease-reads: "yes" must be true or false/],
+      [{ leaseReads: 'true', leaseDrift: '1000' }, /--lease-drift \(1000 ms, in whole heartbeats\) must be less than --election-timeout/],
+      [{ leaseReads: 'true', leaseDrift: '950' }, /--lease-drift/],
+      [{ leaseDrift: '-5' }, /--lease-drift/],
       [{ name: 'bad name' }, /--name: "bad name"/],
       [{ initialCluster: 'a=http://127.0.0.1:1,b=http://127.0.0.1:1', name: 'a', initialAdvertisePeerUrls: 'http://127.0.0.1:1' }, /given for both a and b/],
     ];

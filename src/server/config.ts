@@ -34,6 +34,14 @@ export interface ServerConfig {
   /** Milliseconds per Raft tick = the heartbeat interval. */
   readonly heartbeatMs: number;
   readonly electionMs: number;
+  /**
+   * Lease reads: the leader answers linearizable reads from its lease (a quorum acknowledged a
+   * heartbeat within the election timeout minus leaseDriftMs) without a heartbeat round.
+   * Safe only while clocks run at about the same rate and pauses are seen (see README).
+   */
+  readonly leaseReads: boolean;
+  /** Lease reads: the margin for clock-rate differences, ms (rounded up to whole heartbeats). */
+  readonly leaseDriftMs: number;
   /** Applied entries between snapshots. */
   readonly snapshotCount: number;
   /** Entries kept below a snapshot so a slightly lagging follower catches up without one. */
@@ -83,6 +91,8 @@ export interface RawConfig {
   initialClusterToken?: string;
   heartbeatInterval?: string | number;
   electionTimeout?: string | number;
+  leaseReads?: string | boolean;
+  leaseDrift?: string | number;
   snapshotCount?: string | number;
   snapshotCatchupEntries?: string | number;
   maxRequestBytes?: string | number;
@@ -101,7 +111,7 @@ export function envName(key: string): string {
 export function withEnv(raw: RawConfig, env: NodeJS.ProcessEnv = process.env): RawConfig {
   const keys: (keyof RawConfig)[] = [
     'name', 'dataDir', 'listenClientUrls', 'advertiseClientUrls', 'listenPeerUrls', 'initialAdvertisePeerUrls', 'initialCluster',
-    'initialClusterState', 'initialClusterToken', 'heartbeatInterval', 'electionTimeout', 'snapshotCount', 'snapshotCatchupEntries', 'maxRequestBytes', 'maxTxnOps',
+    'initialClusterState', 'initialClusterToken', 'heartbeatInterval', 'electionTimeout', 'leaseReads', 'leaseDrift', 'snapshotCount', 'snapshotCatchupEntries', 'maxRequestBytes', 'maxTxnOps',
     'requestTimeout', 'watchProgressNotifyInterval', 'unsafeFaultInjection',
   ];
   const out: RawConfig = { ...raw };
@@ -210,6 +220,11 @@ export function resolveConfig(input: RawConfig): ServerConfig {
   const heartbeatMs = int('heartbeat-interval', raw.heartbeatInterval, CONFIG_DEFAULTS.heartbeatMs, 1, 60_000);
   const electionMs = int('election-timeout', raw.electionTimeout, CONFIG_DEFAULTS.electionMs, 1, 600_000);
   if (electionMs < 5 * heartbeatMs) throw new ConfigError(`--election-timeout (${electionMs} ms) must be at least 5 times --heartbeat-interval (${heartbeatMs} ms)`);
+  const leaseReads = bool('lease-reads', raw.leaseReads);
+  const leaseDriftMs = int('lease-drift', raw.leaseDrift, Math.ceil(electionMs / 5), 0, 600_000);
+  if (Math.ceil(leaseDriftMs / heartbeatMs) >= Math.round(electionMs / heartbeatMs)) {
+    throw new ConfigError(`--lease-drift (${leaseDriftMs} ms, in whole heartbeats) must be less than --election-timeout (${electionMs} ms)`);
+  }
   return {
     name,
     dataDir: raw.dataDir ?? `${name}.etcd`,
@@ -224,6 +239,8 @@ export function resolveConfig(input: RawConfig): ServerConfig {
     self,
     heartbeatMs,
     electionMs,
+    leaseReads,
+    leaseDriftMs,
     snapshotCount: int('snapshot-count', raw.snapshotCount, CONFIG_DEFAULTS.snapshotCount, 1, 10_000_000),
     snapshotCatchupEntries: int('snapshot-catchup-entries', raw.snapshotCatchupEntries, CONFIG_DEFAULTS.snapshotCatchupEntries, 0, 10_000_000),
     maxRequestBytes: int('max-request-bytes', raw.maxRequestBytes, CONFIG_DEFAULTS.maxRequestBytes, 1024, 64 * 1024 * 1024),

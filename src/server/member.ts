@@ -112,7 +112,11 @@ export class EtcdMember {
       snapshotEntries: config.snapshotCount,
       snapshotRetain: config.snapshotCatchupEntries,
       readTimeoutMs: config.requestTimeoutMs,
-      raft: { preVote: true, checkQuorum: true },
+      raft: {
+        preVote: true,
+        checkQuorum: true,
+        ...(config.leaseReads ? { readOnly: 'lease' as const, leaseDriftTicks: Math.ceil(config.leaseDriftMs / config.heartbeatMs) } : {}),
+      },
       logger,
     });
     m.lessor.start();

@@ -43,6 +43,8 @@ export interface SimOptions {
   readonly faults?: readonly FaultKind[];
   /** Virtual duration of the fault phase, ms. */
   readonly faultPhaseMs?: number;
+  /** How leaders answer reads (default: 'lease' for half the seeds that have check-quorum). */
+  readonly readOnly?: 'safe' | 'lease';
   /** Probability that a new leader is struck (crashed or isolated) within a few message delays (default: 0.1, 0.3 or 0.7 by seed). */
   readonly strikeChance?: number;
   /** Range of virtual ms between two injected faults (default 20..600). */
@@ -118,6 +120,8 @@ interface Setting {
   tickUs: number;
   preVote: boolean;
   checkQuorum: boolean;
+  /** 'lease' only with checkQuorum. */
+  readOnly: 'safe' | 'lease';
   maxMsgBytes: number;
   inflightMsgsMax: number;
   snapshotEvery: number;
@@ -157,6 +161,8 @@ class SimNode {
   incarnation = 0;
   up = false;
   paused = false;
+  /** Core driver: ticks that fell due while paused (delivered on resume). */
+  missedTicks = 0;
   /** Work that arrived while paused, run in order on resume. */
   deferred: (() => void)[] = [];
   outstanding: Ready | null = null;
@@ -224,6 +230,7 @@ function chooseSetting(rng: Rng, o: SimOptions): Setting {
     tickUs: 10 * MS,
     preVote: rng.chance(0.75),
     checkQuorum: rng.chance(0.75),
+    readOnly: 'safe',
     maxMsgBytes: rng.pick([64, 256, 4096, 1 << 20]),
     inflightMsgsMax: rng.pick([1, 4, 256]),
     snapshotEvery: faults.includes('compaction') ? rng.pick([5, 15, 40]) : 1_000_000,
@@ -248,6 +255,8 @@ export class Simulation {
   private readonly netRng: Rng;
   private readonly faultRng: Rng;
   private readonly clientRng: Rng;
+  /** Lease-read choices, from their own stream (the rest of a seed's run stays what it was). */
+  private readonly leaseRng: Rng;
   private readonly diskRng: Rng;
   private readonly coreRng: Rng;
   private readonly setting: Setting;
@@ -305,6 +314,10 @@ export class Simulation {
   constructor(private readonly opts: SimOptions) {
     this.rng = makeRng(opts.seed);
     this.setting = chooseSetting(this.rng.fork(), opts);
+    this.leaseRng = makeRng(opts.seed ^ 0x1ea5e);
+    // Lease reads for half the runs that have check-quorum, drawn from their own stream so the
+    // rest of every seed's run is what it was before they existed.
+    if (this.setting.checkQuorum && (opts.readOnly ?? (this.leaseRng.chance(0.5) ? 'lease' : 'safe')) === 'lease') this.setting.readOnly = 'lease';
     this.netRng = this.rng.fork();
     this.faultRng = this.rng.fork();
     this.clientRng = this.rng.fork();
@@ -323,7 +336,7 @@ export class Simulation {
     const p = this.net.profile;
     return (
       `driver=${this.driver} nodes=${s.nodes} voters=${s.voters} learners=${s.learners} faults=${s.faults.join(',')} ` +
-      `preVote=${s.preVote} checkQuorum=${s.checkQuorum} heartbeat=${s.heartbeatTicks} maxMsgBytes=${s.maxMsgBytes} ` +
+      `preVote=${s.preVote} checkQuorum=${s.checkQuorum} readOnly=${s.readOnly} heartbeat=${s.heartbeatTicks} maxMsgBytes=${s.maxMsgBytes} ` +
       `inflight=${s.inflightMsgsMax} snapshotEvery=${s.snapshotEvery} net=${p.delay}/${p.baseUs}us loss=${p.loss} dup=${p.dup} ` +
       `fsync=${s.fsyncUs[0]}-${s.fsyncUs[1]}us${this.driver === 'node' ? ` segment=${s.segmentBytes} tear=${s.tearChance}` : ''} clients=${s.clients} keys=${s.keys} strike=${s.strikeChance}`
     );
@@ -459,6 +472,7 @@ export class Simulation {
       rng: this.coreRng.fork(),
       preVote: s.preVote,
       checkQuorum: s.checkQuorum,
+      readOnly: s.readOnly,
       maxMsgBytes: s.maxMsgBytes,
       inflightMsgsMax: s.inflightMsgsMax,
     };
@@ -467,7 +481,9 @@ export class Simulation {
     const tickEvery = s.tickUs * n.drift;
     const tick = (): void => {
       if (n.incarnation !== inc || !n.up) return;
-      if (!n.paused) {
+      if (n.paused) n.missedTicks++;
+      else {
+        this.catchUp(n);
         n.core!.tick();
         this.pump(n);
       }
@@ -533,11 +549,13 @@ export class Simulation {
       },
       close: async () => {},
     };
+    // The member's own clock runs at its drift, and a timer never fires before its time on
+    // that clock (rounded up to the next virtual microsecond).
     const clock: Clock = {
-      now: () => this.now / MS,
+      now: () => this.now / MS / n.drift,
       setTimer: (ms, fn) => {
         let armed = true;
-        this.schedule(ms * MS * n.drift, '', () => {
+        this.schedule(Math.ceil(ms * MS * n.drift), '', () => {
           if (armed && alive()) this.onNode(n, () => armed && alive() && fn());
         });
         return { cancel: () => (armed = false) };
@@ -578,7 +596,7 @@ export class Simulation {
       snapshotRetain: s.snapshotRetain,
       readTimeoutMs: s.clientTimeoutUs / MS,
       seed: this.coreRng.int(0, 2 ** 31),
-      raft: { preVote: s.preVote, checkQuorum: s.checkQuorum, maxMsgBytes: s.maxMsgBytes, inflightMsgsMax: s.inflightMsgsMax },
+      raft: { preVote: s.preVote, checkQuorum: s.checkQuorum, readOnly: s.readOnly, maxMsgBytes: s.maxMsgBytes, inflightMsgsMax: s.inflightMsgsMax },
       makeCore: (config, initial) => this.adoptCore(n, this.makeCore(config, initial)),
     });
     n.node = node;
@@ -856,7 +874,11 @@ export class Simulation {
       req = { client: c, reqId, op: 'cas', key, cmd: { id: opId, op: 'cas', key, expected, value } };
     }
     c.waiting = { req, call: this.now, ...(req.op === 'write' || req.op === 'cas' ? { value } : {}), ...(req.op === 'cas' ? { expected: expected ?? null } : {}) };
-    const target = this.nodes.get(c.target)!;
+    // With lease reads, half the requests go to any member, not the one the client follows: a
+    // deposed leader that still answers from its lease meets readers while writers find the
+    // new leader (so stale reads show).
+    const stray = this.setting.readOnly === 'lease' && this.leaseRng.chance(0.5);
+    const target = this.nodes.get(stray ? this.leaseRng.int(1, this.setting.nodes + 1) : c.target)!;
     this.stats.ops++;
     this.schedule(this.clientDelay(), `client ${c.process} -> n${c.target}: ${req.op} ${key}${req.cmd ? ` (${opId})` : ''}`, () => {
       this.onNode(target, () => this.handleRequest(target, req));
@@ -1219,10 +1241,22 @@ export class Simulation {
     this.boot(n);
   }
 
+  /**
+   * Core driver: the ticks a pause swallowed, delivered at once (as the shell does from its
+   * clock), capped at two election timeouts — without them a paused leader's lease would
+   * outlive the pause.
+   */
+  private catchUp(n: SimNode): void {
+    const missed = Math.min(n.missedTicks, 2 * this.setting.electionTicks + 1);
+    n.missedTicks = 0;
+    for (let i = 0; i < missed; i++) n.core?.tick();
+  }
+
   private resume(n: SimNode): void {
     if (!n.paused) return;
     this.note(`FAULT resume n${n.id}`);
     n.paused = false;
+    if (this.driver === 'core') this.catchUp(n);
     const work = n.deferred;
     n.deferred = [];
     for (const f of work) {
