@@ -163,7 +163,7 @@ describe.skipIf(missing !== null)(`flotilla client commands against ${TARGET}`, 
 
   it('lock: prints the key and holds; a second lock with a command waits, then runs it and exits with its code', async () => {
     const holder = start(['lock', 'lk']);
-    await waitFor(() => holder.out() !== '', 'the first lock');
+    await waitFor(() => holder.out().endsWith('\n'), 'the first lock');
     expect(holder.out()).toMatch(/^lk\/[0-9a-f]+\n$/);
     const waiter = start(['lock', 'lk', '--', 'sh', '-c', 'echo "got $ETCD_LOCK_KEY"; exit 3']);
     await sleep(800);
@@ -179,13 +179,15 @@ describe.skipIf(missing !== null)(`flotilla client commands against ${TARGET}`, 
     const observer = start(['elect', 'el']);
     await sleep(500);
     const first = start(['elect', 'el', 'p1']);
-    await waitFor(() => first.out() !== '', 'the first leader');
+    // The key and the value may arrive in separate chunks: wait for both lines.
+    const twoLines = (out: string) => out.split('\n').length >= 3;
+    await waitFor(() => twoLines(first.out()), 'the first leader');
     expect(first.out()).toMatch(/^el\/[0-9a-f]+\np1\n$/);
     const second = start(['elect', 'el', 'p2']);
     await sleep(800);
     expect(second.out()).toBe('');
     first.proc.kill('SIGINT');
-    await waitFor(() => second.out() !== '', 'the second leader');
+    await waitFor(() => twoLines(second.out()), 'the second leader');
     expect(second.out()).toMatch(/^el\/[0-9a-f]+\np2\n$/);
     await waitFor(() => observer.out().includes('p2'), 'the observer');
     expect(observer.out()).toMatch(/^el\/[0-9a-f]+\np1\nel\/[0-9a-f]+\np2\n$/);

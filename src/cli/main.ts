@@ -62,7 +62,8 @@ export function buildProgram(): Command {
     .option('--members <n>', 'cluster size', intArg('--members', 3, 7), 3)
     .option('--clients <n>', 'concurrent clients', intArg('--clients', 1, 64), 4)
     .option('--history <file>', 'where to write the history (JSON lines; re-check with flotilla check)', 'faults-history.jsonl')
-    .action(async (o: { time: number; faults: string; seed: number; members: number; clients: number; history: string }) => {
+    .option('--lease-reads', 'members answer linearizable reads from the leader\'s lease (serve --lease-reads)')
+    .action(async (o: { time: number; faults: string; seed: number; members: number; clients: number; history: string; leaseReads?: boolean }) => {
       const { runFaults, FAULT_KINDS } = await import('../faults/run.js');
       const kinds = o.faults === 'all' ? [...FAULT_KINDS] : o.faults === 'none' ? [] : o.faults.split(',').map((s) => s.trim());
       const bad = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
@@ -71,7 +72,7 @@ export function buildProgram(): Command {
         process.exitCode = 2;
         return;
       }
-      const r = await runFaults({ timeSec: o.time, faults: kinds as typeof FAULT_KINDS[number][], seed: o.seed, members: o.members, clients: o.clients, historyFile: o.history, log: (l) => console.log(l) });
+      const r = await runFaults({ timeSec: o.time, faults: kinds as typeof FAULT_KINDS[number][], seed: o.seed, members: o.members, clients: o.clients, leaseReads: o.leaseReads === true, historyFile: o.history, log: (l) => console.log(l) });
       console.log('');
       for (const v of r.verdicts) console.log(`${v.ok ? 'PASS' : 'FAIL'} ${v.name}: ${v.detail}`);
       console.log(r.ok ? `\nno violations (${r.injected.length} fault events, ${r.ops} operations)` : '\nVIOLATIONS FOUND');

@@ -36,15 +36,17 @@ export class FaultCluster {
     readonly members: Member[],
     readonly dir: string,
     private readonly token: string,
+    /** Extra `flotilla serve` flags for every member (e.g. --lease-reads). */
+    private readonly serveArgs: readonly string[],
   ) {}
 
-  static async start(size: number): Promise<FaultCluster> {
+  static async start(size: number, serveArgs: readonly string[] = []): Promise<FaultCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-faults-'));
     const members: Member[] = [];
     for (let i = 0; i < size; i++) {
       members.push({ name: `m${i + 1}`, client: `127.0.0.1:${await freePort()}`, peerUrl: `http://127.0.0.1:${await freePort()}`, dataDir: join(dir, `m${i + 1}`), proc: null, paused: false, log: '' });
     }
-    const c = new FaultCluster(members, dir, `faults-${process.pid}-${Date.now()}`);
+    const c = new FaultCluster(members, dir, `faults-${process.pid}-${Date.now()}`, serveArgs);
     for (const m of members) c.launch(m, 'new');
     await Promise.all(members.map((m) => c.waitReady(m)));
     return c;
@@ -64,6 +66,7 @@ export class FaultCluster {
         '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
         '--initial-cluster', this.members.map((x) => `${x.name}=${x.peerUrl}`).join(','),
         '--initial-cluster-state', state, '--initial-cluster-token', this.token,
+        ...this.serveArgs,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );

@@ -25,6 +25,8 @@ export interface FaultRunOptions {
   readonly seed: number;
   readonly members?: number;
   readonly clients?: number;
+  /** Members answer linearizable reads from the leader's lease (flotilla serve --lease-reads). */
+  readonly leaseReads?: boolean;
   /** Where the history goes (JSON lines). */
   readonly historyFile: string;
   readonly log?: (line: string) => void;
@@ -73,8 +75,8 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
     log(`${stamp()} ${s}`);
   };
   const n = o.members ?? 3;
-  log(`starting ${n} members (fault injection on), seed ${o.seed}, faults ${o.faults.join(',') || 'none'}, ${o.timeSec} s`);
-  const cluster = await FaultCluster.start(n);
+  log(`starting ${n} members (fault injection on), seed ${o.seed}, faults ${o.faults.join(',') || 'none'}, ${o.timeSec} s${o.leaseReads ? ', lease reads' : ''}`);
+  const cluster = await FaultCluster.start(n, o.leaseReads ? ['--lease-reads'] : []);
   const clients: FlotillaClient[] = [];
   const history: HistoryOp[] = [];
   const watches: WatchRecord[] = [];

@@ -143,6 +143,8 @@ export class RaftNode<R = unknown> {
   private tickTimer: { cancel(): void } | null = null;
   /** When the next tick is due, on the clock. */
   private nextTickAt: number | null = null;
+  /** Lease reads on: ticks follow the clock (see catchUpTicks). */
+  private readonly leaseReads: boolean;
   private wake: (() => void) | null = null;
   private loopDone: Promise<void> = Promise.resolve();
   private readonly proposals = new Map<Index, ProposalWaiter<R>>();
@@ -161,6 +163,7 @@ export class RaftNode<R = unknown> {
     this.id = o.id;
     this.clock = o.clock ?? realClock;
     this.tickMs = o.tickMs ?? 100;
+    this.leaseReads = o.raft?.readOnly === 'lease';
   }
 
   /** Recovers from storage and starts ticking and processing. */
@@ -219,7 +222,7 @@ export class RaftNode<R = unknown> {
   linearizableRead(): Promise<void> {
     if (this.stopped) return Promise.reject(new StoppedError('node is stopped'));
     // A lease read must see the time that passed since the last tick.
-    this.catchUpTicks();
+    if (this.leaseReads) this.catchUpTicks();
     const ctx = `${this.id}.${++this.readSeq}`;
     const r = this.core.readIndex(ctx);
     if (!r.ok) return Promise.reject(new NotLeaderError(r.leaderHint, r.detail));
@@ -309,7 +312,13 @@ export class RaftNode<R = unknown> {
     this.nextTickAt ??= this.clock.now() + this.tickMs;
     this.tickTimer = this.clock.setTimer(Math.max(0, this.nextTickAt - this.clock.now()), () => {
       if (this.stopped) return;
-      this.catchUpTicks();
+      if (this.leaseReads) this.catchUpTicks();
+      else {
+        // Without lease reads, one tick per timer, as etcd's ticker: ticks missed in a pause
+        // are dropped (safety never depends on them; catching up would only hurry elections).
+        this.core.tick();
+        this.nextTickAt = this.clock.now() + this.tickMs;
+      }
       this.kick();
       this.scheduleTick();
     });
@@ -319,7 +328,8 @@ export class RaftNode<R = unknown> {
    * Delivers the ticks the clock says are due. Time is the clock's, not the timer's: after a
    * pause (SIGSTOP, a long GC, a stalled event loop) the missed ticks are delivered at once —
    * at most CATCH_UP_ELECTIONS_MAX election timeouts' worth — so election timeouts,
-   * check-quorum and the leader's read lease see the time that really passed.
+   * check-quorum and the leader's read lease see the time that really passed. Used with lease
+   * reads, whose safety depends on it.
    */
   private catchUpTicks(): void {
     const now = this.clock.now();

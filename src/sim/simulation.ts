@@ -1242,11 +1242,13 @@ export class Simulation {
   }
 
   /**
-   * Core driver: the ticks a pause swallowed, delivered at once (as the shell does from its
-   * clock), capped at two election timeouts — without them a paused leader's lease would
-   * outlive the pause.
+   * Core driver, lease reads: the ticks a pause swallowed, delivered at once (as the shell
+   * does from its clock), capped at two election timeouts — without them a paused leader's
+   * lease would outlive the pause.
    */
   private catchUp(n: SimNode): void {
+    // Only with lease reads, as the shell (RaftNode) does.
+    if (this.setting.readOnly !== 'lease') n.missedTicks = 0;
     const missed = Math.min(n.missedTicks, 2 * this.setting.electionTicks + 1);
     n.missedTicks = 0;
     for (let i = 0; i < missed; i++) n.core?.tick();
