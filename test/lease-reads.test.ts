@@ -43,17 +43,18 @@ describe('lease reads', () => {
   };
 
   it('the leader answers from its lease while cut off, and not after the lease has run out', async () => {
-    const c = (cluster = await startCluster('flotilla', { extraArgs: ['--unsafe-fault-injection', '--lease-reads'] }));
+    // A long election timeout (lease 3000 - 600 ms) keeps this test clear of a busy machine.
+    const c = (cluster = await startCluster('flotilla', { extraArgs: ['--unsafe-fault-injection', '--lease-reads', '--election-timeout', '3000'] }));
     const L = await leaderIndex(c);
     const onLeader = client(c.endpoints[L]!, 1500);
     await onLeader.put('lr/k', 'v1');
     expect((await onLeader.get('lr/k')).kvs[0]?.valueString()).toBe('v1');
     await isolate(c, L);
-    // Within the lease (election timeout 1000 ms minus the 200 ms drift margin), no round trip.
+    // Within the lease (election timeout minus the drift margin), no round trip.
     const t0 = performance.now();
     expect((await onLeader.get('lr/k')).kvs[0]?.valueString(), 'answered from the lease').toBe('v1');
-    expect(performance.now() - t0).toBeLessThan(500);
-    await sleep(1500);
+    expect(performance.now() - t0).toBeLessThan(1500);
+    await sleep(3500);
     await expect(onLeader.get('lr/k'), 'the lease has run out: no answer without a quorum').rejects.toThrow();
   }, 60_000);
 
