@@ -1237,15 +1237,20 @@ export class RaftCore {
     r.requests.push({ from, ctx });
   }
 
-  /** Moves the lease start to the newest round a quorum has acknowledged. */
+  /** Moves the lease start to when the newest round a quorum has acknowledged was sent. */
   private extendLease(): void {
-    const rounds = [...this.roundSentTick.keys()].sort((a, b) => b - a);
-    for (const round of rounds) {
-      if (this.jointVote((id) => (id === this.id ? true : (this.progress.get(id)?.ackedRound ?? 0) >= round)) !== 'won') continue;
-      this.leaseStartTick = Math.max(this.leaseStartTick, this.roundSentTick.get(round)!);
-      for (const r of rounds) if (r <= round) this.roundSentTick.delete(r);
-      return;
+    // Rounds are kept in the order sent, and a quorum that acknowledged a round acknowledged
+    // every earlier one: take confirmed rounds from the front.
+    for (const [round, sentAt] of this.roundSentTick) {
+      if (!this.roundConfirmed(round)) return;
+      this.leaseStartTick = Math.max(this.leaseStartTick, sentAt);
+      this.roundSentTick.delete(round);
     }
+  }
+
+  /** Whether a (joint) quorum has acknowledged heartbeat round `round` or a later one. */
+  private roundConfirmed(round: number): boolean {
+    return this.jointVote((id) => (id === this.id ? true : (this.progress.get(id)?.ackedRound ?? 0) >= round)) === 'won';
   }
 
   /** Whether this leader may answer a read without a heartbeat round (see RaftConfig.readOnly). */
@@ -1267,8 +1272,7 @@ export class RaftCore {
   private releaseConfirmedReads(): void {
     while (this.pendingReadRounds.length > 0) {
       const r = this.pendingReadRounds[0]!;
-      const result = this.jointVote((id) => (id === this.id ? true : (this.progress.get(id)?.ackedRound ?? 0) >= r.round));
-      if (result !== 'won') return;
+      if (!this.roundConfirmed(r.round)) return;
       this.pendingReadRounds.shift();
       for (const q of r.requests) this.answerRead(q.from, q.ctx, r.index);
     }

@@ -13,7 +13,7 @@ import type { InitialState, RaftConfig } from '../raft/config.js';
 import type { Message } from '../raft/messages.js';
 import { RaftCore } from '../raft/raft.js';
 import type { ConfChange, ConfState, Entry, HardState, NodeId, Ready, Snapshot } from '../raft/types.js';
-import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, type Clock, type StateMachine, type Transport } from '../node/node.js';
+import { CATCH_UP_ELECTIONS_MAX, NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, type Clock, type StateMachine, type Transport } from '../node/node.js';
 import { MemFs } from '../storage/fs.js';
 import { DiskStorage, type Storage } from '../storage/storage.js';
 import { SimDisk } from './disk.js';
@@ -1249,7 +1249,7 @@ export class Simulation {
   private catchUp(n: SimNode): void {
     // Only with lease reads, as the shell (RaftNode) does.
     if (this.setting.readOnly !== 'lease') n.missedTicks = 0;
-    const missed = Math.min(n.missedTicks, 2 * this.setting.electionTicks + 1);
+    const missed = Math.min(n.missedTicks, CATCH_UP_ELECTIONS_MAX * this.setting.electionTicks + 1);
     n.missedTicks = 0;
     for (let i = 0; i < missed; i++) n.core?.tick();
   }
