@@ -5,7 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
-import { decodeCommand, encodeValue } from '../kv/commands.js';
+import { decodeRequest, encodeValue } from '../kv/commands.js';
 import { ERR, KvError } from '../kv/errors.js';
 import type { WatchOut } from '../kv/watch.js';
 import type { EtcdMember } from '../server/member.js';
@@ -276,7 +276,9 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
 
   const Internal = {
     Propose: unary(async (req) => {
-      const cmd = decodeCommand(req.command as Uint8Array);
+      const d = decodeRequest(req.command as Uint8Array);
+      if (!d.ok) throw new KvError('InvalidArgument', `etcdserver: malformed command: ${d.reason}`);
+      const cmd = d.command;
       try {
         const r = await m.propose(cmd, true);
         return { result: Buffer.from(encodeValue({ ok: true, value: r.value, revision: r.revision })) };

@@ -78,8 +78,28 @@ export function decodeValue<T>(b: Uint8Array): T {
   return JSON.parse(Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8'), reviver) as T;
 }
 
-export const encodeCommand = (c: Command): Uint8Array => encodeValue(c);
-export const decodeCommand = (b: Uint8Array): Command => decodeValue<Command>(b);
+/**
+ * A command as it travels in the log: the request id chosen by the member that proposed it
+ * (unique per proposing member; 0n when nobody waits for it) and the command. Every member
+ * applies the entry; the proposer recognises its own by the id (see KvStateMachine.onApplied).
+ */
+export interface LogRequest {
+  readonly id: bigint;
+  readonly command: Command;
+}
+
+/** What decoding a log entry gave: the request, or why its bytes are not one (apply turns that into an error result). */
+export type DecodedRequest = ({ readonly ok: true } & LogRequest) | { readonly ok: false; readonly id: bigint; readonly reason: string };
+
+export const encodeRequest = (r: LogRequest): Uint8Array => encodeValue({ id: r.id, command: r.command });
+
+export function decodeRequest(b: Uint8Array): DecodedRequest {
+  const r = decodeValue<LogRequest>(b);
+  return { ok: true, id: r.id, command: r.command };
+}
+
+/** A command with no waiter (request id 0n): tests and tools. */
+export const encodeCommand = (c: Command): Uint8Array => encodeRequest({ id: 0n, command: c });
 
 export function resultError(r: ApplyResult & { ok: false }): KvError {
   return new KvError(r.error.code, r.error.message);

@@ -6,7 +6,7 @@
  */
 import type { StateMachine } from '../node/node.js';
 import type { Entry, Index } from '../raft/types.js';
-import { decodeCommand, decodeValue, encodeValue, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
+import { decodeRequest, decodeValue, encodeValue, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
 import { KvError } from './errors.js';
 import { MvccStore, type KvEvent, type MvccLimits } from './mvcc.js';
 
@@ -26,6 +26,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   private commitListeners: ((events: readonly KvEvent[], rev: number) => void)[] = [];
   private restoreListeners: (() => void)[] = [];
   private leaseListeners: ((c: LeaseChange) => void)[] = [];
+  private appliedListeners: ((requestId: bigint, index: Index, result: ApplyResult) => void)[] = [];
   private applied: Index = 0;
 
   constructor(limits: Partial<MvccLimits> = {}) {
@@ -67,9 +68,23 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     this.leaseListeners.push(fn);
   }
 
+  /**
+   * After every applied entry: its request id (0n when none), index and result. The member
+   * that proposed the entry answers its client from here (forwarded proposals included).
+   */
+  onApplied(fn: (requestId: bigint, index: Index, result: ApplyResult) => void): void {
+    this.appliedListeners.push(fn);
+  }
+
   apply(entry: Entry): ApplyResult {
     this.applied = entry.index;
-    const cmd = decodeCommand(entry.data);
+    const req = decodeRequest(entry.data);
+    const result = req.ok ? this.runRequest(req.command) : { ok: false as const, error: { code: 'InvalidArgument' as const, message: `etcdserver: malformed log entry: ${req.reason}` }, revision: this.kv.revision };
+    for (const l of this.appliedListeners) l(req.id, entry.index, result);
+    return result;
+  }
+
+  private runRequest(cmd: Command): ApplyResult {
     try {
       const value = this.run(cmd);
       return { ok: true, value, revision: this.kv.revision };
