@@ -35,7 +35,7 @@ let cached: { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } 
 
 export function loadProtos(): { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } {
   if (!cached) {
-    const definition = protoLoader.loadSync(['rpc.proto', 'v3election.proto', 'v3lock.proto', 'flotilla_internal.proto'], LOADER_OPTIONS);
+    const definition = protoLoader.loadSync(['rpc.proto', 'v3election.proto', 'v3lock.proto'], LOADER_OPTIONS);
     cached = { definition, pkg: grpc.loadPackageDefinition(definition) };
   }
   return cached;

@@ -1,11 +1,11 @@
 /**
- * The etcd v3 gRPC services of one member: KV, Watch, Lease, Cluster, Maintenance, and the
- * internal forwarding service. Handlers take and return wire objects (see convert.ts); the
- * same handler objects serve the JSON gateway. Errors carry etcd's gRPC code and exact text.
+ * The etcd v3 gRPC services of one member: KV, Watch, Lease, Cluster, Maintenance (members'
+ * own traffic is on the peer port: src/server/peer-calls.ts). Handlers take and return wire
+ * objects (see convert.ts); the same handler objects serve the JSON gateway. Errors carry
+ * etcd's gRPC code and exact text.
  */
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
-import { decodeRequest, encodeValue } from '../kv/commands.js';
 import { ERR, KvError } from '../kv/errors.js';
 import type { WatchOut } from '../kv/watch.js';
 import type { EtcdMember } from '../server/member.js';
@@ -274,26 +274,6 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     }),
   };
 
-  const Internal = {
-    Propose: unary(async (req) => {
-      const d = decodeRequest(req.command as Uint8Array);
-      if (!d.ok) throw new KvError('InvalidArgument', `etcdserver: malformed command: ${d.reason}`);
-      const cmd = d.command;
-      try {
-        const r = await m.propose(cmd, true);
-        return { result: Buffer.from(encodeValue({ ok: true, value: r.value, revision: r.revision })) };
-      } catch (e) {
-        // A refusal every member agrees on travels as a result; other failures as a status.
-        if (e instanceof KvError && !isTransient(e)) {
-          return { result: Buffer.from(encodeValue({ ok: false, error: { code: e.code, message: e.message }, revision: m.sm.store.revision })) };
-        }
-        throw e;
-      }
-    }),
-    LeaseRenew: unary(async (req) => ({ TTL: String(m.lessor.renew(big(req.ID))) })),
-    LeaseRemaining: unary(async (req) => ({ TTL: String(m.lessor.remaining(big(req.ID))) })),
-  };
-
   return {
     'etcdserverpb.KV': KV,
     'etcdserverpb.Watch': Watch,
@@ -302,10 +282,5 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     'etcdserverpb.Maintenance': Maintenance,
     'v3lockpb.Lock': lockService(m),
     'v3electionpb.Election': electionService(m),
-    'flotillapb.Internal': Internal,
   } as unknown as Handlers;
-}
-
-function isTransient(e: KvError): boolean {
-  return e.code === 'Unavailable' || e.code === 'DeadlineExceeded' || e.message === ERR.notLeader().message;
 }

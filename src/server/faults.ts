@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Transport } from '../node/node.js';
 import type { Message } from '../raft/messages.js';
+import type { MemberChannel } from '../transport/tcp.js';
 import { realFs, type FileSystem } from '../storage/fs.js';
 import type { InitialMember } from './config.js';
 
@@ -25,11 +26,17 @@ export function noFaults(): FaultState {
   return { dropTo: new Set(), dropFrom: new Set(), fsyncDelayMs: 0 };
 }
 
-/** A transport that drops what the fault state says, in both directions. */
-export function faultyTransport(inner: Transport, faults: FaultState): Transport {
+/**
+ * A transport that drops what the fault state says, in both directions: Raft messages and the
+ * member channel alike (a partitioned follower can no more forward a write than replicate).
+ * A member frame dropped on the way out reports itself sent: the sender cannot know.
+ */
+export function faultyTransport(inner: Transport & MemberChannel, faults: FaultState): Transport & MemberChannel {
   return {
     send: (messages: readonly Message[]) => inner.send(faults.dropTo.size === 0 ? messages : messages.filter((m) => !faults.dropTo.has(m.to))),
     listen: (receive: (m: Message) => void) => inner.listen((m) => (faults.dropFrom.has(m.from) ? undefined : receive(m))),
+    sendMember: (to, body) => (faults.dropTo.has(to) ? true : inner.sendMember(to, body)),
+    onMember: (receive) => inner.onMember((from, body) => (faults.dropFrom.has(from) ? undefined : receive(from, body))),
     close: () => inner.close(),
   };
 }

@@ -4,22 +4,24 @@
  * writes go through the log on the leader (a follower forwards them), linearizable reads wait
  * for a ReadIndex, serializable reads read the local store.
  */
-import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { clientConstructor, NOT_SENT_DETAILS } from '../api/proto.js';
-import { decodeValue, encodeCommand, encodeValue, type ApplyResult, type Command, type CommandValue } from '../kv/commands.js';
+import { assertNever } from '../lib/assert.js';
+import { decodeRequest, encodeRequest, encodeValue, type ApplyResult, type Command, type CommandValue } from '../kv/commands.js';
 import { ERR, KvError } from '../kv/errors.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WatchHub } from '../kv/watch.js';
-import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, StoppedError } from '../node/node.js';
+import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, StoppedError, type Transport } from '../node/node.js';
 import type { Logger } from '../raft/config.js';
+import type { NodeId } from '../raft/types.js';
 import { DiskStorage } from '../storage/storage.js';
-import { TcpTransport } from '../transport/tcp.js';
+import { FRAME_BYTES_MAX, MEMBER_FRAME_HEADER_BYTES } from '../transport/codec.js';
+import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel } from '../transport/tcp.js';
 import type { InitialMember, ServerConfig } from './config.js';
 import { faultyTransport, noFaults, slowSyncFs, type FaultState } from './faults.js';
 import { Lessor } from './lessor.js';
+import { decodePeerCall, encodePeerCall, FORWARD_HEADER_BYTES, RequestIdGenerator, requestIdMember, type ForwardOutcome, type LeaseOp, type PeerCall } from './peer-calls.js';
 
 export interface MemberInfo {
   readonly id: bigint;
@@ -39,14 +41,19 @@ export interface Header {
 
 /** Pause between attempts while a write or read waits for a leader. */
 const RETRY_PAUSE_MS = 50;
+/**
+ * A lease call to the leader unanswered this long is sent again (renew and time-to-live are
+ * idempotent, so a lost call or answer costs only a retry).
+ */
+export const LEASE_CALL_ATTEMPT_MS = 1_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type InternalClient = grpc.Client & {
-  Propose(req: { command: Buffer }, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: { result: Buffer }) => void): void;
-  LeaseRenew(req: { ID: string }, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: { TTL: string }) => void): void;
-  LeaseRemaining(req: { ID: string }, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: { TTL: string }) => void): void;
-};
+/** A forwarded request the leader took in at `index`: if another entry applies there, ours was lost to a leader change. */
+interface Expected {
+  readonly id: bigint;
+  readonly fail: (e: KvError) => void;
+}
 
 export class EtcdMember {
   readonly memberId: bigint;
@@ -56,8 +63,19 @@ export class EtcdMember {
   readonly lessor: Lessor;
   node!: RaftNode<ApplyResult>;
   private transport!: TcpTransport;
+  /** The transport as Raft and the member channel use it (with fault injection when enabled). */
+  private channel!: Transport & MemberChannel;
   private readonly byRaftId = new Map<number, InitialMember>();
-  private readonly forwardClients = new Map<string, InternalClient>();
+  private readonly requestIds: RequestIdGenerator;
+  private callSeq = 0;
+  /** Member-channel calls awaiting an answer: callId -> (the peer asked, the answer's handler). */
+  private readonly calls = new Map<number, { peer: NodeId; answer: (c: PeerCall) => void }>();
+  /** Forwarded requests waiting for this member's apply of their request id. */
+  private readonly applyWaiters = new Map<bigint, (r: ApplyResult) => void>();
+  /** Accepted forwards by the index the leader gave them. */
+  private readonly expectedAt = new Map<number, Expected[]>();
+  /** Every forward in flight, to end when the member stops. */
+  private readonly inFlight = new Set<(e: KvError) => void>();
   private stopped = false;
   /** Test-only faults (see faults.ts); inert unless --unsafe-fault-injection. */
   readonly faults: FaultState = noFaults();
@@ -73,6 +91,8 @@ export class EtcdMember {
     this.sm = new KvStateMachine({ maxTxnOps: config.maxTxnOps });
     this.hub = new WatchHub(this.sm, { progressIntervalMs: config.watchProgressNotifyIntervalMs });
     this.lessor = new Lessor(this);
+    this.requestIds = new RequestIdGenerator(config.self.raftId);
+    this.sm.onApplied((requestId, index, result) => this.applied(requestId, index, result));
   }
 
   static async start(config: ServerConfig, logger: Logger): Promise<EtcdMember> {
@@ -93,18 +113,24 @@ export class EtcdMember {
           return [x.raftId, { host: u.hostname, port: Number(u.port) }] as const;
         }),
     );
+    // A forward carries a request of up to --max-request-bytes in one peer frame.
+    if (config.maxRequestBytes + FORWARD_HEADER_BYTES + MEMBER_FRAME_HEADER_BYTES > FRAME_BYTES_MAX) throw new Error(`--max-request-bytes ${config.maxRequestBytes} exceeds the peer frame limit`);
     m.transport = await TcpTransport.start({
       id: config.self.raftId,
       clusterId: `${config.initialClusterToken}/${config.clusterId.toString(16)}`,
       listenHost: listen.hostname,
       listenPort: Number(listen.port),
       peers,
+      // Far longer than any heartbeat interval: a leader's heartbeats keep its connections busy.
+      idleTimeoutMs: Math.max(PEER_IDLE_TIMEOUT_MS, 3 * config.electionMs),
       logger,
     });
+    m.channel = config.unsafeFaultInjection ? faultyTransport(m.transport, m.faults) : m.transport;
+    m.channel.onMember((from, body) => m.onPeerCall(from, body));
     m.node = await RaftNode.start<ApplyResult>({
       id: config.self.raftId,
       storage,
-      transport: config.unsafeFaultInjection ? faultyTransport(m.transport, m.faults) : m.transport,
+      transport: m.channel,
       stateMachine: m.sm,
       tickMs: config.heartbeatMs,
       electionTicks: Math.round(config.electionMs / config.heartbeatMs),
@@ -176,8 +202,7 @@ export class EtcdMember {
     };
     while (!this.stopped && !same()) {
       try {
-        if (this.node.isLeader) await this.propose({ op: 'publish', member: want });
-        else if (this.leaderClientUrl()) await this.propose({ op: 'publish', member: want });
+        if (this.node.leader !== 0) await this.propose({ op: 'publish', member: want });
         else await sleep(RETRY_PAUSE_MS);
       } catch {
         await sleep(RETRY_PAUSE_MS * 4);
@@ -191,36 +216,29 @@ export class EtcdMember {
     return p !== undefined && p.name === this.config.name;
   }
 
-  /** The leader's advertised client URL, once it has published it. */
-  leaderClientUrl(): string | null {
-    const id = this.leaderId;
-    if (id === 0n || id === this.memberId) return null;
-    return this.sm.members.get(id)?.clientUrls[0] ?? null;
-  }
-
   // ---------------------------------------------------------------------------------------
   // Writes and reads
   // ---------------------------------------------------------------------------------------
 
   /**
    * Runs a command through the log and returns its value, or throws the KvError every member
-   * got applying it. On a follower the command is forwarded to the leader. Waits for a leader
-   * up to the request timeout. Retries only where the command surely did not enter the log.
+   * got applying it. The leader proposes it; a follower forwards it to the leader over the peer
+   * transport and waits for its own apply of the entry with the request's id. Waits for a
+   * leader up to the request timeout. Retries only where the request surely did not enter the
+   * log (the leader refused it, or it never left this member).
    */
-  async propose(cmd: Command, forwarded = false): Promise<{ value: CommandValue; revision: number }> {
+  async propose(cmd: Command): Promise<{ value: CommandValue; revision: number }> {
     const deadline = Date.now() + this.config.requestTimeoutMs;
-    const data = encodeCommand(cmd);
+    const id = this.requestIds.next();
+    const data = encodeRequest({ id, command: cmd });
+    // As etcd checks the marshalled InternalRaftRequest against --max-request-bytes.
+    if (data.length > this.config.maxRequestBytes) throw ERR.requestTooLarge();
     for (;;) {
       if (this.stopped) throw ERR.stopped();
       let r: ApplyResult | null = null;
-      if (this.node.isLeader) {
-        r = await this.proposeLocal(data, deadline);
-      } else if (forwarded) {
-        throw ERR.notLeader();
-      } else {
-        const url = this.leaderClientUrl();
-        if (url) r = await this.forward(url, data, deadline);
-      }
+      const leader = this.node.leader;
+      if (this.node.isLeader) r = await this.proposeLocal(data, deadline);
+      else if (leader !== 0) r = await this.forward(leader, id, data, deadline);
       if (r) {
         if (!r.ok) throw new KvError(r.error.code, r.error.message);
         return { value: r.value, revision: r.revision };
@@ -241,12 +259,10 @@ export class EtcdMember {
         }),
       ]);
     } catch (e) {
-      if (e instanceof NotLeaderError) return null;
-      if (e instanceof ProposalRefusedError) {
-        if (e.reason === 'notLeader' || e.reason === 'transferInProgress') return null;
-        if (e.reason === 'tooLarge') throw ERR.requestTooLarge();
-        throw ERR.tooManyRequests();
-      }
+      const refusal = refusalOf(e);
+      if (refusal === 'notLeader' || refusal === 'transferInProgress') return null;
+      if (refusal === 'tooLarge') throw ERR.requestTooLarge();
+      if (refusal === 'tooManyRequests') throw ERR.tooManyRequests();
       if (e instanceof ProposalDroppedError) throw ERR.leaderChanged();
       if (e instanceof ProposalOutcomeUnknownError) throw ERR.timedOut();
       if (e instanceof StoppedError) throw ERR.stopped();
@@ -256,70 +272,191 @@ export class EtcdMember {
     }
   }
 
-  private internalClient(url: string): InternalClient {
-    let c = this.forwardClients.get(url);
-    if (!c) {
-      const Ctor = clientConstructor('flotillapb.Internal');
-      c = new Ctor(url.replace(/^http:\/\//, ''), grpc.credentials.createInsecure()) as unknown as InternalClient;
-      this.forwardClients.set(url, c);
-    }
-    return c;
-  }
-
-  /** null: the target was not the leader or could not be reached before sending; try again. */
-  private forward(url: string, data: Uint8Array, deadline: number): Promise<ApplyResult | null> {
-    const md = new grpc.Metadata();
-    md.set('flotilla-forwarded', '1');
+  /**
+   * Sends the encoded request to the leader and waits for this member's apply of the entry with
+   * request id `id`. null: it surely did not enter the log (refused, or never left), try again.
+   * Anything ambiguous (no answer, a lost connection) waits for the apply until the deadline:
+   * retrying then could apply the request twice.
+   */
+  private forward(leader: NodeId, id: bigint, data: Uint8Array, deadline: number): Promise<ApplyResult | null> {
     return new Promise((resolve, reject) => {
-      this.internalClient(url).Propose({ command: Buffer.from(data) }, md, { deadline: new Date(deadline) }, (err, res) => {
-        if (!err) return resolve(decodeValue<ApplyResult>(res!.result));
-        if (err.code === grpc.status.FAILED_PRECONDITION && err.details === ERR.notLeader().message) return resolve(null);
-        // Only where the request surely never left: a dropped connection may mean it was applied.
-        if (err.code === grpc.status.UNAVAILABLE && NOT_SENT_DETAILS.test(err.details)) return resolve(null);
-        if (err.code === grpc.status.DEADLINE_EXCEEDED) return reject(ERR.timedOut());
-        reject(new KvError(grpcCodeName(err.code), err.details));
+      const callId = ++this.callSeq;
+      let expected: { index: number; e: Expected } | null = null;
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.calls.delete(callId);
+        this.applyWaiters.delete(id);
+        this.inFlight.delete(fail);
+        if (expected) {
+          const list = (this.expectedAt.get(expected.index) ?? []).filter((x) => x !== expected!.e);
+          if (list.length) this.expectedAt.set(expected.index, list);
+          else this.expectedAt.delete(expected.index);
+        }
+      };
+      const fail = (e: KvError): void => {
+        finish();
+        reject(e);
+      };
+      const timer = setTimeout(() => fail(ERR.timedOut()), Math.max(1, deadline - Date.now()));
+      this.inFlight.add(fail);
+      this.applyWaiters.set(id, (r) => {
+        finish();
+        resolve(r);
       });
+      this.calls.set(callId, {
+        peer: leader,
+        answer: (c) => {
+          if (c.type !== 'forwardAnswer') return;
+          this.calls.delete(callId);
+          const outcome: ForwardOutcome = c.outcome;
+          switch (outcome) {
+            case 'accepted':
+              // Applied in order: if that index is already applied and was not ours, ours was lost.
+              if (this.sm.appliedIndex >= c.index) return fail(ERR.leaderChanged());
+              expected = { index: c.index, e: { id, fail } };
+              this.expectedAt.set(c.index, [...(this.expectedAt.get(c.index) ?? []), expected.e]);
+              return;
+            case 'notLeader':
+            case 'transferInProgress':
+              finish();
+              return resolve(null);
+            case 'tooLarge':
+              return fail(ERR.requestTooLarge());
+            case 'tooManyRequests':
+              return fail(ERR.tooManyRequests());
+            case 'forbidden':
+              return fail(new KvError('FailedPrecondition', 'etcdserver: the leader refused the forwarded request'));
+            default:
+              assertNever(outcome);
+          }
+        },
+      });
+      if (!this.channel.sendMember(leader, encodePeerCall({ type: 'forward', callId, request: data }))) {
+        // Dropped before it left (full queue, unknown peer): surely not in the log.
+        finish();
+        resolve(null);
+      }
     });
   }
 
-  /** Renews a lease on the leader (forwarded from a follower); TTL 0 when unknown. */
-  async leaseRenew(id: bigint): Promise<number> {
-    return this.onLeader(
-      () => this.lessor.renew(id),
-      (c, md, o, cb) => c.LeaseRenew({ ID: id.toString() }, md, o, cb),
+  /** Every applied entry: a forwarded request of ours resolves; one accepted at this index with another id was lost. */
+  private applied(requestId: bigint, index: number, result: ApplyResult): void {
+    if (requestId !== 0n) this.applyWaiters.get(requestId)?.(result);
+    const expected = this.expectedAt.get(index);
+    if (!expected) return;
+    this.expectedAt.delete(index);
+    for (const e of expected) if (e.id !== requestId) e.fail(ERR.leaderChanged());
+  }
+
+  /** A member-channel frame from peer `from` (the id its connection's handshake named). */
+  private onPeerCall(from: NodeId, body: Uint8Array): void {
+    if (this.stopped) return;
+    const c = decodePeerCall(body);
+    if (!c) {
+      this.logger.warn(`ignored an undecodable member frame from member ${from}`);
+      return;
+    }
+    switch (c.type) {
+      case 'forward':
+        return this.answerForward(from, c.callId, c.request);
+      case 'lease':
+        return this.answerLease(from, c.callId, c.op, c.leaseId);
+      case 'forwardAnswer':
+      case 'leaseAnswer': {
+        const call = this.calls.get(c.callId);
+        // Only the peer asked may answer.
+        if (call && call.peer === from) call.answer(c);
+        return;
+      }
+      default:
+        assertNever(c);
+    }
+  }
+
+  /** Leader: takes a follower's request into the log, or says why not. The result is not sent back. */
+  private answerForward(from: NodeId, callId: number, data: Uint8Array): void {
+    const answer = (outcome: ForwardOutcome, index = 0, term = 0): void => {
+      this.channel.sendMember(from, encodePeerCall({ type: 'forwardAnswer', callId, outcome, index, term }));
+    };
+    if (!this.node.isLeader) return answer('notLeader');
+    if (data.length > this.config.maxRequestBytes) return answer('tooLarge');
+    let req: ReturnType<typeof decodeRequest>;
+    try {
+      req = decodeRequest(data);
+    } catch {
+      return answer('forbidden');
+    }
+    // A member proposes only with its own request ids, and publishes only its own attributes.
+    if (!req.ok || requestIdMember(req.id) !== from) return answer('forbidden');
+    if (req.command.op === 'publish' && req.command.member.id !== this.memberIdOfRaft(from)) {
+      this.logger.warn(`refused member ${from}'s forwarded publish of member ${req.command.member.id.toString(16)}'s attributes`);
+      return answer('forbidden');
+    }
+    const before = this.node.status().lastIndex;
+    const p = this.node.propose(data);
+    const after = this.node.status();
+    if (after.lastIndex > before) {
+      // Taken into the log (the core appends synchronously): the follower waits for its apply.
+      p.catch(() => undefined);
+      return answer('accepted', after.lastIndex, after.term);
+    }
+    p.then(
+      () => answer('notLeader'),
+      (e: unknown) => answer(refusalOf(e) ?? 'notLeader'),
     );
+  }
+
+  /** Leader: renews a lease or reads its time to live for a follower. */
+  private answerLease(from: NodeId, callId: number, op: LeaseOp, leaseId: bigint): void {
+    let ttl: number | null = null;
+    if (this.node.isLeader) {
+      try {
+        ttl = op === 'renew' ? this.lessor.renew(leaseId) : this.lessor.remaining(leaseId);
+      } catch {
+        ttl = null;
+      }
+    }
+    this.channel.sendMember(from, encodePeerCall({ type: 'leaseAnswer', callId, ok: ttl !== null, ttl: ttl ?? 0 }));
+  }
+
+  /** Renews a lease on the leader (asked of it over the peer channel from a follower); TTL 0 when unknown. */
+  leaseRenew(id: bigint): Promise<number> {
+    return this.onLeader('renew', id);
   }
 
   /** Seconds left on a lease as the leader sees them; -1 when unknown. */
-  async leaseRemaining(id: bigint): Promise<number> {
-    return this.onLeader(
-      () => this.lessor.remaining(id),
-      (c, md, o, cb) => c.LeaseRemaining({ ID: id.toString() }, md, o, cb),
-    );
+  leaseRemaining(id: bigint): Promise<number> {
+    return this.onLeader('timeToLive', id);
   }
 
-  private async onLeader(
-    local: () => number,
-    remote: (c: InternalClient, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: { TTL: string }) => void) => void,
-  ): Promise<number> {
+  private async onLeader(op: LeaseOp, leaseId: bigint): Promise<number> {
     const deadline = Date.now() + this.config.requestTimeoutMs;
     for (;;) {
       if (this.stopped) throw ERR.stopped();
-      if (this.node.isLeader) return local();
-      const url = this.leaderClientUrl();
-      if (url) {
-        const r = await new Promise<number | null>((resolve, reject) => {
-          remote(this.internalClient(url), new grpc.Metadata(), { deadline: new Date(deadline) }, (err, res) => {
-            if (!err) return resolve(Number(res!.TTL));
-            if (err.code === grpc.status.FAILED_PRECONDITION || err.code === grpc.status.UNAVAILABLE) return resolve(null);
-            reject(new KvError(grpcCodeName(err.code), err.details));
-          });
-        });
+      if (this.node.isLeader) return op === 'renew' ? this.lessor.renew(leaseId) : this.lessor.remaining(leaseId);
+      const leader = this.node.leader;
+      if (leader !== 0) {
+        const r = await this.leaseCall(leader, op, leaseId, Math.min(deadline, Date.now() + LEASE_CALL_ATTEMPT_MS));
         if (r !== null) return r;
       }
       if (Date.now() >= deadline) throw this.node.leader === 0 ? ERR.noLeader() : ERR.timedOut();
       await sleep(RETRY_PAUSE_MS);
     }
+  }
+
+  /** The leader's answer, or null (not leader, or no answer by `until`). */
+  private leaseCall(leader: NodeId, op: LeaseOp, leaseId: bigint, until: number): Promise<number | null> {
+    return new Promise((resolve) => {
+      const callId = ++this.callSeq;
+      const done = (r: number | null): void => {
+        clearTimeout(timer);
+        this.calls.delete(callId);
+        resolve(r);
+      };
+      const timer = setTimeout(() => done(null), Math.max(1, until - Date.now()));
+      this.calls.set(callId, { peer: leader, answer: (c) => c.type === 'leaseAnswer' && done(c.ok ? c.ttl : null) });
+      if (!this.channel.sendMember(leader, encodePeerCall({ type: 'lease', callId, op, leaseId }))) done(null);
+    });
   }
 
   /** A linearizable read barrier: afterwards the local store reflects every write acknowledged before. */
@@ -387,36 +524,20 @@ export class EtcdMember {
     this.stopped = true;
     this.lessor.stop();
     this.hub.close();
-    for (const c of this.forwardClients.values()) c.close();
+    for (const fail of [...this.inFlight]) fail(ERR.stopped());
     await this.node.stop();
     await this.transport.close();
     await this.publishLoop.catch(() => undefined);
   }
 }
 
-export function grpcCodeName(code: number): KvError['code'] {
-  switch (code) {
-    case grpc.status.INVALID_ARGUMENT:
-      return 'InvalidArgument';
-    case grpc.status.OUT_OF_RANGE:
-      return 'OutOfRange';
-    case grpc.status.NOT_FOUND:
-      return 'NotFound';
-    case grpc.status.FAILED_PRECONDITION:
-      return 'FailedPrecondition';
-    case grpc.status.RESOURCE_EXHAUSTED:
-      return 'ResourceExhausted';
-    case grpc.status.UNIMPLEMENTED:
-      return 'Unimplemented';
-    case grpc.status.DEADLINE_EXCEEDED:
-      return 'DeadlineExceeded';
-    case grpc.status.CANCELLED:
-      return 'Cancelled';
-    case grpc.status.UNAVAILABLE:
-      return 'Unavailable';
-    default:
-      return 'Internal';
-  }
+/** A proposal refusal as the forward outcome that names it; null for anything else. */
+function refusalOf(e: unknown): Exclude<ForwardOutcome, 'accepted' | 'forbidden'> | null {
+  if (e instanceof NotLeaderError) return 'notLeader';
+  if (!(e instanceof ProposalRefusedError)) return null;
+  if (e.reason === 'notLeader' || e.reason === 'transferInProgress') return e.reason;
+  if (e.reason === 'tooLarge') return 'tooLarge';
+  return 'tooManyRequests';
 }
 
 export { encodeValue };

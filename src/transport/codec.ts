@@ -5,6 +5,8 @@
  *   frame   = length:u32 | body[length]
  *   body    = kind:u8 | from:u32 | to:u32 | term:u64 | fields of the kind
  *   handshake body = kind 0 | magic "FLOT" | version:u8 | clusterId (string) | from:u32 | to:u32
+ *   member body    = kind 32 | from:u32 | to:u32 | opaque bytes (the member channel: forwarded
+ *                    proposals and lease calls between servers; not Raft messages)
  *
  * Strings are u16 length + UTF-8; u64 values are two u32 halves (values stay below 2^53).
  * Decoding never trusts the input: every length is bounded and checked, and anything malformed
@@ -14,10 +16,20 @@ import type { Message, MessageType } from '../raft/messages.js';
 import { ByteReader, ByteWriter, readEntry, writeEntry } from '../lib/bytes.js';
 import type { Entry, Snapshot } from '../raft/types.js';
 
-/** Largest frame accepted from a peer (a snapshot travels as one frame). */
+/** Largest frame accepted from a peer after its handshake (a snapshot travels as one frame). */
 export const FRAME_BYTES_MAX = 256 << 20;
+/**
+ * Largest frame accepted before the handshake: a handshake is ~20 bytes plus the cluster id, so
+ * a stranger's connection can make us buffer no more than this (its length is checked before a
+ * byte of the body is kept).
+ */
+export const HANDSHAKE_FRAME_BYTES_MAX = 1024;
 export const PROTOCOL_VERSION = 1;
 const MAGIC = 0x464c4f54; // "FLOT"
+/** The frame kind of the member channel (above every Raft message kind). */
+export const MEMBER_FRAME_KIND = 32;
+/** Bytes of a member frame before its opaque body: kind, from, to. */
+export const MEMBER_FRAME_HEADER_BYTES = 9;
 
 export class FrameError extends Error {
   override name = 'FrameError';
@@ -190,6 +202,26 @@ export function decodeMessage(body: Uint8Array): Message {
   return m;
 }
 
+/** A member-channel frame (length prefix included) carrying `body` as is. */
+export function encodeMemberFrame(from: number, to: number, body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + MEMBER_FRAME_HEADER_BYTES + body.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, MEMBER_FRAME_HEADER_BYTES + body.length, true);
+  v.setUint8(4, MEMBER_FRAME_KIND);
+  v.setUint32(5, from, true);
+  v.setUint32(9, to, true);
+  out.set(body, 4 + MEMBER_FRAME_HEADER_BYTES);
+  return out;
+}
+
+/** A frame body's member-channel contents, or null when it is a Raft message (decodeMessage's). */
+export function decodeMemberFrame(body: Uint8Array): { from: number; to: number; body: Uint8Array } | null {
+  if (body[0] !== MEMBER_FRAME_KIND) return null;
+  if (body.length < MEMBER_FRAME_HEADER_BYTES) throw new FrameError('truncated member frame');
+  const v = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  return { from: v.getUint32(1, true), to: v.getUint32(5, true), body: body.subarray(MEMBER_FRAME_HEADER_BYTES) };
+}
+
 export function encodeHandshake(h: Handshake): Uint8Array {
   const w = frameWriter();
   w.u8(0);
@@ -214,55 +246,83 @@ export function decodeHandshake(body: Uint8Array): Handshake {
 }
 
 /**
- * Splits a byte stream into frame bodies. Feed chunks as they arrive; an oversized or
- * zero-length frame raises FrameError.
+ * Splits a byte stream into frame bodies. Feed chunks as they arrive (`feed`) and take frames
+ * one at a time (`next`), so the limit can change between two frames of one chunk (a
+ * connection's handshake and its first messages often arrive together). A frame's length is
+ * checked against the limit as soon as its 4 bytes are in, before any more of it is kept: an
+ * oversized or zero-length frame raises FrameError.
  */
 export class FrameReader {
   private chunks: Uint8Array[] = [];
   private buffered = 0;
 
-  constructor(private readonly maxFrame = FRAME_BYTES_MAX) {}
+  constructor(public maxFrame = FRAME_BYTES_MAX) {}
 
+  /** Feeds a chunk and returns every whole frame in it (with one fixed limit). */
   push(chunk: Uint8Array): Uint8Array[] {
+    this.feed(chunk);
+    const out: Uint8Array[] = [];
+    for (let b = this.next(); b; b = this.next()) out.push(b);
+    return out;
+  }
+
+  feed(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const out: Uint8Array[] = [];
-    for (;;) {
-      if (this.buffered < 4) return out;
-      const head = this.peek(4);
-      const len = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
-      if (len === 0) throw new FrameError('empty frame');
-      if (len > this.maxFrame) throw new FrameError(`frame of ${len} bytes exceeds the limit of ${this.maxFrame}`);
-      if (this.buffered < 4 + len) return out;
-      const all = this.take(4 + len);
-      out.push(all.subarray(4));
-    }
+    this.check();
+  }
+
+  /** The next whole frame body, or null until more bytes arrive. */
+  next(): Uint8Array | null {
+    const len = this.check();
+    if (len === null || this.buffered < 4 + len) return null;
+    return this.take(4 + len).subarray(4);
+  }
+
+  /** Bytes held for frames not yet whole. */
+  get pendingBytes(): number {
+    return this.buffered;
+  }
+
+  private check(): number | null {
+    if (this.buffered < 4) return null;
+    const head = this.peek(4);
+    const len = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
+    if (len === 0) throw new FrameError('empty frame');
+    if (len > this.maxFrame) throw new FrameError(`frame of ${len} bytes exceeds the limit of ${this.maxFrame}`);
+    return len;
   }
 
   private peek(n: number): Uint8Array {
     const first = this.chunks[0]!;
     if (first.length >= n) return first.subarray(0, n);
-    return this.flatten().subarray(0, n);
+    return this.flatten(n).subarray(0, n);
   }
 
-  private flatten(): Uint8Array {
-    if (this.chunks.length === 1) return this.chunks[0]!;
-    const all = new Uint8Array(this.buffered);
+  /** Joins chunks until the first holds at least `n` bytes (all of them by default). */
+  private flatten(n = this.buffered): Uint8Array {
+    if (this.chunks[0]!.length >= n) return this.chunks[0]!;
+    let k = 0;
+    let size = 0;
+    while (size < n) size += this.chunks[k++]!.length;
+    const joined = new Uint8Array(size);
     let o = 0;
-    for (const c of this.chunks) {
-      all.set(c, o);
+    for (const c of this.chunks.slice(0, k)) {
+      joined.set(c, o);
       o += c.length;
     }
-    this.chunks = [all];
-    return all;
+    this.chunks.splice(0, k, joined);
+    return joined;
   }
 
   private take(n: number): Uint8Array {
-    const all = this.flatten();
-    const out = all.slice(0, n);
-    const rest = all.subarray(n);
-    this.chunks = rest.length ? [rest] : [];
-    this.buffered = rest.length;
+    const first = this.flatten(n);
+    const out = first.slice(0, n);
+    const rest = first.subarray(n);
+    if (rest.length) this.chunks[0] = rest;
+    else this.chunks.shift();
+    this.buffered -= n;
     return out;
   }
 }

@@ -8,6 +8,16 @@
  * turn. A lost connection is re-established with exponential backoff on the next send.
  * Whatever arrives is distrusted: a bad handshake, an oversized or malformed frame closes that
  * connection with a log line; the member keeps running.
+ *
+ * Bounded before trust: a connection must complete its handshake within a deadline, and until
+ * then its frames may be no larger than a handshake (the length is checked before the body is
+ * buffered); strangers' connections are capped in total and per remote address; a handshake
+ * must name a known peer, and a newer connection from that peer replaces the older one; an
+ * authenticated connection silent for far longer than any heartbeat interval is closed.
+ *
+ * Besides Raft messages, a connection carries member-channel frames: opaque bodies between the
+ * servers (forwarded proposals, lease calls), delivered to `onMember` with the sender's id as
+ * the handshake named it.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { Logger } from '../raft/config.js';
@@ -15,7 +25,38 @@ import { silentLogger } from '../raft/config.js';
 import type { Message } from '../raft/messages.js';
 import type { NodeId } from '../raft/types.js';
 import type { Transport } from '../node/node.js';
-import { decodeHandshake, decodeMessage, encodeHandshake, encodeMessage, FRAME_BYTES_MAX, FrameError, FrameReader, PROTOCOL_VERSION } from './codec.js';
+import {
+  decodeHandshake,
+  decodeMemberFrame,
+  decodeMessage,
+  encodeHandshake,
+  encodeMemberFrame,
+  encodeMessage,
+  FRAME_BYTES_MAX,
+  FrameError,
+  FrameReader,
+  HANDSHAKE_FRAME_BYTES_MAX,
+  PROTOCOL_VERSION,
+} from './codec.js';
+
+/** A connection that has not completed its handshake by then is closed (ms). */
+export const PEER_HANDSHAKE_TIMEOUT_MS = 5_000;
+/** An authenticated inbound connection silent this long is closed (ms; heartbeats flow every heartbeat interval). */
+export const PEER_IDLE_TIMEOUT_MS = 30_000;
+/** Inbound connections not yet past their handshake, in total; more are closed at once. */
+export const PEER_UNAUTHENTICATED_CONNECTIONS_MAX = 64;
+/** Inbound connections not yet past their handshake from one remote address; more are closed at once. */
+export const PEER_UNAUTHENTICATED_PER_ADDRESS_MAX = 8;
+/** Authenticated inbound connections per member: a newer one replaces the older (a restarted peer's old connection may linger). */
+export const PEER_CONNECTIONS_PER_MEMBER_MAX = 1;
+
+/** Members' own messages beside Raft's: opaque bodies to and from peers (see src/server/peer-calls.ts). */
+export interface MemberChannel {
+  /** Queues `body` for member `to`; false when it was dropped at once (unknown peer, full queue): it surely never left. */
+  sendMember(to: NodeId, body: Uint8Array): boolean;
+  /** Registers the receiver of member frames; `from` is the peer the connection's handshake named. */
+  onMember(receive: (from: NodeId, body: Uint8Array) => void): void;
+}
 
 export interface PeerAddress {
   readonly host: string;
@@ -33,8 +74,16 @@ export interface TcpTransportOptions {
   readonly queueMessagesMax?: number;
   /** Bytes queued per peer (including the socket's own buffer) before dropping (default 64 MiB). */
   readonly queueBytesMax?: number;
-  /** Largest frame accepted (default FRAME_BYTES_MAX). */
+  /** Largest frame accepted after the handshake (default FRAME_BYTES_MAX). */
   readonly frameBytesMax?: number;
+  /** Default PEER_HANDSHAKE_TIMEOUT_MS. */
+  readonly handshakeTimeoutMs?: number;
+  /** Default PEER_IDLE_TIMEOUT_MS. */
+  readonly idleTimeoutMs?: number;
+  /** Default PEER_UNAUTHENTICATED_CONNECTIONS_MAX. */
+  readonly unauthenticatedMax?: number;
+  /** Default PEER_UNAUTHENTICATED_PER_ADDRESS_MAX. */
+  readonly unauthenticatedPerAddressMax?: number;
   /** Reconnect backoff bounds, ms (default 50 .. 2000). */
   readonly backoffMs?: readonly [number, number];
   readonly logger?: Logger;
@@ -49,6 +98,10 @@ export interface TransportStats {
   refused: number;
   /** Inbound connections closed for malformed frames. */
   malformed: number;
+  /** Inbound connections closed for missing the handshake deadline or for idleness. */
+  timedOut: number;
+  /** Inbound connections closed at once by a connection cap. */
+  overLimit: number;
 }
 
 interface Peer {
@@ -62,11 +115,17 @@ interface Peer {
   nextAttempt: number;
 }
 
-export class TcpTransport implements Transport {
-  readonly stats: TransportStats = { sent: 0, received: 0, dropped: 0, refused: 0, malformed: 0 };
+export class TcpTransport implements Transport, MemberChannel {
+  readonly stats: TransportStats = { sent: 0, received: 0, dropped: 0, refused: 0, malformed: 0, timedOut: 0, overLimit: 0 };
   private readonly peers = new Map<NodeId, Peer>();
   private readonly inbound = new Set<Socket>();
+  /** Inbound connections before their handshake, and how many per remote address. */
+  private readonly unauthenticated = new Set<Socket>();
+  private readonly unauthenticatedByAddress = new Map<string, number>();
+  /** The authenticated inbound connection of each member. */
+  private readonly byMember = new Map<NodeId, Socket>();
   private receiver: (m: Message) => void = () => {};
+  private memberReceiver: (from: NodeId, body: Uint8Array) => void = () => {};
   private flushScheduled = false;
   private closed = false;
   private readonly log: Logger;
@@ -86,6 +145,10 @@ export class TcpTransport implements Transport {
   }
 
   static async start(o: TcpTransportOptions): Promise<TcpTransport> {
+    const hello = encodeHandshake({ clusterId: o.clusterId, from: o.id, to: o.id, version: PROTOCOL_VERSION });
+    if (hello.length - 4 > HANDSHAKE_FRAME_BYTES_MAX) {
+      throw new Error(`the cluster id makes a handshake of ${hello.length - 4} bytes, more than peers accept (${HANDSHAKE_FRAME_BYTES_MAX}): use a shorter --initial-cluster-token`);
+    }
     const server = createServer();
     const t = new TcpTransport(o, server);
     server.on('connection', (s) => t.accept(s));
@@ -120,23 +183,37 @@ export class TcpTransport implements Transport {
     if (this.closed) return;
     for (const m of messages) {
       const p = this.peers.get(m.to);
-      if (!p) {
-        this.stats.dropped++;
-        continue;
-      }
-      const frame = encodeMessage(m);
-      const buffered = p.queuedBytes + (p.socket?.writableLength ?? 0);
-      if (p.queue.length >= this.qMsgs || buffered + frame.length > this.qBytes) {
-        this.stats.dropped++;
-        continue;
-      }
-      p.queue.push(frame);
-      p.queuedBytes += frame.length;
+      if (p) this.enqueue(p, encodeMessage(m));
+      else this.stats.dropped++;
     }
+  }
+
+  onMember(receive: (from: NodeId, body: Uint8Array) => void): void {
+    this.memberReceiver = receive;
+  }
+
+  sendMember(to: NodeId, body: Uint8Array): boolean {
+    const p = this.peers.get(to);
+    if (this.closed || !p) {
+      this.stats.dropped++;
+      return false;
+    }
+    return this.enqueue(p, encodeMemberFrame(this.o.id, to, body));
+  }
+
+  private enqueue(p: Peer, frame: Uint8Array): boolean {
+    const buffered = p.queuedBytes + (p.socket?.writableLength ?? 0);
+    if (p.queue.length >= this.qMsgs || buffered + frame.length > this.qBytes) {
+      this.stats.dropped++;
+      return false;
+    }
+    p.queue.push(frame);
+    p.queuedBytes += frame.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
+    return true;
   }
 
   private flush(): void {
@@ -190,50 +267,114 @@ export class TcpTransport implements Transport {
       s.destroy();
       return;
     }
-    this.inbound.add(s);
-    s.setNoDelay(true);
-    const reader = new FrameReader(this.o.frameBytesMax ?? FRAME_BYTES_MAX);
-    let peer: NodeId | 0 = 0;
-    const drop = (why: string, counter: 'refused' | 'malformed'): void => {
-      this.stats[counter]++;
-      this.log.warn(`${this.o.id} closed a connection from ${s.remoteAddress}:${s.remotePort}${peer ? ` (member ${peer})` : ''}: ${why}`);
+    const addr = s.remoteAddress ?? '?';
+    const overLimit = (why: string): void => {
+      this.stats.overLimit++;
+      this.log.warn(`${this.o.id} closed a connection from ${addr}:${s.remotePort}: ${why}`);
       s.destroy();
     };
-    s.on('data', (chunk: Buffer) => {
-      let bodies: Uint8Array[];
+    const perAddress = this.unauthenticatedByAddress.get(addr) ?? 0;
+    if (this.unauthenticated.size >= (this.o.unauthenticatedMax ?? PEER_UNAUTHENTICATED_CONNECTIONS_MAX)) {
+      return overLimit(`${this.unauthenticated.size} connections are already waiting for their handshake`);
+    }
+    if (perAddress >= (this.o.unauthenticatedPerAddressMax ?? PEER_UNAUTHENTICATED_PER_ADDRESS_MAX)) {
+      return overLimit(`${perAddress} connections from that address are already waiting for their handshake`);
+    }
+    this.inbound.add(s);
+    this.unauthenticated.add(s);
+    this.unauthenticatedByAddress.set(addr, perAddress + 1);
+    let counted = true;
+    const uncount = (): void => {
+      if (!counted) return;
+      counted = false;
+      this.unauthenticated.delete(s);
+      const n = (this.unauthenticatedByAddress.get(addr) ?? 1) - 1;
+      if (n > 0) this.unauthenticatedByAddress.set(addr, n);
+      else this.unauthenticatedByAddress.delete(addr);
+    };
+    s.setNoDelay(true);
+    // Until the handshake, no frame may be larger than a handshake.
+    const reader = new FrameReader(HANDSHAKE_FRAME_BYTES_MAX);
+    let peer: NodeId | 0 = 0;
+    const drop = (why: string, counter: 'refused' | 'malformed' | 'timedOut'): void => {
+      this.stats[counter]++;
+      this.log.warn(`${this.o.id} closed a connection from ${addr}:${s.remotePort}${peer ? ` (member ${peer})` : ''}: ${why}`);
+      s.destroy();
+    };
+    const handshakeMs = this.o.handshakeTimeoutMs ?? PEER_HANDSHAKE_TIMEOUT_MS;
+    const handshakeTimer = setTimeout(() => {
+      if (!peer) drop(`no handshake within ${handshakeMs} ms`, 'timedOut');
+    }, handshakeMs);
+    handshakeTimer.unref();
+    const authenticate = (body: Uint8Array): void => {
+      let h;
       try {
-        bodies = reader.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        h = decodeHandshake(body);
       } catch (e) {
-        drop((e as Error).message, peer ? 'malformed' : 'refused');
-        return;
+        return drop(`bad handshake: ${(e as Error).message}`, 'refused');
       }
-      for (const body of bodies) {
-        if (s.destroyed) return;
-        if (!peer) {
-          try {
-            const h = decodeHandshake(body);
-            if (h.version !== PROTOCOL_VERSION) return drop(`protocol version ${h.version}, expected ${PROTOCOL_VERSION}`, 'refused');
-            if (h.clusterId !== this.o.clusterId) return drop(`cluster id "${h.clusterId}" does not match ours ("${this.o.clusterId}")`, 'refused');
-            if (h.to !== this.o.id) return drop(`handshake is for member ${h.to}, we are ${this.o.id}`, 'refused');
-            peer = h.from;
-          } catch (e) {
-            return drop(`bad handshake: ${(e as Error).message}`, 'refused');
-          }
-          continue;
-        }
-        let m: Message;
+      if (h.version !== PROTOCOL_VERSION) return drop(`protocol version ${h.version}, expected ${PROTOCOL_VERSION}`, 'refused');
+      if (h.clusterId !== this.o.clusterId) return drop(`cluster id "${h.clusterId}" does not match ours ("${this.o.clusterId}")`, 'refused');
+      if (h.to !== this.o.id) return drop(`handshake is for member ${h.to}, we are ${this.o.id}`, 'refused');
+      if (h.from === this.o.id || !this.peers.has(h.from)) return drop(`handshake from member ${h.from}, which is not a peer of ours`, 'refused');
+      peer = h.from;
+      clearTimeout(handshakeTimer);
+      uncount();
+      // One connection per member (PEER_CONNECTIONS_PER_MEMBER_MAX): the newer one wins.
+      const old = this.byMember.get(peer);
+      if (old && old !== s) {
+        this.log.info(`${this.o.id}: a new connection from member ${peer} replaces its previous one`);
+        old.destroy();
+      }
+      this.byMember.set(peer, s);
+      reader.maxFrame = this.o.frameBytesMax ?? FRAME_BYTES_MAX;
+      const idleMs = this.o.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS;
+      s.setTimeout(idleMs, () => drop(`silent for ${idleMs} ms`, 'timedOut'));
+    };
+    s.on('data', (chunk: Buffer) => {
+      const frameError = (e: unknown) => drop((e as Error).message, peer ? 'malformed' : 'refused');
+      try {
+        reader.feed(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      } catch (e) {
+        return frameError(e);
+      }
+      while (!s.destroyed) {
+        let body: Uint8Array | null;
         try {
-          m = decodeMessage(body);
+          body = reader.next();
         } catch (e) {
-          return drop(e instanceof FrameError ? e.message : `undecodable frame: ${(e as Error).message}`, 'malformed');
+          return frameError(e);
         }
-        if (m.from !== peer || m.to !== this.o.id) return drop(`message from ${m.from} to ${m.to} on a connection from ${peer}`, 'malformed');
-        this.stats.received++;
-        this.receiver(m);
+        if (!body) return;
+        if (!peer) authenticate(body);
+        else this.deliver(peer, body, drop);
       }
     });
     s.on('error', () => {});
-    s.once('close', () => this.inbound.delete(s));
+    s.once('close', () => {
+      clearTimeout(handshakeTimer);
+      uncount();
+      this.inbound.delete(s);
+      if (peer && this.byMember.get(peer) === s) this.byMember.delete(peer);
+    });
+  }
+
+  /** One frame from an authenticated peer: a Raft message or a member frame, each checked to come from that peer. */
+  private deliver(peer: NodeId, body: Uint8Array, drop: (why: string, counter: 'malformed') => void): void {
+    let member: ReturnType<typeof decodeMemberFrame>;
+    let m: Message | null = null;
+    try {
+      member = decodeMemberFrame(body);
+      if (!member) m = decodeMessage(body);
+    } catch (e) {
+      return drop(e instanceof FrameError ? e.message : `undecodable frame: ${(e as Error).message}`, 'malformed');
+    }
+    const from = member ? member.from : m!.from;
+    const to = member ? member.to : m!.to;
+    if (from !== peer || to !== this.o.id) return drop(`${member ? 'member frame' : 'message'} from ${from} to ${to} on a connection from ${peer}`, 'malformed');
+    this.stats.received++;
+    if (member) this.memberReceiver(peer, member.body);
+    else this.receiver(m!);
   }
 
   async close(): Promise<void> {

@@ -94,6 +94,7 @@ describe('TCP transport', () => {
   it('survives garbage, truncated frames and oversized lengths on its port', async () => {
     const b = await TcpTransport.start({ id: 2, clusterId: 'c', frameBytesMax: 1 << 20 });
     closers.push(() => b.close());
+    b.setPeer(1, { host: '127.0.0.1', port: 1 });
     const got: Message[] = [];
     b.listen((m) => got.push(m));
     const blast = (bytes: Uint8Array): Promise<void> =>
@@ -127,6 +128,7 @@ describe('TCP transport', () => {
     const port = b.port;
     closers.push(() => a.close());
     a.setPeer(2, { host: '127.0.0.1', port });
+    b.setPeer(1, { host: '127.0.0.1', port: a.port });
     let got = 0;
     b.listen(() => got++);
     a.send([hb(1, 2, 1)]);
@@ -134,6 +136,7 @@ describe('TCP transport', () => {
     await b.close();
     b = await TcpTransport.start({ id: 2, clusterId: 'c', listenPort: port });
     closers.push(() => b.close());
+    b.setPeer(1, { host: '127.0.0.1', port: a.port });
     let got2 = 0;
     b.listen(() => got2++);
     // Raft keeps sending (heartbeats); some are lost while the link is down, later ones arrive.

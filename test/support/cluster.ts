@@ -43,6 +43,8 @@ export interface Cluster {
   /** host:port of each member's client port, e.g. for etcdctl --endpoints. */
   readonly endpoints: string[];
   readonly dir: string;
+  /** --initial-cluster-token (with the cluster id, what a peer's handshake must name). */
+  readonly token: string;
   /** SIGKILL one member. */
   kill(i: number): void;
   /** Start a killed member again with its data. */
@@ -124,6 +126,7 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
     members,
     endpoints: members.map((m) => m.clientUrl.replace('http://', '')),
     dir,
+    token,
     kill(i) {
       members[i]!.proc?.kill('SIGKILL');
       members[i]!.proc = null;
