@@ -2,7 +2,8 @@
  * A follower's client port serves writes, leases, locks and elections by forwarding to the leader
  * over the peer transport (src/server/peer-calls.ts) and waiting for its own apply; nothing that
  * only members may call is on the client port; the leader refuses a forwarded publish of another
- * member's attributes. Real member processes (test/support/cluster.ts).
+ * member's attributes; a follower cut off from the leader forwards nothing. Real member
+ * processes (test/support/cluster.ts).
  */
 import * as grpc from '@grpc/grpc-js';
 import { connect } from 'node:net';
@@ -47,7 +48,7 @@ describe('writes through a follower, over the peer transport', () => {
   let viaLeader: FlotillaClient;
 
   beforeAll(async () => {
-    cluster = await startCluster('flotilla');
+    cluster = await startCluster('flotilla', { extraArgs: ['--unsafe-fault-injection'] });
     const admin = new FlotillaClient({ endpoints: cluster.endpoints });
     clients.push(admin);
     await until(async () => {
@@ -221,6 +222,20 @@ describe('writes through a follower, over the peer transport', () => {
     // And writes through the follower still work (it reconnected to the leader).
     await viaFollower.put('fw/after', 'ok');
   }, 60_000);
+
+  it('a follower cut off from the leader cannot forward: its write fails and is not stored', async () => {
+    const faults = (i: number, body: object) => fetch(`${cluster.members[i]!.clientUrl}/debug/faults`, { method: 'POST', body: JSON.stringify(body) }).then((r) => expect(r.status).toBe(200));
+    const leaderName = cluster.members[leader]!.name;
+    await faults(follower, { dropTo: [leaderName], dropFrom: [leaderName] });
+    try {
+      expect(await outcome(viaFollower.put('fw/cut', 'x'))).toMatch(/^etcdserver: (request timed out|no leader)$/);
+    } finally {
+      await faults(follower, { dropTo: [], dropFrom: [] });
+    }
+    expect((await viaLeader.get('fw/cut')).kvs).toEqual([]);
+    await until(async () => (await outcome(viaFollower.put('fw/healed', 'y'))) === 'ok', 'forwarding after the cut heals');
+    await stillLeads(leader);
+  }, 30_000);
 
   it('a follower killed and restarted still forwards', async () => {
     cluster.kill(follower);
