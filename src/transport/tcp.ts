@@ -298,7 +298,9 @@ export class TcpTransport implements Transport, MemberChannel {
     let peer: NodeId | 0 = 0;
     const drop = (why: string, counter: 'refused' | 'malformed' | 'timedOut'): void => {
       this.stats[counter]++;
-      this.log.warn(`${this.o.id} closed a connection from ${addr}:${s.remotePort}${peer ? ` (member ${peer})` : ''}: ${why}`);
+      // An idle member's connection is routine (followers seldom talk to each other); the rest is not.
+      const level = peer && counter === 'timedOut' ? 'info' : 'warn';
+      this.log[level](`${this.o.id} closed a connection from ${addr}:${s.remotePort}${peer ? ` (member ${peer})` : ''}: ${why}`);
       s.destroy();
     };
     const handshakeMs = this.o.handshakeTimeoutMs ?? PEER_HANDSHAKE_TIMEOUT_MS;
