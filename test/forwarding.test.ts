@@ -246,4 +246,16 @@ describe('writes through a follower, over the peer transport', () => {
     expect((await viaLeader.get('fw/restarted')).kvs[0]?.valueString()).toBe('yes');
     await stillLeads(leader);
   }, 60_000);
+
+  // Last: it kills the leader.
+  it('a write sent to a follower just after the leader died waits for the next leader and succeeds', async () => {
+    cluster.kill(leader);
+    // The follower still names the dead leader for up to an election timeout; its forward cannot
+    // leave (no connection), so it is retried, not left to time out as if it might have entered the log.
+    const t0 = Date.now();
+    expect(await outcome(viaFollower.put('fw/after-leader-died', 'z'))).toBe('ok');
+    console.log(`a write sent as the leader died: acknowledged after ${Date.now() - t0} ms`);
+    const other = client(3 - leader - follower);
+    expect((await other.get('fw/after-leader-died')).kvs[0]?.valueString()).toBe('z');
+  }, 30_000);
 });

@@ -192,6 +192,14 @@ describe('peer port limits', () => {
     a.setPeer(2, { host: '127.0.0.1', port: b.port });
     const got: string[] = [];
     b.onMember((from, body) => got.push(`${from}:${Buffer.from(body).toString()}`));
+    // Not sent without a connection (the caller may retry at once); Raft's traffic makes one.
+    expect(a.sendMember(2, Buffer.from('early'))).toBe(false);
+    let raft = 0;
+    b.listen(() => raft++);
+    await until('a connection', () => {
+      a.send([hb(1, 2, 1)]);
+      return raft > 0;
+    });
     expect(a.sendMember(2, Buffer.from('hello'))).toBe(true);
     await until('delivery', () => got.length === 1);
     expect(got).toEqual(['1:hello']);

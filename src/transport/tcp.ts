@@ -52,7 +52,7 @@ export const PEER_CONNECTIONS_PER_MEMBER_MAX = 1;
 
 /** Members' own messages beside Raft's: opaque bodies to and from peers (see src/server/peer-calls.ts). */
 export interface MemberChannel {
-  /** Queues `body` for member `to`; false when it was dropped at once (unknown peer, full queue): it surely never left. */
+  /** Queues `body` for member `to`; false when it was dropped at once (unknown peer, no connection, full queue): it surely never left. */
   sendMember(to: NodeId, body: Uint8Array): boolean;
   /** Registers the receiver of member frames; `from` is the peer the connection's handshake named. */
   onMember(receive: (from: NodeId, body: Uint8Array) => void): void;
@@ -196,6 +196,13 @@ export class TcpTransport implements Transport, MemberChannel {
     const p = this.peers.get(to);
     if (this.closed || !p) {
       this.stats.dropped++;
+      return false;
+    }
+    if (!p.connected) {
+      // Only on a live connection: a caller told "not sent" may retry at once (a frame held for a
+      // later connection could arrive long after the caller gave up). Raft's traffic reconnects.
+      this.stats.dropped++;
+      this.dial(to, p);
       return false;
     }
     return this.enqueue(p, encodeMemberFrame(this.o.id, to, body));
