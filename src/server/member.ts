@@ -20,6 +20,7 @@ import { FRAME_BYTES_MAX, MEMBER_FRAME_HEADER_BYTES } from '../transport/codec.j
 import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel } from '../transport/tcp.js';
 import type { InitialMember, ServerConfig } from './config.js';
 import { faultyTransport, noFaults, slowSyncFs, type FaultState } from './faults.js';
+import { ApplyWaits } from './apply-waits.js';
 import { Lessor } from './lessor.js';
 import { decodePeerCall, encodePeerCall, FORWARD_HEADER_BYTES, RequestIdGenerator, requestIdMember, type ForwardOutcome, type LeaseOp, type PeerCall } from './peer-calls.js';
 
@@ -49,11 +50,6 @@ export const LEASE_CALL_ATTEMPT_MS = 1_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A forwarded request the leader took in at `index`: if another entry applies there, ours was lost to a leader change. */
-interface Expected {
-  readonly id: bigint;
-  readonly fail: (e: KvError) => void;
-}
 
 export class EtcdMember {
   readonly memberId: bigint;
@@ -71,9 +67,7 @@ export class EtcdMember {
   /** Member-channel calls awaiting an answer: callId -> (the peer asked, the answer's handler). */
   private readonly calls = new Map<number, { peer: NodeId; answer: (c: PeerCall) => void }>();
   /** Forwarded requests waiting for this member's apply of their request id. */
-  private readonly applyWaiters = new Map<bigint, (r: ApplyResult) => void>();
-  /** Accepted forwards by the index the leader gave them. */
-  private readonly expectedAt = new Map<number, Expected[]>();
+  private readonly waits = new ApplyWaits();
   /** Every forward in flight, to end when the member stops. */
   private readonly inFlight = new Set<(e: KvError) => void>();
   private stopped = false;
@@ -92,7 +86,8 @@ export class EtcdMember {
     this.hub = new WatchHub(this.sm, { progressIntervalMs: config.watchProgressNotifyIntervalMs });
     this.lessor = new Lessor(this);
     this.requestIds = new RequestIdGenerator(config.self.raftId);
-    this.sm.onApplied((requestId, index, result) => this.applied(requestId, index, result));
+    this.sm.onApplied((requestId, index, result) => this.waits.applied(requestId, index, result));
+    this.sm.onRestore(() => this.waits.restored(this.sm.appliedIndex));
   }
 
   static async start(config: ServerConfig, logger: Logger): Promise<EtcdMember> {
@@ -281,17 +276,11 @@ export class EtcdMember {
   private forward(leader: NodeId, id: bigint, data: Uint8Array, deadline: number): Promise<ApplyResult | null> {
     return new Promise((resolve, reject) => {
       const callId = ++this.callSeq;
-      let expected: { index: number; e: Expected } | null = null;
       const finish = (): void => {
         clearTimeout(timer);
         this.calls.delete(callId);
-        this.applyWaiters.delete(id);
+        this.waits.remove(id);
         this.inFlight.delete(fail);
-        if (expected) {
-          const list = (this.expectedAt.get(expected.index) ?? []).filter((x) => x !== expected!.e);
-          if (list.length) this.expectedAt.set(expected.index, list);
-          else this.expectedAt.delete(expected.index);
-        }
       };
       const fail = (e: KvError): void => {
         finish();
@@ -299,10 +288,14 @@ export class EtcdMember {
       };
       const timer = setTimeout(() => fail(ERR.timedOut()), Math.max(1, deadline - Date.now()));
       this.inFlight.add(fail);
-      this.applyWaiters.set(id, (r) => {
-        finish();
-        resolve(r);
-      });
+      this.waits.add(
+        id,
+        (r) => {
+          finish();
+          resolve(r);
+        },
+        (why) => fail(why === 'leaderChanged' ? ERR.leaderChanged() : ERR.timedOut()),
+      );
       this.calls.set(callId, {
         peer: leader,
         answer: (c) => {
@@ -311,11 +304,7 @@ export class EtcdMember {
           const outcome: ForwardOutcome = c.outcome;
           switch (outcome) {
             case 'accepted':
-              // Applied in order: if that index is already applied and was not ours, ours was lost.
-              if (this.sm.appliedIndex >= c.index) return fail(ERR.leaderChanged());
-              expected = { index: c.index, e: { id, fail } };
-              this.expectedAt.set(c.index, [...(this.expectedAt.get(c.index) ?? []), expected.e]);
-              return;
+              return this.waits.accepted(id, c.index);
             case 'notLeader':
             case 'transferInProgress':
               finish();
@@ -332,20 +321,11 @@ export class EtcdMember {
         },
       });
       if (!this.channel.sendMember(leader, encodePeerCall({ type: 'forward', callId, request: data }))) {
-        // Dropped before it left (full queue, unknown peer): surely not in the log.
+        // Dropped before it left (no connection, full queue): surely not in the log.
         finish();
         resolve(null);
       }
     });
-  }
-
-  /** Every applied entry: a forwarded request of ours resolves; one accepted at this index with another id was lost. */
-  private applied(requestId: bigint, index: number, result: ApplyResult): void {
-    if (requestId !== 0n) this.applyWaiters.get(requestId)?.(result);
-    const expected = this.expectedAt.get(index);
-    if (!expected) return;
-    this.expectedAt.delete(index);
-    for (const e of expected) if (e.id !== requestId) e.fail(ERR.leaderChanged());
   }
 
   /** A member-channel frame from peer `from` (the id its connection's handshake named). */
