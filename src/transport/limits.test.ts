@@ -65,6 +65,10 @@ describe('peer port limits', () => {
     expect(PEER_UNAUTHENTICATED_CONNECTIONS_MAX).toBeGreaterThan(PEER_UNAUTHENTICATED_PER_ADDRESS_MAX);
   });
 
+  it('refuses to start with a cluster id whose handshake peers would refuse', async () => {
+    await expect(TcpTransport.start({ id: 1, clusterId: 'x'.repeat(HANDSHAKE_FRAME_BYTES_MAX) })).rejects.toThrow(/shorter --initial-cluster-token/);
+  });
+
   it('a 256 MiB frame length before the handshake closes the connection at once, without buffering it', async () => {
     const b = await member2();
     const before = process.memoryUsage().arrayBuffers;
