@@ -105,6 +105,7 @@ describe('HTTP/2 front of the client port', () => {
     const first = comp.read()!;
     const block = Buffer.concat([first, Buffer.alloc(40, 0x80 | 62)]);
     expect(block.length).toBeLessThan(HEADER_BLOCK_BYTES_MAX);
+    expect(40 * (5 + 3000 + 32)).toBeGreaterThan(HEADER_LIST_BYTES_MAX);
     expect(refusal(() => front.inbound(frame(HEADERS, END_HEADERS, 1, block))).code).toBe(H2_ERROR.ENHANCE_YOUR_CALM);
   });
 
@@ -159,6 +160,58 @@ describe('HTTP/2 front of the client port', () => {
     const e = refusal(() => front.inbound(ping));
     expect(e.code).toBe(H2_ERROR.ENHANCE_YOUR_CALM);
     expect(e.message).toBe('too_many_pings');
+  });
+
+  it('refuses streams over streamsMax with RST_STREAM REFUSED_STREAM, drops their frames, counts closes from both sides', () => {
+    const front = authorityRewriter({ pingMinIntervalMs: 0, streamsMax: 2 });
+    front.inbound(PREFACE);
+    const client = hpack.compressor.create({ table: { maxSize: 4096 } });
+    const server = hpack.decompressor.create({ table: { maxSize: 4096 } });
+    const block = (i: number) => {
+      client.write([{ name: ':path', value: `/p/${i}` }, { name: 'x-n', value: String(i) }]);
+      return client.read()!;
+    };
+    /** Feeds the front, decodes what reached the server as the server would; returns its header blocks per stream. */
+    const send = (b: Buffer): Map<number, string[]> => {
+      const got = new Map<number, string[]>();
+      for (const [type, , id, payload] of frames(Buffer.concat(front.inbound(b)))) {
+        if (type !== HEADERS) continue;
+        server.write(payload);
+        server.execute();
+        const hs: string[] = [];
+        for (let h = server.read(); h !== null; h = server.read()) hs.push(`${h.name}: ${h.value}`);
+        got.set(id, hs);
+      }
+      return got;
+    };
+    expect(send(frame(HEADERS, END_HEADERS, 1, block(1))).get(1)).toEqual([':path: /p/1', 'x-n: 1']);
+    expect(send(frame(HEADERS, END_HEADERS | 0x1, 3, block(3))).has(3)).toBe(true); // client half-closed
+    expect(front.openStreams).toBe(2);
+    // Over the limit: not passed on; an RST_STREAM of ours waits for a boundary of the server's output.
+    expect(send(frame(HEADERS, END_HEADERS, 5, block(5))).size).toBe(0);
+    expect(front.inbound(frame(0x0, 0x1, 5, Buffer.from('late data')))).toEqual([]);
+    const own = front.takeOwnFrames();
+    expect(frames(Buffer.concat(own)).map(([t, , id, p]) => [t, id, p.readUInt32BE(0)])).toEqual([[0x3, 5, H2_ERROR.REFUSED_STREAM]]);
+    // The server's end of stream 3 closes it (the client had ended its side), counted when the
+    // frame header has gone by, even split across chunks.
+    const data = frame(0x0, 0x1, 3, Buffer.from('bye'));
+    expect(Buffer.concat(front.outbound(data.subarray(0, 4)))).toEqual(data.subarray(0, 4));
+    expect(front.openStreams).toBe(2);
+    front.outbound(data.subarray(4));
+    expect(front.openStreams).toBe(1);
+    // The refused block changed the client's table and ours with it: the same headers again are
+    // one-byte references to it, and decode right.
+    expect(send(frame(HEADERS, END_HEADERS, 7, block(5))).get(7)).toEqual([':path: /p/5', 'x-n: 5']);
+    expect(front.openStreams).toBe(2);
+    // Stream 1 reset by the client: a slot again.
+    front.inbound(frame(0x3, 0, 1, Buffer.alloc(4)));
+    expect(front.openStreams).toBe(1);
+    send(frame(HEADERS, END_HEADERS, 9, block(9)));
+    expect(send(frame(HEADERS, END_HEADERS, 11, block(11))).size).toBe(0);
+    // Our RST_STREAM goes out between two server frames, never inside one.
+    const f1 = frame(0x0, 0, 7, Buffer.from('a'));
+    const out = front.outbound(Buffer.concat([f1, f1]));
+    expect(frames(Buffer.concat(out)).map(([t, , id]) => [t, id])).toEqual([[0x0, 7], [0x3, 11], [0x0, 7]]);
   });
 
   it('tracks the frame boundaries of the server output across chunks', () => {

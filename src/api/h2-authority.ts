@@ -12,6 +12,11 @@
  *   the server advertises before any of it is buffered, so at most one frame is ever held; a
  *   header block (HEADERS + CONTINUATION) is bounded compressed and decoded (an HPACK bomb of
  *   one-byte references to a 4 KiB table entry stops at the decoded bound).
+ * - Streams over the SETTINGS_MAX_CONCURRENT_STREAMS the server advertises are refused here with
+ *   RST_STREAM REFUSED_STREAM, as grpc-go (etcd) does (RFC 7540 §5.1.2 allows it as a stream
+ *   error); Node's server would end the whole connection. The open streams are counted from
+ *   both directions: opened by a client HEADERS, closed by END_STREAM from both sides or an
+ *   RST_STREAM from either (nghttp2 closes a stream before its last frame reaches the socket).
  * - Keepalive enforcement as grpc-go's server does it for etcd (`--grpc-keepalive-min-time`):
  *   a PING sooner than the min time after the previous one is a strike, unless the server sent
  *   HEADERS or DATA since; more than PING_STRIKES_MAX strikes and the connection is refused
@@ -28,6 +33,7 @@ const PREFACE_BYTES = 24;
 const FRAME_HEADER_BYTES = 9;
 const DATA = 0x0;
 const HEADERS = 0x1;
+const RST_STREAM = 0x3;
 const PING = 0x6;
 const GOAWAY = 0x7;
 const CONTINUATION = 0x9;
@@ -38,7 +44,7 @@ const PADDED = 0x8;
 const PRIORITY = 0x20;
 
 /** HTTP/2 error codes we refuse with (RFC 7540 §7). */
-export const H2_ERROR = { PROTOCOL_ERROR: 0x1, FRAME_SIZE_ERROR: 0x6, COMPRESSION_ERROR: 0x9, ENHANCE_YOUR_CALM: 0xb } as const;
+export const H2_ERROR = { PROTOCOL_ERROR: 0x1, FRAME_SIZE_ERROR: 0x6, REFUSED_STREAM: 0x7, COMPRESSION_ERROR: 0x9, ENHANCE_YOUR_CALM: 0xb } as const;
 
 /**
  * The SETTINGS_MAX_FRAME_SIZE the client port advertises: the HTTP/2 default, which Node keeps
@@ -57,6 +63,12 @@ export const HEADER_BLOCK_BYTES_MAX = 64 * 1024;
  * default SETTINGS_MAX_HEADER_LIST_SIZE (65,535).
  */
 export const HEADER_LIST_BYTES_MAX = 65_535;
+/**
+ * Refused stream ids remembered, so that the refused stream's later frames (DATA, RST_STREAM,
+ * WINDOW_UPDATE a client sent before it saw our RST_STREAM) are dropped rather than passed to
+ * the server, which would take a frame on a stream it never saw as a connection error.
+ */
+const REFUSED_STREAMS_REMEMBERED = 1024;
 /** PINGs sooner than the min time tolerated before the connection is refused (grpc-go's maxPingStrikes). */
 export const PING_STRIKES_MAX = 2;
 /** The default HPACK table size on both sides (neither Node nor grpc-go changes it). */
@@ -99,6 +111,8 @@ export function goawayFrame(lastStreamId: number, code: number, debug: string): 
 export interface H2FrontOptions {
   /** etcd's --grpc-keepalive-min-time, ms (0 = no enforcement). */
   readonly pingMinIntervalMs: number;
+  /** The SETTINGS_MAX_CONCURRENT_STREAMS the server advertises (etcd's --max-concurrent-streams); none if absent. */
+  readonly streamsMax?: number;
   /** The clock, ms (tests pass their own). */
   readonly now?: () => number;
 }
@@ -109,8 +123,16 @@ export interface H2Front {
    * connection must be closed; nothing may be fed after that.
    */
   inbound(chunk: Buffer): Buffer[];
-  /** Server-to-client bytes, observed (never changed) for the ping policy and frame boundaries. */
-  outbound(chunk: Buffer): void;
+  /**
+   * Server-to-client bytes in (observed for the ping policy and the stream count), what to
+   * write to the client out: the same bytes, with our own frames (RST_STREAM of refused
+   * streams) put in at frame boundaries.
+   */
+  outbound(chunk: Buffer): Buffer[];
+  /** Our own frames waiting for a frame boundary of the server's output; call only at one. */
+  takeOwnFrames(): Buffer[];
+  /** Client streams open (as the server counts them). */
+  readonly openStreams: number;
   /** True when the server's output is between frames (a GOAWAY of ours can go out now). */
   readonly outboundAtFrameBoundary: boolean;
   /** The highest client stream id seen (for a GOAWAY's last-stream-id). */
@@ -120,6 +142,7 @@ export interface H2Front {
 /** A stateful front for one connection (see the file comment). */
 export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }): H2Front {
   const now = o.now ?? Date.now;
+  const streamsMax = o.streamsMax ?? Infinity;
   // hpack.js reads the table bound from `maxSize` (with `size` it never evicts: the table
   // would grow without bound and our indices drift from the peer's).
   const decomp = hpack.decompressor.create({ table: { maxSize: HPACK_TABLE_BYTES } });
@@ -130,8 +153,18 @@ export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }):
   // declared length is at most H2_FRAME_PAYLOAD_MAX.
   let pending: Buffer = Buffer.alloc(0);
   let prefaceDone = false;
-  let block: { stream: number; endStream: boolean; fragments: Buffer[]; bytes: number } | null = null;
+  let block: { stream: number; endStream: boolean; fragments: Buffer[]; bytes: number; refused: boolean } | null = null;
   let lastStreamId = 0;
+  // Invariant: open.size <= streamsMax. Each entry: which sides have ended the stream.
+  const open = new Map<number, { client: boolean; server: boolean }>();
+  const refused = new Set<number>();
+  let ownFrames: Buffer[] = [];
+  const ended = (stream: number, side: 'client' | 'server'): void => {
+    const st = open.get(stream);
+    if (!st) return;
+    st[side] = true;
+    if (st.client && st.server) open.delete(stream);
+  };
   // Ping policy (grpc-go's http2Server.handlePing).
   let lastPingAtMs: number | null = null;
   let pingStrikes = 0;
@@ -151,6 +184,8 @@ export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }):
       if (listBytes > HEADER_LIST_BYTES_MAX) throw new H2RefusedError(H2_ERROR.ENHANCE_YOUR_CALM, `header list over ${HEADER_LIST_BYTES_MAX} bytes`);
       headers.push({ name: h.name, value: h.name === ':authority' ? cleanAuthority(h.value) : h.value, neverIndex: h.neverIndex ?? false });
     }
+    // A refused stream's block is decoded (the client's table changed) but never reaches the server.
+    if (b.refused) return [];
     comp.write(headers);
     const encoded = comp.read() ?? Buffer.alloc(0);
     const out: Buffer[] = [];
@@ -202,6 +237,7 @@ export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }):
         // RFC 7540 §6.2: a header block is contiguous; we hold it back, so a frame in between would be reordered.
         throw new H2RefusedError(H2_ERROR.PROTOCOL_ERROR, 'frame inside a header block');
       }
+      if (refused.has(stream) && type !== HEADERS) continue; // the rest of a refused stream
       if (type === HEADERS) {
         let start = 0;
         let pad = 0;
@@ -211,19 +247,33 @@ export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }):
         }
         if (flags & PRIORITY) start += 5;
         if (start + pad > payload.length) throw new H2RefusedError(H2_ERROR.PROTOCOL_ERROR, 'HEADERS frame shorter than its padding');
-        if (stream > lastStreamId) lastStreamId = stream;
-        block = { stream, endStream: (flags & END_STREAM) !== 0, fragments: [Buffer.from(payload.subarray(start, payload.length - pad))], bytes: payload.length };
+        let refuse = false;
+        if (stream > lastStreamId) {
+          lastStreamId = stream;
+          if (open.size >= streamsMax) {
+            refuse = true;
+            refused.add(stream);
+            if (refused.size > REFUSED_STREAMS_REMEMBERED) refused.delete(refused.values().next().value!);
+            const code = Buffer.alloc(4);
+            code.writeUInt32BE(H2_ERROR.REFUSED_STREAM);
+            ownFrames.push(frame(RST_STREAM, 0, stream, code));
+          } else open.set(stream, { client: false, server: false });
+        } else if (refused.has(stream)) refuse = true;
+        block = { stream, endStream: (flags & END_STREAM) !== 0, fragments: [Buffer.from(payload.subarray(start, payload.length - pad))], bytes: payload.length, refused: refuse };
       } else if (type === CONTINUATION && block) {
         block.fragments.push(Buffer.from(payload));
         block.bytes += payload.length;
       } else {
         if (type === PING && stream === 0 && !(flags & ACK)) onPing();
+        if (type === DATA && flags & END_STREAM) ended(stream, 'client');
+        if (type === RST_STREAM) open.delete(stream);
         out.push(Buffer.from(whole));
         continue;
       }
       if (block.bytes > HEADER_BLOCK_BYTES_MAX) throw new H2RefusedError(H2_ERROR.ENHANCE_YOUR_CALM, `header block over ${HEADER_BLOCK_BYTES_MAX} bytes`);
       if (flags & END_HEADERS) {
         out.push(...reencode(block));
+        if (block.endStream) ended(block.stream, 'client');
         block = null;
       }
     }
@@ -232,30 +282,52 @@ export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }):
     return out;
   };
 
-  const outbound = (chunk: Buffer): void => {
+  const outbound = (chunk: Buffer): Buffer[] => {
+    const out: Buffer[] = [];
+    let from = 0;
     let off = 0;
     while (off < chunk.length) {
       if (outPayloadLeft > 0) {
         const n = Math.min(outPayloadLeft, chunk.length - off);
         outPayloadLeft -= n;
         off += n;
-        continue;
+      } else {
+        const n = Math.min(FRAME_HEADER_BYTES - outHeader.length, chunk.length - off);
+        outHeader = Buffer.concat([outHeader, chunk.subarray(off, off + n)]);
+        off += n;
+        if (outHeader.length === FRAME_HEADER_BYTES) {
+          const type = outHeader[3]!;
+          const flags = outHeader[4]!;
+          const stream = outHeader.readUInt32BE(5) & 0x7fffffff;
+          if (type === HEADERS || type === DATA) resetPingStrikes = true;
+          if ((type === HEADERS || type === DATA) && flags & END_STREAM) ended(stream, 'server');
+          if (type === RST_STREAM) open.delete(stream);
+          outPayloadLeft = outHeader.readUIntBE(0, 3);
+          outHeader = Buffer.alloc(0);
+        }
       }
-      const n = Math.min(FRAME_HEADER_BYTES - outHeader.length, chunk.length - off);
-      outHeader = Buffer.concat([outHeader, chunk.subarray(off, off + n)]);
-      off += n;
-      if (outHeader.length === FRAME_HEADER_BYTES) {
-        const type = outHeader[3]!;
-        if (type === HEADERS || type === DATA) resetPingStrikes = true;
-        outPayloadLeft = outHeader.readUIntBE(0, 3);
-        outHeader = Buffer.alloc(0);
+      if (outPayloadLeft === 0 && outHeader.length === 0 && ownFrames.length > 0) {
+        out.push(chunk.subarray(from, off), ...takeOwnFrames());
+        from = off;
       }
     }
+    if (from < chunk.length || out.length === 0) out.push(from === 0 ? chunk : chunk.subarray(from));
+    return out;
+  };
+
+  const takeOwnFrames = (): Buffer[] => {
+    const f = ownFrames;
+    ownFrames = [];
+    return f;
   };
 
   return {
     inbound,
     outbound,
+    takeOwnFrames,
+    get openStreams() {
+      return open.size;
+    },
     get outboundAtFrameBoundary() {
       return outPayloadLeft === 0 && outHeader.length === 0;
     },

@@ -37,6 +37,8 @@ export interface ClientPortLimits {
   readonly bodyTimeoutMs: number;
   /** HTTP/2: etcd's --grpc-keepalive-min-time (0 = not enforced). */
   readonly pingMinIntervalMs: number;
+  /** HTTP/2: etcd's --max-concurrent-streams (the grpc-js server must advertise the same). */
+  readonly streamsMax: number;
 }
 
 /**
@@ -67,7 +69,18 @@ export function serveOnOnePort(o: {
     },
     o.http,
   );
-  http.on('clientError', (_err, socket) => socket.destroy());
+  http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket & { _httpMessage?: { headersSent?: boolean } }) => {
+    // As node:http's default (a status line, then close), but never lingering: a request
+    // past its deadline gets 408, a head over Node's 16 KiB 431, anything else 400.
+    if (socket.writable && !socket._httpMessage?.headersSent) {
+      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    }
+    socket.destroy();
+  });
+  // node:http starts checking its header and request deadlines when it starts listening; this
+  // one never listens (we hand it connections), so start them here.
+  http.emit('listening');
   const sockets = new Set<Socket>();
   const net = createNetServer((socket) => {
     if (o.budget.open >= o.budget.max) {
@@ -131,7 +144,7 @@ export function serveOnOnePort(o: {
  * the reason when the server's output is between frames, and is closed.
  */
 function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits): Duplex {
-  const front = authorityRewriter({ pingMinIntervalMs: limits.pingMinIntervalMs });
+  const front = authorityRewriter({ pingMinIntervalMs: limits.pingMinIntervalMs, streamsMax: limits.streamsMax });
   let refused = false;
   const d = new Duplex({
     read() {
@@ -139,8 +152,9 @@ function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits): Duplex
     },
     write(chunk: Buffer, _enc, cb) {
       if (refused) return cb();
-      front.outbound(chunk);
-      socket.write(chunk, cb);
+      const parts = front.outbound(chunk);
+      for (let i = 0; i < parts.length - 1; i++) socket.write(parts[i]!);
+      socket.write(parts[parts.length - 1]!, cb);
     },
     final(cb) {
       socket.end(cb);
@@ -166,6 +180,9 @@ function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits): Duplex
       }
       return;
     }
+    // Our own frames (refused streams) go out now if the server's output is between frames,
+    // else with its next frame boundary.
+    if (front.outboundAtFrameBoundary) for (const f of front.takeOwnFrames()) socket.write(f);
     if (!ok) socket.pause();
   };
   feed(head);

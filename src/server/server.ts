@@ -92,7 +92,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const gateway: typeof api = faultsRoute ? (req, res) => void (faultsRoute(req, res) || api(req, res)) : api;
   const listeners: { port: number; close(): Promise<void> }[] = [];
   const budget = new ConnectionBudget(config.maxClientConnections);
-  const limits = { headerTimeoutMs: config.clientHeaderTimeoutMs, bodyTimeoutMs: config.clientBodyTimeoutMs, pingMinIntervalMs: config.grpcKeepaliveMinTimeMs };
+  const limits = { headerTimeoutMs: config.clientHeaderTimeoutMs, bodyTimeoutMs: config.clientBodyTimeoutMs, pingMinIntervalMs: config.grpcKeepaliveMinTimeMs, streamsMax: config.maxConcurrentStreams };
   for (const u of config.listenClientUrls) {
     listeners.push(await serveOnOnePort({ host: u.hostname, port: Number(u.port), grpcServer: server, http: gateway, limits, budget }));
   }
