@@ -19,6 +19,8 @@ import type { Handlers } from './services.js';
 export const GATEWAY_BODY_BYTES_MAX = 2 * 1024 * 1024;
 /** An HTTP/1 connection idle between requests this long is closed (Node's default keep-alive timeout). */
 export const GATEWAY_KEEPALIVE_TIMEOUT_MS = 5_000;
+/** A refused HTTP/2 connection (see h2-authority.ts) is destroyed this long after its GOAWAY. */
+export const H2_REFUSED_GRACE_MS = 1000;
 /** How often node:http checks its header and request deadlines (its default is 30 s: a deadline would be late by that much). */
 const HTTP1_DEADLINE_CHECK_MS = 500;
 
@@ -171,10 +173,13 @@ function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits): Duplex
       for (const b of front.inbound(c)) ok = d.push(b) && ok;
     } catch (e) {
       refused = true;
+      // Nothing more is read from a refused connection: no CPU or memory for what it still sends.
+      socket.off('data', feed);
+      socket.pause();
       if (e instanceof H2RefusedError && front.outboundAtFrameBoundary) {
         socket.end(goawayFrame(front.lastStreamId, e.code, e.message));
-        // A peer that does not read its GOAWAY does not hold the socket.
-        socket.setTimeout(limits.headerTimeoutMs, () => socket.destroy());
+        // Time for the GOAWAY to go out; then the socket goes, whatever the peer does.
+        setTimeout(() => socket.destroy(), H2_REFUSED_GRACE_MS).unref();
       } else {
         socket.destroy();
       }
