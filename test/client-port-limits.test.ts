@@ -9,6 +9,7 @@ import { connect as h2connect } from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GATEWAY_KEEPALIVE_TIMEOUT_MS } from '../src/api/http.js';
+import { H2_SESSION_MEMORY_MB } from '../src/server/server.js';
 import { H2_ERROR, H2_FRAME_PAYLOAD_MAX } from '../src/api/h2-authority.js';
 import { startCluster, type Cluster } from './support/cluster.js';
 import { rawClient } from './support/grpc.js';
@@ -324,6 +325,55 @@ describe('the client port bounded before trust', () => {
     await c.until(() => c.frames.some((f) => f.type === T.DATA && f.stream === next), 5000, 'an answer on a stream opened after one ended');
     expect(c.frames.some((f) => f.type === T.RST_STREAM && f.stream === next)).toBe(false);
     expect(c.closedAt).toBeNull();
+    c.destroy();
+    await stillServes();
+  });
+
+  it('per-connection memory (H2_SESSION_MEMORY_MB): while a connection holds more unread answers, its new streams are refused', async () => {
+    // Values worth more than the session memory limit, read on one stream that never opens its
+    // flow-control window: the answer waits in the member, counted against the connection.
+    const c0 = rawClient(endpoint);
+    const valueBytes = 1024 * 1024;
+    const n = H2_SESSION_MEMORY_MB + 2;
+    try {
+      for (let i = 0; i < n; i++) await c0.call('etcdserverpb.KV', 'Put', { key: Buffer.from(`mem/${i}`), value: Buffer.alloc(valueBytes, 0x61) });
+    } finally {
+      c0.close();
+    }
+    const c = rawH2(port);
+    await c.until(() => c.frames.some((f) => f.type === T.SETTINGS && f.flags & 1), 3000, 'our SETTINGS acknowledged');
+    const comp = hpack.compressor.create({ table: { maxSize: 4096 } });
+    const call = (id: number, path: string, msg: Buffer): void => {
+      comp.write([
+        { name: ':method', value: 'POST' },
+        { name: ':scheme', value: 'http' },
+        { name: ':path', value: path },
+        { name: ':authority', value: endpoint },
+        { name: 'content-type', value: 'application/grpc' },
+        { name: 'te', value: 'trailers' },
+      ]);
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(msg.length, 1);
+      c.write(Buffer.concat([frame(T.HEADERS, 0x4, id, comp.read()!), frame(T.DATA, 0x1, id, Buffer.concat([prefix, msg]))]));
+    };
+    // RangeRequest{key: "mem/", range_end: "mem0"}
+    call(1, '/etcdserverpb.KV/Range', Buffer.concat([Buffer.from([0x0a, 4]), Buffer.from('mem/'), Buffer.from([0x12, 4]), Buffer.from('mem0')]));
+    await c.until(() => c.frames.some((f) => f.type === T.HEADERS && f.stream === 1), 5000, 'the range answer starting');
+    // The member needs a moment to hand the whole answer to its HTTP/2 session: ask until refused.
+    let id = 3;
+    const refusedOrAnswered = (sid: number) => c.frames.some((f) => f.stream === sid && (f.type === T.RST_STREAM || f.type === T.DATA));
+    for (;; id += 2) {
+      call(id, '/etcdserverpb.Maintenance/Status', Buffer.alloc(0));
+      await c.until(() => refusedOrAnswered(id), 5000, `stream ${id} answered or refused`);
+      const rst = c.frames.find((f) => f.stream === id && f.type === T.RST_STREAM);
+      if (rst) {
+        expect(rst.payload.readUInt32BE(0)).toBe(H2_ERROR.ENHANCE_YOUR_CALM);
+        break;
+      }
+      expect(id, 'a new stream refused while the answer waits').toBeLessThan(41);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Other connections are not affected.
     c.destroy();
     await stillServes();
   });
