@@ -9,6 +9,7 @@ import {
   HEADER_BLOCK_BYTES_MAX,
   HEADER_LIST_BYTES_MAX,
   PING_STRIKES_MAX,
+  PING_WITHOUT_STREAMS_INTERVAL_MIN_MS,
 } from './h2-authority.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -139,6 +140,9 @@ describe('HTTP/2 front of the client port', () => {
     let t = 0;
     const front = authorityRewriter({ pingMinIntervalMs: 5000, now: () => t });
     front.inbound(PREFACE);
+    // A stream open (HEADERS without END_STREAM): the min time applies.
+    front.inbound(frame(HEADERS, END_HEADERS, 1, Buffer.from([0x83, 0x86, 0x84])));
+    expect(front.openStreams).toBe(1);
     const ping = frame(PING, 0, 0, Buffer.alloc(8));
     const ack = frame(PING, 0x1, 0, Buffer.alloc(8));
     // Pings at the min time or slower: never a strike.
@@ -160,6 +164,21 @@ describe('HTTP/2 front of the client port', () => {
     const e = refusal(() => front.inbound(ping));
     expect(e.code).toBe(H2_ERROR.ENHANCE_YOUR_CALM);
     expect(e.message).toBe('too_many_pings');
+  });
+
+  it('without open streams, pings must be PING_WITHOUT_STREAMS_INTERVAL_MIN_MS apart', () => {
+    let t = 0;
+    const front = authorityRewriter({ pingMinIntervalMs: 5000, now: () => t });
+    front.inbound(PREFACE);
+    const ping = frame(PING, 0, 0, Buffer.alloc(8));
+    for (let i = 0; i < 5; i++, t += PING_WITHOUT_STREAMS_INTERVAL_MIN_MS) front.inbound(ping);
+    front.inbound(ping); // 2 h after the last one
+    for (let i = 0; i < PING_STRIKES_MAX; i++) {
+      t += 10_000; // would be fine with a stream open
+      front.inbound(ping);
+    }
+    t += 10_000;
+    expect(refusal(() => front.inbound(ping)).message).toBe('too_many_pings');
   });
 
   it('refuses streams over streamsMax with RST_STREAM REFUSED_STREAM, drops their frames, counts closes from both sides', () => {

@@ -20,9 +20,9 @@
  * - Keepalive enforcement as grpc-go's server does it for etcd (`--grpc-keepalive-min-time`):
  *   a PING sooner than the min time after the previous one is a strike, unless the server sent
  *   HEADERS or DATA since; more than PING_STRIKES_MAX strikes and the connection is refused
- *   with GOAWAY ENHANCE_YOUR_CALM "too_many_pings". (grpc-go also counts every ping on a
- *   connection without streams within 2 h a strike; we do not track streams here, and such
- *   connections are closed by the idle deadline instead.)
+ *   with GOAWAY ENHANCE_YOUR_CALM "too_many_pings". On a connection without open streams a
+ *   ping sooner than PING_WITHOUT_STREAMS_INTERVAL_MIN_MS after the previous one is a strike
+ *   (etcd does not permit keepalive without streams).
  *
  * A refusal is an H2RefusedError carrying the HTTP/2 error code; the caller closes the
  * connection (with `goawayFrame` if the server's output is at a frame boundary).
@@ -69,6 +69,8 @@ export const HEADER_LIST_BYTES_MAX = 65_535;
  * the server, which would take a frame on a stream it never saw as a connection error.
  */
 const REFUSED_STREAMS_REMEMBERED = 1024;
+/** Without open streams, pings must be this far apart (grpc-go's defaultPingTimeout, 2 h). */
+export const PING_WITHOUT_STREAMS_INTERVAL_MIN_MS = 2 * 3600_000;
 /** PINGs sooner than the min time tolerated before the connection is refused (grpc-go's maxPingStrikes). */
 export const PING_STRIKES_MAX = 2;
 /** The default HPACK table size on both sides (neither Node nor grpc-go changes it). */
@@ -209,7 +211,8 @@ export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }):
       pingStrikes = 0;
       return;
     }
-    if (previous !== null && t - previous < o.pingMinIntervalMs) pingStrikes++;
+    const minMs = open.size === 0 ? Math.max(o.pingMinIntervalMs, PING_WITHOUT_STREAMS_INTERVAL_MIN_MS) : o.pingMinIntervalMs;
+    if (previous !== null && t - previous < minMs) pingStrikes++;
     if (pingStrikes > PING_STRIKES_MAX) throw new H2RefusedError(H2_ERROR.ENHANCE_YOUR_CALM, 'too_many_pings');
   };
 
