@@ -11,14 +11,18 @@ import { createServer as createNetServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
-import { authorityRewriter } from './h2-authority.js';
+import { authorityRewriter, goawayFrame, H2RefusedError } from './h2-authority.js';
 import { PROTO_DIR } from './proto.js';
 import type { Handlers } from './services.js';
 
 /** Largest JSON body the gateway reads (etcd's gRPC limit; the request size limit applies after). */
 export const GATEWAY_BODY_BYTES_MAX = 2 * 1024 * 1024;
-/** A connection that sends nothing for this long is closed. */
-export const FIRST_BYTES_TIMEOUT_MS = 10_000;
+/** An HTTP/1 connection idle between requests this long is closed (Node's default keep-alive timeout). */
+export const GATEWAY_KEEPALIVE_TIMEOUT_MS = 5_000;
+/** A refused HTTP/2 connection (see h2-authority.ts) is destroyed this long after its GOAWAY. */
+export const H2_REFUSED_GRACE_MS = 1000;
+/** How often node:http checks its header and request deadlines (its default is 30 s: a deadline would be late by that much). */
+const HTTP1_DEADLINE_CHECK_MS = 500;
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
@@ -27,19 +31,74 @@ export interface Listener {
   close(): Promise<void>;
 }
 
+/** Deadlines and caps of the client port (ServerConfig's client* fields; see config.ts). */
+export interface ClientPortLimits {
+  /** Before the protocol is known: the first bytes; HTTP/1: the whole request head. */
+  readonly headerTimeoutMs: number;
+  /** HTTP/1: the whole request, head and body. */
+  readonly bodyTimeoutMs: number;
+  /** HTTP/2: etcd's --grpc-keepalive-min-time (0 = not enforced). */
+  readonly pingMinIntervalMs: number;
+  /** HTTP/2: etcd's --max-concurrent-streams (the grpc-js server must advertise the same). */
+  readonly streamsMax: number;
+}
+
+/**
+ * Client connections open across every client listener: one more than `max` is closed at
+ * once, before a byte of it is read.
+ */
+export class ConnectionBudget {
+  open = 0;
+  constructor(readonly max: number) {}
+}
+
 /** Serves gRPC and HTTP/1 on one TCP port (0 = a free one). */
-export function serveOnOnePort(o: { host: string; port: number; grpcServer: grpc.Server; http: (req: IncomingMessage, res: ServerResponse) => void }): Promise<Listener> {
+export function serveOnOnePort(o: {
+  host: string;
+  port: number;
+  grpcServer: grpc.Server;
+  http: (req: IncomingMessage, res: ServerResponse) => void;
+  limits: ClientPortLimits;
+  budget: ConnectionBudget;
+}): Promise<Listener> {
   const injector = o.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const http = createHttpServer(o.http);
-  http.on('clientError', (_err, socket) => socket.destroy());
+  const http = createHttpServer(
+    {
+      headersTimeout: o.limits.headerTimeoutMs,
+      requestTimeout: o.limits.bodyTimeoutMs,
+      keepAliveTimeout: GATEWAY_KEEPALIVE_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.min(HTTP1_DEADLINE_CHECK_MS, o.limits.headerTimeoutMs),
+    },
+    o.http,
+  );
+  http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket & { _httpMessage?: { headersSent?: boolean } }) => {
+    // As node:http's default (a status line, then close), but never lingering: a request
+    // past its deadline gets 408, a head over Node's 16 KiB 431, anything else 400.
+    if (socket.writable && !socket._httpMessage?.headersSent) {
+      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    }
+    socket.destroy();
+  });
+  // node:http starts checking its header and request deadlines when it starts listening; this
+  // one never listens (we hand it connections), so start them here.
+  http.emit('listening');
   const sockets = new Set<Socket>();
   const net = createNetServer((socket) => {
+    if (o.budget.open >= o.budget.max) {
+      socket.destroy();
+      return;
+    }
+    o.budget.open++;
     sockets.add(socket);
     // Small request/response exchanges: Nagle's algorithm would hold each answer ~40 ms.
     socket.setNoDelay(true);
-    socket.on('close', () => sockets.delete(socket));
+    socket.on('close', () => {
+      sockets.delete(socket);
+      o.budget.open--;
+    });
     socket.on('error', () => socket.destroy());
-    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
+    socket.setTimeout(o.limits.headerTimeoutMs, () => socket.destroy());
     let seen = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       seen = Buffer.concat([seen, chunk]);
@@ -50,8 +109,9 @@ export function serveOnOnePort(o: { host: string; port: number; grpcServer: grpc
       socket.setTimeout(0);
       if (h2) {
         // Node's HTTP/2 reads the socket's handle directly and would miss bytes put back with
-        // unshift: hand it a stream that replays them first.
-        injector.injectConnection(replaying(socket, seen));
+        // unshift: hand it a stream that replays them first. From here grpc-js's deadlines
+        // apply (no stream for grpc.max_connection_idle_ms: GOAWAY and close).
+        injector.injectConnection(h2Front(socket, seen, o.limits));
       } else {
         socket.pause();
         socket.unshift(seen);
@@ -80,16 +140,23 @@ export function serveOnOnePort(o: { host: string; port: number; grpcServer: grpc
 }
 
 /**
- * A duplex over `socket` whose readable side yields `head` and then the socket's data, with
- * `:authority` made acceptable to Node's HTTP/2 (see h2-authority.ts).
+ * A duplex over `socket` whose readable side yields `head` and then the socket's data, passed
+ * through the HTTP/2 front (h2-authority.ts: `:authority` made acceptable to Node, frame and
+ * header sizes checked before buffering, ping policy). A refused connection gets a GOAWAY with
+ * the reason when the server's output is between frames, and is closed.
  */
-function replaying(socket: Socket, head: Buffer): Duplex {
+function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits): Duplex {
+  const front = authorityRewriter({ pingMinIntervalMs: limits.pingMinIntervalMs, streamsMax: limits.streamsMax });
+  let refused = false;
   const d = new Duplex({
     read() {
-      socket.resume();
+      if (!refused) socket.resume();
     },
     write(chunk: Buffer, _enc, cb) {
-      socket.write(chunk, cb);
+      if (refused) return cb();
+      const parts = front.outbound(chunk);
+      for (let i = 0; i < parts.length - 1; i++) socket.write(parts[i]!);
+      socket.write(parts[parts.length - 1]!, cb);
     },
     final(cb) {
       socket.end(cb);
@@ -99,15 +166,28 @@ function replaying(socket: Socket, head: Buffer): Duplex {
       cb(err);
     },
   });
-  const rewrite = authorityRewriter();
   const feed = (c: Buffer): void => {
+    if (refused) return;
     let ok = true;
     try {
-      for (const b of rewrite(c)) ok = d.push(b) && ok;
-    } catch {
-      socket.destroy();
+      for (const b of front.inbound(c)) ok = d.push(b) && ok;
+    } catch (e) {
+      refused = true;
+      // Nothing more is read from a refused connection: no CPU or memory for what it still sends.
+      socket.off('data', feed);
+      socket.pause();
+      if (e instanceof H2RefusedError && front.outboundAtFrameBoundary) {
+        socket.end(goawayFrame(front.lastStreamId, e.code, e.message));
+        // Time for the GOAWAY to go out; then the socket goes, whatever the peer does.
+        setTimeout(() => socket.destroy(), H2_REFUSED_GRACE_MS).unref();
+      } else {
+        socket.destroy();
+      }
       return;
     }
+    // Our own frames (refused streams) go out now if the server's output is between frames,
+    // else with its next frame boundary.
+    if (front.outboundAtFrameBoundary) for (const f of front.takeOwnFrames()) socket.write(f);
     if (!ok) socket.pause();
   };
   feed(head);

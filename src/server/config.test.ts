@@ -59,4 +59,45 @@ describe('server config', () => {
       expect(() => resolveConfig(raw)).toThrow(re);
     }
   });
+
+  it('client port limits: etcd defaults for keepalive, ours for the rest; Go durations or ms', () => {
+    expect(resolveConfig({})).toMatchObject({
+      maxConcurrentStreams: 1000,
+      maxClientConnections: 1024,
+      clientIdleTimeoutMs: 120_000,
+      clientHeaderTimeoutMs: 10_000,
+      clientBodyTimeoutMs: 30_000,
+      grpcKeepaliveMinTimeMs: 5000,
+      grpcKeepaliveIntervalMs: 2 * 3600_000,
+      grpcKeepaliveTimeoutMs: 20_000,
+    });
+    const c = resolveConfig(
+      withEnv(
+        { maxConcurrentStreams: '4', grpcKeepaliveMinTime: '1m30s', clientIdleTimeout: '0', clientHeaderTimeout: '1500' },
+        { FLOTILLA_MAX_CLIENT_CONNECTIONS: '8', FLOTILLA_GRPC_KEEPALIVE_INTERVAL: '2h', FLOTILLA_GRPC_KEEPALIVE_TIMEOUT: '2.5s', FLOTILLA_CLIENT_BODY_TIMEOUT: '1m' },
+      ),
+    );
+    expect(c).toMatchObject({
+      maxConcurrentStreams: 4,
+      maxClientConnections: 8,
+      grpcKeepaliveMinTimeMs: 90_000,
+      grpcKeepaliveIntervalMs: 7_200_000,
+      grpcKeepaliveTimeoutMs: 2500,
+      clientIdleTimeoutMs: 0,
+      clientHeaderTimeoutMs: 1500,
+      clientBodyTimeoutMs: 60_000,
+    });
+    // The body deadline covers the head too: it cannot be shorter.
+    expect(() => resolveConfig({ clientBodyTimeout: '500ms' })).toThrow(/--client-body-timeout \(500 ms\) must be at least --client-header-timeout \(10000 ms\)/);
+    const bad: [Record<string, string>, RegExp][] = [
+      [{ maxConcurrentStreams: '0' }, /--max-concurrent-streams: 0 is outside/],
+      [{ maxConcurrentStreams: String(2 ** 32) }, /--max-concurrent-streams/],
+      [{ maxClientConnections: '-1' }, /--max-client-connections: "-1" is not a non-negative integer/],
+      [{ grpcKeepaliveMinTime: '5 s' }, /--grpc-keepalive-min-time: "5 s" is not a duration/],
+      [{ grpcKeepaliveMinTime: '5d' }, /--grpc-keepalive-min-time: "5d" is not a duration/],
+      [{ grpcKeepaliveInterval: '10ms' }, /--grpc-keepalive-interval: 10 ms is outside/],
+      [{ clientHeaderTimeout: '0' }, /--client-header-timeout: 0 ms is outside/],
+    ];
+    for (const [raw, re] of bad) expect(() => resolveConfig(raw), JSON.stringify(raw)).toThrow(re);
+  });
 });

@@ -54,6 +54,22 @@ export interface ServerConfig {
   readonly requestTimeoutMs: number;
   /** Interval of watch progress notifications to watchers that asked (0 = off). */
   readonly watchProgressNotifyIntervalMs: number;
+  /** HTTP/2 streams one client connection may have open (etcd --max-concurrent-streams). */
+  readonly maxConcurrentStreams: number;
+  /** Client connections open at once over every client URL; more are closed at once. */
+  readonly maxClientConnections: number;
+  /** An HTTP/2 client connection with no open stream this long is closed, ms (0 = never). */
+  readonly clientIdleTimeoutMs: number;
+  /** First bytes of a client connection, and an HTTP/1 request head, must arrive within, ms. */
+  readonly clientHeaderTimeoutMs: number;
+  /** An HTTP/1 request (head and body) must arrive within, ms. */
+  readonly clientBodyTimeoutMs: number;
+  /** Clients pinging more often get GOAWAY ENHANCE_YOUR_CALM, ms (etcd --grpc-keepalive-min-time; 0 = never). */
+  readonly grpcKeepaliveMinTimeMs: number;
+  /** The server pings an HTTP/2 client connection this often, ms (etcd --grpc-keepalive-interval). */
+  readonly grpcKeepaliveIntervalMs: number;
+  /** ... and closes it if the ping is not answered within, ms (etcd --grpc-keepalive-timeout). */
+  readonly grpcKeepaliveTimeoutMs: number;
   /** Test-only: per-link drops and slow fsync, driven over POST /debug/faults (never in production). */
   readonly unsafeFaultInjection: boolean;
 }
@@ -76,6 +92,20 @@ export const CONFIG_DEFAULTS = {
   maxTxnOps: 128,
   requestTimeoutMs: 5000,
   watchProgressNotifyIntervalMs: 10 * 60 * 1000,
+  /**
+   * etcd 3.4 leaves it unbounded (math.MaxUint32); a bound keeps one connection's in-flight
+   * requests (each up to the gRPC receive limit) finite while leaving room for a client that
+   * multiplexes many watches and calls over one connection, as etcd's clients do.
+   */
+  maxConcurrentStreams: 1000,
+  maxClientConnections: 1024,
+  clientIdleTimeoutMs: 120_000,
+  clientHeaderTimeoutMs: 10_000,
+  clientBodyTimeoutMs: 30_000,
+  /** etcd's defaults (5 s, 2 h, 20 s). */
+  grpcKeepaliveMinTimeMs: 5_000,
+  grpcKeepaliveIntervalMs: 2 * 3600_000,
+  grpcKeepaliveTimeoutMs: 20_000,
 } as const;
 
 /** The raw settings: flag values, or the same from FLOTILLA_* environment variables. */
@@ -99,6 +129,14 @@ export interface RawConfig {
   maxTxnOps?: string | number;
   requestTimeout?: string | number;
   watchProgressNotifyInterval?: string | number;
+  maxConcurrentStreams?: string | number;
+  maxClientConnections?: string | number;
+  clientIdleTimeout?: string | number;
+  clientHeaderTimeout?: string | number;
+  clientBodyTimeout?: string | number;
+  grpcKeepaliveMinTime?: string | number;
+  grpcKeepaliveInterval?: string | number;
+  grpcKeepaliveTimeout?: string | number;
   unsafeFaultInjection?: string | boolean;
 }
 
@@ -112,7 +150,8 @@ export function withEnv(raw: RawConfig, env: NodeJS.ProcessEnv = process.env): R
   const keys: (keyof RawConfig)[] = [
     'name', 'dataDir', 'listenClientUrls', 'advertiseClientUrls', 'listenPeerUrls', 'initialAdvertisePeerUrls', 'initialCluster',
     'initialClusterState', 'initialClusterToken', 'heartbeatInterval', 'electionTimeout', 'leaseReads', 'leaseDrift', 'snapshotCount', 'snapshotCatchupEntries', 'maxRequestBytes', 'maxTxnOps',
-    'requestTimeout', 'watchProgressNotifyInterval', 'unsafeFaultInjection',
+    'requestTimeout', 'watchProgressNotifyInterval', 'maxConcurrentStreams', 'maxClientConnections', 'clientIdleTimeout', 'clientHeaderTimeout',
+    'clientBodyTimeout', 'grpcKeepaliveMinTime', 'grpcKeepaliveInterval', 'grpcKeepaliveTimeout', 'unsafeFaultInjection',
   ];
   const out: RawConfig = { ...raw };
   for (const k of keys) {
@@ -149,6 +188,26 @@ function int(flag: string, v: string | number | undefined, dflt: number, min: nu
   const n = Number(s);
   if (n < min || n > max) throw new ConfigError(`--${flag}: ${n} is outside [${min}, ${max}]`);
   return n;
+}
+
+const DURATION_UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3600_000 };
+
+/**
+ * A duration flag, in ms: a Go duration as etcd takes it ("5s", "2h", "1m30s", "500ms"), or a
+ * bare integer meaning ms, as our other ms flags.
+ */
+export function durationMs(flag: string, v: string | number | undefined, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  const s = String(v).trim();
+  let ms: number;
+  if (/^\d+$/.test(s)) ms = Number(s);
+  else if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(s)) {
+    ms = 0;
+    for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) ms += Number(m[1]) * DURATION_UNIT_MS[m[2]!]!;
+    ms = Math.round(ms);
+  } else throw new ConfigError(`--${flag}: "${s}" is not a duration (e.g. 5s, 2h, 500ms, or a number of ms)`);
+  if (ms < min || ms > max) throw new ConfigError(`--${flag}: ${ms} ms is outside [${min}, ${max}] ms`);
+  return ms;
 }
 
 function bool(flag: string, v: string | boolean | undefined): boolean {
@@ -225,6 +284,11 @@ export function resolveConfig(input: RawConfig): ServerConfig {
   if (Math.ceil(leaseDriftMs / heartbeatMs) >= Math.round(electionMs / heartbeatMs)) {
     throw new ConfigError(`--lease-drift (${leaseDriftMs} ms, in whole heartbeats) must be less than --election-timeout (${electionMs} ms)`);
   }
+  const clientHeaderTimeoutMs = durationMs('client-header-timeout', raw.clientHeaderTimeout, CONFIG_DEFAULTS.clientHeaderTimeoutMs, 100, 3600_000);
+  const clientBodyTimeoutMs = durationMs('client-body-timeout', raw.clientBodyTimeout, CONFIG_DEFAULTS.clientBodyTimeoutMs, 100, 24 * 3600_000);
+  if (clientBodyTimeoutMs < clientHeaderTimeoutMs) {
+    throw new ConfigError(`--client-body-timeout (${clientBodyTimeoutMs} ms) must be at least --client-header-timeout (${clientHeaderTimeoutMs} ms): it covers the head too`);
+  }
   return {
     name,
     dataDir: raw.dataDir ?? `${name}.etcd`,
@@ -247,6 +311,14 @@ export function resolveConfig(input: RawConfig): ServerConfig {
     maxTxnOps: int('max-txn-ops', raw.maxTxnOps, CONFIG_DEFAULTS.maxTxnOps, 1, 100_000),
     requestTimeoutMs: int('request-timeout', raw.requestTimeout, CONFIG_DEFAULTS.requestTimeoutMs, 100, 600_000),
     watchProgressNotifyIntervalMs: int('watch-progress-notify-interval', raw.watchProgressNotifyInterval, CONFIG_DEFAULTS.watchProgressNotifyIntervalMs, 0, 24 * 3600_000),
+    maxConcurrentStreams: int('max-concurrent-streams', raw.maxConcurrentStreams, CONFIG_DEFAULTS.maxConcurrentStreams, 1, 2 ** 32 - 1),
+    maxClientConnections: int('max-client-connections', raw.maxClientConnections, CONFIG_DEFAULTS.maxClientConnections, 1, 1_000_000),
+    clientIdleTimeoutMs: durationMs('client-idle-timeout', raw.clientIdleTimeout, CONFIG_DEFAULTS.clientIdleTimeoutMs, 0, 2 ** 31 - 2),
+    clientHeaderTimeoutMs,
+    clientBodyTimeoutMs,
+    grpcKeepaliveMinTimeMs: durationMs('grpc-keepalive-min-time', raw.grpcKeepaliveMinTime, CONFIG_DEFAULTS.grpcKeepaliveMinTimeMs, 0, 2 ** 31 - 2),
+    grpcKeepaliveIntervalMs: durationMs('grpc-keepalive-interval', raw.grpcKeepaliveInterval, CONFIG_DEFAULTS.grpcKeepaliveIntervalMs, 1000, 2 ** 31 - 2),
+    grpcKeepaliveTimeoutMs: durationMs('grpc-keepalive-timeout', raw.grpcKeepaliveTimeout, CONFIG_DEFAULTS.grpcKeepaliveTimeoutMs, 1000, 2 ** 31 - 2),
     unsafeFaultInjection: bool('unsafe-fault-injection', raw.unsafeFaultInjection),
   };
 }

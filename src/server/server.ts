@@ -3,7 +3,7 @@
  * on each client URL (one port carries both), /health and /version.
  */
 import * as grpc from '@grpc/grpc-js';
-import { createGateway, serveOnOnePort } from '../api/http.js';
+import { ConnectionBudget, createGateway, serveOnOnePort } from '../api/http.js';
 import { serviceDefinition } from '../api/proto.js';
 import { buildHandlers, CLUSTER_VERSION, ETCD_API_VERSION } from '../api/services.js';
 import type { Wire } from '../api/convert.js';
@@ -14,6 +14,11 @@ import { EtcdMember } from './member.js';
 
 /** gRPC's receive limit (etcd: max request bytes + 512 KiB; 2 MiB at the default). */
 export const GRPC_RECEIVE_BYTES_MAX = 2 * 1024 * 1024;
+/**
+ * nghttp2's memory per client connection, MB (Node's default; grpc-js would lift it to
+ * unlimited): while a session is over it, its new streams are refused with ENHANCE_YOUR_CALM.
+ */
+export const H2_SESSION_MEMORY_MB = 10;
 /** How long /health waits for a linearizable read. */
 export const HEALTH_TIMEOUT_MS = 1000;
 
@@ -30,6 +35,15 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const server = new grpc.Server({
     'grpc.max_receive_message_length': Math.max(GRPC_RECEIVE_BYTES_MAX, config.maxRequestBytes + 512 * 1024),
     'grpc.max_send_message_length': 2 ** 31 - 1,
+    'grpc.max_concurrent_streams': config.maxConcurrentStreams,
+    'grpc-node.max_session_memory': H2_SESSION_MEMORY_MB,
+    // A connection without an open stream for this long gets GOAWAY and is closed (also one
+    // that never opens a stream: the idle clock starts when it is handed to grpc-js).
+    ...(config.clientIdleTimeoutMs > 0 ? { 'grpc.max_connection_idle_ms': config.clientIdleTimeoutMs } : {}),
+    // etcd's --grpc-keepalive-interval / --grpc-keepalive-timeout: the server pings, and
+    // closes a connection whose ping is not answered in time.
+    'grpc.keepalive_time_ms': config.grpcKeepaliveIntervalMs,
+    'grpc.keepalive_timeout_ms': config.grpcKeepaliveTimeoutMs,
   });
   const handlers = buildHandlers(member, {
     // Requests from the JSON gateway were not received as protobuf: measure them encoded.
@@ -77,8 +91,10 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const faultsRoute = config.unsafeFaultInjection ? faultRoute(member.faults, config.initialCluster) : null;
   const gateway: typeof api = faultsRoute ? (req, res) => void (faultsRoute(req, res) || api(req, res)) : api;
   const listeners: { port: number; close(): Promise<void> }[] = [];
+  const budget = new ConnectionBudget(config.maxClientConnections);
+  const limits = { headerTimeoutMs: config.clientHeaderTimeoutMs, bodyTimeoutMs: config.clientBodyTimeoutMs, pingMinIntervalMs: config.grpcKeepaliveMinTimeMs, streamsMax: config.maxConcurrentStreams };
   for (const u of config.listenClientUrls) {
-    listeners.push(await serveOnOnePort({ host: u.hostname, port: Number(u.port), grpcServer: server, http: gateway }));
+    listeners.push(await serveOnOnePort({ host: u.hostname, port: Number(u.port), grpcServer: server, http: gateway, limits, budget }));
   }
   return {
     member,

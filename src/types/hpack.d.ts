@@ -8,7 +8,8 @@ declare module 'hpack.js' {
     huffman?: boolean;
   }
   interface Options {
-    table: { size: number };
+    /** The dynamic table bound, bytes (hpack.js reads `maxSize`; any other key means no bound). */
+    table: { maxSize: number };
   }
   export interface Decompressor extends Duplex {
     execute(): void;
