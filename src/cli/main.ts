@@ -87,7 +87,7 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'seed: the same seed gives the same inputs', intArg('--seed', 0, 2 ** 32 - 1), 1)
     .option('--first <i>', 'index of the first input (replay one: --first I --runs 1)', intArg('--first', 0, 2 ** 52), 0)
     .option('--batch <n>', 'inputs between two cluster checks', intArg('--batch', 1, 1_000_000), 1000)
-    .option('--exclude <list>', 'comma-separated gRPC methods not fuzzed on the grpc and gateway surfaces (e.g. v3electionpb.Election/Proclaim), and snapshot/image', '')
+    .option('--exclude <list>', 'comma-separated: gRPC methods not fuzzed on the grpc and gateway surfaces (v3electionpb.Election/Proclaim; grpc:METHOD or gateway:METHOD for one surface only), snapshot/image (no state machine restores)', '')
     .action(async (o: { surface: string; runs: number; seed: number; first: number; batch: number; exclude: string }) => {
       const { runFuzz, SURFACES } = await import('../fuzz/run.js');
       const names = o.surface === 'all' ? [...SURFACES] : o.surface.split(',').map((s) => s.trim());

@@ -120,6 +120,8 @@ export interface RunSurfaceOptions {
   readonly batch: number;
   readonly cluster: FaultCluster | null;
   readonly log: (line: string) => void;
+  /** Other options a replay needs (e.g. --exclude ...). */
+  readonly replayArgs?: string;
 }
 
 /** Runs `runs` inputs of a surface, checking the cluster after every batch. */
@@ -144,7 +146,7 @@ export async function runSurface(s: Surface, o: RunSurfaceOptions): Promise<Surf
   const report = (why: string, culprit: FuzzInput | null): string => {
     const lines = [`FAILURE on surface ${s.name}, seed ${o.seed}: ${why}`];
     if (culprit) lines.push(`  input ${culprit.index} (${culprit.label}): ${hexPreview(culprit.bytes)}`);
-    lines.push(`  the last ${recent.length} inputs sent (replay one with --surface ${s.name} --seed ${o.seed} --first <index> --runs 1):`);
+    lines.push(`  the last ${recent.length} inputs sent (replay one with --surface ${s.name} --seed ${o.seed} --first <index> --runs 1${o.replayArgs ? ` ${o.replayArgs}` : ''}):`);
     for (const x of recent) lines.push(`    #${x.index} ${x.label}: ${hexPreview(x.bytes, 96)}`);
     if (o.cluster) {
       const dir = mkdtempSync(join(tmpdir(), 'flotilla-fuzz-failure-'));

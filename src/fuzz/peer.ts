@@ -84,7 +84,7 @@ function rejected(body: Uint8Array): boolean {
 
 export class PeerSurface implements Surface {
   readonly name = 'peer';
-  readonly concurrency = 16;
+  readonly concurrency = 64;
   private readonly clusterId: string;
   private readonly peers: { host: string; port: number; raftId: number }[];
 

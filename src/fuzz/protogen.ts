@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import type { Rng } from '../lib/prng.js';
 import { loadProtos, PROTO_DIR } from '../api/proto.js';
-import { boundaryU64, concat, varint } from './mutate.js';
+import { boundaryU64, concat, repeatBytes, varint } from './mutate.js';
 
 export interface FuzzMethod {
   /** `etcdserverpb.KV/Range`: what --exclude names. */
@@ -161,27 +161,29 @@ export function recursionPath(t: protobuf.Type): protobuf.Field[] | null {
   return walk(t, []);
 }
 
-function wrap(fieldNo: number, inner: Uint8Array): Uint8Array {
-  return concat([varint(BigInt((fieldNo << 3) | 2)), varint(BigInt(inner.length)), inner]);
-}
-
 /**
- * `t` nested `levels` deep along its recursion path, built directly as wire bytes (so building
- * it needs no recursion): null when `t` is not recursive.
+ * `t` nested `levels` deep along its recursion path, built directly as wire bytes (headers
+ * computed from the inside out, then written once: linear in the size): null when `t` is not
+ * recursive.
  */
 export function deepNesting(t: protobuf.Type, levels: number, leaf: Uint8Array = new Uint8Array(0)): Uint8Array | null {
   const path = recursionPath(t);
   if (!path) return null;
-  let b = leaf;
+  const headers: Uint8Array[] = [];
+  let len = leaf.length;
   for (let i = 0; i < levels; i++) {
-    for (let j = path.length - 1; j >= 0; j--) b = wrap(path[j]!.id, b);
+    for (let j = path.length - 1; j >= 0; j--) {
+      const h = concat([varint(BigInt((path[j]!.id << 3) | 2)), varint(BigInt(len))]);
+      headers.push(h);
+      len += h.length;
+    }
   }
-  return b;
+  headers.reverse();
+  headers.push(leaf);
+  return concat(headers);
 }
 
 /** One valid encoding repeated `times` times: its repeated fields merge into a huge list. */
 export function repeated(b: Uint8Array, times: number): Uint8Array {
-  const parts: Uint8Array[] = [];
-  for (let i = 0; i < times; i++) parts.push(b);
-  return concat(parts);
+  return repeatBytes(b, times);
 }

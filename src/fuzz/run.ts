@@ -5,10 +5,11 @@
  * it); exit code 1 then.
  */
 import { FaultCluster } from '../faults/cluster.js';
-import { GatewaySurface } from './gateway.js';
+import { GATEWAY_ROUTES, GatewaySurface } from './gateway.js';
 import { GrpcSurface } from './grpc.js';
 import { BATCH_INPUTS_DEFAULT, runSurface, type Surface, type SurfaceResult } from './harness.js';
 import { PeerSurface } from './peer.js';
+import { allMethods } from './protogen.js';
 import { SnapshotSurface, WalSurface } from './storage.js';
 
 export const SURFACES = ['grpc', 'gateway', 'peer', 'wal', 'snapshot'] as const;
@@ -42,6 +43,9 @@ export function formatResult(r: SurfaceResult): string {
 
 export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
   const exclude = new Set(o.exclude ?? []);
+  const methods = allMethods().map((m) => m.name);
+  const unknown = [...exclude].filter((x) => x !== 'snapshot/image' && !Object.keys(GATEWAY_ROUTES).some((p) => x === `/v3/${p}`) && !methods.includes(x.replace(/^(grpc|gateway):/, '')));
+  if (unknown.length) throw new Error(`--exclude: no gRPC method ${unknown.join(', ')} (known: ${methods.join(', ')}, a gateway path /v3/..., snapshot/image)`);
   const results: SurfaceResult[] = [];
   let cluster: FaultCluster | null = null;
   try {
@@ -72,7 +76,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
       o.log(`fuzzing ${name}: ${o.runs} inputs from seed ${o.seed}`);
       let r: SurfaceResult;
       try {
-        r = await runSurface(s, { seed: o.seed, runs: o.runs, first: o.first ?? 0, batch: o.batch ?? BATCH_INPUTS_DEFAULT, cluster: NETWORK.includes(name) ? cluster : null, log: o.log });
+        r = await runSurface(s, { seed: o.seed, runs: o.runs, first: o.first ?? 0, batch: o.batch ?? BATCH_INPUTS_DEFAULT, cluster: NETWORK.includes(name) ? cluster : null, log: o.log, replayArgs: exclude.size ? `--exclude ${[...exclude].join(',')}` : '' });
       } finally {
         await s.close();
       }
