@@ -182,9 +182,11 @@ export class GatewaySurface implements Surface {
         const s = connect({ host, port: Number(port) });
         const timer = setTimeout(() => s.destroy(), GATEWAY_STREAM_OPEN_MS);
         s.on('error', () => undefined);
-        s.on('data', () => undefined);
+        let answered = false;
+        s.on('data', () => (answered = true));
         s.on('close', () => {
           clearTimeout(timer);
+          this.count(answered ? 'raw: answered' : 'raw: no answer');
           resolve(null);
         });
         s.write(x.bytes);
@@ -193,12 +195,15 @@ export class GatewaySurface implements Surface {
     return new Promise((resolve) => {
       const req = request({ host, port: Number(port), method: 'POST', path: x.path, agent: x.fresh ? false : this.agents[x.member], headers: { 'content-type': 'application/json', 'content-length': x.bytes.length } });
       const timer = setTimeout(() => req.destroy(), x.streaming ? GATEWAY_STREAM_OPEN_MS : GATEWAY_REQUEST_TIMEOUT_MS);
+      let status = 'no answer';
       const done = () => {
         clearTimeout(timer);
+        this.count(status);
         resolve(null);
       };
       req.on('error', done);
       req.on('response', (res) => {
+        status = String(res.statusCode);
         res.on('data', () => undefined);
         res.on('end', done);
         res.on('error', done);
@@ -206,6 +211,15 @@ export class GatewaySurface implements Surface {
       });
       req.end(x.bytes);
     });
+  }
+
+  private readonly tally = new Map<string, number>();
+  private count(k: string): void {
+    this.tally.set(k, (this.tally.get(k) ?? 0) + 1);
+  }
+
+  stats(): string {
+    return `HTTP statuses: ${[...this.tally].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`;
   }
 
   async close(): Promise<void> {

@@ -42,6 +42,8 @@ export class GrpcSurface implements Surface {
   private readonly all: FuzzMethod[];
   private readonly clients: grpc.Client[][];
   private rr = 0;
+  /** Calls by final status. */
+  private readonly tally = new Map<string, number>();
 
   constructor(
     private readonly cluster: FaultCluster,
@@ -103,11 +105,17 @@ export class GrpcSurface implements Surface {
     const x = input as GrpcInput;
     const client = x.fresh ? newClient(this.cluster.members[x.member]!.client) : this.clients[x.member]![this.rr++ % CLIENTS_PER_MEMBER]!;
     try {
-      await send(client, x);
+      const code = await send(client, x);
+      const name = grpc.status[code] ?? String(code);
+      this.tally.set(name, (this.tally.get(name) ?? 0) + 1);
     } finally {
       if (x.fresh) client.close();
     }
     return null;
+  }
+
+  stats(): string {
+    return `statuses: ${[...this.tally].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`;
   }
 
   async close(): Promise<void> {
@@ -120,13 +128,13 @@ function newClient(endpoint: string): grpc.Client {
 }
 
 /** Sends the input's messages; resolves when the call ends (its status is not judged: only the cluster's health is). */
-function send(c: grpc.Client, x: GrpcInput): Promise<void> {
+function send(c: grpc.Client, x: GrpcInput): Promise<number> {
   const { method } = x;
   const bufs = x.messages.map((m) => Buffer.from(m.buffer, m.byteOffset, m.byteLength));
-  return new Promise<void>((resolve) => {
+  return new Promise<number>((resolve) => {
     const deadline = Date.now() + (method.requestStream || method.responseStream ? GRPC_STREAM_OPEN_MS * 10 : GRPC_UNARY_DEADLINE_MS);
     if (!method.requestStream && !method.responseStream) {
-      c.makeUnaryRequest(method.path, identity, identity, bufs[0]!, new grpc.Metadata(), { deadline }, () => resolve());
+      c.makeUnaryRequest(method.path, identity, identity, bufs[0]!, new grpc.Metadata(), { deadline }, (e) => resolve(e ? e.code : grpc.status.OK));
       return;
     }
     let call: grpc.ClientDuplexStream<Buffer, Buffer> | grpc.ClientReadableStream<Buffer> | grpc.ClientWritableStream<Buffer>;
@@ -134,11 +142,11 @@ function send(c: grpc.Client, x: GrpcInput): Promise<void> {
     else if (method.responseStream) call = c.makeServerStreamRequest(method.path, identity, identity, bufs[0]!, new grpc.Metadata(), { deadline });
     else call = c.makeClientStreamRequest(method.path, identity, identity, new grpc.Metadata(), { deadline }, () => undefined);
     let finished = false;
-    const finish = () => {
+    const finish = (st?: grpc.StatusObject) => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
-      resolve();
+      resolve(st?.code ?? -1);
     };
     call.on('error', () => undefined);
     call.on('status', finish);
@@ -150,7 +158,7 @@ function send(c: grpc.Client, x: GrpcInput): Promise<void> {
     const timer = setTimeout(() => {
       call.cancel();
       // A cancelled call reports its status; this is the backstop should it not.
-      setTimeout(finish, GRPC_STREAM_OPEN_MS);
+      setTimeout(() => finish(), GRPC_STREAM_OPEN_MS);
     }, GRPC_STREAM_OPEN_MS);
   });
 }

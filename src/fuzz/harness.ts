@@ -32,6 +32,8 @@ export interface Surface {
    * failure the surface detected itself (e.g. a WAL that recovered invented data).
    */
   run(input: FuzzInput): Promise<string | null>;
+  /** What the inputs came to (e.g. how many recoveries were clean), for the summary. */
+  stats?(): string;
   close(): Promise<void>;
 }
 
@@ -49,6 +51,7 @@ export interface SurfaceResult {
   readonly failure: string | null;
   /** Peak RSS per member (network surfaces) or of this process (in-process ones), bytes. */
   readonly peakRssBytes: Record<string, number>;
+  readonly stats?: string;
 }
 
 /** VmRSS of a process from /proc, bytes (0 when unreadable: not Linux, or gone). */
@@ -198,5 +201,5 @@ export async function runSurface(s: Surface, o: RunSurfaceOptions): Promise<Surf
     for (const f of onExit) f();
     await Promise.all(clients.map((c) => c.close()));
   }
-  return { surface: s.name, inputs: done, seconds: (performance.now() - t0) / 1000, failure, peakRssBytes: peak };
+  return { surface: s.name, inputs: done, seconds: (performance.now() - t0) / 1000, failure, peakRssBytes: peak, stats: s.stats?.() };
 }

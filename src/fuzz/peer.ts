@@ -182,10 +182,18 @@ export class PeerSurface implements Surface {
       s.on('data', () => undefined);
       s.on('close', () => {
         clearTimeout(timer);
+        const k = `${x.mustRefuse ? 'invalid handshake' : 'other'}: ${closedByUs ? 'left open until the fuzzer closed it' : 'closed by the member'}`;
+        this.tally.set(k, (this.tally.get(k) ?? 0) + 1);
         resolve(x.mustRefuse && closedByUs ? `the member kept a connection open for ${PEER_REFUSE_TIMEOUT_MS} ms after a handshake that is not exactly valid` : null);
       });
       s.write(x.bytes);
     });
+  }
+
+  private readonly tally = new Map<string, number>();
+
+  stats(): string {
+    return [...this.tally].sort().map(([k, v]) => `${k} ${v}`).join(', ');
   }
 
   async close(): Promise<void> {}

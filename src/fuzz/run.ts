@@ -38,7 +38,7 @@ const mb = (n: number) => `${(n / 2 ** 20).toFixed(0)} MB`;
 
 export function formatResult(r: SurfaceResult): string {
   const rss = Object.entries(r.peakRssBytes).map(([k, v]) => `${k}=${mb(v)}`).join(' ');
-  return `${r.surface.padEnd(8)} ${String(r.inputs).padStart(9)} inputs in ${r.seconds.toFixed(1).padStart(7)} s = ${(r.inputs / Math.max(r.seconds, 1e-9)).toFixed(0).padStart(6)} inputs/s, failures: ${r.failure ? 1 : 0}, peak RSS: ${rss || 'n/a'}`;
+  return `${r.surface.padEnd(8)} ${String(r.inputs).padStart(9)} inputs in ${r.seconds.toFixed(1).padStart(7)} s = ${(r.inputs / Math.max(r.seconds, 1e-9)).toFixed(0).padStart(6)} inputs/s, failures: ${r.failure ? 1 : 0}, peak RSS: ${rss || 'n/a'}${r.stats ? `\n${' '.repeat(9)}(${r.stats})` : ''}`;
 }
 
 export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {

@@ -48,6 +48,7 @@ const describe = (e: unknown): string => (e instanceof Error ? `${e.name}: ${e.m
 export class WalSurface implements Surface {
   readonly name = 'wal';
   readonly concurrency = 1;
+  private readonly tally = { recovered: 0, corrupt: 0, unchanged: 0 };
 
   constructor(private readonly seed: number) {}
 
@@ -110,6 +111,7 @@ export class WalSurface implements Surface {
     } catch (e) {
       if (e instanceof WalCorruptionError) {
         if (typeof e.file !== 'string' || !e.file.startsWith(dir) || !Number.isInteger(e.offset)) return `WalCorruptionError without a file and offset (${e.message}); ${what}`;
+        this.tally.corrupt++;
         return null;
       }
       return `Wal.open threw something other than WalCorruptionError: ${describe(e)}\n  ${what}`;
@@ -129,10 +131,17 @@ export class WalSurface implements Surface {
       await again.wal.close();
       const s2 = again.state;
       if (s2.entries.length !== state.entries.length || s2.snapshot.index !== state.snapshot.index || s2.hardState.commit !== hs.commit) return `a second open after recovery gives another state (${s2.entries.length} entries vs ${state.entries.length}); ${what}`;
+      if (after !== null && eqBytes(after, before)) this.tally.unchanged++;
+      else this.tally.recovered++;
     } catch (e) {
       return `a second open after a successful recovery failed: ${describe(e)}; ${what}`;
     }
     return null;
+  }
+
+  stats(): string {
+    const t = this.tally;
+    return `clean recoveries ${t.recovered}, WalCorruptionError ${t.corrupt}, mutation left the file unchanged ${t.unchanged}`;
   }
 
   async close(): Promise<void> {}
@@ -174,6 +183,7 @@ const CONF = { voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext
 export class SnapshotSurface implements Surface {
   readonly name = 'snapshot';
   readonly concurrency = 1;
+  private readonly tally = { fileLoaded: 0, fileRefused: 0, metaRefused: 0, restored: 0, restoreRefused: 0 };
 
   constructor(
     private readonly seed: number,
@@ -209,11 +219,15 @@ export class SnapshotSurface implements Surface {
     try {
       const got = await withTimeout(store.loadNewest(), 'loadNewest');
       if (!got) return `loadNewest found no snapshot; ${what}`;
+      this.tally.fileLoaded++;
       if (eqBytes(after, before)) return null;
       if (!eqBytes(got.data, snap.data) || JSON.stringify(got.meta) !== JSON.stringify(snap.meta)) return `a mutated snapshot file loaded as a different snapshot (meta ${JSON.stringify(got.meta)}); ${what}`;
       return null;
     } catch (e) {
-      if (e instanceof SnapshotCorruptionError) return null;
+      if (e instanceof SnapshotCorruptionError) {
+        this.tally.fileRefused++;
+        return null;
+      }
       return `loadNewest threw something other than SnapshotCorruptionError: ${describe(e)}\n  ${what}`;
     }
   }
@@ -252,7 +266,10 @@ export class SnapshotSurface implements Surface {
       loaded = decodeSnapshot(fileBytes, '/snap/x.snap');
       meta = loaded.meta;
     } catch (e) {
-      if (e instanceof SnapshotCorruptionError) return null;
+      if (e instanceof SnapshotCorruptionError) {
+        this.tally.metaRefused++;
+        return null;
+      }
       return `decodeSnapshot threw something other than SnapshotCorruptionError on a file with a valid checksum: ${describe(e)}\n  ${what}`;
     }
     if (!this.images) return null;
@@ -261,6 +278,7 @@ export class SnapshotSurface implements Surface {
       target.restore(loaded.data, meta.index);
     } catch (e) {
       if (e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || !(e instanceof Error)) return `KvStateMachine.restore crashed on a garbage image instead of refusing it: ${describe(e)}\n  ${what}`;
+      this.tally.restoreRefused++;
       return null;
     }
     // Restored: the store must work and be deterministic.
@@ -270,10 +288,16 @@ export class SnapshotSurface implements Surface {
       again.restore(target.snapshot(), meta.index);
       const h2 = again.store.hashKv().hash;
       if (h1 !== h2) return `a restored garbage image does not survive its own snapshot/restore (HashKV ${h1} vs ${h2}); ${what}`;
+      this.tally.restored++;
     } catch (e) {
       return `KvStateMachine.restore accepted a garbage image that then breaks the store: ${describe(e)}\n  ${what}`;
     }
     return null;
+  }
+
+  stats(): string {
+    const t = this.tally;
+    return `files: loaded ${t.fileLoaded}, SnapshotCorruptionError ${t.fileRefused}; images with a valid checksum: metadata refused ${t.metaRefused}, restored ${t.restored}, restore refused ${t.restoreRefused}`;
   }
 
   async close(): Promise<void> {}
