@@ -196,7 +196,10 @@ export class GatewaySurface implements Surface {
       const req = request({ host, port: Number(port), method: 'POST', path: x.path, agent: x.fresh ? false : this.agents[x.member], headers: { 'content-type': 'application/json', 'content-length': x.bytes.length } });
       const timer = setTimeout(() => req.destroy(), x.streaming ? GATEWAY_STREAM_OPEN_MS : GATEWAY_REQUEST_TIMEOUT_MS);
       let status = 'no answer';
+      let finished = false;
       const done = () => {
+        if (finished) return;
+        finished = true;
         clearTimeout(timer);
         this.count(status);
         resolve(null);
@@ -204,8 +207,15 @@ export class GatewaySurface implements Surface {
       req.on('error', done);
       req.on('response', (res) => {
         status = String(res.statusCode);
-        res.on('data', () => undefined);
-        res.on('end', done);
+        let head = '';
+        res.on('data', (d: Buffer) => {
+          // A 500 is an error the handlers did not expect: keep what it says, for the summary.
+          if (res.statusCode === 500 && head.length < 200) head += d.toString();
+        });
+        res.on('end', () => {
+          if (res.statusCode === 500) status = `500 ${/"message":"([^"]{0,80})/.exec(head)?.[1] ?? head.slice(0, 80)}`;
+          done();
+        });
         res.on('error', done);
         res.on('close', done);
       });

@@ -105,8 +105,7 @@ export class GrpcSurface implements Surface {
     const x = input as GrpcInput;
     const client = x.fresh ? newClient(this.cluster.members[x.member]!.client) : this.clients[x.member]![this.rr++ % CLIENTS_PER_MEMBER]!;
     try {
-      const code = await send(client, x);
-      const name = grpc.status[code] ?? String(code);
+      const name = await send(client, x);
       this.tally.set(name, (this.tally.get(name) ?? 0) + 1);
     } finally {
       if (x.fresh) client.close();
@@ -128,13 +127,18 @@ function newClient(endpoint: string): grpc.Client {
 }
 
 /** Sends the input's messages; resolves when the call ends (its status is not judged: only the cluster's health is). */
-function send(c: grpc.Client, x: GrpcInput): Promise<number> {
+/** The final status of a call: its code, and for INTERNAL and UNKNOWN (errors nobody expected) what it said. */
+function send(c: grpc.Client, x: GrpcInput): Promise<string> {
   const { method } = x;
   const bufs = x.messages.map((m) => Buffer.from(m.buffer, m.byteOffset, m.byteLength));
-  return new Promise<number>((resolve) => {
+  const name = (code: number, details?: string): string => {
+    const n = grpc.status[code] ?? String(code);
+    return code === grpc.status.INTERNAL || code === grpc.status.UNKNOWN ? `${n} (${(details ?? '').replace(/\d+/g, 'N').slice(0, 60)})` : n;
+  };
+  return new Promise<string>((resolve) => {
     const deadline = Date.now() + (method.requestStream || method.responseStream ? GRPC_STREAM_OPEN_MS * 10 : GRPC_UNARY_DEADLINE_MS);
     if (!method.requestStream && !method.responseStream) {
-      c.makeUnaryRequest(method.path, identity, identity, bufs[0]!, new grpc.Metadata(), { deadline }, (e) => resolve(e ? e.code : grpc.status.OK));
+      c.makeUnaryRequest(method.path, identity, identity, bufs[0]!, new grpc.Metadata(), { deadline }, (e) => resolve(e ? name(e.code, e.details) : 'OK'));
       return;
     }
     let call: grpc.ClientDuplexStream<Buffer, Buffer> | grpc.ClientReadableStream<Buffer> | grpc.ClientWritableStream<Buffer>;
@@ -146,7 +150,7 @@ function send(c: grpc.Client, x: GrpcInput): Promise<number> {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
-      resolve(st?.code ?? -1);
+      resolve(st ? name(st.code, st.details) : 'no status');
     };
     call.on('error', () => undefined);
     call.on('status', finish);
