@@ -80,6 +80,35 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('fuzz')
+    .description('fuzz the client port (grpc, gateway), the peer port (peer) of a real 3-member cluster, and the WAL and snapshot readers (wal, snapshot): seeded inputs, mutated valid messages and random bytes; after each batch every member must be alive, answer a linearizable read and agree on HashKV; exit 1 on any failure')
+    .option('--surface <s>', 'grpc, gateway, peer, wal, snapshot, a comma-separated list of them, or all', 'all')
+    .option('--runs <n>', 'inputs per surface', intArg('--runs', 1, 1_000_000_000), 1000)
+    .option('--seed <n>', 'seed: the same seed gives the same inputs', intArg('--seed', 0, 2 ** 32 - 1), 1)
+    .option('--first <i>', 'index of the first input (replay one: --first I --runs 1)', intArg('--first', 0, 2 ** 52), 0)
+    .option('--batch <n>', 'inputs between two cluster checks', intArg('--batch', 1, 1_000_000), 1000)
+    .option('--exclude <list>', 'comma-separated: gRPC methods not fuzzed on the grpc and gateway surfaces (v3electionpb.Election/Proclaim; grpc:METHOD or gateway:METHOD for one surface only), snapshot/image (no state machine restores)', '')
+    .action(async (o: { surface: string; runs: number; seed: number; first: number; batch: number; exclude: string }) => {
+      const { runFuzz, SURFACES } = await import('../fuzz/run.js');
+      const names = o.surface === 'all' ? [...SURFACES] : o.surface.split(',').map((s) => s.trim());
+      const bad = names.filter((n) => !(SURFACES as readonly string[]).includes(n));
+      if (bad.length > 0 || names.length === 0) {
+        console.error(`flotilla fuzz: unknown surface ${bad.join(', ')} (known: ${SURFACES.join(', ')}, all)`);
+        process.exitCode = 2;
+        return;
+      }
+      const exclude = o.exclude.split(',').map((s) => s.trim()).filter(Boolean);
+      try {
+        const r = await runFuzz({ surfaces: names as (typeof SURFACES)[number][], runs: o.runs, seed: o.seed, first: o.first, batch: o.batch, exclude, log: (l) => console.log(l) });
+        console.log(r.ok ? 'no failures' : 'FAILURES FOUND');
+        process.exitCode = r.ok ? 0 : 1;
+      } catch (e) {
+        console.error(`flotilla fuzz: ${(e as Error).message}`);
+        process.exitCode = 2;
+      }
+    });
+
+  program
     .command('check')
     .description('check a client history (JSON lines, see docs) for linearizability')
     .argument('<file>', 'history file, one JSON op per line (gzipped if it ends in .gz)')

@@ -47,8 +47,44 @@ export function decodeSnapshot(b: Uint8Array, file: string): Snapshot {
   if (want !== got) throw new SnapshotCorruptionError(file, `checksum mismatch (file says ${want.toString(16)}, data gives ${got.toString(16)})`);
   const metaLen = v.getUint32(MAGIC.length + 4, true);
   if (MAGIC.length + 8 + metaLen > b.length) throw new SnapshotCorruptionError(file, 'metadata runs past the end');
-  const meta = JSON.parse(new TextDecoder().decode(b.subarray(MAGIC.length + 8, MAGIC.length + 8 + metaLen))) as Snapshot['meta'];
+  const meta = decodeMeta(b.subarray(MAGIC.length + 8, MAGIC.length + 8 + metaLen), file);
   return { meta, data: b.slice(MAGIC.length + 8 + metaLen) };
+}
+
+/**
+ * The metadata, checked field by field: a checksum only says the bytes are the ones written,
+ * not that what wrote them was right (a bug, or a file made by hand). Found by the fuzzer
+ * (`flotilla fuzz --surface snapshot`): garbage metadata with a valid checksum threw a bare
+ * SyntaxError, and a wrong shape was returned as if it were metadata.
+ */
+function decodeMeta(raw: Uint8Array, file: string): Snapshot['meta'] {
+  let v: unknown;
+  try {
+    v = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
+  } catch (e) {
+    throw new SnapshotCorruptionError(file, `metadata is not JSON: ${(e as Error).message}`);
+  }
+  const bad = (why: string): SnapshotCorruptionError => new SnapshotCorruptionError(file, `metadata: ${why}`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('not an object');
+  const o = v as { index?: unknown; term?: unknown; confState?: unknown };
+  const count = (x: unknown, name: string): number => {
+    if (!Number.isSafeInteger(x) || (x as number) < 0) throw bad(`${name} is not a non-negative integer`);
+    return x as number;
+  };
+  const index = count(o.index, 'index');
+  const term = count(o.term, 'term');
+  if (typeof o.confState !== 'object' || o.confState === null || Array.isArray(o.confState)) throw bad('confState is not an object');
+  const c = o.confState as Record<string, unknown>;
+  const ids = (x: unknown, name: string): number[] => {
+    if (!Array.isArray(x) || !x.every((n) => Number.isSafeInteger(n) && (n as number) > 0)) throw bad(`confState.${name} is not a list of member ids`);
+    return x as number[];
+  };
+  if (c.autoLeave !== undefined && typeof c.autoLeave !== 'boolean') throw bad('confState.autoLeave is not a boolean');
+  return {
+    index,
+    term,
+    confState: { voters: ids(c.voters, 'voters'), votersOutgoing: ids(c.votersOutgoing, 'votersOutgoing'), learners: ids(c.learners, 'learners'), learnersNext: ids(c.learnersNext, 'learnersNext'), autoLeave: c.autoLeave === true },
+  };
 }
 
 export class SnapshotStore {
