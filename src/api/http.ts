@@ -287,9 +287,58 @@ function route(path: string): Route | null {
   return { service: r[0], method: r[1], kind: r[2], request: method.resolvedRequestType!, response: method.resolvedResponseType! };
 }
 
-/** JSON (etcd's encoding) -> the wire object the handlers take. */
+/** Nesting of JSON objects and arrays the gateway accepts in a request body (a txn nests 2 levels per level). */
+export const GATEWAY_JSON_DEPTH_MAX = 128;
+
+const INT64 = new Set(['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64']);
+const INT32 = new Set(['int32', 'uint32', 'sint32', 'fixed32', 'sfixed32']);
+const jsonKind = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
+
+/**
+ * Checks a request body against the message type before it is converted: every field of the
+ * type JSON allows it (bytes as base64 strings, 64-bit integers as strings or integers,
+ * messages as objects, repeated fields as arrays), so what reaches the handlers has exactly the
+ * shapes gRPC deserialization gives. Unknown field names are refused, as grpc-gateway does.
+ */
+function checkJson(t: protobuf.Type, json: unknown, path: string, depth: number): void {
+  if (depth > GATEWAY_JSON_DEPTH_MAX) throw new Error(`json: nesting deeper than ${GATEWAY_JSON_DEPTH_MAX} at ${path || 'the top'}`);
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`json: cannot unmarshal ${jsonKind(json)} into ${path || 'the request'} of type ${t.name}`);
+  for (const [k, v] of Object.entries(json as Record<string, unknown>)) {
+    const f = t.fields[k] ?? t.fieldsArray.find((x) => x.name === k || x.options?.json_name === k);
+    const at = path ? `${path}.${k}` : k;
+    if (!f) throw new Error(`json: unknown field "${k}" in ${t.name}`);
+    if (v === null) continue;
+    f.resolve();
+    const values = f.repeated ? v : [v];
+    if (f.repeated && !Array.isArray(v)) throw new Error(`json: cannot unmarshal ${jsonKind(v)} into ${at} of type []${f.type}`);
+    for (const x of values as unknown[]) {
+      if (f.resolvedType instanceof protobuf.Type) {
+        checkJson(f.resolvedType, x, at, depth + 1);
+      } else if (f.resolvedType instanceof protobuf.Enum) {
+        if (typeof x === 'string' ? !(x in f.resolvedType.values) : !Number.isInteger(x)) throw new Error(`json: invalid value ${JSON.stringify(x)} for enum ${f.resolvedType.name} at ${at}`);
+      } else if (f.type === 'bytes' || f.type === 'string') {
+        if (typeof x !== 'string') throw new Error(`json: cannot unmarshal ${jsonKind(x)} into ${at} of type ${f.type}`);
+        if (f.type === 'bytes' && !/^[A-Za-z0-9+/_-]*={0,2}$/.test(x)) throw new Error(`illegal base64 data in ${at}`);
+      } else if (f.type === 'bool') {
+        if (typeof x !== 'boolean') throw new Error(`json: cannot unmarshal ${jsonKind(x)} into ${at} of type bool`);
+      } else if (INT64.has(f.type) || INT32.has(f.type)) {
+        const ok = typeof x === 'string' ? /^-?\d{1,20}$/.test(x) : typeof x === 'number' && Number.isSafeInteger(x);
+        if (!ok) throw new Error(`json: cannot unmarshal ${JSON.stringify(x)} into ${at} of type ${f.type}`);
+      } else if (f.type === 'double' || f.type === 'float') {
+        if (typeof x !== 'number' && typeof x !== 'string') throw new Error(`json: cannot unmarshal ${jsonKind(x)} into ${at} of type ${f.type}`);
+      }
+    }
+  }
+}
+
+/**
+ * JSON (etcd's encoding) -> the wire object the handlers take: checked field by field, then
+ * encoded to protobuf and decoded again, so out-of-range integers wrap or fail exactly as they
+ * would over gRPC and the handlers see one shape whichever way a request came.
+ */
 function fromJson(t: protobuf.Type, json: unknown): Record<string, unknown> {
-  const msg = t.fromObject((json ?? {}) as Record<string, unknown>);
+  checkJson(t, json ?? {}, '', 0);
+  const msg = t.decode(t.encode(t.fromObject((json ?? {}) as Record<string, unknown>)).finish());
   return t.toObject(msg, { longs: String, enums: String, bytes: Buffer, defaults: true, oneofs: true });
 }
 
