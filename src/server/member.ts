@@ -18,7 +18,7 @@ import type { Logger } from '../raft/config.js';
 import { DiskStorage } from '../storage/storage.js';
 import { TcpTransport } from '../transport/tcp.js';
 import type { InitialMember, ServerConfig } from './config.js';
-import { faultyTransport, noFaults, slowSyncFs, type FaultState } from './faults.js';
+import { faultyFs, faultyTransport, noFaults, type FaultState } from './faults.js';
 import { Lessor } from './lessor.js';
 
 export interface MemberInfo {
@@ -82,7 +82,7 @@ export class EtcdMember {
     const storage = await DiskStorage.open(
       config.dataDir,
       { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false },
-      config.unsafeFaultInjection ? { fs: slowSyncFs(m.faults) } : {},
+      config.unsafeFaultInjection ? { fs: faultyFs(m.faults) } : {},
     );
     const listen = config.listenPeerUrls[0]!;
     const peers = new Map(
@@ -189,6 +189,15 @@ export class EtcdMember {
   get published(): boolean {
     const p = this.sm.members.get(this.memberId);
     return p !== undefined && p.name === this.config.name;
+  }
+
+  /**
+   * Resolves with the error that stopped this member's Raft node — a WAL or disk failure
+   * (ENOSPC, EIO), an error in the Ready loop — and never for a clean stop. From then on the
+   * member neither leads nor follows; its server closes and `flotilla serve` exits (see server.ts).
+   */
+  get fatal(): Promise<Error> {
+    return this.node.fatal;
   }
 
   /** The leader's advertised client URL, once it has published it. */
