@@ -10,7 +10,9 @@
  *   cluster on its client ports) reports the member's own EADDRINUSE and exits non-zero,
  *   never printing `cluster ready`; with free ports it reports ready only for members that
  *   answered with the ids computed from their configuration, and reports a member that exits
- *   later.
+ *   later;
+ * - embedded (startServer in this process): the failed member's server closes its listeners and
+ *   transport instead of exiting; a server whose client port is taken leaves nothing running.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,7 +22,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/index.js';
 import { FaultCluster } from '../src/faults/cluster.js';
-import { memberIdOf } from '../src/server/config.js';
+import { memberIdOf, resolveConfig } from '../src/server/config.js';
+import { startServer } from '../src/server/server.js';
 import { FLOTILLA_BIN, freePort, startCluster, type Cluster } from './support/cluster.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -99,6 +102,18 @@ async function expectAllPresent(endpoint: string, prefix: string, acked: Readonl
 
 const fatalLines = (log: string) => log.split('\n').filter((l) => l.includes('fatal: '));
 
+/** How long a member whose disk failed may take to exit while writes keep coming. */
+const EXIT_WAIT_MS = 20_000;
+
+/** Writes through `w` until `gone()` (the member exited), for at most EXIT_WAIT_MS. */
+async function writeUntil(w: Writer, gone: () => boolean): Promise<void> {
+  const deadline = Date.now() + EXIT_WAIT_MS;
+  while (!gone() && Date.now() < deadline) {
+    if (!(await w.write())) await sleep(20);
+  }
+  expect(gone(), `the member did not exit within ${EXIT_WAIT_MS} ms of its disk failing`).toBe(true);
+}
+
 describe('a member that cannot go on exits', () => {
   let cluster: FaultCluster | null = null;
   const clients: FlotillaClient[] = [];
@@ -128,7 +143,7 @@ describe('a member that cannot go on exits', () => {
     await c.setFaults(fi, { diskError: 'ENOSPC', diskErrorOn: 'write' });
     // Writes keep coming through the follower until its process is gone (each one fails or is
     // acknowledged; the first entry it must persist fails its WAL write).
-    while (!gone) await through.write();
+    await writeUntil(through, () => gone);
     const { code, signal } = await exited;
     expect(signal).toBeNull();
     expect(code).toBe(1);
@@ -162,7 +177,7 @@ describe('a member that cannot go on exits', () => {
 
     await c.setFaults(li, { diskError: 'EIO', diskErrorOn: 'fsync' });
     const through = new Writer(client([l.client]), 'b/leader/');
-    while (!gone) await through.write();
+    await writeUntil(through, () => gone);
     const { code, signal } = await exited;
     expect(signal).toBeNull();
     expect(code).toBe(1);
@@ -278,4 +293,56 @@ describe('flotilla start tells the truth', () => {
     run.p.kill('SIGINT');
     expect((await run.exited).code).toBe(0);
   }, 90_000);
+});
+
+describe('embedded: startServer in this process', () => {
+  const quiet = { debug() {}, info() {}, warn() {} };
+  const solo = async (clientPort: number, peerPort: number, dataDir: string) =>
+    resolveConfig({
+      name: 'solo',
+      dataDir,
+      listenClientUrls: `http://127.0.0.1:${clientPort}`,
+      listenPeerUrls: `http://127.0.0.1:${peerPort}`,
+      initialAdvertisePeerUrls: `http://127.0.0.1:${peerPort}`,
+      electionTimeout: 500,
+      unsafeFaultInjection: true,
+    });
+
+  it('a failed member closes its server (client and peer listeners) and reports fatal; the process lives on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-embedded-exit-'));
+    const [cp, pp] = [await freePort(), await freePort()];
+    const server = await startServer(await solo(cp, pp, dir), quiet);
+    const c = new FlotillaClient({ endpoints: [`127.0.0.1:${cp}`] });
+    try {
+      await c.put('k', 'before');
+      server.member.faults.diskErrorOn = 'fsync';
+      server.member.faults.diskError = 'EIO';
+      await expect(c.put('k', 'after')).rejects.toThrow();
+      const err = await server.fatal;
+      expect(err.message).toMatch(/^WAL fsync failed: EIO: i\/o error, fdatasync/);
+      expect(server.member.node.isLeader).toBe(false);
+      expect(server.member.leaderId).toBe(0n);
+      await expect(server.close()).rejects.toBe(err);
+      expect(await refused(`127.0.0.1:${cp}`)).toBe(true);
+      expect(await refused(`127.0.0.1:${pp}`)).toBe(true);
+    } finally {
+      await c.close();
+      await server.close().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  it('a client port already taken: startServer rejects with EADDRINUSE and leaves nothing listening', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-embedded-exit-'));
+    const [cp, pp] = [await freePort(), await freePort()];
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(cp, '127.0.0.1', r));
+    try {
+      await expect(startServer(await solo(cp, pp, dir), quiet)).rejects.toThrow(/EADDRINUSE/);
+      expect(await refused(`127.0.0.1:${pp}`)).toBe(true);
+    } finally {
+      await new Promise((r) => taken.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
