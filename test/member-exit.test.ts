@@ -15,7 +15,7 @@
  *   transport instead of exiting; a server whose client port is taken leaves nothing running.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -208,6 +208,33 @@ describe('a member that cannot go on exits', () => {
       await expectAllPresent(e, 'b/', new Map([...before.acked, ...through.acked, ...after.acked]));
     }
   }, 120_000);
+});
+
+describe('a member that cannot start exits', () => {
+  it('storage that cannot be opened: one fatal line naming it, exit 2, nothing listening', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-start-fail-'));
+    try {
+      const data = join(dir, 'm1');
+      mkdirSync(data);
+      writeFileSync(join(data, 'snap'), 'not a directory');
+      const [cp, pp] = [await freePort(), await freePort()];
+      const peer = `http://127.0.0.1:${pp}`;
+      const p = spawn(process.execPath, [FLOTILLA_BIN, 'serve', '--name', 'm1', '--data-dir', data, '--listen-client-urls', `http://127.0.0.1:${cp}`, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const { code } = await exitOf(p);
+      expect(code, out).toBe(2);
+      const lines = fatalLines(out);
+      expect(lines, out).toHaveLength(1);
+      expect(lines[0]).toMatch(/fatal: cannot start: snapshot read in .*snap failed: EEXIST: .*; exiting with code 2$/);
+      expect(await refused(`127.0.0.1:${cp}`)).toBe(true);
+      expect(await refused(`127.0.0.1:${pp}`)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
 
 describe('flotilla start tells the truth', () => {
