@@ -11,6 +11,7 @@ export { DiskStorage, MemoryStorage } from './storage/storage.js';
 export type { Storage, DiskStorageOptions } from './storage/storage.js';
 export { WalCorruptionError } from './storage/wal.js';
 export { SnapshotCorruptionError } from './storage/snapshots.js';
+export { StorageIoError } from './storage/fs.js';
 export { TcpTransport, PEER_HANDSHAKE_TIMEOUT_MS, PEER_IDLE_TIMEOUT_MS, PEER_UNAUTHENTICATED_CONNECTIONS_MAX, PEER_UNAUTHENTICATED_PER_ADDRESS_MAX } from './transport/tcp.js';
 export type { MemberChannel, PeerAddress, TcpTransportOptions, TransportStats } from './transport/tcp.js';
 export { MemoryNetwork } from './transport/memory.js';

@@ -139,3 +139,10 @@ const stop = async () => {
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+// A member that cannot go on (its disk failed, ...) must not linger answering requests: exit.
+node.fatal.then(async (e) => {
+  log(`fatal: ${e.message}; exiting with code 1`);
+  server.close();
+  await node.stop().catch(() => {});
+  process.exit(1);
+});

@@ -1,9 +1,21 @@
 /**
  * `flotilla serve`: one member, configured by etcd-style flags or FLOTILLA_* variables.
+ *
+ * Exit codes: 0 stopped by SIGTERM/SIGINT; EXIT_FATAL (1) the member failed while running (its
+ * WAL or disk failed — ENOSPC, EIO —, or its Ready loop threw), after one line
+ * `fatal: <cause>; exiting with code 1`; EXIT_CANNOT_START (2) bad flags, or the member could
+ * not start (a port already in use, storage that cannot be opened or recovered), after one line
+ * `fatal: cannot start: <cause>; exiting with code 2` (bad flags: `flotilla serve: <what>`).
+ * Either way the process ends: it never lingers accepting connections.
  */
 import type { Command } from 'commander';
 import { ConfigError, resolveConfig, withEnv, type RawConfig } from '../server/config.js';
 import type { Logger } from '../raft/config.js';
+
+/** The member failed while running (storage, Ready loop). */
+export const EXIT_FATAL = 1;
+/** Bad configuration, or the member could not start. */
+export const EXIT_CANNOT_START = 2;
 
 export function registerServe(program: Command): void {
   program
@@ -35,7 +47,7 @@ export function registerServe(program: Command): void {
     .option('--grpc-keepalive-min-time <duration>', 'clients pinging more often get GOAWAY ENHANCE_YOUR_CALM (default 5s; 0 = allow any)')
     .option('--grpc-keepalive-interval <duration>', 'the server pings each HTTP/2 client connection this often (default 2h)')
     .option('--grpc-keepalive-timeout <duration>', 'and closes it when the ping is not answered within (default 20s)')
-    .option('--unsafe-fault-injection', 'TEST ONLY: accept POST /debug/faults (drop Raft messages per link, slow fsync) on the client port')
+    .option('--unsafe-fault-injection', 'TEST ONLY: accept POST /debug/faults (drop Raft messages per link, slow fsync, disk errors) on the client port')
     .option('--watch-progress-notify-interval <ms>', 'progress notifications to watchers that ask for them, every ms (default 600000; 0 = off)')
     .action(async (o: RawConfig) => {
       let config;
@@ -44,14 +56,19 @@ export function registerServe(program: Command): void {
       } catch (e) {
         if (e instanceof ConfigError) {
           console.error(`flotilla serve: ${e.message}`);
-          process.exitCode = 2;
+          process.exitCode = EXIT_CANNOT_START;
           return;
         }
         throw e;
       }
-      const { startServer } = await import('../server/server.js');
+      const { startServer, FATAL_CLOSE_MS_MAX } = await import('../server/server.js');
+      const { StorageIoError } = await import('../storage/fs.js');
       const name = config.name;
       const line = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} [${name}] ${msg}\n`);
+      const fatal = (cause: string, code: number): void => {
+        line('error', `fatal: ${cause}; exiting with code ${code}`);
+        process.exitCode = code;
+      };
       const logger: Logger = {
         debug() {},
         info: (msg) => line('info', msg),
@@ -61,14 +78,24 @@ export function registerServe(program: Command): void {
       try {
         server = await startServer(config, logger);
       } catch (e) {
-        console.error(`flotilla serve: cannot start: ${(e as Error).message}`);
-        process.exitCode = 2;
-        return;
+        fatal(`cannot start: ${(e as Error).message}`, EXIT_CANNOT_START);
+        // Whatever did start (timers, a peer listener) must not keep the process alive.
+        process.exit(EXIT_CANNOT_START);
       }
       if (config.leaseReads) line('info', `lease reads on: the leader answers linearizable reads from its lease (election timeout ${config.electionMs} ms minus ${config.leaseDriftMs} ms for clock drift)`);
       if (config.unsafeFaultInjection) line('warn', 'fault injection is ON (--unsafe-fault-injection): for tests only');
       line('info', `member ${config.self.id.toString(16)} of cluster ${config.clusterId.toString(16)}: serving clients on ${config.listenClientUrls.map((u) => u.host).join(', ')}, peers on ${config.listenPeerUrls.map((u) => u.host).join(', ')}, data in ${config.dataDir}`);
       let stopping = false;
+      void server.fatal.then(async (e) => {
+        stopping = true;
+        // Storage errors name their operation ("WAL fsync failed: EIO: ..."); anything else is a bug.
+        fatal(e instanceof StorageIoError ? e.message : `error in the Ready loop: ${e.message}`, EXIT_FATAL);
+        // The server is closing itself (listeners first); exit once it has, or after the bound.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([server.close().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, FATAL_CLOSE_MS_MAX)))]);
+        clearTimeout(timer);
+        process.exit(EXIT_FATAL);
+      });
       const stop = (sig: string) => {
         if (stopping) return;
         stopping = true;

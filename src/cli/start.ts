@@ -3,6 +3,12 @@
  * `flotilla serve` process, on 127.0.0.1:2379/22379/32379 (peers 2380/22380/32380), data under
  * ./data kept across runs. Prints the endpoints and commands to try, members coming up and
  * the leader; Ctrl-C stops the members cleanly.
+ *
+ * It reports `cluster ready` only once each of its own three processes is alive and has
+ * answered on its client port with the member and cluster id computed from its configuration
+ * (another process holding a port is not taken for a member). A member that exits is reported
+ * with its own last words (`fatal: ...`) and exit code; before the cluster was ready that ends
+ * `flotilla start` too (the others are stopped; exit code EXIT_MEMBER_EXITED).
  */
 import * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -11,12 +17,17 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { clientConstructor } from '../api/proto.js';
+import { resolveConfig, type RawConfig } from '../server/config.js';
 
 const BIN = fileURLToPath(new URL('../../bin/flotilla.js', import.meta.url));
 /** How often the leader is polled for the "leader is" lines. */
 const POLL_MS = 500;
 /** How long members get to stop on Ctrl-C before they are killed. */
 const STOP_GRACE_MS = 5000;
+/** Exit code when one of the members exited before the cluster was ready. */
+export const EXIT_MEMBER_EXITED = 1;
+/** Characters of each member's output kept in memory to report why it exited. */
+const OUTPUT_TAIL_CHARS = 4096;
 
 interface StartOptions {
   fresh?: boolean;
@@ -34,7 +45,17 @@ function ports(flag: string, v: string): number[] {
   return list.map(Number);
 }
 
-type StatusClient = grpc.Client & { Status(req: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: { leader: string; header: { member_id: string; raft_term: string } }) => void): void };
+type StatusClient = grpc.Client & {
+  Status(req: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: { leader: string; header: { cluster_id: string; member_id: string; raft_term: string } }) => void): void;
+};
+
+/** The last `fatal: ...` line of a member's output (its own account of why it ended), or its last line. */
+export function lastWords(output: string): string {
+  const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
+  const fatal = lines.filter((l) => l.includes('fatal: ')).at(-1);
+  if (fatal) return fatal.slice(fatal.indexOf('fatal: '));
+  return lines.at(-1) ?? '';
+}
 
 export function registerStart(program: Command): void {
   program
@@ -73,47 +94,79 @@ export function registerStart(program: Command): void {
       console.log(`  npx flotilla watch greeting --endpoints ${endpoints}`);
       console.log('');
 
+      // One configuration per member: its flags, and the member and cluster ids it must answer with.
+      const raws: RawConfig[] = names.map((n, i) => ({
+        name: n,
+        dataDir: join(dir, n),
+        listenClientUrls: clientUrl(i),
+        advertiseClientUrls: clientUrl(i),
+        listenPeerUrls: peerUrl(i),
+        initialAdvertisePeerUrls: peerUrl(i),
+        initialCluster: cluster,
+        initialClusterState: 'new',
+        initialClusterToken: 'flotilla-local',
+      }));
+      const expected = raws.map((r) => {
+        const c = resolveConfig(r);
+        return { memberId: c.self.id.toString(), clusterId: c.clusterId.toString() };
+      });
+      const flags = (r: RawConfig): string[] =>
+        Object.entries(r).flatMap(([k, v]) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(v)]);
+
+      let stopping = false;
+      let ready = false;
+      const tails = names.map(() => '');
+      const alive = (ch: ChildProcess) => ch.exitCode === null && ch.signalCode === null;
       const children: ChildProcess[] = names.map((n, i) => {
-        const log = createWriteStream(join(dir, `${n}.log`), { flags: 'a' });
-        const child = spawn(
-          process.execPath,
-          [
-            BIN, 'serve',
-            '--name', n,
-            '--data-dir', join(dir, n),
-            '--listen-client-urls', clientUrl(i),
-            '--advertise-client-urls', clientUrl(i),
-            '--listen-peer-urls', peerUrl(i),
-            '--initial-advertise-peer-urls', peerUrl(i),
-            '--initial-cluster', cluster,
-            '--initial-cluster-state', 'new',
-            '--initial-cluster-token', 'flotilla-local',
-          ],
-          { stdio: ['ignore', 'pipe', 'pipe'] },
-        );
-        child.stdout!.pipe(log);
-        child.stderr!.pipe(log);
-        child.on('exit', (code, sig) => {
-          if (!stopping) console.log(`${n} exited (${sig ?? `code ${code}`}); see ${join(dir, `${n}.log`)}`);
+        const logPath = join(dir, `${n}.log`);
+        const log = createWriteStream(logPath, { flags: 'a' });
+        const child = spawn(process.execPath, [BIN, 'serve', ...flags(raws[i]!)], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const keep = (d: Buffer) => (tails[i] = (tails[i] + d.toString()).slice(-OUTPUT_TAIL_CHARS));
+        child.stdout!.on('data', keep).pipe(log);
+        child.stderr!.on('data', keep).pipe(log);
+        // 'close' (not 'exit'): the member's last output has been read by then.
+        child.on('close', (code, sig) => {
+          if (stopping) return;
+          const why = lastWords(tails[i]!);
+          console.log(`${n} exited (${sig ?? `code ${code}`})${why ? `: ${why}` : ''}; see ${logPath}`);
+          if (!ready) {
+            console.log(`flotilla start: ${n} exited before the cluster was ready; stopping the others`);
+            stop(EXIT_MEMBER_EXITED);
+          } else {
+            const left = children.filter(alive).length;
+            console.log(`the cluster runs on with ${left} of ${names.length} members${left < 2 ? ' (no quorum: it cannot serve)' : ''}; restart ${n} with \`flotilla serve\` or stop with Ctrl-C`);
+          }
         });
         return child;
       });
 
-      let stopping = false;
       const Ctor = clientConstructor('etcdserverpb.Maintenance');
       const clients = client.map((p) => new Ctor(`${o.host}:${p}`, grpc.credentials.createInsecure()) as unknown as StatusClient);
       const up = names.map(() => false);
+      const impostor = names.map(() => false);
       let leader = '';
-      let ready = false;
       const poll = setInterval(() => {
         clients.forEach((c, i) => {
           c.Status({}, { deadline: Date.now() + POLL_MS }, (err, r) => {
             if (stopping) return;
-            if (err || !r) {
+            if (err || !r || !alive(children[i]!)) {
               if (up[i]) console.log(`${names[i]} is down`);
               up[i] = false;
               return;
             }
+            const want = expected[i]!;
+            if (r.header.member_id !== want.memberId || r.header.cluster_id !== want.clusterId) {
+              // Someone else answers on this member's port (another cluster holds it).
+              if (!impostor[i]) {
+                console.log(
+                  `${names[i]}: ${clientUrl(i)} is answered by another server (member ${BigInt(r.header.member_id).toString(16)} of cluster ${BigInt(r.header.cluster_id).toString(16)}), not by the member started here (${BigInt(want.memberId).toString(16)} of ${BigInt(want.clusterId).toString(16)})`,
+                );
+              }
+              impostor[i] = true;
+              up[i] = false;
+              return;
+            }
+            impostor[i] = false;
             if (!up[i]) console.log(`${names[i]} is up (member ${BigInt(r.header.member_id).toString(16)})`);
             up[i] = true;
             if (r.leader !== '0' && r.leader !== leader && r.leader === r.header.member_id) {
@@ -128,21 +181,21 @@ export function registerStart(program: Command): void {
         });
       }, POLL_MS);
 
-      const stop = () => {
+      function stop(code: number): void {
         if (stopping) return;
         stopping = true;
         clearInterval(poll);
         for (const c of clients) c.close();
         console.log('\nstopping the members...');
         const killTimer = setTimeout(() => children.forEach((ch) => ch.kill('SIGKILL')), STOP_GRACE_MS);
-        Promise.all(children.map((ch) => (ch.exitCode !== null || ch.signalCode !== null ? Promise.resolve() : new Promise((r) => ch.once('exit', r))))).then(() => {
+        Promise.all(children.map((ch) => (alive(ch) ? new Promise((r) => ch.once('exit', r)) : Promise.resolve()))).then(() => {
           clearTimeout(killTimer);
           console.log('stopped');
-          process.exit(0);
+          process.exit(code);
         });
         children.forEach((ch) => ch.kill('SIGTERM'));
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
+      }
+      process.on('SIGINT', () => stop(0));
+      process.on('SIGTERM', () => stop(0));
     });
 }

@@ -29,6 +29,9 @@ export interface Faults {
   dropTo?: string[];
   dropFrom?: string[];
   fsyncDelayMs?: number;
+  /** Writes and/or fsyncs (diskErrorOn, default both) fail with this error; null clears it. */
+  diskError?: 'ENOSPC' | 'EIO' | null;
+  diskErrorOn?: 'write' | 'fsync' | 'all';
 }
 
 export class FaultCluster {
@@ -100,9 +103,10 @@ export class FaultCluster {
     m.paused = false;
   }
 
+  /** Starts a killed member, or one that exited by itself, again with its data (and no faults). */
   async restart(i: number): Promise<void> {
     const m = this.members[i]!;
-    if (m.proc) return;
+    if (m.proc && m.proc.exitCode === null && m.proc.signalCode === null) return;
     this.launch(m, 'existing');
     await this.waitReady(m);
   }

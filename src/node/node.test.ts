@@ -113,6 +113,39 @@ describe('RaftNode', () => {
     expect(await again.node.propose(enc('1'))).toBe(51);
   });
 
+  it('a storage failure stops the node: fatal resolves, it no longer leads, pending work fails, stop closes it', async () => {
+    const net = new MemoryNetwork();
+    const ms = await Promise.all([1, 2, 3].map((id) => startMember(net, id, new MemoryStorage(conf))));
+    const leader = await waitFor('a leader', () => leaderOf(ms));
+    await leader.node.propose(enc('1'));
+    // The leader's disk fills: its next save fails as the WAL reports ENOSPC.
+    const storage = (leader.node as unknown as { o: { storage: Storage } }).o.storage;
+    let closed = false;
+    storage.save = () => Promise.reject(Object.assign(new Error('WAL write failed: ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
+    const close = storage.close.bind(storage);
+    storage.close = async () => {
+      closed = true;
+      await close();
+    };
+    const pending = leader.node.propose(enc('2')).catch((e: unknown) => e);
+    const err = await leader.node.fatal;
+    expect(err.message).toContain('ENOSPC');
+    expect(leader.node.failure).toBe(err);
+    expect(leader.node.isLeader).toBe(false);
+    expect(leader.node.leader).toBe(0);
+    // Failed at once, not at stop(): a client must not wait for a member that cannot go on.
+    expect(await pending).toBeInstanceOf(StoppedError);
+    await expect(leader.node.propose(enc('3'))).rejects.toBeInstanceOf(StoppedError);
+    await expect(leader.node.linearizableRead()).rejects.toBeInstanceOf(StoppedError);
+    await expect(leader.node.stop()).rejects.toBe(err);
+    expect(closed).toBe(true);
+    running = running.filter((n) => n !== leader.node);
+    // The other two go on without it.
+    const rest = ms.filter((m) => m !== leader);
+    const next = await waitFor('a new leader', () => leaderOf(rest), 10_000);
+    expect(await next.node.propose(enc('10'))).toBeGreaterThanOrEqual(11);
+  });
+
   it('fails pending work with StoppedError on stop', async () => {
     const net = new MemoryNetwork();
     const m = await startMember(net, 1, new MemoryStorage({ ...conf, voters: [1, 2, 3] }));

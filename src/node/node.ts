@@ -154,6 +154,16 @@ export class RaftNode<R = unknown> {
   private appliedSinceSnapshot = 0;
   private snapshotRequested = false;
   private failed: Error | null = null;
+  private closing = false;
+  private reportFailure: (e: Error) => void = () => {};
+  /**
+   * Resolves with the error that stopped this node (a storage failure such as ENOSPC or EIO,
+   * or a bug in the Ready loop); never resolves when the node is stopped by `stop()`. Once it
+   * has, the node has stopped: it neither leads nor follows (`isLeader` false, `leader` 0),
+   * pending proposals and reads have failed, and nothing more is persisted. The owner should
+   * end the member (a server process exits) and call `stop()` to close the transport.
+   */
+  readonly fatal: Promise<Error> = new Promise((resolve) => (this.reportFailure = resolve));
   /** The last index applied to the state machine (entries or snapshot). */
   private lastApplied: Index = 0;
 
@@ -238,6 +248,7 @@ export class RaftNode<R = unknown> {
   }
 
   transferLeadership(to: NodeId): void {
+    if (this.stopped) throw new StoppedError('node is stopped');
     const r = this.core.transferLeader(to);
     if (!r.ok) throw new ProposalRefusedError(r.reason, r.leaderHint, r.detail);
     this.kick();
@@ -245,6 +256,7 @@ export class RaftNode<R = unknown> {
 
   /** Starts an election now (tests and operators). */
   campaign(): void {
+    if (this.stopped) return;
     this.core.campaign();
     this.kick();
   }
@@ -253,12 +265,14 @@ export class RaftNode<R = unknown> {
     return this.core.status();
   }
 
+  /** False once the node has failed: a member that cannot persist must not claim to lead. */
   get isLeader(): boolean {
-    return this.core.currentRole === 'leader';
+    return this.failed === null && this.core.currentRole === 'leader';
   }
 
+  /** The leader this member knows of; 0 when none, or once the node has failed. */
   get leader(): NodeId {
-    return this.core.leader;
+    return this.failed === null ? this.core.leader : 0;
   }
 
   /** The error that stopped this member (a storage failure, a bug), or null while it runs. */
@@ -278,13 +292,29 @@ export class RaftNode<R = unknown> {
   }
 
   /** Stops ticking and processing; pending operations fail with StoppedError. */
+  /**
+   * Stops ticking and processing; pending operations fail with StoppedError. After a failure
+   * (see `fatal`) it still closes the transport and the storage (an error closing a storage
+   * that already failed is ignored), then throws the failure.
+   */
   async stop(): Promise<void> {
-    if (this.stopped) return;
+    if (this.closing) return;
+    this.closing = true;
     this.stopped = true;
     this.tickTimer?.cancel();
     this.kick();
     await this.loopDone;
-    const err = new StoppedError('node stopped');
+    this.failPending(new StoppedError('node stopped'));
+    await this.o.transport.close();
+    try {
+      await this.o.storage.close();
+    } catch (e) {
+      if (!this.failed) throw e;
+    }
+    if (this.failed) throw this.failed;
+  }
+
+  private failPending(err: Error): void {
     for (const w of this.proposals.values()) w.reject(err);
     this.proposals.clear();
     for (const r of this.reads.values()) {
@@ -292,9 +322,6 @@ export class RaftNode<R = unknown> {
       r.reject(err);
     }
     this.reads.clear();
-    await this.o.transport.close();
-    await this.o.storage.close();
-    if (this.failed) throw this.failed;
   }
 
   // -------------------------------------------------------------------------------------
@@ -358,10 +385,14 @@ export class RaftNode<R = unknown> {
       }
     } catch (e) {
       // A storage failure (or a bug) stops the member: continuing could break durability.
-      this.failed = e as Error;
-      this.o.logger?.warn(`${this.id} stopping after an error in the Ready loop: ${(e as Error).message}`);
+      const err = e instanceof Error ? e : new Error(String(e));
+      this.failed = err;
+      this.o.logger?.warn(`${this.id} stopping after an error in the Ready loop: ${err.message}`);
       this.stopped = true;
       this.tickTimer?.cancel();
+      // Nothing pending can complete now: fail it at once rather than when the owner stops us.
+      this.failPending(new StoppedError(`node stopped after an error: ${err.message}`));
+      this.reportFailure(err);
     }
   }
 

@@ -1,7 +1,7 @@
 /**
  * Test-only fault injection, enabled by `flotilla serve --unsafe-fault-injection` and never
- * otherwise: per-link message drops (partitions of any shape, one-way included) and slow
- * fsync. The fault harness (src/faults) drives it over `POST /debug/faults` on the client port.
+ * otherwise: per-link message drops (partitions of any shape, one-way included), slow
+ * fsync, and a failing disk (writes and/or fsyncs fail with ENOSPC or EIO). The fault harness (src/faults) drives it over `POST /debug/faults` on the client port.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Transport } from '../node/node.js';
@@ -13,6 +13,13 @@ import type { InitialMember } from './config.js';
 /** The largest fsync delay accepted. */
 export const FSYNC_DELAY_MS_MAX = 10_000;
 
+/** The disk errors that can be injected: a full disk, a failing device. */
+export const DISK_ERRORS = ['ENOSPC', 'EIO'] as const;
+export type DiskErrorCode = (typeof DISK_ERRORS)[number];
+/** Which operations an injected disk error hits: writes (write, truncate, create, rename), fsyncs, or both. */
+export const DISK_ERROR_OPS = ['write', 'fsync', 'all'] as const;
+export type DiskErrorOps = (typeof DISK_ERROR_OPS)[number];
+
 export interface FaultState {
   /** Raft messages to these members are dropped. */
   dropTo: Set<number>;
@@ -20,10 +27,13 @@ export interface FaultState {
   dropFrom: Set<number>;
   /** Added to every fdatasync and directory sync. */
   fsyncDelayMs: number;
+  /** When set, the operations `diskErrorOn` names fail with this error, as a full or broken disk's would. */
+  diskError: DiskErrorCode | null;
+  diskErrorOn: DiskErrorOps;
 }
 
 export function noFaults(): FaultState {
-  return { dropTo: new Set(), dropFrom: new Set(), fsyncDelayMs: 0 };
+  return { dropTo: new Set(), dropFrom: new Set(), fsyncDelayMs: 0, diskError: null, diskErrorOn: 'all' };
 }
 
 /**
@@ -41,24 +51,50 @@ export function faultyTransport(inner: Transport & MemberChannel, faults: FaultS
   };
 }
 
-/** The real file system with syncs slowed down by the fault state's delay. */
-export function slowSyncFs(faults: FaultState, base: FileSystem = realFs): FileSystem {
+/** An error shaped as Node's fs reports a failed system call. */
+function systemError(code: DiskErrorCode, syscall: string, path: string): Error {
+  const text = code === 'ENOSPC' ? 'no space left on device' : 'i/o error';
+  return Object.assign(new Error(`${code}: ${text}, ${syscall} '${path}' (injected)`), { code, errno: code === 'ENOSPC' ? -28 : -5, syscall, path });
+}
+
+/**
+ * The real file system under the fault state: syncs slowed by `fsyncDelayMs`, and, while
+ * `diskError` is set, writes (write, truncate, creating a file, rename) and/or syncs (fdatasync,
+ * directory sync) failing with it. Reads, removals and directory creation still work, as on a
+ * full disk. A file opened before the fault is hit by it too.
+ */
+export function faultyFs(faults: FaultState, base: FileSystem = realFs): FileSystem {
   const delay = () => (faults.fsyncDelayMs > 0 ? new Promise<void>((r) => setTimeout(r, faults.fsyncDelayMs)) : Promise.resolve());
+  const check = (kind: 'write' | 'fsync', syscall: string, path: string) => {
+    const code = faults.diskError;
+    if (code !== null && (faults.diskErrorOn === 'all' || faults.diskErrorOn === kind)) throw systemError(code, syscall, path);
+  };
   return {
     ...base,
     open: async (path, create) => {
+      if (create) check('write', 'open', path);
       const f = await base.open(path, create);
-      return { ...f, datasync: async () => (await delay(), f.datasync()) };
+      return {
+        write: async (data, position) => (check('write', 'write', path), f.write(data, position)),
+        truncate: async (n) => (check('write', 'ftruncate', path), f.truncate(n)),
+        datasync: async () => (await delay(), check('fsync', 'fdatasync', path), f.datasync()),
+        close: () => f.close(),
+      };
     },
-    syncDir: async (dir) => (await delay(), base.syncDir(dir)),
+    rename: async (from, to) => (check('write', 'rename', from), base.rename(from, to)),
+    syncDir: async (dir) => (await delay(), check('fsync', 'fsync', dir), base.syncDir(dir)),
   };
 }
 
-/** `GET|POST /debug/faults` with `{dropTo?: names[], dropFrom?: names[], fsyncDelayMs?: n}`. Returns true if it handled the request. */
+/**
+ * `GET|POST /debug/faults` with `{dropTo?: names[], dropFrom?: names[], fsyncDelayMs?: n,
+ * diskError?: 'ENOSPC' | 'EIO' | null, diskErrorOn?: 'write' | 'fsync' | 'all'}`. Returns true
+ * if it handled the request.
+ */
 export function faultRoute(faults: FaultState, members: readonly InitialMember[]): (req: IncomingMessage, res: ServerResponse) => boolean {
   const byName = new Map(members.map((m) => [m.name, m.raftId]));
   const nameOf = new Map(members.map((m) => [m.raftId, m.name]));
-  const show = () => JSON.stringify({ dropTo: [...faults.dropTo].map((i) => nameOf.get(i)), dropFrom: [...faults.dropFrom].map((i) => nameOf.get(i)), fsyncDelayMs: faults.fsyncDelayMs });
+  const show = () => JSON.stringify({ dropTo: [...faults.dropTo].map((i) => nameOf.get(i)), dropFrom: [...faults.dropFrom].map((i) => nameOf.get(i)), fsyncDelayMs: faults.fsyncDelayMs, diskError: faults.diskError, diskErrorOn: faults.diskErrorOn });
   return (req, res) => {
     if ((req.url ?? '').split('?')[0] !== '/debug/faults') return false;
     const reply = (code: number, body: string) => {
@@ -73,7 +109,7 @@ export function faultRoute(faults: FaultState, members: readonly InitialMember[]
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
       try {
-        const o = JSON.parse(body || '{}') as { dropTo?: unknown; dropFrom?: unknown; fsyncDelayMs?: unknown };
+        const o = JSON.parse(body || '{}') as { dropTo?: unknown; dropFrom?: unknown; fsyncDelayMs?: unknown; diskError?: unknown; diskErrorOn?: unknown };
         const ids = (v: unknown, field: string): Set<number> => {
           if (!Array.isArray(v)) throw new Error(`${field} must be a list of member names`);
           return new Set(
@@ -91,6 +127,14 @@ export function faultRoute(faults: FaultState, members: readonly InitialMember[]
           const d = Number(o.fsyncDelayMs);
           if (!Number.isInteger(d) || d < 0 || d > FSYNC_DELAY_MS_MAX) throw new Error(`fsyncDelayMs must be an integer in [0, ${FSYNC_DELAY_MS_MAX}]`);
           next.fsyncDelayMs = d;
+        }
+        if (o.diskError !== undefined) {
+          if (o.diskError !== null && !DISK_ERRORS.includes(o.diskError as DiskErrorCode)) throw new Error(`diskError must be one of ${DISK_ERRORS.join(', ')} or null`);
+          next.diskError = o.diskError as DiskErrorCode | null;
+        }
+        if (o.diskErrorOn !== undefined) {
+          if (!DISK_ERROR_OPS.includes(o.diskErrorOn as DiskErrorOps)) throw new Error(`diskErrorOn must be one of ${DISK_ERROR_OPS.join(', ')}`);
+          next.diskErrorOn = o.diskErrorOn as DiskErrorOps;
         }
         Object.assign(faults, next);
         reply(200, show());

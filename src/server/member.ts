@@ -19,7 +19,7 @@ import { DiskStorage } from '../storage/storage.js';
 import { FRAME_BYTES_MAX, MEMBER_FRAME_HEADER_BYTES } from '../transport/codec.js';
 import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel } from '../transport/tcp.js';
 import type { InitialMember, ServerConfig } from './config.js';
-import { faultyTransport, noFaults, slowSyncFs, type FaultState } from './faults.js';
+import { faultyFs, faultyTransport, noFaults, type FaultState } from './faults.js';
 import { ApplyWaits } from './apply-waits.js';
 import { Lessor } from './lessor.js';
 import { decodePeerCall, encodePeerCall, FORWARD_HEADER_BYTES, RequestIdGenerator, requestIdMember, type ForwardOutcome, type LeaseOp, type PeerCall } from './peer-calls.js';
@@ -97,7 +97,7 @@ export class EtcdMember {
     const storage = await DiskStorage.open(
       config.dataDir,
       { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false },
-      config.unsafeFaultInjection ? { fs: slowSyncFs(m.faults) } : {},
+      config.unsafeFaultInjection ? { fs: faultyFs(m.faults) } : {},
     );
     const listen = config.listenPeerUrls[0]!;
     const peers = new Map(
@@ -209,6 +209,15 @@ export class EtcdMember {
   get published(): boolean {
     const p = this.sm.members.get(this.memberId);
     return p !== undefined && p.name === this.config.name;
+  }
+
+  /**
+   * Resolves with the error that stopped this member's Raft node — a WAL or disk failure
+   * (ENOSPC, EIO), an error in the Ready loop — and never for a clean stop. From then on the
+   * member neither leads nor follows; its server closes and `flotilla serve` exits (see server.ts).
+   */
+  get fatal(): Promise<Error> {
+    return this.node.fatal;
   }
 
   // ---------------------------------------------------------------------------------------

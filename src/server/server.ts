@@ -21,11 +21,24 @@ export const GRPC_RECEIVE_BYTES_MAX = 2 * 1024 * 1024;
 export const H2_SESSION_MEMORY_MB = 10;
 /** How long /health waits for a linearizable read. */
 export const HEALTH_TIMEOUT_MS = 1000;
+/**
+ * How long closing the server after its member failed may take before its owner gives up on a
+ * clean close (`flotilla serve` then exits anyway: it must never linger accepting connections).
+ */
+export const FATAL_CLOSE_MS_MAX = 2000;
 
 export interface RunningServer {
   readonly member: EtcdMember;
   /** The bound client ports, in --listen-client-urls order. */
   readonly clientPorts: number[];
+  /**
+   * Resolves with the error that stopped the member (a WAL or disk failure, an error in the
+   * Ready loop); never for a clean close. The server closes itself at once: the client
+   * listeners first (no new connection is accepted, open ones are cut), then the gRPC server
+   * and the member with its peer transport. A process owning it should exit (serve.ts does).
+   */
+  readonly fatal: Promise<Error>;
+  /** Closes everything (idempotent: every call returns the same close). */
   close(): Promise<void>;
 }
 
@@ -93,16 +106,26 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const listeners: { port: number; close(): Promise<void> }[] = [];
   const budget = new ConnectionBudget(config.maxClientConnections);
   const limits = { headerTimeoutMs: config.clientHeaderTimeoutMs, bodyTimeoutMs: config.clientBodyTimeoutMs, pingMinIntervalMs: config.grpcKeepaliveMinTimeMs, streamsMax: config.maxConcurrentStreams };
-  for (const u of config.listenClientUrls) {
-    listeners.push(await serveOnOnePort({ host: u.hostname, port: Number(u.port), grpcServer: server, http: gateway, limits, budget }));
-  }
-  return {
-    member,
-    clientPorts: listeners.map((l) => l.port),
-    async close() {
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
       await Promise.all(listeners.map((l) => l.close()));
       server.forceShutdown();
       await member.stop();
-    },
-  };
+    })());
+  try {
+    for (const u of config.listenClientUrls) {
+      listeners.push(await serveOnOnePort({ host: u.hostname, port: Number(u.port), grpcServer: server, http: gateway, limits, budget }));
+    }
+  } catch (e) {
+    // A port already taken (EADDRINUSE): nothing of this server may stay up.
+    await close().catch(() => undefined);
+    throw e;
+  }
+  const fatal = member.fatal.then((e) => {
+    // The member failed; its node has already logged why. The error is the owner's to report.
+    void close().catch(() => undefined);
+    return e;
+  });
+  return { member, clientPorts: listeners.map((l) => l.port), fatal, close };
 }

@@ -24,6 +24,35 @@ export interface FileSystem {
   syncDir(dir: string): Promise<void>;
 }
 
+/**
+ * A file operation that failed with a system error (ENOSPC, EIO, ...), with what storage was
+ * doing at the time: `WAL fsync failed: EIO: i/o error, fsync`. The storage layers wrap system
+ * errors in it so the member's last words name the cause; anything else (a bug, a test's
+ * simulated crash) passes through unwrapped.
+ */
+export class StorageIoError extends Error {
+  override name = 'StorageIoError';
+  /** The system error code, e.g. 'ENOSPC'. */
+  readonly code: string;
+  constructor(
+    readonly operation: string,
+    cause: Error & { code: string },
+  ) {
+    super(`${operation} failed: ${cause.message}`, { cause });
+    this.code = cause.code;
+  }
+}
+
+/** Runs `f`, wrapping a system error it throws in a StorageIoError naming `operation`. */
+export async function ioStep<T>(operation: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof StorageIoError || !(e instanceof Error) || typeof (e as { code?: unknown }).code !== 'string') throw e;
+    throw new StorageIoError(operation, e as Error & { code: string });
+  }
+}
+
 export const realFs: FileSystem = {
   async mkdirp(dir) {
     await fsp.mkdir(dir, { recursive: true });

@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Snapshot } from '../raft/types.js';
-import { realFs, type FileSystem } from './fs.js';
+import { ioStep, realFs, type FileSystem } from './fs.js';
 
 const MAGIC = new TextEncoder().encode('FLSNAP01');
 const NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
@@ -104,7 +104,11 @@ export class SnapshotStore {
   }
 
   /** Writes `s` durably, then removes all but the newest `keep` snapshots. */
-  async save(s: Snapshot): Promise<void> {
+  save(s: Snapshot): Promise<void> {
+    return ioStep(`snapshot write in ${this.dir}`, () => this.write(s));
+  }
+
+  private async write(s: Snapshot): Promise<void> {
     await this.fs.mkdirp(this.dir);
     const name = `${hex(s.meta.index)}-${hex(s.meta.term)}.snap`;
     const tmp = join(this.dir, `${name}.tmp`);
@@ -124,7 +128,11 @@ export class SnapshotStore {
   }
 
   /** The newest snapshot, or undefined. A newest file that fails its checksum is an error. */
-  async loadNewest(): Promise<Snapshot | undefined> {
+  loadNewest(): Promise<Snapshot | undefined> {
+    return ioStep(`snapshot read in ${this.dir}`, () => this.readNewest());
+  }
+
+  private async readNewest(): Promise<Snapshot | undefined> {
     await this.fs.mkdirp(this.dir);
     const all = await this.names();
     const newest = all.at(-1);

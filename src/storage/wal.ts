@@ -15,7 +15,7 @@
  * is used.
  */
 import { join } from 'node:path';
-import { realFs, type FileLike, type FileSystem } from './fs.js';
+import { ioStep, realFs, type FileLike, type FileSystem } from './fs.js';
 import type { Entry, HardState } from '../raft/types.js';
 import { decodeSegment, encodeRecords, type WalRecord } from './codec.js';
 
@@ -83,7 +83,7 @@ export class Wal {
     const state: WalState = { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: { index: 0, term: 0 }, entries: [] };
     const wal = new Wal(dir, state, opts);
     try {
-      await wal.recover();
+      await ioStep(`WAL recovery in ${dir}`, () => wal.recover());
     } catch (e) {
       await wal.fh?.close();
       throw e;
@@ -188,7 +188,11 @@ export class Wal {
     }
   }
 
-  private async startSegment(firstIndex: number): Promise<void> {
+  private startSegment(firstIndex: number): Promise<void> {
+    return ioStep('WAL segment creation', () => this.newSegment(firstIndex));
+  }
+
+  private async newSegment(firstIndex: number): Promise<void> {
     const seq = this.segments.length ? this.segments[this.segments.length - 1]!.seq + 1 : 0;
     const path = join(this.dir, `${hex(seq)}-${hex(firstIndex)}.wal`);
     if (this.fh) {
@@ -236,11 +240,13 @@ export class Wal {
     await this.write([r], true);
     this.replay(r, '(snapshot)');
     // A segment can go once the next one starts at or below index + 1 (all its entries are in the snapshot).
-    while (this.segments.length > 1 && this.segments[1]!.firstIndex <= index + 1) {
-      const old = this.segments.shift()!;
-      await this.fs.remove(old.path);
-    }
-    await this.fs.syncDir(this.dir);
+    await ioStep('WAL segment release', async () => {
+      while (this.segments.length > 1 && this.segments[1]!.firstIndex <= index + 1) {
+        const old = this.segments.shift()!;
+        await this.fs.remove(old.path);
+      }
+      await this.fs.syncDir(this.dir);
+    });
   }
 
   private async write(records: WalRecord[], sync: boolean): Promise<void> {
@@ -250,8 +256,9 @@ export class Wal {
       await this.startSegment(r0.type === 'entries' ? r0.entries[0]!.index : this.lastIndex() + 1);
       enc = encodeRecords(records, this.crc);
     }
-    await this.fh!.write(enc.bytes, this.offset);
-    if (sync) await this.fh!.datasync();
+    const fh = this.fh!;
+    await ioStep('WAL write', () => fh.write(enc.bytes, this.offset));
+    if (sync) await ioStep('WAL fsync', () => fh.datasync());
     this.offset += enc.bytes.length;
     this.crc = enc.crc;
   }
@@ -261,10 +268,16 @@ export class Wal {
   }
 
   async close(): Promise<void> {
-    if (this.fh) {
-      await this.fh.datasync();
-      await this.fh.close();
+    const fh = this.fh;
+    if (fh) {
       this.fh = null;
+      await ioStep('WAL close', async () => {
+        try {
+          await fh.datasync();
+        } finally {
+          await fh.close();
+        }
+      });
     }
   }
 }
