@@ -34,6 +34,8 @@ export const ERR = {
   leaseProvided: () => new KvError('InvalidArgument', 'etcdserver: lease is provided'),
   keyNotFound: () => new KvError('InvalidArgument', 'etcdserver: key not found'),
   tooManyOps: () => new KvError('InvalidArgument', 'etcdserver: too many operations in txn request'),
+  /** Our own limit (TXN_NESTING_MAX), worded as etcd's txn errors are. */
+  txnTooDeep: () => new KvError('InvalidArgument', 'etcdserver: too many nested txns in txn request'),
   duplicateKey: () => new KvError('InvalidArgument', 'etcdserver: duplicate key given in txn request'),
   requestTooLarge: () => new KvError('InvalidArgument', 'etcdserver: request is too large'),
   noLeader: () => new KvError('Unavailable', 'etcdserver: no leader'),

@@ -103,6 +103,30 @@ export interface MvccLimits {
 
 export const MVCC_LIMITS_DEFAULT: MvccLimits = { maxTxnOps: 128 };
 
+/**
+ * How deep txns may nest (a txn inside a txn is depth 1). gRPC's protobuf runtimes refuse
+ * messages nested deeper than 100 (protobufjs' recursionLimit, as protoc's): a txn response
+ * at depth d is 2d + 4 messages deep, so etcd itself commits a txn at depth 49 whose response
+ * no grpc-js client can read. 32 keeps every accepted txn's response well inside that; the API
+ * refuses deeper ones before they reach the log, the log decoder refuses them too.
+ */
+export const TXN_NESTING_MAX = 32;
+
+/**
+ * Operations in one txn counting every nested txn's (both branches) and compares, unless
+ * 2 × maxTxnOps is larger. etcd bounds each level (--max-txn-ops) but not the tree, whose size
+ * multiplies with depth; this bound keeps one entry's apply (and the duplicate-key check, which
+ * compares puts with deleted ranges) cheap.
+ */
+export const TXN_OPS_TOTAL_MAX = 1024;
+
+/** Compares and operations in a txn and all its nested txns. */
+export function txnSize(t: TxnRequest): number {
+  let n = t.compare.length;
+  for (const op of [...t.success, ...t.failure]) n += 'txn' in op ? 1 + txnSize(op.txn) : 1;
+  return n;
+}
+
 interface Rev {
   readonly main: number;
   readonly sub: number;
@@ -300,6 +324,9 @@ export class MvccStore {
   }
 
   txn(t: TxnRequest): TxnResult {
+    // The nesting first: txnSize recurses.
+    this.checkDepth(t, 0);
+    if (txnSize(t) > Math.max(TXN_OPS_TOTAL_MAX, 2 * this.limits.maxTxnOps)) throw ERR.tooManyOps();
     this.checkTxn(t);
     return this.write(() => this.doTxn(t));
   }
@@ -388,7 +415,13 @@ export class MvccStore {
    * revisions, leases, and etcd's duplicate rule (a key put twice, or put inside a deleted
    * range, in one branch including its nested txns; overlapping deletes are allowed).
    */
+  private checkDepth(t: TxnRequest, depth: number): void {
+    if (depth > TXN_NESTING_MAX) throw ERR.txnTooDeep();
+    for (const op of [...t.success, ...t.failure]) if ('txn' in op) this.checkDepth(op.txn, depth + 1);
+  }
+
   private checkTxn(t: TxnRequest): Writes {
+    if (t.compare.length > this.limits.maxTxnOps) throw ERR.tooManyOps();
     for (const c of t.compare) if (c.key.length === 0) throw ERR.emptyKey();
     const both: Writes = { puts: new Set(), dels: [] };
     for (const branch of [t.success, t.failure]) {
