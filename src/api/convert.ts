@@ -5,6 +5,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { ERR, KvError } from '../kv/errors.js';
 import {
+  checkPutRequest,
+  checkTxnIntervals,
   TXN_NESTING_MAX,
   TXN_OPS_TOTAL_MAX,
   txnSize,
@@ -152,19 +154,14 @@ export function txnRequest(w: Wire, depth = 0): TxnRequest {
   };
 }
 
-/** etcd's checkPutRequest (v3rpc/key.go), before the log. */
-export function checkPutRequest(r: PutRequest): void {
-  if (r.key.length === 0) throw ERR.emptyKey();
-  if (r.ignoreValue && r.value && r.value.length > 0) throw ERR.valueProvided();
-  if (r.ignoreLease && r.lease && r.lease !== 0n) throw ERR.leaseProvided();
-}
+export { checkPutRequest };
 
 /**
  * etcd's checkTxnRequest (v3rpc/key.go): at each level the largest of the compares, success
  * and failure counts must not exceed the budget, which starts at --max-txn-ops and shrinks by
  * that count for the txns nested below; keys must be given; an op must hold a request. Then
  * our own bounds: nesting (TXN_NESTING_MAX, checked while converting) and the whole tree's size
- * (TXN_OPS_TOTAL_MAX, as the store checks it at apply).
+ * (TXN_OPS_TOTAL_MAX, as the store checks it at apply); then etcd's duplicate-key rule.
  */
 export function checkTxnRequest(t: TxnRequest, maxTxnOps: number): void {
   const check = (t: TxnRequest, budget: number): void => {
@@ -182,6 +179,7 @@ export function checkTxnRequest(t: TxnRequest, maxTxnOps: number): void {
   };
   check(t, maxTxnOps);
   if (txnSize(t) > Math.max(TXN_OPS_TOTAL_MAX, 2 * maxTxnOps)) throw ERR.tooManyOps();
+  checkTxnIntervals(t);
 }
 
 /** True when the txn (with nested ones) only reads: it can be served without the log. */
