@@ -241,11 +241,14 @@ function writeCommand(w: ByteWriter, c: Command): void {
 
 /** The entry bytes of a request. Throws RangeError only for a command no decoder would accept (a caller's bug). */
 export function encodeRequest(r: LogRequest): Uint8Array {
-  const w = new ByteWriter(64);
+  // A put (the common write) is sized up front: its value is copied once.
+  const c = r.command;
+  const w = new ByteWriter(c.op === 'put' ? 40 + c.req.key.length + (c.req.value?.length ?? 0) : 64);
   w.u8(COMMAND_FORMAT_VERSION);
   w.bigU64(r.id);
   writeCommand(w, r.command);
-  return w.written().slice();
+  // The writer is not used again: its view is the result.
+  return w.written();
 }
 
 /** A command with no waiter (request id 0n): tests and tools. */
