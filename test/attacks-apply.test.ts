@@ -217,6 +217,24 @@ describe(`bad requests at the API edge (${TARGET})`, () => {
       expect((await c.call('etcdserverpb.Lease', 'LeaseTimeToLive', { ID: id })).TTL).toBe('-1');
     }
     await fails(c.call('etcdserverpb.Lease', 'LeaseGrant', { TTL: '9000000001' }), grpc.status.OUT_OF_RANGE, 'etcdserver: too large lease TTL');
+    // Keep-alives of leases that cannot exist are answered with TTL 0, as etcd does.
+    const stream = (c.client('etcdserverpb.Lease').LeaseKeepAlive as () => grpc.ClientDuplexStream<Wire, Wire>)();
+    const answers: Wire[] = [];
+    const all = new Promise<void>((resolve, reject) => {
+      stream.on('data', (r: Wire) => {
+        answers.push(r);
+        if (answers.length === 3) resolve();
+      });
+      stream.on('error', reject);
+    });
+    for (const id of ['0', '-1', '12345']) stream.write({ ID: id });
+    await all;
+    stream.end();
+    expect(answers.map((r) => [r.ID, r.TTL])).toEqual([
+      ['0', '0'],
+      ['-1', '0'],
+      ['12345', '0'],
+    ]);
     await fails(c.call('etcdserverpb.KV', 'Put', { key: b('k'), value: b('v'), ignore_lease: true, lease: '5' }), grpc.status.INVALID_ARGUMENT, 'etcdserver: lease is provided');
     for (const opt of [{ limit: '-1' }, { revision: '-1' }, { max_mod_revision: '-1' }, { sort_order: 'DESCEND', sort_target: 'VALUE' }]) {
       const r = await c.call('etcdserverpb.KV', 'Range', { key: b('a'), range_end: b('z'), ...opt });
