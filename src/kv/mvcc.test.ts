@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KvError } from './errors.js';
-import { bin, MvccStore, type KeyValue, type RangeRequest, type RequestOp } from './mvcc.js';
+import { bin, MvccStore, TXN_NESTING_MAX, TXN_OPS_TOTAL_MAX, txnSize, type KeyValue, type RangeRequest, type RequestOp, type TxnRequest } from './mvcc.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const s = (u: Uint8Array): string => new TextDecoder().decode(u);
@@ -151,6 +151,25 @@ describe('MvccStore: etcd semantics', () => {
     // A delete to the end ("\0") is etcd's literal interval: it never conflicts with a put.
     expect(m.txn({ compare: [], success: [del('s', new Uint8Array([0])), put('t')], failure: [] }).succeeded).toBe(true);
     expect(s(m.range({ key: b('t') }).kvs[0]!.value)).toBe('1');
+  });
+
+  it('txn bounds: TXN_NESTING_MAX deep and TXN_OPS_TOTAL_MAX operations in all, refused whole beyond', () => {
+    const m = new MvccStore();
+    let t: TxnRequest = { compare: [], success: [{ put: { key: b('deep'), value: b('1') } }], failure: [] };
+    for (let i = 0; i < TXN_NESTING_MAX; i++) t = { compare: [], success: [{ txn: t }], failure: [] };
+    expect(m.txn(t).succeeded).toBe(true);
+    expect(err(() => m.txn({ compare: [], success: [{ txn: t }], failure: [] }))).toEqual({ code: 'InvalidArgument', message: 'etcdserver: too many nested txns in txn request' });
+    const wide = (n: number, per: number): TxnRequest => ({
+      compare: [],
+      success: Array.from({ length: n }, (_, i) => ({ txn: { compare: [], success: Array.from({ length: per }, (_, j) => ({ put: { key: b(`w${i}-${j}`), value: b('v') } })), failure: [] } })),
+      failure: [],
+    });
+    expect(txnSize(wide(8, 127))).toBe(TXN_OPS_TOTAL_MAX);
+    const rev = m.revision;
+    expect(m.txn(wide(8, 127)).succeeded).toBe(true);
+    expect(m.revision).toBe(rev + 1);
+    expect(err(() => m.txn(wide(8, 128))).message).toBe('etcdserver: too many operations in txn request');
+    expect(m.revision).toBe(rev + 1);
   });
   it('compaction: reads at the compact revision work, below fail; history and events trimmed', () => {
     const m = new MvccStore();
