@@ -112,6 +112,19 @@ describe(`bad requests at the API edge (${TARGET})`, () => {
     const resign = await clients[0]!.call('v3electionpb.Election', 'Resign', { leader: { name: b('e'), key: b('e/1'), rev: '1' } });
     expect(resign.header).toBeDefined();
     await fails(clients[2]!.call('v3lockpb.Lock', 'Unlock', {}), grpc.status.UNKNOWN, noKey);
+    // Leader and Observe without a name look at the election named "" (the prefix "/").
+    await fails(clients[1]!.call('v3electionpb.Election', 'Leader', {}), grpc.status.UNKNOWN, 'election: no leader');
+    const observe = (clients[1]!.client('v3electionpb.Election').Observe as (r: Wire) => grpc.ClientReadableStream<Wire>)({});
+    const observed = new Promise<grpc.ServiceError>((resolve) => observe.on('error', resolve));
+    observe.on('data', () => {});
+    await new Promise((r) => setTimeout(r, 200));
+    observe.cancel();
+    expect((await observed).code).toBe(grpc.status.CANCELLED);
+    if (TARGET !== 'etcd') {
+      // etcd campaigns for the election "" with a fresh session lease; we refuse (no name, no lease).
+      await fails(clients[1]!.call('v3electionpb.Election', 'Campaign', {}), grpc.status.INVALID_ARGUMENT, noKey);
+      await fails(clients[1]!.call('v3electionpb.Election', 'Campaign', { name: b('e') }), grpc.status.NOT_FOUND, 'etcdserver: requested lease not found');
+    }
     expect(await post('/v3/lock/unlock', '{}')).toEqual(gatewayError(500, grpc.status.UNKNOWN, noKey));
     await everyMemberServes();
   });
