@@ -3,15 +3,36 @@
  * names, bytes as Buffer) and the key-value layer's types.
  */
 import * as grpc from '@grpc/grpc-js';
-import { KvError } from '../kv/errors.js';
-import type { Compare, CompareResult, DeleteRangeRequest, KeyValue, KvEvent, PutRequest, RangeRequest, RangeResult, RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResult } from '../kv/mvcc.js';
+import { ERR, KvError } from '../kv/errors.js';
+import {
+  checkPutRequest,
+  checkTxnIntervals,
+  TXN_NESTING_MAX,
+  TXN_OPS_TOTAL_MAX,
+  txnSize,
+  type Compare,
+  type CompareResult,
+  type DeleteRangeRequest,
+  type KeyValue,
+  type KvEvent,
+  type PutRequest,
+  type RangeRequest,
+  type RangeResult,
+  type RequestOp,
+  type ResponseOp,
+  type SortOrder,
+  type SortTarget,
+  type TxnRequest,
+  type TxnResult,
+} from '../kv/mvcc.js';
 
 /** A wire object: fields by name. */
 export type Wire = Record<string, unknown>;
 
 export const buf = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
-const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : typeof v === 'string' ? Buffer.from(v) : new Uint8Array(0));
+/** A bytes field (absent = empty, as protobuf has it). */
+export const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : typeof v === 'string' ? Buffer.from(v) : new Uint8Array(0));
 
 /** An int64 field as a number (revisions, counts). Values beyond 2^53 are refused. */
 export function num(v: unknown, field: string): number {
@@ -21,14 +42,20 @@ export function num(v: unknown, field: string): number {
   return n;
 }
 
-/** An int64 field as a bigint (lease ids). */
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** An int64 field as a bigint (lease ids); outside int64 is refused (the gateway's JSON can say anything). */
 export function big(v: unknown): bigint {
   if (v === undefined || v === null || v === '') return 0n;
+  let n: bigint;
   try {
-    return BigInt(v as string | number);
+    n = BigInt(v as string | number);
   } catch {
     throw new KvError('InvalidArgument', `etcdserver: "${String(v)}" is not an integer`);
   }
+  if (n < INT64_MIN || n > INT64_MAX) throw new KvError('InvalidArgument', `etcdserver: ${n} is out of range`);
+  return n;
 }
 
 const SORT_ORDER: Record<string, SortOrder> = { NONE: 'none', ASCEND: 'ascend', DESCEND: 'descend' };
@@ -36,8 +63,14 @@ const SORT_TARGET: Record<string, SortTarget> = { KEY: 'key', VERSION: 'version'
 const COMPARE_RESULT: Record<string, CompareResult> = { EQUAL: 'equal', GREATER: 'greater', LESS: 'less', NOT_EQUAL: 'notEqual' };
 
 function enumOf<T>(table: Record<string, T>, v: unknown, field: string): T {
-  const r = table[String(v ?? '')];
+  const r = Object.hasOwn(table, String(v ?? '')) ? table[String(v)] : undefined;
   if (r === undefined) throw new KvError('InvalidArgument', `etcdserver: unknown ${field} ${String(v)}`);
+  return r;
+}
+
+function sortOption<T>(table: Record<string, T>, v: unknown): T {
+  const r = Object.hasOwn(table, String(v)) ? table[String(v)] : undefined;
+  if (r === undefined) throw ERR.invalidSortOption();
   return r;
 }
 
@@ -47,8 +80,8 @@ export function rangeRequest(w: Wire): RangeRequest {
     rangeEnd: bytes(w.range_end),
     limit: num(w.limit, 'limit'),
     revision: num(w.revision, 'revision'),
-    sortOrder: enumOf(SORT_ORDER, w.sort_order ?? 'NONE', 'sort order'),
-    sortTarget: enumOf(SORT_TARGET, w.sort_target ?? 'KEY', 'sort target'),
+    sortOrder: sortOption(SORT_ORDER, w.sort_order ?? 'NONE'),
+    sortTarget: sortOption(SORT_TARGET, w.sort_target ?? 'KEY'),
     keysOnly: Boolean(w.keys_only),
     countOnly: Boolean(w.count_only),
     minModRevision: num(w.min_mod_revision, 'min_mod_revision'),
@@ -93,29 +126,60 @@ function compare(w: Wire): Compare {
   }
 }
 
-function requestOp(w: Wire): RequestOp {
+const obj = (v: unknown): Wire => (v !== null && typeof v === 'object' ? (v as Wire) : {});
+
+function requestOp(w: Wire, depth: number): RequestOp {
   switch (w.request) {
     case 'request_range':
-      return { range: rangeRequest(w.request_range as Wire) };
+      return { range: rangeRequest(obj(w.request_range)) };
     case 'request_put':
-      return { put: putRequest(w.request_put as Wire) };
+      return { put: putRequest(obj(w.request_put)) };
     case 'request_delete_range':
-      return { deleteRange: deleteRangeRequest(w.request_delete_range as Wire) };
+      return { deleteRange: deleteRangeRequest(obj(w.request_delete_range)) };
     case 'request_txn':
-      return { txn: txnRequest(w.request_txn as Wire) };
+      return { txn: txnRequest(obj(w.request_txn), depth + 1) };
     default:
-      // etcd treats an empty RequestOp as a no-op range of nothing; refuse it clearly instead.
-      throw new KvError('InvalidArgument', 'etcdserver: a txn operation has no request');
+      throw ERR.emptyRequestOp();
   }
 }
 
-export function txnRequest(w: Wire): TxnRequest {
+/** `depth`: how many txns enclose this one. Deeper than TXN_NESTING_MAX is refused before it is converted. */
+export function txnRequest(w: Wire, depth = 0): TxnRequest {
+  if (depth > TXN_NESTING_MAX) throw ERR.txnTooDeep();
   const list = (v: unknown): Wire[] => (Array.isArray(v) ? (v as Wire[]) : []);
   return {
-    compare: list(w.compare).map(compare),
-    success: list(w.success).map(requestOp),
-    failure: list(w.failure).map(requestOp),
+    compare: list(w.compare).map((c) => compare(obj(c))),
+    success: list(w.success).map((op) => requestOp(obj(op), depth)),
+    failure: list(w.failure).map((op) => requestOp(obj(op), depth)),
   };
+}
+
+export { checkPutRequest };
+
+/**
+ * etcd's checkTxnRequest (v3rpc/key.go): at each level the largest of the compares, success
+ * and failure counts must not exceed the budget, which starts at --max-txn-ops and shrinks by
+ * that count for the txns nested below; keys must be given; an op must hold a request. Then
+ * our own bounds: nesting (TXN_NESTING_MAX, checked while converting) and the whole tree's size
+ * (TXN_OPS_TOTAL_MAX, as the store checks it at apply); then etcd's duplicate-key rule.
+ */
+export function checkTxnRequest(t: TxnRequest, maxTxnOps: number): void {
+  const check = (t: TxnRequest, budget: number): void => {
+    const opc = Math.max(t.compare.length, t.success.length, t.failure.length);
+    if (opc > budget) throw ERR.tooManyOps();
+    for (const c of t.compare) if (c.key.length === 0) throw ERR.emptyKey();
+    for (const op of [...t.success, ...t.failure]) {
+      if ('range' in op) {
+        if (op.range.key.length === 0) throw ERR.emptyKey();
+      } else if ('put' in op) checkPutRequest(op.put);
+      else if ('deleteRange' in op) {
+        if (op.deleteRange.key.length === 0) throw ERR.emptyKey();
+      } else check(op.txn, budget - opc);
+    }
+  };
+  check(t, maxTxnOps);
+  if (txnSize(t) > Math.max(TXN_OPS_TOTAL_MAX, 2 * maxTxnOps)) throw ERR.tooManyOps();
+  checkTxnIntervals(t);
 }
 
 /** True when the txn (with nested ones) only reads: it can be served without the log. */
@@ -167,6 +231,7 @@ const CODES: Record<KvError['code'], grpc.status> = {
   DeadlineExceeded: grpc.status.DEADLINE_EXCEEDED,
   Cancelled: grpc.status.CANCELLED,
   Internal: grpc.status.INTERNAL,
+  Unknown: grpc.status.UNKNOWN,
 };
 
 /** Any error as a gRPC status: KvErrors keep etcd's code and text; others are Internal. */

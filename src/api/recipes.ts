@@ -9,7 +9,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { ERR } from '../kv/errors.js';
 import type { KeyValue, KvEvent } from '../kv/mvcc.js';
 import type { EtcdMember } from '../server/member.js';
-import { big, buf, keyValue, num, toStatus, type Wire } from './convert.js';
+import { big, buf, bytes, keyValue, num, toStatus, type Wire } from './convert.js';
 import { unary } from './services.js';
 
 /** The end of the range of keys with this prefix (etcd's GetPrefixRangeEnd). */
@@ -93,7 +93,7 @@ export function lockService(m: EtcdMember) {
   const h = (revision?: number): Wire => m.header(revision) as unknown as Wire;
   return {
     Lock: unary(async (req, call) => {
-      const name = req.name as Uint8Array;
+      const name = bytes(req.name);
       if (name.length === 0) throw ERR.emptyKey();
       const lease = big(req.lease);
       if (lease === 0n) throw ERR.leaseNotFound();
@@ -113,14 +113,21 @@ export function lockService(m: EtcdMember) {
       return { header: h(), key: buf(mine.key) };
     }),
     Unlock: unary(async (req) => {
-      const r = await m.propose({ op: 'deleteRange', req: { key: req.key as Uint8Array } });
+      const key = bytes(req.key);
+      if (key.length === 0) throw ERR.recipeEmptyKey();
+      const r = await m.propose({ op: 'deleteRange', req: { key } });
       return { header: h(r.revision) };
     }),
   };
 }
 
-function leaderKey(w: Wire): { name: Uint8Array; key: Uint8Array; rev: number; lease: bigint } {
-  return { name: w.name as Uint8Array, key: w.key as Uint8Array, rev: num(w.rev, 'rev'), lease: big(w.lease) };
+/** The `leader` field of Proclaim and Resign, as etcd's election server checks it. */
+function leaderKey(leader: unknown): { name: Uint8Array; key: Uint8Array; rev: number; lease: bigint } {
+  if (leader === null || typeof leader !== 'object') throw ERR.missingLeaderKey();
+  const w = leader as Wire;
+  const key = bytes(w.key);
+  if (key.length === 0) throw ERR.recipeEmptyKey();
+  return { name: bytes(w.name), key, rev: num(w.rev, 'rev'), lease: big(w.lease) };
 }
 
 export function electionService(m: EtcdMember) {
@@ -139,11 +146,11 @@ export function electionService(m: EtcdMember) {
 
   return {
     Campaign: unary(async (req, call) => {
-      const name = req.name as Uint8Array;
+      const name = bytes(req.name);
       if (name.length === 0) throw ERR.emptyKey();
       const lease = big(req.lease);
       if (lease === 0n) throw ERR.leaseNotFound();
-      const value = req.value as Uint8Array;
+      const value = bytes(req.value);
       const prefix = concat(name, '/');
       const mine = await enqueue(m, prefix, lease, value);
       const l = { name, key: mine.key, rev: mine.kv.createRevision, lease };
@@ -157,17 +164,17 @@ export function electionService(m: EtcdMember) {
       return { header: h(), leader: { name: buf(name), key: buf(l.key), rev: String(l.rev), lease: lease.toString() } };
     }),
     Proclaim: unary(async (req) => {
-      const rev = await proclaim(leaderKey((req.leader ?? {}) as Wire), req.value as Uint8Array);
+      const rev = await proclaim(leaderKey(req.leader), bytes(req.value));
       return { header: h(rev) };
     }),
     Leader: unary(async (req) => {
       await m.readBarrier();
-      const kv = firstCreated(concat(req.name as Uint8Array, '/'));
+      const kv = firstCreated(concat(bytes(req.name), '/'));
       if (!kv) throw ERR.electionNoLeader();
       return { header: h(), kv: keyValue(kv) };
     }),
     Observe: (call: grpc.ServerWritableStream<Wire, Wire>) => {
-      const prefix = concat(call.request.name as Uint8Array, '/');
+      const prefix = concat(bytes(call.request?.name), '/');
       let last: KeyValue | undefined;
       let off = () => {};
       const check = () => {
@@ -190,7 +197,7 @@ export function electionService(m: EtcdMember) {
       call.on('cancelled', () => off());
     },
     Resign: unary(async (req) => {
-      const l = leaderKey((req.leader ?? {}) as Wire);
+      const l = leaderKey(req.leader);
       const r = await m.propose({
         op: 'txn',
         req: { compare: [{ key: l.key, result: 'equal', target: 'create', value: l.rev }], success: [{ deleteRange: { key: l.key } }], failure: [] },

@@ -10,7 +10,7 @@ import { ERR, KvError } from '../kv/errors.js';
 import type { WatchOut } from '../kv/watch.js';
 import type { EtcdMember } from '../server/member.js';
 import { LEASE_TTL_MAX } from '../server/lessor.js';
-import { big, buf, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, type Wire } from './convert.js';
+import { big, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, type Wire } from './convert.js';
 import { MIN_REVISION_METADATA } from './proto.js';
 import { lockService, electionService } from './recipes.js';
 
@@ -58,19 +58,24 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     }),
     Put: unary(async (req) => {
       limit(req, 'Put');
-      const r = await m.propose({ op: 'put', req: putRequest(req) });
+      const p = putRequest(req);
+      checkPutRequest(p);
+      const r = await m.propose({ op: 'put', req: p });
       const v = r.value as { prevKv?: Parameters<typeof keyValue>[0] };
       return { header: h(r.revision), prev_kv: v.prevKv ? keyValue(v.prevKv) : null };
     }),
     DeleteRange: unary(async (req) => {
       limit(req, 'DeleteRange');
-      const r = await m.propose({ op: 'deleteRange', req: deleteRangeRequest(req) });
+      const d = deleteRangeRequest(req);
+      if (d.key.length === 0) throw ERR.emptyKey();
+      const r = await m.propose({ op: 'deleteRange', req: d });
       const v = r.value as { deleted: number; prevKvs: Parameters<typeof keyValue>[0][] };
       return { header: h(r.revision), deleted: String(v.deleted), prev_kvs: v.prevKvs.map(keyValue) };
     }),
     Txn: unary(async (req) => {
       limit(req, 'Txn');
       const t = txnRequest(req);
+      checkTxnRequest(t, m.config.maxTxnOps);
       if (txnReadOnly(t)) {
         await m.readBarrier();
         return txnResponse(m.sm.store.txn(t), h());
@@ -80,7 +85,10 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       return txnResponse(r.value.result, h(r.revision));
     }),
     Compact: unary(async (req) => {
-      const r = await m.propose({ op: 'compact', revision: num(req.revision, 'revision') });
+      const revision = num(req.revision, 'revision');
+      // Below every compact revision there is (0 or more): what applying it would answer.
+      if (revision < 0) throw ERR.compacted();
+      const r = await m.propose({ op: 'compact', revision });
       return { header: h(r.revision) };
     }),
   };
@@ -122,8 +130,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
             const c = req.create_request as Wire;
             const filters = Array.isArray(c.filters) ? (c.filters as string[]) : [];
             stream.create({
-              key: c.key as Uint8Array,
-              rangeEnd: c.range_end as Uint8Array,
+              key: bytes(c.key),
+              rangeEnd: bytes(c.range_end),
               startRevision: num(c.start_revision, 'start_revision'),
               prevKv: Boolean(c.prev_kv),
               noPut: filters.includes('NOPUT'),
@@ -165,7 +173,10 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       return { header: h(r.revision), ID: id.toString(), TTL: String(ttl), error: '' };
     }),
     LeaseRevoke: unary(async (req) => {
-      const r = await m.propose({ op: 'leaseRevoke', id: big(req.ID) });
+      const id = big(req.ID);
+      // Lease ids are positive (0 is "no lease"): no such lease can exist.
+      if (id <= 0n) throw ERR.leaseNotFound();
+      const r = await m.propose({ op: 'leaseRevoke', id });
       return { header: h(r.revision) };
     }),
     LeaseKeepAlive: (call: grpc.ServerDuplexStream<Wire, Wire>) => {

@@ -1,14 +1,30 @@
 /**
- * The commands the key-value state machine applies, and their encoding in the Raft log (and
- * between members when a follower forwards a write to the leader).
+ * The commands the key-value state machine applies, and their binary encoding in the Raft log
+ * (encodeRequest / decodeRequest, versioned; see the layout below).
  *
- * Encoding: JSON where bytes are `{"$b": base64}` and 63-bit integers `{"$n": "decimal"}`, so
- * a command decodes to exactly the values that were proposed. One format for commands and
- * results keeps forwarding generic: a follower sends the command, the leader answers with the
- * apply result in the same encoding.
+ * encodeValue / decodeValue (JSON where bytes are `{"$b": base64}` and 63-bit integers
+ * `{"$n": "decimal"}`) remain for the state machine's snapshot image only; commands never use
+ * them (a follower forwards the encoded request over the peer transport and answers from its
+ * own apply, so no result is ever encoded).
  */
-import type { DeleteRangeRequest, KeyValue, PutRequest, RangeResult, TxnRequest, TxnResult } from './mvcc.js';
+import { assertNever } from '../lib/assert.js';
+import { ByteReader, ByteWriter } from '../lib/bytes.js';
 import { KvError, type GrpcCode } from './errors.js';
+import {
+  TXN_NESTING_MAX,
+  type Compare,
+  type CompareResult,
+  type DeleteRangeRequest,
+  type KeyValue,
+  type PutRequest,
+  type RangeRequest,
+  type RangeResult,
+  type RequestOp,
+  type SortOrder,
+  type SortTarget,
+  type TxnRequest,
+  type TxnResult,
+} from './mvcc.js';
 
 /** A member's published attributes (etcd publishes these through the log once it starts). */
 export interface MemberAttributes {
@@ -91,15 +107,336 @@ export interface LogRequest {
 /** What decoding a log entry gave: the request, or why its bytes are not one (apply turns that into an error result). */
 export type DecodedRequest = ({ readonly ok: true } & LogRequest) | { readonly ok: false; readonly id: bigint; readonly reason: string };
 
-export const encodeRequest = (r: LogRequest): Uint8Array => encodeValue({ id: r.id, command: r.command });
+// -------------------------------------------------------------------------------------------
+// The binary encoding of a LogRequest (like etcd's InternalRaftRequest, our own codec):
+//
+//   version:u8 (COMMAND_FORMAT_VERSION)  id:u64  command
+//   command   = tag:u8 then its fields (little-endian; bytes = u32 length + bytes; int = i64
+//               holding a safe integer; lease and member ids = i64 / u64 bigints)
+//   put       = 1 key value lease:i64 flags:u8 (1 prevKv, 2 ignoreValue, 4 ignoreLease)
+//   delete    = 2 key rangeEnd flags:u8 (1 prevKv)
+//   txn       = 3 n:u32 compare*n  n:u32 op*n (success)  n:u32 op*n (failure)
+//   compact   = 4 revision:int
+//   leaseGrant= 5 id:i64 ttl:int          leaseRevoke = 6 id:i64
+//   publish   = 7 member:u64 name:str n:u32 url:str*n   (str = u16 length + UTF-8)
+//   compare   = key rangeEnd result:u8 target:u8 value (int | i64 | bytes by target)
+//   op        = 1 range | 2 put-fields | 3 delete-fields | 4 txn-fields
+//   range     = key rangeEnd limit revision sortOrder:u8 sortTarget:u8 flags:u8 (1 keysOnly,
+//               2 countOnly) minMod maxMod minCreate maxCreate (ints)
+// Enum codes are etcd's protobuf numbers. Decoding is total (see decodeRequest).
+// -------------------------------------------------------------------------------------------
 
-export function decodeRequest(b: Uint8Array): DecodedRequest {
-  const r = decodeValue<LogRequest>(b);
-  return { ok: true, id: r.id, command: r.command };
+/** The format of encodeRequest; a decoder refuses versions it does not know. */
+export const COMMAND_FORMAT_VERSION = 1;
+
+/** Why bytes are not a command (raised inside the decoder only; decodeRequest returns it as a reason). */
+class CommandDecodeError extends Error {}
+
+const SORT_ORDERS: readonly SortOrder[] = ['none', 'ascend', 'descend'];
+const SORT_TARGETS: readonly SortTarget[] = ['key', 'version', 'create', 'mod', 'value'];
+const COMPARE_RESULTS: readonly CompareResult[] = ['equal', 'greater', 'less', 'notEqual'];
+const COMPARE_TARGETS: readonly Compare['target'][] = ['version', 'create', 'mod', 'value', 'lease'];
+const OPS: readonly Command['op'][] = ['put', 'deleteRange', 'txn', 'compact', 'leaseGrant', 'leaseRevoke', 'publish'];
+
+const EMPTY = new Uint8Array(0);
+
+function code<T>(table: readonly T[], v: T): number {
+  const i = table.indexOf(v);
+  if (i < 0) throw new RangeError(`cannot encode ${String(v)}`);
+  return i;
+}
+
+/** A safe integer as i64 (a command holding anything else is a caller's bug). */
+function writeInt(w: ByteWriter, v: number | undefined): void {
+  const n = v ?? 0;
+  if (!Number.isSafeInteger(n)) throw new RangeError(`cannot encode ${n}: not a safe integer`);
+  w.bigI64(BigInt(n));
+}
+
+function writeRange(w: ByteWriter, r: RangeRequest): void {
+  w.bytes(r.key);
+  w.bytes(r.rangeEnd ?? EMPTY);
+  writeInt(w, r.limit);
+  writeInt(w, r.revision);
+  w.u8(code(SORT_ORDERS, r.sortOrder ?? 'none'));
+  w.u8(code(SORT_TARGETS, r.sortTarget ?? 'key'));
+  w.u8((r.keysOnly ? 1 : 0) | (r.countOnly ? 2 : 0));
+  writeInt(w, r.minModRevision);
+  writeInt(w, r.maxModRevision);
+  writeInt(w, r.minCreateRevision);
+  writeInt(w, r.maxCreateRevision);
+}
+
+function writePut(w: ByteWriter, r: PutRequest): void {
+  w.bytes(r.key);
+  w.bytes(r.value ?? EMPTY);
+  w.bigI64(r.lease ?? 0n);
+  w.u8((r.prevKv ? 1 : 0) | (r.ignoreValue ? 2 : 0) | (r.ignoreLease ? 4 : 0));
+}
+
+function writeDelete(w: ByteWriter, r: DeleteRangeRequest): void {
+  w.bytes(r.key);
+  w.bytes(r.rangeEnd ?? EMPTY);
+  w.u8(r.prevKv ? 1 : 0);
+}
+
+function writeCompare(w: ByteWriter, c: Compare): void {
+  w.bytes(c.key);
+  w.bytes(c.rangeEnd ?? EMPTY);
+  w.u8(code(COMPARE_RESULTS, c.result));
+  w.u8(code(COMPARE_TARGETS, c.target));
+  if (c.target === 'value') w.bytes(c.value);
+  else if (c.target === 'lease') w.bigI64(c.value);
+  else writeInt(w, c.value);
+}
+
+function writeTxn(w: ByteWriter, t: TxnRequest): void {
+  w.u32(t.compare.length);
+  for (const c of t.compare) writeCompare(w, c);
+  for (const branch of [t.success, t.failure]) {
+    w.u32(branch.length);
+    for (const op of branch) {
+      if ('range' in op) {
+        w.u8(1);
+        writeRange(w, op.range);
+      } else if ('put' in op) {
+        w.u8(2);
+        writePut(w, op.put);
+      } else if ('deleteRange' in op) {
+        w.u8(3);
+        writeDelete(w, op.deleteRange);
+      } else {
+        w.u8(4);
+        writeTxn(w, op.txn);
+      }
+    }
+  }
+}
+
+function writeCommand(w: ByteWriter, c: Command): void {
+  w.u8(code(OPS, c.op) + 1);
+  switch (c.op) {
+    case 'put':
+      return writePut(w, c.req);
+    case 'deleteRange':
+      return writeDelete(w, c.req);
+    case 'txn':
+      return writeTxn(w, c.req);
+    case 'compact':
+      return writeInt(w, c.revision);
+    case 'leaseGrant':
+      w.bigI64(c.id);
+      return writeInt(w, c.ttl);
+    case 'leaseRevoke':
+      return w.bigI64(c.id);
+    case 'publish':
+      w.bigU64(c.member.id);
+      w.str(c.member.name);
+      w.u32(c.member.clientUrls.length);
+      for (const u of c.member.clientUrls) w.str(u);
+      return;
+    default:
+      assertNever(c);
+  }
+}
+
+/** The entry bytes of a request. Throws RangeError only for a command no decoder would accept (a caller's bug). */
+export function encodeRequest(r: LogRequest): Uint8Array {
+  // A put (the common write) is sized up front: its value is copied once.
+  const c = r.command;
+  const w = new ByteWriter(c.op === 'put' ? 40 + c.req.key.length + (c.req.value?.length ?? 0) : 64);
+  w.u8(COMMAND_FORMAT_VERSION);
+  w.bigU64(r.id);
+  writeCommand(w, r.command);
+  // The writer is not used again: its view is the result.
+  return w.written();
 }
 
 /** A command with no waiter (request id 0n): tests and tools. */
 export const encodeCommand = (c: Command): Uint8Array => encodeRequest({ id: 0n, command: c });
+
+/**
+ * Whether an encoded request is over the request size limit (etcd's --max-request-bytes, which
+ * etcd checks on the marshalled InternalRaftRequest): the proposer checks the bytes it is about
+ * to propose, `if (requestTooLarge(data, config.maxRequestBytes)) throw ERR.requestTooLarge()`.
+ */
+export const requestTooLarge = (encoded: Uint8Array, maxRequestBytes: number): boolean => encoded.length > maxRequestBytes;
+
+class Decoder {
+  private readonly r: ByteReader;
+
+  constructor(b: Uint8Array) {
+    this.r = new ByteReader(b, (m) => new CommandDecodeError(m));
+  }
+
+  get reader(): ByteReader {
+    return this.r;
+  }
+
+  private fail(m: string): never {
+    throw new CommandDecodeError(m);
+  }
+
+  /** A count of items that take at least `minBytes` each: never more than the input can hold. */
+  private count(minBytes: number, what: string): number {
+    const n = this.r.u32();
+    if (n * minBytes > this.r.remaining) this.fail(`${n} ${what} cannot fit in ${this.r.remaining} bytes`);
+    return n;
+  }
+
+  private enumOf<T>(table: readonly T[], what: string): T {
+    const c = this.r.u8();
+    const v = table[c];
+    if (v === undefined) this.fail(`unknown ${what} ${c}`);
+    return v;
+  }
+
+  int(what: string): number {
+    const v = this.r.bigI64();
+    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) this.fail(`${what} ${v} is out of range`);
+    return Number(v);
+  }
+
+  private flags(max: number, what: string): number {
+    const f = this.r.u8();
+    if (f > max) this.fail(`bad ${what} flags ${f}`);
+    return f;
+  }
+
+  range(): RangeRequest {
+    const key = this.r.bytes();
+    const rangeEnd = this.r.bytes();
+    const limit = this.int('limit');
+    const revision = this.int('revision');
+    const sortOrder = this.enumOf(SORT_ORDERS, 'sort order');
+    const sortTarget = this.enumOf(SORT_TARGETS, 'sort target');
+    const f = this.flags(3, 'range');
+    return {
+      key,
+      rangeEnd,
+      limit,
+      revision,
+      sortOrder,
+      sortTarget,
+      keysOnly: (f & 1) !== 0,
+      countOnly: (f & 2) !== 0,
+      minModRevision: this.int('min_mod_revision'),
+      maxModRevision: this.int('max_mod_revision'),
+      minCreateRevision: this.int('min_create_revision'),
+      maxCreateRevision: this.int('max_create_revision'),
+    };
+  }
+
+  put(): PutRequest {
+    const key = this.r.bytes();
+    const value = this.r.bytes();
+    const lease = this.r.bigI64();
+    const f = this.flags(7, 'put');
+    return { key, value, lease, prevKv: (f & 1) !== 0, ignoreValue: (f & 2) !== 0, ignoreLease: (f & 4) !== 0 };
+  }
+
+  deleteRange(): DeleteRangeRequest {
+    const key = this.r.bytes();
+    const rangeEnd = this.r.bytes();
+    return { key, rangeEnd, prevKv: this.flags(1, 'delete') === 1 };
+  }
+
+  compare(): Compare {
+    const key = this.r.bytes();
+    const rangeEnd = this.r.bytes();
+    const result = this.enumOf(COMPARE_RESULTS, 'compare result');
+    const target = this.enumOf(COMPARE_TARGETS, 'compare target');
+    switch (target) {
+      case 'value':
+        return { key, rangeEnd, result, target, value: this.r.bytes() };
+      case 'lease':
+        return { key, rangeEnd, result, target, value: this.r.bigI64() };
+      default:
+        return { key, rangeEnd, result, target, value: this.int('compare value') };
+    }
+  }
+
+  /** `depth`: how many txns enclose this one (0 for the command's own). */
+  txn(depth: number): TxnRequest {
+    if (depth > TXN_NESTING_MAX) this.fail(`txn nested deeper than ${TXN_NESTING_MAX}`);
+    // The smallest compare is 4 + 4 + 1 + 1 + 4 bytes; the smallest op 1 + 4 + 4 + 1.
+    const compare: Compare[] = [];
+    for (let i = this.count(14, 'compares'); i > 0; i--) compare.push(this.compare());
+    const branch = (): RequestOp[] => {
+      const ops: RequestOp[] = [];
+      for (let i = this.count(10, 'operations'); i > 0; i--) {
+        const tag = this.r.u8();
+        if (tag === 1) ops.push({ range: this.range() });
+        else if (tag === 2) ops.push({ put: this.put() });
+        else if (tag === 3) ops.push({ deleteRange: this.deleteRange() });
+        else if (tag === 4) ops.push({ txn: this.txn(depth + 1) });
+        else this.fail(`unknown txn operation ${tag}`);
+      }
+      return ops;
+    };
+    const success = branch();
+    const failure = branch();
+    return { compare, success, failure };
+  }
+
+  command(): Command {
+    const tag = this.r.u8();
+    const op = OPS[tag - 1];
+    if (op === undefined) this.fail(`unknown command ${tag}`);
+    switch (op) {
+      case 'put':
+        return { op, req: this.put() };
+      case 'deleteRange':
+        return { op, req: this.deleteRange() };
+      case 'txn':
+        return { op, req: this.txn(0) };
+      case 'compact':
+        return { op, revision: this.int('compact revision') };
+      case 'leaseGrant': {
+        const id = this.r.bigI64();
+        if (id <= 0n) this.fail(`lease id ${id} is not positive`);
+        const ttl = this.int('lease TTL');
+        if (ttl < 0) this.fail(`lease TTL ${ttl} is negative`);
+        return { op, id, ttl };
+      }
+      case 'leaseRevoke':
+        return { op, id: this.r.bigI64() };
+      case 'publish': {
+        const id = this.r.bigU64();
+        const name = this.r.str();
+        const clientUrls: string[] = [];
+        for (let i = this.count(2, 'client URLs'); i > 0; i--) clientUrls.push(this.r.str());
+        return { op, member: { id, name, clientUrls } };
+      }
+      default:
+        assertNever(op);
+    }
+  }
+}
+
+/**
+ * The request in an entry's bytes. Total: any bytes give either a well-formed command the
+ * state machine can run (whose only failures are KvErrors: etcd's refusals) or ok:false with
+ * the reason; the work is linear in the input (counts are bounded by the bytes left, txn
+ * nesting by TXN_NESTING_MAX). The id is reported whenever it could be read, so the proposer
+ * of a malformed entry still gets its answer.
+ */
+export function decodeRequest(b: Uint8Array): DecodedRequest {
+  if (b.length === 0) return { ok: false, id: 0n, reason: 'empty entry' };
+  if (b[0] !== COMMAND_FORMAT_VERSION) return { ok: false, id: 0n, reason: `unknown command format version ${b[0]}` };
+  if (b.length < 9) return { ok: false, id: 0n, reason: 'entry ends before the request id' };
+  const d = new Decoder(b);
+  d.reader.u8();
+  const id = d.reader.bigU64();
+  try {
+    const command = d.command();
+    d.reader.end();
+    return { ok: true, id, command };
+  } catch (e) {
+    if (e instanceof CommandDecodeError) return { ok: false, id, reason: e.message };
+    throw e;
+  }
+}
 
 export function resultError(r: ApplyResult & { ok: false }): KvError {
   return new KvError(r.error.code, r.error.message);

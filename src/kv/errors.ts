@@ -12,7 +12,9 @@ export type GrpcCode =
   | 'Unimplemented'
   | 'DeadlineExceeded'
   | 'Cancelled'
-  | 'Internal';
+  | 'Internal'
+  /** What a plain Go error becomes in gRPC: etcd's Lock and Election services answer with it. */
+  | 'Unknown';
 
 export class KvError extends Error {
   override name = 'KvError';
@@ -34,6 +36,8 @@ export const ERR = {
   leaseProvided: () => new KvError('InvalidArgument', 'etcdserver: lease is provided'),
   keyNotFound: () => new KvError('InvalidArgument', 'etcdserver: key not found'),
   tooManyOps: () => new KvError('InvalidArgument', 'etcdserver: too many operations in txn request'),
+  /** Our own limit (TXN_NESTING_MAX), worded as etcd's txn errors are. */
+  txnTooDeep: () => new KvError('InvalidArgument', 'etcdserver: too many nested txns in txn request'),
   duplicateKey: () => new KvError('InvalidArgument', 'etcdserver: duplicate key given in txn request'),
   requestTooLarge: () => new KvError('InvalidArgument', 'etcdserver: request is too large'),
   noLeader: () => new KvError('Unavailable', 'etcdserver: no leader'),
@@ -45,7 +49,14 @@ export const ERR = {
   memberNotFound: () => new KvError('NotFound', 'etcdserver: member not found'),
   badLeaderTransferee: () => new KvError('FailedPrecondition', 'etcdserver: bad leader transferee'),
   leaseTtlTooLarge: () => new KvError('OutOfRange', 'etcdserver: too large lease TTL'),
-  electionNotLeader: () => new KvError('FailedPrecondition', 'election: not leader'),
-  electionNoLeader: () => new KvError('NotFound', 'election: no leader'),
+  // v3election / v3lock return clientv3's plain errors: gRPC code Unknown (HTTP 500 on the gateway).
+  electionNotLeader: () => new KvError('Unknown', 'election: not leader'),
+  electionNoLeader: () => new KvError('Unknown', 'election: no leader'),
+  missingLeaderKey: () => new KvError('Unknown', '"leader" field must be provided'),
+  recipeEmptyKey: () => new KvError('Unknown', 'etcdserver: key is not provided'),
+  /** etcd 3.5's text (3.4 panics on an unknown sort target). */
+  invalidSortOption: () => new KvError('InvalidArgument', 'etcdserver: invalid sort option'),
+  /** A RequestOp with no request: etcd's checkRequestOp answers ErrGRPCKeyNotFound. */
+  emptyRequestOp: () => new KvError('InvalidArgument', 'etcdserver: key not found'),
   sessionExpired: () => new KvError('FailedPrecondition', 'lock: session expired'),
 } as const;

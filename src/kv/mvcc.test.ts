@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KvError } from './errors.js';
-import { bin, MvccStore, type KeyValue, type RangeRequest } from './mvcc.js';
+import { bin, MvccStore, TXN_NESTING_MAX, TXN_OPS_TOTAL_MAX, txnSize, type KeyValue, type RangeRequest, type RequestOp, type TxnRequest } from './mvcc.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const s = (u: Uint8Array): string => new TextDecoder().decode(u);
@@ -102,15 +102,25 @@ describe('MvccStore: etcd semantics', () => {
     m.put({ key: b('k'), value: b('1') });
     const t = m.txn({
       compare: [{ key: b('k'), target: 'value', result: 'equal', value: b('1') }],
-      success: [{ put: { key: b('k'), value: b('2') } }, { range: { key: b('k') } }, { put: { key: b('j'), value: b('x') } }, { txn: { compare: [{ key: b('j'), target: 'version', result: 'equal', value: 1 }], success: [{ range: { key: b('j') } }], failure: [] } }],
+      success: [
+        { put: { key: b('k'), value: b('2') } },
+        { range: { key: b('k') } },
+        { put: { key: b('j'), value: b('x') } },
+        // Nested compares see the store before the txn, as etcd's compareToPath: j does not exist yet.
+        { txn: { compare: [{ key: b('j'), target: 'version', result: 'equal', value: 1 }], success: [{ range: { key: b('j') } }], failure: [] } },
+        { txn: { compare: [{ key: b('j'), target: 'version', result: 'equal', value: 0 }], success: [{ range: { key: b('j') } }], failure: [] } },
+      ],
       failure: [{ range: { key: b('k') } }],
     });
     expect(t.succeeded).toBe(true);
     expect(m.revision).toBe(3);
     const r = t.responses[1] as { range: { kvs: KeyValue[] } };
     expect(s(r.range.kvs[0]!.value)).toBe('2');
-    const nested = t.responses[3] as { txn: { succeeded: boolean } };
+    expect(t.responses[3]).toEqual({ txn: { succeeded: false, responses: [] } });
+    // ... while its reads see the txn's earlier writes.
+    const nested = t.responses[4] as { txn: { succeeded: boolean; responses: { range: { kvs: KeyValue[] } }[] } };
     expect(nested.txn.succeeded).toBe(true);
+    expect(s(nested.txn.responses[0]!.range.kvs[0]!.value)).toBe('x');
     expect(m.changesSince(3).map((e) => [e.kv.modRevision, s(e.kv.key)])).toEqual([
       [3, 'k'],
       [3, 'j'],
@@ -123,6 +133,44 @@ describe('MvccStore: etcd semantics', () => {
     expect(m.txn({ compare: [{ key: b('none'), target: 'value', result: 'notEqual', value: b('x') }], success: [], failure: [] }).succeeded).toBe(false);
   });
 
+
+  it('txn checks as etcd 3.4 does: only the chosen path against the store; duplicates by checkIntervals', () => {
+    const m = new MvccStore();
+    const put = (k: string, lease = 0n) => ({ put: { key: b(k), value: b('1'), lease } });
+    const del = (k: string, end?: Uint8Array) => ({ deleteRange: { key: b(k), ...(end ? { rangeEnd: end } : {}) } });
+    const txn = (success: RequestOp[], failure: RequestOp[] = []) => ({ txn: { compare: [], success, failure } });
+    // The branch not taken may name a lease that does not exist, or a future revision.
+    expect(m.txn({ compare: [], success: [put('w')], failure: [put('w', 777n), { range: { key: b('w'), revision: 1000 } }] }).succeeded).toBe(true);
+    // A nested txn may put a key in one branch and delete it in the other.
+    expect(m.txn({ compare: [], success: [txn([put('q')], [del('q')])], failure: [] }).succeeded).toBe(true);
+    // A nested txn's put is checked against the deletes before it, not after it.
+    expect(m.txn({ compare: [], success: [txn([put('r')]), txn([del('r')])], failure: [] }).succeeded).toBe(true);
+    expect(err(() => m.txn({ compare: [], success: [txn([del('r')]), txn([put('r')])], failure: [] })).message).toBe('etcdserver: duplicate key given in txn request');
+    // This level's puts are checked against every delete of the level and below.
+    expect(err(() => m.txn({ compare: [], success: [put('r'), txn([del('r')])], failure: [] })).message).toBe('etcdserver: duplicate key given in txn request');
+    // A delete to the end ("\0") is etcd's literal interval: it never conflicts with a put.
+    expect(m.txn({ compare: [], success: [del('s', new Uint8Array([0])), put('t')], failure: [] }).succeeded).toBe(true);
+    expect(s(m.range({ key: b('t') }).kvs[0]!.value)).toBe('1');
+  });
+
+  it('txn bounds: TXN_NESTING_MAX deep and TXN_OPS_TOTAL_MAX operations in all, refused whole beyond', () => {
+    const m = new MvccStore();
+    let t: TxnRequest = { compare: [], success: [{ put: { key: b('deep'), value: b('1') } }], failure: [] };
+    for (let i = 0; i < TXN_NESTING_MAX; i++) t = { compare: [], success: [{ txn: t }], failure: [] };
+    expect(m.txn(t).succeeded).toBe(true);
+    expect(err(() => m.txn({ compare: [], success: [{ txn: t }], failure: [] }))).toEqual({ code: 'InvalidArgument', message: 'etcdserver: too many nested txns in txn request' });
+    const wide = (n: number, per: number): TxnRequest => ({
+      compare: [],
+      success: Array.from({ length: n }, (_, i) => ({ txn: { compare: [], success: Array.from({ length: per }, (_, j) => ({ put: { key: b(`w${i}-${j}`), value: b('v') } })), failure: [] } })),
+      failure: [],
+    });
+    expect(txnSize(wide(8, 127))).toBe(TXN_OPS_TOTAL_MAX);
+    const rev = m.revision;
+    expect(m.txn(wide(8, 127)).succeeded).toBe(true);
+    expect(m.revision).toBe(rev + 1);
+    expect(err(() => m.txn(wide(8, 128))).message).toBe('etcdserver: too many operations in txn request');
+    expect(m.revision).toBe(rev + 1);
+  });
   it('compaction: reads at the compact revision work, below fail; history and events trimmed', () => {
     const m = new MvccStore();
     m.put({ key: b('a'), value: b('1') }); // 2

@@ -8,6 +8,7 @@
  * byte), whose code-unit order is the bytes' lexicographic order.
  */
 import { crc32 } from 'node:zlib';
+import { assert } from '../lib/assert.js';
 import { ERR } from './errors.js';
 
 export interface KeyValue {
@@ -103,6 +104,30 @@ export interface MvccLimits {
 
 export const MVCC_LIMITS_DEFAULT: MvccLimits = { maxTxnOps: 128 };
 
+/**
+ * How deep txns may nest (a txn inside a txn is depth 1). gRPC's protobuf runtimes refuse
+ * messages nested deeper than 100 (protobufjs' recursionLimit, as protoc's): a txn response
+ * at depth d is 2d + 4 messages deep, so etcd itself commits a txn at depth 49 whose response
+ * no grpc-js client can read. 32 keeps every accepted txn's response well inside that; the API
+ * refuses deeper ones before they reach the log, the log decoder refuses them too.
+ */
+export const TXN_NESTING_MAX = 32;
+
+/**
+ * Operations in one txn counting every nested txn's (both branches) and compares, unless
+ * 2 × maxTxnOps is larger. etcd bounds each level (--max-txn-ops) but not the tree, whose size
+ * multiplies with depth; this bound keeps one entry's apply (and the duplicate-key check, which
+ * compares puts with deleted ranges) cheap.
+ */
+export const TXN_OPS_TOTAL_MAX = 1024;
+
+/** Compares and operations in a txn and all its nested txns. */
+export function txnSize(t: TxnRequest): number {
+  let n = t.compare.length;
+  for (const op of [...t.success, ...t.failure]) n += 'txn' in op ? 1 + txnSize(op.txn) : 1;
+  return n;
+}
+
 interface Rev {
   readonly main: number;
   readonly sub: number;
@@ -150,24 +175,58 @@ function interval(key: Uint8Array, rangeEnd: Uint8Array | undefined): Interval {
   return { start, end: bin(rangeEnd) };
 }
 
-function contains(iv: Interval, k: string): boolean {
-  if (iv.end === null) return k === iv.start;
-  return k >= iv.start && (iv.end === '' || k < iv.end);
+/**
+ * etcd's duplicate-key rule for one branch of a txn (checkIntervals, v3rpc/key.go), exactly:
+ * a key may not be put twice, nor put inside a range deleted by this branch; a nested txn's
+ * puts are checked against the deletes of this level and of the nested txns before it, its
+ * success and failure may put the same key (only one runs). Deleted ranges are compared as
+ * etcd's affine intervals: a range_end of "\0" is the literal key "\0", so a delete "to the
+ * end" never conflicts with a put (as in etcd).
+ */
+function checkIntervals(reqs: readonly RequestOp[]): { puts: Set<string>; dels: { start: string; end: string | null }[] } {
+  const dels: { start: string; end: string | null }[] = [];
+  for (const op of reqs) {
+    if (!('deleteRange' in op)) continue;
+    const d = op.deleteRange;
+    dels.push({ start: bin(d.key), end: d.rangeEnd && d.rangeEnd.length > 0 ? bin(d.rangeEnd) : null });
+  }
+  const deleted = (k: string) => dels.some((d) => (d.end === null ? k === d.start : d.start <= k && k < d.end));
+  const puts = new Set<string>();
+  for (const op of reqs) {
+    if (!('txn' in op)) continue;
+    const then = checkIntervals(op.txn.success);
+    const otherwise = checkIntervals(op.txn.failure);
+    for (const k of then.puts) {
+      if (puts.has(k) || deleted(k)) throw ERR.duplicateKey();
+      puts.add(k);
+    }
+    for (const k of otherwise.puts) {
+      if (puts.has(k) && !then.puts.has(k)) throw ERR.duplicateKey();
+      if (deleted(k)) throw ERR.duplicateKey();
+      puts.add(k);
+    }
+    dels.push(...then.dels, ...otherwise.dels);
+  }
+  for (const op of reqs) {
+    if (!('put' in op)) continue;
+    const k = bin(op.put.key);
+    if (puts.has(k) || deleted(k)) throw ERR.duplicateKey();
+    puts.add(k);
+  }
+  return { puts, dels };
 }
 
-interface Writes {
-  readonly puts: Set<string>;
-  readonly dels: Interval[];
+/** etcd's duplicate-key check of a whole txn (each branch on its own), as its API runs it before the log. */
+export function checkTxnIntervals(t: TxnRequest): void {
+  checkIntervals(t.success);
+  checkIntervals(t.failure);
 }
 
-function addPut(w: Writes, k: string): void {
-  if (w.puts.has(k) || w.dels.some((d) => contains(d, k))) throw ERR.duplicateKey();
-  w.puts.add(k);
-}
-
-function addDel(w: Writes, d: Interval): void {
-  for (const k of w.puts) if (contains(d, k)) throw ERR.duplicateKey();
-  w.dels.push(d);
+/** etcd's checkPutRequest (v3rpc/key.go): what a put may not say, whatever the store holds. */
+export function checkPutRequest(r: PutRequest): void {
+  if (r.key.length === 0) throw ERR.emptyKey();
+  if (r.ignoreValue && r.value && r.value.length > 0) throw ERR.valueProvided();
+  if (r.ignoreLease && r.lease && r.lease !== 0n) throw ERR.leaseProvided();
 }
 
 export class MvccStore {
@@ -299,9 +358,23 @@ export class MvccStore {
     return this.write(() => this.doDelete(r));
   }
 
+  /**
+   * As etcd applies a txn: the compares of the txn and of every nested txn on the chosen path
+   * are evaluated first, against the store before the txn (compareToPath); only the chosen path
+   * is checked (leases and keys of its puts, revisions of its ranges); then it runs, later ops
+   * seeing earlier writes. The request's shape (counts, keys, depth, duplicates) is checked
+   * first, as etcd's API does before the log.
+   */
   txn(t: TxnRequest): TxnResult {
-    this.checkTxn(t);
-    return this.write(() => this.doTxn(t));
+    // The nesting first: the other checks recurse.
+    this.checkDepth(t, 0);
+    if (txnSize(t) > Math.max(TXN_OPS_TOTAL_MAX, 2 * this.limits.maxTxnOps)) throw ERR.tooManyOps();
+    this.checkShape(t);
+    checkTxnIntervals(t);
+    const path = this.compareToPath(t, []);
+    this.checkPath(t, path, { i: 0 }, 'put');
+    this.checkPath(t, path, { i: 0 }, 'range');
+    return this.write(() => this.doTxn(t, path, { i: 0 }));
   }
 
   compact(revision: number): void {
@@ -369,55 +442,66 @@ export class MvccStore {
         for (const l of this.listeners) l(events, this.rev);
       }
       this.writeMain = 0;
+      this.writeSub = 0;
     }
   }
 
-  /** Validates a put against the state as it is before the write (etcd's pre-check). */
+  /** Validates a put against the state as it is before the write (etcd's checkPutRequest and applier checkPut). */
   private checkPut(r: PutRequest): void {
-    if (r.key.length === 0) throw ERR.emptyKey();
-    if (r.ignoreValue && r.value && r.value.length > 0) throw ERR.valueProvided();
-    if (r.ignoreLease && r.lease && r.lease !== 0n) throw ERR.leaseProvided();
+    checkPutRequest(r);
+    this.checkPutState(r);
+  }
+
+  /** etcd's applier checkPut: the lease exists; a put keeping the value or lease has a key to keep them from. */
+  private checkPutState(r: PutRequest): void {
     if (r.ignoreValue || r.ignoreLease) {
       if (!this.kvAt(bin(r.key), this.rev)) throw ERR.keyNotFound();
     }
     if (r.lease && r.lease !== 0n && !this.leases.has(r.lease)) throw ERR.leaseNotFound();
   }
 
-  /**
-   * Validates a whole txn before any of it runs, so a bad op changes nothing: sizes, keys,
-   * revisions, leases, and etcd's duplicate rule (a key put twice, or put inside a deleted
-   * range, in one branch including its nested txns; overlapping deletes are allowed).
-   */
-  private checkTxn(t: TxnRequest): Writes {
-    for (const c of t.compare) if (c.key.length === 0) throw ERR.emptyKey();
-    const both: Writes = { puts: new Set(), dels: [] };
-    for (const branch of [t.success, t.failure]) {
-      if (branch.length > this.limits.maxTxnOps) throw ERR.tooManyOps();
-      const w: Writes = { puts: new Set(), dels: [] };
-      for (const op of branch) {
-        if ('range' in op) {
-          if (op.range.key.length === 0) throw ERR.emptyKey();
-          this.readRevision(op.range.revision);
-        } else if ('put' in op) {
-          this.checkPut(op.put);
-          addPut(w, bin(op.put.key));
-        } else if ('deleteRange' in op) {
-          if (op.deleteRange.key.length === 0) throw ERR.emptyKey();
-          addDel(w, interval(op.deleteRange.key, op.deleteRange.rangeEnd));
-        } else {
-          const inner = this.checkTxn(op.txn);
-          for (const k of inner.puts) addPut(w, k);
-          for (const d of inner.dels) addDel(w, d);
-        }
-      }
-      for (const k of w.puts) both.puts.add(k);
-      both.dels.push(...w.dels);
-    }
-    return both;
+  private checkDepth(t: TxnRequest, depth: number): void {
+    if (depth > TXN_NESTING_MAX) throw ERR.txnTooDeep();
+    for (const op of [...t.success, ...t.failure]) if ('txn' in op) this.checkDepth(op.txn, depth + 1);
   }
 
-  private doTxn(t: TxnRequest): TxnResult {
-    const succeeded = t.compare.every((c) => this.compare(c));
+  /** Counts and keys of both branches, nested txns included (what etcd's API checks before the log). */
+  private checkShape(t: TxnRequest): void {
+    if (t.compare.length > this.limits.maxTxnOps) throw ERR.tooManyOps();
+    if (t.success.length > this.limits.maxTxnOps || t.failure.length > this.limits.maxTxnOps) throw ERR.tooManyOps();
+    for (const c of t.compare) if (c.key.length === 0) throw ERR.emptyKey();
+    for (const op of [...t.success, ...t.failure]) {
+      if ('range' in op) {
+        if (op.range.key.length === 0) throw ERR.emptyKey();
+      } else if ('put' in op) checkPutRequest(op.put);
+      else if ('deleteRange' in op) {
+        if (op.deleteRange.key.length === 0) throw ERR.emptyKey();
+      } else this.checkShape(op.txn);
+    }
+  }
+
+  /** The outcome of the compares of this txn and of the nested txns on its chosen path, in pre-order (etcd's txnPath). */
+  private compareToPath(t: TxnRequest, path: boolean[]): boolean[] {
+    const ok = t.compare.every((c) => this.compare(c));
+    path.push(ok);
+    for (const op of ok ? t.success : t.failure) if ('txn' in op) this.compareToPath(op.txn, path);
+    return path;
+  }
+
+  /** etcd's checkRequests: the puts (or the ranges) on the chosen path, against the store before the txn. */
+  private checkPath(t: TxnRequest, path: readonly boolean[], at: { i: number }, kind: 'put' | 'range'): void {
+    const ok = path[at.i++];
+    assert(ok !== undefined, `txn path ends early at ${at.i - 1} of ${path.length}`);
+    for (const op of ok ? t.success : t.failure) {
+      if ('txn' in op) this.checkPath(op.txn, path, at, kind);
+      else if (kind === 'put' && 'put' in op) this.checkPutState(op.put);
+      else if (kind === 'range' && 'range' in op) this.readRevision(op.range.revision);
+    }
+  }
+
+  private doTxn(t: TxnRequest, path: readonly boolean[], at: { i: number }): TxnResult {
+    const succeeded = path[at.i++];
+    assert(succeeded !== undefined, `txn path ends early at ${at.i - 1} of ${path.length}`);
     const responses: ResponseOp[] = [];
     for (const op of succeeded ? t.success : t.failure) {
       if ('range' in op) {
@@ -426,7 +510,7 @@ export class MvccStore {
         responses.push({ range: this.rangeAt(op.range, rev) });
       } else if ('put' in op) responses.push({ put: this.doPut(op.put) });
       else if ('deleteRange' in op) responses.push({ deleteRange: this.doDelete(op.deleteRange) });
-      else responses.push({ txn: this.doTxn(op.txn) });
+      else responses.push({ txn: this.doTxn(op.txn, path, at) });
     }
     return { succeeded, responses };
   }

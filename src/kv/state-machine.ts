@@ -7,8 +7,11 @@
 import type { StateMachine } from '../node/node.js';
 import type { Entry, Index } from '../raft/types.js';
 import { decodeRequest, decodeValue, encodeValue, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
-import { KvError } from './errors.js';
+import { KvError, type GrpcCode } from './errors.js';
 import { MvccStore, type KvEvent, type MvccLimits } from './mvcc.js';
+
+/** The refusal every member gets for an entry whose bytes are not a command (decodeRequest's reason). */
+export const malformedEntry = (reason: string): { code: GrpcCode; message: string } => ({ code: 'InvalidArgument', message: `etcdserver: malformed log entry: ${reason}` });
 
 export type LeaseChange = { readonly kind: 'granted'; readonly id: bigint; readonly ttl: number } | { readonly kind: 'revoked'; readonly id: bigint };
 
@@ -76,10 +79,15 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     this.appliedListeners.push(fn);
   }
 
+  /**
+   * Total: whatever bytes the entry holds, every member gets the same result — a command's
+   * value or etcd's refusal (a KvError), a malformed entry MALFORMED_ENTRY's refusal. Anything
+   * else thrown here is a broken invariant of our own (a bug), and stops the member.
+   */
   apply(entry: Entry): ApplyResult {
     this.applied = entry.index;
     const req = decodeRequest(entry.data);
-    const result = req.ok ? this.runRequest(req.command) : { ok: false as const, error: { code: 'InvalidArgument' as const, message: `etcdserver: malformed log entry: ${req.reason}` }, revision: this.kv.revision };
+    const result = req.ok ? this.runRequest(req.command) : { ok: false as const, error: malformedEntry(req.reason), revision: this.kv.revision };
     for (const l of this.appliedListeners) l(req.id, entry.index, result);
     return result;
   }
@@ -90,7 +98,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
       return { ok: true, value, revision: this.kv.revision };
     } catch (e) {
       if (e instanceof KvError) return { ok: false, error: { code: e.code, message: e.message }, revision: this.kv.revision };
-      throw e;
+      throw new Error(`applying a ${cmd.op} command broke an invariant: ${(e as Error)?.message ?? String(e)}`, { cause: e });
     }
   }
 

@@ -54,6 +54,22 @@ export class ByteWriter {
     this.u8(v ? 1 : 0);
   }
 
+  /** A 64-bit unsigned integer as a bigint (0 .. 2^64-1; outside that is a caller's bug). */
+  bigU64(v: bigint): void {
+    if (v < 0n || v > 0xffffffffffffffffn) throw new RangeError(`${v} is not a u64`);
+    this.need(8);
+    this.view.setBigUint64(this.pos, v, true);
+    this.pos += 8;
+  }
+
+  /** A 64-bit signed integer as a bigint (-2^63 .. 2^63-1). */
+  bigI64(v: bigint): void {
+    if (v < -0x8000000000000000n || v > 0x7fffffffffffffffn) throw new RangeError(`${v} is not an i64`);
+    this.need(8);
+    this.view.setBigInt64(this.pos, v, true);
+    this.pos += 8;
+  }
+
   /** u32 length, then the bytes. */
   bytes(b: Uint8Array): void {
     this.u32(b.length);
@@ -124,6 +140,25 @@ export class ByteReader {
     this.pos += 8;
     if (hi >= 0x200000) throw this.fail('integer beyond 2^53');
     return hi * 0x100000000 + lo;
+  }
+
+  bigU64(): bigint {
+    this.need(8);
+    const v = this.view.getBigUint64(this.pos, true);
+    this.pos += 8;
+    return v;
+  }
+
+  bigI64(): bigint {
+    this.need(8);
+    const v = this.view.getBigInt64(this.pos, true);
+    this.pos += 8;
+    return v;
+  }
+
+  /** Bytes not read yet (a bound for counts read from the input). */
+  get remaining(): number {
+    return this.b.length - this.pos;
   }
 
   bool(): boolean {

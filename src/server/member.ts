@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertNever } from '../lib/assert.js';
-import { decodeRequest, encodeRequest, encodeValue, type ApplyResult, type Command, type CommandValue } from '../kv/commands.js';
+import { decodeRequest, encodeRequest, requestTooLarge, type ApplyResult, type Command, type CommandValue } from '../kv/commands.js';
 import { ERR, KvError } from '../kv/errors.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WatchHub } from '../kv/watch.js';
@@ -236,7 +236,7 @@ export class EtcdMember {
     const id = this.requestIds.next();
     const data = encodeRequest({ id, command: cmd });
     // As etcd checks the marshalled InternalRaftRequest against --max-request-bytes.
-    if (data.length > this.config.maxRequestBytes) throw ERR.requestTooLarge();
+    if (requestTooLarge(data, this.config.maxRequestBytes)) throw ERR.requestTooLarge();
     for (;;) {
       if (this.stopped) throw ERR.stopped();
       let r: ApplyResult | null = null;
@@ -368,13 +368,8 @@ export class EtcdMember {
       this.channel.sendMember(from, encodePeerCall({ type: 'forwardAnswer', callId, outcome, index, term }));
     };
     if (!this.node.isLeader) return answer('notLeader');
-    if (data.length > this.config.maxRequestBytes) return answer('tooLarge');
-    let req: ReturnType<typeof decodeRequest>;
-    try {
-      req = decodeRequest(data);
-    } catch {
-      return answer('forbidden');
-    }
+    if (requestTooLarge(data, this.config.maxRequestBytes)) return answer('tooLarge');
+    const req = decodeRequest(data);
     // A member proposes only with its own request ids, and publishes only its own attributes.
     if (!req.ok || requestIdMember(req.id) !== from) return answer('forbidden');
     if (req.command.op === 'publish' && req.command.member.id !== this.memberIdOfRaft(from)) {
@@ -529,4 +524,3 @@ function refusalOf(e: unknown): Exclude<ForwardOutcome, 'accepted' | 'forbidden'
   return 'tooManyRequests';
 }
 
-export { encodeValue };
