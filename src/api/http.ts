@@ -12,7 +12,7 @@ import { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { authorityRewriter, goawayFrame, H2RefusedError } from './h2-authority.js';
-import { PROTO_DIR } from './proto.js';
+import { PROTO_DIR, PROTO_FILES } from './proto.js';
 import type { Handlers } from './services.js';
 
 /** Largest JSON body the gateway reads (etcd's gRPC limit; the request size limit applies after). */
@@ -271,7 +271,7 @@ function protoRoot(): protobuf.Root {
   if (!root) {
     const r = new protobuf.Root();
     r.resolvePath = (_origin, target) => join(PROTO_DIR, target.replace(/^.*[\\/]/, ''));
-    r.loadSync(['rpc.proto', 'v3election.proto', 'v3lock.proto'], { keepCase: true });
+    r.loadSync([...PROTO_FILES], { keepCase: true });
     root = r;
   }
   return root;
@@ -298,7 +298,7 @@ const jsonKind = (v: unknown): string => (v === null ? 'null' : Array.isArray(v)
  * Checks a request body against the message type before it is converted: every field of the
  * type JSON allows it (bytes as base64 strings, 64-bit integers as strings or integers,
  * messages as objects, repeated fields as arrays), so what reaches the handlers has exactly the
- * shapes gRPC deserialization gives. Unknown field names are refused, as grpc-gateway does.
+ * shapes gRPC deserialization gives. Unknown field names are ignored, as etcd's gateway does.
  */
 function checkJson(t: protobuf.Type, json: unknown, path: string, depth: number): void {
   if (depth > GATEWAY_JSON_DEPTH_MAX) throw new Error(`json: nesting deeper than ${GATEWAY_JSON_DEPTH_MAX} at ${path || 'the top'}`);
@@ -306,7 +306,8 @@ function checkJson(t: protobuf.Type, json: unknown, path: string, depth: number)
   for (const [k, v] of Object.entries(json as Record<string, unknown>)) {
     const f = t.fields[k] ?? t.fieldsArray.find((x) => x.name === k || x.options?.json_name === k);
     const at = path ? `${path}.${k}` : k;
-    if (!f) throw new Error(`json: unknown field "${k}" in ${t.name}`);
+    // Unknown fields are ignored, as etcd's grpc-gateway (v1: AllowUnknownFields) does.
+    if (!f) continue;
     if (v === null) continue;
     f.resolve();
     const values = f.repeated ? v : [v];

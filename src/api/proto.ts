@@ -31,11 +31,14 @@ export const MIN_REVISION_METADATA = 'flotilla-min-revision';
  */
 export const NOT_SENT_DETAILS = /No connection established|failed to connect|ECONNREFUSED|Connection refused|Name resolution failed/i;
 
+/** The .proto files whose services the client port serves (the fuzzer enumerates their methods). */
+export const PROTO_FILES: readonly string[] = ['rpc.proto', 'v3election.proto', 'v3lock.proto'];
+
 let cached: { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } | null = null;
 
 export function loadProtos(): { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } {
   if (!cached) {
-    const definition = protoLoader.loadSync(['rpc.proto', 'v3election.proto', 'v3lock.proto'], LOADER_OPTIONS);
+    const definition = protoLoader.loadSync([...PROTO_FILES], LOADER_OPTIONS);
     cached = { definition, pkg: grpc.loadPackageDefinition(definition) };
   }
   return cached;

@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import type { Rng } from '../lib/prng.js';
-import { loadProtos, PROTO_DIR } from '../api/proto.js';
+import { loadProtos, PROTO_DIR, PROTO_FILES } from '../api/proto.js';
 import { boundaryU64, concat, repeatBytes, varint } from './mutate.js';
 
 export interface FuzzMethod {
@@ -23,13 +23,12 @@ export interface FuzzMethod {
 }
 
 let root: protobuf.Root | null = null;
-const PROTO_FILES = ['rpc.proto', 'v3election.proto', 'v3lock.proto', 'flotilla_internal.proto'];
 
 export function protoRoot(): protobuf.Root {
   if (!root) {
     const r = new protobuf.Root();
     r.resolvePath = (_origin, target) => join(PROTO_DIR, target.replace(/^.*[\\/]/, ''));
-    r.loadSync(PROTO_FILES, { keepCase: true });
+    r.loadSync([...PROTO_FILES], { keepCase: true });
     r.resolveAll();
     root = r;
   }
