@@ -683,7 +683,7 @@ export class MvccStore {
             : { type: 'delete', kv: { key, createRevision: 0, modRevision: main, version: 0, value: EMPTY, lease: 0n }, prevKv: prev! };
           events.push({ main, sub, e });
         } else {
-          if (!kv) imageFail(wj, `a deletion at or below the compact revision ${compactRev}`);
+          // Here j === 0 and kv is a put (checked above): the entry compaction kept.
           const id = `${main}.${sub}`;
           if (compacted.has(id)) imageFail(wj, `revision ${id} appears twice`);
           compacted.add(id);
