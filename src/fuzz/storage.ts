@@ -11,13 +11,13 @@
  * snapshot: (file) a snapshot saved by SnapshotStore, its file mutated, then loadNewest: the
  * very snapshot saved or a SnapshotCorruptionError. (image) a state machine image
  * (KvStateMachine.snapshot) mutated as bytes or as JSON, saved with a valid checksum (so the
- * file check passes), loaded and restored into a KvStateMachine: it must either restore to a
- * store that works (snapshot, HashKV, and a second restore giving the same hash) or fail with
- * an error of its own — a TypeError, RangeError or ReferenceError means code trusted the bytes
- * (a crash in a member), and is a failure.
+ * file check passes), loaded and restored into the KvStateMachine it came from: it must either
+ * restore to a store that works (HashKV; its own image restores to the same HashKV and the same
+ * image) or fail with SnapshotImageError and leave the state machine as it was (same image,
+ * same applied index). Any other exception means code trusted the bytes (a crash in a member).
  */
 import { crc32 } from 'node:zlib';
-import { KvStateMachine } from '../kv/state-machine.js';
+import { KvStateMachine, SnapshotImageError } from '../kv/state-machine.js';
 import { rng, type Rng } from '../lib/prng.js';
 import type { Entry, HardState, Snapshot } from '../raft/types.js';
 import { MemFs } from '../storage/fs.js';
@@ -200,7 +200,7 @@ export class SnapshotSurface implements Surface {
     const sm = populated(r);
     const snap: Snapshot = { meta: { index: r.int(1, 1000), term: r.int(1, 10), confState: CONF }, data: sm.snapshot() };
     if (r.chance(0.5)) return this.file(r, snap);
-    return this.image(r, snap);
+    return this.image(r, snap, sm);
   }
 
   /** The file: mutated bytes come back as the very snapshot saved, or as SnapshotCorruptionError. */
@@ -233,7 +233,7 @@ export class SnapshotSurface implements Surface {
   }
 
   /** A garbage image (or metadata) with a valid checksum: a clear error or a working store. */
-  private async image(r: Rng, snap: Snapshot): Promise<string | null> {
+  private async image(r: Rng, snap: Snapshot, sm: KvStateMachine): Promise<string | null> {
     let data: Uint8Array;
     let how: string;
     if (r.chance(0.5)) {
@@ -273,21 +273,29 @@ export class SnapshotSurface implements Surface {
       return `decodeSnapshot threw something other than SnapshotCorruptionError on a file with a valid checksum: ${describe(e)}\n  ${what}`;
     }
     if (!this.images) return null;
-    const target = new KvStateMachine();
+    // Into a state machine that holds something: a refused image must leave it as it was.
+    const target = sm;
+    const held = target.snapshot();
+    const heldIndex = target.appliedIndex;
     try {
       target.restore(loaded.data, meta.index);
     } catch (e) {
-      if (e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || !(e instanceof Error)) return `KvStateMachine.restore crashed on a garbage image instead of refusing it: ${describe(e)}\n  ${what}`;
+      if (!(e instanceof SnapshotImageError)) return `KvStateMachine.restore threw something other than SnapshotImageError on a garbage image: ${describe(e)}\n  ${what}`;
+      if (!e.message.startsWith('invalid state machine snapshot image: ')) return `SnapshotImageError without its prefix: ${e.message}; ${what}`;
+      if (!eqBytes(target.snapshot(), held) || target.appliedIndex !== heldIndex) return `a refused image changed the state machine (${e.message}); ${what}`;
       this.tally.restoreRefused++;
       return null;
     }
-    // Restored: the store must work and be deterministic.
+    // Restored: the store must work and be deterministic — its own image restores to the
+    // same HashKV and to the same image.
     try {
       const h1 = target.store.hashKv().hash;
+      const image = target.snapshot();
       const again = new KvStateMachine();
-      again.restore(target.snapshot(), meta.index);
+      again.restore(image, meta.index);
       const h2 = again.store.hashKv().hash;
       if (h1 !== h2) return `a restored garbage image does not survive its own snapshot/restore (HashKV ${h1} vs ${h2}); ${what}`;
+      if (!eqBytes(again.snapshot(), image)) return `a restored garbage image's own image restores to another image; ${what}`;
       this.tally.restored++;
     } catch (e) {
       return `KvStateMachine.restore accepted a garbage image that then breaks the store: ${describe(e)}\n  ${what}`;

@@ -2,10 +2,11 @@
  * The commands the key-value state machine applies, and their binary encoding in the Raft log
  * (encodeRequest / decodeRequest, versioned; see the layout below).
  *
- * encodeValue / decodeValue (JSON where bytes are `{"$b": base64}` and 63-bit integers
- * `{"$n": "decimal"}`) remain for the state machine's snapshot image only; commands never use
- * them (a follower forwards the encoded request over the peer transport and answers from its
- * own apply, so no result is ever encoded).
+ * encodeValue (JSON where bytes are `{"$b": base64}` and 63-bit integers `{"$n": "decimal"}`)
+ * remains for the state machine's snapshot image only (read back field by field by
+ * KvStateMachine.restore, never trusted); commands never use it (a follower forwards the
+ * encoded request over the peer transport and answers from its own apply, so no result is
+ * ever encoded).
  */
 import { assertNever } from '../lib/assert.js';
 import { ByteReader, ByteWriter } from '../lib/bytes.js';
@@ -64,15 +65,6 @@ export type ApplyResult =
 
 export type { RangeResult };
 
-function reviver(_key: string, v: unknown): unknown {
-  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
-    const o = v as Record<string, unknown>;
-    if (typeof o.$n === 'string' && Object.keys(o).length === 1) return BigInt(o.$n);
-    if (typeof o.$b === 'string' && Object.keys(o).length === 1) return new Uint8Array(Buffer.from(o.$b, 'base64'));
-  }
-  return v;
-}
-
 /** Bytes and bigints as tagged objects (before JSON.stringify: a Buffer's toJSON would win). */
 function tag(v: unknown): unknown {
   if (typeof v === 'bigint') return { $n: v.toString() };
@@ -88,10 +80,6 @@ function tag(v: unknown): unknown {
 
 export function encodeValue(v: unknown): Uint8Array {
   return new Uint8Array(Buffer.from(JSON.stringify(tag(v))));
-}
-
-export function decodeValue<T>(b: Uint8Array): T {
-  return JSON.parse(Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8'), reviver) as T;
 }
 
 /**

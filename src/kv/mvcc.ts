@@ -10,6 +10,7 @@
 import { crc32 } from 'node:zlib';
 import { assert } from '../lib/assert.js';
 import { ERR } from './errors.js';
+import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, LEASE_ID_MAX, parseImageJson, preview, safeInt } from './snapshot-image.js';
 
 export interface KeyValue {
   readonly key: Uint8Array;
@@ -614,46 +615,125 @@ export class MvccStore {
     return new TextEncoder().encode(JSON.stringify({ v: 1, rev: this.rev, compactRev: this.compactRev, keys, leases }));
   }
 
+  /**
+   * The store an image holds, or SnapshotImageError: the image is hostile input (a file, a
+   * peer's message) and is checked whole against every invariant the store keeps before it is
+   * used — exact types and ranges; keys non-empty, sorted and unique; each history non-empty,
+   * in (main, sub) order, within [2, rev], with at most its first entry at or below the
+   * compact revision, and that one a put; versions and create revisions following from the
+   * previous entry (a put after nothing or a deletion is version 1 created at its own
+   * revision, a deletion follows a put); every revision in (max(compact, 1), rev] made of
+   * sub-revisions 0..n-1 and no (main, sub) twice; leases sorted and unique, and a live key's
+   * lease and the lease's key set naming each other exactly. Then `snapshot()` of the result
+   * restores to the same store. Linear in the image (plus sorting its changes).
+   */
   static restore(data: Uint8Array, limits: Partial<MvccLimits> = {}): MvccStore {
     const s = new MvccStore(limits);
     if (data.length === 0) return s;
-    const o = JSON.parse(new TextDecoder().decode(data)) as {
-      v: number;
-      rev: number;
-      compactRev: number;
-      keys: [string, (number | string)[][]][];
-      leases: [string, number, string[]][];
-    };
-    if (o.v !== 1) throw new Error(`unknown key-value snapshot version ${o.v}`);
-    const fromB64 = (x: string): Uint8Array => new Uint8Array(Buffer.from(x, 'base64'));
-    s.rev = o.rev;
-    s.compactRev = o.compactRev;
+    const o = exactObject(parseImageJson(data, 'store'), 'store', ['v', 'rev', 'compactRev', 'keys', 'leases']);
+    if (o.v !== 1) imageFail('store.v', `unknown key-value store image version ${preview(o.v)}`);
+    const rev = safeInt(o.rev, 'store.rev', 1, Number.MAX_SAFE_INTEGER);
+    const compactRev = safeInt(o.compactRev, 'store.compactRev', 0, rev);
     const events: { main: number; sub: number; e: KvEvent }[] = [];
-    for (const [kb, revs] of o.keys) {
-      const key = fromB64(kb);
+    /** The (main, sub) of entries at or below the compact revision (not in the change log). */
+    const compacted = new Set<string>();
+    /** Live keys with a lease, counted (each must be in its lease's key set). */
+    let leasedLive = 0;
+    let prevK: string | null = null;
+    const keyList = arrayOf(o.keys, 'store.keys');
+    for (let i = 0; i < keyList.length; i++) {
+      const w = `store.keys[${i}]`;
+      const item = arrayOf(keyList[i], w, 2);
+      const key = base64Bytes(item[0], `${w}[0]`);
+      if (key.length === 0) imageFail(`${w}[0]`, 'empty key');
       const k = bin(key);
+      if (prevK !== null && k <= prevK) imageFail(`${w}[0]`, 'keys not sorted or not unique');
+      prevK = k;
+      const revs = arrayOf(item[1], `${w}[1]`);
+      if (revs.length === 0) imageFail(`${w}[1]`, 'empty history');
       const h: Rev[] = [];
       let prev: KeyValue | null = null;
-      for (const r of revs) {
-        const main = r[0] as number;
-        const sub = r[1] as number;
-        const kv: KeyValue | null =
-          r.length > 2 ? { key, createRevision: r[2] as number, modRevision: main, version: r[3] as number, value: fromB64(r[4] as string), lease: BigInt(r[5] as string) } : null;
+      for (let j = 0; j < revs.length; j++) {
+        const wj = `${w}[1][${j}]`;
+        const r = arrayOf(revs[j], wj, [2, 6]);
+        const main = safeInt(r[0], `${wj}[0]`, 2, rev);
+        const sub = safeInt(r[1], `${wj}[1]`, 0, Number.MAX_SAFE_INTEGER);
+        const last = h.at(-1);
+        if (last && (main < last.main || (main === last.main && sub <= last.sub))) imageFail(wj, `revision ${main}.${sub} not after ${last.main}.${last.sub}`);
+        if (j > 0 && main <= compactRev) imageFail(wj, `revision ${main} at or below the compact revision ${compactRev} is not the history's first`);
+        let kv: KeyValue | null = null;
+        if (r.length === 2) {
+          if (!prev) imageFail(wj, j === 0 ? 'a history that starts with a deletion' : 'a deletion of a deleted key');
+        } else {
+          const createRevision = safeInt(r[2], `${wj}[2]`, 2, main);
+          const version = safeInt(r[3], `${wj}[3]`, 1, Number.MAX_SAFE_INTEGER);
+          const value = base64Bytes(r[4], `${wj}[4]`);
+          const lease = decimalBigint(r[5], `${wj}[5]`, 0n, LEASE_ID_MAX);
+          if (prev) {
+            if (version !== prev.version + 1 || createRevision !== prev.createRevision) imageFail(wj, `version ${version} created at ${createRevision} does not follow version ${prev.version} created at ${prev.createRevision}`);
+          } else if (main > compactRev && (version !== 1 || createRevision !== main)) {
+            imageFail(wj, `a new key's first version must be 1 created at its revision ${main}, got version ${version} created at ${createRevision}`);
+          }
+          kv = { key, createRevision, modRevision: main, version, value, lease };
+        }
         h.push({ main, sub, kv });
-        if (main > s.compactRev) {
+        if (main > compactRev) {
           const e: KvEvent = kv
             ? { type: 'put', kv, ...(prev ? { prevKv: prev } : {}) }
-            : { type: 'delete', kv: { key, createRevision: 0, modRevision: main, version: 0, value: EMPTY, lease: 0n }, ...(prev ? { prevKv: prev } : {}) };
+            : { type: 'delete', kv: { key, createRevision: 0, modRevision: main, version: 0, value: EMPTY, lease: 0n }, prevKv: prev! };
           events.push({ main, sub, e });
+        } else {
+          // Here j === 0 and kv is a put (checked above): the entry compaction kept.
+          const id = `${main}.${sub}`;
+          if (compacted.has(id)) imageFail(wj, `revision ${id} appears twice`);
+          compacted.add(id);
         }
         prev = kv;
       }
+      if (prev && prev.lease !== 0n) leasedLive++;
       s.keys.set(k, h);
       s.sorted.push(k);
     }
+    // The change log: every revision after the compact revision (and after the empty store's
+    // 1) is made of sub-revisions 0..n-1, each once.
     events.sort((a, b) => a.main - b.main || a.sub - b.sub);
+    let at = { main: Math.max(compactRev, 1), sub: -1 };
+    for (const x of events) {
+      const next = x.main === at.main ? x.sub === at.sub + 1 : x.main === at.main + 1 && x.sub === 0;
+      if (!next) imageFail('store.keys', `revision ${x.main}.${x.sub} follows ${at.main}.${at.sub}: changes missing or repeated`);
+      at = x;
+    }
+    if (at.main !== rev) imageFail('store.keys', `the changes end at revision ${at.main}, the store is at ${rev}`);
     s.changes = events.map((x) => x.e);
-    for (const [id, ttl, keys] of o.leases) s.leases.set(BigInt(id), { id: BigInt(id), ttl, keys: new Set(keys.map((k) => bin(fromB64(k)))) });
+    let prevId = 0n;
+    let leasedNamed = 0;
+    const leaseList = arrayOf(o.leases, 'store.leases');
+    for (let i = 0; i < leaseList.length; i++) {
+      const w = `store.leases[${i}]`;
+      const item = arrayOf(leaseList[i], w, 3);
+      const id = decimalBigint(item[0], `${w}[0]`, 1n, LEASE_ID_MAX);
+      if (id <= prevId) imageFail(`${w}[0]`, 'lease ids not sorted or not unique');
+      prevId = id;
+      const ttl = safeInt(item[1], `${w}[1]`, 0, Number.MAX_SAFE_INTEGER);
+      const keys = new Set<string>();
+      let prevKey: string | null = null;
+      const named = arrayOf(item[2], `${w}[2]`);
+      for (let j = 0; j < named.length; j++) {
+        const k = bin(base64Bytes(named[j], `${w}[2][${j}]`));
+        if (prevKey !== null && k <= prevKey) imageFail(`${w}[2][${j}]`, 'keys not sorted or not unique');
+        prevKey = k;
+        const live = s.kvAt(k, rev);
+        if (!live || live.lease !== id) imageFail(`${w}[2][${j}]`, `the key is not live with lease ${id}`);
+        keys.add(k);
+      }
+      leasedNamed += keys.size;
+      s.leases.set(id, { id, ttl, keys });
+    }
+    // Each named key is live with that lease (checked above), once per lease: equal counts
+    // mean every live key with a lease is in its lease's set.
+    if (leasedNamed !== leasedLive) imageFail('store.leases', `${leasedLive - leasedNamed} live keys with a lease are missing from their lease's keys`);
+    s.rev = rev;
+    s.compactRev = compactRev;
     return s;
   }
 }

@@ -6,9 +6,12 @@
  */
 import type { StateMachine } from '../node/node.js';
 import type { Entry, Index } from '../raft/types.js';
-import { decodeRequest, decodeValue, encodeValue, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
+import { decodeRequest, encodeValue, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
 import { KvError, type GrpcCode } from './errors.js';
 import { MvccStore, type KvEvent, type MvccLimits } from './mvcc.js';
+import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, SnapshotImageError } from './snapshot-image.js';
+
+export { SnapshotImageError } from './snapshot-image.js';
 
 /** The refusal every member gets for an entry whose bytes are not a command (decodeRequest's reason). */
 export const malformedEntry = (reason: string): { code: GrpcCode; message: string } => ({ code: 'InvalidArgument', message: `etcdserver: malformed log entry: ${reason}` });
@@ -137,18 +140,51 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     return encodeValue(image);
   }
 
+  /**
+   * Replaces the state by an image (from this member's snapshot file or the leader's snapshot
+   * message: hostile bytes either way). The image is checked whole first (readImage); an image
+   * no state machine could have written is a SnapshotImageError, and this state machine is
+   * left as it was.
+   */
   restore(data: Uint8Array, index: Index): void {
-    this.applied = index;
+    const image = readImage(data, this.limits);
+    this.kv = image.store;
     this.members.clear();
-    if (data.length === 0) {
-      this.kv = new MvccStore(this.limits);
-    } else {
-      const image = decodeValue<SnapshotImage>(data);
-      if (image.v !== 1) throw new Error(`unknown state machine snapshot version ${String(image.v)}`);
-      this.kv = MvccStore.restore(image.store, this.limits);
-      for (const m of image.members) this.members.set(m.id, m);
-    }
+    for (const m of image.members) this.members.set(m.id, m);
+    this.applied = index;
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
     for (const l of this.restoreListeners) l();
+  }
+}
+
+/**
+ * The state an image holds, or SnapshotImageError. The format is encodeValue's JSON of a
+ * SnapshotImage (bytes as {"$b": base64}, ids as {"$n": decimal}), read field by field here
+ * rather than by decodeValue (whose reviver recurses as deep as the image nests, and trusts
+ * the shape); the store's own image is checked by MvccStore.restore. Empty bytes: an empty
+ * state machine (what a member without a snapshot restores).
+ */
+function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[] } {
+  try {
+    if (data.length === 0) return { store: new MvccStore(limits), members: [] };
+    const o = exactObject(parseImageJson(data, 'image'), 'image', ['v', 'store', 'members']);
+    if (o.v !== 1) imageFail('image.v', `unknown state machine image version ${preview(o.v)}`);
+    const storeBytes = base64Bytes(exactObject(o.store, 'image.store', ['$b']).$b, 'image.store.$b');
+    const members: MemberAttributes[] = [];
+    const list = arrayOf(o.members, 'image.members');
+    for (let i = 0; i < list.length; i++) {
+      const w = `image.members[${i}]`;
+      const m = exactObject(list[i], w, ['id', 'name', 'clientUrls']);
+      const id = decimalBigint(exactObject(m.id, `${w}.id`, ['$n']).$n, `${w}.id.$n`, 0n, MEMBER_ID_MAX);
+      const prev = members.at(-1);
+      if (prev && id <= prev.id) imageFail(`${w}.id`, 'member ids not sorted or not unique');
+      if (typeof m.name !== 'string') imageFail(`${w}.name`, `expected a string, got ${preview(m.name)}`);
+      const clientUrls = arrayOf(m.clientUrls, `${w}.clientUrls`).map((u, j) => (typeof u === 'string' ? u : imageFail(`${w}.clientUrls[${j}]`, `expected a string, got ${preview(u)}`)));
+      members.push({ id, name: m.name, clientUrls });
+    }
+    return { store: MvccStore.restore(storeBytes, limits), members };
+  } catch (e) {
+    if (e instanceof SnapshotImageError) throw new SnapshotImageError(`invalid state machine snapshot image: ${e.message}`, { cause: e });
+    throw e;
   }
 }

@@ -96,6 +96,30 @@ describe('RaftNode', () => {
     await waitFor('the old leader to catch up', () => (first.sm.total === 11 && !first.node.isLeader ? true : undefined));
   });
 
+  it('a snapshot the state machine refuses stops the member, naming the snapshot (from the leader, or its own at start)', async () => {
+    const net = new MemoryNetwork();
+    net.isolate(3, [1, 2, 3]);
+    const ms = await Promise.all([1, 2].map((id) => startMember(net, id, new MemoryStorage(conf))));
+    const leader = await waitFor('a leader', () => leaderOf(ms));
+    for (let i = 1; i <= 50; i++) await leader.node.propose(enc('1'));
+    /** Refuses every image (as KvStateMachine refuses a garbage one). */
+    class Refusing extends Counter {
+      override restore(data: Uint8Array): void {
+        if (data.length) throw new Error('the image is garbage');
+      }
+    }
+    const storage3 = new MemoryStorage(conf);
+    const node3 = await RaftNode.start<number>({ id: 3, storage: storage3, transport: net.endpoint(3), stateMachine: new Refusing(), tickMs: 5, electionTicks: 10, seed: 3 });
+    running.push(node3);
+    net.heal();
+    // The leader's log was compacted past member 3's: it sends a snapshot.
+    const err = await node3.fatal;
+    expect(err.message).toMatch(/^restoring the leader's snapshot \(index \d+, term \d+\): the image is garbage$/);
+    // At start, from its own storage (which saved the snapshot before the apply failed).
+    const started = await RaftNode.start<number>({ id: 3, storage: storage3, transport: new MemoryNetwork().endpoint(3), stateMachine: new Refusing(), tickMs: 5 }).catch((e: unknown) => e);
+    expect((started as Error).message).toMatch(/^restoring this member's snapshot \(index \d+, term \d+\): the image is garbage$/);
+  });
+
   it('restarts from disk with its state, through snapshots', async () => {
     const net = new MemoryNetwork();
     const dirs = [1, 2, 3].map((id) => join(root, `m${id}-${Date.now()}`));

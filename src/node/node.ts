@@ -10,7 +10,7 @@ import type { Logger, RaftConfig } from '../raft/config.js';
 import type { Message } from '../raft/messages.js';
 import type { InitialState } from '../raft/config.js';
 import { RaftCore, type Status } from '../raft/raft.js';
-import type { ConfChange, Entry, Index, NodeId, Ready, Refusal, Term } from '../raft/types.js';
+import type { ConfChange, Entry, Index, NodeId, Ready, Refusal, Snapshot, Term } from '../raft/types.js';
 import type { Storage } from '../storage/storage.js';
 
 /** Time for the shell: real timers in a server, virtual ones in the simulator. */
@@ -47,6 +47,18 @@ export interface StateMachine<R = unknown> {
   snapshot(): Uint8Array;
   /** Replaces the state by an image taken at `index`. */
   restore(data: Uint8Array, index: Index): void;
+}
+
+/**
+ * The state machine restored from a snapshot; an image it refuses (hostile bytes from a file or
+ * a peer) stops the member, with a message saying which snapshot it was.
+ */
+function restoreOrExplain(sm: StateMachine<unknown>, snap: Snapshot, what: string): void {
+  try {
+    sm.restore(snap.data, snap.meta.index);
+  } catch (e) {
+    throw new Error(`restoring ${what} (index ${snap.meta.index}, term ${snap.meta.term}): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
 }
 
 export class NotLeaderError extends Error {
@@ -179,7 +191,7 @@ export class RaftNode<R = unknown> {
   /** Recovers from storage and starts ticking and processing. */
   static async start<R>(o: RaftNodeOptions<R>): Promise<RaftNode<R>> {
     const initial = await o.storage.load();
-    o.stateMachine.restore(initial.snapshot.data, initial.snapshot.meta.index);
+    restoreOrExplain(o.stateMachine, initial.snapshot, "this member's snapshot");
     const clock = o.clock ?? realClock;
     const core = (o.makeCore ?? ((c: RaftConfig, i: InitialState) => new RaftCore(c, i)))(
       {
@@ -416,7 +428,7 @@ export class RaftNode<R = unknown> {
     if (rest.length > 0) this.o.transport.send(rest);
     // 3. apply
     if (rd.snapshot) {
-      this.o.stateMachine.restore(rd.snapshot.data, rd.snapshot.meta.index);
+      restoreOrExplain(this.o.stateMachine, rd.snapshot, "the leader's snapshot");
       this.lastApplied = rd.snapshot.meta.index;
       for (const [index, w] of this.proposals) {
         if (index <= rd.snapshot.meta.index) {
