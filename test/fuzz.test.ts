@@ -10,12 +10,6 @@ import { describe, expect, it } from 'vitest';
 
 const BIN = fileURLToPath(new URL('../bin/flotilla.js', import.meta.url));
 
-/**
- * Crashes the fuzzer found that other branches of issue 10 are fixing (total apply and
- * validation at the API edge; members-only traffic off the client port; see the fuzz report):
- * excluded here until they land, then this list must shrink to nothing.
- */
-const KNOWN_CRASHES: string[] = [];
 
 function run(args: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
@@ -33,7 +27,7 @@ function run(args: string[], timeoutMs: number): Promise<{ code: number | null; 
 
 describe('flotilla fuzz', () => {
   it('runs every surface briefly from a fixed seed with no failure', async () => {
-    const r = await run(['fuzz', '--surface', 'all', '--runs', '300', '--batch', '150', '--seed', '7', ...(KNOWN_CRASHES.length ? ['--exclude', KNOWN_CRASHES.join(',')] : [])], 170_000);
+    const r = await run(['fuzz', '--surface', 'all', '--runs', '300', '--batch', '150', '--seed', '7'], 170_000);
     expect(r.out, r.out).toContain('no failures');
     expect(r.code, r.out).toBe(0);
     for (const s of ['grpc', 'gateway', 'peer', 'wal', 'snapshot']) expect(r.out).toMatch(new RegExp(`^${s}\\s+300 inputs in .* inputs/s, failures: 0, peak RSS: `, 'm'));
