@@ -239,3 +239,13 @@ export function toStatus(e: unknown): Partial<grpc.StatusObject> & { code: grpc.
   if (e instanceof KvError) return { code: CODES[e.code], details: e.message };
   return { code: grpc.status.INTERNAL, details: `etcdserver: ${(e as Error)?.message ?? String(e)}` };
 }
+
+/** A unary handler from an async function; errors become etcd's status. */
+export function unary(f: (req: Wire, call: grpc.ServerUnaryCall<Wire, Wire>) => Promise<Wire>): grpc.handleUnaryCall<Wire, Wire> {
+  return (call, cb) => {
+    f(call.request, call).then(
+      (r) => cb(null, r),
+      (e: unknown) => cb(toStatus(e)),
+    );
+  };
+}

@@ -9,8 +9,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { ERR } from '../kv/errors.js';
 import type { KeyValue, KvEvent } from '../kv/mvcc.js';
 import type { EtcdMember } from '../server/member.js';
-import { big, buf, bytes, keyValue, num, toStatus, type Wire } from './convert.js';
-import { unary } from './services.js';
+import { unary, big, buf, bytes, keyValue, num, toStatus, type Wire } from './convert.js';
 
 /** The end of the range of keys with this prefix (etcd's GetPrefixRangeEnd). */
 export function prefixEnd(prefix: Uint8Array): Uint8Array {

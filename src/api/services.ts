@@ -10,7 +10,7 @@ import { ERR, KvError } from '../kv/errors.js';
 import type { WatchOut } from '../kv/watch.js';
 import type { EtcdMember } from '../server/member.js';
 import { LEASE_TTL_MAX } from '../server/lessor.js';
-import { big, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, type Wire } from './convert.js';
+import { big, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, unary, type Wire } from './convert.js';
 import { MIN_REVISION_METADATA } from './proto.js';
 import { lockService, electionService } from './recipes.js';
 
@@ -27,16 +27,6 @@ export type Handlers = Record<string, Record<string, grpc.UntypedHandleCall>>;
 export interface ServiceOptions {
   /** The size in bytes of a request as received (for the request size limit). */
   readonly requestBytes: (req: Wire, method: 'Put' | 'DeleteRange' | 'Txn') => number;
-}
-
-/** A unary handler from an async function; errors become etcd's status. */
-export function unary(f: (req: Wire, call: grpc.ServerUnaryCall<Wire, Wire>) => Promise<Wire>): grpc.handleUnaryCall<Wire, Wire> {
-  return (call, cb) => {
-    f(call.request, call).then(
-      (r) => cb(null, r),
-      (e: unknown) => cb(toStatus(e)),
-    );
-  };
 }
 
 export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
