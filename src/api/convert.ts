@@ -46,6 +46,12 @@ const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
 /** An int64 field as a bigint (lease ids); outside int64 is refused (the gateway's JSON can say anything). */
+/** A uint64 field (member ids): 0 .. 2^64-1. */
+export function bigU64(v: unknown): bigint {
+  if (typeof v === 'string' && /^\d{1,20}$/.test(v) && BigInt(v) <= 0xffff_ffff_ffff_ffffn) return BigInt(v);
+  return big(v);
+}
+
 export function big(v: unknown): bigint {
   if (v === undefined || v === null || v === '') return 0n;
   let n: bigint;

@@ -10,7 +10,7 @@ import { ERR, KvError } from '../kv/errors.js';
 import type { WatchOut } from '../kv/watch.js';
 import type { EtcdMember } from '../server/member.js';
 import { LEASE_TTL_MAX } from '../server/lessor.js';
-import { big, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, unary, type Wire } from './convert.js';
+import { big, bigU64, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, unary, type Wire } from './convert.js';
 import { MIN_REVISION_METADATA } from './proto.js';
 import { lockService, electionService } from './recipes.js';
 
@@ -256,7 +256,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       pump();
     },
     MoveLeader: unary(async (req) => {
-      const target = m.raftIdOfMember(big(req.targetID));
+      const target = m.raftIdOfMember(bigU64(req.targetID));
       if (target === 0) throw ERR.badLeaderTransferee();
       if (!m.node.isLeader) throw ERR.notLeader();
       if (target !== m.config.self.raftId) {
