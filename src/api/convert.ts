@@ -237,6 +237,7 @@ const CODES: Record<KvError['code'], grpc.status> = {
   DeadlineExceeded: grpc.status.DEADLINE_EXCEEDED,
   Cancelled: grpc.status.CANCELLED,
   Internal: grpc.status.INTERNAL,
+  DataLoss: grpc.status.DATA_LOSS,
   Unknown: grpc.status.UNKNOWN,
 };
 

@@ -10,6 +10,8 @@ import { ERR, KvError } from '../kv/errors.js';
 import type { WatchOut } from '../kv/watch.js';
 import type { EtcdMember } from '../server/member.js';
 import { LEASE_TTL_MAX } from '../server/lessor.js';
+import { costPut, costTxn, QUOTA_LEASE_OVERHEAD_BYTES } from '../server/quota.js';
+import type { AlarmMember, AlarmType } from '../kv/commands.js';
 import { big, bigU64, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, unary, type Wire } from './convert.js';
 import { MIN_REVISION_METADATA } from './proto.js';
 import { lockService, electionService } from './recipes.js';
@@ -49,6 +51,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     Put: unary(async (req) => {
       limit(req, 'Put');
       const p = putRequest(req);
+      // etcd's quotaKVServer wraps the KV server: the quota is checked first.
+      await m.checkQuota(costPut(p));
       checkPutRequest(p);
       const r = await m.propose({ op: 'put', req: p });
       const v = r.value as { prevKv?: Parameters<typeof keyValue>[0] };
@@ -65,6 +69,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     Txn: unary(async (req) => {
       limit(req, 'Txn');
       const t = txnRequest(req);
+      await m.checkQuota(costTxn(t));
       checkTxnRequest(t, m.config.maxTxnOps);
       if (txnReadOnly(t)) {
         await m.readBarrier();
@@ -153,6 +158,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
 
   const Lease = {
     LeaseGrant: unary(async (req) => {
+      await m.checkQuota(QUOTA_LEASE_OVERHEAD_BYTES);
       let ttl = num(req.TTL, 'TTL');
       if (ttl > LEASE_TTL_MAX) throw ERR.leaseTtlTooLarge();
       ttl = Math.max(ttl, m.lessor.minTtl);
@@ -212,7 +218,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
   const Maintenance = {
     Status: unary(async () => {
       const s = m.node.status();
-      const size = await m.dataSize();
+      // The size the quota compares (--quota-backend-bytes), as etcd's dbSize is its backend's.
+      const size = m.sm.store.dbSizeBytes();
       return {
         header: h(),
         version: ETCD_API_VERSION,
@@ -221,12 +228,30 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         raftIndex: String(s.commit),
         raftTerm: String(s.term),
         raftAppliedIndex: String(m.node.appliedIndex),
-        errors: m.node.failure ? [m.node.failure.message] : [],
+        // etcd lists each active alarm as its AlarmMember's text (etcdctl endpoint status: ERRORS).
+        errors: [...(m.node.failure ? [m.node.failure.message] : []), ...m.sm.alarms().map(alarmText)],
         dbSizeInUse: String(size),
         isLearner: !s.confState.voters.includes(m.config.self.raftId),
       };
     }),
-    Alarm: unary(async () => ({ header: h(), alarms: [] })),
+    Alarm: unary(async (req) => {
+      const action = String(req.action ?? 'GET');
+      const type = String(req.alarm ?? 'NONE');
+      if (type !== 'NONE' && type !== 'NOSPACE' && type !== 'CORRUPT') throw new KvError('InvalidArgument', `etcdserver: unknown alarm type ${type}`);
+      if (action === 'GET') {
+        // etcd reads the alarms through the log; a read barrier gives the same linearizable answer.
+        await m.readBarrier();
+        return { header: h(), alarms: m.sm.alarms(type === 'NONE' ? undefined : type).map(alarmWire) };
+      }
+      if (action !== 'ACTIVATE' && action !== 'DEACTIVATE') throw new KvError('InvalidArgument', `etcdserver: unknown alarm action ${action}`);
+      const memberId = bigU64(req.memberID);
+      if (memberId < 0n) throw new KvError('InvalidArgument', `etcdserver: member ID ${memberId} is out of range`);
+      // NONE names no alarm: nothing to raise or clear.
+      if (type === 'NONE') return { header: h(), alarms: [] };
+      const r = await m.propose({ op: 'alarm', action: action === 'ACTIVATE' ? 'activate' : 'deactivate', member: { memberId, alarm: type } });
+      if (r.value.op !== 'alarm') throw new Error('alarm answered with another command');
+      return { header: h(r.revision), alarms: r.value.alarms.map(alarmWire) };
+    }),
     Defragment: unary(async () => ({ header: h() })),
     Hash: unary(async () => ({ header: h(), hash: m.sm.store.hashKv(0).hash })),
     HashKV: unary(async (req) => {
@@ -285,3 +310,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     'v3electionpb.Election': electionService(m),
   } as unknown as Handlers;
 }
+
+const alarmWire = (a: AlarmMember): Wire => ({ memberID: a.memberId.toString(), alarm: a.alarm });
+
+/** An alarm as etcd's StatusResponse.errors holds it: the AlarmMember's protobuf text form. */
+export const alarmText = (a: { readonly memberId: bigint; readonly alarm: AlarmType }): string => `memberID:${a.memberId} alarm:${a.alarm} `;

@@ -48,6 +48,7 @@ export function registerServe(program: Command): void {
     .option('--grpc-keepalive-interval <duration>', 'the server pings each HTTP/2 client connection this often (default 2h)')
     .option('--grpc-keepalive-timeout <duration>', 'and closes it when the ping is not answered within (default 20s)')
     .option('--unsafe-fault-injection', 'TEST ONLY: accept POST /debug/faults (drop Raft messages per link, slow fsync, disk errors) on the client port')
+    .option('--quota-backend-bytes <n>', 'store size at which the NOSPACE alarm is raised and writes that grow the store are refused (default 2147483648 = 2 GiB; 0 = default)')
     .option('--watch-progress-notify-interval <ms>', 'progress notifications to watchers that ask for them, every ms (default 600000; 0 = off)')
     .action(async (o: RawConfig) => {
       let config;

@@ -363,6 +363,17 @@ export class FlotillaClient {
     }
   }
 
+  /** The active alarms (Maintenance.Alarm GET, etcdctl alarm list): who raised what. */
+  async alarmList(): Promise<{ memberId: bigint; alarm: string }[]> {
+    const r = await this.call('etcdserverpb.Maintenance', 'Alarm', { action: 'GET', memberID: '0', alarm: 'NONE' }, 'read');
+    return ((r.alarms ?? []) as Wire[]).map((a) => ({ memberId: BigInt(String(a.memberID ?? '0')), alarm: String(a.alarm) }));
+  }
+
+  /** Clears one alarm (Maintenance.Alarm DEACTIVATE, as etcdctl alarm disarm does for each listed alarm). */
+  async alarmDisarm(memberId: bigint, alarm: string): Promise<void> {
+    await this.call('etcdserverpb.Maintenance', 'Alarm', { action: 'DEACTIVATE', memberID: memberId.toString(), alarm }, 'write');
+  }
+
   /** Maintenance.HashKV of one endpoint at `revision` (0 = latest). */
   async hashKv(endpoint: string, revision: number | bigint = 0): Promise<HashKvResult> {
     const r = await this.call('etcdserverpb.Maintenance', 'HashKV', { revision: String(revision) }, 'read', { endpoint });

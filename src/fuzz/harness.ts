@@ -93,6 +93,9 @@ export async function checkCluster(cluster: FaultCluster, clients: FlotillaClien
   const via = round % n;
   let rev: bigint;
   try {
+    // Any client may raise an alarm (Maintenance.Alarm ACTIVATE, as in etcd), and a fuzzed one
+    // may have: NOSPACE or CORRUPT refuses the check's put. Disarmed first, as an operator would.
+    for (const a of await retrying('alarm list', () => clients[via]!.alarmList())) await retrying(`alarm disarm ${a.alarm}`, () => clients[via]!.alarmDisarm(a.memberId, a.alarm));
     rev = (await retrying(`put through ${cluster.members[via]!.name}`, () => clients[via]!.put(key, value))).header.revision;
   } catch (e) {
     return `cluster check: ${(e as Error).message}`;

@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ByteWriter } from '../lib/bytes.js';
-import { COMMAND_FORMAT_VERSION, decodeRequest, encodeCommand, encodeRequest, requestTooLarge, type Command } from './commands.js';
+import { ALARM_COMMAND_TAG, COMMAND_FORMAT_VERSION, decodeRequest, encodeCommand, encodeRequest, requestTooLarge, type Command } from './commands.js';
 import { TXN_NESTING_MAX, type Compare, type DeleteRangeRequest, type PutRequest, type RangeRequest, type RequestOp, type TxnRequest } from './mvcc.js';
 import { KvStateMachine } from './state-machine.js';
 
@@ -74,6 +74,11 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   fc.record({
     op: fc.constant('publish' as const),
     member: fc.record({ id: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), name: fc.string({ maxLength: 10 }), clientUrls: fc.array(fc.webUrl(), { maxLength: 3 }) }),
+  }),
+  fc.record({
+    op: fc.constant('alarm' as const),
+    action: fc.constantFrom('activate' as const, 'deactivate' as const),
+    member: fc.record({ memberId: fc.oneof(fc.constantFrom(0n, 2n ** 64n - 1n), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })), alarm: fc.constantFrom('NOSPACE' as const, 'CORRUPT' as const) }),
   }),
 );
 const requestId = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });
@@ -190,7 +195,7 @@ describe('command encoding', () => {
   });
 
   it('random bytes never throw, and whatever decodes applies cleanly', () => {
-    const withHeader = fc.tuple(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.integer({ min: 0, max: 8 }), fc.uint8Array({ maxLength: 200 })).map(([id, tag, rest]) => {
+    const withHeader = fc.tuple(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.oneof(fc.integer({ min: 0, max: 8 }), fc.constant(ALARM_COMMAND_TAG)), fc.uint8Array({ maxLength: 200 })).map(([id, tag, rest]) => {
       const w = new ByteWriter();
       w.u8(COMMAND_FORMAT_VERSION);
       w.bigU64(id);
@@ -242,6 +247,19 @@ describe('command encoding', () => {
     refused(Uint8Array.from([COMMAND_FORMAT_VERSION, 1, 2]), /request id/, 0n);
     refused(enc((w) => w.u8(0)), /unknown command 0/);
     refused(enc((w) => w.u8(8)), /unknown command 8/);
+    refused(enc((w) => w.u8(ALARM_COMMAND_TAG - 1)), new RegExp(`unknown command ${ALARM_COMMAND_TAG - 1}`));
+    // An alarm: action 1 or 2, a u64 member id, type 1 (NOSPACE) or 2 (CORRUPT); nothing after.
+    refused(enc((w) => (w.u8(ALARM_COMMAND_TAG), w.u8(0), w.bigU64(1n), w.u8(1))), /unknown alarm action 0/);
+    refused(enc((w) => (w.u8(ALARM_COMMAND_TAG), w.u8(3), w.bigU64(1n), w.u8(1))), /unknown alarm action 3/);
+    refused(enc((w) => (w.u8(ALARM_COMMAND_TAG), w.u8(1), w.bigU64(1n), w.u8(0))), /unknown alarm type/);
+    refused(enc((w) => (w.u8(ALARM_COMMAND_TAG), w.u8(1), w.bigU64(1n), w.u8(3))), /unknown alarm type/);
+    refused(enc((w) => (w.u8(ALARM_COMMAND_TAG), w.u8(1), w.bigU64(1n))), /./);
+    refused(enc((w) => (w.u8(ALARM_COMMAND_TAG), w.u8(2), w.bigU64(1n), w.u8(2), w.u8(0))), /trailing/);
+    expect(decodeRequest(enc((w) => (w.u8(ALARM_COMMAND_TAG), w.u8(2), w.bigU64(2n ** 64n - 1n), w.u8(2))))).toEqual({
+      ok: true,
+      id: 42n,
+      command: { op: 'alarm', action: 'deactivate', member: { memberId: 2n ** 64n - 1n, alarm: 'CORRUPT' } },
+    });
     // leaseGrant with id 0 or negative, negative TTL, TTL beyond 2^53.
     refused(enc((w) => (w.u8(5), w.bigI64(0n), w.bigI64(10n))), /lease id 0 is not positive/);
     refused(enc((w) => (w.u8(5), w.bigI64(-3n), w.bigI64(10n))), /lease id -3 is not positive/);

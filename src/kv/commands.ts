@@ -43,7 +43,8 @@ export type Command =
   /** The id is chosen by the member that proposes (apply reads no randomness). */
   | { readonly op: 'leaseGrant'; readonly id: bigint; readonly ttl: number }
   | { readonly op: 'leaseRevoke'; readonly id: bigint }
-  | { readonly op: 'publish'; readonly member: MemberAttributes };
+  | { readonly op: 'publish'; readonly member: MemberAttributes }
+  | AlarmCommand;
 
 export type CommandValue =
   | { readonly op: 'put'; readonly prevKv?: KeyValue }
@@ -52,7 +53,36 @@ export type CommandValue =
   | { readonly op: 'compact' }
   | { readonly op: 'leaseGrant'; readonly id: bigint; readonly ttl: number }
   | { readonly op: 'leaseRevoke' }
-  | { readonly op: 'publish' };
+  | { readonly op: 'publish' }
+  | { readonly op: 'alarm'; readonly alarms: AlarmMember[] };
+
+// -------------------------------------------------------------------------------------------
+// Alarms (etcd's AlarmRequest ACTIVATE / DEACTIVATE through the log; GET reads the state).
+// -------------------------------------------------------------------------------------------
+
+/** The alarms etcd 3.4 knows (AlarmType without NONE, which names no alarm). */
+export type AlarmType = 'NOSPACE' | 'CORRUPT';
+export const ALARM_TYPES: readonly AlarmType[] = ['NOSPACE', 'CORRUPT'];
+
+/** One raised alarm: which member raised it and what it is (etcd's AlarmMember). */
+export interface AlarmMember {
+  /** uint64 member id (any: etcd does not check that the member exists). */
+  readonly memberId: bigint;
+  readonly alarm: AlarmType;
+}
+
+/** Raise or clear one member's alarm. Applying it is idempotent. */
+export interface AlarmCommand {
+  readonly op: 'alarm';
+  readonly action: 'activate' | 'deactivate';
+  readonly member: AlarmMember;
+}
+
+/**
+ * The alarm command's tag: apart from the OPS table's 1, 2, ... so that commands added to the
+ * table elsewhere never take its number.
+ */
+export const ALARM_COMMAND_TAG = 64;
 
 /**
  * What applying a command gave: the value, or the deterministic error every member got (a
@@ -107,6 +137,7 @@ export type DecodedRequest = ({ readonly ok: true } & LogRequest) | { readonly o
 //   compact   = 4 revision:int
 //   leaseGrant= 5 id:i64 ttl:int          leaseRevoke = 6 id:i64
 //   publish   = 7 member:u64 name:str n:u32 url:str*n   (str = u16 length + UTF-8)
+//   alarm     = 64 action:u8 (1 activate, 2 deactivate) member:u64 alarm:u8 (1 NOSPACE, 2 CORRUPT)
 //   compare   = key rangeEnd result:u8 target:u8 value (int | i64 | bytes by target)
 //   op        = 1 range | 2 put-fields | 3 delete-fields | 4 txn-fields
 //   range     = key rangeEnd limit revision sortOrder:u8 sortTarget:u8 flags:u8 (1 keysOnly,
@@ -124,7 +155,7 @@ const SORT_ORDERS: readonly SortOrder[] = ['none', 'ascend', 'descend'];
 const SORT_TARGETS: readonly SortTarget[] = ['key', 'version', 'create', 'mod', 'value'];
 const COMPARE_RESULTS: readonly CompareResult[] = ['equal', 'greater', 'less', 'notEqual'];
 const COMPARE_TARGETS: readonly Compare['target'][] = ['version', 'create', 'mod', 'value', 'lease'];
-const OPS: readonly Command['op'][] = ['put', 'deleteRange', 'txn', 'compact', 'leaseGrant', 'leaseRevoke', 'publish'];
+const OPS: readonly Exclude<Command['op'], 'alarm'>[] = ['put', 'deleteRange', 'txn', 'compact', 'leaseGrant', 'leaseRevoke', 'publish'];
 
 const EMPTY = new Uint8Array(0);
 
@@ -202,6 +233,13 @@ function writeTxn(w: ByteWriter, t: TxnRequest): void {
 }
 
 function writeCommand(w: ByteWriter, c: Command): void {
+  if (c.op === 'alarm') {
+    w.u8(ALARM_COMMAND_TAG);
+    w.u8(c.action === 'activate' ? 1 : 2);
+    w.bigU64(c.member.memberId);
+    w.u8(code(ALARM_TYPES, c.member.alarm) + 1);
+    return;
+  }
   w.u8(code(OPS, c.op) + 1);
   switch (c.op) {
     case 'put':
@@ -367,8 +405,18 @@ class Decoder {
     return { compare, success, failure };
   }
 
+  alarm(): AlarmCommand {
+    const action = this.r.u8();
+    if (action !== 1 && action !== 2) this.fail(`unknown alarm action ${action}`);
+    const memberId = this.r.bigU64();
+    const alarm = ALARM_TYPES[this.r.u8() - 1];
+    if (alarm === undefined) this.fail('unknown alarm type');
+    return { op: 'alarm', action: action === 1 ? 'activate' : 'deactivate', member: { memberId, alarm } };
+  }
+
   command(): Command {
     const tag = this.r.u8();
+    if (tag === ALARM_COMMAND_TAG) return this.alarm();
     const op = OPS[tag - 1];
     if (op === undefined) this.fail(`unknown command ${tag}`);
     switch (op) {

@@ -13,6 +13,8 @@ export type GrpcCode =
   | 'DeadlineExceeded'
   | 'Cancelled'
   | 'Internal'
+  /** etcd's ErrGRPCCorrupt. */
+  | 'DataLoss'
   /** What a plain Go error becomes in gRPC: etcd's Lock and Election services answer with it. */
   | 'Unknown';
 
@@ -59,4 +61,10 @@ export const ERR = {
   /** A RequestOp with no request: etcd's checkRequestOp answers ErrGRPCKeyNotFound. */
   emptyRequestOp: () => new KvError('InvalidArgument', 'etcdserver: key not found'),
   sessionExpired: () => new KvError('FailedPrecondition', 'lock: session expired'),
+  /** etcd's ErrGRPCNoSpace: the NOSPACE alarm is active, or this write would take the store over its quota. */
+  noSpace: () => new KvError('ResourceExhausted', 'etcdserver: mvcc: database space exceeded'),
+  /** etcd's ErrGRPCCorrupt: the CORRUPT alarm is active. */
+  corrupt: () => new KvError('DataLoss', 'etcdserver: corrupt cluster'),
+  /** Our own limit (ALARMS_MAX), worded as etcd's errors are. */
+  tooManyAlarms: () => new KvError('ResourceExhausted', 'etcdserver: too many alarms'),
 } as const;

@@ -129,6 +129,14 @@ export function txnSize(t: TxnRequest): number {
   return n;
 }
 
+/**
+ * dbSizeBytes(): what one kept revision costs beyond its key and value bytes — its revision key
+ * (etcd's is 17 bytes), the KeyValue's revisions, version, lease and framing, and B-tree slack.
+ */
+export const REVISION_OVERHEAD_BYTES = 64;
+/** dbSizeBytes(): what one lease costs (etcd's quota charges a lease grant 64 bytes: leaseOverhead). */
+export const LEASE_OVERHEAD_BYTES = 64;
+
 interface Rev {
   readonly main: number;
   readonly sub: number;
@@ -245,6 +253,8 @@ export class MvccStore {
   private writeSub = 0;
   private readonly limits: MvccLimits;
   private listeners: ((events: readonly KvEvent[], rev: number) => void)[] = [];
+  /** See dbSizeBytes(); kept up to date by append, compact and the lease calls. */
+  private sizeBytes = 0;
 
   constructor(limits: Partial<MvccLimits> = {}) {
     this.limits = { ...MVCC_LIMITS_DEFAULT, ...limits };
@@ -260,6 +270,17 @@ export class MvccStore {
 
   get keyCount(): number {
     return this.keys.size;
+  }
+
+  /**
+   * The store's size as the quota (--quota-backend-bytes) sees it: the key and value bytes of
+   * every kept revision (tombstones included) plus REVISION_OVERHEAD_BYTES each, and
+   * LEASE_OVERHEAD_BYTES per lease. Grows with each write, shrinks when compaction drops
+   * revisions or a lease is revoked; O(1). Deterministic: members that applied the same log
+   * report the same size. (An on-disk store reports its file size here instead.)
+   */
+  dbSizeBytes(): number {
+    return this.sizeBytes;
   }
 
   /** Called after each revision is written, with all of its events (the watch hub listens). */
@@ -393,6 +414,7 @@ export class MvccStore {
       }
       if (last < 0) continue;
       const keepFrom = h[last]!.kv === null ? last + 1 : last;
+      for (let i = 0; i < keepFrom; i++) this.sizeBytes -= revisionBytes(k, h[i]!.kv);
       if (keepFrom > 0) h.splice(0, keepFrom);
       if (h.length === 0) gone.push(k);
     }
@@ -408,6 +430,7 @@ export class MvccStore {
     if (id <= 0n) throw new RangeError(`lease id must be positive, got ${id}`);
     if (this.leases.has(id)) throw ERR.leaseExists();
     this.leases.set(id, { id, ttl, keys: new Set() });
+    this.sizeBytes += LEASE_OVERHEAD_BYTES;
   }
 
   /** Deletes every key attached to the lease in one revision, then the lease. */
@@ -419,6 +442,7 @@ export class MvccStore {
       for (const k of keys) this.tombstone(k);
     });
     this.leases.delete(id);
+    this.sizeBytes -= LEASE_OVERHEAD_BYTES;
   }
 
   lease(id: bigint): { id: bigint; ttl: number; keys: Uint8Array[] } | undefined {
@@ -569,6 +593,7 @@ export class MvccStore {
       this.sorted.splice(lowerBound(this.sorted, k), 0, k);
     }
     h.push({ main, sub, kv });
+    this.sizeBytes += revisionBytes(k, kv);
     const event: KvEvent =
       kv === null
         ? { type: 'delete', kv: { key: prev!.key, createRevision: 0, modRevision: main, version: 0, value: EMPTY, lease: 0n }, prevKv: prev! }
@@ -691,6 +716,7 @@ export class MvccStore {
         prev = kv;
       }
       if (prev && prev.lease !== 0n) leasedLive++;
+      for (const r of h) s.sizeBytes += revisionBytes(k, r.kv);
       s.keys.set(k, h);
       s.sorted.push(k);
     }
@@ -728,6 +754,7 @@ export class MvccStore {
       }
       leasedNamed += keys.size;
       s.leases.set(id, { id, ttl, keys });
+      s.sizeBytes += LEASE_OVERHEAD_BYTES;
     }
     // Each named key is live with that lease (checked above), once per lease: equal counts
     // mean every live key with a lease is in its lease's set.
@@ -736,6 +763,11 @@ export class MvccStore {
     s.compactRev = compactRev;
     return s;
   }
+}
+
+/** One kept revision's share of dbSizeBytes() (`k` is the binary string: one char per byte). */
+function revisionBytes(k: string, kv: KeyValue | null): number {
+  return k.length + (kv ? kv.value.length : 0) + REVISION_OVERHEAD_BYTES;
 }
 
 function lowerBound(xs: readonly string[], k: string): number {

@@ -6,6 +6,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { encodeCommand } from './commands.js';
 import { KvError } from './errors.js';
 import { MvccStore } from './mvcc.js';
 import { SnapshotImageError } from './snapshot-image.js';
@@ -22,7 +23,8 @@ type Op =
   | { op: 'grant'; id: number; ttl: number }
   | { op: 'revoke'; id: number }
   | { op: 'compact'; back: number }
-  | { op: 'publish'; id: bigint; name: string };
+  | { op: 'publish'; id: bigint; name: string }
+  | { op: 'alarm'; id: bigint; nospace: boolean; on: boolean };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ op: fc.constant('put' as const), k: fc.nat(6), v: fc.string({ maxLength: 4 }), lease: fc.nat(4) }) },
@@ -32,6 +34,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('revoke' as const), id: fc.integer({ min: 1, max: 4 }) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('compact' as const), back: fc.nat(5) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('publish' as const), id: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), name: fc.string({ maxLength: 5 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('alarm' as const), id: fc.oneof(fc.bigInt({ min: 0n, max: 3n }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n })), nospace: fc.boolean(), on: fc.boolean() }) },
 );
 
 /** A state machine after the ops (refusals skipped, as a member's apply would). */
@@ -63,6 +66,9 @@ function build(ops: readonly Op[]): KvStateMachine {
           break;
         case 'publish':
           sm.members.set(o.id, { id: o.id, name: o.name, clientUrls: [`http://${o.name}`] });
+          break;
+        case 'alarm':
+          sm.apply({ index: sm.appliedIndex + 1, term: 1, type: 'normal', data: encodeCommand({ op: 'alarm', action: o.on ? 'activate' : 'deactivate', member: { memberId: o.id, alarm: o.nospace ? 'NOSPACE' : 'CORRUPT' } }) });
           break;
       }
     } catch (e) {
@@ -96,6 +102,8 @@ function restoreChecked(sm: KvStateMachine, data: Uint8Array): 'refused' | 'rest
   again.restore(image, 1);
   expect(again.store.hashKv()).toEqual(hash);
   expect(again.snapshot()).toEqual(image);
+  expect(again.store.dbSizeBytes()).toBe(sm.store.dbSizeBytes());
+  expect(again.alarms()).toEqual(sm.alarms());
   // The store works: reads at every revision kept, writes, revoking every lease, compaction.
   const kv = sm.store;
   for (let r = kv.revision, n = 0; r >= Math.max(kv.compactRevision, 1) && n < 100; r--, n++) kv.range({ key: enc('\0'), rangeEnd: Uint8Array.of(0), revision: r });
@@ -169,6 +177,9 @@ describe('snapshot images', () => {
         expect(copy.store.changesSince(0)).toEqual(sm.store.changesSince(0));
         for (const id of sm.store.leaseIds()) expect(copy.store.lease(id)).toEqual(sm.store.lease(id));
         expect(copy.members).toEqual(sm.members);
+        expect(copy.alarms()).toEqual(sm.alarms());
+        // The size kept up write by write equals the size counted afresh from the image.
+        expect(copy.store.dbSizeBytes()).toBe(sm.store.dbSizeBytes());
         expect(restoreChecked(new KvStateMachine(), sm.snapshot())).toBe('restored');
       }),
       { numRuns: 300 },

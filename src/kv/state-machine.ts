@@ -6,9 +6,9 @@
  */
 import type { StateMachine } from '../node/node.js';
 import type { Entry, Index } from '../raft/types.js';
-import { decodeRequest, encodeValue, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
-import { KvError, type GrpcCode } from './errors.js';
-import { MvccStore, type KvEvent, type MvccLimits } from './mvcc.js';
+import { ALARM_TYPES, decodeRequest, encodeValue, type AlarmCommand, type AlarmMember, type AlarmType, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
+import { ERR, KvError, type GrpcCode } from './errors.js';
+import { MvccStore, type KvEvent, type MvccLimits, type TxnRequest } from './mvcc.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, SnapshotImageError } from './snapshot-image.js';
 
 export { SnapshotImageError } from './snapshot-image.js';
@@ -22,7 +22,25 @@ interface SnapshotImage {
   readonly v: 1;
   readonly store: Uint8Array;
   readonly members: MemberAttributes[];
+  /** The active alarms as [member id (decimal), type], sorted; absent when there is none. */
+  readonly alarms?: [string, AlarmType][];
 }
+
+/**
+ * Alarms held at once. Any client may raise an alarm for any member id (as in etcd), so the
+ * table is bounded: an activation beyond it is refused (ERR.tooManyAlarms) and changes nothing.
+ */
+export const ALARMS_MAX = 256;
+
+/** etcd's applierV3Corrupt: while CORRUPT is active these are refused (reads served without the log still work). */
+const CORRUPT_REFUSES: ReadonlySet<Command['op']> = new Set(['put', 'deleteRange', 'txn', 'compact', 'leaseGrant', 'leaseRevoke']);
+
+/** Whether a txn holds a put in either branch (nested txns included): what the NOSPACE alarm refuses. */
+function txnHasPut(t: TxnRequest): boolean {
+  return [...t.success, ...t.failure].some((op) => 'put' in op || ('txn' in op && txnHasPut(op.txn)));
+}
+
+const alarmOrder = (a: AlarmMember, b: AlarmMember): number => (a.memberId < b.memberId ? -1 : a.memberId > b.memberId ? 1 : ALARM_TYPES.indexOf(a.alarm) - ALARM_TYPES.indexOf(b.alarm));
 
 export class KvStateMachine implements StateMachine<ApplyResult> {
   private kv: MvccStore;
@@ -34,6 +52,8 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   private leaseListeners: ((c: LeaseChange) => void)[] = [];
   private appliedListeners: ((requestId: bigint, index: Index, result: ApplyResult) => void)[] = [];
   private applied: Index = 0;
+  /** Active alarms, sorted by member id then type (alarmOrder), each once. */
+  private alarmList: AlarmMember[] = [];
 
   constructor(limits: Partial<MvccLimits> = {}) {
     this.limits = limits;
@@ -82,6 +102,15 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     this.appliedListeners.push(fn);
   }
 
+  /** The active alarms (of one type, or all), sorted by member id then type. */
+  alarms(type?: AlarmType): AlarmMember[] {
+    return this.alarmList.filter((a) => type === undefined || a.alarm === type);
+  }
+
+  hasAlarm(type: AlarmType, memberId?: bigint): boolean {
+    return this.alarmList.some((a) => a.alarm === type && (memberId === undefined || a.memberId === memberId));
+  }
+
   /**
    * Total: whatever bytes the entry holds, every member gets the same result — a command's
    * value or etcd's refusal (a KvError), a malformed entry MALFORMED_ENTRY's refusal. Anything
@@ -106,6 +135,9 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   }
 
   private run(c: Command): CommandValue {
+    // As etcd's applierV3Corrupt and applierV3Capped, which replace its applier while the alarm is active.
+    if (CORRUPT_REFUSES.has(c.op) && this.hasAlarm('CORRUPT')) throw ERR.corrupt();
+    if ((c.op === 'put' || c.op === 'leaseGrant' || (c.op === 'txn' && txnHasPut(c.req))) && this.hasAlarm('NOSPACE')) throw ERR.noSpace();
     switch (c.op) {
       case 'put':
         return { op: 'put', ...this.kv.put(c.req) };
@@ -127,7 +159,24 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
       case 'publish':
         this.members.set(c.member.id, c.member);
         return { op: 'publish' };
+      case 'alarm':
+        return { op: 'alarm', alarms: this.runAlarm(c) };
     }
+  }
+
+  /** etcd's AlarmStore Activate / Deactivate: the alarm as it is (or was) active, or nothing. */
+  private runAlarm(c: AlarmCommand): AlarmMember[] {
+    const i = this.alarmList.findIndex((a) => alarmOrder(a, c.member) === 0);
+    if (c.action === 'activate') {
+      if (i >= 0) return [this.alarmList[i]!];
+      if (this.alarmList.length >= ALARMS_MAX) throw ERR.tooManyAlarms();
+      const m = { memberId: c.member.memberId, alarm: c.member.alarm };
+      this.alarmList = [...this.alarmList, m].sort(alarmOrder);
+      return [m];
+    }
+    if (i < 0) return [];
+    const [m] = this.alarmList.splice(i, 1);
+    return [m!];
   }
 
   private emitCommit(events: readonly KvEvent[], rev: number): void {
@@ -136,7 +185,8 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
 
   snapshot(): Uint8Array {
     const members = [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members };
+    const alarms = this.alarmList.map((a): [string, AlarmType] => [a.memberId.toString(), a.alarm]);
+    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members, ...(alarms.length > 0 ? { alarms } : {}) };
     return encodeValue(image);
   }
 
@@ -151,6 +201,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     this.kv = image.store;
     this.members.clear();
     for (const m of image.members) this.members.set(m.id, m);
+    this.alarmList = image.alarms;
     this.applied = index;
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
     for (const l of this.restoreListeners) l();
@@ -164,10 +215,12 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
  * the shape); the store's own image is checked by MvccStore.restore. Empty bytes: an empty
  * state machine (what a member without a snapshot restores).
  */
-function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[] } {
+function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[]; alarms: AlarmMember[] } {
   try {
-    if (data.length === 0) return { store: new MvccStore(limits), members: [] };
-    const o = exactObject(parseImageJson(data, 'image'), 'image', ['v', 'store', 'members']);
+    if (data.length === 0) return { store: new MvccStore(limits), members: [], alarms: [] };
+    const json = parseImageJson(data, 'image');
+    const withAlarms = json !== null && typeof json === 'object' && Object.prototype.hasOwnProperty.call(json, 'alarms');
+    const o = exactObject(json, 'image', withAlarms ? ['v', 'store', 'members', 'alarms'] : ['v', 'store', 'members']);
     if (o.v !== 1) imageFail('image.v', `unknown state machine image version ${preview(o.v)}`);
     const storeBytes = base64Bytes(exactObject(o.store, 'image.store', ['$b']).$b, 'image.store.$b');
     const members: MemberAttributes[] = [];
@@ -182,9 +235,29 @@ function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: Mvcc
       const clientUrls = arrayOf(m.clientUrls, `${w}.clientUrls`).map((u, j) => (typeof u === 'string' ? u : imageFail(`${w}.clientUrls[${j}]`, `expected a string, got ${preview(u)}`)));
       members.push({ id, name: m.name, clientUrls });
     }
-    return { store: MvccStore.restore(storeBytes, limits), members };
+    const alarms = withAlarms ? readAlarms(o.alarms) : [];
+    return { store: MvccStore.restore(storeBytes, limits), members, alarms };
   } catch (e) {
     if (e instanceof SnapshotImageError) throw new SnapshotImageError(`invalid state machine snapshot image: ${e.message}`, { cause: e });
     throw e;
   }
+}
+
+/** image.alarms: a non-empty list (none is written as no field) of [member id, type], sorted and unique, at most ALARMS_MAX. */
+function readAlarms(v: unknown): AlarmMember[] {
+  const list = arrayOf(v, 'image.alarms');
+  if (list.length === 0) imageFail('image.alarms', 'empty (no alarm is written as no field)');
+  if (list.length > ALARMS_MAX) imageFail('image.alarms', `${list.length} alarms, more than ${ALARMS_MAX}`);
+  const alarms: AlarmMember[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const w = `image.alarms[${i}]`;
+    const item = arrayOf(list[i], w, 2);
+    const memberId = decimalBigint(item[0], `${w}[0]`, 0n, MEMBER_ID_MAX);
+    const alarm = ALARM_TYPES.find((t) => t === item[1]) ?? imageFail(`${w}[1]`, `not an alarm type: ${preview(item[1])}`);
+    const m = { memberId, alarm };
+    const prev = alarms.at(-1);
+    if (prev && alarmOrder(prev, m) >= 0) imageFail(w, 'alarms not sorted or not unique');
+    alarms.push(m);
+  }
+  return alarms;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clusterIdOf, ConfigError, memberIdOf, resolveConfig, withEnv } from './config.js';
+import { clusterIdOf, ConfigError, memberIdOf, QUOTA_BACKEND_BYTES_DEFAULT, resolveConfig, withEnv } from './config.js';
 
 const three = 'a=http://127.0.0.1:2380,b=http://127.0.0.1:22380,c=http://127.0.0.1:32380';
 
@@ -34,6 +34,17 @@ describe('server config', () => {
     expect(resolveConfig({ leaseReads: true })).toMatchObject({ leaseReads: true, leaseDriftMs: 200 });
     expect(resolveConfig(withEnv({}, { FLOTILLA_LEASE_READS: 'true', FLOTILLA_LEASE_DRIFT: '300' }))).toMatchObject({ leaseReads: true, leaseDriftMs: 300 });
     expect(resolveConfig({ leaseReads: true, electionTimeout: '2000' }).leaseDriftMs).toBe(400);
+  });
+
+  it('--quota-backend-bytes: 2 GiB by default and for 0 (as etcd), by flag or FLOTILLA_QUOTA_BACKEND_BYTES', () => {
+    expect(QUOTA_BACKEND_BYTES_DEFAULT).toBe(2 * 1024 * 1024 * 1024);
+    expect(resolveConfig({}).quotaBackendBytes).toBe(QUOTA_BACKEND_BYTES_DEFAULT);
+    expect(resolveConfig({ quotaBackendBytes: '0' }).quotaBackendBytes).toBe(QUOTA_BACKEND_BYTES_DEFAULT);
+    expect(resolveConfig({ quotaBackendBytes: '1048576' }).quotaBackendBytes).toBe(1048576);
+    expect(resolveConfig(withEnv({}, { FLOTILLA_QUOTA_BACKEND_BYTES: '4096' })).quotaBackendBytes).toBe(4096);
+    // Over etcd's recommended 8 GiB: accepted (a warning at start).
+    expect(resolveConfig({ quotaBackendBytes: String(16 * 1024 ** 3) }).quotaBackendBytes).toBe(16 * 1024 ** 3);
+    for (const v of ['-1', '2GiB', '1e9', String(2 ** 53)]) expect(() => resolveConfig({ quotaBackendBytes: v }), v).toThrow(/--quota-backend-bytes/);
   });
 
   it('refuses bad settings with a message naming the flag', () => {

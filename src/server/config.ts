@@ -72,7 +72,14 @@ export interface ServerConfig {
   readonly grpcKeepaliveTimeoutMs: number;
   /** Test-only: per-link drops and slow fsync, driven over POST /debug/faults (never in production). */
   readonly unsafeFaultInjection: boolean;
+  /** The store size (MvccStore.dbSizeBytes) at which this member raises the NOSPACE alarm (etcd --quota-backend-bytes). */
+  readonly quotaBackendBytes: number;
 }
+
+/** etcd's DefaultQuotaBytes: --quota-backend-bytes 0 (or none) means this. */
+export const QUOTA_BACKEND_BYTES_DEFAULT = 2 * 1024 ** 3;
+/** etcd's MaxQuotaBytes: a larger quota is accepted with a warning at start (etcd: "may lead to degraded performance"). */
+export const QUOTA_BACKEND_BYTES_WARN = 8 * 1024 ** 3;
 
 /** Defaults as etcd 3.4's. */
 export const CONFIG_DEFAULTS = {
@@ -138,6 +145,7 @@ export interface RawConfig {
   grpcKeepaliveInterval?: string | number;
   grpcKeepaliveTimeout?: string | number;
   unsafeFaultInjection?: string | boolean;
+  quotaBackendBytes?: string | number;
 }
 
 /** camelCase setting -> FLOTILLA_SNAKE_CASE variable. */
@@ -152,6 +160,7 @@ export function withEnv(raw: RawConfig, env: NodeJS.ProcessEnv = process.env): R
     'initialClusterState', 'initialClusterToken', 'heartbeatInterval', 'electionTimeout', 'leaseReads', 'leaseDrift', 'snapshotCount', 'snapshotCatchupEntries', 'maxRequestBytes', 'maxTxnOps',
     'requestTimeout', 'watchProgressNotifyInterval', 'maxConcurrentStreams', 'maxClientConnections', 'clientIdleTimeout', 'clientHeaderTimeout',
     'clientBodyTimeout', 'grpcKeepaliveMinTime', 'grpcKeepaliveInterval', 'grpcKeepaliveTimeout', 'unsafeFaultInjection',
+    'quotaBackendBytes',
   ];
   const out: RawConfig = { ...raw };
   for (const k of keys) {
@@ -320,5 +329,7 @@ export function resolveConfig(input: RawConfig): ServerConfig {
     grpcKeepaliveIntervalMs: durationMs('grpc-keepalive-interval', raw.grpcKeepaliveInterval, CONFIG_DEFAULTS.grpcKeepaliveIntervalMs, 1000, 2 ** 31 - 2),
     grpcKeepaliveTimeoutMs: durationMs('grpc-keepalive-timeout', raw.grpcKeepaliveTimeout, CONFIG_DEFAULTS.grpcKeepaliveTimeoutMs, 1000, 2 ** 31 - 2),
     unsafeFaultInjection: bool('unsafe-fault-injection', raw.unsafeFaultInjection),
+    // 0 means the default, as in etcd (etcd's negative "no quota" is refused: use a large value).
+    quotaBackendBytes: int('quota-backend-bytes', raw.quotaBackendBytes, 0, 0, Number.MAX_SAFE_INTEGER) || QUOTA_BACKEND_BYTES_DEFAULT,
   };
 }

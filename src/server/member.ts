@@ -22,6 +22,7 @@ import type { InitialMember, ServerConfig } from './config.js';
 import { faultyFs, faultyTransport, noFaults, type FaultState } from './faults.js';
 import { ApplyWaits } from './apply-waits.js';
 import { Lessor } from './lessor.js';
+import { overQuota, quotaAvailable, quotaStartWarnings } from './quota.js';
 import { decodePeerCall, encodePeerCall, FORWARD_HEADER_BYTES, RequestIdGenerator, requestIdMember, type ForwardOutcome, type LeaseOp, type PeerCall } from './peer-calls.js';
 
 export interface MemberInfo {
@@ -74,6 +75,8 @@ export class EtcdMember {
   /** Test-only faults (see faults.ts); inert unless --unsafe-fault-injection. */
   readonly faults: FaultState = noFaults();
   private publishLoop: Promise<void> = Promise.resolve();
+  /** This member's NOSPACE activation in flight (one at a time; callers wait for it). */
+  private noSpaceRaise: Promise<void> | null = null;
 
   private constructor(
     readonly config: ServerConfig,
@@ -88,11 +91,15 @@ export class EtcdMember {
     this.requestIds = new RequestIdGenerator(config.self.raftId);
     this.sm.onApplied((requestId, index, result) => this.waits.applied(requestId, index, result));
     this.sm.onRestore(() => this.waits.restored(this.sm.appliedIndex));
+    this.sm.onApplied((_id, _index, r) => {
+      if (r.ok && r.value.op === 'alarm') this.logger.warn(`alarms now active: ${this.sm.alarms().map((a) => `${a.alarm} (member ${a.memberId.toString(16)})`).join(', ') || 'none'}`);
+    });
   }
 
   static async start(config: ServerConfig, logger: Logger): Promise<EtcdMember> {
     const m = new EtcdMember(config, logger);
     await mkdir(config.dataDir, { recursive: true });
+    await quotaStartWarnings(config.dataDir, config.quotaBackendBytes, logger);
     const voters = config.initialCluster.map((x) => x.raftId);
     const storage = await DiskStorage.open(
       config.dataDir,
@@ -245,6 +252,9 @@ export class EtcdMember {
       else if (leader !== 0) r = await this.forward(leader, id, data, deadline);
       if (r) {
         if (!r.ok) throw new KvError(r.error.code, r.error.message);
+        // This write took the store to its quota: the alarm is in before the answer (as etcd's
+        // applier raises it when an apply exceeds the quota).
+        if ((cmd.op === 'put' || cmd.op === 'txn' || cmd.op === 'leaseGrant') && overQuota(this.sm.store.dbSizeBytes(), this.config.quotaBackendBytes)) await this.raiseNoSpace('is at or over');
         return { value: r.value, revision: r.revision };
       }
       if (Date.now() >= deadline) throw this.node.leader === 0 ? ERR.noLeader() : ERR.timedOut();
@@ -441,6 +451,33 @@ export class EtcdMember {
       this.calls.set(callId, { peer: leader, answer: (c) => c.type === 'leaseAnswer' && done(c.ok ? c.ttl : null) });
       if (!this.channel.sendMember(leader, encodePeerCall({ type: 'lease', callId, op, leaseId }))) done(null);
     });
+  }
+
+  /**
+   * etcd's quotaKVServer / quotaLeaseServer check, before a request that costs `costBytes` is
+   * proposed: if the store cannot take it within --quota-backend-bytes, this member's NOSPACE
+   * alarm is raised through the log (and applied) and the request refused.
+   */
+  async checkQuota(costBytes: number): Promise<void> {
+    if (quotaAvailable(this.sm.store.dbSizeBytes(), costBytes, this.config.quotaBackendBytes)) return;
+    await this.raiseNoSpace(`cannot take a request of ${costBytes} bytes within`);
+    throw ERR.noSpace();
+  }
+
+  /** Proposes this member's NOSPACE alarm unless it is active or on its way; failures are logged (the next write tries again). */
+  private raiseNoSpace(why: string): Promise<void> {
+    if (this.stopped || this.sm.hasAlarm('NOSPACE', this.memberId)) return Promise.resolve();
+    this.noSpaceRaise ??= (async () => {
+      this.logger.warn(`the store (${this.sm.store.dbSizeBytes()} bytes) ${why} the quota of ${this.config.quotaBackendBytes} bytes (--quota-backend-bytes): raising the NOSPACE alarm`);
+      try {
+        await this.propose({ op: 'alarm', action: 'activate', member: { memberId: this.memberId, alarm: 'NOSPACE' } });
+      } catch (e) {
+        this.logger.warn(`raising the NOSPACE alarm failed: ${(e as Error).message}`);
+      } finally {
+        this.noSpaceRaise = null;
+      }
+    })();
+    return this.noSpaceRaise;
   }
 
   /** A linearizable read barrier: afterwards the local store reflects every write acknowledged before. */

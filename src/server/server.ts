@@ -79,6 +79,9 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   }
   const health = async (): Promise<{ health: boolean; reason?: string }> => {
     if (member.node.failure) return { health: false, reason: member.node.failure.message };
+    // As etcd 3.4's checkAlarms: any active alarm (of any member) makes every member unhealthy.
+    const alarm = member.sm.alarms()[0];
+    if (alarm) return { health: false, reason: `ALARM ${alarm.alarm}` };
     if (member.node.leader === 0) return { health: false, reason: 'RAFT NO LEADER' };
     if (!member.published) return { health: false, reason: 'member not yet published to the cluster' };
     let timer: NodeJS.Timeout | undefined;
