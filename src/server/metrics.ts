@@ -15,6 +15,7 @@
  *   follower's forwarded writes count on the leader).
  */
 import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { NodeObserver } from '../node/node.js';
 import type { StorageObserver } from '../storage/storage.js';
@@ -169,6 +170,18 @@ export class MemberMetrics {
     this.startupP99 = new Gauge({ name: 'flotilla_disk_fdatasync_startup_p99_seconds', help: 'The 99th percentile of fdatasync in the data directory, measured at start.', registers });
     // process_* and nodejs_* (nodejs_eventloop_lag_seconds and its percentiles among them).
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_MONITOR_MS });
+    // Go's process collector has this one too; prom-client does not (Linux: the address-space limit).
+    if (process.platform === 'linux') {
+      new Gauge({
+        name: 'process_virtual_memory_max_bytes',
+        help: 'Maximum amount of virtual memory available in bytes.',
+        registers,
+        collect() {
+          const v = addressSpaceLimit();
+          if (v !== null) this.set(v);
+        },
+      });
+    }
   }
 
   /** Records the start-up disk measurement. */
@@ -229,6 +242,17 @@ export class MemberMetrics {
   /** The exposition text and its content type. */
   async scrape(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+/** The soft "Max address space" of /proc/self/limits in bytes (unlimited: 2^64 - 1, as Go reports it); null if unreadable. */
+function addressSpaceLimit(): number | null {
+  try {
+    const m = /^Max address space\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (!m) return null;
+    return m[1] === 'unlimited' ? 2 ** 64 - 1 : Number(m[1]);
+  } catch {
+    return null;
   }
 }
 
