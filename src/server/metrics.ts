@@ -190,13 +190,17 @@ export class MemberMetrics {
     this.startupP99.set(d.p99Ms / 1000);
   }
 
-  /** The observers to give EtcdMember.start. */
-  observers(): MemberObservers {
+  /**
+   * The observers to give EtcdMember.start. `memberIdOf` names peers (raft id -> member id)
+   * until the member is attached (peers may talk before EtcdMember.start returns).
+   */
+  observers(memberIdOf?: (raftId: number) => bigint): MemberObservers {
+    if (memberIdOf && !this.member) this.peerLabel = (id) => memberIdOf(id).toString(16);
     const node: NodeObserver = {
       leaderChanged: (leader, term) => {
         // As etcd: a change to a known leader (not the loss of one) is a leader change seen.
         if (leader !== 0) this.leaderChanges.inc();
-        this.hooks.leaderChanged?.(this.member?.memberIdOfRaft(leader) ?? BigInt(leader), term);
+        this.hooks.leaderChanged?.(this.member?.memberIdOfRaft(leader) ?? memberIdOf?.(leader) ?? BigInt(leader), term);
       },
       proposalFailed: () => this.proposalsFailed.inc(),
     };

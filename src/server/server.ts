@@ -61,7 +61,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const disk = await measureFdatasync(config.dataDir);
   metrics.setDiskCheck(disk);
   logWith(logger, disk.good ? 'info' : 'warn', disk.verdict, { syncs: disk.syncs, 'p50-ms': round3(disk.p50Ms), 'p99-ms': round3(disk.p99Ms), 'max-ms': round3(disk.maxMs), 'data-dir': config.dataDir });
-  const member = await EtcdMember.start(config, logger, metrics.observers());
+  const initialIds = new Map(config.initialCluster.map((x) => [x.raftId, x.id]));
+  const member = await EtcdMember.start(config, logger, metrics.observers((raftId) => initialIds.get(raftId) ?? 0n));
   metrics.attach(member);
   const sizes = new WeakMap<object, number>();
   const server = new grpc.Server({
