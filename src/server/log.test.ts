@@ -27,6 +27,12 @@ describe('OperatorLog', () => {
     expect(lines).toEqual(['2026-01-02T03:04:05.006Z info [m1] hello a=1 b="two words" c=plain\n']);
   });
 
+  it('text: a message with newlines or control characters (text from outside) stays one line', () => {
+    const { log, lines } = capture();
+    log.warn('cluster id "x\n2026-01-01T00:00:00.000Z error [m9] forged\u0007"');
+    expect(lines).toEqual(['2026-01-02T03:04:05.006Z warn [m1] cluster id "x\\u000a2026-01-01T00:00:00.000Z error [m9] forged\\u0007"\n']);
+  });
+
   it('--log-level: lines below the level are dropped', () => {
     for (const [level, want] of [['debug', 4], ['info', 3], ['warn', 2], ['error', 1]] as const) {
       const { log, lines } = capture({ level });

@@ -87,9 +87,16 @@ export class OperatorLog implements Logger {
       this.out(`${JSON.stringify(line, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
       return;
     }
-    const extra = Object.entries(fields).map(([k, v]) => ` ${k}=${textValue(v)}`).join('');
-    this.out(`${ts} ${level} [${this.member}] ${msg}${extra}\n`);
+    const extra = Object.entries(fields).map(([k, v]) => ` ${oneLine(k)}=${textValue(v)}`).join('');
+    // Messages may carry text from outside (a peer's cluster id): one event stays one line.
+    this.out(`${ts} ${level} [${this.member}] ${oneLine(msg)}${extra}\n`);
   }
+}
+
+/** Control characters and line separators as \uXXXX escapes. */
+function oneLine(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function textValue(v: unknown): string {

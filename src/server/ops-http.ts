@@ -55,7 +55,7 @@ export function opsRoute(o: OpsRoutes): (req: IncomingMessage, res: ServerRespon
     } else {
       const excluded = new Set(url.searchParams.getAll('exclude').flatMap((v) => v.split(',')).filter(Boolean));
       checks = all.filter((c) => !excluded.delete(c.name));
-      if (excluded.size > 0) o.warn?.(`/${m[1]}: some health checks cannot be excluded: ${[...excluded].map((x) => `"${x}"`).join(', ')}`);
+      if (excluded.size > 0) o.warn?.(`/${m[1]}: some health checks cannot be excluded: ${[...excluded].map((x) => JSON.stringify(x)).join(', ')}`);
     }
     if (!getOnly(req, res)) return true;
     void runChecks(checks).then(({ ok, reason }) => {
