@@ -236,8 +236,10 @@ export class RaftNode<R = unknown> {
   propose(data: Uint8Array): Promise<R> {
     if (this.stopped) return Promise.reject(new StoppedError('node is stopped'));
     const r = this.core.propose(data);
-    if (!r.ok) this.o.observer?.proposalFailed?.();
-    if (!r.ok) return Promise.reject(r.reason === 'notLeader' ? new NotLeaderError(r.leaderHint, r.detail) : new ProposalRefusedError(r.reason, r.leaderHint, r.detail));
+    if (!r.ok) {
+      this.o.observer?.proposalFailed?.();
+      return Promise.reject(r.reason === 'notLeader' ? new NotLeaderError(r.leaderHint, r.detail) : new ProposalRefusedError(r.reason, r.leaderHint, r.detail));
+    }
     const p = new Promise<R>((resolve, reject) => this.proposals.set(r.index, { term: r.term, resolve, reject }));
     this.kick();
     return p;
