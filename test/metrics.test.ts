@@ -226,8 +226,10 @@ describe.skipIf(missing.length > 0)('operations: metrics, health, disk, logs', (
     const m = fl.members[0]!;
     fl.kill(1);
     fl.kill(2);
-    await until(() => 'member 0 to lose its leader', 15_000, async () => ((await get(`${m.clientUrl}/health`)).status === 503 ? true : undefined));
-    expect(await get(`${m.clientUrl}/health`)).toMatchObject({ status: 503, body: '{"health":"false","reason":"RAFT NO LEADER"}' });
+    // First its reads time out (the leader is gone, not yet noticed), then it has no leader.
+    const noLeader = { status: 503, body: '{"health":"false","reason":"RAFT NO LEADER"}' };
+    await until(() => 'member 0 to lose its leader', 15_000, async () => ((await get(`${m.clientUrl}/health`)).body === noLeader.body ? true : undefined));
+    expect(await get(`${m.clientUrl}/health`)).toMatchObject(noLeader);
     expect(await get(`${m.clientUrl}/readyz`)).toMatchObject({
       status: 503,
       body: '[+]data_corruption ok\n[+]serializable_read ok\n[-]linearizable_read failed: etcdserver: no leader\n[+]non_learner ok\n\n',
