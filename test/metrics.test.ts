@@ -37,6 +37,18 @@ const ETCD_METRICS = [
   'grpc_server_started_total',
   'grpc_server_handled_total',
 ];
+/** More of etcd's metrics we have: the same comparison. */
+const MORE_ETCD_METRICS = [
+  'etcd_server_is_learner',
+  'etcd_server_id',
+  'etcd_server_version',
+  'etcd_cluster_version',
+  'etcd_debugging_mvcc_current_revision',
+  'etcd_debugging_mvcc_compact_revision',
+  'etcd_mvcc_db_total_size_in_use_in_bytes',
+  'etcd_network_client_grpc_received_bytes_total',
+  'etcd_network_client_grpc_sent_bytes_total',
+];
 /** How long etcd may take to expose them all (its peer round trip is first observed after 5 s). */
 const ETCD_METRICS_WAIT_MS = 30_000;
 
@@ -90,7 +102,9 @@ describe.skipIf(missing.length > 0)('operations: metrics, health, disk, logs', (
       const f = await scrapeAll(fl);
       return ETCD_METRICS.every((n) => f.get(n)?.samples.length) ? f : undefined;
     });
-    for (const name of ETCD_METRICS) {
+    for (const name of [...ETCD_METRICS, ...MORE_ETCD_METRICS]) {
+      expect(theirs.get(name), `etcd has ${name}`).toBeDefined();
+      expect(ours.get(name), `Flotilla has ${name}`).toBeDefined();
       const t = theirs.get(name)!;
       const o = ours.get(name)!;
       expect(o.type, `${name}: TYPE`).toBe(t.type);
@@ -104,6 +118,10 @@ describe.skipIf(missing.length > 0)('operations: metrics, health, disk, logs', (
     // The grpc_code values are Go's names (alerts match grpc_code!="OK").
     const codes = (f: Map<string, Family>) => [...new Set(f.get('grpc_server_handled_total')!.samples.map((s) => s.labels.grpc_code))].sort();
     expect(codes(ours)).toEqual(codes(theirs));
+    // Identity and versions, labelled as etcd labels them.
+    const id = (await etcdctl('--endpoints', fl.endpoints[0]!, 'endpoint', 'status')).stdout.split(', ')[1];
+    expect(ours.get('etcd_server_id')!.samples.map((s) => s.labels.server_id)).toContain(id);
+    expect(ours.get('etcd_cluster_version')!.samples[0]!.labels.cluster_version).toBe(theirs.get('etcd_cluster_version')!.samples[0]!.labels.cluster_version);
     // A peer's label is its member id in hex, as etcd's To/From.
     const ids = new Set((await etcdctl('--endpoints', fl.endpoints[0]!, 'member', 'list')).stdout.trim().split('\n').map((l) => l.split(',')[0]));
     for (const s of ours.get('etcd_network_peer_sent_bytes_total')!.samples) expect(ids.has(s.labels.To)).toBe(true);

@@ -49,6 +49,25 @@ describe('MemberMetrics', () => {
     expect(line(text, /^grpc_server_started_total\{/)).toEqual(['grpc_server_started_total{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put"} 1']);
   });
 
+  it('identity: member id in hex, server version, cluster version as major.minor', async () => {
+    const m = new MemberMetrics();
+    const member = {
+      memberId: 0xbdae9bbc11dd390dn,
+      members: () => [],
+      memberIdOfRaft: () => 0n,
+      node: { leader: 0, isLeader: false, status: () => ({ commit: 0 }), appliedIndex: 0, pendingProposals: 0 },
+      sm: { store: { keyCount: 0, revision: 1, compactRevision: 0 } },
+      dataSize: async () => 0,
+    };
+    m.attach(member as never, { server: '3.4.23', cluster: '3.4.0' });
+    const text = (await m.scrape()).body;
+    expect(line(text, /^etcd_server_id\{/)).toEqual(['etcd_server_id{server_id="bdae9bbc11dd390d"} 1']);
+    expect(line(text, /^etcd_server_version\{/)).toEqual(['etcd_server_version{server_version="3.4.23"} 1']);
+    expect(line(text, /^etcd_cluster_version\{/)).toEqual(['etcd_cluster_version{cluster_version="3.4"} 1']);
+    // Never compacted: -1, as etcd.
+    expect(line(text, /^etcd_debugging_mvcc_compact_revision /)).toEqual(['etcd_debugging_mvcc_compact_revision -1']);
+  });
+
   it('leader changes: a new known leader counts, losing the leader does not', async () => {
     const seen: [bigint, number][] = [];
     const m = new MemberMetrics({ leaderChanged: (l, t) => seen.push([l, t]) });

@@ -80,6 +80,10 @@ export class MemberMetrics {
   private readonly proposalsFailed: Counter;
   private readonly slowFsyncs: Counter;
   private readonly startupP99: Gauge;
+  /** gRPC message bytes from and to clients (the JSON gateway's HTTP bodies are not counted). */
+  readonly clientReceived: Counter;
+  readonly clientSent: Counter;
+  private identity: (memberId: bigint, serverVersion: string, clusterVersion: string) => void = () => {};
   /** Slow WAL fdatasyncs since start (also in `endpoint status -w json`). */
   slowFdatasyncCount = 0;
   /** The start-up fdatasync measurement, once made. */
@@ -158,6 +162,55 @@ export class MemberMetrics {
         if (x) this.set(x.sm.store.keyCount);
       },
     });
+    // More of etcd's: identity, versions, revisions, client traffic.
+    new Gauge({
+      name: 'etcd_server_is_learner',
+      help: 'Whether or not this member is a learner. 1 if is, 0 otherwise.',
+      registers,
+      collect() {
+        const x = m();
+        this.set(x?.members().find((y) => y.id === x.memberId)?.isLearner ? 1 : 0);
+      },
+    });
+    const ids = new Gauge({ name: 'etcd_server_id', help: 'Server or member ID in hexadecimal format. 1 for \'server_id\' label with current ID.', labelNames: ['server_id'], registers });
+    const serverVersion = new Gauge({ name: 'etcd_server_version', help: 'Which version is running. 1 for \'server_version\' label with current version.', labelNames: ['server_version'], registers });
+    const clusterVersion = new Gauge({ name: 'etcd_cluster_version', help: 'Which version is running. 1 for \'cluster_version\' label with current cluster version', labelNames: ['cluster_version'], registers });
+    this.identity = (memberId, server, cluster) => {
+      ids.set({ server_id: memberId.toString(16) }, 1);
+      serverVersion.set({ server_version: server }, 1);
+      // etcd labels the cluster version major.minor.
+      clusterVersion.set({ cluster_version: cluster.split('.').slice(0, 2).join('.') }, 1);
+    };
+    new Gauge({
+      name: 'etcd_debugging_mvcc_current_revision',
+      help: 'The current revision of store.',
+      registers,
+      collect() {
+        const x = m();
+        if (x) this.set(x.sm.store.revision);
+      },
+    });
+    new Gauge({
+      name: 'etcd_debugging_mvcc_compact_revision',
+      help: 'The revision of the last compaction in store.',
+      registers,
+      collect() {
+        const x = m();
+        // etcd: -1 until the first compaction.
+        if (x) this.set(x.sm.store.compactRevision || -1);
+      },
+    });
+    new Gauge({
+      name: 'etcd_mvcc_db_total_size_in_use_in_bytes',
+      help: 'Total size of the underlying database logically in use in bytes.',
+      registers,
+      async collect() {
+        const x = m();
+        if (x) this.set(await dbSizeBytes(x));
+      },
+    });
+    this.clientReceived = new Counter({ name: 'etcd_network_client_grpc_received_bytes_total', help: 'The total number of bytes received from grpc clients.', registers });
+    this.clientSent = new Counter({ name: 'etcd_network_client_grpc_sent_bytes_total', help: 'The total number of bytes sent to grpc clients.', registers });
     this.grpcStarted = new Counter({ name: 'grpc_server_started_total', help: 'Total number of RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers });
     this.grpcHandled = new Counter({
       name: 'grpc_server_handled_total',
@@ -224,8 +277,9 @@ export class MemberMetrics {
   }
 
   /** Binds the gauges read at scrape time to the running member. */
-  attach(member: EtcdMember): void {
+  attach(member: EtcdMember, versions: { server: string; cluster: string }): void {
     this.member = member;
+    this.identity(member.memberId, versions.server, versions.cluster);
     this.peerLabel = (id) => member.memberIdOfRaft(id).toString(16);
   }
 

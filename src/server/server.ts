@@ -63,7 +63,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   logWith(logger, disk.good ? 'info' : 'warn', disk.verdict, { syncs: disk.syncs, 'p50-ms': round3(disk.p50Ms), 'p99-ms': round3(disk.p99Ms), 'max-ms': round3(disk.maxMs), 'data-dir': config.dataDir });
   const initialIds = new Map(config.initialCluster.map((x) => [x.raftId, x.id]));
   const member = await EtcdMember.start(config, logger, metrics.observers((raftId) => initialIds.get(raftId) ?? 0n));
-  metrics.attach(member);
+  metrics.attach(member, { server: ETCD_API_VERSION, cluster: CLUSTER_VERSION });
   const sizes = new WeakMap<object, number>();
   const server = new grpc.Server({
     'grpc.max_receive_message_length': Math.max(GRPC_RECEIVE_BYTES_MAX, config.maxRequestBytes + 512 * 1024),
@@ -93,7 +93,13 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
         requestDeserialize: (b: Buffer) => {
           const o = d.requestDeserialize(b) as object;
           sizes.set(o, b.length);
+          metrics.clientReceived.inc(b.length);
           return o;
+        },
+        responseSerialize: (v: object) => {
+          const b = d.responseSerialize(v);
+          metrics.clientSent.inc(b.length);
+          return b;
         },
       };
     }
