@@ -67,6 +67,8 @@ describe('flotilla serve', () => {
       [['--listen-client-urls', 'https://127.0.0.1:1'], {}, /flotilla serve: --listen-client-urls: "https:\/\/127.0.0.1:1": TLS is not supported yet/],
       [['--name', 'x', '--initial-cluster', 'y=http://127.0.0.1:1'], {}, /--initial-cluster has no member named "x"/],
       [[], { FLOTILLA_ELECTION_TIMEOUT: 'soon' }, /--election-timeout: "soon" is not a non-negative integer/],
+      [['--log-level', 'verbose'], {}, /flotilla serve: --log-level: "verbose" is not one of debug, info, warn, error/],
+      [[], { FLOTILLA_LOG_FORMAT: 'xml' }, /flotilla serve: --log-format: "xml" is not one of text, json/],
     ];
     for (const [args, env, re] of cases) {
       const r = spawnSync(process.execPath, [FLOTILLA_BIN, 'serve', ...args], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, ...env } });

@@ -176,11 +176,26 @@ function endpointsOf(o: Common): string[] {
 }
 
 /** Adds --endpoints and -w to a command. */
-function common(c: Command): Command {
+function common(c: Command, formats: readonly string[] = ['simple', 'json']): Command {
   return c
     .option('--endpoints <list>', `comma-separated host:port of the members (env FLOTILLA_ENDPOINTS; default ${DEFAULT_ENDPOINTS})`)
     .option('--session-file <path>', 'keep the highest revision seen here, for --consistency session across commands (env FLOTILLA_SESSION_FILE)')
-    .addOption(new Option('-w, --write-out <format>', 'output format').choices(['simple', 'json']).default('simple'));
+    .addOption(new Option('-w, --write-out <format>', 'output format').choices(formats).default('simple'));
+}
+
+/**
+ * A table as etcdctl's `-w table` prints it (olekukonko/tablewriter with right-aligned cells):
+ * `+---+` rules, headers upper-cased and centred, one space of padding.
+ */
+export function goTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const width = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const rule = `+${width.map((w) => '-'.repeat(w + 2)).join('+')}+`;
+  const centre = (s: string, w: number): string => {
+    const gap = w - s.length;
+    return ' '.repeat(Math.floor(gap / 2)) + s + ' '.repeat(gap - Math.floor(gap / 2));
+  };
+  const line = (cells: readonly string[], fmt: (s: string, w: number) => string): string => `| ${cells.map((c, i) => fmt(c, width[i]!)).join(' | ')} |`;
+  return [rule, line(headers.map((h) => h.toUpperCase()), centre), rule, ...rows.map((r) => line(r, (c, w) => c.padStart(w))), rule].join('\n');
 }
 
 function fail(e: unknown): void {
@@ -626,7 +641,7 @@ function registerCluster(program: Command): void {
   const targets = async (c: FlotillaClient, cluster: boolean | undefined): Promise<string[]> =>
     cluster ? (await c.memberList()).members.flatMap((m) => m.clientURLs) : c.endpoints;
 
-  common(endpoint.command('status').description('status of each endpoint'))
+  common(endpoint.command('status').description('status of each endpoint'), ['simple', 'json', 'table'])
     .option('--cluster', 'all members\' client URLs (from member list) instead of --endpoints')
     .action((o: Common & { cluster?: boolean }) =>
       run(o, async (c, json) => {
@@ -636,9 +651,17 @@ function registerCluster(program: Command): void {
           if (json) {
             const st = all.map(({ ep, r }) => ({
               Endpoint: ep,
-              Status: { header: headerJson(r.header), version: oe(r.version), dbSize: oe(r.dbSize), leader: oe(r.leader), raftIndex: oe(r.raftIndex), raftTerm: oe(r.raftTerm), raftAppliedIndex: oe(r.raftAppliedIndex), errors: oe(r.errors), dbSizeInUse: oe(r.dbSizeInUse), isLearner: oe(r.isLearner) },
+              Status: {
+                header: headerJson(r.header), version: oe(r.version), dbSize: oe(r.dbSize), leader: oe(r.leader), raftIndex: oe(r.raftIndex), raftTerm: oe(r.raftTerm), raftAppliedIndex: oe(r.raftAppliedIndex), errors: oe(r.errors), dbSizeInUse: oe(r.dbSizeInUse), isLearner: oe(r.isLearner),
+                // Flotilla's disk self-diagnosis (absent from etcd's answers): both, or neither.
+                ...(r.fdatasyncP99Ms > 0 ? { fdatasyncP99Ms: r.fdatasyncP99Ms, slowFdatasyncs: r.slowFdatasyncs } : {}),
+              },
             }));
             return out(goJson(st));
+          }
+          if (o.writeOut === 'table') {
+            const head = ['endpoint', 'ID', 'version', 'db size', 'is leader', 'is learner', 'raft term', 'raft index', 'raft applied index', 'errors'];
+            return out(goTable(head, all.map(({ ep, r }) => [ep, r.header.memberId.toString(16), r.version, humanBytes(r.dbSize), String(r.leader === r.header.memberId), String(r.isLearner), String(r.raftTerm), String(r.raftIndex), String(r.raftAppliedIndex), r.errors.join(', ')])));
           }
           for (const { ep, r } of all) {
             out(`${ep}, ${r.header.memberId.toString(16)}, ${r.version}, ${humanBytes(r.dbSize)}, ${r.leader === r.header.memberId}, ${r.isLearner}, ${r.raftTerm}, ${r.raftIndex}, ${r.raftAppliedIndex}, ${r.errors.join(', ')}`);
@@ -647,15 +670,16 @@ function registerCluster(program: Command): void {
       }),
     );
 
-  common(endpoint.command('health').description('whether each endpoint serves a linearizable read'))
+  common(endpoint.command('health').description('whether each endpoint serves a linearizable read'), ['simple', 'json', 'table'])
     .option('--cluster', 'all members\' client URLs (from member list) instead of --endpoints')
     .action((o: Common & { cluster?: boolean }) =>
       run(o, async (c, json) => {
         const eps = await targets(c, o.cluster);
         const all = await Promise.all(eps.map((ep) => c.health(ep)));
         return () => {
+          if (o.writeOut === 'table') out(goTable(['endpoint', 'health', 'took', 'error'], all.map((h, i) => [eps[i]!, String(h.health), goDuration(h.tookMs), h.error ?? ''])));
           all.forEach((h, i) => {
-            if (json) return;
+            if (json || o.writeOut === 'table') return;
             if (h.health) out(`${eps[i]} is healthy: successfully committed proposal: took = ${goDuration(h.tookMs)}`);
             else process.stderr.write(`${eps[i]} is unhealthy: failed to commit proposal: ${h.error}\n`);
           });

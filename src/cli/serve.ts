@@ -10,7 +10,14 @@
  */
 import type { Command } from 'commander';
 import { ConfigError, resolveConfig, withEnv, type RawConfig } from '../server/config.js';
-import type { Logger } from '../raft/config.js';
+import { LOG_FORMATS, LOG_LEVELS, OperatorLog, type LogFormat, type LogLevel } from '../server/log.js';
+
+/** `value` if it is one of `allowed`; `dflt` when not given; else a ConfigError naming the flag. */
+function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], dflt: T): T {
+  if (value === undefined || value === '') return dflt;
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new ConfigError(`--${flag}: "${value}" is not one of ${allowed.join(', ')}`);
+}
 
 /** The member failed while running (storage, Ready loop). */
 export const EXIT_FATAL = 1;
@@ -50,10 +57,17 @@ export function registerServe(program: Command): void {
     .option('--unsafe-fault-injection', 'TEST ONLY: accept POST /debug/faults (drop Raft messages per link, slow fsync, disk errors) on the client port')
     .option('--quota-backend-bytes <n>', 'store size at which the NOSPACE alarm is raised and writes that grow the store are refused (default 2147483648 = 2 GiB; 0 = default)')
     .option('--watch-progress-notify-interval <ms>', 'progress notifications to watchers that ask for them, every ms (default 600000; 0 = off)')
-    .action(async (o: RawConfig) => {
+    .option('--log-level <level>', `lowest level logged: ${LOG_LEVELS.join(', ')} (default info)`)
+    .option('--log-format <format>', `text, or json: one object per line with ts, level, member, term, msg and fields (default text)`)
+    .action(async (opts: RawConfig & { logLevel?: string; logFormat?: string }) => {
+      const { logLevel, logFormat, ...o } = opts;
       let config;
+      let level: LogLevel;
+      let format: LogFormat;
       try {
         config = resolveConfig(withEnv(o));
+        level = oneOf('log-level', logLevel ?? process.env.FLOTILLA_LOG_LEVEL, LOG_LEVELS, 'info');
+        format = oneOf('log-format', logFormat ?? process.env.FLOTILLA_LOG_FORMAT, LOG_FORMATS, 'text');
       } catch (e) {
         if (e instanceof ConfigError) {
           console.error(`flotilla serve: ${e.message}`);
@@ -64,20 +78,18 @@ export function registerServe(program: Command): void {
       }
       const { startServer, FATAL_CLOSE_MS_MAX } = await import('../server/server.js');
       const { StorageIoError } = await import('../storage/fs.js');
-      const name = config.name;
-      const line = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} [${name}] ${msg}\n`);
+      // One logger for the whole process: the server, the member, the node and the transport.
+      const logger = new OperatorLog({ level, format, member: config.name });
+      const line = (lvl: LogLevel, msg: string) => logger.log(lvl, msg);
       const fatal = (cause: string, code: number): void => {
         line('error', `fatal: ${cause}; exiting with code ${code}`);
         process.exitCode = code;
       };
-      const logger: Logger = {
-        debug() {},
-        info: (msg) => line('info', msg),
-        warn: (msg) => line('warn', msg),
-      };
       let server;
       try {
         server = await startServer(config, logger);
+        const node = server.member.node;
+        logger.term = () => node.status().term;
       } catch (e) {
         fatal(`cannot start: ${(e as Error).message}`, EXIT_CANNOT_START);
         // Whatever did start (timers, a peer listener) must not keep the process alive.

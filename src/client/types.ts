@@ -213,6 +213,10 @@ export interface StatusResult {
   errors: string[];
   dbSizeInUse: bigint;
   isLearner: boolean;
+  /** Flotilla only (0 from etcd): fdatasync p99 in the data directory measured at start, ms. */
+  fdatasyncP99Ms: number;
+  /** Flotilla only (0 from etcd): WAL fdatasyncs over 1 s since start. */
+  slowFdatasyncs: bigint;
 }
 
 export function statusResult(w: Wire): StatusResult {
@@ -227,6 +231,8 @@ export function statusResult(w: Wire): StatusResult {
     errors: (w.errors ?? []) as string[],
     dbSizeInUse: big(w.dbSizeInUse),
     isLearner: Boolean(w.isLearner),
+    fdatasyncP99Ms: Number(w.fdatasyncP99Ms ?? 0),
+    slowFdatasyncs: big(w.slowFdatasyncs),
   };
 }
 

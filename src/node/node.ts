@@ -106,6 +106,18 @@ export class ReadTimeoutError extends Error {
 }
 
 /**
+ * What the node reports as it runs, for metrics and operator logs (the server maps these to
+ * Prometheus metrics; the node knows nothing of them). Every method is optional and must not
+ * throw or block: it is called from the Ready loop.
+ */
+export interface NodeObserver {
+  /** The known leader changed to `leader` (0: none) in `term`. */
+  leaderChanged?(leader: NodeId, term: Term): void;
+  /** A proposal of this member failed: refused, dropped, outcome unknown, or the node stopped. */
+  proposalFailed?(): void;
+}
+
+/**
  * Ticks delivered at once after a pause, at most, in election timeouts: enough for every
  * timeout to expire (so no lease outlives the pause); more would only repeat heartbeats.
  */
@@ -130,6 +142,8 @@ export interface RaftNodeOptions<R> {
   /** Seed of the election-timeout randomness (default: from the clock). */
   readonly seed?: number;
   readonly logger?: Logger;
+  /** Told of leader changes and failed proposals (metrics, logs). */
+  readonly observer?: NodeObserver;
   /** Extra core settings (limits, pre-vote, check-quorum). */
   readonly raft?: Partial<Omit<RaftConfig, 'id' | 'rng' | 'logger'>>;
   /**
@@ -178,6 +192,8 @@ export class RaftNode<R = unknown> {
   readonly fatal: Promise<Error> = new Promise((resolve) => (this.reportFailure = resolve));
   /** The last index applied to the state machine (entries or snapshot). */
   private lastApplied: Index = 0;
+  /** The leader as the last Ready's soft state named it (for NodeObserver.leaderChanged). */
+  private knownLeader: NodeId = 0;
 
   private constructor(core: RaftCore, o: RaftNodeOptions<R>) {
     this.core = core;
@@ -220,7 +236,10 @@ export class RaftNode<R = unknown> {
   propose(data: Uint8Array): Promise<R> {
     if (this.stopped) return Promise.reject(new StoppedError('node is stopped'));
     const r = this.core.propose(data);
-    if (!r.ok) return Promise.reject(r.reason === 'notLeader' ? new NotLeaderError(r.leaderHint, r.detail) : new ProposalRefusedError(r.reason, r.leaderHint, r.detail));
+    if (!r.ok) {
+      this.o.observer?.proposalFailed?.();
+      return Promise.reject(r.reason === 'notLeader' ? new NotLeaderError(r.leaderHint, r.detail) : new ProposalRefusedError(r.reason, r.leaderHint, r.detail));
+    }
     const p = new Promise<R>((resolve, reject) => this.proposals.set(r.index, { term: r.term, resolve, reject }));
     this.kick();
     return p;
@@ -297,6 +316,11 @@ export class RaftNode<R = unknown> {
     return this.lastApplied;
   }
 
+  /** Proposals of this member in the log, not yet applied. */
+  get pendingProposals(): number {
+    return this.proposals.size;
+  }
+
   /** Takes a snapshot (and releases the log below it) at the next turn of the Ready loop. */
   requestSnapshot(): void {
     this.snapshotRequested = true;
@@ -327,7 +351,10 @@ export class RaftNode<R = unknown> {
   }
 
   private failPending(err: Error): void {
-    for (const w of this.proposals.values()) w.reject(err);
+    for (const w of this.proposals.values()) {
+      this.o.observer?.proposalFailed?.();
+      w.reject(err);
+    }
     this.proposals.clear();
     for (const r of this.reads.values()) {
       r.timer.cancel();
@@ -409,6 +436,10 @@ export class RaftNode<R = unknown> {
   }
 
   private async handle(rd: Ready): Promise<void> {
+    if (rd.softState && rd.softState.leader !== this.knownLeader) {
+      this.knownLeader = rd.softState.leader;
+      this.o.observer?.leaderChanged?.(rd.softState.leader, this.core.currentTerm);
+    }
     // Thesis §10.2.1: a leader's appends and heartbeats of its current term go out before its
     // own write completes (the core counts the leader towards a quorum only for entries it has
     // made durable, on advance). Everything else waits for the write: votes and
@@ -433,6 +464,7 @@ export class RaftNode<R = unknown> {
       for (const [index, w] of this.proposals) {
         if (index <= rd.snapshot.meta.index) {
           // Its fate is inside the snapshot; we cannot tell which entry was applied there.
+          this.o.observer?.proposalFailed?.();
           w.reject(new ProposalOutcomeUnknownError(`entry ${index} was covered by a snapshot from the leader before it was applied here`));
           this.proposals.delete(index);
         }
@@ -456,7 +488,10 @@ export class RaftNode<R = unknown> {
     if (!w) return;
     this.proposals.delete(e.index);
     if (w.term === e.term) w.resolve(result as R);
-    else w.reject(new ProposalDroppedError(`entry ${e.index} of term ${w.term} was replaced by one of term ${e.term}`));
+    else {
+      this.o.observer?.proposalFailed?.();
+      w.reject(new ProposalDroppedError(`entry ${e.index} of term ${w.term} was replaced by one of term ${e.term}`));
+    }
   }
 
   private serveReads(): void {

@@ -12,12 +12,12 @@ import { decodeRequest, encodeRequest, requestTooLarge, type ApplyResult, type C
 import { ERR, KvError } from '../kv/errors.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WatchHub } from '../kv/watch.js';
-import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, StoppedError, type Transport } from '../node/node.js';
+import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, StoppedError, type NodeObserver, type Transport } from '../node/node.js';
 import type { Logger } from '../raft/config.js';
 import type { NodeId } from '../raft/types.js';
-import { DiskStorage } from '../storage/storage.js';
+import { DiskStorage, type StorageObserver } from '../storage/storage.js';
 import { FRAME_BYTES_MAX, MEMBER_FRAME_HEADER_BYTES } from '../transport/codec.js';
-import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel } from '../transport/tcp.js';
+import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel, type TransportObserver } from '../transport/tcp.js';
 import type { InitialMember, ServerConfig } from './config.js';
 import { faultyFs, faultyTransport, noFaults, type FaultState } from './faults.js';
 import { ApplyWaits } from './apply-waits.js';
@@ -39,6 +39,13 @@ export interface Header {
   member_id: string;
   revision: string;
   raft_term: string;
+}
+
+/** Observers of the member's parts, for metrics (src/server/metrics.ts). */
+export interface MemberObservers {
+  readonly node?: NodeObserver;
+  readonly storage?: StorageObserver;
+  readonly transport?: TransportObserver;
 }
 
 /** Pause between attempts while a write or read waits for a leader. */
@@ -96,7 +103,7 @@ export class EtcdMember {
     });
   }
 
-  static async start(config: ServerConfig, logger: Logger): Promise<EtcdMember> {
+  static async start(config: ServerConfig, logger: Logger, observers: MemberObservers = {}): Promise<EtcdMember> {
     const m = new EtcdMember(config, logger);
     await mkdir(config.dataDir, { recursive: true });
     await quotaStartWarnings(config.dataDir, config.quotaBackendBytes, logger);
@@ -104,7 +111,7 @@ export class EtcdMember {
     const storage = await DiskStorage.open(
       config.dataDir,
       { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false },
-      config.unsafeFaultInjection ? { fs: faultyFs(m.faults) } : {},
+      { ...(config.unsafeFaultInjection ? { fs: faultyFs(m.faults) } : {}), ...(observers.storage ? { observer: observers.storage } : {}) },
     );
     const listen = config.listenPeerUrls[0]!;
     const peers = new Map(
@@ -126,6 +133,7 @@ export class EtcdMember {
       // Far longer than any heartbeat interval: a leader's heartbeats keep its connections busy.
       idleTimeoutMs: Math.max(PEER_IDLE_TIMEOUT_MS, 3 * config.electionMs),
       logger,
+      ...(observers.transport ? { observer: observers.transport } : {}),
     });
     m.channel = config.unsafeFaultInjection ? faultyTransport(m.transport, m.faults) : m.transport;
     m.channel.onMember((from, body) => m.onPeerCall(from, body));
@@ -146,6 +154,7 @@ export class EtcdMember {
         ...(config.leaseReads ? { readOnly: 'lease' as const, leaseDriftTicks: Math.ceil(config.leaseDriftMs / config.heartbeatMs) } : {}),
       },
       logger,
+      ...(observers.node ? { observer: observers.node } : {}),
     });
     m.lessor.start();
     m.publishLoop = m.publish();

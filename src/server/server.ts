@@ -1,8 +1,10 @@
 /**
  * A whole Flotilla server process's work: the member, the gRPC services and the JSON gateway
- * on each client URL (one port carries both), /health and /version.
+ * on each client URL (one port carries both), /health and /version, /metrics, /livez and
+ * /readyz; the disk check at start.
  */
 import * as grpc from '@grpc/grpc-js';
+import { mkdir } from 'node:fs/promises';
 import { ConnectionBudget, createGateway, serveOnOnePort } from '../api/http.js';
 import { serviceDefinition } from '../api/proto.js';
 import { buildHandlers, CLUSTER_VERSION, ETCD_API_VERSION } from '../api/services.js';
@@ -11,6 +13,10 @@ import type { Logger } from '../raft/config.js';
 import type { ServerConfig } from './config.js';
 import { faultRoute } from './faults.js';
 import { EtcdMember } from './member.js';
+import { measureFdatasync, WAL_SLOW_FDATASYNC_MS } from './disk-check.js';
+import { logWith } from './log.js';
+import { MemberMetrics, type GrpcType } from './metrics.js';
+import { opsRoute, type ProbeCheck } from './ops-http.js';
 
 /** gRPC's receive limit (etcd: max request bytes + 512 KiB; 2 MiB at the default). */
 export const GRPC_RECEIVE_BYTES_MAX = 2 * 1024 * 1024;
@@ -29,6 +35,8 @@ export const FATAL_CLOSE_MS_MAX = 2000;
 
 export interface RunningServer {
   readonly member: EtcdMember;
+  /** This member's Prometheus metrics (served at /metrics). */
+  readonly metrics: MemberMetrics;
   /** The bound client ports, in --listen-client-urls order. */
   readonly clientPorts: number[];
   /**
@@ -43,7 +51,19 @@ export interface RunningServer {
 }
 
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
-  const member = await EtcdMember.start(config, logger);
+  const metrics = new MemberMetrics({
+    slowFdatasync: (s) => logWith(logger, 'warn', 'slow fdatasync', { took: `${(s * 1000).toFixed(1)}ms`, 'expected-duration': `${WAL_SLOW_FDATASYNC_MS}ms` }),
+    leaderChanged: (leader, term) =>
+      logWith(logger, 'info', leader ? `raft.node: ${config.self.id.toString(16)} elected leader ${leader.toString(16)} at term ${term}` : `raft.node: ${config.self.id.toString(16)} lost leader at term ${term}`),
+  });
+  // Disk self-diagnosis: how long fdatasync takes where the WAL will live.
+  await mkdir(config.dataDir, { recursive: true });
+  const disk = await measureFdatasync(config.dataDir);
+  metrics.setDiskCheck(disk);
+  logWith(logger, disk.good ? 'info' : 'warn', disk.verdict, { syncs: disk.syncs, 'p50-ms': round3(disk.p50Ms), 'p99-ms': round3(disk.p99Ms), 'max-ms': round3(disk.maxMs), 'data-dir': config.dataDir });
+  const initialIds = new Map(config.initialCluster.map((x) => [x.raftId, x.id]));
+  const member = await EtcdMember.start(config, logger, metrics.observers((raftId) => initialIds.get(raftId) ?? 0n));
+  metrics.attach(member, { server: ETCD_API_VERSION, cluster: CLUSTER_VERSION });
   const sizes = new WeakMap<object, number>();
   const server = new grpc.Server({
     'grpc.max_receive_message_length': Math.max(GRPC_RECEIVE_BYTES_MAX, config.maxRequestBytes + 512 * 1024),
@@ -62,6 +82,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     // Requests from the JSON gateway were not received as protobuf: measure them encoded.
     requestBytes: (req: Wire, method: string) => sizes.get(req) ?? serviceDefinition('etcdserverpb.KV')[method]!.requestSerialize(req).length,
   });
+  instrumentHandlers(handlers, metrics);
+  addDiskStatus(handlers, metrics);
   for (const [name, impl] of Object.entries(handlers)) {
     // Record each request's size as received, for the request size limit.
     const def: Record<string, grpc.MethodDefinition<object, object>> = {};
@@ -71,7 +93,13 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
         requestDeserialize: (b: Buffer) => {
           const o = d.requestDeserialize(b) as object;
           sizes.set(o, b.length);
+          metrics.clientReceived.inc(b.length);
           return o;
+        },
+        responseSerialize: (v: object) => {
+          const b = d.responseSerialize(v);
+          metrics.clientSent.inc(b.length);
+          return b;
         },
       };
     }
@@ -104,8 +132,9 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     version: { etcdserver: ETCD_API_VERSION, etcdcluster: CLUSTER_VERSION },
     health,
   });
+  const ops = opsRoute({ metrics: () => metrics.scrape(), ...probes(member), warn: (msg) => logWith(logger, 'warn', msg) });
   const faultsRoute = config.unsafeFaultInjection ? faultRoute(member.faults, config.initialCluster) : null;
-  const gateway: typeof api = faultsRoute ? (req, res) => void (faultsRoute(req, res) || api(req, res)) : api;
+  const gateway: typeof api = (req, res) => void (ops(req, res) || faultsRoute?.(req, res) || api(req, res));
   const listeners: { port: number; close(): Promise<void> }[] = [];
   const budget = new ConnectionBudget(config.maxClientConnections);
   const limits = { headerTimeoutMs: config.clientHeaderTimeoutMs, bodyTimeoutMs: config.clientBodyTimeoutMs, pingMinIntervalMs: config.grpcKeepaliveMinTimeMs, streamsMax: config.maxConcurrentStreams };
@@ -130,5 +159,112 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     void close().catch(() => undefined);
     return e;
   });
-  return { member, clientPorts: listeners.map((l) => l.port), fatal, close };
+  return { member, metrics, clientPorts: listeners.map((l) => l.port), fatal, close };
+}
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/** Rejects after `ms` with `why`, unless `p` settles first. */
+async function within<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The checks of /livez and /readyz (etcd 3.5's names and order). */
+function probes(member: EtcdMember): { livez: ProbeCheck[]; readyz: ProbeCheck[] } {
+  const serializableRead: ProbeCheck = {
+    name: 'serializable_read',
+    run: async () => {
+      if (member.node.failure) throw new Error(`etcdserver: server stopped: ${member.node.failure.message}`);
+      member.sm.store.range({ key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]), keysOnly: true, limit: 1 });
+    },
+  };
+  const linearizableRead: ProbeCheck = {
+    name: 'linearizable_read',
+    run: async () => {
+      if (member.node.failure) throw new Error(`etcdserver: server stopped: ${member.node.failure.message}`);
+      if (member.node.leader === 0) throw new Error('etcdserver: no leader');
+      await within(member.readBarrier(), HEALTH_TIMEOUT_MS, 'etcdserver: request timed out');
+    },
+  };
+  const dataCorruption: ProbeCheck = {
+    name: 'data_corruption',
+    run: async () => {
+      // As etcd 3.5: a CORRUPT alarm (of any member) makes the member not ready.
+      if (member.sm.alarms('CORRUPT').length > 0) throw new Error('alarm activated: CORRUPT');
+    },
+  };
+  const nonLearner: ProbeCheck = {
+    name: 'non_learner',
+    run: async () => {
+      if (member.members().find((x) => x.id === member.memberId)?.isLearner) throw new Error('not supported for learner');
+    },
+  };
+  return { livez: [serializableRead], readyz: [dataCorruption, serializableRead, linearizableRead, nonLearner] };
+}
+
+/**
+ * Counts every call of every handler in grpc_server_started_total / grpc_server_handled_total
+ * (calls through the JSON gateway too: etcd's gateway calls its own gRPC server).
+ */
+function instrumentHandlers(handlers: Record<string, Record<string, grpc.UntypedHandleCall>>, metrics: MemberMetrics): void {
+  for (const [service, methods] of Object.entries(handlers)) {
+    const defs = serviceDefinition(service);
+    for (const [method, impl] of Object.entries(methods)) {
+      const d = defs[method];
+      const type: GrpcType = !d ? 'unary' : d.requestStream ? (d.responseStream ? 'bidi_stream' : 'client_stream') : d.responseStream ? 'server_stream' : 'unary';
+      metrics.registerMethod(type, service, method);
+      const f = impl as (...a: unknown[]) => void;
+      if (type === 'unary' || type === 'client_stream') {
+        methods[method] = ((call: unknown, callback: (err: { code?: number } | null, ...rest: unknown[]) => void) => {
+          metrics.grpcStart(type, service, method);
+          let done = false;
+          f(call, (err: { code?: number } | null, ...rest: unknown[]) => {
+            if (!done) {
+              done = true;
+              metrics.grpcDone(type, service, method, err ? (err.code ?? grpc.status.UNKNOWN) : grpc.status.OK);
+            }
+            callback(err, ...rest);
+          });
+        }) as grpc.UntypedHandleCall;
+        continue;
+      }
+      methods[method] = ((call: { end: (...a: unknown[]) => unknown; emit: (ev: string | symbol, ...a: unknown[]) => boolean; on: (ev: string, f: () => void) => unknown }) => {
+        metrics.grpcStart(type, service, method);
+        let done = false;
+        const finish = (code: number): void => {
+          if (done) return;
+          done = true;
+          metrics.grpcDone(type, service, method, code);
+        };
+        const end = call.end.bind(call);
+        call.end = (...a: unknown[]) => {
+          finish(grpc.status.OK);
+          return end(...a);
+        };
+        const emit = call.emit.bind(call);
+        call.emit = (ev: string | symbol, ...a: unknown[]) => {
+          if (ev === 'error') finish((a[0] as { code?: number } | undefined)?.code ?? grpc.status.UNKNOWN);
+          return emit(ev, ...a);
+        };
+        call.on('cancelled', () => finish(grpc.status.CANCELLED));
+        f(call);
+      }) as unknown as grpc.UntypedHandleCall;
+    }
+  }
+}
+
+/** Maintenance.Status answers also carry the disk self-diagnosis (fields of ours, beyond etcd's). */
+function addDiskStatus(handlers: Record<string, Record<string, grpc.UntypedHandleCall>>, metrics: MemberMetrics): void {
+  const m = handlers['etcdserverpb.Maintenance'];
+  const status = m?.['Status'] as ((call: unknown, cb: (err: unknown, value?: Record<string, unknown>) => void) => void) | undefined;
+  if (!m || !status) return;
+  m['Status'] = ((call: unknown, cb: (err: unknown, value?: Record<string, unknown>) => void) =>
+    status(call, (err, value) =>
+      cb(err, value && { ...value, fdatasyncP99Ms: round3(metrics.diskCheck?.p99Ms ?? 0), slowFdatasyncs: String(metrics.slowFdatasyncCount) }),
+    )) as grpc.UntypedHandleCall;
 }

@@ -71,10 +71,19 @@ export class MemoryStorage implements Storage {
   async close(): Promise<void> {}
 }
 
+/** Timings DiskStorage reports (metrics; the callbacks must not throw). */
+export interface StorageObserver {
+  /** One WAL fdatasync took this long, s. */
+  walFsync?(seconds: number): void;
+  /** Making a snapshot of the state machine durable (file written, synced, renamed) took this long, s. */
+  snapshotSaved?(seconds: number): void;
+}
+
 export interface DiskStorageOptions {
   readonly fs?: FileSystem;
   readonly segmentBytes?: number;
   readonly snapshotsKept?: number;
+  readonly observer?: StorageObserver;
 }
 
 /** WAL in `<dir>/wal`, snapshots in `<dir>/snap`. */
@@ -83,13 +92,15 @@ export class DiskStorage implements Storage {
     private readonly wal: Wal,
     private readonly snaps: SnapshotStore,
     private readonly initial: InitialState,
+    private readonly observer?: StorageObserver,
   ) {}
 
   static async open(dir: string, bootstrap: ConfState, opts: DiskStorageOptions = {}): Promise<DiskStorage> {
     const fs = opts.fs ?? realFs;
     const snaps = new SnapshotStore(join(dir, 'snap'), { fs, ...(opts.snapshotsKept ? { keep: opts.snapshotsKept } : {}) });
     const snapshot = (await snaps.loadNewest()) ?? emptySnapshot(bootstrap);
-    const { wal, state } = await Wal.open(join(dir, 'wal'), { fs, ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}) });
+    const walFsync = opts.observer?.walFsync?.bind(opts.observer);
+    const { wal, state } = await Wal.open(join(dir, 'wal'), { fs, ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}), ...(walFsync ? { onFsync: walFsync } : {}) });
     const walDir = join(dir, 'wal');
     if (state.snapshot.index > snapshot.meta.index) {
       await wal.close();
@@ -101,7 +112,7 @@ export class DiskStorage implements Storage {
     if (snapshot.meta.index > state.snapshot.index) entries = continuing(entries, snapshot.meta.index, snapshot.meta.term);
     const last = entries.length ? entries[entries.length - 1]!.index : snapshot.meta.index;
     const hardState = { ...state.hardState, commit: Math.max(snapshot.meta.index, Math.min(state.hardState.commit, last)) };
-    return new DiskStorage(wal, snaps, { hardState, snapshot, entries, applied: snapshot.meta.index });
+    return new DiskStorage(wal, snaps, { hardState, snapshot, entries, applied: snapshot.meta.index }, opts.observer);
   }
 
   /** The state recovered when the storage was opened. */
@@ -115,7 +126,9 @@ export class DiskStorage implements Storage {
   }
 
   async saveSnapshot(s: Snapshot): Promise<void> {
+    const t0 = performance.now();
     await this.snaps.save(s);
+    this.observer?.snapshotSaved?.((performance.now() - t0) / 1000);
     await this.wal.markSnapshot(s.meta.index, s.meta.term);
   }
 

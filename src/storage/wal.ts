@@ -26,6 +26,8 @@ export interface WalOptions {
   readonly segmentBytes?: number;
   /** The file system (default: the real one). */
   readonly fs?: FileSystem;
+  /** Told how long each fdatasync of an append took, in seconds (metrics; must not throw). */
+  readonly onFsync?: (seconds: number) => void;
 }
 
 export interface WalState {
@@ -65,6 +67,7 @@ export class Wal {
   private crc = 0;
   private readonly state: WalState;
   private readonly segmentBytes: number;
+  private readonly onFsync: ((seconds: number) => void) | undefined;
 
   private constructor(
     readonly dir: string,
@@ -74,6 +77,7 @@ export class Wal {
     this.state = state;
     this.segmentBytes = opts.segmentBytes ?? SEGMENT_BYTES_DEFAULT;
     this.fs = opts.fs ?? realFs;
+    this.onFsync = opts.onFsync;
     if (!Number.isInteger(this.segmentBytes) || this.segmentBytes < 4096) throw new RangeError(`segmentBytes must be an integer >= 4096, got ${this.segmentBytes}`);
   }
 
@@ -258,7 +262,11 @@ export class Wal {
     }
     const fh = this.fh!;
     await ioStep('WAL write', () => fh.write(enc.bytes, this.offset));
-    if (sync) await ioStep('WAL fsync', () => fh.datasync());
+    if (sync) {
+      const t0 = performance.now();
+      await ioStep('WAL fsync', () => fh.datasync());
+      this.onFsync?.((performance.now() - t0) / 1000);
+    }
     this.offset += enc.bytes.length;
     this.crc = enc.crc;
   }

@@ -50,12 +50,28 @@ export const PEER_UNAUTHENTICATED_PER_ADDRESS_MAX = 8;
 /** Authenticated inbound connections per member: a newer one replaces the older (a restarted peer's old connection may linger). */
 export const PEER_CONNECTIONS_PER_MEMBER_MAX = 1;
 
+/** A heartbeat unanswered this long is taken as lost for the round-trip measurement (ms). */
+export const PEER_RTT_PENDING_MS_MAX = 5_000;
+
 /** Members' own messages beside Raft's: opaque bodies to and from peers (see src/server/peer-calls.ts). */
 export interface MemberChannel {
   /** Queues `body` for member `to`; false when it was dropped at once (unknown peer, no connection, full queue): it surely never left. */
   sendMember(to: NodeId, body: Uint8Array): boolean;
   /** Registers the receiver of member frames; `from` is the peer the connection's handshake named. */
   onMember(receive: (from: NodeId, body: Uint8Array) => void): void;
+}
+
+/**
+ * What the transport measures for metrics (etcd's etcd_network_peer_*): bytes per peer and the
+ * round trip of a leader's heartbeat. Callbacks must not throw.
+ */
+export interface TransportObserver {
+  /** `bytes` written to the connection to peer `to`. */
+  sent?(to: NodeId, bytes: number): void;
+  /** `bytes` read from a connection of peer `from` (0: before its handshake named it). */
+  received?(from: NodeId | 0, bytes: number): void;
+  /** A heartbeat to `to` was answered after `seconds` (measured on the leader). */
+  roundTrip?(to: NodeId, seconds: number): void;
 }
 
 export interface PeerAddress {
@@ -87,6 +103,7 @@ export interface TcpTransportOptions {
   /** Reconnect backoff bounds, ms (default 50 .. 2000). */
   readonly backoffMs?: readonly [number, number];
   readonly logger?: Logger;
+  readonly observer?: TransportObserver;
 }
 
 export interface TransportStats {
@@ -132,6 +149,8 @@ export class TcpTransport implements Transport, MemberChannel {
   private readonly qMsgs: number;
   private readonly qBytes: number;
   private readonly backoff: readonly [number, number];
+  /** When the oldest unanswered heartbeat to each peer was sent (performance.now()), for roundTrip. */
+  private readonly heartbeatSentAt = new Map<NodeId, number>();
 
   private constructor(
     private readonly o: TcpTransportOptions,
@@ -183,8 +202,16 @@ export class TcpTransport implements Transport, MemberChannel {
     if (this.closed) return;
     for (const m of messages) {
       const p = this.peers.get(m.to);
-      if (p) this.enqueue(p, encodeMessage(m));
-      else this.stats.dropped++;
+      if (p) {
+        if (m.type === 'heartbeat' && this.o.observer?.roundTrip) {
+          // Timed from the oldest unanswered heartbeat; one unanswered this long was lost (a
+          // peer down or cut off) and must not make the next answer look like the round trip.
+          const at = this.heartbeatSentAt.get(m.to);
+          const now = performance.now();
+          if (at === undefined || now - at > PEER_RTT_PENDING_MS_MAX) this.heartbeatSentAt.set(m.to, now);
+        }
+        this.enqueue(p, encodeMessage(m));
+      } else this.stats.dropped++;
     }
   }
 
@@ -238,6 +265,7 @@ export class TcpTransport implements Transport, MemberChannel {
       p.queuedBytes = 0;
       p.socket!.write(data);
       this.stats.sent += n;
+      this.o.observer?.sent?.(id, data.length);
     }
   }
 
@@ -341,6 +369,7 @@ export class TcpTransport implements Transport, MemberChannel {
       s.setTimeout(idleMs, () => drop(`silent for ${idleMs} ms`, 'timedOut'));
     };
     s.on('data', (chunk: Buffer) => {
+      this.o.observer?.received?.(peer, chunk.length);
       const frameError = (e: unknown) => drop((e as Error).message, peer ? 'malformed' : 'refused');
       try {
         reader.feed(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
@@ -382,6 +411,13 @@ export class TcpTransport implements Transport, MemberChannel {
     const to = member ? member.to : m!.to;
     if (from !== peer || to !== this.o.id) return drop(`${member ? 'member frame' : 'message'} from ${from} to ${to} on a connection from ${peer}`, 'malformed');
     this.stats.received++;
+    if (m?.type === 'heartbeatResponse') {
+      const at = this.heartbeatSentAt.get(peer);
+      if (at !== undefined) {
+        this.heartbeatSentAt.delete(peer);
+        this.o.observer?.roundTrip?.(peer, (performance.now() - at) / 1000);
+      }
+    }
     if (member) this.memberReceiver(peer, member.body);
     else this.receiver(m!);
   }
