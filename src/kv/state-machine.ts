@@ -6,10 +6,10 @@
  */
 import type { StateMachine } from '../node/node.js';
 import type { Entry, Index } from '../raft/types.js';
-import { decodeRequest, encodeValue, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
+import { decodeRequest, encodeValue, type ApplyResult, type Command, type CommandValue, type LeaseCheckpoint, type MemberAttributes } from './commands.js';
 import { KvError, type GrpcCode } from './errors.js';
 import { MvccStore, type KvEvent, type MvccLimits } from './mvcc.js';
-import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, SnapshotImageError } from './snapshot-image.js';
+import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, readLeaseCheckpoints, SnapshotImageError } from './snapshot-image.js';
 
 export { SnapshotImageError } from './snapshot-image.js';
 
@@ -22,6 +22,8 @@ interface SnapshotImage {
   readonly v: 1;
   readonly store: Uint8Array;
   readonly members: MemberAttributes[];
+  /** Checkpointed remaining times, by lease id ascending (optional when reading: images from before checkpoints have none). */
+  readonly leaseCheckpoints: { id: bigint; remainingMs: number }[];
 }
 
 export class KvStateMachine implements StateMachine<ApplyResult> {
@@ -29,6 +31,12 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   private readonly limits: Partial<MvccLimits>;
   /** Published member attributes by API member id. */
   readonly members = new Map<bigint, MemberAttributes>();
+  /**
+   * Lease checkpoints (etcd's Lease.remainingTTL): ms a lease had left when the leader last
+   * recorded it. Absent: no checkpoint, a new leader gives the lease its full TTL. Invariant:
+   * every id here is a lease of the store, with 0 < remaining <= its TTL.
+   */
+  private readonly leaseRemaining = new Map<bigint, number>();
   private commitListeners: ((events: readonly KvEvent[], rev: number) => void)[] = [];
   private restoreListeners: (() => void)[] = [];
   private leaseListeners: ((c: LeaseChange) => void)[] = [];
@@ -68,6 +76,11 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
       this.commitListeners = this.commitListeners.filter((f) => f !== commit);
       this.restoreListeners = this.restoreListeners.filter((f) => f !== restore);
     };
+  }
+
+  /** The lease's checkpointed remaining time in ms, or undefined when it has none (or does not exist). */
+  leaseRemainingMs(id: bigint): number | undefined {
+    return this.kv.lease(id) ? this.leaseRemaining.get(id) : undefined;
   }
 
   onLease(fn: (c: LeaseChange) => void): void {
@@ -118,15 +131,34 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
         return { op: 'compact' };
       case 'leaseGrant':
         this.kv.grantLease(c.id, c.ttl);
+        this.leaseRemaining.delete(c.id);
         for (const l of this.leaseListeners) l({ kind: 'granted', id: c.id, ttl: c.ttl });
         return { op: 'leaseGrant', id: c.id, ttl: c.ttl };
       case 'leaseRevoke':
         this.kv.revokeLease(c.id);
+        this.leaseRemaining.delete(c.id);
         for (const l of this.leaseListeners) l({ kind: 'revoked', id: c.id });
         return { op: 'leaseRevoke' };
       case 'publish':
         this.members.set(c.member.id, c.member);
         return { op: 'publish' };
+      case 'leaseCheckpoint':
+        this.checkpoint(c.checkpoints);
+        return { op: 'leaseCheckpoint' };
+    }
+  }
+
+  /**
+   * As etcd's lessor.Checkpoint: a checkpoint of a lease that no longer exists is ignored (it
+   * was revoked after the leader proposed it); a remaining time beyond the TTL is held to it.
+   */
+  private checkpoint(cps: readonly LeaseCheckpoint[]): void {
+    for (const cp of cps) {
+      const l = this.kv.lease(cp.id);
+      if (!l) continue;
+      const ms = Math.min(cp.remainingMs, l.ttl * 1000);
+      if (ms === 0) this.leaseRemaining.delete(cp.id);
+      else this.leaseRemaining.set(cp.id, ms);
     }
   }
 
@@ -136,7 +168,11 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
 
   snapshot(): Uint8Array {
     const members = [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members };
+    // Only leases the store holds (the invariant; kept even if a lease left the store some other way).
+    const leaseCheckpoints = [...this.leaseRemaining]
+      .filter(([id]) => this.kv.lease(id) !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, remainingMs]) => ({ id, remainingMs }));
+    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members, leaseCheckpoints };
     return encodeValue(image);
   }
 
@@ -151,6 +187,8 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     this.kv = image.store;
     this.members.clear();
     for (const m of image.members) this.members.set(m.id, m);
+    this.leaseRemaining.clear();
+    for (const cp of image.leaseCheckpoints) this.leaseRemaining.set(cp.id, cp.remainingMs);
     this.applied = index;
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
     for (const l of this.restoreListeners) l();
@@ -164,10 +202,10 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
  * the shape); the store's own image is checked by MvccStore.restore. Empty bytes: an empty
  * state machine (what a member without a snapshot restores).
  */
-function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[] } {
+function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[]; leaseCheckpoints: LeaseCheckpoint[] } {
   try {
-    if (data.length === 0) return { store: new MvccStore(limits), members: [] };
-    const o = exactObject(parseImageJson(data, 'image'), 'image', ['v', 'store', 'members']);
+    if (data.length === 0) return { store: new MvccStore(limits), members: [], leaseCheckpoints: [] };
+    const o = exactObject(parseImageJson(data, 'image'), 'image', ['v', 'store', 'members'], ['leaseCheckpoints']);
     if (o.v !== 1) imageFail('image.v', `unknown state machine image version ${preview(o.v)}`);
     const storeBytes = base64Bytes(exactObject(o.store, 'image.store', ['$b']).$b, 'image.store.$b');
     const members: MemberAttributes[] = [];
@@ -182,7 +220,9 @@ function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: Mvcc
       const clientUrls = arrayOf(m.clientUrls, `${w}.clientUrls`).map((u, j) => (typeof u === 'string' ? u : imageFail(`${w}.clientUrls[${j}]`, `expected a string, got ${preview(u)}`)));
       members.push({ id, name: m.name, clientUrls });
     }
-    return { store: MvccStore.restore(storeBytes, limits), members };
+    const store = MvccStore.restore(storeBytes, limits);
+    const leaseCheckpoints = o.leaseCheckpoints === undefined ? [] : readLeaseCheckpoints(o.leaseCheckpoints, 'image.leaseCheckpoints', (id) => store.lease(id)?.ttl);
+    return { store, members, leaseCheckpoints };
   } catch (e) {
     if (e instanceof SnapshotImageError) throw new SnapshotImageError(`invalid state machine snapshot image: ${e.message}`, { cause: e });
     throw e;
