@@ -297,12 +297,15 @@ export class RaftNode<R = unknown> {
    * told when it applies its own term's first (empty) entry, as etcd promotes its lessor then,
    * so whatever the previous leaders recorded is in its state machine. `false`: it stopped
    * leading (told at the first Ready that says so, when the node fails, or when it stops).
-   * Between the core stepping down and the `false`, `isLeader` is already false and proposals
+   * A listener added while this member leads is told `true` at once. Between the core stepping
+   * down and the `false`, `isLeader` is already false and proposals
    * are refused, so a listener that proposes only through `propose` cannot act as a deposed
    * leader.
    */
   onLeadershipChange(fn: (leading: boolean, term: Term) => void): void {
     this.leadershipListeners.push(fn);
+    // Added while leading: told at once, as if it had listened from the start.
+    if (this.leading) fn(true, this.leadingTerm);
   }
 
   private setLeading(leading: boolean, term: Term): void {

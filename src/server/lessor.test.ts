@@ -41,7 +41,7 @@ class FakeCluster {
   readonly clock = new ManualClock();
   readonly members: { sm: KvStateMachine; lessor: Lessor; leading: (l: boolean) => void; isLeader: boolean }[] = [];
   readonly proposed: { from: number; command: Command }[] = [];
-  private pending: { data: Uint8Array; resolve: (r: ApplyResult) => void }[] = [];
+  private pending: { data: Uint8Array; resolve: (r: ApplyResult) => void; reject: (e: Error) => void }[] = [];
   private index = 0;
   readonly revokedLatency: number[] = [];
 
@@ -58,7 +58,7 @@ class FakeCluster {
           if (!member.isLeader) return Promise.reject(new Error('not leader'));
           const d = decodeRequest(data);
           if (d.ok) this.proposed.push({ from: i, command: d.command });
-          return new Promise((resolve) => this.pending.push({ data, resolve }));
+          return new Promise((resolve, reject) => this.pending.push({ data, resolve, reject }));
         },
         onLeadershipChange: (fn: (leading: boolean, term: number) => void) => void (listener = fn),
       };
@@ -73,7 +73,7 @@ class FakeCluster {
 
   /** A command as if a client's request had been committed. */
   client(c: Command): void {
-    this.pending.push({ data: encodeCommand(c), resolve: () => {} });
+    this.pending.push({ data: encodeCommand(c), resolve: () => {}, reject: () => {} });
     this.commit();
   }
 
@@ -86,6 +86,13 @@ class FakeCluster {
       for (const m of this.members) result = m.sm.apply({ index: this.index, term: 1, type: 'normal', data: p.data });
       p.resolve(result!);
     }
+  }
+
+  /** Every proposal not committed fails (as entries replaced in the log). */
+  drop(): void {
+    const batch = this.pending;
+    this.pending = [];
+    for (const p of batch) p.reject(new Error('dropped'));
   }
 
   /** Leadership moves to member i (the old leader is told first; the new one once the log is applied). */
@@ -254,12 +261,17 @@ describe('Lessor', () => {
     expect(c.ops('leaseRevoke', 1)).toEqual([{ op: 'leaseRevoke', id: 7n }]);
   });
 
-  it('an unapplied revoke is proposed again after LEASE_REVOKE_RETRY_MS while still leader', () => {
+  it('a revoke still in the log is not proposed again; a failed one is, after LEASE_REVOKE_RETRY_MS, while still leader', async () => {
     const c = new FakeCluster(1);
     c.lead(0);
     c.client({ op: 'leaseGrant', id: 7n, ttl: 3 });
     c.clock.advance(3000);
     expect(c.members[0]!.lessor.remaining(7n)).toBe(0);
+    expect(await c.members[0]!.lessor.renew(7n)).toBe(0); // expired: not renewed
+    c.clock.advance(3 * LEASE_REVOKE_RETRY_MS);
+    expect(c.ops('leaseRevoke').length).toBe(1); // still pending: no duplicate
+    c.drop();
+    await settle();
     c.clock.advance(LEASE_REVOKE_RETRY_MS - 1);
     expect(c.ops('leaseRevoke').length).toBe(1);
     c.clock.advance(1);

@@ -104,8 +104,8 @@ export class Lessor {
   private readonly expiry = new DeadlineHeap<bigint>();
   /** Primary only: when each lease is due for its next checkpoint. */
   private readonly checkpointDue = new DeadlineHeap<bigint>();
-  /** Primary only: expired leases whose revoke was proposed and has not applied. */
-  private readonly revoking = new Map<bigint, number>();
+  /** Primary only: expired leases whose revoke was proposed and has not applied: their deadline, and whether a proposal is still outstanding. */
+  private readonly revoking = new Map<bigint, { deadline: number; pending: boolean }>();
   /** Primary only: leases whose checkpoint a renew is clearing, with that proposal. */
   private readonly clearing = new Map<bigint, Promise<boolean>>();
   private primary = false;
@@ -207,8 +207,8 @@ export class Lessor {
   /** Applied on every member; only the primary has anything to drop. */
   private revoked(id: bigint): void {
     if (!this.primary) return;
-    const deadline = this.revoking.get(id);
-    if (deadline !== undefined) this.o.onExpiredRevoked?.(id, deadline, this.clock.now());
+    const r = this.revoking.get(id);
+    if (r !== undefined) this.o.onExpiredRevoked?.(id, r.deadline, this.clock.now());
     this.forget(id);
   }
 
@@ -319,21 +319,35 @@ export class Lessor {
     this.arm();
   }
 
+  /**
+   * Proposes the revokes due, as the rate allows. A lease whose revoke is still in the log is
+   * not proposed again (it is looked at again after LEASE_REVOKE_RETRY_MS): under a log slower
+   * than the retry interval, re-proposing would spend the rate on duplicates and starve the
+   * leases that expire next.
+   */
   private expire(now: number): void {
-    for (let top = this.expiry.peek(); top && top.at <= now && this.revokeRate.take(now); top = this.expiry.peek()) {
+    for (let top = this.expiry.peek(); top && top.at <= now; top = this.expiry.peek()) {
       const id = top.key;
+      const r = this.revoking.get(id);
+      if (r?.pending) {
+        this.expiry.set(id, now + LEASE_REVOKE_RETRY_MS);
+        continue;
+      }
+      if (!this.revokeRate.take(now)) return;
       // The first expiry's deadline is kept for onExpiredRevoked; a retry keeps it.
-      if (!this.revoking.has(id)) this.revoking.set(id, top.at);
+      const state = { deadline: r?.deadline ?? top.at, pending: true };
+      this.revoking.set(id, state);
       this.expiry.set(id, now + LEASE_REVOKE_RETRY_MS);
       this.checkpointDue.delete(id);
       const gen = this.generation;
       this.propose({ op: 'leaseRevoke', id }).then(
-        (r) => {
+        (res) => {
+          state.pending = false;
           // Revoked meanwhile by a client (or an earlier attempt): nothing left to retry.
-          if (!r.ok && gen === this.generation) this.forget(id);
+          if (!res.ok && gen === this.generation) this.forget(id);
         },
-        // Not committed (leadership changed, refused): retried after LEASE_REVOKE_RETRY_MS while primary.
-        () => undefined,
+        // Not committed (leadership changed, refused): proposed again at the retry time while primary.
+        () => void (state.pending = false),
       );
     }
   }
