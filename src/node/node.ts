@@ -298,9 +298,8 @@ export class RaftNode<R = unknown> {
    * so whatever the previous leaders recorded is in its state machine. `false`: it stopped
    * leading (told at the first Ready that says so, when the node fails, or when it stops).
    * A listener added while this member leads is told `true` at once. Between the core stepping
-   * down and the `false`, `isLeader` is already false and proposals
-   * are refused, so a listener that proposes only through `propose` cannot act as a deposed
-   * leader.
+   * down and the `false`, `isLeader` is already false and proposals are refused, so a listener
+   * that proposes only through `propose` cannot act as a deposed leader.
    */
   onLeadershipChange(fn: (leading: boolean, term: Term) => void): void {
     this.leadershipListeners.push(fn);
