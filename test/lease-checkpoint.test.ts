@@ -42,7 +42,20 @@ describe('leases across leader changes', () => {
   }
 
   it('a lease without keep-alives expires within its TTL plus one checkpoint interval; a kept-alive one survives', async () => {
-    const ids = await Promise.all(cluster.endpoints.map(async (e) => (await c.status(e)).header.memberId));
+    // Member ids (asked again while a loaded machine is slow to answer).
+    const ids: bigint[] = [];
+    for (const e of cluster.endpoints) {
+      for (let tries = 1; ; tries++) {
+        const s = await c.status(e).catch((err: unknown) => {
+          if (tries >= 20) throw err;
+          return null;
+        });
+        if (s) {
+          ids.push(s.header.memberId);
+          break;
+        }
+      }
+    }
     const deletes = new Map<string, number>();
     const w = c.watch('lc/', { prefix: true, filters: ['NOPUT'] }, (evs: WatchEvent[]) => {
       for (const e of evs) deletes.set(e.kv.key.toString(), Date.now());
