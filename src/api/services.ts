@@ -285,6 +285,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       if (target === 0) throw ERR.badLeaderTransferee();
       if (!m.node.isLeader) throw ERR.notLeader();
       if (target !== m.config.self.raftId) {
+        // The next leader continues every lease from its remaining time, not its full TTL.
+        await m.lessor.checkpointAll();
         try {
           m.node.transferLeadership(target);
         } catch (e) {

@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ByteWriter } from '../lib/bytes.js';
-import { ALARM_COMMAND_TAG, COMMAND_FORMAT_VERSION, decodeRequest, encodeCommand, encodeRequest, requestTooLarge, type Command } from './commands.js';
+import { ALARM_COMMAND_TAG, COMMAND_FORMAT_VERSION, decodeRequest, encodeCommand, encodeRequest, LEASE_CHECKPOINT_BATCH_MAX, LEASE_REMAINING_MS_MAX, requestTooLarge, type Command } from './commands.js';
 import { TXN_NESTING_MAX, type Compare, type DeleteRangeRequest, type PutRequest, type RangeRequest, type RequestOp, type TxnRequest } from './mvcc.js';
 import { KvStateMachine } from './state-machine.js';
 
@@ -79,6 +79,16 @@ const command: fc.Arbitrary<Command> = fc.oneof(
     op: fc.constant('alarm' as const),
     action: fc.constantFrom('activate' as const, 'deactivate' as const),
     member: fc.record({ memberId: fc.oneof(fc.constantFrom(0n, 2n ** 64n - 1n), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })), alarm: fc.constantFrom('NOSPACE' as const, 'CORRUPT' as const) }),
+  }),
+  fc.record({
+    op: fc.constant('leaseCheckpoint' as const),
+    checkpoints: fc.array(
+      fc.record({
+        id: fc.oneof(fc.constant(7n), fc.bigInt({ min: 1n, max: I64_MAX })),
+        remainingMs: fc.oneof(fc.constantFrom(0, 1, 5000, 10_000, 10_001, LEASE_REMAINING_MS_MAX), fc.integer({ min: 0, max: LEASE_REMAINING_MS_MAX })),
+      }),
+      { maxLength: 4 },
+    ),
   }),
 );
 const requestId = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });
@@ -195,7 +205,7 @@ describe('command encoding', () => {
   });
 
   it('random bytes never throw, and whatever decodes applies cleanly', () => {
-    const withHeader = fc.tuple(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.oneof(fc.integer({ min: 0, max: 8 }), fc.constant(ALARM_COMMAND_TAG)), fc.uint8Array({ maxLength: 200 })).map(([id, tag, rest]) => {
+    const withHeader = fc.tuple(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.oneof(fc.integer({ min: 0, max: 9 }), fc.constant(ALARM_COMMAND_TAG)), fc.uint8Array({ maxLength: 200 })).map(([id, tag, rest]) => {
       const w = new ByteWriter();
       w.u8(COMMAND_FORMAT_VERSION);
       w.bigU64(id);
@@ -246,7 +256,6 @@ describe('command encoding', () => {
     refused(enc((w) => w.u8(1), 2), /unknown command format version 2/, 0n);
     refused(Uint8Array.from([COMMAND_FORMAT_VERSION, 1, 2]), /request id/, 0n);
     refused(enc((w) => w.u8(0)), /unknown command 0/);
-    refused(enc((w) => w.u8(8)), /unknown command 8/);
     refused(enc((w) => w.u8(ALARM_COMMAND_TAG - 1)), new RegExp(`unknown command ${ALARM_COMMAND_TAG - 1}`));
     // An alarm: action 1 or 2, a u64 member id, type 1 (NOSPACE) or 2 (CORRUPT); nothing after.
     refused(enc((w) => (w.u8(ALARM_COMMAND_TAG), w.u8(0), w.bigU64(1n), w.u8(1))), /unknown alarm action 0/);
@@ -260,6 +269,15 @@ describe('command encoding', () => {
       id: 42n,
       command: { op: 'alarm', action: 'deactivate', member: { memberId: 2n ** 64n - 1n, alarm: 'CORRUPT' } },
     });
+    refused(enc((w) => w.u8(9)), /unknown command 9/);
+    // leaseCheckpoint: ids positive, remaining times in [0, LEASE_REMAINING_MS_MAX], at most LEASE_CHECKPOINT_BATCH_MAX per entry.
+    refused(enc((w) => (w.u8(8), w.u32(1), w.bigI64(0n), w.bigI64(5n))), /lease id 0 is not positive/);
+    refused(enc((w) => (w.u8(8), w.u32(1), w.bigI64(3n), w.bigI64(-1n))), /remaining time -1 ms is out of range/);
+    refused(enc((w) => (w.u8(8), w.u32(1), w.bigI64(3n), w.bigI64(BigInt(LEASE_REMAINING_MS_MAX) + 1n))), /out of range/);
+    refused(enc((w) => (w.u8(8), w.u32(0xffffffff))), /cannot fit/);
+    const tooMany = Array.from({ length: LEASE_CHECKPOINT_BATCH_MAX + 1 }, (_, i) => ({ id: BigInt(i + 1), remainingMs: 1 }));
+    expect(decodeRequest(encodeCommand({ op: 'leaseCheckpoint', checkpoints: tooMany.slice(1) })).ok).toBe(true);
+    refused(encodeRequest({ id: 42n, command: { op: 'leaseCheckpoint', checkpoints: tooMany } }), new RegExp(`at most ${LEASE_CHECKPOINT_BATCH_MAX}`));
     // leaseGrant with id 0 or negative, negative TTL, TTL beyond 2^53.
     refused(enc((w) => (w.u8(5), w.bigI64(0n), w.bigI64(10n))), /lease id 0 is not positive/);
     refused(enc((w) => (w.u8(5), w.bigI64(-3n), w.bigI64(10n))), /lease id -3 is not positive/);
@@ -296,6 +314,28 @@ describe('command encoding', () => {
     expect(results[0]).toEqual(results[1]);
     expect(results[0]!.r).toEqual({ ok: false, error: { code: 'InvalidArgument', message: 'etcdserver: malformed log entry: unknown command 200' }, revision: 1 });
     expect(results[0]!.seen).toEqual([[99n, 1]]);
+  });
+
+  it('a lease checkpoint records the remaining time of leases that exist, at most their TTL; 0 clears it; a revoke drops it', () => {
+    const { sm, apply } = seeded(); // lease 7, TTL 10 s
+    const cp = (checkpoints: { id: bigint; remainingMs: number }[]) => apply(encodeCommand({ op: 'leaseCheckpoint', checkpoints }));
+    expect(sm.leaseRemainingMs(7n)).toBeUndefined();
+    cp([{ id: 7n, remainingMs: 4200 }, { id: 8n, remainingMs: 100 }]);
+    expect(sm.leaseRemainingMs(7n)).toBe(4200);
+    expect(sm.leaseRemainingMs(8n)).toBeUndefined(); // no lease 8: ignored, as etcd
+    cp([{ id: 7n, remainingMs: 99_000 }]);
+    expect(sm.leaseRemainingMs(7n)).toBe(10_000);
+    // The image carries it.
+    const copy = new KvStateMachine();
+    copy.restore(sm.snapshot(), sm.appliedIndex);
+    expect(copy.leaseRemainingMs(7n)).toBe(10_000);
+    cp([{ id: 7n, remainingMs: 0 }]);
+    expect(sm.leaseRemainingMs(7n)).toBeUndefined();
+    cp([{ id: 7n, remainingMs: 300 }]);
+    apply(encodeCommand({ op: 'leaseRevoke', id: 7n }));
+    expect(sm.leaseRemainingMs(7n)).toBeUndefined();
+    apply(encodeCommand({ op: 'leaseGrant', id: 7n, ttl: 10 }));
+    expect(sm.leaseRemainingMs(7n)).toBeUndefined();
   });
 
   it('the size check is on the encoded bytes', () => {

@@ -44,7 +44,24 @@ export type Command =
   | { readonly op: 'leaseGrant'; readonly id: bigint; readonly ttl: number }
   | { readonly op: 'leaseRevoke'; readonly id: bigint }
   | { readonly op: 'publish'; readonly member: MemberAttributes }
-  | AlarmCommand;
+  | AlarmCommand
+  /**
+   * etcd's LeaseCheckpoint: the leader records how long leases have left, so that a new leader
+   * continues from there instead of from the full TTL. remainingMs 0 clears a checkpoint (the
+   * lease was renewed: a new leader gives it its full TTL again).
+   */
+  | { readonly op: 'leaseCheckpoint'; readonly checkpoints: readonly LeaseCheckpoint[] };
+
+export interface LeaseCheckpoint {
+  readonly id: bigint;
+  /** Milliseconds left on the leader's clock when it proposed the checkpoint; 0 = none (full TTL). */
+  readonly remainingMs: number;
+}
+
+/** Checkpoints in one leaseCheckpoint entry (etcd's maxLeaseCheckpointBatchSize); the decoder refuses more. */
+export const LEASE_CHECKPOINT_BATCH_MAX = 1000;
+/** The largest remaining time a checkpoint can hold: the largest TTL (etcd's MaxLeaseTTL, 9,000,000,000 s) in ms. */
+export const LEASE_REMAINING_MS_MAX = 9_000_000_000_000;
 
 export type CommandValue =
   | { readonly op: 'put'; readonly prevKv?: KeyValue }
@@ -54,7 +71,8 @@ export type CommandValue =
   | { readonly op: 'leaseGrant'; readonly id: bigint; readonly ttl: number }
   | { readonly op: 'leaseRevoke' }
   | { readonly op: 'publish' }
-  | { readonly op: 'alarm'; readonly alarms: AlarmMember[] };
+  | { readonly op: 'alarm'; readonly alarms: AlarmMember[] }
+  | { readonly op: 'leaseCheckpoint' };
 
 // -------------------------------------------------------------------------------------------
 // Alarms (etcd's AlarmRequest ACTIVATE / DEACTIVATE through the log; GET reads the state).
@@ -138,6 +156,7 @@ export type DecodedRequest = ({ readonly ok: true } & LogRequest) | { readonly o
 //   leaseGrant= 5 id:i64 ttl:int          leaseRevoke = 6 id:i64
 //   publish   = 7 member:u64 name:str n:u32 url:str*n   (str = u16 length + UTF-8)
 //   alarm     = 64 action:u8 (1 activate, 2 deactivate) member:u64 alarm:u8 (1 NOSPACE, 2 CORRUPT)
+//   leaseCheckpoint = 8 n:u32 (id:i64 remainingMs:int)*n   (n <= LEASE_CHECKPOINT_BATCH_MAX)
 //   compare   = key rangeEnd result:u8 target:u8 value (int | i64 | bytes by target)
 //   op        = 1 range | 2 put-fields | 3 delete-fields | 4 txn-fields
 //   range     = key rangeEnd limit revision sortOrder:u8 sortTarget:u8 flags:u8 (1 keysOnly,
@@ -155,7 +174,7 @@ const SORT_ORDERS: readonly SortOrder[] = ['none', 'ascend', 'descend'];
 const SORT_TARGETS: readonly SortTarget[] = ['key', 'version', 'create', 'mod', 'value'];
 const COMPARE_RESULTS: readonly CompareResult[] = ['equal', 'greater', 'less', 'notEqual'];
 const COMPARE_TARGETS: readonly Compare['target'][] = ['version', 'create', 'mod', 'value', 'lease'];
-const OPS: readonly Exclude<Command['op'], 'alarm'>[] = ['put', 'deleteRange', 'txn', 'compact', 'leaseGrant', 'leaseRevoke', 'publish'];
+const OPS: readonly Exclude<Command['op'], 'alarm'>[] = ['put', 'deleteRange', 'txn', 'compact', 'leaseGrant', 'leaseRevoke', 'publish', 'leaseCheckpoint'];
 
 const EMPTY = new Uint8Array(0);
 
@@ -260,6 +279,13 @@ function writeCommand(w: ByteWriter, c: Command): void {
       w.str(c.member.name);
       w.u32(c.member.clientUrls.length);
       for (const u of c.member.clientUrls) w.str(u);
+      return;
+    case 'leaseCheckpoint':
+      w.u32(c.checkpoints.length);
+      for (const cp of c.checkpoints) {
+        w.bigI64(cp.id);
+        writeInt(w, cp.remainingMs);
+      }
       return;
     default:
       assertNever(c);
@@ -443,6 +469,19 @@ class Decoder {
         const clientUrls: string[] = [];
         for (let i = this.count(2, 'client URLs'); i > 0; i--) clientUrls.push(this.r.str());
         return { op, member: { id, name, clientUrls } };
+      }
+      case 'leaseCheckpoint': {
+        const n = this.count(16, 'lease checkpoints');
+        if (n > LEASE_CHECKPOINT_BATCH_MAX) this.fail(`${n} lease checkpoints in one entry (at most ${LEASE_CHECKPOINT_BATCH_MAX})`);
+        const checkpoints: LeaseCheckpoint[] = [];
+        for (let i = 0; i < n; i++) {
+          const id = this.r.bigI64();
+          if (id <= 0n) this.fail(`lease id ${id} is not positive`);
+          const remainingMs = this.int('lease remaining time');
+          if (remainingMs < 0 || remainingMs > LEASE_REMAINING_MS_MAX) this.fail(`lease remaining time ${remainingMs} ms is out of range [0, ${LEASE_REMAINING_MS_MAX}]`);
+          checkpoints.push({ id, remainingMs });
+        }
+        return { op, checkpoints };
       }
       default:
         assertNever(op);

@@ -24,7 +24,8 @@ type Op =
   | { op: 'revoke'; id: number }
   | { op: 'compact'; back: number }
   | { op: 'publish'; id: bigint; name: string }
-  | { op: 'alarm'; id: bigint; nospace: boolean; on: boolean };
+  | { op: 'alarm'; id: bigint; nospace: boolean; on: boolean }
+  | { op: 'checkpoint'; id: number; ms: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ op: fc.constant('put' as const), k: fc.nat(6), v: fc.string({ maxLength: 4 }), lease: fc.nat(4) }) },
@@ -35,6 +36,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('compact' as const), back: fc.nat(5) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('publish' as const), id: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), name: fc.string({ maxLength: 5 }) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('alarm' as const), id: fc.oneof(fc.bigInt({ min: 0n, max: 3n }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n })), nospace: fc.boolean(), on: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('checkpoint' as const), id: fc.integer({ min: 1, max: 4 }), ms: fc.integer({ min: 0, max: 120_000 }) }) },
 );
 
 /** A state machine after the ops (refusals skipped, as a member's apply would). */
@@ -69,6 +71,9 @@ function build(ops: readonly Op[]): KvStateMachine {
           break;
         case 'alarm':
           sm.apply({ index: sm.appliedIndex + 1, term: 1, type: 'normal', data: encodeCommand({ op: 'alarm', action: o.on ? 'activate' : 'deactivate', member: { memberId: o.id, alarm: o.nospace ? 'NOSPACE' : 'CORRUPT' } }) });
+          break;
+        case 'checkpoint':
+          sm.apply({ index: sm.appliedIndex + 1, term: 1, type: 'normal', data: encodeCommand({ op: 'leaseCheckpoint', checkpoints: [{ id: BigInt(o.id), remainingMs: o.ms }] }) });
           break;
       }
     } catch (e) {
@@ -180,6 +185,7 @@ describe('snapshot images', () => {
         expect(copy.alarms()).toEqual(sm.alarms());
         // The size kept up write by write equals the size counted afresh from the image.
         expect(copy.store.dbSizeBytes()).toBe(sm.store.dbSizeBytes());
+        for (const id of sm.store.leaseIds()) expect(copy.leaseRemainingMs(id)).toBe(sm.leaseRemainingMs(id));
         expect(restoreChecked(new KvStateMachine(), sm.snapshot())).toBe('restored');
       }),
       { numRuns: 300 },
@@ -374,6 +380,19 @@ describe('snapshot images: each invariant', () => {
       /image.members\[1\].id: member ids not sorted or not unique/,
     ],
   ];
+  // Lease checkpoints, over the valid store (lease 7, TTL 10 s).
+  const withCheckpoints = (cps: unknown) => json({ v: 1, store: { $b: Buffer.from(JSON.stringify(valid())).toString('base64') }, members: [], leaseCheckpoints: cps });
+  const cp = (id: string, remainingMs: unknown) => ({ id: { $n: id }, remainingMs });
+  outer.push(
+    ['checkpoints not an array', withCheckpoints({}), /image.leaseCheckpoints: expected an array, got an object/],
+    ['a checkpoint of a lease the store does not hold', withCheckpoints([cp('8', 100)]), /image.leaseCheckpoints\[0\].id: a checkpoint of lease 8, which the store does not hold/],
+    ['a checkpoint of lease 0', withCheckpoints([cp('0', 100)]), /image.leaseCheckpoints\[0\].id.\$n: 0 is out of range/],
+    ['a checkpoint of 0 ms', withCheckpoints([cp('7', 0)]), /image.leaseCheckpoints\[0\].remainingMs: 0 is out of range \[1, 10000\]/],
+    ['a checkpoint past the TTL', withCheckpoints([cp('7', 10_001)]), /image.leaseCheckpoints\[0\].remainingMs: 10001 is out of range \[1, 10000\]/],
+    ['a checkpoint fractional', withCheckpoints([cp('7', 1.5)]), /remainingMs: expected a safe integer, got 1.5/],
+    ['a lease checkpointed twice', withCheckpoints([cp('7', 5), cp('7', 6)]), /image.leaseCheckpoints\[1\].id: lease checkpoint ids not sorted or not unique/],
+    ['a checkpoint with another field', withCheckpoints([{ ...cp('7', 5), ttl: 3 }]), /image.leaseCheckpoints\[0\]: unknown field "ttl"/],
+  );
   for (const [name, data, message] of outer) {
     it(`refuses a state machine image with ${name}`, () => {
       const sm = build([{ op: 'put', k: 0, v: 'held', lease: 0 }]);
@@ -384,6 +403,15 @@ describe('snapshot images: each invariant', () => {
       expect(sm.appliedIndex).toBe(0);
     });
   }
+
+  it('restores lease checkpoints (and images from before checkpoints, without the field)', () => {
+    const sm = new KvStateMachine();
+    sm.restore(json({ v: 1, store: { $b: Buffer.from(JSON.stringify(valid())).toString('base64') }, members: [], leaseCheckpoints: [cp('7', 4321)] }), 9);
+    expect(sm.leaseRemainingMs(7n)).toBe(4321);
+    expect(JSON.parse(Buffer.from(sm.snapshot()).toString()).leaseCheckpoints).toEqual([cp('7', 4321)]);
+    sm.restore(smImage(valid()), 10);
+    expect(sm.leaseRemainingMs(7n)).toBeUndefined();
+  });
 
   it('restores members and an empty store from its tagged bytes', () => {
     const sm = new KvStateMachine();

@@ -50,12 +50,12 @@ export function parseImageJson(b: Uint8Array, where: string): unknown {
   }
 }
 
-/** A plain JSON object with exactly these fields (own properties; no more, no fewer). */
-export function exactObject(v: unknown, where: string, fields: readonly string[]): Record<string, unknown> {
+/** A plain JSON object with exactly these fields (own properties; no more, no fewer), and perhaps the optional ones. */
+export function exactObject(v: unknown, where: string, fields: readonly string[], optional: readonly string[] = []): Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return imageFail(where, `expected an object, got ${preview(v)}`);
   const o = v as Record<string, unknown>;
   const own = Object.keys(o);
-  for (const f of own) if (!fields.includes(f)) imageFail(where, `unknown field ${preview(f)}`);
+  for (const f of own) if (!fields.includes(f) && !optional.includes(f)) imageFail(where, `unknown field ${preview(f)}`);
   for (const f of fields) if (!Object.prototype.hasOwnProperty.call(o, f)) imageFail(where, `missing field ${preview(f)}`);
   return o;
 }
@@ -87,4 +87,26 @@ export function base64Bytes(v: unknown, where: string): Uint8Array {
   const buf = Buffer.from(v, 'base64');
   if (buf.toString('base64') !== v) imageFail(where, `not canonical base64: ${preview(v)}`);
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength).slice();
+}
+
+/**
+ * The lease checkpoints of a state machine image: `[{id: {"$n": decimal}, remainingMs}]`, ids
+ * ascending and unique, each a lease the store holds (`ttlOf` gives its TTL in seconds, or
+ * undefined), 0 < remainingMs <= that TTL in ms (what KvStateMachine's checkpoint apply keeps).
+ */
+export function readLeaseCheckpoints(v: unknown, where: string, ttlOf: (id: bigint) => number | undefined): { id: bigint; remainingMs: number }[] {
+  const out: { id: bigint; remainingMs: number }[] = [];
+  const list = arrayOf(v, where);
+  for (let i = 0; i < list.length; i++) {
+    const w = `${where}[${i}]`;
+    const cp = exactObject(list[i], w, ['id', 'remainingMs']);
+    const id = decimalBigint(exactObject(cp.id, `${w}.id`, ['$n']).$n, `${w}.id.$n`, 1n, LEASE_ID_MAX);
+    const prev = out.at(-1);
+    if (prev && id <= prev.id) imageFail(`${w}.id`, 'lease checkpoint ids not sorted or not unique');
+    const ttl = ttlOf(id);
+    if (ttl === undefined) imageFail(`${w}.id`, `a checkpoint of lease ${id}, which the store does not hold`);
+    const remainingMs = safeInt(cp.remainingMs, `${w}.remainingMs`, 1, ttl * 1000);
+    out.push({ id, remainingMs });
+  }
+  return out;
 }

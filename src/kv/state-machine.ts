@@ -6,10 +6,10 @@
  */
 import type { StateMachine } from '../node/node.js';
 import type { Entry, Index } from '../raft/types.js';
-import { ALARM_TYPES, decodeRequest, encodeValue, type AlarmCommand, type AlarmMember, type AlarmType, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
+import { ALARM_TYPES, decodeRequest, encodeValue, type AlarmCommand, type AlarmMember, type AlarmType, type ApplyResult, type Command, type CommandValue, type LeaseCheckpoint, type MemberAttributes } from './commands.js';
 import { ERR, KvError, type GrpcCode } from './errors.js';
 import { MvccStore, type KvEvent, type MvccLimits, type TxnRequest } from './mvcc.js';
-import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, SnapshotImageError } from './snapshot-image.js';
+import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, readLeaseCheckpoints, SnapshotImageError } from './snapshot-image.js';
 
 export { SnapshotImageError } from './snapshot-image.js';
 
@@ -24,6 +24,8 @@ interface SnapshotImage {
   readonly members: MemberAttributes[];
   /** The active alarms as [member id (decimal), type], sorted; absent when there is none. */
   readonly alarms?: [string, AlarmType][];
+  /** Checkpointed remaining times, by lease id ascending (optional when reading: images from before checkpoints have none). */
+  readonly leaseCheckpoints?: { id: bigint; remainingMs: number }[];
 }
 
 /**
@@ -47,6 +49,12 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   private readonly limits: Partial<MvccLimits>;
   /** Published member attributes by API member id. */
   readonly members = new Map<bigint, MemberAttributes>();
+  /**
+   * Lease checkpoints (etcd's Lease.remainingTTL): ms a lease had left when the leader last
+   * recorded it. Absent: no checkpoint, a new leader gives the lease its full TTL. Invariant:
+   * every id here is a lease of the store, with 0 < remaining <= its TTL.
+   */
+  private readonly leaseRemaining = new Map<bigint, number>();
   private commitListeners: ((events: readonly KvEvent[], rev: number) => void)[] = [];
   private restoreListeners: (() => void)[] = [];
   private leaseListeners: ((c: LeaseChange) => void)[] = [];
@@ -88,6 +96,11 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
       this.commitListeners = this.commitListeners.filter((f) => f !== commit);
       this.restoreListeners = this.restoreListeners.filter((f) => f !== restore);
     };
+  }
+
+  /** The lease's checkpointed remaining time in ms, or undefined when it has none (or does not exist). */
+  leaseRemainingMs(id: bigint): number | undefined {
+    return this.kv.lease(id) ? this.leaseRemaining.get(id) : undefined;
   }
 
   onLease(fn: (c: LeaseChange) => void): void {
@@ -150,10 +163,12 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
         return { op: 'compact' };
       case 'leaseGrant':
         this.kv.grantLease(c.id, c.ttl);
+        this.leaseRemaining.delete(c.id);
         for (const l of this.leaseListeners) l({ kind: 'granted', id: c.id, ttl: c.ttl });
         return { op: 'leaseGrant', id: c.id, ttl: c.ttl };
       case 'leaseRevoke':
         this.kv.revokeLease(c.id);
+        this.leaseRemaining.delete(c.id);
         for (const l of this.leaseListeners) l({ kind: 'revoked', id: c.id });
         return { op: 'leaseRevoke' };
       case 'publish':
@@ -161,6 +176,23 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
         return { op: 'publish' };
       case 'alarm':
         return { op: 'alarm', alarms: this.runAlarm(c) };
+      case 'leaseCheckpoint':
+        this.checkpoint(c.checkpoints);
+        return { op: 'leaseCheckpoint' };
+    }
+  }
+
+  /**
+   * As etcd's lessor.Checkpoint: a checkpoint of a lease that no longer exists is ignored (it
+   * was revoked after the leader proposed it); a remaining time beyond the TTL is held to it.
+   */
+  private checkpoint(cps: readonly LeaseCheckpoint[]): void {
+    for (const cp of cps) {
+      const l = this.kv.lease(cp.id);
+      if (!l) continue;
+      const ms = Math.min(cp.remainingMs, l.ttl * 1000);
+      if (ms === 0) this.leaseRemaining.delete(cp.id);
+      else this.leaseRemaining.set(cp.id, ms);
     }
   }
 
@@ -186,7 +218,12 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   snapshot(): Uint8Array {
     const members = [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const alarms = this.alarmList.map((a): [string, AlarmType] => [a.memberId.toString(), a.alarm]);
-    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members, ...(alarms.length > 0 ? { alarms } : {}) };
+    // Only leases the store holds (the invariant; kept even if a lease left the store some other way).
+    const leaseCheckpoints = [...this.leaseRemaining]
+      .filter(([id]) => this.kv.lease(id) !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, remainingMs]) => ({ id, remainingMs }));
+    // Optional sections are written only when non-empty: an image without them is byte-identical to one from before they existed.
+    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members, ...(leaseCheckpoints.length > 0 ? { leaseCheckpoints } : {}), ...(alarms.length > 0 ? { alarms } : {}) };
     return encodeValue(image);
   }
 
@@ -202,6 +239,8 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     this.members.clear();
     for (const m of image.members) this.members.set(m.id, m);
     this.alarmList = image.alarms;
+    this.leaseRemaining.clear();
+    for (const cp of image.leaseCheckpoints) this.leaseRemaining.set(cp.id, cp.remainingMs);
     this.applied = index;
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
     for (const l of this.restoreListeners) l();
@@ -215,12 +254,10 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
  * the shape); the store's own image is checked by MvccStore.restore. Empty bytes: an empty
  * state machine (what a member without a snapshot restores).
  */
-function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[]; alarms: AlarmMember[] } {
+function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[]; leaseCheckpoints: LeaseCheckpoint[]; alarms: AlarmMember[] } {
   try {
-    if (data.length === 0) return { store: new MvccStore(limits), members: [], alarms: [] };
-    const json = parseImageJson(data, 'image');
-    const withAlarms = json !== null && typeof json === 'object' && Object.prototype.hasOwnProperty.call(json, 'alarms');
-    const o = exactObject(json, 'image', withAlarms ? ['v', 'store', 'members', 'alarms'] : ['v', 'store', 'members']);
+    if (data.length === 0) return { store: new MvccStore(limits), members: [], leaseCheckpoints: [], alarms: [] };
+    const o = exactObject(parseImageJson(data, 'image'), 'image', ['v', 'store', 'members'], ['leaseCheckpoints', 'alarms']);
     if (o.v !== 1) imageFail('image.v', `unknown state machine image version ${preview(o.v)}`);
     const storeBytes = base64Bytes(exactObject(o.store, 'image.store', ['$b']).$b, 'image.store.$b');
     const members: MemberAttributes[] = [];
@@ -235,8 +272,10 @@ function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: Mvcc
       const clientUrls = arrayOf(m.clientUrls, `${w}.clientUrls`).map((u, j) => (typeof u === 'string' ? u : imageFail(`${w}.clientUrls[${j}]`, `expected a string, got ${preview(u)}`)));
       members.push({ id, name: m.name, clientUrls });
     }
-    const alarms = withAlarms ? readAlarms(o.alarms) : [];
-    return { store: MvccStore.restore(storeBytes, limits), members, alarms };
+    const alarms = o.alarms === undefined ? [] : readAlarms(o.alarms);
+    const store = MvccStore.restore(storeBytes, limits);
+    const leaseCheckpoints = o.leaseCheckpoints === undefined ? [] : readLeaseCheckpoints(o.leaseCheckpoints, 'image.leaseCheckpoints', (id) => store.lease(id)?.ttl);
+    return { store, members, leaseCheckpoints, alarms };
   } catch (e) {
     if (e instanceof SnapshotImageError) throw new SnapshotImageError(`invalid state machine snapshot image: ${e.message}`, { cause: e });
     throw e;

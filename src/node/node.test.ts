@@ -67,6 +67,28 @@ describe('RaftNode', () => {
     await waitFor('followers to apply', () => (ms.every((m) => m.sm.total === 12) ? true : undefined));
   });
 
+  it('leadership as events: true once the leader applied its term\'s first entry, false when it steps down', async () => {
+    const net = new MemoryNetwork();
+    const ms = await Promise.all([1, 2, 3].map((id) => startMember(net, id, new MemoryStorage(conf))));
+    const events: string[] = [];
+    for (const m of ms) m.node.onLeadershipChange((leading, term) => events.push(`${m.node.id} ${leading ? 'leads' : 'stops'} ${term}`));
+    const leader = await waitFor('a leader', () => leaderOf(ms));
+    await waitFor('its event', () => (events.length > 0 ? true : undefined));
+    const term = leader.node.status().term;
+    expect(events).toEqual([`${leader.node.id} leads ${term}`]);
+    const target = ms.find((m) => m !== leader)!;
+    leader.node.transferLeadership(target.node.id);
+    await waitFor('the new leader\'s event', () => (events.length === 3 ? true : undefined));
+    const term2 = target.node.status().term;
+    expect(events).toEqual([`${leader.node.id} leads ${term}`, `${leader.node.id} stops ${term}`, `${target.node.id} leads ${term2}`]);
+    // A listener added while leading is told at once; stopping ends the leadership.
+    const late: boolean[] = [];
+    target.node.onLeadershipChange((l) => late.push(l));
+    expect(late).toEqual([true]);
+    await target.node.stop();
+    expect(late).toEqual([true, false]);
+  });
+
   it('a follower refuses proposals naming the leader, and serves linearizable reads', async () => {
     const net = new MemoryNetwork();
     const ms = await Promise.all([1, 2, 3].map((id) => startMember(net, id, new MemoryStorage(conf))));

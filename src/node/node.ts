@@ -194,6 +194,10 @@ export class RaftNode<R = unknown> {
   private lastApplied: Index = 0;
   /** The leader as the last Ready's soft state named it (for NodeObserver.leaderChanged). */
   private knownLeader: NodeId = 0;
+  /** What the leadership listeners were last told (see onLeadershipChange). */
+  private leading = false;
+  private leadingTerm: Term = 0;
+  private leadershipListeners: ((leading: boolean, term: Term) => void)[] = [];
 
   private constructor(core: RaftCore, o: RaftNodeOptions<R>) {
     this.core = core;
@@ -306,6 +310,31 @@ export class RaftNode<R = unknown> {
     return this.failed === null ? this.core.leader : 0;
   }
 
+  /**
+   * Leadership as events, for what only a leader may do (etcd's lessor Promote/Demote).
+   * `true`: this member leads `term` and has applied every entry committed before its term —
+   * told when it applies its own term's first (empty) entry, as etcd promotes its lessor then,
+   * so whatever the previous leaders recorded is in its state machine. `false`: it stopped
+   * leading (told at the first Ready that says so, when the node fails, or when it stops).
+   * A listener added while this member leads is told `true` at once. Between the core stepping
+   * down and the `false`, `isLeader` is already false and proposals are refused, so a listener
+   * that proposes only through `propose` cannot act as a deposed leader.
+   */
+  onLeadershipChange(fn: (leading: boolean, term: Term) => void): void {
+    this.leadershipListeners.push(fn);
+    // Added while leading: told at once, as if it had listened from the start.
+    if (this.leading) fn(true, this.leadingTerm);
+  }
+
+  private setLeading(leading: boolean, term: Term): void {
+    // Deposed and elected again between two Readies: the old term's leadership ended first.
+    if (leading && this.leading && term !== this.leadingTerm) this.setLeading(false, this.leadingTerm);
+    if (this.leading === leading) return;
+    this.leading = leading;
+    if (leading) this.leadingTerm = term;
+    for (const l of this.leadershipListeners) l(leading, leading ? term : this.leadingTerm);
+  }
+
   /** The error that stopped this member (a storage failure, a bug), or null while it runs. */
   get failure(): Error | null {
     return this.failed;
@@ -340,6 +369,7 @@ export class RaftNode<R = unknown> {
     this.tickTimer?.cancel();
     this.kick();
     await this.loopDone;
+    this.setLeading(false, this.core.currentTerm);
     this.failPending(new StoppedError('node stopped'));
     await this.o.transport.close();
     try {
@@ -429,6 +459,7 @@ export class RaftNode<R = unknown> {
       this.o.logger?.warn(`${this.id} stopping after an error in the Ready loop: ${err.message}`);
       this.stopped = true;
       this.tickTimer?.cancel();
+      this.setLeading(false, this.core.currentTerm);
       // Nothing pending can complete now: fail it at once rather than when the owner stops us.
       this.failPending(new StoppedError(`node stopped after an error: ${err.message}`));
       this.reportFailure(err);
@@ -440,6 +471,7 @@ export class RaftNode<R = unknown> {
       this.knownLeader = rd.softState.leader;
       this.o.observer?.leaderChanged?.(rd.softState.leader, this.core.currentTerm);
     }
+    if (rd.softState && rd.softState.role !== 'leader') this.setLeading(false, this.core.currentTerm);
     // Thesis §10.2.1: a leader's appends and heartbeats of its current term go out before its
     // own write completes (the core counts the leader towards a quorum only for entries it has
     // made durable, on advance). Everything else waits for the write: votes and
@@ -483,6 +515,8 @@ export class RaftNode<R = unknown> {
     let result: unknown;
     if (e.type === 'normal' && e.data.length > 0) result = this.o.stateMachine.apply(e);
     this.lastApplied = e.index;
+    // A leader's own empty entry: everything before its term is applied (onLeadershipChange).
+    if (e.type === 'normal' && e.data.length === 0 && e.term === this.core.currentTerm && this.core.currentRole === 'leader') this.setLeading(true, e.term);
     this.appliedSinceSnapshot++;
     const w = this.proposals.get(e.index);
     if (!w) return;

@@ -411,15 +411,10 @@ export class EtcdMember {
 
   /** Leader: renews a lease or reads its time to live for a follower. */
   private answerLease(from: NodeId, callId: number, op: LeaseOp, leaseId: bigint): void {
-    let ttl: number | null = null;
-    if (this.node.isLeader) {
-      try {
-        ttl = op === 'renew' ? this.lessor.renew(leaseId) : this.lessor.remaining(leaseId);
-      } catch {
-        ttl = null;
-      }
-    }
-    this.channel.sendMember(from, encodePeerCall({ type: 'leaseAnswer', callId, ok: ttl !== null, ttl: ttl ?? 0 }));
+    const send = (ttl: number | null): void => void this.channel.sendMember(from, encodePeerCall({ type: 'leaseAnswer', callId, ok: ttl !== null, ttl: ttl ?? 0 }));
+    // Not the primary lessor (yet, or any more): ok false, the follower asks again.
+    if (op === 'renew') this.lessor.renew(leaseId).then(send, () => send(null));
+    else send(this.lessor.remaining(leaseId));
   }
 
   /** Renews a lease on the leader (asked of it over the peer channel from a follower); TTL 0 when unknown. */
@@ -436,9 +431,12 @@ export class EtcdMember {
     const deadline = Date.now() + this.config.requestTimeoutMs;
     for (;;) {
       if (this.stopped) throw ERR.stopped();
-      if (this.node.isLeader) return op === 'renew' ? this.lessor.renew(leaseId) : this.lessor.remaining(leaseId);
       const leader = this.node.leader;
-      if (leader !== 0) {
+      if (this.node.isLeader) {
+        // null: not the primary lessor yet (its term's first entry not applied) or any more.
+        const r = op === 'renew' ? await this.lessor.renew(leaseId) : this.lessor.remaining(leaseId);
+        if (r !== null) return r;
+      } else if (leader !== 0) {
         const r = await this.leaseCall(leader, op, leaseId, Math.min(deadline, Date.now() + LEASE_CALL_ATTEMPT_MS));
         if (r !== null) return r;
       }
