@@ -17,6 +17,7 @@ import type { Logger } from '../raft/config.js';
 import type { NodeId } from '../raft/types.js';
 import { DiskStorage } from '../storage/storage.js';
 import { FRAME_BYTES_MAX, MEMBER_FRAME_HEADER_BYTES } from '../transport/codec.js';
+import { loadTls } from './tls.js';
 import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel } from '../transport/tcp.js';
 import type { InitialMember, ServerConfig } from './config.js';
 import { faultyFs, faultyTransport, noFaults, type FaultState } from './faults.js';
@@ -92,6 +93,8 @@ export class EtcdMember {
 
   static async start(config: ServerConfig, logger: Logger): Promise<EtcdMember> {
     const m = new EtcdMember(config, logger);
+    // Before storage is opened: unusable certificate files stop the member at once.
+    const peerTls = config.peerTls ? loadTls('peer', config.peerTls, [...config.listenPeerUrls, ...config.initialAdvertisePeerUrls.map((u) => new URL(u))], logger) : null;
     await mkdir(config.dataDir, { recursive: true });
     const voters = config.initialCluster.map((x) => x.raftId);
     const storage = await DiskStorage.open(
@@ -105,7 +108,7 @@ export class EtcdMember {
         .filter((x) => x.raftId !== config.self.raftId)
         .map((x) => {
           const u = new URL(x.peerUrls[0]!);
-          return [x.raftId, { host: u.hostname, port: Number(u.port) }] as const;
+          return [x.raftId, { host: u.hostname, port: Number(u.port), tls: u.protocol === 'https:' }] as const;
         }),
     );
     // A forward carries a request of up to --max-request-bytes in one peer frame.
@@ -118,6 +121,17 @@ export class EtcdMember {
       peers,
       // Far longer than any heartbeat interval: a leader's heartbeats keep its connections busy.
       idleTimeoutMs: Math.max(PEER_IDLE_TIMEOUT_MS, 3 * config.electionMs),
+      ...(peerTls
+        ? {
+            tls: {
+              files: peerTls,
+              listen: listen.protocol === 'https:',
+              clientCertAuth: config.peerTls!.clientCertAuth,
+              allowedCn: config.peerTls!.allowedCn,
+              verifyPeer: !config.peerTls!.autoTls,
+            },
+          }
+        : {}),
       logger,
     });
     m.channel = config.unsafeFaultInjection ? faultyTransport(m.transport, m.faults) : m.transport;

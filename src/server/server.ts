@@ -11,6 +11,7 @@ import type { Logger } from '../raft/config.js';
 import type { ServerConfig } from './config.js';
 import { faultRoute } from './faults.js';
 import { EtcdMember } from './member.js';
+import { loadTls } from './tls.js';
 
 /** gRPC's receive limit (etcd: max request bytes + 512 KiB; 2 MiB at the default). */
 export const GRPC_RECEIVE_BYTES_MAX = 2 * 1024 * 1024;
@@ -43,6 +44,8 @@ export interface RunningServer {
 }
 
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+  // Before the member starts: unusable certificate files stop the server at once.
+  const clientTls = config.clientTls ? loadTls('client', config.clientTls, [...config.listenClientUrls, ...config.advertiseClientUrls.map((u) => new URL(u))], logger) : null;
   const member = await EtcdMember.start(config, logger);
   const sizes = new WeakMap<object, number>();
   const server = new grpc.Server({
@@ -115,7 +118,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     })());
   try {
     for (const u of config.listenClientUrls) {
-      listeners.push(await serveOnOnePort({ host: u.hostname, port: Number(u.port), grpcServer: server, http: gateway, limits, budget }));
+      const tls = u.protocol === 'https:' && clientTls ? { files: clientTls, clientCertAuth: config.clientTls!.clientCertAuth, log: logger } : undefined;
+      listeners.push(await serveOnOnePort({ host: u.hostname, port: Number(u.port), grpcServer: server, http: gateway, limits, budget, tls }));
     }
   } catch (e) {
     // A port already taken (EADDRINUSE): nothing of this server may stay up.
