@@ -146,7 +146,10 @@ export class Connections {
     while (state !== READY) {
       if (state === SHUTDOWN) throw new DialError(endpoint, 'client is closed');
       // Failing now or still backing off from a failure: grpc-js reconnects after its backoff.
-      if (state === TRANSIENT_FAILURE) throw new DialError(endpoint, (await diagnoseTls(endpoint, this.tls)) ?? 'connection failed');
+      if (state === TRANSIENT_FAILURE) {
+        const why = await diagnoseTls(endpoint, this.tls);
+        throw why ? new DialError(endpoint, why, true) : new DialError(endpoint, 'connection failed');
+      }
       const changed = await new Promise<boolean>((resolve) => ch.watchConnectivityState(state, deadline, (err) => resolve(!err)));
       if (!changed) throw new DialError(endpoint, `dial timeout (${this.dialTimeoutMs} ms)`);
       state = ch.getConnectivityState(true);
@@ -173,6 +176,8 @@ export class Connections {
     }
     let last: ClientError | undefined;
     for (let round = 1; round <= MAX_ROUNDS; round++) {
+      // Every endpoint failed at TLS (certificates): another round would fail the same way.
+      let tlsOnly = true;
       for (const ep of this.order()) {
         try {
           await this.dial(ep);
@@ -182,9 +187,11 @@ export class Connections {
         } catch (e) {
           last = toClientError(e, ep);
           if (this.closed || !retryable(last, o.retry)) throw last;
+          if (!(last instanceof DialError && last.tls)) tlsOnly = false;
           this.markFailed(ep);
         }
       }
+      if (tlsOnly) break;
       if (round < MAX_ROUNDS) await sleep(ROUND_BACKOFF_MS * round);
     }
     throw last!;
