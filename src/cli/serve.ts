@@ -9,26 +9,13 @@
  * Either way the process ends: it never lingers accepting connections.
  */
 import type { Command } from 'commander';
-import { ConfigError, configWarnings, resolveConfig, withEnv, type RawConfig, type ServerConfig } from '../server/config.js';
+import { ConfigError, configWarnings, plainPeerWarnings, resolveConfig, withEnv, type RawConfig } from '../server/config.js';
 import type { Logger } from '../raft/config.js';
 
 /** The member failed while running (storage, Ready loop). */
 export const EXIT_FATAL = 1;
 /** Bad configuration, or the member could not start. */
 export const EXIT_CANNOT_START = 2;
-
-/** Loopback: 127.0.0.0/8, ::1 and localhost. */
-const isLoopback = (host: string): boolean => /^127\.\d+\.\d+\.\d+$/.test(host) || host === '[::1]' || host === '::1' || host === 'localhost';
-
-/**
- * A plain (http://) peer URL listening beyond loopback: whoever reaches the port can send Raft
- * messages as a member (README: Security).
- */
-export function plainPeerWarnings(config: ServerConfig): string[] {
-  return config.listenPeerUrls
-    .filter((u) => u.protocol === 'http:' && !isLoopback(u.hostname))
-    .map((u) => `the peer URL ${u.protocol}//${u.host} listens beyond loopback without TLS: anyone who can reach it can act as a member (forge Raft messages); use https:// peer URLs with --peer-client-cert-auth, or make the port reachable by members only`);
-}
 
 export function registerServe(program: Command): void {
   program

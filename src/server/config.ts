@@ -472,3 +472,16 @@ function resolveWith(input: RawConfig, warnings: string[]): ServerConfig {
     peerTls,
   };
 }
+
+/** Loopback: 127.0.0.0/8, ::1 and localhost. */
+const isLoopback = (host: string): boolean => /^127\.\d+\.\d+\.\d+$/.test(host) || host === '[::1]' || host === '::1' || host === 'localhost';
+
+/**
+ * A plain (http://) peer URL listening beyond loopback: whoever reaches the port can send Raft
+ * messages as a member (README: Security).
+ */
+export function plainPeerWarnings(config: Pick<ServerConfig, 'listenPeerUrls'>): string[] {
+  return config.listenPeerUrls
+    .filter((u) => u.protocol === 'http:' && !isLoopback(u.hostname))
+    .map((u) => `the peer URL ${u.protocol}//${u.host} listens beyond loopback without TLS: anyone who can reach it can act as a member (forge Raft messages); use https:// peer URLs with --peer-client-cert-auth, or make the port reachable by members only`);
+}
