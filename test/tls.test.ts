@@ -8,7 +8,8 @@
  * over TLS against both, and the JSON gateway over HTTPS.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -148,4 +149,40 @@ describe.skipIf(missing.length > 0)('TLS on the client port: Flotilla answers as
     expect(refused.code).not.toBe(0);
     expect(refused.stdout).toBe('');
   });
+});
+
+describe.skipIf(missing.length > 0)('--auto-tls and --peer-auto-tls: self-signed certificates in the data dir, as etcd', () => {
+  let flotilla: Cluster;
+  let etcd: Cluster;
+  beforeAll(async () => {
+    const o = { size: 1, clientTls: true, peerTls: true, extraArgs: ['--auto-tls', '--peer-auto-tls'], healthTls: { insecure: true } };
+    [flotilla, etcd] = await Promise.all([startCluster('flotilla', o), startCluster('etcd', o)]);
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all([flotilla?.stop(), etcd?.stop()]);
+  });
+
+  it('etcdctl --insecure-skip-tls-verify: the same answers; the certificate is in <data-dir>/fixtures/client; our CLI says it is self-signed', async () => {
+    const session = async (c: Cluster) => {
+      const e = [`--endpoints=${c.members[0]!.clientUrl}`, '--dial-timeout=1s', '--command-timeout=2s'];
+      const skip = ['--insecure-transport=false', '--insecure-skip-tls-verify'];
+      return [
+        await run([ETCDCTL!], [...e, ...skip, 'put', 'auto', 'tls']),
+        await run([ETCDCTL!], [...e, ...skip, 'get', 'auto']),
+        // etcdctl 3.4's quirk: --insecure-skip-tls-verify alone keeps TLS off (fails on both).
+        await run([ETCDCTL!], [...e, '--insecure-skip-tls-verify', 'get', 'auto']),
+        // TLS, verifying the self-signed certificate with the system's CAs: refused.
+        await run([ETCDCTL!], [...e, '--insecure-transport=false', 'get', 'auto']),
+      ];
+    };
+    const [ours, theirs] = await Promise.all([session(flotilla), session(etcd)]);
+    expect(ours).toEqual(theirs);
+    expect(theirs.map((r) => r.code)).toEqual([0, 0, 1, 1]);
+    expect(theirs[1]!.stdout).toBe('auto\ntls\n');
+    const cert = new X509Certificate(readFileSync(join(flotilla.members[0]!.dataDir, 'fixtures/client/cert.pem')));
+    expect(cert.checkIP('127.0.0.1')).toBe('127.0.0.1');
+    expect(existsSync(join(flotilla.members[0]!.dataDir, 'fixtures/peer/key.pem'))).toBe(true);
+    const cli = await run([process.execPath, FLOTILLA_BIN], ['get', 'auto', `--endpoints=${flotilla.members[0]!.clientUrl}`]);
+    expect(cli.error).toMatch(/the server's certificate is not signed by a trusted CA \(DEPTH_ZERO_SELF_SIGNED_CERT\)/);
+  }, 60_000);
 });

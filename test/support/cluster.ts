@@ -70,7 +70,10 @@ export interface ClusterOptions {
 }
 
 export interface HealthTls {
-  readonly ca: string;
+  /** Check the server's certificate with this CA; without it, `insecure` must be set. */
+  readonly ca?: string;
+  /** Do not verify the server's certificate (auto TLS). */
+  readonly insecure?: boolean;
   readonly cert?: string;
   readonly key?: string;
 }
@@ -93,7 +96,7 @@ function httpsHealthy(url: string, t: HealthTls): Promise<boolean> {
   return new Promise((resolve) => {
     const req = httpsRequest(
       `${url}/health`,
-      { ca: readFileSync(t.ca), ...(t.cert ? { cert: readFileSync(t.cert), key: readFileSync(t.key!) } : {}), timeout: 1000 },
+      { ...(t.ca ? { ca: readFileSync(t.ca) } : {}), rejectUnauthorized: !t.insecure, ...(t.cert ? { cert: readFileSync(t.cert), key: readFileSync(t.key!) } : {}), timeout: 1000 },
       (res) => {
         let body = '';
         res.on('data', (c: Buffer) => (body += c.toString()));
