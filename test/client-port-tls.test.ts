@@ -16,6 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConnectionBudget, serveOnOnePort, type Listener } from '../src/api/http.js';
 import { CLIENT_CN_METADATA, clientCertCommonName } from '../src/api/tls-identity.js';
 import { TlsFiles } from '../src/lib/tls-files.js';
+import { opensslCiphers } from '../src/server/config.js';
 import { issue, makeCa, type KeyPair } from './support/certs.js';
 
 const ident = (b: Buffer) => b;
@@ -46,10 +47,10 @@ afterEach(async () => {
 const log: string[] = [];
 const tlsLog = { info: (m: string) => log.push(m), warn: (m: string) => log.push(m) };
 
-async function listen(o: { tls: boolean; certFile?: string; keyFile?: string; handshakeTimeoutMs?: number; budget?: number }): Promise<Listener> {
+async function listen(o: { tls: boolean; certFile?: string; keyFile?: string; handshakeTimeoutMs?: number; budget?: number; ciphers?: string }): Promise<Listener> {
   const g = new grpc.Server();
   g.addService(ECHO, { WhoAmI: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(clientCertCommonName(call) ?? '(none)')) });
-  const files = o.tls ? new TlsFiles({ certFile: o.certFile ?? server.cert, keyFile: o.keyFile ?? server.key, caFile: ca.cert }, tlsLog, 'client TLS') : null;
+  const files = o.tls ? new TlsFiles({ certFile: o.certFile ?? server.cert, keyFile: o.keyFile ?? server.key, caFile: ca.cert, ciphers: o.ciphers ?? null }, tlsLog, 'client TLS') : null;
   const l = await serveOnOnePort({
     host: '127.0.0.1',
     port: 0,
@@ -145,5 +146,20 @@ describe('client port TLS', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(await whoAmI(l.port, mtls())).toBe('alice');
+  });
+
+  it('--cipher-suites (mapped to OpenSSL names) limits TLS 1.2; TLS 1.3 keeps its suites, as in Go', async () => {
+    const l = await listen({ tls: true, ciphers: opensslCiphers('TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305')! });
+    const hello = (o: { maxVersion?: 'TLSv1.2'; ciphers?: string }) =>
+      new Promise<string>((resolve) => {
+        const s = tlsConnect({ host: '127.0.0.1', port: l.port, ca: readFileSync(ca.cert), cert: readFileSync(alice.cert), key: readFileSync(alice.key), ...o }, () => {
+          resolve(`${s.getProtocol()} ${s.getCipher().name}`);
+          s.destroy();
+        });
+        s.on('error', (e: NodeJS.ErrnoException) => resolve(`refused: ${e.code}`));
+      });
+    expect(await hello({ maxVersion: 'TLSv1.2' })).toBe('TLSv1.2 ECDHE-ECDSA-CHACHA20-POLY1305');
+    expect(await hello({ maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' })).toMatch(/^refused: /);
+    expect(await hello({})).toMatch(/^TLSv1\.3 /);
   });
 });
