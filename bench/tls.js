@@ -4,7 +4,9 @@
  * concurrent gRPC clients (one HTTP/2 connection each, 256-byte values, 1,000 keys) against
  * the leader of a 3-member cluster, without TLS and with TLS everywhere (https:// client URLs
  * with --client-cert-auth, https:// peer URLs with --peer-client-cert-auth; ECDSA P-256
- * certificates made with openssl), for Flotilla and, unless --no-etcd, real etcd.
+ * certificates made with openssl), for Flotilla and, unless --no-etcd, real etcd. Also the
+ * members' CPU time per operation (from /proc), which shows TLS's cost even on a shared machine
+ * where throughput is set by contention.
  *
  *   npm run build && node bench/tls.js [--seconds S] [--clients 64] [--ops put,get] [--no-etcd]
  */
@@ -43,6 +45,16 @@ function makeCerts(dir) {
     ossl(['x509', '-req', '-in', join(dir, `${name}.csr`), '-CA', join(dir, 'ca.pem'), '-CAkey', join(dir, 'ca-key.pem'), '-CAcreateserial', '-days', '2', '-extfile', join(dir, 'ext'), '-out', join(dir, `${name}.pem`)]);
   }
   return { ca: join(dir, 'ca.pem'), server: join(dir, 'server.pem'), serverKey: join(dir, 'server-key.pem'), client: join(dir, 'client.pem'), clientKey: join(dir, 'client-key.pem') };
+}
+
+/** CPU time (user + system) a process has used, ms, from /proc (Linux; clock ticks of 10 ms). */
+function cpuMs(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
 }
 
 function credentials(tls, certs) {
@@ -93,8 +105,9 @@ async function run(endpoint, creds, clients, seconds, op) {
   const value = Buffer.alloc(256, 7);
   const conns = Array.from({ length: clients }, (_, i) => new KV(endpoint, creds, { 'grpc.channel_id': i }));
   // Connect (and handshake) before the clock starts.
-  await Promise.all(conns.map((c) => call(c, 'Range', { key: Buffer.from('warm') })));
+  await Promise.all(conns.map((c) => call(c, 'Range', { key: Buffer.from('warm') }, 60_000).catch(() => undefined)));
   const lat = [];
+  let errors = 0;
   const until = performance.now() + seconds * 1000;
   await Promise.all(
     conns.map(async (c, i) => {
@@ -102,16 +115,20 @@ async function run(endpoint, creds, clients, seconds, op) {
       while (performance.now() < until) {
         const key = Buffer.from(`bench/${(i * 7919 + n++) % 1000}`);
         const t0 = performance.now();
-        if (op === 'put') await call(c, 'Put', { key, value });
-        else await call(c, 'Range', { key });
-        lat.push(performance.now() - t0);
+        try {
+          if (op === 'put') await call(c, 'Put', { key, value });
+          else await call(c, 'Range', { key });
+          lat.push(performance.now() - t0);
+        } catch {
+          errors++; // e.g. a request timeout on an overloaded machine: counted, not fatal
+        }
       }
     }),
   );
   conns.forEach((c) => c.close());
   lat.sort((a, b) => a - b);
   const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
-  return { ops: lat.length / seconds, p50: q(0.5), p99: q(0.99) };
+  return { ops: lat.length / seconds, p50: q(0.5), p99: q(0.99), errors };
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'flotilla-bench-tls-'));
@@ -129,17 +146,29 @@ try {
       const creds = credentials(tls, certs);
       for (const op of ops) {
         for (const n of counts) {
+          const cpu0 = c.members.reduce((a, m) => a + cpuMs(m.proc.pid), 0);
           const r = await run(`127.0.0.1:${c.leader.client}`, creds, n, o.seconds, op);
+          // Server CPU per operation, all three members: what TLS costs even when the machine is
+          // shared and throughput is set by contention.
+          r.cpuMsPerOp = (c.members.reduce((a, m) => a + cpuMs(m.proc.pid), 0) - cpu0) / (r.ops * o.seconds);
           results[`${kind} ${tls} ${op} ${n}`] = r;
-          console.log(`${kind.padEnd(8)} ${tls ? 'TLS  ' : 'plain'} ${op} ${String(n).padStart(3)} clients: ${r.ops.toFixed(0).padStart(7)} ops/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms`);
+          console.log(`${kind.padEnd(8)} ${tls ? 'TLS  ' : 'plain'} ${op} ${String(n).padStart(3)} clients: ${r.ops.toFixed(0).padStart(7)} ops/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}  server CPU ${r.cpuMsPerOp.toFixed(3)} ms/op`);
         }
       }
       for (const m of c.members) m.proc.kill('SIGKILL');
       await sleep(300);
     }
   }
-  console.log('\nTLS / plain (ops/s):');
-  for (const kind of kinds) for (const op of ops) for (const n of counts) console.log(`  ${kind.padEnd(8)} ${op} ${String(n).padStart(3)} clients: ${(results[`${kind} true ${op} ${n}`].ops / results[`${kind} false ${op} ${n}`].ops).toFixed(2)}`);
+  console.log('\nTLS / plain (ops/s; server CPU per op):');
+  for (const kind of kinds) {
+    for (const op of ops) {
+      for (const n of counts) {
+        const t = results[`${kind} true ${op} ${n}`];
+        const p = results[`${kind} false ${op} ${n}`];
+        console.log(`  ${kind.padEnd(8)} ${op} ${String(n).padStart(3)} clients: ${(t.ops / p.ops).toFixed(2)}; ${(t.cpuMsPerOp / p.cpuMsPerOp).toFixed(2)}`);
+      }
+    }
+  }
 } finally {
   for (const c of running) for (const m of c.members) m.proc.kill('SIGKILL');
   await sleep(300);
