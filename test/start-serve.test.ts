@@ -64,7 +64,9 @@ describe('flotilla start', () => {
 describe('flotilla serve', () => {
   it('refuses bad flags and environment with a readable message, exit 2', () => {
     const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
-      [['--listen-client-urls', 'https://127.0.0.1:1'], {}, /flotilla serve: --listen-client-urls: "https:\/\/127.0.0.1:1": TLS is not supported yet/],
+      [['--listen-client-urls', 'https://127.0.0.1:1'], {}, /flotilla serve: TLS key\/cert \(--cert-file, --key-file\) must be provided for client URLs with the https scheme \(or --auto-tls\)/],
+      // Certificate files are loaded before anything starts (here the certificate from FLOTILLA_CERT_FILE).
+      [['--listen-client-urls', 'https://127.0.0.1:1', '--key-file', '/nonexistent/k.pem'], { FLOTILLA_CERT_FILE: '/nonexistent/c.pem' }, /fatal: cannot start: ENOENT: no such file or directory, stat '\/nonexistent\/c\.pem'; exiting with code 2/],
       [['--name', 'x', '--initial-cluster', 'y=http://127.0.0.1:1'], {}, /--initial-cluster has no member named "x"/],
       [[], { FLOTILLA_ELECTION_TIMEOUT: 'soon' }, /--election-timeout: "soon" is not a non-negative integer/],
       [['--log-level', 'verbose'], {}, /flotilla serve: --log-level: "verbose" is not one of debug, info, warn, error/],

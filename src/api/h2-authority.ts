@@ -23,11 +23,16 @@
  *   with GOAWAY ENHANCE_YOUR_CALM "too_many_pings". On a connection without open streams a
  *   ping sooner than PING_WITHOUT_STREAMS_INTERVAL_MIN_MS after the previous one is a strike
  *   (etcd does not permit keepalive without streams).
+ * - Identity: a client's own CLIENT_CN_METADATA header is dropped from every header block, and
+ *   on a TLS connection with a verified client certificate the certificate's CN is put in its
+ *   place, so handlers read the CN from call metadata (src/api/tls-identity.ts) and no client
+ *   can claim one by sending the header.
  *
  * A refusal is an H2RefusedError carrying the HTTP/2 error code; the caller closes the
  * connection (with `goawayFrame` if the server's output is at a frame boundary).
  */
 import hpack, { type Header } from 'hpack.js';
+import { CLIENT_CN_METADATA } from './tls-identity.js';
 
 const PREFACE_BYTES = 24;
 const FRAME_HEADER_BYTES = 9;
@@ -117,6 +122,8 @@ export interface H2FrontOptions {
   readonly streamsMax?: number;
   /** The clock, ms (tests pass their own). */
   readonly now?: () => number;
+  /** The CN of the connection's verified TLS client certificate, passed to the server as CLIENT_CN_METADATA. */
+  readonly clientCn?: string;
 }
 
 export interface H2Front {
@@ -144,6 +151,8 @@ export interface H2Front {
 /** A stateful front for one connection (see the file comment). */
 export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }): H2Front {
   const now = o.now ?? Date.now;
+  // A -bin header: grpc-js base64-decodes it, so any CN (UTF-8, commas, quotes) arrives intact.
+  const cnHeader: Header | null = o.clientCn !== undefined ? { name: CLIENT_CN_METADATA, value: Buffer.from(o.clientCn, 'utf8').toString('base64'), neverIndex: true } : null;
   const streamsMax = o.streamsMax ?? Infinity;
   // hpack.js reads the table bound from `maxSize` (with `size` it never evicts: the table
   // would grow without bound and our indices drift from the peer's).
@@ -155,7 +164,7 @@ export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }):
   // declared length is at most H2_FRAME_PAYLOAD_MAX.
   let pending: Buffer = Buffer.alloc(0);
   let prefaceDone = false;
-  let block: { stream: number; endStream: boolean; fragments: Buffer[]; bytes: number; refused: boolean } | null = null;
+  let block: { stream: number; endStream: boolean; fragments: Buffer[]; bytes: number; refused: boolean; trailers: boolean } | null = null;
   let lastStreamId = 0;
   // Invariant: open.size <= streamsMax. Each entry: which sides have ended the stream.
   const open = new Map<number, { client: boolean; server: boolean }>();
@@ -184,8 +193,11 @@ export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }):
     for (let h = decomp.read(); h !== null; h = decomp.read()) {
       listBytes += h.name.length + h.value.length + 32;
       if (listBytes > HEADER_LIST_BYTES_MAX) throw new H2RefusedError(H2_ERROR.ENHANCE_YOUR_CALM, `header list over ${HEADER_LIST_BYTES_MAX} bytes`);
+      // Only the server may say who the client is.
+      if (h.name === CLIENT_CN_METADATA) continue;
       headers.push({ name: h.name, value: h.name === ':authority' ? cleanAuthority(h.value) : h.value, neverIndex: h.neverIndex ?? false });
     }
+    if (cnHeader && !b.trailers) headers.push(cnHeader);
     // A refused stream's block is decoded (the client's table changed) but never reaches the server.
     if (b.refused) return [];
     comp.write(headers);
@@ -251,6 +263,7 @@ export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }):
         if (flags & PRIORITY) start += 5;
         if (start + pad > payload.length) throw new H2RefusedError(H2_ERROR.PROTOCOL_ERROR, 'HEADERS frame shorter than its padding');
         let refuse = false;
+        const trailers = stream <= lastStreamId;
         if (stream > lastStreamId) {
           lastStreamId = stream;
           if (open.size >= streamsMax) {
@@ -262,7 +275,7 @@ export function authorityRewriter(o: H2FrontOptions = { pingMinIntervalMs: 0 }):
             ownFrames.push(frame(RST_STREAM, 0, stream, code));
           } else open.set(stream, { client: false, server: false });
         } else if (refused.has(stream)) refuse = true;
-        block = { stream, endStream: (flags & END_STREAM) !== 0, fragments: [Buffer.from(payload.subarray(start, payload.length - pad))], bytes: payload.length, refused: refuse };
+        block = { stream, endStream: (flags & END_STREAM) !== 0, fragments: [Buffer.from(payload.subarray(start, payload.length - pad))], bytes: payload.length, refused: refuse, trailers };
       } else if (type === CONTINUATION && block) {
         block.fragments.push(Buffer.from(payload));
         block.bytes += payload.length;

@@ -3,17 +3,28 @@
  * the gRPC server, the rest to the JSON gateway (etcd's grpc-gateway: POST /v3/... with JSON
  * bodies, bytes as base64, 64-bit integers as strings, default values omitted) and to
  * GET /health and GET /version. The gateway calls the very handlers gRPC calls.
+ *
+ * With TLS (an https:// client URL) the port terminates TLS first (node:tls, certificates
+ * reloaded from their files for each new connection: src/lib/tls-files.ts) and then routes the
+ * decrypted stream the same way. ALPN offers http/1.1 before h2, so a client that speaks both
+ * (curl, browsers) gets the JSON gateway over HTTP/1.1, and gRPC clients (which offer only h2)
+ * get HTTP/2. With client certificate auth a client without a certificate from the trusted CA
+ * is closed right after the handshake, before a byte of it is read, and the refusal logged;
+ * the verified certificate's CN reaches the handlers as call metadata (src/api/tls-identity.ts).
  */
 import * as grpc from '@grpc/grpc-js';
 import { EventEmitter } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { authorityRewriter, goawayFrame, H2RefusedError } from './h2-authority.js';
 import { PROTO_DIR, PROTO_FILES } from './proto.js';
 import type { Handlers } from './services.js';
+import { CLIENT_CN_METADATA } from './tls-identity.js';
+import { commonNameOf, TLS_HANDSHAKE_TIMEOUT_MS, type TlsFiles, type TlsLog } from '../lib/tls-files.js';
 
 /** Largest JSON body the gateway reads (etcd's gRPC limit; the request size limit applies after). */
 export const GATEWAY_BODY_BYTES_MAX = 2 * 1024 * 1024;
@@ -43,6 +54,22 @@ export interface ClientPortLimits {
   readonly streamsMax: number;
 }
 
+/** TLS of one client listener (an https:// client URL). */
+export interface ClientPortTls {
+  readonly files: TlsFiles;
+  /** Require a client certificate signed by the trusted CA (etcd --client-cert-auth / --trusted-ca-file). */
+  readonly clientCertAuth: boolean;
+  /** Default TLS_HANDSHAKE_TIMEOUT_MS. */
+  readonly handshakeTimeoutMs?: number;
+  readonly log: TlsLog;
+}
+
+/** The CN of a TLS connection's verified client certificate (undefined for plain or unverified connections). */
+export function verifiedCommonName(socket: unknown): string | undefined {
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
+  return commonNameOf(socket.getPeerCertificate());
+}
+
 /**
  * Client connections open across every client listener: one more than `max` is closed at
  * once, before a byte of it is read.
@@ -60,6 +87,7 @@ export function serveOnOnePort(o: {
   http: (req: IncomingMessage, res: ServerResponse) => void;
   limits: ClientPortLimits;
   budget: ConnectionBudget;
+  tls?: ClientPortTls;
 }): Promise<Listener> {
   const injector = o.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const http = createHttpServer(
@@ -84,6 +112,32 @@ export function serveOnOnePort(o: {
   // one never listens (we hand it connections), so start them here.
   http.emit('listening');
   const sockets = new Set<Socket>();
+  /** A connection's plaintext (the socket itself, or its decrypted TLS stream): sniffed and routed. */
+  const route = (socket: Socket): void => {
+    socket.setTimeout(o.limits.headerTimeoutMs, () => socket.destroy());
+    let seen = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      seen = Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, PREFACE.length);
+      const h2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
+      if (h2 && seen.length < PREFACE.length) return; // could still be HTTP/2: wait for more
+      socket.off('data', onData);
+      socket.setTimeout(0);
+      if (h2) {
+        // Node's HTTP/2 reads the socket's handle directly and would miss bytes put back with
+        // unshift: hand it a stream that replays them first. From here grpc-js's deadlines
+        // apply (no stream for grpc.max_connection_idle_ms: GOAWAY and close).
+        injector.injectConnection(h2Front(socket, seen, o.limits, verifiedCommonName(socket)));
+      } else {
+        socket.pause();
+        socket.unshift(seen);
+        http.emit('connection', socket);
+        socket.resume();
+      }
+    };
+    socket.on('data', onData);
+  };
+  const tlsServer = o.tls ? clientTlsServer(o.tls, route) : null;
   const net = createNetServer((socket) => {
     if (o.budget.open >= o.budget.max) {
       socket.destroy();
@@ -98,28 +152,11 @@ export function serveOnOnePort(o: {
       o.budget.open--;
     });
     socket.on('error', () => socket.destroy());
-    socket.setTimeout(o.limits.headerTimeoutMs, () => socket.destroy());
-    let seen = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      seen = Buffer.concat([seen, chunk]);
-      const n = Math.min(seen.length, PREFACE.length);
-      const h2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
-      if (h2 && seen.length < PREFACE.length) return; // could still be HTTP/2: wait for more
-      socket.off('data', onData);
-      socket.setTimeout(0);
-      if (h2) {
-        // Node's HTTP/2 reads the socket's handle directly and would miss bytes put back with
-        // unshift: hand it a stream that replays them first. From here grpc-js's deadlines
-        // apply (no stream for grpc.max_connection_idle_ms: GOAWAY and close).
-        injector.injectConnection(h2Front(socket, seen, o.limits));
-      } else {
-        socket.pause();
-        socket.unshift(seen);
-        http.emit('connection', socket);
-        socket.resume();
-      }
-    };
-    socket.on('data', onData);
+    if (tlsServer) {
+      // The handshake has its own deadline (TLS_HANDSHAKE_TIMEOUT_MS); the first-bytes deadline starts after it.
+      tlsServer.refresh();
+      tlsServer.server.emit('connection', socket);
+    } else route(socket);
   });
   return new Promise((resolve, reject) => {
     net.once('error', reject);
@@ -140,13 +177,55 @@ export function serveOnOnePort(o: {
 }
 
 /**
+ * A TLS server that never listens: the client listener hands it accepted sockets, and it hands
+ * back each decrypted stream once the handshake is done and (with client certificate auth) the
+ * client's certificate verified. `refresh()` before each connection picks up rotated files.
+ */
+function clientTlsServer(t: ClientPortTls, route: (s: Socket) => void): { server: ReturnType<typeof createTlsServer>; refresh(): void } {
+  let material = t.files.current();
+  const server = createTlsServer({
+    ...material.options,
+    // Verified below, so that a refusal is logged with its reason (Node's own rejection is silent).
+    requestCert: t.clientCertAuth,
+    rejectUnauthorized: false,
+    // http/1.1 first: a client offering both gets the JSON gateway; gRPC clients offer only h2.
+    ALPNProtocols: ['http/1.1', 'h2'],
+    handshakeTimeout: t.handshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS,
+  });
+  server.on('secureConnection', (s: TLSSocket) => {
+    s.on('error', () => s.destroy());
+    if (t.clientCertAuth && !s.authorized) {
+      const why = !s.getPeerCertificate()?.raw ? 'no certificate' : String(s.authorizationError ?? 'unverified');
+      t.log.warn(`refused a client connection from ${s.remoteAddress}:${s.remotePort}: its certificate is not trusted (${why})`);
+      s.destroy();
+      return;
+    }
+    route(s);
+  });
+  server.on('tlsClientError', (e: Error, s: TLSSocket) => {
+    t.log.info(`TLS handshake with a client from ${s.remoteAddress}:${s.remotePort} failed: ${e.message}`);
+    s.destroy();
+  });
+  return {
+    server,
+    refresh() {
+      const m = t.files.current();
+      if (m.generation !== material.generation) {
+        material = m;
+        server.setSecureContext(m.options);
+      }
+    },
+  };
+}
+
+/**
  * A duplex over `socket` whose readable side yields `head` and then the socket's data, passed
  * through the HTTP/2 front (h2-authority.ts: `:authority` made acceptable to Node, frame and
  * header sizes checked before buffering, ping policy). A refused connection gets a GOAWAY with
  * the reason when the server's output is between frames, and is closed.
  */
-function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits): Duplex {
-  const front = authorityRewriter({ pingMinIntervalMs: limits.pingMinIntervalMs, streamsMax: limits.streamsMax });
+function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits, clientCn: string | undefined): Duplex {
+  const front = authorityRewriter({ pingMinIntervalMs: limits.pingMinIntervalMs, streamsMax: limits.streamsMax, clientCn });
   let refused = false;
   const d = new Duplex({
     read() {
@@ -471,11 +550,18 @@ export function createGateway(o: GatewayOptions): (req: IncomingMessage, res: Se
   };
 }
 
+/** The verified client certificate's CN into the call's metadata, as h2-authority.ts does for gRPC (see tls-identity.ts). */
+function identify(call: GatewayCall, req: IncomingMessage): void {
+  const cn = verifiedCommonName(req.socket);
+  if (cn !== undefined) call.metadata.set(CLIENT_CN_METADATA, Buffer.from(cn, 'utf8'));
+}
+
 function serve(handlers: Handlers, r: Route, request: Record<string, unknown>, req: IncomingMessage, res: ServerResponse): void {
   const handler = handlers[r.service]?.[r.method] as unknown as ((...a: unknown[]) => void) | undefined;
   if (!handler) return sendError(res, grpc.status.UNIMPLEMENTED, `unknown method ${r.service}/${r.method}`);
   if (r.kind === 'unary') {
     const call = new GatewayCall(request, () => true, () => undefined);
+    identify(call, req);
     res.on('close', () => {
       call.cancelled = true;
       call.emit('cancelled');
@@ -505,6 +591,7 @@ function serve(handlers: Handlers, r: Route, request: Record<string, unknown>, r
       } else res.end();
     },
   );
+  identify(call, req);
   res.on('drain', () => call.emit('drain'));
   res.on('close', () => {
     if (!ended) {

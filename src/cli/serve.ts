@@ -9,7 +9,7 @@
  * Either way the process ends: it never lingers accepting connections.
  */
 import type { Command } from 'commander';
-import { ConfigError, resolveConfig, withEnv, type RawConfig } from '../server/config.js';
+import { ConfigError, configWarnings, plainPeerWarnings, resolveConfig, withEnv, type RawConfig } from '../server/config.js';
 import { LOG_FORMATS, LOG_LEVELS, OperatorLog, type LogFormat, type LogLevel } from '../server/log.js';
 
 /** `value` if it is one of `allowed`; `dflt` when not given; else a ConfigError naming the flag. */
@@ -56,6 +56,18 @@ export function registerServe(program: Command): void {
     .option('--grpc-keepalive-timeout <duration>', 'and closes it when the ping is not answered within (default 20s)')
     .option('--unsafe-fault-injection', 'TEST ONLY: accept POST /debug/faults (drop Raft messages per link, slow fsync, disk errors) on the client port')
     .option('--quota-backend-bytes <n>', 'store size at which the NOSPACE alarm is raised and writes that grow the store are refused (default 2147483648 = 2 GiB; 0 = default)')
+    .option('--cert-file <path>', 'client TLS: the server certificate (PEM) for https:// client URLs; reloaded when the file changes')
+    .option('--key-file <path>', 'client TLS: the certificate\'s private key (PEM)')
+    .option('--trusted-ca-file <path>', 'client TLS: CA that client certificates must be signed by (requires a client certificate, as etcd)')
+    .option('--client-cert-auth', 'client TLS: require a client certificate signed by --trusted-ca-file; its CN is the client\'s identity')
+    .option('--auto-tls', 'client TLS: generate a self-signed certificate in <data-dir>/fixtures/client (with the openssl command) when none is given')
+    .option('--peer-cert-file <path>', 'peer TLS: this member\'s certificate (PEM) for https:// peer URLs, used both to serve and to dial (needs serverAuth and clientAuth usage)')
+    .option('--peer-key-file <path>', 'peer TLS: the certificate\'s private key (PEM)')
+    .option('--peer-trusted-ca-file <path>', 'peer TLS: CA that the other members\' certificates must be signed by')
+    .option('--peer-client-cert-auth', 'peer TLS: refuse members without a certificate signed by --peer-trusted-ca-file')
+    .option('--peer-auto-tls', 'peer TLS: generate a self-signed certificate in <data-dir>/fixtures/peer (peers are then not verified)')
+    .option('--peer-cert-allowed-cn <cn>', 'peer TLS: a member\'s certificate must have exactly this CN')
+    .option('--cipher-suites <list>', 'TLS 1.2 cipher suites, comma-separated, with etcd\'s (Go\'s) names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (TLS 1.3 suites are fixed, as in Go)')
     .option('--watch-progress-notify-interval <ms>', 'progress notifications to watchers that ask for them, every ms (default 600000; 0 = off)')
     .option('--log-level <level>', `lowest level logged: ${LOG_LEVELS.join(', ')} (default info)`)
     .option('--log-format <format>', `text, or json: one object per line with ts, level, member, term, msg and fields (default text)`)
@@ -97,6 +109,8 @@ export function registerServe(program: Command): void {
       }
       if (config.leaseReads) line('info', `lease reads on: the leader answers linearizable reads from its lease (election timeout ${config.electionMs} ms minus ${config.leaseDriftMs} ms for clock drift)`);
       if (config.unsafeFaultInjection) line('warn', 'fault injection is ON (--unsafe-fault-injection): for tests only');
+      for (const w of configWarnings(withEnv(o))) line('warn', w);
+      for (const w of plainPeerWarnings(config)) line('warn', w);
       line('info', `member ${config.self.id.toString(16)} of cluster ${config.clusterId.toString(16)}: serving clients on ${config.listenClientUrls.map((u) => u.host).join(', ')}, peers on ${config.listenPeerUrls.map((u) => u.host).join(', ')}, data in ${config.dataDir}`);
       let stopping = false;
       void server.fatal.then(async (e) => {

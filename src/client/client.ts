@@ -11,6 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { MIN_REVISION_METADATA } from '../api/proto.js';
 import { ClientError } from './errors.js';
 import { Connections, normalizeEndpoint, type RetryPolicy, type Service } from './connection.js';
+import type { ClientTlsOptions } from './tls.js';
 import { LeaseKeepAlive, type KeepAliveOptions } from './lease.js';
 import { Observer, type ObserveCallback } from './observe.js';
 import {
@@ -72,6 +73,11 @@ export interface ClientOptions {
   dialTimeoutMs?: number;
   /** Deadline of one request attempt (default 5 s). Lock and campaign wait without one. */
   requestTimeoutMs?: number;
+  /**
+   * TLS to every endpoint (etcdctl's --cacert, --cert, --key, --insecure-skip-tls-verify).
+   * Without it, https:// endpoints use TLS with Node's bundled CAs, the rest plain text.
+   */
+  tls?: ClientTlsOptions;
 }
 
 /** Options of `compact`. */
@@ -120,7 +126,7 @@ export class FlotillaClient {
   private readonly streams = new Set<{ cancel(): Promise<void> } | LeaseKeepAlive>();
 
   constructor(o: ClientOptions) {
-    this.conns = new Connections(o.endpoints, o.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS, o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+    this.conns = new Connections(o.endpoints, o.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS, o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, o.tls);
   }
 
   /** The endpoints this client uses (normalised to host:port). */

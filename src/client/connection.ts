@@ -14,6 +14,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { clientConstructor } from '../api/proto.js';
 import { ClientError, DialError, neverSent, toClientError } from './errors.js';
+import { channelCredentials, diagnoseTls, type ClientTlsOptions } from './tls.js';
 import type { Wire } from './types.js';
 
 /** Full rounds over the endpoints before a retryable failure is given up. */
@@ -53,6 +54,11 @@ export interface UnaryOptions {
   metadata?: grpc.Metadata;
 }
 
+/** True when any endpoint is given as https:// (TLS then applies to every endpoint, as in etcdctl). */
+export function httpsEndpoints(endpoints: readonly string[]): boolean {
+  return endpoints.some((e) => /^https:\/\//i.test(e.trim()));
+}
+
 /** `http://host:port` or `host:port` -> `host:port`. */
 export function normalizeEndpoint(e: string): string {
   return e.trim().replace(/^https?:\/\//, '').replace(/\/+$/, '');
@@ -68,10 +74,19 @@ export class Connections {
   /** Index of the endpoint tried first: the last one that answered. */
   private preferred = 0;
   private closed = false;
+  /** TLS settings (null: plain text); with TLS every endpoint is dialled with them. */
+  readonly tls: ClientTlsOptions | null;
+  private readonly credentials: grpc.ChannelCredentials;
 
-  constructor(endpoints: string[], readonly dialTimeoutMs: number, readonly requestTimeoutMs: number) {
+  constructor(endpoints: string[], readonly dialTimeoutMs: number, readonly requestTimeoutMs: number, tls?: ClientTlsOptions | null) {
+    this.tls = tls ?? (httpsEndpoints(endpoints) ? {} : null);
     this.endpoints = endpoints.map(normalizeEndpoint).filter((e) => e !== '');
     if (this.endpoints.length === 0) throw new ClientError(grpc.status.INVALID_ARGUMENT, 'no endpoints given');
+    try {
+      this.credentials = channelCredentials(this.tls);
+    } catch (e) {
+      throw new ClientError(grpc.status.INVALID_ARGUMENT, (e as Error).message);
+    }
   }
 
   /** Endpoints in the order a new attempt should try them: the preferred one first. */
@@ -95,7 +110,7 @@ export class Connections {
     if (this.closed) throw new ClientError(grpc.status.CANCELLED, 'client is closed');
     let ch = this.channels.get(endpoint);
     if (!ch) {
-      ch = new grpc.Channel(endpoint, grpc.credentials.createInsecure(), {
+      ch = new grpc.Channel(endpoint, this.credentials, {
         'grpc.initial_reconnect_backoff_ms': RECONNECT_BACKOFF_MS.initial,
         'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MS.max,
         'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
@@ -113,7 +128,7 @@ export class Connections {
     if (!c) {
       let Ctor = constructors.get(service);
       if (!Ctor) constructors.set(service, (Ctor = clientConstructor(service)));
-      c = new Ctor(endpoint, grpc.credentials.createInsecure(), { channelOverride: this.channel(endpoint) }) as ServiceClient;
+      c = new Ctor(endpoint, this.credentials, { channelOverride: this.channel(endpoint) }) as ServiceClient;
       this.clients.set(id, c);
     }
     return c;
@@ -131,7 +146,10 @@ export class Connections {
     while (state !== READY) {
       if (state === SHUTDOWN) throw new DialError(endpoint, 'client is closed');
       // Failing now or still backing off from a failure: grpc-js reconnects after its backoff.
-      if (state === TRANSIENT_FAILURE) throw new DialError(endpoint, 'connection failed');
+      if (state === TRANSIENT_FAILURE) {
+        const why = await diagnoseTls(endpoint, this.tls);
+        throw why ? new DialError(endpoint, why, true) : new DialError(endpoint, 'connection failed');
+      }
       const changed = await new Promise<boolean>((resolve) => ch.watchConnectivityState(state, deadline, (err) => resolve(!err)));
       if (!changed) throw new DialError(endpoint, `dial timeout (${this.dialTimeoutMs} ms)`);
       state = ch.getConnectivityState(true);
@@ -158,6 +176,8 @@ export class Connections {
     }
     let last: ClientError | undefined;
     for (let round = 1; round <= MAX_ROUNDS; round++) {
+      // Every endpoint failed at TLS (certificates): another round would fail the same way.
+      let tlsOnly = true;
       for (const ep of this.order()) {
         try {
           await this.dial(ep);
@@ -167,9 +187,11 @@ export class Connections {
         } catch (e) {
           last = toClientError(e, ep);
           if (this.closed || !retryable(last, o.retry)) throw last;
+          if (!(last instanceof DialError && last.tls)) tlsOnly = false;
           this.markFailed(ep);
         }
       }
+      if (tlsOnly) break;
       if (round < MAX_ROUNDS) await sleep(ROUND_BACKOFF_MS * round);
     }
     throw last!;

@@ -35,7 +35,11 @@ export class ClientError extends Error {
  * was never sent, so retrying it elsewhere is safe even for writes.
  */
 export class DialError extends ClientError {
-  constructor(endpoint: string, reason: string) {
+  /**
+   * @param tls the reason is a TLS failure (an untrusted or expired certificate, one refused):
+   *   trying the same endpoint again will not help.
+   */
+  constructor(endpoint: string, reason: string, readonly tls = false) {
     super(grpc.status.UNAVAILABLE, `cannot connect to ${endpoint}: ${reason}`, endpoint);
     this.name = 'DialError';
   }

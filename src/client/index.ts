@@ -7,6 +7,7 @@ export { FlotillaClient, DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DE
 export type { ClientOptions, CompactOptions, Lock, ObserveHandle, SessionOptions } from './client.js';
 export { ClientError, DialError } from './errors.js';
 export type { StatusName } from './errors.js';
+export type { ClientTlsOptions } from './tls.js';
 export { Cmp, Op, prefixEnd } from './requests.js';
 export type { Compare, CompareOp, CompareResult, CompareTarget, Consistency, DeleteOptions, GetOptions, PutOptions, RangeSelector, SortOrder, SortTarget, TxnOp, TxnRequest } from './requests.js';
 export { KeyValue } from './types.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clusterIdOf, ConfigError, memberIdOf, QUOTA_BACKEND_BYTES_DEFAULT, resolveConfig, withEnv } from './config.js';
+import { clusterIdOf, ConfigError, configWarnings, memberIdOf, plainPeerWarnings, QUOTA_BACKEND_BYTES_DEFAULT, resolveConfig, withEnv } from './config.js';
 
 const three = 'a=http://127.0.0.1:2380,b=http://127.0.0.1:22380,c=http://127.0.0.1:32380';
 
@@ -51,8 +51,13 @@ describe('server config', () => {
     const bad: [Record<string, string>, RegExp][] = [
       [{ name: 'x', initialCluster: three }, /--initial-cluster has no member named "x"/],
       [{ name: 'a', initialCluster: three, initialAdvertisePeerUrls: 'http://127.0.0.1:9999' }, /--initial-advertise-peer-urls/],
-      [{ listenClientUrls: 'https://127.0.0.1:2379' }, /TLS is not supported yet/],
-      [{ listenClientUrls: 'localhost:2379' }, /--listen-client-urls: "localhost:2379" must start with http:\/\//],
+      [{ listenClientUrls: 'https://127.0.0.1:2379' }, /TLS key\/cert \(--cert-file, --key-file\) must be provided for client URLs with the https scheme/],
+      [{ listenPeerUrls: 'https://127.0.0.1:2380' }, /TLS key\/cert \(--peer-cert-file, --peer-key-file\) must be provided for peer URLs/],
+      [{ listenClientUrls: 'https://127.0.0.1:2379', certFile: 'c.pem' }, /--cert-file is given without --key-file/],
+      [{ listenClientUrls: 'https://127.0.0.1:2379', autoTls: 'true', clientCertAuth: 'true' }, /--client-cert-auth needs --trusted-ca-file/],
+      [{ listenPeerUrls: 'https://127.0.0.1:2380', peerAutoTls: 'true', peerCertAllowedCn: 'x' }, /--peer-cert-allowed-cn needs --peer-client-cert-auth/],
+      [{ cipherSuites: 'TLS_RSA_WITH_RC4_128_SHA' }, /--cipher-suites: unexpected TLS cipher suite "TLS_RSA_WITH_RC4_128_SHA"/],
+      [{ listenClientUrls: 'localhost:2379' }, /--listen-client-urls: "localhost:2379" must start with http:\/\/ or https:\/\//],
       [{ listenClientUrls: 'http://127.0.0.1' }, /has no port/],
       [{ initialClusterState: 'old' }, /--initial-cluster-state: "old" must be new or existing/],
       [{ heartbeatInterval: 'fast' }, /--heartbeat-interval: "fast" is not a non-negative integer/],
@@ -69,6 +74,35 @@ describe('server config', () => {
       expect(() => resolveConfig(raw), JSON.stringify(raw)).toThrow(ConfigError);
       expect(() => resolveConfig(raw)).toThrow(re);
     }
+  });
+
+  it('TLS: etcd\'s flags and FLOTILLA_* variables; https:// URLs; --trusted-ca-file alone requires client certificates, as in etcd', () => {
+    const peers = 'a=https://127.0.0.1:2380';
+    const c = resolveConfig(
+      withEnv(
+        { name: 'a', dataDir: '/d', listenClientUrls: 'https://127.0.0.1:2379', certFile: 's.pem', keyFile: 's-key.pem', listenPeerUrls: 'https://127.0.0.1:2380', initialAdvertisePeerUrls: 'https://127.0.0.1:2380', initialCluster: peers },
+        { FLOTILLA_TRUSTED_CA_FILE: 'ca.pem', FLOTILLA_PEER_AUTO_TLS: 'true', FLOTILLA_CIPHER_SUITES: 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305' },
+      ),
+    );
+    expect(c.clientTls).toEqual({ certFile: 's.pem', keyFile: 's-key.pem', trustedCaFile: 'ca.pem', clientCertAuth: true, autoTls: false, allowedCn: null, ciphers: 'ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305' });
+    expect(c.peerTls).toMatchObject({ certFile: '/d/fixtures/peer/cert.pem', keyFile: '/d/fixtures/peer/key.pem', autoTls: true, clientCertAuth: false });
+    expect(c.advertiseClientUrls).toEqual(['https://127.0.0.1:2379']);
+    // https changes the member id, as in etcd (the id hashes the peer URLs).
+    expect(c.self.id).toBe(memberIdOf(['https://127.0.0.1:2380'], 'etcd-cluster'));
+    // http:// URLs: no TLS, and certificate flags are ignored with a warning.
+    expect(resolveConfig({ certFile: 's.pem', keyFile: 'k.pem' }).clientTls).toBeNull();
+    expect(configWarnings({ certFile: 's.pem', keyFile: 'k.pem' })).toEqual([expect.stringMatching(/the client URLs are http:\/\/: --cert-file, --key-file, --trusted-ca-file and --auto-tls are ignored/)]);
+    expect(resolveConfig({ listenPeerUrls: 'https://127.0.0.1:2380', peerCertFile: 'p.pem', peerKeyFile: 'pk.pem', peerTrustedCaFile: 'ca.pem', peerCertAllowedCn: 'member' }).peerTls).toMatchObject({ clientCertAuth: true, allowedCn: 'member' });
+  });
+
+  it('a plain peer URL beyond loopback is warned about; loopback and https are not', () => {
+    const warn = (listenPeerUrls: string, extra: Record<string, string> = {}) => plainPeerWarnings(resolveConfig({ listenPeerUrls, initialAdvertisePeerUrls: 'http://127.0.0.1:2380', initialCluster: 'default=http://127.0.0.1:2380', ...extra }));
+    expect(warn('http://0.0.0.0:2380')).toEqual([expect.stringMatching(/the peer URL http:\/\/0\.0\.0\.0:2380 listens beyond loopback without TLS/)]);
+    expect(warn('http://10.1.2.3:2380')).toHaveLength(1);
+    expect(warn('http://127.0.0.1:2380')).toEqual([]);
+    expect(warn('http://localhost:2380')).toEqual([]);
+    expect(warn('http://[::1]:2380')).toEqual([]);
+    expect(warn('https://0.0.0.0:2380', { peerAutoTls: 'true' })).toEqual([]);
   });
 
   it('client port limits: etcd defaults for keepalive, ours for the rest; Go durations or ms', () => {

@@ -74,6 +74,30 @@ export interface ServerConfig {
   readonly unsafeFaultInjection: boolean;
   /** The store size (MvccStore.dbSizeBytes) at which this member raises the NOSPACE alarm (etcd --quota-backend-bytes). */
   readonly quotaBackendBytes: number;
+  /** TLS of the https:// client URLs (null: no client URL is https). */
+  readonly clientTls: TlsSettings | null;
+  /** TLS of the peer port and of connections to https:// peers (null: no peer URL is https). */
+  readonly peerTls: TlsSettings | null;
+}
+
+/**
+ * One side's TLS (etcd's TLSInfo): the files are read at start and again whenever they change
+ * (src/lib/tls-files.ts). With autoTls the cert and key are generated into the data dir
+ * (etcd's <data-dir>/fixtures/{client,peer}) when absent.
+ */
+export interface TlsSettings {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** Clients (peers) must present a certificate signed by this CA (etcd: --trusted-ca-file alone already requires one). */
+  readonly trustedCaFile: string | null;
+  /** A client (peer) certificate from trustedCaFile is required at the handshake. */
+  readonly clientCertAuth: boolean;
+  /** The cert and key are self-signed ones generated in the data dir: peers dial without verifying (etcd's InsecureSkipVerify). */
+  readonly autoTls: boolean;
+  /** Peers only: the client certificate's CN must be exactly this (etcd --peer-cert-allowed-cn). */
+  readonly allowedCn: string | null;
+  /** OpenSSL cipher list for TLS 1.2 from --cipher-suites (null: Node's default); TLS 1.3 suites are not configurable, as in Go. */
+  readonly ciphers: string | null;
 }
 
 /** etcd's DefaultQuotaBytes: --quota-backend-bytes 0 (or none) means this. */
@@ -146,6 +170,18 @@ export interface RawConfig {
   grpcKeepaliveTimeout?: string | number;
   unsafeFaultInjection?: string | boolean;
   quotaBackendBytes?: string | number;
+  certFile?: string;
+  keyFile?: string;
+  trustedCaFile?: string;
+  clientCertAuth?: string | boolean;
+  autoTls?: string | boolean;
+  peerCertFile?: string;
+  peerKeyFile?: string;
+  peerTrustedCaFile?: string;
+  peerClientCertAuth?: string | boolean;
+  peerAutoTls?: string | boolean;
+  peerCertAllowedCn?: string;
+  cipherSuites?: string;
 }
 
 /** camelCase setting -> FLOTILLA_SNAKE_CASE variable. */
@@ -161,6 +197,8 @@ export function withEnv(raw: RawConfig, env: NodeJS.ProcessEnv = process.env): R
     'requestTimeout', 'watchProgressNotifyInterval', 'maxConcurrentStreams', 'maxClientConnections', 'clientIdleTimeout', 'clientHeaderTimeout',
     'clientBodyTimeout', 'grpcKeepaliveMinTime', 'grpcKeepaliveInterval', 'grpcKeepaliveTimeout', 'unsafeFaultInjection',
     'quotaBackendBytes',
+    'certFile', 'keyFile', 'trustedCaFile', 'clientCertAuth', 'autoTls', 'peerCertFile', 'peerKeyFile', 'peerTrustedCaFile', 'peerClientCertAuth', 'peerAutoTls',
+    'peerCertAllowedCn', 'cipherSuites',
   ];
   const out: RawConfig = { ...raw };
   for (const k of keys) {
@@ -180,8 +218,7 @@ function urls(flag: string, v: string): URL[] {
     } catch {
       throw new ConfigError(`--${flag}: "${s}" is not a URL (expected http://host:port)`);
     }
-    if (u.protocol === 'https:') throw new ConfigError(`--${flag}: "${s}": TLS is not supported yet; use http://`);
-    if (u.protocol !== 'http:') throw new ConfigError(`--${flag}: "${s}" must start with http://`);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`--${flag}: "${s}" must start with http:// or https://`);
     if (!u.port) throw new ConfigError(`--${flag}: "${s}" has no port`);
     if (u.pathname !== '/' || u.search || u.hash) throw new ConfigError(`--${flag}: "${s}" must be scheme://host:port only`);
     return u;
@@ -266,7 +303,94 @@ export function parseInitialCluster(v: string, token: string): InitialMember[] {
   return members;
 }
 
+/**
+ * etcd's --cipher-suites names (Go's crypto/tls constants, as etcd 3.4's pkg/tlsutil lists them)
+ * and OpenSSL's names for the same suites. Go's RC4 suites are left out: OpenSSL 3 no longer has them.
+ */
+export const CIPHER_SUITES: Readonly<Record<string, string>> = {
+  TLS_RSA_WITH_3DES_EDE_CBC_SHA: 'DES-CBC3-SHA',
+  TLS_RSA_WITH_AES_128_CBC_SHA: 'AES128-SHA',
+  TLS_RSA_WITH_AES_256_CBC_SHA: 'AES256-SHA',
+  TLS_RSA_WITH_AES_128_CBC_SHA256: 'AES128-SHA256',
+  TLS_RSA_WITH_AES_128_GCM_SHA256: 'AES128-GCM-SHA256',
+  TLS_RSA_WITH_AES_256_GCM_SHA384: 'AES256-GCM-SHA384',
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA: 'ECDHE-ECDSA-AES128-SHA',
+  TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA: 'ECDHE-ECDSA-AES256-SHA',
+  TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA: 'ECDHE-RSA-DES-CBC3-SHA',
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA: 'ECDHE-RSA-AES128-SHA',
+  TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA: 'ECDHE-RSA-AES256-SHA',
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: 'ECDHE-ECDSA-AES128-SHA256',
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256: 'ECDHE-RSA-AES128-SHA256',
+  TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: 'ECDHE-RSA-AES128-GCM-SHA256',
+  TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: 'ECDHE-ECDSA-AES128-GCM-SHA256',
+  TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384: 'ECDHE-RSA-AES256-GCM-SHA384',
+  TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384: 'ECDHE-ECDSA-AES256-GCM-SHA384',
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305: 'ECDHE-RSA-CHACHA20-POLY1305',
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305: 'ECDHE-ECDSA-CHACHA20-POLY1305',
+};
+
+/** --cipher-suites (comma-separated etcd names) -> an OpenSSL cipher list; null when not given. */
+export function opensslCiphers(v: string | undefined): string | null {
+  if (v === undefined || v.trim() === '') return null;
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((name) => {
+      const o = CIPHER_SUITES[name];
+      if (!o) throw new ConfigError(`--cipher-suites: unexpected TLS cipher suite "${name}" (known: ${Object.keys(CIPHER_SUITES).join(', ')})`);
+      return o;
+    })
+    .join(':');
+}
+
+/**
+ * One side's TLS settings as etcd reads them: needed when a URL of that side is https (given
+ * cert and key win over auto TLS); files given for an http-only side are ignored with a warning
+ * (`warnings`), as etcd does.
+ */
+function tlsSettings(
+  side: 'client' | 'peer',
+  o: { https: boolean; certFile?: string; keyFile?: string; trustedCaFile?: string; clientCertAuth: boolean; autoTls: boolean; allowedCn?: string; ciphers: string | null; dataDir: string },
+  warnings: string[],
+): TlsSettings | null {
+  const f = (flag: string) => (side === 'peer' ? `--peer-${flag}` : `--${flag}`);
+  if (!o.https) {
+    if (o.certFile || o.keyFile || o.trustedCaFile || o.autoTls) warnings.push(`the ${side} URLs are http://: ${f('cert-file')}, ${f('key-file')}, ${f('trusted-ca-file')} and ${f('auto-tls')} are ignored`);
+    return null;
+  }
+  if (Boolean(o.certFile) !== Boolean(o.keyFile)) throw new ConfigError(`${o.certFile ? f('cert-file') : f('key-file')} is given without ${o.certFile ? f('key-file') : f('cert-file')}`);
+  const given = Boolean(o.certFile);
+  if (!given && !o.autoTls) throw new ConfigError(`TLS key/cert (${f('cert-file')}, ${f('key-file')}) must be provided for ${side} URLs with the https scheme (or ${f('auto-tls')})`);
+  if (o.clientCertAuth && !o.trustedCaFile) throw new ConfigError(`${f('client-cert-auth')} needs ${f('trusted-ca-file')}: the CA client certificates must be signed by`);
+  const fixtures = `${o.dataDir}/fixtures/${side}`;
+  return {
+    certFile: given ? o.certFile! : `${fixtures}/cert.pem`,
+    keyFile: given ? o.keyFile! : `${fixtures}/key.pem`,
+    trustedCaFile: o.trustedCaFile || null,
+    clientCertAuth: o.clientCertAuth || Boolean(o.trustedCaFile),
+    autoTls: !given,
+    allowedCn: o.allowedCn || null,
+    ciphers: o.ciphers,
+  };
+}
+
+/** Settings that etcd accepts but ignores, each as a line for the log (see tlsSettings). */
+export function configWarnings(input: RawConfig): string[] {
+  const warnings: string[] = [];
+  try {
+    resolveWith(input, warnings);
+  } catch {
+    // resolveConfig reports it.
+  }
+  return warnings;
+}
+
 export function resolveConfig(input: RawConfig): ServerConfig {
+  return resolveWith(input, []);
+}
+
+function resolveWith(input: RawConfig, warnings: string[]): ServerConfig {
   const raw = input;
   const name = raw.name ?? CONFIG_DEFAULTS.name;
   if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new ConfigError(`--name: "${name}" may contain only letters, digits, '.', '_' and '-'`);
@@ -298,9 +422,33 @@ export function resolveConfig(input: RawConfig): ServerConfig {
   if (clientBodyTimeoutMs < clientHeaderTimeoutMs) {
     throw new ConfigError(`--client-body-timeout (${clientBodyTimeoutMs} ms) must be at least --client-header-timeout (${clientHeaderTimeoutMs} ms): it covers the head too`);
   }
+  const dataDir = raw.dataDir ?? `${name}.etcd`;
+  const ciphers = opensslCiphers(raw.cipherSuites);
+  const clientTls = tlsSettings(
+    'client',
+    { https: listenClientUrls.some((u) => u.protocol === 'https:'), certFile: raw.certFile, keyFile: raw.keyFile, trustedCaFile: raw.trustedCaFile, clientCertAuth: bool('client-cert-auth', raw.clientCertAuth), autoTls: bool('auto-tls', raw.autoTls), ciphers, dataDir },
+    warnings,
+  );
+  const peerHttps = listenPeerUrls.some((u) => u.protocol === 'https:') || initialCluster.some((m) => m.peerUrls.some((u) => u.startsWith('https:')));
+  const peerTls = tlsSettings(
+    'peer',
+    {
+      https: peerHttps,
+      certFile: raw.peerCertFile,
+      keyFile: raw.peerKeyFile,
+      trustedCaFile: raw.peerTrustedCaFile,
+      clientCertAuth: bool('peer-client-cert-auth', raw.peerClientCertAuth),
+      autoTls: bool('peer-auto-tls', raw.peerAutoTls),
+      allowedCn: raw.peerCertAllowedCn,
+      ciphers,
+      dataDir,
+    },
+    warnings,
+  );
+  if (raw.peerCertAllowedCn && !peerTls?.clientCertAuth) throw new ConfigError('--peer-cert-allowed-cn needs --peer-client-cert-auth (or --peer-trusted-ca-file): only a verified certificate has a CN to check');
   return {
     name,
-    dataDir: raw.dataDir ?? `${name}.etcd`,
+    dataDir,
     listenClientUrls,
     advertiseClientUrls,
     listenPeerUrls,
@@ -331,5 +479,20 @@ export function resolveConfig(input: RawConfig): ServerConfig {
     unsafeFaultInjection: bool('unsafe-fault-injection', raw.unsafeFaultInjection),
     // 0 means the default, as in etcd (etcd's negative "no quota" is refused: use a large value).
     quotaBackendBytes: int('quota-backend-bytes', raw.quotaBackendBytes, 0, 0, Number.MAX_SAFE_INTEGER) || QUOTA_BACKEND_BYTES_DEFAULT,
+    clientTls,
+    peerTls,
   };
+}
+
+/** Loopback: 127.0.0.0/8, ::1 and localhost. */
+const isLoopback = (host: string): boolean => /^127\.\d+\.\d+\.\d+$/.test(host) || host === '[::1]' || host === '::1' || host === 'localhost';
+
+/**
+ * A plain (http://) peer URL listening beyond loopback: whoever reaches the port can send Raft
+ * messages as a member (README: Security).
+ */
+export function plainPeerWarnings(config: Pick<ServerConfig, 'listenPeerUrls'>): string[] {
+  return config.listenPeerUrls
+    .filter((u) => u.protocol === 'http:' && !isLoopback(u.hostname))
+    .map((u) => `the peer URL ${u.protocol}//${u.host} listens beyond loopback without TLS: anyone who can reach it can act as a member (forge Raft messages); use https:// peer URLs with --peer-client-cert-auth, or make the port reachable by members only`);
 }

@@ -17,6 +17,7 @@ import type { Logger } from '../raft/config.js';
 import type { NodeId } from '../raft/types.js';
 import { DiskStorage, type StorageObserver } from '../storage/storage.js';
 import { FRAME_BYTES_MAX, MEMBER_FRAME_HEADER_BYTES } from '../transport/codec.js';
+import { loadTls } from './tls.js';
 import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel, type TransportObserver } from '../transport/tcp.js';
 import type { InitialMember, ServerConfig } from './config.js';
 import { faultyFs, faultyTransport, noFaults, type FaultState } from './faults.js';
@@ -105,6 +106,8 @@ export class EtcdMember {
 
   static async start(config: ServerConfig, logger: Logger, observers: MemberObservers = {}): Promise<EtcdMember> {
     const m = new EtcdMember(config, logger);
+    // Before storage is opened: unusable certificate files stop the member at once.
+    const peerTls = config.peerTls ? loadTls('peer', config.peerTls, [...config.listenPeerUrls, ...config.initialAdvertisePeerUrls.map((u) => new URL(u))], logger) : null;
     await mkdir(config.dataDir, { recursive: true });
     await quotaStartWarnings(config.dataDir, config.quotaBackendBytes, logger);
     const voters = config.initialCluster.map((x) => x.raftId);
@@ -119,7 +122,7 @@ export class EtcdMember {
         .filter((x) => x.raftId !== config.self.raftId)
         .map((x) => {
           const u = new URL(x.peerUrls[0]!);
-          return [x.raftId, { host: u.hostname, port: Number(u.port) }] as const;
+          return [x.raftId, { host: u.hostname, port: Number(u.port), tls: u.protocol === 'https:' }] as const;
         }),
     );
     // A forward carries a request of up to --max-request-bytes in one peer frame.
@@ -132,6 +135,17 @@ export class EtcdMember {
       peers,
       // Far longer than any heartbeat interval: a leader's heartbeats keep its connections busy.
       idleTimeoutMs: Math.max(PEER_IDLE_TIMEOUT_MS, 3 * config.electionMs),
+      ...(peerTls
+        ? {
+            tls: {
+              files: peerTls,
+              listen: listen.protocol === 'https:',
+              clientCertAuth: config.peerTls!.clientCertAuth,
+              allowedCn: config.peerTls!.allowedCn,
+              verifyPeer: !config.peerTls!.autoTls,
+            },
+          }
+        : {}),
       logger,
       ...(observers.transport ? { observer: observers.transport } : {}),
     });

@@ -17,6 +17,7 @@ import { measureFdatasync, WAL_SLOW_FDATASYNC_MS } from './disk-check.js';
 import { logWith } from './log.js';
 import { MemberMetrics, type GrpcType } from './metrics.js';
 import { opsRoute, type ProbeCheck } from './ops-http.js';
+import { loadTls } from './tls.js';
 
 /** gRPC's receive limit (etcd: max request bytes + 512 KiB; 2 MiB at the default). */
 export const GRPC_RECEIVE_BYTES_MAX = 2 * 1024 * 1024;
@@ -60,6 +61,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   await mkdir(config.dataDir, { recursive: true });
   const disk = await measureFdatasync(config.dataDir);
   metrics.setDiskCheck(disk);
+  // Before the member starts: unusable certificate files stop the server at once.
+  const clientTls = config.clientTls ? loadTls('client', config.clientTls, [...config.listenClientUrls, ...config.advertiseClientUrls.map((u) => new URL(u))], logger) : null;
   logWith(logger, disk.good ? 'info' : 'warn', disk.verdict, { syncs: disk.syncs, 'p50-ms': round3(disk.p50Ms), 'p99-ms': round3(disk.p99Ms), 'max-ms': round3(disk.maxMs), 'data-dir': config.dataDir });
   const initialIds = new Map(config.initialCluster.map((x) => [x.raftId, x.id]));
   const member = await EtcdMember.start(config, logger, metrics.observers((raftId) => initialIds.get(raftId) ?? 0n));
@@ -147,7 +150,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     })());
   try {
     for (const u of config.listenClientUrls) {
-      listeners.push(await serveOnOnePort({ host: u.hostname, port: Number(u.port), grpcServer: server, http: gateway, limits, budget }));
+      const tls = u.protocol === 'https:' && clientTls ? { files: clientTls, clientCertAuth: config.clientTls!.clientCertAuth, log: logger } : undefined;
+      listeners.push(await serveOnOnePort({ host: u.hostname, port: Number(u.port), grpcServer: server, http: gateway, limits, budget, tls }));
     }
   } catch (e) {
     // A port already taken (EADDRINUSE): nothing of this server may stay up.

@@ -15,11 +15,22 @@
  * must name a known peer, and a newer connection from that peer replaces the older one; an
  * authenticated connection silent for far longer than any heartbeat interval is closed.
  *
+ * With TLS (https:// peer URLs) every connection is TLS first: the listener terminates it
+ * (node:tls, certificates reloaded from their files for each new connection) within the same
+ * handshake deadline and caps, and with peer client certificate auth a connection whose
+ * certificate is missing, not signed by the trusted CA, or (with an allowed CN) has another
+ * CN is closed right after the TLS handshake, before a byte of it is read, and logged. The
+ * member handshake then runs inside TLS as without it. Outbound connections present this
+ * member's certificate and verify the peer's against the trusted CA and the peer URL's host
+ * (not with auto TLS, whose certificates are self-signed: etcd skips the check too).
+ *
  * Besides Raft messages, a connection carries member-channel frames: opaque bodies between the
  * servers (forwarded proposals, lease calls), delivered to `onMember` with the sender's id as
  * the handshake named it.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, connect, isIP, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { commonNameOf, TLS_HANDSHAKE_TIMEOUT_MS, type TlsFiles } from '../lib/tls-files.js';
 import type { Logger } from '../raft/config.js';
 import { silentLogger } from '../raft/config.js';
 import type { Message } from '../raft/messages.js';
@@ -77,6 +88,22 @@ export interface TransportObserver {
 export interface PeerAddress {
   readonly host: string;
   readonly port: number;
+  /** Dial with TLS (an https:// peer URL); needs TcpTransportOptions.tls. */
+  readonly tls?: boolean;
+}
+
+/** TLS between members (etcd's --peer-* flags). */
+export interface PeerTls {
+  /** This member's certificate, key and trusted CA (reloaded when the files change). */
+  readonly files: TlsFiles;
+  /** The listener speaks TLS (an https:// listen peer URL). */
+  readonly listen: boolean;
+  /** Inbound: a certificate signed by the trusted CA is required (etcd --peer-client-cert-auth / --peer-trusted-ca-file). */
+  readonly clientCertAuth: boolean;
+  /** Inbound: ... and its CN must be this (etcd --peer-cert-allowed-cn). */
+  readonly allowedCn?: string | null;
+  /** Outbound: verify the peer's certificate (false with auto TLS). */
+  readonly verifyPeer: boolean;
 }
 
 export interface TcpTransportOptions {
@@ -100,6 +127,8 @@ export interface TcpTransportOptions {
   readonly unauthenticatedMax?: number;
   /** Default PEER_UNAUTHENTICATED_PER_ADDRESS_MAX. */
   readonly unauthenticatedPerAddressMax?: number;
+  /** TLS on the listener and to https:// peers. */
+  readonly tls?: PeerTls;
   /** Reconnect backoff bounds, ms (default 50 .. 2000). */
   readonly backoffMs?: readonly [number, number];
   readonly logger?: Logger;
@@ -130,6 +159,8 @@ interface Peer {
   queuedBytes: number;
   backoff: number;
   nextAttempt: number;
+  /** The last dial failure logged (a failing TLS dial is logged once per distinct reason). */
+  lastError: string;
 }
 
 export class TcpTransport implements Transport, MemberChannel {
@@ -152,6 +183,11 @@ export class TcpTransport implements Transport, MemberChannel {
   /** When the oldest unanswered heartbeat to each peer was sent (performance.now()), for roundTrip. */
   private readonly heartbeatSentAt = new Map<NodeId, number>();
 
+  /** The TLS listener's accept side (never listens: accepted sockets are handed to it), and where each handshake's outcome goes. */
+  private tlsServer: ReturnType<typeof createTlsServer> | null = null;
+  private tlsGeneration = -1;
+  private readonly tlsPending = new Map<string, { secure(s: TLSSocket): void; failed(why: string): void }>();
+
   private constructor(
     private readonly o: TcpTransportOptions,
     private readonly server: Server,
@@ -161,6 +197,37 @@ export class TcpTransport implements Transport, MemberChannel {
     this.qBytes = o.queueBytesMax ?? 64 << 20;
     this.backoff = o.backoffMs ?? [50, 2000];
     for (const [id, addr] of o.peers ?? []) this.setPeer(id, addr);
+    if (o.tls?.listen) this.tlsServer = this.createTlsServer(o.tls);
+  }
+
+  private createTlsServer(t: PeerTls): ReturnType<typeof createTlsServer> {
+    const m = t.files.current();
+    this.tlsGeneration = m.generation;
+    const server = createTlsServer({
+      ...m.options,
+      requestCert: t.clientCertAuth,
+      // Checked in 'secureConnection', so that each refusal is logged with its reason.
+      rejectUnauthorized: false,
+      // The member handshake's deadline covers the TLS handshake as well; this one is a backstop.
+      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+    });
+    const key = (s: Socket) => `${s.remoteAddress}:${s.remotePort}`;
+    server.on('secureConnection', (s: TLSSocket) => {
+      const p = this.tlsPending.get(key(s));
+      this.tlsPending.delete(key(s));
+      if (!p) return void s.destroy();
+      if (t.clientCertAuth && !s.authorized) return p.failed(`TLS: the peer's certificate is not trusted (${!s.getPeerCertificate()?.raw ? 'no certificate' : String(s.authorizationError ?? 'unverified')})`);
+      const cn = commonNameOf(s.getPeerCertificate());
+      if (t.allowedCn && cn !== t.allowedCn) return p.failed(`TLS: the peer certificate's CN "${cn ?? ''}" is not the allowed CN "${t.allowedCn}"`);
+      p.secure(s);
+    });
+    server.on('tlsClientError', (e: Error, s: TLSSocket) => {
+      const p = this.tlsPending.get(key(s));
+      this.tlsPending.delete(key(s));
+      if (p) p.failed(`TLS handshake failed: ${e.message}`);
+      s.destroy();
+    });
+    return server;
   }
 
   static async start(o: TcpTransportOptions): Promise<TcpTransport> {
@@ -191,7 +258,7 @@ export class TcpTransport implements Transport, MemberChannel {
   setPeer(id: NodeId, addr: PeerAddress): void {
     const old = this.peers.get(id);
     if (old) old.socket?.destroy();
-    this.peers.set(id, { addr, socket: null, connected: false, connecting: false, queue: [], queuedBytes: 0, backoff: this.backoff[0], nextAttempt: 0 });
+    this.peers.set(id, { addr, socket: null, connected: false, connecting: false, queue: [], queuedBytes: 0, backoff: this.backoff[0], nextAttempt: 0, lastError: '' });
   }
 
   listen(receive: (m: Message) => void): void {
@@ -272,10 +339,26 @@ export class TcpTransport implements Transport, MemberChannel {
   private dial(id: NodeId, p: Peer): void {
     if (p.connecting || Date.now() < p.nextAttempt) return;
     p.connecting = true;
-    const s = connect({ host: p.addr.host, port: p.addr.port });
+    const t = this.o.tls;
+    if (p.addr.tls && !t) {
+      p.connecting = false;
+      p.nextAttempt = Date.now() + this.backoff[1];
+      this.log.warn(`${this.o.id} cannot dial ${id}: its peer URL is https:// but this member has no peer TLS`);
+      return;
+    }
+    const s: Socket = p.addr.tls && t
+      ? tlsConnect({
+          host: p.addr.host,
+          port: p.addr.port,
+          secureContext: t.files.current().context,
+          rejectUnauthorized: t.verifyPeer,
+          ...(isIP(p.addr.host) ? {} : { servername: p.addr.host }),
+        })
+      : connect({ host: p.addr.host, port: p.addr.port });
     p.socket = s;
     s.setNoDelay(true);
-    s.once('connect', () => {
+    s.once(p.addr.tls ? 'secureConnect' : 'connect', () => {
+      p.lastError = '';
       p.connecting = false;
       p.connected = true;
       p.backoff = this.backoff[0];
@@ -284,7 +367,13 @@ export class TcpTransport implements Transport, MemberChannel {
     });
     // Outbound connections carry nothing back; anything that arrives is ignored.
     s.on('data', () => {});
-    s.on('error', (e) => this.log.debug(`${this.o.id} -> ${id}: ${e.message}`));
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      // TLS failures (an untrusted certificate either way) need an operator: said once per reason.
+      const tlsError = p.addr.tls && !/^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|EPIPE)$/.test(e.code ?? '');
+      if (tlsError && e.message !== p.lastError) this.log.warn(`${this.o.id} -> ${id}: TLS: ${e.message}`);
+      else this.log.debug(`${this.o.id} -> ${id}: ${e.message}`);
+      if (tlsError) p.lastError = e.message;
+    });
     s.once('close', () => {
       if (p.socket !== s) return;
       const was = p.connected;
@@ -328,6 +417,8 @@ export class TcpTransport implements Transport, MemberChannel {
       else this.unauthenticatedByAddress.delete(addr);
     };
     s.setNoDelay(true);
+    // The stream frames are read from: the socket itself, or its decrypted TLS stream.
+    let io: Socket | null = null;
     // Until the handshake, no frame may be larger than a handshake.
     const reader = new FrameReader(HANDSHAKE_FRAME_BYTES_MAX);
     let peer: NodeId | 0 = 0;
@@ -336,6 +427,7 @@ export class TcpTransport implements Transport, MemberChannel {
       // An idle member's connection is routine (followers seldom talk to each other); the rest is not.
       const level = peer && counter === 'timedOut' ? 'info' : 'warn';
       this.log[level](`${this.o.id} closed a connection from ${addr}:${s.remotePort}${peer ? ` (member ${peer})` : ''}: ${why}`);
+      io?.destroy();
       s.destroy();
     };
     const handshakeMs = this.o.handshakeTimeoutMs ?? PEER_HANDSHAKE_TIMEOUT_MS;
@@ -366,9 +458,9 @@ export class TcpTransport implements Transport, MemberChannel {
       this.byMember.set(peer, s);
       reader.maxFrame = this.o.frameBytesMax ?? FRAME_BYTES_MAX;
       const idleMs = this.o.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS;
-      s.setTimeout(idleMs, () => drop(`silent for ${idleMs} ms`, 'timedOut'));
+      io!.setTimeout(idleMs, () => drop(`silent for ${idleMs} ms`, 'timedOut'));
     };
-    s.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       this.o.observer?.received?.(peer, chunk.length);
       const frameError = (e: unknown) => drop((e as Error).message, peer ? 'malformed' : 'refused');
       try {
@@ -387,9 +479,31 @@ export class TcpTransport implements Transport, MemberChannel {
         if (!peer) authenticate(body);
         else this.deliver(peer, body, drop);
       }
-    });
+    };
     s.on('error', () => {});
+    const tlsKey = `${addr}:${s.remotePort}`;
+    if (this.tlsServer) {
+      const m = this.o.tls!.files.current();
+      if (m.generation !== this.tlsGeneration) {
+        this.tlsGeneration = m.generation;
+        this.tlsServer.setSecureContext(m.options);
+      }
+      this.tlsPending.set(tlsKey, {
+        secure: (t) => {
+          io = t;
+          t.on('error', () => {});
+          t.on('data', onData);
+        },
+        failed: (why) => drop(why, 'refused'),
+      });
+      this.tlsServer.emit('connection', s);
+    } else {
+      io = s;
+      s.on('data', onData);
+    }
     s.once('close', () => {
+      this.tlsPending.delete(tlsKey);
+      io?.destroy();
       clearTimeout(handshakeTimer);
       uncount();
       this.inbound.delete(s);

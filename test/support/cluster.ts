@@ -5,7 +5,8 @@
  * Members are separate processes; `stop()` kills them all and removes the data.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,6 +59,23 @@ export interface ClusterOptions {
   readonly extraArgs?: string[];
   /** ms to wait for every member's /health (default 20 s). */
   readonly readyTimeoutMs?: number;
+  /** https:// client URLs (pass the certificate flags in extraArgs or memberArgs). */
+  readonly clientTls?: boolean;
+  /** https:// peer URLs (the --peer-* flags likewise). */
+  readonly peerTls?: boolean;
+  /** Extra flags for member i (0-based), after extraArgs. */
+  readonly memberArgs?: (i: number) => string[];
+  /** With clientTls: the CA (and client certificate, if the members require one) /health is checked with. */
+  readonly healthTls?: HealthTls;
+}
+
+export interface HealthTls {
+  /** Check the server's certificate with this CA; without it, `insecure` must be set. */
+  readonly ca?: string;
+  /** Do not verify the server's certificate (auto TLS). */
+  readonly insecure?: boolean;
+  readonly cert?: string;
+  readonly key?: string;
 }
 
 function args(m: MemberProc, all: MemberProc[], token: string, state: 'new' | 'existing'): string[] {
@@ -74,7 +92,26 @@ function args(m: MemberProc, all: MemberProc[], token: string, state: 'new' | 'e
   ];
 }
 
-async function healthy(url: string): Promise<boolean> {
+function httpsHealthy(url: string, t: HealthTls): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = httpsRequest(
+      `${url}/health`,
+      { ...(t.ca ? { ca: readFileSync(t.ca) } : {}), rejectUnauthorized: !t.insecure, ...(t.cert ? { cert: readFileSync(t.cert), key: readFileSync(t.key!) } : {}), timeout: 1000 },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve(res.statusCode === 200 && body.includes('"health":"true"')));
+        res.on('error', () => resolve(false));
+      },
+    );
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+async function healthy(url: string, t?: HealthTls): Promise<boolean> {
+  if (url.startsWith('https:')) return t ? httpsHealthy(url, t) : false;
   try {
     const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
     if (!r.ok) return false;
@@ -85,10 +122,10 @@ async function healthy(url: string): Promise<boolean> {
   }
 }
 
-export async function waitHealthy(urls: string[], timeoutMs: number, what: () => string): Promise<void> {
+export async function waitHealthy(urls: string[], timeoutMs: number, what: () => string, t?: HealthTls): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const ok = await Promise.all(urls.map(healthy));
+    const ok = await Promise.all(urls.map((u) => healthy(u, t)));
     if (ok.every(Boolean)) return;
     if (Date.now() > deadline) throw new Error(`cluster not healthy within ${timeoutMs} ms\n${what()}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -102,8 +139,8 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
   for (let i = 0; i < size; i++) {
     members.push({
       name: `m${i + 1}`,
-      clientUrl: `http://127.0.0.1:${await freePort()}`,
-      peerUrl: `http://127.0.0.1:${await freePort()}`,
+      clientUrl: `${o.clientTls ? 'https' : 'http'}://127.0.0.1:${await freePort()}`,
+      peerUrl: `${o.peerTls ? 'https' : 'http'}://127.0.0.1:${await freePort()}`,
       dataDir: join(dir, `m${i + 1}`),
       proc: null,
       output: '',
@@ -111,7 +148,7 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
   }
   const token = `test-${process.pid}-${Date.now()}`;
   const launch = (m: MemberProc, state: 'new' | 'existing') => {
-    const a = args(m, members, token, state).concat(o.extraArgs ?? []);
+    const a = args(m, members, token, state).concat(o.extraArgs ?? [], o.memberArgs?.(members.indexOf(m)) ?? []);
     const p = target === 'etcd'
       ? spawn(which('etcd') ?? 'etcd', a, { stdio: ['ignore', 'pipe', 'pipe'] })
       : spawn(process.execPath, [FLOTILLA_BIN, 'serve', ...a], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -124,7 +161,7 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
   const cluster: Cluster = {
     target,
     members,
-    endpoints: members.map((m) => m.clientUrl.replace('http://', '')),
+    endpoints: members.map((m) => m.clientUrl.replace(/^https?:\/\//, '')),
     dir,
     token,
     kill(i) {
@@ -133,7 +170,7 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
     },
     async restart(i) {
       launch(members[i]!, 'existing');
-      await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? 20_000, dump);
+      await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? 20_000, dump, o.healthTls);
     },
     async stop() {
       await Promise.all(members.map((m) => killAndWait(m.proc)));
@@ -141,7 +178,7 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
     },
   };
   try {
-    await waitHealthy(members.map((m) => m.clientUrl), o.readyTimeoutMs ?? 20_000, dump);
+    await waitHealthy(members.map((m) => m.clientUrl), o.readyTimeoutMs ?? 20_000, dump, o.healthTls);
   } catch (e) {
     await cluster.stop();
     throw e;
