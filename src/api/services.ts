@@ -5,8 +5,8 @@
  * etcd's gRPC code and exact text.
  */
 import * as grpc from '@grpc/grpc-js';
-import { createHash } from 'node:crypto';
 import { ERR, KvError } from '../kv/errors.js';
+import { etcdSnapshot } from '../kv/etcd-snapshot.js';
 import type { WatchOut } from '../kv/watch.js';
 import type { EtcdMember } from '../server/member.js';
 import { LEASE_TTL_MAX } from '../server/lessor.js';
@@ -234,23 +234,42 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       return { header: h(), hash: r.hash, compact_revision: String(r.compactRevision) };
     }),
     Snapshot: (call: grpc.ServerWritableStream<Wire, Wire>) => {
-      // The state machine image, padded to a multiple of 512 bytes, then the SHA-256 of all
-      // that: the layout etcdctl checks (total % 512 == 32).
-      const image = Buffer.from(m.sm.snapshot());
-      const padded = Buffer.alloc(Math.ceil(image.length / 512) * 512 || 512);
-      image.copy(padded);
-      const all = Buffer.concat([padded, createHash('sha256').update(padded).digest()]);
+      // etcd's format: the store as a bbolt file in etcd 3.4's schema, then the SHA-256 of
+      // the file (etcdctl snapshot save / status / restore read it). The store's image is
+      // taken now (one consistent state); the file's pages are made as the stream drains.
       const header = h();
-      let off = 0;
+      let snap: ReturnType<typeof etcdSnapshot>;
+      try {
+        snap = etcdSnapshot({ storeImage: m.sm.store.snapshot(), members: m.members(), consistentIndex: m.sm.appliedIndex });
+      } catch (e) {
+        call.emit('error', toStatus(e));
+        return;
+      }
+      let sent = 0;
+      let pending: Uint8Array[] = [];
+      let pendingBytes = 0;
+      let cancelled = false;
+      call.on('cancelled', () => (cancelled = true));
+      const send = (): boolean => {
+        const blob = Buffer.concat(pending, pendingBytes);
+        sent += blob.length;
+        pending = [];
+        pendingBytes = 0;
+        return call.write({ header, remaining_bytes: String(snap.size - sent), blob });
+      };
       const pump = () => {
-        while (off < all.length) {
-          const chunk = all.subarray(off, off + SNAPSHOT_CHUNK_BYTES);
-          off += chunk.length;
-          if (!call.write({ header, remaining_bytes: String(all.length - off), blob: chunk })) {
+        for (;;) {
+          if (cancelled) return;
+          const next = snap.chunks.next();
+          if (next.done) break;
+          pending.push(next.value);
+          pendingBytes += next.value.length;
+          if (pendingBytes >= SNAPSHOT_CHUNK_BYTES && !send()) {
             call.once('drain', pump);
             return;
           }
         }
+        if (pendingBytes > 0) send();
         call.end();
       };
       pump();

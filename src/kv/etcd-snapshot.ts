@@ -327,7 +327,10 @@ export function humanBytes(n: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB'];
   const e = Math.floor(Math.log(n) / Math.log(1000));
   const val = Math.floor((n / 1000 ** e) * 10 + 0.5) / 10;
-  return `${val < 10 ? val.toFixed(1) : val.toFixed(0)} ${units[e]}`;
+  if (val < 10) return `${val.toFixed(1)} ${units[e]}`;
+  // Go's %.0f rounds an exact half to even (20.5 -> "20"); toFixed would round it up.
+  const whole = val - Math.floor(val) === 0.5 ? 2 * Math.round(val / 2) : Math.round(val);
+  return `${whole} ${units[e]}`;
 }
 
 export function formatStatus(s: SnapshotStatus, format: 'simple' | 'json' | 'table'): string {
