@@ -92,8 +92,18 @@ function parseRevisionKey(k: Uint8Array, where: string): { main: number; sub: nu
   return { main: Number(main), sub: Number(sub), tombstone: k.length === 18 };
 }
 
-function varint(out: number[], v: bigint): void {
-  let x = BigInt.asUintN(64, v);
+function varint(out: number[], v: bigint | number): void {
+  if (typeof v === 'number' && v >= 0 && v <= Number.MAX_SAFE_INTEGER) {
+    // The common case (revisions, sizes) without bigint arithmetic.
+    let x = v;
+    while (x >= 0x80) {
+      out.push((x % 0x80) | 0x80);
+      x = Math.floor(x / 0x80);
+    }
+    out.push(x);
+    return;
+  }
+  let x = BigInt.asUintN(64, BigInt(v));
   while (x >= 0x80n) {
     out.push(Number(x & 0x7fn) | 0x80);
     x >>= 7n;
@@ -116,15 +126,15 @@ function encodeMessage(fields: readonly (readonly [number, bigint | number | Uin
   for (const [no, v] of fields) {
     if (v instanceof Uint8Array) {
       if (v.length === 0) continue;
-      varint(head, BigInt((no << 3) | 2));
-      varint(head, BigInt(v.length));
+      varint(head, (no << 3) | 2);
+      varint(head, v.length);
       flush();
       parts.push(v);
       total += v.length;
     } else {
-      if (BigInt(v) === 0n) continue;
-      varint(head, BigInt(no << 3));
-      varint(head, BigInt(v));
+      if (v === 0 || v === 0n) continue;
+      varint(head, no << 3);
+      varint(head, v);
     }
   }
   flush();
@@ -142,8 +152,17 @@ function decodeMessage(b: Uint8Array, where: string): Map<number, bigint | Uint8
   const out = new Map<number, bigint | Uint8Array>();
   let i = 0;
   const readVarint = (): bigint => {
-    let x = 0n;
-    for (let shift = 0n; shift < 70n; shift += 7n) {
+    // Up to 7 bytes (49 bits) in a number; longer ones (negative int64s, huge values) as bigint.
+    let n = 0;
+    let mul = 1;
+    for (let j = 0; j < 7 && i < b.length; j++) {
+      const c = b[i++]!;
+      n += (c & 0x7f) * mul;
+      if ((c & 0x80) === 0) return BigInt(n);
+      mul *= 0x80;
+    }
+    let x = BigInt(n);
+    for (let shift = 49n; shift < 70n; shift += 7n) {
       if (i >= b.length) bad(`${where}: truncated varint`);
       const c = b[i++]!;
       x |= BigInt(c & 0x7f) << shift;
@@ -249,7 +268,7 @@ export function etcdSnapshot(input: EtcdSnapshotInput): { readonly size: number;
         const r = image.keys[x.ki]![1][x.ri]!;
         const key = keyBytes[x.ki]!;
         if (r.length === 2) yield [revisionKey(r[0], r[1], true), encodeMessage([[1, key]])];
-        else yield [revisionKey(r[0], r[1]), encodeMessage([[1, key], [2, r[2]], [3, r[0]], [4, r[3]], [5, unb64(r[4])], [6, BigInt(r[5])]])];
+        else yield [revisionKey(r[0], r[1]), encodeMessage([[1, key], [2, r[2]], [3, r[0]], [4, r[3]], [5, unb64(r[4])], [6, r[5] === '0' ? 0 : BigInt(r[5])]])];
       }
     },
   };
