@@ -254,6 +254,7 @@ export class BoltReader {
       count = u64num(p.dv, at, `freelist page ${p.id} count`);
       at += 8;
     }
+    if (count > this.meta.pgid) fail(`freelist page ${p.id} claims ${count} free pages, the file has ${this.meta.pgid}`);
     if (count > (p.bytes.length - at) / 8) fail(`freelist page ${p.id} claims ${count} ids, its span holds ${Math.floor((p.bytes.length - at) / 8)}`);
     const ids: number[] = [];
     for (let i = 0; i < count; i++) {

@@ -380,13 +380,14 @@ export interface ImportedStore {
 const LEASE_ID_MAX = (1n << 63n) - 1n;
 
 /**
- * The key space of an etcd 3.4 backend (a bbolt file whose integrity was checked): its key
+ * The key space of an etcd 3.4 backend (a bbolt file, its integrity checked first): its key
  * bucket's revisions, the compaction recorded in meta (revisions at or below it keep only
  * each key's last version, as etcd's compaction leaves them — an interrupted compaction is
  * finished here, as etcd finishes it on start), its leases. Members, alarms and auth are not
  * taken: a restored cluster's membership comes from the restore's flags, as with etcdctl.
  */
 export function importEtcdSnapshot(r: BoltReader): ImportedStore {
+  r.check();
   const metaVals = new Map<string, Uint8Array>();
   if (!r.forEach([BUCKET.meta], (e) => metaVals.set(Buffer.from(e.key).toString('latin1'), e.value))) bad('no meta bucket');
   const compactOf = (k: string): number => {
@@ -497,7 +498,8 @@ export function fileSource(fd: number, size: number): ByteSource {
  * Opens a snapshot file as etcdctl snapshot restore does: a file whose size is 32 past a
  * multiple of 512 ends with the SHA-256 of what precedes it, which must match; a file
  * without one is refused unless `skipHashCheck` (a backend file copied from a data dir).
- * `fn` gets the database (its integrity checked); the file is closed after.
+ * `fn` gets the database (snapshotStatus and importEtcdSnapshot check its integrity first);
+ * the file is closed after.
  */
 export function withSnapshotFile<T>(path: string, opts: { skipHashCheck?: boolean }, fn: (r: BoltReader, hashed: boolean) => T): T {
   let fd: number;
@@ -511,19 +513,17 @@ export function withSnapshotFile<T>(path: string, opts: { skipHashCheck?: boolea
     const hashed = size % 512 === SHA256_BYTES;
     if (!hashed && !opts.skipHashCheck) throw new SnapshotFileError('snapshot missing hash but --skip-hash-check=false');
     let dbSize = size;
-    if (hashed) {
-      dbSize = size - SHA256_BYTES;
+    if (hashed) dbSize = size - SHA256_BYTES;
+    if (hashed && !opts.skipHashCheck) {
       const src = fileSource(fd, size);
       const h = createHash('sha256');
       const step = 1 << 20;
       for (let at = 0; at < dbSize; at += step) h.update(src.read(at, Math.min(step, dbSize - at)));
       const want = Buffer.from(src.read(dbSize, SHA256_BYTES)).toString('hex');
       const got = h.digest('hex');
-      if (!opts.skipHashCheck && want !== got) throw new SnapshotFileError(`snapshot file is corrupt: expected sha256 ${want}, got ${got}`);
+      if (want !== got) throw new SnapshotFileError(`snapshot file is corrupt: expected sha256 ${want}, got ${got}`);
     }
-    const r = BoltReader.open(fileSource(fd, dbSize));
-    r.check();
-    return fn(r, hashed);
+    return fn(BoltReader.open(fileSource(fd, dbSize)), hashed);
   } finally {
     closeSync(fd);
   }
