@@ -34,6 +34,15 @@ const etcdctl = (eps: string[], ...args: string[]) => {
   return r.stdout;
 };
 const flotilla = (args: string[], cwd?: string) => run(process.execPath, [FLOTILLA_BIN, ...args], { cwd });
+const flotillaAsync = (args: string[]): Promise<Run> =>
+  new Promise((resolve) => {
+    const p = spawn(process.execPath, [FLOTILLA_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 
 /** What a client sees of a key space: every key's fields, the revision, the leases and their keys. */
 function keySpace(eps: string[]): { revision: string; kvs: unknown[]; leases: { id: string; keys: string[] }[] } {
@@ -109,6 +118,9 @@ describe.skipIf(missing.length > 0)('backup and restore', () => {
     expect(String(etcdStatus.revision)).toBe(before.revision);
     expect(flotilla(['snapshot', 'status', join(dir, 'backup.db'), '-w', 'json']).stdout.trim()).toBe(JSON.stringify(etcdStatus));
     expect(r.stdout).toMatch(/restored backup\.db into restored\/n3: member n3/);
+    // etcd's own restore takes it too (it checks the trailing SHA-256 and reads the buckets).
+    const etcdRestore = run(ETCDCTL!, ['snapshot', 'restore', join(dir, 'backup.db'), '--data-dir', join(dir, 'etcd-restored')]);
+    expect(etcdRestore.code, etcdRestore.stderr).toBe(0);
     await source.stop();
     source = undefined;
 
@@ -157,7 +169,7 @@ describe.skipIf(missing.length > 0)('backup and restore', () => {
     expect(keySpace([`127.0.0.1:${client}`])).toEqual(before);
   }, 120_000);
 
-  it('corrupt, truncated and foreign files are refused with a clear message and exit code 1; nothing is created', () => {
+  it('corrupt, truncated and foreign files are refused with a clear message and exit code 1; nothing is created', async () => {
     const good = readFileSync(join(ROOT, 'test/fixtures/etcd-3.4.23.snapshot.db'));
     const cases: [string, Buffer, string[], RegExp][] = [
       ['flipped', Buffer.concat([good.subarray(0, 20_000), Buffer.from([good[20_000]! ^ 0xff]), good.subarray(20_001)]), [], /^Error: snapshot file is corrupt: expected sha256 [0-9a-f]{64}, got [0-9a-f]{64}$/],
@@ -166,14 +178,20 @@ describe.skipIf(missing.length > 0)('backup and restore', () => {
       ['no meta', Buffer.concat([Buffer.alloc(8192, 7), good.subarray(8192)]), ['--skip-hash-check'], /^Error: snapshot file is not a bbolt database: no valid meta page/],
       ['text', Buffer.from('hello, not a database\n'.repeat(100)), ['--skip-hash-check'], /^Error: snapshot file is not a bbolt database: /],
     ];
-    for (const [name, bytes, extra, message] of cases) {
-      const f = join(dir, `${name}.db`);
-      writeFileSync(f, bytes);
-      const dataDir = join(dir, `bad-${name.replace(/ /g, '-')}`);
-      const r = flotilla(['snapshot', 'restore', f, '--name', 'x', '--initial-cluster', 'x=http://127.0.0.1:1', '--initial-advertise-peer-urls', 'http://127.0.0.1:1', '--data-dir', dataDir, ...extra]);
+    // In parallel: each is its own CLI process.
+    const results = await Promise.all(
+      cases.map(([name, bytes, extra]) => {
+        const f = join(dir, `${name}.db`);
+        writeFileSync(f, bytes);
+        const dataDir = join(dir, `bad-${name.replace(/ /g, '-')}`);
+        return flotillaAsync(['snapshot', 'restore', f, '--name', 'x', '--initial-cluster', 'x=http://127.0.0.1:1', '--initial-advertise-peer-urls', 'http://127.0.0.1:1', '--data-dir', dataDir, ...extra]).then((r) => ({ r, dataDir }));
+      }),
+    );
+    cases.forEach(([name, , , message], i) => {
+      const { r, dataDir } = results[i]!;
       expect([name, r.code, r.stderr.trim()]).toEqual([name, 1, expect.stringMatching(message)]);
       expect(existsSync(dataDir), name).toBe(false);
-    }
+    });
     const status = flotilla(['snapshot', 'status', join(dir, 'text.db')]);
     expect([status.code, status.stderr.trim()]).toEqual([1, expect.stringMatching(/^Error: snapshot file is not a bbolt database: no valid meta page/)]);
     // An existing data dir is never overwritten (etcdctl's rule).
