@@ -219,8 +219,11 @@ describe('etcd snapshot schema', () => {
     const g = rng(20261201);
     const rnd = () => g.next();
     const counts = { ok: 0, refused: 0 };
+    let slowest = { ms: 0, i: -1 };
+    const started = performance.now();
     for (let i = 0; i < FUZZ_RUNS; i++) {
       const b = mutate(sources[i % 2]!, rnd);
+      const t0 = performance.now();
       try {
         const r = BoltReader.open(bufferSource(b));
         snapshotStatus(r);
@@ -230,10 +233,14 @@ describe('etcd snapshot schema', () => {
         if (!(e instanceof BoltFormatError || e instanceof EtcdSnapshotError || e instanceof SnapshotImageError)) throw new Error(`input ${i}: ${(e as Error).stack}`);
         expect((e as Error).message).toMatch(/^(snapshot file is not a bbolt database: |snapshot file holds no key space Flotilla can restore: |store|cannot get hash)/);
         counts.refused++;
+      } finally {
+        const ms = performance.now() - t0;
+        if (ms > slowest.ms) slowest = { ms, i };
       }
     }
+    if (process.env.BBOLT_FUZZ_RUNS) console.log(`bbolt fuzz: ${FUZZ_RUNS} inputs in ${((performance.now() - started) / 1000).toFixed(1)} s, ${counts.ok} read whole, ${counts.refused} refused, slowest input #${slowest.i}: ${slowest.ms.toFixed(1)} ms`);
     // Both outcomes happen: the mutations reach past the checksums and the checks refuse.
     expect(counts.refused).toBeGreaterThan(FUZZ_RUNS / 3);
     expect(counts.ok).toBeGreaterThan(10);
-  });
+  }, Math.max(60_000, FUZZ_RUNS * 30));
 });
