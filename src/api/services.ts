@@ -19,8 +19,10 @@ export const ETCD_API_VERSION = '3.4.23';
 export const CLUSTER_VERSION = '3.4.0';
 /** Election timeouts without a leader before watch streams that asked (hasleader) are ended, as etcd. */
 export const NO_LEADER_WATCH_CANCEL_ELECTIONS = 3;
-/** Bytes per Snapshot stream message. */
+/** Bytes per Snapshot stream message (etcd's snapshotSendBufferSize). */
 export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
+/** Longest a Snapshot stream makes pages before letting the event loop run. */
+export const SNAPSHOT_SLICE_MS = 10;
 
 export type Handlers = Record<string, Record<string, grpc.UntypedHandleCall>>;
 
@@ -258,8 +260,15 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         return call.write({ header, remaining_bytes: String(snap.size - sent), blob });
       };
       const pump = () => {
+        // Pages are made as the stream drains, in slices of at most SNAPSHOT_SLICE_MS, so a
+        // large snapshot never holds the event loop (and the Ready loop) for long.
+        const sliceEnd = performance.now() + SNAPSHOT_SLICE_MS;
         for (;;) {
           if (cancelled) return;
+          if (performance.now() > sliceEnd) {
+            setImmediate(pump);
+            return;
+          }
           const next = snap.chunks.next();
           if (next.done) break;
           pending.push(next.value);
