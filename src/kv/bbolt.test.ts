@@ -134,6 +134,40 @@ describe('bbolt writer and reader', () => {
     expect(() => BoltReader.open(bufferSource(file), { fileBytesMax: 1000 })).toThrow(/BOLT_FILE_BYTES_MAX/);
   });
 
+  it('names what is wrong: each corruption of a valid file gets its own message', () => {
+    const list = Array.from({ length: 300 }, (_, i) => [enc.encode(`k${String(i).padStart(4, '0')}`), new Uint8Array(30)] as const);
+    const file = fileOf([{ name: enc.encode('b'), entries: () => list }], 1024);
+    const ps = 1024;
+    const r0 = BoltReader.open(bufferSource(file));
+    const firstLeaf = 3;
+    const fixMeta = (b: Uint8Array) => {
+      for (const at of [0, ps]) new DataView(b.buffer, b.byteOffset).setBigUint64(at + 72, fnv1a64(b.subarray(at + 16, at + 72)), true);
+      return b;
+    };
+    const cases: [string, (dv: DataView, b: Uint8Array) => void, RegExp][] = [
+      ['both meta checksums', (dv) => { dv.setBigUint64(16 + 48, 7n, true); dv.setBigUint64(ps + 16 + 48, 7n, true); }, /no valid meta page \(meta page 0: checksum mismatch; meta page 1: checksum mismatch\)/],
+      ['root past the high water mark', (dv) => { dv.setBigUint64(16 + 16, BigInt(r0.meta.pgid), true); dv.setBigUint64(ps + 16 + 16, BigInt(r0.meta.pgid), true); }, /root page \d+ outside \[2, \d+\)/],
+      ['page says another id', (dv) => dv.setBigUint64(firstLeaf * ps, 99n, true), /page 3 says it is page 99/],
+      ['overflow past the end', (dv) => dv.setUint32(firstLeaf * ps + 12, 1000, true), /page 3 with 1000 overflow pages runs past the high water mark/],
+      ['element past its page', (dv) => dv.setUint32(firstLeaf * ps + 16 + 4, 5000, true), /leaf page 3: element 0 .* runs past the page's 1024 bytes/],
+      ['too many elements', (dv) => dv.setUint16(firstLeaf * ps + 10, 0xffff, true), /leaf page 3: 65535 elements do not fit in 1024 bytes/],
+      ['unknown page type', (dv) => dv.setUint16(firstLeaf * ps + 8, 0x20, true), /page 3 in a bucket's tree has flags 0x20/],
+      ['freelist claims too much', (dv) => dv.setUint16(2 * ps + 10, 500, true), /freelist page 2 claims 500 free pages|freelist page 2 claims 500 ids/],
+      // Element 0 is at page offset 16; its key at 16 + pos. 'k0000' becomes 'k9999'.
+      ['keys out of order', (dv, b) => b.set(enc.encode('k9999'), firstLeaf * ps + 16 + dv.getUint32(firstLeaf * ps + 16 + 4, true)), /leaf page 3: keys out of order at element 1/],
+    ];
+    // One bad meta page: the other one is used (page 1 found at the size page 0 names).
+    const oneBad = file.slice();
+    new DataView(oneBad.buffer).setBigUint64(16 + 48, 7n, true);
+    expect(BoltReader.open(bufferSource(oneBad)).meta.txid).toBe(r0.meta.txid - 1n);
+    for (const [name, corrupt, message] of cases) {
+      const b = file.slice();
+      corrupt(new DataView(b.buffer), b);
+      if (name !== 'both meta checksums') fixMeta(b);
+      expect(() => BoltReader.open(bufferSource(b)).check(), name).toThrow(message);
+    }
+  });
+
   it('fnv1a64 and crc32c match their reference values', () => {
     expect(fnv1a64(enc.encode('a')).toString(16)).toBe('af63dc4c8601ec8c');
     expect(crc32c(enc.encode('123456789')).toString(16)).toBe('e3069283');

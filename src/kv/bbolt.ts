@@ -197,11 +197,21 @@ export class BoltReader {
     if (src.size > fileMax) fail(`${src.size} bytes is over the ${fileMax} bytes accepted (BOLT_FILE_BYTES_MAX)`);
     const metaLen = BOLT_PAGE_HEADER_BYTES + META_BYTES;
     if (src.size < metaLen) fail(`${src.size} bytes is too short for a meta page`);
-    const m0 = readMeta(src.read(0, metaLen), 0);
-    // Page 1 is one page in: its size is page 0's when page 0 is valid (bbolt falls back to the
-    // OS page size otherwise; we try 4096).
-    const size1 = typeof m0 === 'string' ? BOLT_PAGE_SIZE_DEFAULT : m0.pageSize;
-    const m1 = src.size >= size1 + metaLen ? readMeta(src.read(size1, metaLen), 1) : 'file ends before meta page 1';
+    const head0 = src.read(0, metaLen);
+    const m0 = readMeta(head0, 0);
+    // Page 1 is one page in: its size is page 0's when page 0 is valid. Otherwise (bbolt falls
+    // back to the OS page size) we try the size page 0 names, if plausible, then 4096.
+    const named = new DataView(head0.buffer, head0.byteOffset, head0.byteLength).getUint32(BOLT_PAGE_HEADER_BYTES + 8, true);
+    const plausible = named >= BOLT_PAGE_SIZE_MIN && named <= BOLT_PAGE_SIZE_MAX && (named & (named - 1)) === 0;
+    const sizes = typeof m0 !== 'string' ? [m0.pageSize] : [...new Set([...(plausible ? [named] : []), BOLT_PAGE_SIZE_DEFAULT])];
+    let m1: BoltMeta | string | null = null;
+    for (const size1 of sizes) {
+      const m = src.size >= size1 + metaLen ? readMeta(src.read(size1, metaLen), 1) : 'file ends before meta page 1';
+      // The first candidate's complaint is the one reported.
+      if (typeof m !== 'string' || m1 === null) m1 = m;
+      if (typeof m !== 'string') break;
+    }
+    m1 ??= 'file ends before meta page 1';
     let meta: BoltMeta;
     if (typeof m0 !== 'string' && typeof m1 !== 'string') meta = m1.txid > m0.txid ? m1 : m0;
     else if (typeof m0 !== 'string') meta = m0;
