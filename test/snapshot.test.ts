@@ -12,7 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FLOTILLA_BIN, ROOT, freePort, startCluster, waitHealthy, which, type Cluster } from './support/cluster.js';
+import { createHash } from 'node:crypto';
+import { SNAPSHOT_CHUNK_BYTES } from '../src/api/services.js';
 import { killAndWait } from '../src/lib/proc.js';
+import { rawClient } from './support/grpc.js';
 
 const ETCDCTL = which('etcdctl');
 const ETCD = which('etcd');
@@ -98,6 +101,23 @@ describe.skipIf(missing.length > 0)('backup and restore', () => {
     load(source.endpoints);
     const before = keySpace(source.endpoints);
     const hashBefore = hashKv(source.endpoints[0]!, before.revision);
+
+    // The stream itself: messages of at most SNAPSHOT_CHUNK_BYTES, remaining_bytes counting
+    // down to 0, the file's SHA-256 last.
+    const grpcClient = rawClient(source.endpoints[0]!);
+    const messages = await new Promise<{ blob: Buffer; remaining_bytes: string }[]>((resolve, reject) => {
+      const got: { blob: Buffer; remaining_bytes: string }[] = [];
+      const stream = grpcClient.client('etcdserverpb.Maintenance').Snapshot!({}) as NodeJS.ReadableStream;
+      stream.on('data', (m: { blob: Buffer; remaining_bytes: string }) => got.push(m));
+      stream.on('end', () => resolve(got));
+      stream.on('error', reject);
+    });
+    grpcClient.close();
+    const whole = Buffer.concat(messages.map((m) => m.blob));
+    expect(messages.length).toBeGreaterThan(2);
+    for (const m of messages) expect(m.blob.length).toBeLessThanOrEqual(SNAPSHOT_CHUNK_BYTES);
+    expect(messages.map((m) => Number(m.remaining_bytes))).toEqual(messages.map((_, i) => whole.length - messages.slice(0, i + 1).reduce((n, x) => n + x.blob.length, 0)));
+    expect(createHash('sha256').update(whole.subarray(0, whole.length - 32)).digest().equals(whole.subarray(whole.length - 32))).toBe(true);
 
     // README's first block, as written, with the source's endpoint and free peer ports.
     const [sh1, sh2] = readmeBlocks();

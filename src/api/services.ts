@@ -252,11 +252,14 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       let pendingBytes = 0;
       let cancelled = false;
       call.on('cancelled', () => (cancelled = true));
+      /** Sends at most SNAPSHOT_CHUNK_BYTES of what is pending (a page with overflow can be larger). */
       const send = (): boolean => {
-        const blob = Buffer.concat(pending, pendingBytes);
+        const all = Buffer.concat(pending, pendingBytes);
+        const blob = all.subarray(0, SNAPSHOT_CHUNK_BYTES);
+        const rest = all.subarray(blob.length);
+        pending = rest.length > 0 ? [rest] : [];
+        pendingBytes = rest.length;
         sent += blob.length;
-        pending = [];
-        pendingBytes = 0;
         return call.write({ header, remaining_bytes: String(snap.size - sent), blob });
       };
       const pump = () => {
@@ -273,12 +276,15 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
           if (next.done) break;
           pending.push(next.value);
           pendingBytes += next.value.length;
-          if (pendingBytes >= SNAPSHOT_CHUNK_BYTES && !send()) {
-            call.once('drain', pump);
-            return;
+          while (pendingBytes >= SNAPSHOT_CHUNK_BYTES) {
+            if (!send()) {
+              call.once('drain', pump);
+              return;
+            }
           }
         }
-        if (pendingBytes > 0) send();
+        // The tail (under a chunk): written without waiting; end() flushes after it.
+        while (pendingBytes > 0) send();
         call.end();
       };
       pump();
