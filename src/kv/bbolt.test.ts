@@ -168,6 +168,46 @@ describe('bbolt writer and reader', () => {
     }
   });
 
+  it('refuses trees deeper than BOLT_TREE_DEPTH_MAX and page sizes outside [BOLT_PAGE_SIZE_MIN, BOLT_PAGE_SIZE_MAX]', () => {
+    // By hand: a root bucket whose tree is a chain of branch pages, each with one child, ending in an empty leaf.
+    const build = (depth: number, pageSize = 512): Uint8Array => {
+      const pgid = 3 + depth + 1;
+      const b = new Uint8Array(pgid * pageSize);
+      const dv = new DataView(b.buffer);
+      for (const at of [0, 1]) {
+        const o = at * pageSize;
+        dv.setBigUint64(o, BigInt(at), true);
+        dv.setUint16(o + 8, 0x04, true);
+        dv.setUint32(o + 16, 0xed0cdaed, true);
+        dv.setUint32(o + 20, 2, true);
+        dv.setUint32(o + 24, pageSize, true);
+        dv.setBigUint64(o + 32, 3n, true); // root
+        dv.setBigUint64(o + 48, 0xffffffffffffffffn, true); // no freelist
+        dv.setBigUint64(o + 56, BigInt(pgid), true);
+        dv.setBigUint64(o + 64, BigInt(2 - at), true);
+        dv.setBigUint64(o + 72, fnv1a64(b.subarray(o + 16, o + 72)), true);
+      }
+      for (let i = 0; i <= depth; i++) {
+        const o = (3 + i) * pageSize;
+        dv.setBigUint64(o, BigInt(3 + i), true);
+        if (i === depth) {
+          dv.setUint16(o + 8, 0x02, true);
+          continue;
+        }
+        dv.setUint16(o + 8, 0x01, true);
+        dv.setUint16(o + 10, 1, true);
+        dv.setUint32(o + 16, 16, true); // pos: the (empty) key right after the element
+        dv.setBigUint64(o + 24, BigInt(4 + i), true);
+      }
+      return b;
+    };
+    expect(BoltReader.open(bufferSource(build(31))).check()).toBe(2 + 32); // meta pages and the chain (page 2 unused: no freelist)
+    expect(() => BoltReader.open(bufferSource(build(32))).check()).toThrow(/a bucket's tree is deeper than 32 \(BOLT_TREE_DEPTH_MAX\) at page 35/);
+    expect(BoltReader.open(bufferSource(build(1, 65_536))).meta.pageSize).toBe(65_536);
+    expect(() => BoltReader.open(bufferSource(build(1, 256)))).toThrow(/page size 256 not a power of two in \[512, 65536\]/);
+    expect(() => BoltReader.open(bufferSource(build(1, 131_072)))).toThrow(/page size 131072 not a power of two in \[512, 65536\]/);
+  });
+
   it('fnv1a64 and crc32c match their reference values', () => {
     expect(fnv1a64(enc.encode('a')).toString(16)).toBe('af63dc4c8601ec8c');
     expect(crc32c(enc.encode('123456789')).toString(16)).toBe('e3069283');
