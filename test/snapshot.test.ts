@@ -176,6 +176,8 @@ describe.skipIf(missing.length > 0)('backup and restore', () => {
     etcdctl(etcd.endpoints, 'snapshot', 'save', file);
     await etcd.stop();
     etcd = undefined;
+    // Our status of etcd's file is etcdctl's, in every format.
+    for (const w of ['json', 'table', 'simple']) expect(flotilla(['snapshot', 'status', file, '-w', w]).stdout).toBe(run(ETCDCTL!, ['snapshot', 'status', file, '-w', w]).stdout);
 
     const [client, peer] = [await freePort(), await freePort()];
     const peerUrl = `http://127.0.0.1:${peer}`;
@@ -197,6 +199,8 @@ describe.skipIf(missing.length > 0)('backup and restore', () => {
       ['truncated by pages', good.subarray(0, 32_768), ['--skip-hash-check'], /^Error: snapshot file is not a bbolt database: the file has 32768 bytes, its meta page says 18 pages of 4096$/],
       ['no meta', Buffer.concat([Buffer.alloc(8192, 7), good.subarray(8192)]), ['--skip-hash-check'], /^Error: snapshot file is not a bbolt database: no valid meta page/],
       ['text', Buffer.from('hello, not a database\n'.repeat(100)), ['--skip-hash-check'], /^Error: snapshot file is not a bbolt database: /],
+      ['good, wrong name', good, ['--name', 'y'], /^Error: --initial-cluster has no member named "y"$/],
+      ['good, wrong peer URL', good, ['--initial-advertise-peer-urls', 'http://127.0.0.1:2'], /^Error: --initial-cluster has x=http:\/\/127.0.0.1:1 but missing from --initial-advertise-peer-urls=http:\/\/127.0.0.1:2$/],
     ];
     // In parallel: each is its own CLI process.
     const results = await Promise.all(
