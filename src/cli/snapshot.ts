@@ -27,8 +27,10 @@ const userError = (e: unknown): boolean => e instanceof BoltFormatError || e ins
 class RestoreError extends Error {}
 
 function fail(e: unknown): void {
-  if (!userError(e)) throw e;
-  console.error(`Error: ${(e as Error).message}`);
+  // What the file or the flags got wrong is the whole message; anything else (a system
+  // error writing the data dir, a bug) also gets its stack.
+  console.error(`Error: ${e instanceof Error ? e.message : String(e)}`);
+  if (!userError(e) && e instanceof Error && e.stack) console.error(e.stack);
   process.exitCode = 1;
 }
 

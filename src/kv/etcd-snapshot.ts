@@ -509,7 +509,9 @@ export function withSnapshotFile<T>(path: string, opts: { skipHashCheck?: boolea
     throw new SnapshotFileError(`cannot open ${path}: ${(e as Error).message}`);
   }
   try {
-    const size = fstatSync(fd).size;
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new SnapshotFileError(`${path} is not a file`);
+    const size = st.size;
     const hashed = size % 512 === SHA256_BYTES;
     if (!hashed && !opts.skipHashCheck) throw new SnapshotFileError('snapshot missing hash but --skip-hash-check=false');
     let dbSize = size;
