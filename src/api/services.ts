@@ -5,8 +5,8 @@
  * etcd's gRPC code and exact text.
  */
 import * as grpc from '@grpc/grpc-js';
-import { createHash } from 'node:crypto';
 import { ERR, KvError } from '../kv/errors.js';
+import { etcdAlarmEntry, etcdSnapshot } from '../kv/etcd-snapshot.js';
 import type { WatchOut } from '../kv/watch.js';
 import type { EtcdMember } from '../server/member.js';
 import { LEASE_TTL_MAX } from '../server/lessor.js';
@@ -21,8 +21,10 @@ export const ETCD_API_VERSION = '3.4.23';
 export const CLUSTER_VERSION = '3.4.0';
 /** Election timeouts without a leader before watch streams that asked (hasleader) are ended, as etcd. */
 export const NO_LEADER_WATCH_CANCEL_ELECTIONS = 3;
-/** Bytes per Snapshot stream message. */
+/** Bytes per Snapshot stream message (etcd's snapshotSendBufferSize). */
 export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
+/** Longest a Snapshot stream makes pages before letting the event loop run. */
+export const SNAPSHOT_SLICE_MS = 10;
 
 export type Handlers = Record<string, Record<string, grpc.UntypedHandleCall>>;
 
@@ -259,23 +261,55 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       return { header: h(), hash: r.hash, compact_revision: String(r.compactRevision) };
     }),
     Snapshot: (call: grpc.ServerWritableStream<Wire, Wire>) => {
-      // The state machine image, padded to a multiple of 512 bytes, then the SHA-256 of all
-      // that: the layout etcdctl checks (total % 512 == 32).
-      const image = Buffer.from(m.sm.snapshot());
-      const padded = Buffer.alloc(Math.ceil(image.length / 512) * 512 || 512);
-      image.copy(padded);
-      const all = Buffer.concat([padded, createHash('sha256').update(padded).digest()]);
+      // etcd's format: the store as a bbolt file in etcd 3.4's schema, then the SHA-256 of
+      // the file (etcdctl snapshot save / status / restore read it). The store's image is
+      // taken now (one consistent state); the file's pages are made as the stream drains.
       const header = h();
-      let off = 0;
+      let snap: ReturnType<typeof etcdSnapshot>;
+      try {
+        snap = etcdSnapshot({ storeImage: m.sm.store.snapshot(), members: m.members(), consistentIndex: m.sm.appliedIndex, alarms: m.sm.alarms().map(etcdAlarmEntry) });
+      } catch (e) {
+        call.emit('error', toStatus(e));
+        return;
+      }
+      let sent = 0;
+      let pending: Uint8Array[] = [];
+      let pendingBytes = 0;
+      let cancelled = false;
+      call.on('cancelled', () => (cancelled = true));
+      /** Sends at most SNAPSHOT_CHUNK_BYTES of what is pending (a page with overflow can be larger). */
+      const send = (): boolean => {
+        const all = Buffer.concat(pending, pendingBytes);
+        const blob = all.subarray(0, SNAPSHOT_CHUNK_BYTES);
+        const rest = all.subarray(blob.length);
+        pending = rest.length > 0 ? [rest] : [];
+        pendingBytes = rest.length;
+        sent += blob.length;
+        return call.write({ header, remaining_bytes: String(snap.size - sent), blob });
+      };
       const pump = () => {
-        while (off < all.length) {
-          const chunk = all.subarray(off, off + SNAPSHOT_CHUNK_BYTES);
-          off += chunk.length;
-          if (!call.write({ header, remaining_bytes: String(all.length - off), blob: chunk })) {
-            call.once('drain', pump);
+        // Pages are made as the stream drains, in slices of at most SNAPSHOT_SLICE_MS, so a
+        // large snapshot never holds the event loop (and the Ready loop) for long.
+        const sliceEnd = performance.now() + SNAPSHOT_SLICE_MS;
+        for (;;) {
+          if (cancelled) return;
+          if (performance.now() > sliceEnd) {
+            setImmediate(pump);
             return;
           }
+          const next = snap.chunks.next();
+          if (next.done) break;
+          pending.push(next.value);
+          pendingBytes += next.value.length;
+          while (pendingBytes >= SNAPSHOT_CHUNK_BYTES) {
+            if (!send()) {
+              call.once('drain', pump);
+              return;
+            }
+          }
         }
+        // The tail (under a chunk): written without waiting; end() flushes after it.
+        while (pendingBytes > 0) send();
         call.end();
       };
       pump();

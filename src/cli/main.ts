@@ -10,6 +10,7 @@ import { runDemo } from './demo.js';
 import { registerServe } from './serve.js';
 import { registerStart } from './start.js';
 import { registerClientCommands } from './client.js';
+import { registerSnapshot } from './snapshot.js';
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerStart(program);
   registerClientCommands(program);
+  registerSnapshot(program);
 
   program
     .command('demo')
