@@ -237,6 +237,8 @@ const CODES: Record<KvError['code'], grpc.status> = {
   DeadlineExceeded: grpc.status.DEADLINE_EXCEEDED,
   Cancelled: grpc.status.CANCELLED,
   Internal: grpc.status.INTERNAL,
+  PermissionDenied: grpc.status.PERMISSION_DENIED,
+  Unauthenticated: grpc.status.UNAUTHENTICATED,
   Unknown: grpc.status.UNKNOWN,
 };
 

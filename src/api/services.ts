@@ -13,6 +13,9 @@ import { LEASE_TTL_MAX } from '../server/lessor.js';
 import { big, bigU64, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, unary, type Wire } from './convert.js';
 import { MIN_REVISION_METADATA } from './proto.js';
 import { lockService, electionService } from './recipes.js';
+import { authService, callIdentity, checkAdmin, headerOf, serialized, type AuthOptions } from './auth.js';
+import { AUTH_ERR, type AuthStore } from '../kv/auth-store.js';
+import type { TxnRequest } from '../kv/mvcc.js';
 
 /** The version this server reports: the etcd API level it implements. */
 export const ETCD_API_VERSION = '3.4.23';
@@ -24,9 +27,18 @@ export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
 
 export type Handlers = Record<string, Record<string, grpc.UntypedHandleCall>>;
 
-export interface ServiceOptions {
+export interface ServiceOptions extends AuthOptions {
   /** The size in bytes of a request as received (for the request size limit). */
   readonly requestBytes: (req: Wire, method: 'Put' | 'DeleteRange' | 'Txn') => number;
+}
+
+/** etcd's checkTxnAuth for a read-only txn served by this member: READ on every compare and range. */
+function checkTxnRead(a: AuthStore, h: Parameters<AuthStore['checkRange']>[0], t: TxnRequest): void {
+  for (const c of t.compare) a.checkRange(h, c.key, c.rangeEnd ?? new Uint8Array(0));
+  for (const op of [...t.success, ...t.failure]) {
+    if ('range' in op) a.checkRange(h, op.range.key, op.range.rangeEnd ?? new Uint8Array(0));
+    else if ('txn' in op) checkTxnRead(a, h, op.txn);
+  }
 }
 
 export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
@@ -34,51 +46,79 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     if (o.requestBytes(req, method) > m.config.maxRequestBytes) throw ERR.requestTooLarge();
   };
   const h = (revision?: number): Wire => m.header(revision) as unknown as Wire;
+  const who = (call: Parameters<typeof callIdentity>[1]) => callIdentity(m, call, o);
+  /** The identity a write carries into the log (checked at apply on every member). */
+  const writer = async (call: Parameters<typeof callIdentity>[1]) => headerOf(await who(call));
+  /** Root only (etcd's authMaintenanceServer and membership changes). */
+  const adminOnly = <F,>(f: F): F =>
+    ((call: Parameters<typeof callIdentity>[1] & { emit(ev: string, e: unknown): boolean }, cb?: (e: unknown) => void) => {
+      const fail = (e: unknown): void => void (cb ? cb(toStatus(e)) : call.emit('error', toStatus(e)));
+      who(call).then((ai) => {
+        try {
+          checkAdmin(m, ai);
+          (f as unknown as (c: unknown, cb?: unknown) => void)(call, cb);
+        } catch (e) {
+          fail(e);
+        }
+      }, fail);
+    }) as unknown as F;
 
   const KV = {
     Range: unary(async (req, call) => {
       const r = rangeRequest(req);
+      const ai = await who(call);
       if (!req.serializable) await m.readBarrier();
       else {
         // A session read: wait until this member has applied what the client has already seen.
         const min = call.metadata?.get?.(MIN_REVISION_METADATA)?.[0];
         if (min !== undefined) await m.waitRevision(num(String(min), MIN_REVISION_METADATA));
       }
-      return rangeResponse(m.sm.store.range(r), h());
+      return serialized(
+        m,
+        ai,
+        (hd) => m.sm.auth.checkRange(hd, r.key, r.rangeEnd ?? new Uint8Array(0)),
+        () => rangeResponse(m.sm.store.range(r), h()),
+      );
     }),
-    Put: unary(async (req) => {
+    Put: unary(async (req, call) => {
       limit(req, 'Put');
       const p = putRequest(req);
       checkPutRequest(p);
-      const r = await m.propose({ op: 'put', req: p });
+      const r = await m.propose({ op: 'put', req: p }, await writer(call));
       const v = r.value as { prevKv?: Parameters<typeof keyValue>[0] };
       return { header: h(r.revision), prev_kv: v.prevKv ? keyValue(v.prevKv) : null };
     }),
-    DeleteRange: unary(async (req) => {
+    DeleteRange: unary(async (req, call) => {
       limit(req, 'DeleteRange');
       const d = deleteRangeRequest(req);
       if (d.key.length === 0) throw ERR.emptyKey();
-      const r = await m.propose({ op: 'deleteRange', req: d });
+      const r = await m.propose({ op: 'deleteRange', req: d }, await writer(call));
       const v = r.value as { deleted: number; prevKvs: Parameters<typeof keyValue>[0][] };
       return { header: h(r.revision), deleted: String(v.deleted), prev_kvs: v.prevKvs.map(keyValue) };
     }),
-    Txn: unary(async (req) => {
+    Txn: unary(async (req, call) => {
       limit(req, 'Txn');
       const t = txnRequest(req);
       checkTxnRequest(t, m.config.maxTxnOps);
       if (txnReadOnly(t)) {
+        const ai = await who(call);
         await m.readBarrier();
-        return txnResponse(m.sm.store.txn(t), h());
+        return serialized(
+          m,
+          ai,
+          (hd) => checkTxnRead(m.sm.auth, hd, t),
+          () => txnResponse(m.sm.store.txn(t), h()),
+        );
       }
-      const r = await m.propose({ op: 'txn', req: t });
+      const r = await m.propose({ op: 'txn', req: t }, await writer(call));
       if (r.value.op !== 'txn') throw new Error('txn answered with another command');
       return txnResponse(r.value.result, h(r.revision));
     }),
-    Compact: unary(async (req) => {
+    Compact: unary(async (req, call) => {
       const revision = num(req.revision, 'revision');
       // Below every compact revision there is (0 or more): what applying it would answer.
       if (revision < 0) throw ERR.compacted();
-      const r = await m.propose({ op: 'compact', revision });
+      const r = await m.propose({ op: 'compact', revision }, await writer(call));
       return { header: h(r.revision) };
     }),
   };
@@ -114,11 +154,34 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
           }, m.config.electionMs / 2)
         : undefined;
       monitor?.unref();
+      // In order, one at a time: a create's permission check waits for the token's check.
+      let chain = Promise.resolve();
       call.on('data', (req: Wire) => {
+        chain = chain.then(() => onRequest(req));
+      });
+      const onRequest = async (req: Wire): Promise<void> => {
         try {
           if (req.request_union === 'create_request') {
             const c = req.create_request as Wire;
             const filters = Array.isArray(c.filters) ? (c.filters as string[]) : [];
+            // etcd's isWatchPermitted: READ on the watched range at create, else a created and
+            // cancelled response with watch id -1 and the reason.
+            const refusal = await who(call).then(
+              (ai) => {
+                const key = bytes(c.key);
+                let end = bytes(c.range_end);
+                // An empty key watches everything (key "\0" with range end "\0").
+                if (key.length === 0 && end.length === 0) end = new Uint8Array([0]);
+                m.sm.auth.checkRange(headerOf(ai), key.length === 0 ? new Uint8Array([0]) : key, end);
+                return null;
+              },
+              (e: unknown) => e,
+            ).catch((e: unknown) => e);
+            if (refusal !== null) {
+              const reason = refusal instanceof KvError && refusal.code !== 'PermissionDenied' && /token|revision|user name is empty/.test(refusal.message) ? refusal.message : AUTH_ERR.permissionDenied().message;
+              call.write({ header: h(), watch_id: '-1', created: true, canceled: true, compact_revision: '0', cancel_reason: reason, fragment: false, events: [] });
+              return;
+            }
             stream.create({
               key: bytes(c.key),
               rangeEnd: bytes(c.range_end),
@@ -137,7 +200,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         } catch (e) {
           call.emit('error', toStatus(e));
         }
-      });
+      };
       const done = () => {
         if (monitor) clearInterval(monitor);
         stream.close();
@@ -162,11 +225,12 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       const r = await m.propose({ op: 'leaseGrant', id, ttl });
       return { header: h(r.revision), ID: id.toString(), TTL: String(ttl), error: '' };
     }),
-    LeaseRevoke: unary(async (req) => {
+    LeaseRevoke: unary(async (req, call) => {
       const id = big(req.ID);
       // Lease ids are positive (0 is "no lease"): no such lease can exist.
       if (id <= 0n) throw ERR.leaseNotFound();
-      const r = await m.propose({ op: 'leaseRevoke', id });
+      // Checked at apply: WRITE on every key attached to the lease.
+      const r = await m.propose({ op: 'leaseRevoke', id }, await writer(call));
       return { header: h(r.revision) };
     }),
     LeaseKeepAlive: (call: grpc.ServerDuplexStream<Wire, Wire>) => {
@@ -203,10 +267,11 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
   const Cluster = {
     // etcd's cluster responses carry no revision.
     MemberList: unary(async () => ({ header: h(0), members: memberWire() })),
-    MemberAdd: unsupported,
-    MemberRemove: unsupported,
-    MemberUpdate: unsupported,
-    MemberPromote: unsupported,
+    // Membership changes need root when auth is on (etcd's checkMembershipOperationPermission).
+    MemberAdd: adminOnly(unsupported),
+    MemberRemove: adminOnly(unsupported),
+    MemberUpdate: adminOnly(unsupported),
+    MemberPromote: adminOnly(unsupported),
   };
 
   const Maintenance = {
@@ -227,13 +292,14 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       };
     }),
     Alarm: unary(async () => ({ header: h(), alarms: [] })),
-    Defragment: unary(async () => ({ header: h() })),
-    Hash: unary(async () => ({ header: h(), hash: m.sm.store.hashKv(0).hash })),
-    HashKV: unary(async (req) => {
+    // Root only when auth is on: Defragment, Hash, HashKV, Snapshot (etcd's authMaintenanceServer) and MoveLeader.
+    Defragment: adminOnly(unary(async () => ({ header: h() }))),
+    Hash: adminOnly(unary(async () => ({ header: h(), hash: m.sm.store.hashKv(0).hash }))),
+    HashKV: adminOnly(unary(async (req) => {
       const r = m.sm.store.hashKv(num(req.revision, 'revision'));
       return { header: h(), hash: r.hash, compact_revision: String(r.compactRevision) };
-    }),
-    Snapshot: (call: grpc.ServerWritableStream<Wire, Wire>) => {
+    })),
+    Snapshot: adminOnly((call: grpc.ServerWritableStream<Wire, Wire>) => {
       // The state machine image, padded to a multiple of 512 bytes, then the SHA-256 of all
       // that: the layout etcdctl checks (total % 512 == 32).
       const image = Buffer.from(m.sm.snapshot());
@@ -254,8 +320,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         call.end();
       };
       pump();
-    },
-    MoveLeader: unary(async (req) => {
+    }),
+    MoveLeader: adminOnly(unary(async (req) => {
       const target = m.raftIdOfMember(bigU64(req.targetID));
       if (target === 0) throw ERR.badLeaderTransferee();
       if (!m.node.isLeader) throw ERR.notLeader();
@@ -272,7 +338,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         }
       }
       return { header: h() };
-    }),
+    })),
   };
 
   return {
@@ -281,7 +347,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     'etcdserverpb.Lease': Lease,
     'etcdserverpb.Cluster': Cluster,
     'etcdserverpb.Maintenance': Maintenance,
-    'v3lockpb.Lock': lockService(m),
-    'v3electionpb.Election': electionService(m),
+    'etcdserverpb.Auth': authService(m, o),
+    'v3lockpb.Lock': lockService(m, o),
+    'v3electionpb.Election': electionService(m, o),
   } as unknown as Handlers;
 }

@@ -48,6 +48,9 @@ export function registerServe(program: Command): void {
     .option('--grpc-keepalive-interval <duration>', 'the server pings each HTTP/2 client connection this often (default 2h)')
     .option('--grpc-keepalive-timeout <duration>', 'and closes it when the ping is not answered within (default 20s)')
     .option('--unsafe-fault-injection', 'TEST ONLY: accept POST /debug/faults (drop Raft messages per link, slow fsync, disk errors) on the client port')
+    .option('--auth-token <spec>', 'auth tokens: simple (default; random, bound to the cluster\'s members, expire after --auth-token-ttl unused), or jwt,priv-key=<file>,pub-key=<file>,sign-method=RS256|ES256|...,ttl=5m')
+    .option('--auth-token-ttl <seconds>', 'a simple token unused this long expires (default 300)')
+    .option('--bcrypt-cost <n>', 'bcrypt cost of password hashes, 4..31 (default 10)')
     .option('--watch-progress-notify-interval <ms>', 'progress notifications to watchers that ask for them, every ms (default 600000; 0 = off)')
     .action(async (o: RawConfig) => {
       let config;

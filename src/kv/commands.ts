@@ -10,6 +10,7 @@
  */
 import { assertNever } from '../lib/assert.js';
 import { ByteReader, ByteWriter } from '../lib/bytes.js';
+import { AUTH_OPS, BCRYPT_HASH, PERM_TYPES, isAuthCommand, type AuthCommand, type AuthHeader, type AuthValue } from './auth-store.js';
 import { KvError, type GrpcCode } from './errors.js';
 import {
   TXN_NESTING_MAX,
@@ -43,7 +44,9 @@ export type Command =
   /** The id is chosen by the member that proposes (apply reads no randomness). */
   | { readonly op: 'leaseGrant'; readonly id: bigint; readonly ttl: number }
   | { readonly op: 'leaseRevoke'; readonly id: bigint }
-  | { readonly op: 'publish'; readonly member: MemberAttributes };
+  | { readonly op: 'publish'; readonly member: MemberAttributes }
+  /** Users, roles, permissions, auth on/off, authenticate (auth-store.ts). */
+  | AuthCommand;
 
 export type CommandValue =
   | { readonly op: 'put'; readonly prevKv?: KeyValue }
@@ -52,7 +55,8 @@ export type CommandValue =
   | { readonly op: 'compact' }
   | { readonly op: 'leaseGrant'; readonly id: bigint; readonly ttl: number }
   | { readonly op: 'leaseRevoke' }
-  | { readonly op: 'publish' };
+  | { readonly op: 'publish' }
+  | AuthValue;
 
 /**
  * What applying a command gave: the value, or the deterministic error every member got (a
@@ -90,10 +94,16 @@ export function encodeValue(v: unknown): Uint8Array {
 export interface LogRequest {
   readonly id: bigint;
   readonly command: Command;
+  /**
+   * Who asked, as the receiving member established it (user and the auth revision it checked
+   * against); every member checks the command's permissions at apply with it. None: the member
+   * itself proposed it (lease expiry, publish), which is not checked (etcd does those as root).
+   */
+  readonly auth?: AuthHeader;
 }
 
 /** What decoding a log entry gave: the request, or why its bytes are not one (apply turns that into an error result). */
-export type DecodedRequest = ({ readonly ok: true } & LogRequest) | { readonly ok: false; readonly id: bigint; readonly reason: string };
+export type DecodedRequest = ({ readonly ok: true; readonly auth: AuthHeader | undefined } & LogRequest) | { readonly ok: false; readonly id: bigint; readonly reason: string };
 
 // -------------------------------------------------------------------------------------------
 // The binary encoding of a LogRequest (like etcd's InternalRaftRequest, our own codec):
@@ -107,6 +117,16 @@ export type DecodedRequest = ({ readonly ok: true } & LogRequest) | { readonly o
 //   compact   = 4 revision:int
 //   leaseGrant= 5 id:i64 ttl:int          leaseRevoke = 6 id:i64
 //   publish   = 7 member:u64 name:str n:u32 url:str*n   (str = u16 length + UTF-8)
+//   withAuth  = 31 user:text authRevision:int command    (the identity of the request; only
+//               around the request's own command, never nested)  (text = u32 length + UTF-8)
+//   auth commands = 32 + their index in AUTH_OPS, then (by op):
+//     authEnable, authDisable: nothing      authenticate: name:text tokenPrefix:text
+//     userAdd: name:text hash:text noPassword:u8 (hash '' exactly when noPassword; else bcrypt)
+//     userDelete: name:text                 userChangePassword: name:text hash:text (bcrypt)
+//     userGrantRole: user:text role:text    userRevokeRole: name:text role:text
+//     roleAdd: name:text                    roleDelete: role:text
+//     roleGrantPermission: name:text permType:u8 key rangeEnd
+//     roleRevokePermission: role:text key rangeEnd
 //   compare   = key rangeEnd result:u8 target:u8 value (int | i64 | bytes by target)
 //   op        = 1 range | 2 put-fields | 3 delete-fields | 4 txn-fields
 //   range     = key rangeEnd limit revision sortOrder:u8 sortTarget:u8 flags:u8 (1 keysOnly,
@@ -117,6 +137,11 @@ export type DecodedRequest = ({ readonly ok: true } & LogRequest) | { readonly o
 /** The format of encodeRequest; a decoder refuses versions it does not know. */
 export const COMMAND_FORMAT_VERSION = 1;
 
+/** The tag of the identity header around a request's command. */
+const TAG_WITH_AUTH = 31;
+/** The first auth command's tag (a range of its own, apart from the key-value commands' 1, 2, ...). */
+const TAG_AUTH_BASE = 32;
+
 /** Why bytes are not a command (raised inside the decoder only; decodeRequest returns it as a reason). */
 class CommandDecodeError extends Error {}
 
@@ -124,7 +149,7 @@ const SORT_ORDERS: readonly SortOrder[] = ['none', 'ascend', 'descend'];
 const SORT_TARGETS: readonly SortTarget[] = ['key', 'version', 'create', 'mod', 'value'];
 const COMPARE_RESULTS: readonly CompareResult[] = ['equal', 'greater', 'less', 'notEqual'];
 const COMPARE_TARGETS: readonly Compare['target'][] = ['version', 'create', 'mod', 'value', 'lease'];
-const OPS: readonly Command['op'][] = ['put', 'deleteRange', 'txn', 'compact', 'leaseGrant', 'leaseRevoke', 'publish'];
+const OPS: readonly Exclude<Command['op'], AuthCommand['op']>[] = ['put', 'deleteRange', 'txn', 'compact', 'leaseGrant', 'leaseRevoke', 'publish'];
 
 const EMPTY = new Uint8Array(0);
 
@@ -201,7 +226,51 @@ function writeTxn(w: ByteWriter, t: TxnRequest): void {
   }
 }
 
+const text = (w: ByteWriter, s: string): void => w.bytes(new TextEncoder().encode(s));
+
+function writeAuthCommand(w: ByteWriter, c: AuthCommand): void {
+  w.u8(TAG_AUTH_BASE + code(AUTH_OPS, c.op));
+  switch (c.op) {
+    case 'authEnable':
+    case 'authDisable':
+      return;
+    case 'authenticate':
+      text(w, c.name);
+      return text(w, c.tokenPrefix);
+    case 'userAdd':
+      text(w, c.name);
+      text(w, c.hash);
+      return w.u8(c.noPassword ? 1 : 0);
+    case 'userDelete':
+    case 'roleAdd':
+      return text(w, c.name);
+    case 'roleDelete':
+      return text(w, c.role);
+    case 'userChangePassword':
+      text(w, c.name);
+      return text(w, c.hash);
+    case 'userGrantRole':
+      text(w, c.user);
+      return text(w, c.role);
+    case 'userRevokeRole':
+      text(w, c.name);
+      return text(w, c.role);
+    case 'roleGrantPermission':
+      text(w, c.name);
+      w.u8(code(PERM_TYPES, c.perm.permType));
+      w.bytes(c.perm.key);
+      return w.bytes(c.perm.rangeEnd);
+    case 'roleRevokePermission':
+      text(w, c.role);
+      w.bytes(c.key);
+      return w.bytes(c.rangeEnd);
+    default:
+      assertNever(c);
+  }
+}
+
 function writeCommand(w: ByteWriter, c: Command): void {
+  if (isAuthCommand(c)) return writeAuthCommand(w, c);
   w.u8(code(OPS, c.op) + 1);
   switch (c.op) {
     case 'put':
@@ -224,7 +293,8 @@ function writeCommand(w: ByteWriter, c: Command): void {
       for (const u of c.member.clientUrls) w.str(u);
       return;
     default:
-      assertNever(c);
+      // Auth commands were written above.
+      return assertNever(c as never);
   }
 }
 
@@ -235,6 +305,11 @@ export function encodeRequest(r: LogRequest): Uint8Array {
   const w = new ByteWriter(c.op === 'put' ? 40 + c.req.key.length + (c.req.value?.length ?? 0) : 64);
   w.u8(COMMAND_FORMAT_VERSION);
   w.bigU64(r.id);
+  if (r.auth) {
+    w.u8(TAG_WITH_AUTH);
+    text(w, r.auth.user);
+    writeInt(w, r.auth.revision);
+  }
   writeCommand(w, r.command);
   // The writer is not used again: its view is the result.
   return w.written();
@@ -250,11 +325,16 @@ export const encodeCommand = (c: Command): Uint8Array => encodeRequest({ id: 0n,
  */
 export const requestTooLarge = (encoded: Uint8Array, maxRequestBytes: number): boolean => encoded.length > maxRequestBytes;
 
+/** A password hash as a command may carry it: '' exactly for a user without password, else a bcrypt hash. */
+function checkHash(h: string, noPassword: boolean, fail: (m: string) => never): void {
+  if (noPassword ? h !== '' : !BCRYPT_HASH.test(h)) fail(noPassword ? 'a user without password has a hash' : 'the password hash is not a bcrypt hash');
+}
+
 class Decoder {
   private readonly r: ByteReader;
 
-  constructor(b: Uint8Array) {
-    this.r = new ByteReader(b, (m) => new CommandDecodeError(m));
+  constructor(private readonly bytesIn: Uint8Array) {
+    this.r = new ByteReader(bytesIn, (m) => new CommandDecodeError(m));
   }
 
   get reader(): ByteReader {
@@ -367,8 +447,79 @@ class Decoder {
     return { compare, success, failure };
   }
 
+  text(what: string): string {
+    const b = this.r.bytes();
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(b);
+    } catch {
+      return this.fail(`${what} is not valid UTF-8`);
+    }
+  }
+
+  /** The identity header, if the request has one, then its command. */
+  request(): { auth: AuthHeader | undefined; command: Command } {
+    if (this.r.remaining > 0 && this.peekTag() === TAG_WITH_AUTH) {
+      this.r.u8();
+      const user = this.text('user name');
+      const revision = this.int('auth revision');
+      if (revision < 0) this.fail(`auth revision ${revision} is negative`);
+      return { auth: { user, revision }, command: this.command() };
+    }
+    return { auth: undefined, command: this.command() };
+  }
+
+  private peekTag(): number {
+    return this.bytesIn[this.r.pos]!;
+  }
+
+  private hash(): string {
+    const h = this.text('password hash');
+    checkHash(h, false, (m) => this.fail(m));
+    return h;
+  }
+
+  authCommand(tag: number): AuthCommand {
+    const op = AUTH_OPS[tag - TAG_AUTH_BASE];
+    if (op === undefined) this.fail(`unknown command ${tag}`);
+    switch (op) {
+      case 'authEnable':
+      case 'authDisable':
+        return { op };
+      case 'authenticate':
+        return { op, name: this.text('user name'), tokenPrefix: this.text('token prefix') };
+      case 'userAdd': {
+        const name = this.text('user name');
+        const hash = this.text('password hash');
+        const noPassword = this.flags(1, 'user add') === 1;
+        checkHash(hash, noPassword, (m) => this.fail(m));
+        return { op, name, hash, noPassword };
+      }
+      case 'userDelete':
+      case 'roleAdd':
+        return { op, name: this.text(op === 'roleAdd' ? 'role name' : 'user name') };
+      case 'roleDelete':
+        return { op, role: this.text('role name') };
+      case 'userChangePassword':
+        return { op, name: this.text('user name'), hash: this.hash() };
+      case 'userGrantRole':
+        return { op, user: this.text('user name'), role: this.text('role name') };
+      case 'userRevokeRole':
+        return { op, name: this.text('user name'), role: this.text('role name') };
+      case 'roleGrantPermission': {
+        const name = this.text('role name');
+        const permType = this.enumOf(PERM_TYPES, 'permission type');
+        return { op, name, perm: { permType, key: this.r.bytes(), rangeEnd: this.r.bytes() } };
+      }
+      case 'roleRevokePermission':
+        return { op, role: this.text('role name'), key: this.r.bytes(), rangeEnd: this.r.bytes() };
+      default:
+        return assertNever(op);
+    }
+  }
+
   command(): Command {
     const tag = this.r.u8();
+    if (tag >= TAG_AUTH_BASE) return this.authCommand(tag);
     const op = OPS[tag - 1];
     if (op === undefined) this.fail(`unknown command ${tag}`);
     switch (op) {
@@ -417,9 +568,9 @@ export function decodeRequest(b: Uint8Array): DecodedRequest {
   d.reader.u8();
   const id = d.reader.bigU64();
   try {
-    const command = d.command();
+    const { auth, command } = d.request();
     d.reader.end();
-    return { ok: true, id, command };
+    return { ok: true, id, command, auth };
   } catch (e) {
     if (e instanceof CommandDecodeError) return { ok: false, id, reason: e.message };
     throw e;

@@ -6,12 +6,15 @@
  */
 import type { StateMachine } from '../node/node.js';
 import type { Entry, Index } from '../raft/types.js';
+import { AuthStore, isAuthCommand, type AuthCommand, type AuthHeader, type AuthImage } from './auth-store.js';
 import { decodeRequest, encodeValue, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
 import { KvError, type GrpcCode } from './errors.js';
-import { MvccStore, type KvEvent, type MvccLimits } from './mvcc.js';
+import { MvccStore, type KvEvent, type MvccLimits, type TxnRequest } from './mvcc.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, SnapshotImageError } from './snapshot-image.js';
 
 export { SnapshotImageError } from './snapshot-image.js';
+
+const EMPTY = new Uint8Array(0);
 
 /** The refusal every member gets for an entry whose bytes are not a command (decodeRequest's reason). */
 export const malformedEntry = (reason: string): { code: GrpcCode; message: string } => ({ code: 'InvalidArgument', message: `etcdserver: malformed log entry: ${reason}` });
@@ -22,10 +25,13 @@ interface SnapshotImage {
   readonly v: 1;
   readonly store: Uint8Array;
   readonly members: MemberAttributes[];
+  /** Users, roles, the auth flag and revision (absent in images written before auth: nothing). */
+  readonly auth?: AuthImage;
 }
 
 export class KvStateMachine implements StateMachine<ApplyResult> {
   private kv: MvccStore;
+  private authState = new AuthStore();
   private readonly limits: Partial<MvccLimits>;
   /** Published member attributes by API member id. */
   readonly members = new Map<bigint, MemberAttributes>();
@@ -44,6 +50,11 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   /** The store as of the last applied entry. Replaced wholesale when a snapshot is installed. */
   get store(): MvccStore {
     return this.kv;
+  }
+
+  /** Users, roles and permissions (replaced wholesale when a snapshot is installed). */
+  get auth(): AuthStore {
+    return this.authState;
   }
 
   get appliedIndex(): Index {
@@ -90,14 +101,15 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   apply(entry: Entry): ApplyResult {
     this.applied = entry.index;
     const req = decodeRequest(entry.data);
-    const result = req.ok ? this.runRequest(req.command) : { ok: false as const, error: malformedEntry(req.reason), revision: this.kv.revision };
+    const result = req.ok ? this.runRequest(req.command, req.auth, entry.index) : { ok: false as const, error: malformedEntry(req.reason), revision: this.kv.revision };
     for (const l of this.appliedListeners) l(req.id, entry.index, result);
     return result;
   }
 
-  private runRequest(cmd: Command): ApplyResult {
+  private runRequest(cmd: Command, auth: AuthHeader | undefined, index: Index): ApplyResult {
     try {
-      const value = this.run(cmd);
+      if (auth) this.checkPermission(cmd, auth);
+      const value = isAuthCommand(cmd) ? this.authState.apply(cmd, index) : this.run(cmd);
       return { ok: true, value, revision: this.kv.revision };
     } catch (e) {
       if (e instanceof KvError) return { ok: false, error: { code: e.code, message: e.message }, revision: this.kv.revision };
@@ -105,7 +117,55 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     }
   }
 
-  private run(c: Command): CommandValue {
+  /**
+   * etcd's authApplierV3: the command's permissions checked against the auth state at this
+   * entry (the same on every member), with the identity the receiving member put in it. A
+   * request checked against an older auth revision than this entry's is refused (`revision of
+   * auth store is old`), so a permission revoked while the request was under way is honoured.
+   */
+  private checkPermission(c: Command, h: AuthHeader): void {
+    const a = this.authState;
+    const leasePuts = (id: bigint): void => {
+      for (const k of this.kv.lease(id)?.keys ?? []) a.checkPut(h, k);
+    };
+    const ops = (t: TxnRequest): void => {
+      for (const cmp of t.compare) a.checkRange(h, cmp.key, cmp.rangeEnd ?? EMPTY);
+      for (const op of [...t.success, ...t.failure]) {
+        if ('range' in op) a.checkRange(h, op.range.key, op.range.rangeEnd ?? EMPTY);
+        else if ('put' in op) a.checkPut(h, op.put.key);
+        else if ('deleteRange' in op) {
+          if (op.deleteRange.prevKv) a.checkRange(h, op.deleteRange.key, op.deleteRange.rangeEnd ?? EMPTY);
+          a.checkDeleteRange(h, op.deleteRange.key, op.deleteRange.rangeEnd ?? EMPTY);
+        } else ops(op.txn); // etcd 3.4 does not look into nested txns; every op is checked here.
+      }
+    };
+    switch (c.op) {
+      case 'put':
+        a.checkPut(h, c.req.key);
+        // A lease already attached to keys this user may not write cannot be attached here either.
+        if (c.req.lease) leasePuts(c.req.lease);
+        if (c.req.prevKv) a.checkRange(h, c.req.key, EMPTY);
+        return;
+      case 'deleteRange':
+        a.checkDeleteRange(h, c.req.key, c.req.rangeEnd ?? EMPTY);
+        if (c.req.prevKv) a.checkRange(h, c.req.key, c.req.rangeEnd ?? EMPTY);
+        return;
+      case 'txn':
+        return ops(c.req);
+      case 'leaseRevoke':
+        return leasePuts(c.id);
+      case 'authenticate':
+      case 'compact':
+      case 'leaseGrant':
+      case 'publish':
+        return;
+      default:
+        // Every other auth command is an administrator's (etcd's needAdminPermission).
+        return a.checkAdmin(h);
+    }
+  }
+
+  private run(c: Exclude<Command, AuthCommand>): CommandValue {
     switch (c.op) {
       case 'put':
         return { op: 'put', ...this.kv.put(c.req) };
@@ -136,7 +196,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
 
   snapshot(): Uint8Array {
     const members = [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members };
+    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members, auth: this.authState.image() };
     return encodeValue(image);
   }
 
@@ -149,6 +209,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   restore(data: Uint8Array, index: Index): void {
     const image = readImage(data, this.limits);
     this.kv = image.store;
+    this.authState = image.auth;
     this.members.clear();
     for (const m of image.members) this.members.set(m.id, m);
     this.applied = index;
@@ -164,10 +225,13 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
  * the shape); the store's own image is checked by MvccStore.restore. Empty bytes: an empty
  * state machine (what a member without a snapshot restores).
  */
-function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[] } {
+function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[]; auth: AuthStore } {
   try {
-    if (data.length === 0) return { store: new MvccStore(limits), members: [] };
-    const o = exactObject(parseImageJson(data, 'image'), 'image', ['v', 'store', 'members']);
+    if (data.length === 0) return { store: new MvccStore(limits), members: [], auth: new AuthStore() };
+    const parsed = parseImageJson(data, 'image');
+    const hasAuth = parsed !== null && typeof parsed === 'object' && Object.prototype.hasOwnProperty.call(parsed, 'auth');
+    const o = exactObject(parsed, 'image', hasAuth ? ['v', 'store', 'members', 'auth'] : ['v', 'store', 'members']);
+    const auth = hasAuth ? AuthStore.fromImage(o.auth, 'image.auth') : new AuthStore();
     if (o.v !== 1) imageFail('image.v', `unknown state machine image version ${preview(o.v)}`);
     const storeBytes = base64Bytes(exactObject(o.store, 'image.store', ['$b']).$b, 'image.store.$b');
     const members: MemberAttributes[] = [];
@@ -182,7 +246,7 @@ function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: Mvcc
       const clientUrls = arrayOf(m.clientUrls, `${w}.clientUrls`).map((u, j) => (typeof u === 'string' ? u : imageFail(`${w}.clientUrls[${j}]`, `expected a string, got ${preview(u)}`)));
       members.push({ id, name: m.name, clientUrls });
     }
-    return { store: MvccStore.restore(storeBytes, limits), members };
+    return { store: MvccStore.restore(storeBytes, limits), members, auth };
   } catch (e) {
     if (e instanceof SnapshotImageError) throw new SnapshotImageError(`invalid state machine snapshot image: ${e.message}`, { cause: e });
     throw e;

@@ -42,7 +42,12 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+export interface ServerOptions {
+  /** The user a call's verified client certificate names (TLS with client cert auth): see src/api/auth.ts. */
+  readonly identityFromCall?: (call: unknown) => string | undefined;
+}
+
+export async function startServer(config: ServerConfig, logger: Logger, opts: ServerOptions = {}): Promise<RunningServer> {
   const member = await EtcdMember.start(config, logger);
   const sizes = new WeakMap<object, number>();
   const server = new grpc.Server({
@@ -59,6 +64,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     'grpc.keepalive_timeout_ms': config.grpcKeepaliveTimeoutMs,
   });
   const handlers = buildHandlers(member, {
+    ...(opts.identityFromCall ? { identityFromCall: opts.identityFromCall } : {}),
     // Requests from the JSON gateway were not received as protobuf: measure them encoded.
     requestBytes: (req: Wire, method: string) => sizes.get(req) ?? serviceDefinition('etcdserverpb.KV')[method]!.requestSerialize(req).length,
   });
