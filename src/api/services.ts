@@ -178,7 +178,9 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
               (e: unknown) => e,
             ).catch((e: unknown) => e);
             if (refusal !== null) {
-              const reason = refusal instanceof KvError && refusal.code !== 'PermissionDenied' && /token|revision|user name is empty/.test(refusal.message) ? refusal.message : AUTH_ERR.permissionDenied().message;
+              // etcd puts the gRPC error's text there: "rpc error: code = PermissionDenied desc = ...".
+              const e = refusal instanceof KvError && /token|revision|user name is empty/.test(refusal.message) ? refusal : AUTH_ERR.permissionDenied();
+              const reason = `rpc error: code = ${e.code} desc = ${e.message}`;
               call.write({ header: h(), watch_id: '-1', created: true, canceled: true, compact_revision: '0', cancel_reason: reason, fragment: false, events: [] });
               return;
             }
