@@ -50,6 +50,8 @@ export abstract class Resumable {
       }
       try {
         await this.conns.dial(ep);
+        // A stream refused for its token reopens with a fresh one.
+        await this.conns.ensureAuth();
         if (this.stopped) break;
         await this.attempt(ep);
       } catch {
