@@ -92,7 +92,8 @@ describe('auth with simple tokens on a 3-member cluster', () => {
       const l = await alice.lock('/app/lock', { ttl: 10 });
       await alice.unlock(l.key);
       await expect(alice.lock('elsewhere', { ttl: 10 })).rejects.toMatchObject({ details: 'etcdserver: permission denied' });
-      await expect(alice.hashKv(cluster.endpoints[0]!)).rejects.toMatchObject({ details: 'etcdserver: permission denied' });
+      // etcd 3.4's maintenance calls answer with the auth store's own error (code Unknown).
+      await expect(alice.hashKv(cluster.endpoints[0]!)).rejects.toMatchObject({ code: 'UNKNOWN', details: 'auth: permission denied' });
       expect((await root.hashKv(cluster.endpoints[0]!)).hash).toBeGreaterThanOrEqual(0);
       await expect(alice.userList()).rejects.toMatchObject({ details: 'etcdserver: permission denied' });
       const lease = await root.leaseGrant(30);

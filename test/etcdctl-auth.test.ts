@@ -60,6 +60,13 @@ async function authSession(cluster: Cluster): Promise<Step[]> {
   await step('user get self as alice', [...alice, 'user', 'get', 'alice']);
   await step('role get own role as alice', [...alice, 'role', 'get', 'app']);
   await step('role add as alice', [...alice, 'role', 'add', 'x']);
+  await step('defrag as alice', [...alice, 'defrag']);
+  await step('endpoint hashkv as alice', [...alice, 'endpoint', 'hashkv']);
+  await step('endpoint hashkv without credentials', ['endpoint', 'hashkv']);
+  await step('alarm list as alice', [...alice, 'alarm', 'list']);
+  await step('member remove as alice', [...alice, 'member', 'remove', '1234']);
+  await step('member remove without credentials', ['member', 'remove', '1234']);
+  await step('compaction as alice', [...alice, 'compaction', '1']);
   await step('user list as root', [...root, 'user', 'list']);
   await step('role list as root', [...root, 'role', 'list']);
   await step('root reads anything', [...root, 'get', '/app/x', '--prefix']);

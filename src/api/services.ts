@@ -32,6 +32,21 @@ export interface ServiceOptions extends AuthOptions {
   readonly requestBytes: (req: Wire, method: 'Put' | 'DeleteRange' | 'Txn') => number;
 }
 
+/**
+ * etcd 3.4's maintenance server returns the auth store's errors unconverted: gRPC code Unknown
+ * with auth's own text (`auth: permission denied`, `auth: user name is empty`, ...).
+ */
+function rawAuthError(e: unknown): unknown {
+  if (!(e instanceof KvError)) return e;
+  const raw: Record<string, string> = {
+    'etcdserver: permission denied': 'auth: permission denied',
+    'etcdserver: user name is empty': 'auth: user name is empty',
+    'etcdserver: user name not found': 'auth: user not found',
+    'etcdserver: invalid auth token': 'auth: invalid auth token',
+  };
+  return raw[e.message] ? new KvError('Unknown', raw[e.message]!) : e;
+}
+
 /** etcd's checkTxnAuth for a read-only txn served by this member: READ on every compare and range. */
 function checkTxnRead(a: AuthStore, h: Parameters<AuthStore['checkRange']>[0], t: TxnRequest): void {
   for (const c of t.compare) a.checkRange(h, c.key, c.rangeEnd ?? new Uint8Array(0));
@@ -50,9 +65,12 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
   /** The identity a write carries into the log (checked at apply on every member). */
   const writer = async (call: Parameters<typeof callIdentity>[1]) => headerOf(await who(call));
   /** Root only (etcd's authMaintenanceServer and membership changes). */
-  const adminOnly = <F,>(f: F): F =>
+  const adminOnly = <F,>(f: F, rawAuthErrors = false): F =>
     ((call: Parameters<typeof callIdentity>[1] & { emit(ev: string, e: unknown): boolean }, cb?: (e: unknown) => void) => {
-      const fail = (e: unknown): void => void (cb ? cb(toStatus(e)) : call.emit('error', toStatus(e)));
+      const fail = (e0: unknown): void => {
+        const e = rawAuthErrors ? rawAuthError(e0) : e0;
+        void (cb ? cb(toStatus(e)) : call.emit('error', toStatus(e)));
+      };
       who(call).then((ai) => {
         try {
           checkAdmin(m, ai);
@@ -294,13 +312,15 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       };
     }),
     Alarm: unary(async () => ({ header: h(), alarms: [] })),
-    // Root only when auth is on: Defragment, Hash, HashKV, Snapshot (etcd's authMaintenanceServer) and MoveLeader.
-    Defragment: adminOnly(unary(async () => ({ header: h() }))),
-    Hash: adminOnly(unary(async () => ({ header: h(), hash: m.sm.store.hashKv(0).hash }))),
+    // Root only when auth is on: Defragment, Hash, HashKV, Snapshot (etcd's authMaintenanceServer,
+    // which answers with auth's own errors: code Unknown, `auth: permission denied`) and MoveLeader
+    // (as etcd 3.5 checks it; 3.4 does not).
+    Defragment: adminOnly(unary(async () => ({ header: h() })), true),
+    Hash: adminOnly(unary(async () => ({ header: h(), hash: m.sm.store.hashKv(0).hash })), true),
     HashKV: adminOnly(unary(async (req) => {
       const r = m.sm.store.hashKv(num(req.revision, 'revision'));
       return { header: h(), hash: r.hash, compact_revision: String(r.compactRevision) };
-    })),
+    }), true),
     Snapshot: adminOnly((call: grpc.ServerWritableStream<Wire, Wire>) => {
       // The state machine image, padded to a multiple of 512 bytes, then the SHA-256 of all
       // that: the layout etcdctl checks (total % 512 == 32).
@@ -322,7 +342,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         call.end();
       };
       pump();
-    }),
+    }, true),
     MoveLeader: adminOnly(unary(async (req) => {
       const target = m.raftIdOfMember(bigU64(req.targetID));
       if (target === 0) throw ERR.badLeaderTransferee();
