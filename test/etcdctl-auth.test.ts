@@ -7,6 +7,7 @@
  * gateway with an Authorization header. Skipped with the reason when etcd/etcdctl are absent.
  */
 import { Etcd3 } from 'etcd3';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, which, type Cluster } from './support/cluster.js';
 import { etcdctl, Normalizer, type Step } from './support/etcdctl-session.js';
@@ -60,6 +61,9 @@ async function authSession(cluster: Cluster): Promise<Step[]> {
   await step('user get self as alice', [...alice, 'user', 'get', 'alice']);
   await step('role get own role as alice', [...alice, 'role', 'get', 'app']);
   await step('role add as alice', [...alice, 'role', 'add', 'x']);
+  await step('snapshot save as alice', [...alice, 'snapshot', 'save', join(cluster.dir, 'denied.db')]);
+  await step('snapshot save without credentials', ['snapshot', 'save', join(cluster.dir, 'denied.db')]);
+  await step('watch everything as alice', [...alice, 'watch', '--prefix', '']);
   await step('defrag as alice', [...alice, 'defrag']);
   await step('endpoint hashkv as alice', [...alice, 'endpoint', 'hashkv']);
   await step('endpoint hashkv without credentials', ['endpoint', 'hashkv']);

@@ -84,13 +84,14 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
   const KV = {
     Range: unary(async (req, call) => {
       const r = rangeRequest(req);
-      const ai = await who(call);
       if (!req.serializable) await m.readBarrier();
       else {
         // A session read: wait until this member has applied what the client has already seen.
         const min = call.metadata?.get?.(MIN_REVISION_METADATA)?.[0];
         if (min !== undefined) await m.waitRevision(num(String(min), MIN_REVISION_METADATA));
       }
+      // The identity after the barrier, as etcd's doSerialize (checked against the state read).
+      const ai = await who(call);
       return serialized(
         m,
         ai,
@@ -119,8 +120,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       const t = txnRequest(req);
       checkTxnRequest(t, m.config.maxTxnOps);
       if (txnReadOnly(t)) {
-        const ai = await who(call);
         await m.readBarrier();
+        const ai = await who(call);
         return serialized(
           m,
           ai,
