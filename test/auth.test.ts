@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/index.js';
+import { AUTH_TOKEN_BYTES_MAX } from '../src/server/auth-tokens.js';
 import { FLOTILLA_BIN, startCluster, which, type Cluster } from './support/cluster.js';
 
 const TTL_S = 2;
@@ -73,6 +74,8 @@ describe('auth with simple tokens on a 3-member cluster', () => {
     const token = String(auth.body.token);
     expect(token).toMatch(/^[A-Za-z]{16}\.\d+$/);
     for (const ep of [a, b, c]) expect((await post(ep, '/v3/kv/range', { key: b64('/app/0') }, token)).status).toBe(200);
+    // A token longer than AUTH_TOKEN_BYTES_MAX is not looked at.
+    expect(await post(a, '/v3/kv/range', { key: b64('/app/0') }, `${token}${'x'.repeat(AUTH_TOKEN_BYTES_MAX)}`)).toMatchObject({ status: 401, body: { error: 'etcdserver: invalid auth token' } });
     const alice = new FlotillaClient({ endpoints: [b], auth: { user: 'alice', password: 'apw' } });
     try {
       await alice.get('/app/0');

@@ -70,7 +70,7 @@ export function checkAdmin(m: EtcdMember, ai: AuthInfo | null): void {
 }
 
 /** Runs bcrypt work with at most BCRYPT_CONCURRENT_MAX at once. */
-class BcryptGate {
+export class BcryptGate {
   private running = 0;
   private readonly queue: (() => void)[] = [];
 
