@@ -11,7 +11,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import bcrypt from 'bcryptjs';
-import { AUTH_ERR, PERM_TYPES, ROOT_ROLE, type AuthHeader, type PermType } from '../kv/auth-store.js';
+import { AUTH_ERR, PERM_TYPES, type AuthHeader, type PermType } from '../kv/auth-store.js';
 import { ERR, KvError } from '../kv/errors.js';
 import type { AuthInfo } from '../server/auth-tokens.js';
 import type { EtcdMember } from '../server/member.js';
@@ -202,6 +202,3 @@ export function authService(m: EtcdMember, o: AuthOptions) {
     RoleRevokePermission: unary(async (req, call) => change(call, { op: 'roleRevokePermission', role: str(req.role), key: bytes(req.key), rangeEnd: bytes(req.range_end) })),
   };
 }
-
-/** Whether a user holds the root role (for messages). */
-export const isRoot = (m: EtcdMember, user: string): boolean => m.sm.auth.hasRole(user, ROOT_ROLE);
