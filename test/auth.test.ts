@@ -103,6 +103,14 @@ describe('auth with simple tokens on a 3-member cluster', () => {
       await root.put('/other', 'x', { lease: lease.id });
       await expect(alice.leaseRevoke(lease.id)).rejects.toMatchObject({ details: 'etcdserver: permission denied' });
       await root.leaseRevoke(lease.id);
+      // A stream with credentials the cluster refuses ends with that refusal (no endless retries).
+      const wrong = new FlotillaClient({ endpoints: cluster.endpoints, auth: { user: 'alice', password: 'wrong' } });
+      try {
+        const w = wrong.watch('/app/', { prefix: true }, () => undefined);
+        expect(await w.done).toMatchObject({ details: 'etcdserver: authentication failed, invalid user ID or password' });
+      } finally {
+        await wrong.close();
+      }
     } finally {
       await Promise.all([root.close(), alice.close()]);
     }
