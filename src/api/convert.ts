@@ -238,6 +238,8 @@ const CODES: Record<KvError['code'], grpc.status> = {
   Cancelled: grpc.status.CANCELLED,
   Internal: grpc.status.INTERNAL,
   DataLoss: grpc.status.DATA_LOSS,
+  PermissionDenied: grpc.status.PERMISSION_DENIED,
+  Unauthenticated: grpc.status.UNAUTHENTICATED,
   Unknown: grpc.status.UNKNOWN,
 };
 

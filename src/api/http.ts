@@ -322,7 +322,35 @@ const ROUTES: Record<string, [string, string, Kind]> = {
   'election/leader': ['v3electionpb.Election', 'Leader', 'unary'],
   'election/observe': ['v3electionpb.Election', 'Observe', 'serverStream'],
   'election/resign': ['v3electionpb.Election', 'Resign', 'unary'],
+  'auth/enable': ['etcdserverpb.Auth', 'AuthEnable', 'unary'],
+  'auth/disable': ['etcdserverpb.Auth', 'AuthDisable', 'unary'],
+  'auth/status': ['etcdserverpb.Auth', 'AuthStatus', 'unary'],
+  'auth/authenticate': ['etcdserverpb.Auth', 'Authenticate', 'unary'],
+  'auth/user/add': ['etcdserverpb.Auth', 'UserAdd', 'unary'],
+  'auth/user/get': ['etcdserverpb.Auth', 'UserGet', 'unary'],
+  'auth/user/list': ['etcdserverpb.Auth', 'UserList', 'unary'],
+  'auth/user/delete': ['etcdserverpb.Auth', 'UserDelete', 'unary'],
+  'auth/user/changepw': ['etcdserverpb.Auth', 'UserChangePassword', 'unary'],
+  'auth/user/grant': ['etcdserverpb.Auth', 'UserGrantRole', 'unary'],
+  'auth/user/revoke': ['etcdserverpb.Auth', 'UserRevokeRole', 'unary'],
+  'auth/role/add': ['etcdserverpb.Auth', 'RoleAdd', 'unary'],
+  'auth/role/get': ['etcdserverpb.Auth', 'RoleGet', 'unary'],
+  'auth/role/list': ['etcdserverpb.Auth', 'RoleList', 'unary'],
+  'auth/role/delete': ['etcdserverpb.Auth', 'RoleDelete', 'unary'],
+  'auth/role/grant': ['etcdserverpb.Auth', 'RoleGrantPermission', 'unary'],
+  'auth/role/revoke': ['etcdserverpb.Auth', 'RoleRevokePermission', 'unary'],
 };
+
+/**
+ * The auth token of a gateway request: the `Authorization` header, as etcd's grpc-gateway passes
+ * it (metadata `authorization`), or grpc-gateway's `Grpc-Metadata-Token`.
+ */
+function copyToken(req: IncomingMessage, call: GatewayCall): void {
+  const a = req.headers.authorization;
+  if (typeof a === 'string') call.metadata.set('authorization', a);
+  const t = req.headers['grpc-metadata-token'];
+  if (typeof t === 'string') call.metadata.set('token', t);
+}
 
 /** grpc-gateway's HTTP status for a gRPC code. */
 const HTTP_STATUS: Record<number, number> = {
@@ -562,6 +590,7 @@ function serve(handlers: Handlers, r: Route, request: Record<string, unknown>, r
   if (r.kind === 'unary') {
     const call = new GatewayCall(request, () => true, () => undefined);
     identify(call, req);
+    copyToken(req, call);
     res.on('close', () => {
       call.cancelled = true;
       call.emit('cancelled');
@@ -592,6 +621,7 @@ function serve(handlers: Handlers, r: Route, request: Record<string, unknown>, r
     },
   );
   identify(call, req);
+  copyToken(req, call);
   res.on('drain', () => call.emit('drain'));
   res.on('close', () => {
     if (!ended) {

@@ -10,6 +10,22 @@ import { ERR } from '../kv/errors.js';
 import type { KeyValue, KvEvent } from '../kv/mvcc.js';
 import type { EtcdMember } from '../server/member.js';
 import { unary, big, buf, bytes, keyValue, num, toStatus, type Wire } from './convert.js';
+import { callIdentity, headerOf, type AuthOptions } from './auth.js';
+import type { AuthHeader } from '../kv/auth-store.js';
+
+/**
+ * The caller of a recipe, as etcd's lock and election servers run them with the caller's
+ * credentials: READ and WRITE on the whole `<name>/` prefix are needed up front (the recipe
+ * reads and writes keys there), and every write carries the caller's identity to apply.
+ */
+async function recipeCaller(m: EtcdMember, call: Parameters<typeof callIdentity>[1], o: AuthOptions, prefix?: Uint8Array): Promise<AuthHeader> {
+  const h = headerOf(await callIdentity(m, call, o));
+  if (prefix) {
+    m.sm.auth.checkRange(h, prefix, prefixEnd(prefix));
+    m.sm.auth.checkDeleteRange(h, prefix, prefixEnd(prefix));
+  }
+  return h;
+}
 
 /** The end of the range of keys with this prefix (etcd's GetPrefixRangeEnd). */
 export function prefixEnd(prefix: Uint8Array): Uint8Array {
@@ -63,7 +79,7 @@ async function waitDeletes(m: EtcdMember, prefix: Uint8Array, maxCreateRevision:
 }
 
 /** Creates (or finds) the caller's key under prefix; returns it and its create revision. */
-async function enqueue(m: EtcdMember, prefix: Uint8Array, lease: bigint, value: Uint8Array): Promise<{ key: Uint8Array; kv: KeyValue; revision: number; created: boolean }> {
+async function enqueue(m: EtcdMember, prefix: Uint8Array, lease: bigint, value: Uint8Array, auth: AuthHeader): Promise<{ key: Uint8Array; kv: KeyValue; revision: number; created: boolean }> {
   const key = concat(prefix, lease.toString(16));
   const r = await m.propose({
     op: 'txn',
@@ -72,7 +88,7 @@ async function enqueue(m: EtcdMember, prefix: Uint8Array, lease: bigint, value: 
       success: [{ put: { key, value, lease } }, { range: { key } }],
       failure: [{ range: { key } }],
     },
-  });
+  }, auth);
   if (r.value.op !== 'txn') throw new Error('txn answered with another command');
   const res = r.value.result;
   const got = res.responses[res.succeeded ? 1 : 0]!;
@@ -88,7 +104,7 @@ function callSignal(call: { on(event: 'cancelled', f: () => void): unknown }): A
   return ac.signal;
 }
 
-export function lockService(m: EtcdMember) {
+export function lockService(m: EtcdMember, o: AuthOptions = {}) {
   const h = (revision?: number): Wire => m.header(revision) as unknown as Wire;
   return {
     Lock: unary(async (req, call) => {
@@ -97,13 +113,14 @@ export function lockService(m: EtcdMember) {
       const lease = big(req.lease);
       if (lease === 0n) throw ERR.leaseNotFound();
       const prefix = concat(name, '/');
-      const mine = await enqueue(m, prefix, lease, new Uint8Array(0));
+      const auth = await recipeCaller(m, call, o, prefix);
+      const mine = await enqueue(m, prefix, lease, new Uint8Array(0), auth);
       const signal = callSignal(call);
       try {
         await waitDeletes(m, prefix, mine.kv.createRevision - 1, signal);
       } catch (e) {
         // Gave up waiting (client gone): release the place in the queue, as etcd does.
-        await m.propose({ op: 'deleteRange', req: { key: mine.key } }).catch(() => undefined);
+        await m.propose({ op: 'deleteRange', req: { key: mine.key } }, auth).catch(() => undefined);
         throw e;
       }
       await m.readBarrier();
@@ -111,10 +128,10 @@ export function lockService(m: EtcdMember) {
       if (!still || still.createRevision !== mine.kv.createRevision) throw ERR.sessionExpired();
       return { header: h(), key: buf(mine.key) };
     }),
-    Unlock: unary(async (req) => {
+    Unlock: unary(async (req, call) => {
       const key = bytes(req.key);
       if (key.length === 0) throw ERR.recipeEmptyKey();
-      const r = await m.propose({ op: 'deleteRange', req: { key } });
+      const r = await m.propose({ op: 'deleteRange', req: { key } }, await recipeCaller(m, call, o));
       return { header: h(r.revision) };
     }),
   };
@@ -129,16 +146,16 @@ function leaderKey(leader: unknown): { name: Uint8Array; key: Uint8Array; rev: n
   return { name: bytes(w.name), key, rev: num(w.rev, 'rev'), lease: big(w.lease) };
 }
 
-export function electionService(m: EtcdMember) {
+export function electionService(m: EtcdMember, o: AuthOptions = {}) {
   const h = (revision?: number): Wire => m.header(revision) as unknown as Wire;
   const firstCreated = (prefix: Uint8Array): KeyValue | undefined =>
     m.sm.store.range({ key: prefix, rangeEnd: prefixEnd(prefix), sortOrder: 'ascend', sortTarget: 'create', limit: 1 }).kvs[0];
 
-  const proclaim = async (l: ReturnType<typeof leaderKey>, value: Uint8Array): Promise<number> => {
+  const proclaim = async (l: ReturnType<typeof leaderKey>, value: Uint8Array, auth: AuthHeader): Promise<number> => {
     const r = await m.propose({
       op: 'txn',
       req: { compare: [{ key: l.key, result: 'equal', target: 'create', value: l.rev }], success: [{ put: { key: l.key, value, lease: l.lease } }], failure: [] },
-    });
+    }, auth);
     if (r.value.op !== 'txn' || !r.value.result.succeeded) throw ERR.electionNotLeader();
     return r.revision;
   };
@@ -151,24 +168,28 @@ export function electionService(m: EtcdMember) {
       if (lease === 0n) throw ERR.leaseNotFound();
       const value = bytes(req.value);
       const prefix = concat(name, '/');
-      const mine = await enqueue(m, prefix, lease, value);
+      const auth = await recipeCaller(m, call, o, prefix);
+      const mine = await enqueue(m, prefix, lease, value, auth);
       const l = { name, key: mine.key, rev: mine.kv.createRevision, lease };
-      if (!mine.created && !same(mine.kv.value, value)) await proclaim(l, value);
+      if (!mine.created && !same(mine.kv.value, value)) await proclaim(l, value, auth);
       try {
         await waitDeletes(m, prefix, l.rev - 1, callSignal(call));
       } catch (e) {
-        await m.propose({ op: 'deleteRange', req: { key: mine.key } }).catch(() => undefined);
+        await m.propose({ op: 'deleteRange', req: { key: mine.key } }, auth).catch(() => undefined);
         throw e;
       }
       return { header: h(), leader: { name: buf(name), key: buf(l.key), rev: String(l.rev), lease: lease.toString() } };
     }),
-    Proclaim: unary(async (req) => {
-      const rev = await proclaim(leaderKey(req.leader), bytes(req.value));
+    Proclaim: unary(async (req, call) => {
+      const rev = await proclaim(leaderKey(req.leader), bytes(req.value), await recipeCaller(m, call, o));
       return { header: h(rev) };
     }),
-    Leader: unary(async (req) => {
+    Leader: unary(async (req, call) => {
+      const prefix = concat(bytes(req.name), '/');
+      const ai = await callIdentity(m, call, o);
       await m.readBarrier();
-      const kv = firstCreated(concat(bytes(req.name), '/'));
+      m.sm.auth.checkRange(headerOf(ai), prefix, prefixEnd(prefix));
+      const kv = firstCreated(prefix);
       if (!kv) throw ERR.electionNoLeader();
       return { header: h(), kv: keyValue(kv) };
     }),
@@ -183,7 +204,10 @@ export function electionService(m: EtcdMember) {
           call.write({ header: h(), kv: keyValue(kv) });
         }
       };
-      m.readBarrier().then(
+      callIdentity(m, call, o).then(async (ai) => {
+        await m.readBarrier();
+        m.sm.auth.checkRange(headerOf(ai), prefix, prefixEnd(prefix));
+      }).then(
         () => {
           if (call.cancelled) return;
           off = m.sm.listen((events) => {
@@ -195,12 +219,12 @@ export function electionService(m: EtcdMember) {
       );
       call.on('cancelled', () => off());
     },
-    Resign: unary(async (req) => {
+    Resign: unary(async (req, call) => {
       const l = leaderKey(req.leader);
       const r = await m.propose({
         op: 'txn',
         req: { compare: [{ key: l.key, result: 'equal', target: 'create', value: l.rev }], success: [{ deleteRange: { key: l.key } }], failure: [] },
-      });
+      }, await recipeCaller(m, call, o));
       return { header: h(r.revision) };
     }),
   };

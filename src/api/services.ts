@@ -15,6 +15,9 @@ import type { AlarmMember, AlarmType } from '../kv/commands.js';
 import { big, bigU64, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, unary, type Wire } from './convert.js';
 import { MIN_REVISION_METADATA } from './proto.js';
 import { lockService, electionService } from './recipes.js';
+import { authService, callIdentity, checkAdmin, headerOf, serialized, type AuthOptions } from './auth.js';
+import { AUTH_ERR, type AuthStore } from '../kv/auth-store.js';
+import type { TxnRequest } from '../kv/mvcc.js';
 
 /** The version this server reports: the etcd API level it implements. */
 export const ETCD_API_VERSION = '3.4.23';
@@ -28,9 +31,33 @@ export const SNAPSHOT_SLICE_MS = 10;
 
 export type Handlers = Record<string, Record<string, grpc.UntypedHandleCall>>;
 
-export interface ServiceOptions {
+export interface ServiceOptions extends AuthOptions {
   /** The size in bytes of a request as received (for the request size limit). */
   readonly requestBytes: (req: Wire, method: 'Put' | 'DeleteRange' | 'Txn') => number;
+}
+
+/**
+ * etcd 3.4's maintenance server returns the auth store's errors unconverted: gRPC code Unknown
+ * with auth's own text (`auth: permission denied`, `auth: user name is empty`, ...).
+ */
+function rawAuthError(e: unknown): unknown {
+  if (!(e instanceof KvError)) return e;
+  const raw: Record<string, string> = {
+    'etcdserver: permission denied': 'auth: permission denied',
+    'etcdserver: user name is empty': 'auth: user name is empty',
+    'etcdserver: user name not found': 'auth: user not found',
+    'etcdserver: invalid auth token': 'auth: invalid auth token',
+  };
+  return raw[e.message] ? new KvError('Unknown', raw[e.message]!) : e;
+}
+
+/** etcd's checkTxnAuth for a read-only txn served by this member: READ on every compare and range. */
+function checkTxnRead(a: AuthStore, h: Parameters<AuthStore['checkRange']>[0], t: TxnRequest): void {
+  for (const c of t.compare) a.checkRange(h, c.key, c.rangeEnd ?? new Uint8Array(0));
+  for (const op of [...t.success, ...t.failure]) {
+    if ('range' in op) a.checkRange(h, op.range.key, op.range.rangeEnd ?? new Uint8Array(0));
+    else if ('txn' in op) checkTxnRead(a, h, op.txn);
+  }
 }
 
 export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
@@ -38,6 +65,25 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     if (o.requestBytes(req, method) > m.config.maxRequestBytes) throw ERR.requestTooLarge();
   };
   const h = (revision?: number): Wire => m.header(revision) as unknown as Wire;
+  const who = (call: Parameters<typeof callIdentity>[1]) => callIdentity(m, call, o);
+  /** The identity a write carries into the log (checked at apply on every member). */
+  const writer = async (call: Parameters<typeof callIdentity>[1]) => headerOf(await who(call));
+  /** Root only (etcd's authMaintenanceServer and membership changes). */
+  const adminOnly = <F,>(f: F, rawAuthErrors = false): F =>
+    ((call: Parameters<typeof callIdentity>[1] & { emit(ev: string, e: unknown): boolean }, cb?: (e: unknown) => void) => {
+      const fail = (e0: unknown): void => {
+        const e = rawAuthErrors ? rawAuthError(e0) : e0;
+        void (cb ? cb(toStatus(e)) : call.emit('error', toStatus(e)));
+      };
+      who(call).then((ai) => {
+        try {
+          checkAdmin(m, ai);
+          (f as unknown as (c: unknown, cb?: unknown) => void)(call, cb);
+        } catch (e) {
+          fail(e);
+        }
+      }, fail);
+    }) as unknown as F;
 
   const KV = {
     Range: unary(async (req, call) => {
@@ -48,44 +94,57 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         const min = call.metadata?.get?.(MIN_REVISION_METADATA)?.[0];
         if (min !== undefined) await m.waitRevision(num(String(min), MIN_REVISION_METADATA));
       }
-      return rangeResponse(m.sm.store.range(r), h());
+      // The identity after the barrier, as etcd's doSerialize (checked against the state read).
+      const ai = await who(call);
+      return serialized(
+        m,
+        ai,
+        (hd) => m.sm.auth.checkRange(hd, r.key, r.rangeEnd ?? new Uint8Array(0)),
+        () => rangeResponse(m.sm.store.range(r), h()),
+      );
     }),
-    Put: unary(async (req) => {
+    Put: unary(async (req, call) => {
       limit(req, 'Put');
       const p = putRequest(req);
       // etcd's quotaKVServer wraps the KV server: the quota is checked first.
       await m.checkQuota(costPut(p));
       checkPutRequest(p);
-      const r = await m.propose({ op: 'put', req: p });
+      const r = await m.propose({ op: 'put', req: p }, await writer(call));
       const v = r.value as { prevKv?: Parameters<typeof keyValue>[0] };
       return { header: h(r.revision), prev_kv: v.prevKv ? keyValue(v.prevKv) : null };
     }),
-    DeleteRange: unary(async (req) => {
+    DeleteRange: unary(async (req, call) => {
       limit(req, 'DeleteRange');
       const d = deleteRangeRequest(req);
       if (d.key.length === 0) throw ERR.emptyKey();
-      const r = await m.propose({ op: 'deleteRange', req: d });
+      const r = await m.propose({ op: 'deleteRange', req: d }, await writer(call));
       const v = r.value as { deleted: number; prevKvs: Parameters<typeof keyValue>[0][] };
       return { header: h(r.revision), deleted: String(v.deleted), prev_kvs: v.prevKvs.map(keyValue) };
     }),
-    Txn: unary(async (req) => {
+    Txn: unary(async (req, call) => {
       limit(req, 'Txn');
       const t = txnRequest(req);
       await m.checkQuota(costTxn(t));
       checkTxnRequest(t, m.config.maxTxnOps);
       if (txnReadOnly(t)) {
         await m.readBarrier();
-        return txnResponse(m.sm.store.txn(t), h());
+        const ai = await who(call);
+        return serialized(
+          m,
+          ai,
+          (hd) => checkTxnRead(m.sm.auth, hd, t),
+          () => txnResponse(m.sm.store.txn(t), h()),
+        );
       }
-      const r = await m.propose({ op: 'txn', req: t });
+      const r = await m.propose({ op: 'txn', req: t }, await writer(call));
       if (r.value.op !== 'txn') throw new Error('txn answered with another command');
       return txnResponse(r.value.result, h(r.revision));
     }),
-    Compact: unary(async (req) => {
+    Compact: unary(async (req, call) => {
       const revision = num(req.revision, 'revision');
       // Below every compact revision there is (0 or more): what applying it would answer.
       if (revision < 0) throw ERR.compacted();
-      const r = await m.propose({ op: 'compact', revision });
+      const r = await m.propose({ op: 'compact', revision }, await writer(call));
       return { header: h(r.revision) };
     }),
   };
@@ -121,11 +180,36 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
           }, m.config.electionMs / 2)
         : undefined;
       monitor?.unref();
+      // In order, one at a time: a create's permission check waits for the token's check.
+      let chain = Promise.resolve();
       call.on('data', (req: Wire) => {
+        chain = chain.then(() => onRequest(req));
+      });
+      const onRequest = async (req: Wire): Promise<void> => {
         try {
           if (req.request_union === 'create_request') {
             const c = req.create_request as Wire;
             const filters = Array.isArray(c.filters) ? (c.filters as string[]) : [];
+            // etcd's isWatchPermitted: READ on the watched range at create, else a created and
+            // cancelled response with watch id -1 and the reason.
+            const refusal = await who(call).then(
+              (ai) => {
+                const key = bytes(c.key);
+                let end = bytes(c.range_end);
+                // An empty key watches everything (key "\0" with range end "\0").
+                if (key.length === 0 && end.length === 0) end = new Uint8Array([0]);
+                m.sm.auth.checkRange(headerOf(ai), key.length === 0 ? new Uint8Array([0]) : key, end);
+                return null;
+              },
+              (e: unknown) => e,
+            ).catch((e: unknown) => e);
+            if (refusal !== null) {
+              // etcd puts the gRPC error's text there: "rpc error: code = PermissionDenied desc = ...".
+              const e = refusal instanceof KvError && /token|revision|user name is empty/.test(refusal.message) ? refusal : AUTH_ERR.permissionDenied();
+              const reason = `rpc error: code = ${e.code} desc = ${e.message}`;
+              call.write({ header: h(), watch_id: '-1', created: true, canceled: true, compact_revision: '0', cancel_reason: reason, fragment: false, events: [] });
+              return;
+            }
             stream.create({
               key: bytes(c.key),
               rangeEnd: bytes(c.range_end),
@@ -144,7 +228,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         } catch (e) {
           call.emit('error', toStatus(e));
         }
-      });
+      };
       const done = () => {
         if (monitor) clearInterval(monitor);
         stream.close();
@@ -170,11 +254,12 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       const r = await m.propose({ op: 'leaseGrant', id, ttl });
       return { header: h(r.revision), ID: id.toString(), TTL: String(ttl), error: '' };
     }),
-    LeaseRevoke: unary(async (req) => {
+    LeaseRevoke: unary(async (req, call) => {
       const id = big(req.ID);
       // Lease ids are positive (0 is "no lease"): no such lease can exist.
       if (id <= 0n) throw ERR.leaseNotFound();
-      const r = await m.propose({ op: 'leaseRevoke', id });
+      // Checked at apply: WRITE on every key attached to the lease.
+      const r = await m.propose({ op: 'leaseRevoke', id }, await writer(call));
       return { header: h(r.revision) };
     }),
     LeaseKeepAlive: (call: grpc.ServerDuplexStream<Wire, Wire>) => {
@@ -211,10 +296,11 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
   const Cluster = {
     // etcd's cluster responses carry no revision.
     MemberList: unary(async () => ({ header: h(0), members: memberWire() })),
-    MemberAdd: unsupported,
-    MemberRemove: unsupported,
-    MemberUpdate: unsupported,
-    MemberPromote: unsupported,
+    // Membership changes need root when auth is on (etcd's checkMembershipOperationPermission).
+    MemberAdd: adminOnly(unsupported),
+    MemberRemove: adminOnly(unsupported),
+    MemberUpdate: adminOnly(unsupported),
+    MemberPromote: adminOnly(unsupported),
   };
 
   const Maintenance = {
@@ -254,13 +340,16 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       if (r.value.op !== 'alarm') throw new Error('alarm answered with another command');
       return { header: h(r.revision), alarms: r.value.alarms.map(alarmWire) };
     }),
-    Defragment: unary(async () => ({ header: h() })),
-    Hash: unary(async () => ({ header: h(), hash: m.sm.store.hashKv(0).hash })),
-    HashKV: unary(async (req) => {
+    // Root only when auth is on: Defragment, Hash, HashKV, Snapshot (etcd's authMaintenanceServer,
+    // which answers with auth's own errors: code Unknown, `auth: permission denied`) and MoveLeader
+    // (as etcd 3.5 checks it; 3.4 does not).
+    Defragment: adminOnly(unary(async () => ({ header: h() })), true),
+    Hash: adminOnly(unary(async () => ({ header: h(), hash: m.sm.store.hashKv(0).hash })), true),
+    HashKV: adminOnly(unary(async (req) => {
       const r = m.sm.store.hashKv(num(req.revision, 'revision'));
       return { header: h(), hash: r.hash, compact_revision: String(r.compactRevision) };
-    }),
-    Snapshot: (call: grpc.ServerWritableStream<Wire, Wire>) => {
+    }), true),
+    Snapshot: adminOnly((call: grpc.ServerWritableStream<Wire, Wire>) => {
       // etcd's format: the store as a bbolt file in etcd 3.4's schema, then the SHA-256 of
       // the file (etcdctl snapshot save / status / restore read it). The store's image is
       // taken now (one consistent state); the file's pages are made as the stream drains.
@@ -313,8 +402,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         call.end();
       };
       pump();
-    },
-    MoveLeader: unary(async (req) => {
+    }, true),
+    MoveLeader: adminOnly(unary(async (req) => {
       const target = m.raftIdOfMember(bigU64(req.targetID));
       if (target === 0) throw ERR.badLeaderTransferee();
       if (!m.node.isLeader) throw ERR.notLeader();
@@ -333,7 +422,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         }
       }
       return { header: h() };
-    }),
+    })),
   };
 
   return {
@@ -342,8 +431,9 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     'etcdserverpb.Lease': Lease,
     'etcdserverpb.Cluster': Cluster,
     'etcdserverpb.Maintenance': Maintenance,
-    'v3lockpb.Lock': lockService(m),
-    'v3electionpb.Election': electionService(m),
+    'etcdserverpb.Auth': authService(m, o),
+    'v3lockpb.Lock': lockService(m, o),
+    'v3electionpb.Election': electionService(m, o),
   } as unknown as Handlers;
 }
 

@@ -10,7 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { MIN_REVISION_METADATA } from '../api/proto.js';
 import { ClientError } from './errors.js';
-import { Connections, normalizeEndpoint, type RetryPolicy, type Service } from './connection.js';
+import { Connections, normalizeEndpoint, type Credentials, type RetryPolicy, type Service } from './connection.js';
 import type { ClientTlsOptions } from './tls.js';
 import { LeaseKeepAlive, type KeepAliveOptions } from './lease.js';
 import { Observer, type ObserveCallback } from './observe.js';
@@ -78,6 +78,19 @@ export interface ClientOptions {
    * Without it, https:// endpoints use TLS with Node's bundled CAs, the rest plain text.
    */
   tls?: ClientTlsOptions;
+  /**
+   * A user's credentials when the cluster has auth enabled: the client authenticates, sends the
+   * token with every call, and authenticates again when a token expires or is refused.
+   */
+  auth?: Credentials;
+}
+
+/** A permission of a role (etcd's authpb.Permission). */
+export interface Permission {
+  permType: 'READ' | 'WRITE' | 'READWRITE';
+  key: Buffer;
+  /** Empty: the key alone; "\0": every key from `key` on; else [key, rangeEnd). */
+  rangeEnd: Buffer;
 }
 
 /** Options of `compact`. */
@@ -126,7 +139,7 @@ export class FlotillaClient {
   private readonly streams = new Set<{ cancel(): Promise<void> } | LeaseKeepAlive>();
 
   constructor(o: ClientOptions) {
-    this.conns = new Connections(o.endpoints, o.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS, o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, o.tls);
+    this.conns = new Connections(o.endpoints, o.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS, o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, o.tls, o.auth);
   }
 
   /** The endpoints this client uses (normalised to host:port). */
@@ -384,6 +397,83 @@ export class FlotillaClient {
   async hashKv(endpoint: string, revision: number | bigint = 0): Promise<HashKvResult> {
     const r = await this.call('etcdserverpb.Maintenance', 'HashKV', { revision: String(revision) }, 'read', { endpoint });
     return { header: header(r.header), hash: Number(r.hash ?? 0), compactRevision: big(r.compact_revision) };
+  }
+
+  // ---- Auth (etcd's Auth service; administration needs the root role once auth is on) ----
+
+  private async auth(method: string, req: Wire = {}, retry: RetryPolicy = 'write'): Promise<Wire> {
+    return this.call('etcdserverpb.Auth', method, req, retry);
+  }
+
+  async authEnable(): Promise<void> {
+    await this.auth('AuthEnable');
+  }
+
+  async authDisable(): Promise<void> {
+    await this.auth('AuthDisable');
+  }
+
+  /** Whether auth is on, and the auth revision (etcd 3.5's AuthStatus; Flotilla has it). */
+  async authStatus(): Promise<{ enabled: boolean; authRevision: bigint }> {
+    const r = await this.auth('AuthStatus', {}, 'read');
+    return { enabled: Boolean(r.enabled), authRevision: big(r.authRevision) };
+  }
+
+  /** A user; `noPassword` users can only be authenticated by a client certificate's CN. */
+  async userAdd(name: string, password: string, o: { noPassword?: boolean } = {}): Promise<void> {
+    await this.auth('UserAdd', { name, password, options: { no_password: o.noPassword ?? false } });
+  }
+
+  /** The roles of a user. */
+  async userGet(name: string): Promise<string[]> {
+    return ((await this.auth('UserGet', { name }, 'read')).roles ?? []) as string[];
+  }
+
+  async userList(): Promise<string[]> {
+    return ((await this.auth('UserList', {}, 'read')).users ?? []) as string[];
+  }
+
+  async userDelete(name: string): Promise<void> {
+    await this.auth('UserDelete', { name });
+  }
+
+  async userChangePassword(name: string, password: string): Promise<void> {
+    await this.auth('UserChangePassword', { name, password });
+  }
+
+  async userGrantRole(user: string, role: string): Promise<void> {
+    await this.auth('UserGrantRole', { user, role });
+  }
+
+  async userRevokeRole(name: string, role: string): Promise<void> {
+    await this.auth('UserRevokeRole', { name, role });
+  }
+
+  async roleAdd(name: string): Promise<void> {
+    await this.auth('RoleAdd', { name });
+  }
+
+  /** The permissions of a role. */
+  async roleGet(role: string): Promise<Permission[]> {
+    const r = await this.auth('RoleGet', { role }, 'read');
+    return ((r.perm ?? []) as Wire[]).map((p) => ({ permType: String(p.permType ?? 'READ') as Permission['permType'], key: toBuffer(p.key as Bytes), rangeEnd: toBuffer((p.range_end ?? Buffer.alloc(0)) as Bytes) }));
+  }
+
+  async roleList(): Promise<string[]> {
+    return ((await this.auth('RoleList', {}, 'read')).roles ?? []) as string[];
+  }
+
+  async roleDelete(role: string): Promise<void> {
+    await this.auth('RoleDelete', { role });
+  }
+
+  /** Grants (or changes) a permission on a key, [key, rangeEnd), or everything from key (rangeEnd "\0"). */
+  async roleGrantPermission(role: string, permType: Permission['permType'], key: Bytes, rangeEnd: Bytes = Buffer.alloc(0)): Promise<void> {
+    await this.auth('RoleGrantPermission', { name: role, perm: { permType, key: toBuffer(key), range_end: toBuffer(rangeEnd) } });
+  }
+
+  async roleRevokePermission(role: string, key: Bytes, rangeEnd: Bytes = Buffer.alloc(0)): Promise<void> {
+    await this.auth('RoleRevokePermission', { role, key: toBuffer(key), range_end: toBuffer(rangeEnd) });
   }
 
   /** Stop every watch, keep-alive and observation, and close the connections. */

@@ -10,6 +10,12 @@
  * - calls pinned to one endpoint (`endpoint`) never fail over.
  * After a full round of endpoints fails, the client waits a little and tries another round, up to
  * MAX_ROUNDS, which rides out a leader election.
+ *
+ * With credentials (`auth: {user, password}`), the client authenticates before its first call
+ * and sends the token as metadata `token` on every call (streams included, by an interceptor).
+ * A call refused for its token (`invalid auth token`: expired, or the member forgot it;
+ * `revision of auth store is old`; `user name is empty` while the client believed auth off)
+ * makes the client authenticate again and repeat that call once, as etcd's clientv3 does.
  */
 import * as grpc from '@grpc/grpc-js';
 import { clientConstructor } from '../api/proto.js';
@@ -34,7 +40,18 @@ export type Service =
   | 'etcdserverpb.Cluster'
   | 'etcdserverpb.Maintenance'
   | 'v3lockpb.Lock'
-  | 'v3electionpb.Election';
+  | 'v3electionpb.Election'
+  | 'etcdserverpb.Auth';
+
+/** A user's name and password, for clusters with auth enabled. */
+export interface Credentials {
+  readonly user: string;
+  readonly password: string;
+}
+
+/** Refusals that a fresh token may cure (the call is repeated once after authenticating again). */
+export const TOKEN_REFUSALS = /^etcdserver: (invalid auth token|revision of auth store is old|user name is empty)$/;
+const AUTHENTICATE_PATH = '/etcdserverpb.Auth/Authenticate';
 
 type UnaryMethod = (req: Wire, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Wire) => void) => grpc.ClientUnaryCall;
 /** A generated client: its methods are the service's RPC names (`Range`, `Watch`, ...). */
@@ -77,8 +94,18 @@ export class Connections {
   /** TLS settings (null: plain text); with TLS every endpoint is dialled with them. */
   readonly tls: ClientTlsOptions | null;
   private readonly credentials: grpc.ChannelCredentials;
+  /** The token sent on every call: undefined until authenticated, null when the cluster has auth off. */
+  private token: string | null | undefined;
+  private authenticating: Promise<void> | null = null;
 
-  constructor(endpoints: string[], readonly dialTimeoutMs: number, readonly requestTimeoutMs: number, tls?: ClientTlsOptions | null) {
+  constructor(
+    endpoints: string[],
+    readonly dialTimeoutMs: number,
+    readonly requestTimeoutMs: number,
+    tls?: ClientTlsOptions | null,
+    /** A user's credentials (auth): the client authenticates and sends the token on every call. */
+    private readonly auth?: Credentials,
+  ) {
     this.tls = tls ?? (httpsEndpoints(endpoints) ? {} : null);
     this.endpoints = endpoints.map(normalizeEndpoint).filter((e) => e !== '');
     if (this.endpoints.length === 0) throw new ClientError(grpc.status.INVALID_ARGUMENT, 'no endpoints given');
@@ -88,6 +115,46 @@ export class Connections {
       throw new ClientError(grpc.status.INVALID_ARGUMENT, (e as Error).message);
     }
   }
+
+  /** Authenticates unless a token (or "auth is off") is known; every call awaits this first. */
+  ensureAuth(): Promise<void> {
+    if (!this.auth || this.token !== undefined) return Promise.resolve();
+    return (this.authenticating ??= this.authenticate().finally(() => (this.authenticating = null)));
+  }
+
+  /** Forget the token: the next call authenticates again. */
+  dropToken(): void {
+    this.token = undefined;
+  }
+
+  private async authenticate(): Promise<void> {
+    const { user, password } = this.auth!;
+    try {
+      const r = await this.unaryOnce('etcdserverpb.Auth', 'Authenticate', { name: user, password }, { retry: 'read' });
+      this.token = String(r.token ?? '');
+    } catch (e) {
+      // As clientv3: credentials given to a cluster without auth are not an error.
+      if (e instanceof ClientError && e.details === 'etcdserver: authentication is not enabled') this.token = null;
+      else throw e;
+    }
+  }
+
+  /** Adds the token to every call but Authenticate, and forgets it when a call is refused for it. */
+  private readonly interceptor: grpc.Interceptor = (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start: (metadata, _listener, next) => {
+        const path = options.method_definition.path;
+        if (this.auth && path !== AUTHENTICATE_PATH && this.token) metadata.set('token', this.token);
+        next(metadata, {
+          onReceiveMetadata: (md, nxt: (m: grpc.Metadata) => void) => nxt(md),
+          onReceiveMessage: (msg, nxt: (m: unknown) => void) => nxt(msg),
+          onReceiveStatus: (status, nxt: (s: grpc.StatusObject) => void) => {
+            if (this.auth && path !== AUTHENTICATE_PATH && TOKEN_REFUSALS.test(status.details)) this.dropToken();
+            nxt(status);
+          },
+        });
+      },
+    });
 
   /** Endpoints in the order a new attempt should try them: the preferred one first. */
   order(): string[] {
@@ -128,7 +195,7 @@ export class Connections {
     if (!c) {
       let Ctor = constructors.get(service);
       if (!Ctor) constructors.set(service, (Ctor = clientConstructor(service)));
-      c = new Ctor(endpoint, this.credentials, { channelOverride: this.channel(endpoint) }) as ServiceClient;
+      c = new Ctor(endpoint, this.credentials, { channelOverride: this.channel(endpoint), interceptors: [this.interceptor] }) as ServiceClient;
       this.clients.set(id, c);
     }
     return c;
@@ -167,8 +234,24 @@ export class Connections {
     });
   }
 
-  /** A unary call with endpoint failover as described in the module comment. */
+  /**
+   * A unary call with endpoint failover as described in the module comment; with credentials,
+   * authenticated first, and repeated once after authenticating again when refused for its token.
+   */
   async unary(service: Service, method: string, req: Wire, o: UnaryOptions): Promise<Wire> {
+    if (!this.auth) return this.unaryOnce(service, method, req, o);
+    await this.ensureAuth();
+    try {
+      return await this.unaryOnce(service, method, req, o);
+    } catch (e) {
+      if (!(e instanceof ClientError) || !TOKEN_REFUSALS.test(e.details)) throw e;
+      this.dropToken();
+      await this.ensureAuth();
+      return this.unaryOnce(service, method, req, o);
+    }
+  }
+
+  private async unaryOnce(service: Service, method: string, req: Wire, o: UnaryOptions): Promise<Wire> {
     if (o.endpoint !== undefined) {
       const ep = normalizeEndpoint(o.endpoint);
       await this.dial(ep);

@@ -4,7 +4,8 @@
  * bigints, failures as ClientError (gRPC status name + the server's exact message).
  */
 export { FlotillaClient, DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SESSION_TTL } from './client.js';
-export type { ClientOptions, CompactOptions, Lock, ObserveHandle, SessionOptions } from './client.js';
+export type { ClientOptions, CompactOptions, Lock, ObserveHandle, Permission, SessionOptions } from './client.js';
+export type { Credentials } from './connection.js';
 export { ClientError, DialError } from './errors.js';
 export type { StatusName } from './errors.js';
 export type { ClientTlsOptions } from './tls.js';

@@ -3,8 +3,8 @@
  * election observe): run one stream at a time, and when it fails move to the next endpoint and
  * open it again, until the owner stops it or it ends for good.
  */
-import { ClientError } from './errors.js';
-import { sleep, type Connections } from './connection.js';
+import { ClientError, toClientError } from './errors.js';
+import { retryable, sleep, type Connections } from './connection.js';
 
 /** Pause before reopening a failed stream on the next endpoint. */
 export const RESUME_DELAY_MS = 50;
@@ -50,6 +50,17 @@ export abstract class Resumable {
       }
       try {
         await this.conns.dial(ep);
+        // A stream refused for its token reopens with a fresh one; credentials the cluster
+        // refuses (wrong password) end the stream for good instead of retrying forever.
+        const authFailure = await this.conns.ensureAuth().then(
+          () => undefined,
+          (e: unknown) => toClientError(e, ep),
+        );
+        if (authFailure && !retryable(authFailure, 'read')) {
+          this.finish(authFailure);
+          break;
+        }
+        if (authFailure) throw authFailure;
         if (this.stopped) break;
         await this.attempt(ep);
       } catch {

@@ -9,6 +9,7 @@ import { ByteWriter } from '../lib/bytes.js';
 import { ALARM_COMMAND_TAG, COMMAND_FORMAT_VERSION, decodeRequest, encodeCommand, encodeRequest, LEASE_CHECKPOINT_BATCH_MAX, LEASE_REMAINING_MS_MAX, requestTooLarge, type Command } from './commands.js';
 import { TXN_NESTING_MAX, type Compare, type DeleteRangeRequest, type PutRequest, type RangeRequest, type RequestOp, type TxnRequest } from './mvcc.js';
 import { KvStateMachine } from './state-machine.js';
+import type { AuthCommand, AuthHeader } from './auth-store.js';
 
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
@@ -64,7 +65,30 @@ const { txn } = fc.letrec<{ txn: TxnRequest; op: RequestOp }>((tie) => ({
   ),
 }));
 
+/** A valid-looking bcrypt hash (the decoder checks the form; apply never runs bcrypt). */
+const EMPTY_END = new Uint8Array(0);
+const HASH = `$2a$10$${'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.'}`;
+const name = fc.oneof(fc.constantFrom('root', 'alice', 'app', ''), fc.string({ maxLength: 6 }));
+const authCommand: fc.Arbitrary<AuthCommand> = fc.oneof(
+  fc.constantFrom({ op: 'authEnable' as const }, { op: 'authDisable' as const }),
+  fc.record({ op: fc.constant('authenticate' as const), name, tokenPrefix: fc.constantFrom('', 'AbCdEfGhIjKlMnOp') }),
+  fc.oneof(
+    fc.record({ op: fc.constant('userAdd' as const), name, hash: fc.constant(HASH), noPassword: fc.constant(false) }),
+    fc.record({ op: fc.constant('userAdd' as const), name, hash: fc.constant(''), noPassword: fc.constant(true) }),
+  ),
+  fc.record({ op: fc.constant('userDelete' as const), name }),
+  fc.record({ op: fc.constant('userChangePassword' as const), name, hash: fc.constant(HASH) }),
+  fc.record({ op: fc.constant('userGrantRole' as const), user: name, role: name }),
+  fc.record({ op: fc.constant('userRevokeRole' as const), name, role: name }),
+  fc.record({ op: fc.constant('roleAdd' as const), name }),
+  fc.record({ op: fc.constant('roleDelete' as const), role: name }),
+  fc.record({ op: fc.constant('roleGrantPermission' as const), name, perm: fc.record({ permType: fc.constantFrom('READ' as const, 'WRITE' as const, 'READWRITE' as const), key, rangeEnd: fc.oneof(fc.constant(EMPTY_END), key) }) }),
+  fc.record({ op: fc.constant('roleRevokePermission' as const), role: name, key, rangeEnd: fc.oneof(fc.constant(EMPTY_END), key) }),
+);
+const authHeader: fc.Arbitrary<AuthHeader | undefined> = fc.option(fc.record({ user: name, revision: fc.oneof(fc.integer({ min: 0, max: 20 }), fc.constant(Number.MAX_SAFE_INTEGER)) }), { nil: undefined });
+
 const command: fc.Arbitrary<Command> = fc.oneof(
+  authCommand,
   fc.record({ op: fc.constant('put' as const), req: putReq }),
   fc.record({ op: fc.constant('deleteRange' as const), req: deleteReq }),
   fc.record({ op: fc.constant('txn' as const), req: txn }),
@@ -154,6 +178,21 @@ function seeded(): { sm: KvStateMachine; apply: (data: Uint8Array) => void } {
   apply(encodeCommand({ op: 'leaseGrant', id: 7n, ttl: 10 }));
   for (const k of ['a', 'b', 'a/1']) apply(encodeCommand({ op: 'put', req: { key: Buffer.from(k), value: Buffer.from('v'), lease: k === 'b' ? 7n : 0n } }));
   apply(encodeCommand({ op: 'put', req: { key: Buffer.from('a'), value: Buffer.from('w') } }));
+  // Auth on, with root, alice (role app: READWRITE on a/ and READ on b) so that random
+  // commands with an identity meet permission checks.
+  for (const c of [
+    { op: 'userAdd', name: 'root', hash: HASH, noPassword: false },
+    { op: 'userGrantRole', user: 'root', role: 'root' },
+    { op: 'roleAdd', name: 'app' },
+    { op: 'roleGrantPermission', name: 'app', perm: { permType: 'READWRITE', key: Buffer.from('a/'), rangeEnd: Buffer.from('a0') } },
+    { op: 'roleGrantPermission', name: 'app', perm: { permType: 'READ', key: Buffer.from('b'), rangeEnd: EMPTY } },
+    { op: 'userAdd', name: 'alice', hash: HASH, noPassword: false },
+    { op: 'userGrantRole', user: 'alice', role: 'app' },
+    { op: 'authEnable' },
+  ] as AuthCommand[]) {
+    apply(encodeCommand(c));
+  }
+  expect(sm.auth.enabled).toBe(true);
   return { sm, apply };
 }
 
@@ -191,21 +230,22 @@ function mutate(b: Uint8Array, ms: Mutation[]): Uint8Array {
 describe('command encoding', () => {
   it('round-trips every command and request id', () => {
     fc.assert(
-      fc.property(requestId, command, (id, c) => {
-        const bytes = encodeRequest({ id, command: c });
+      fc.property(requestId, command, authHeader, (id, c, auth) => {
+        const bytes = encodeRequest(auth ? { id, command: c, auth } : { id, command: c });
         expect(bytes[0]).toBe(COMMAND_FORMAT_VERSION);
         const d = decodeRequest(bytes);
         if (!d.ok) throw new Error(`did not decode: ${d.reason}`);
         expect(d.id).toBe(id);
         expect(d.command).toEqual(normal(c));
-        expect(encodeRequest({ id, command: d.command })).toEqual(bytes);
+        expect(d.auth).toEqual(auth);
+        expect(encodeRequest(d.auth ? { id, command: d.command, auth: d.auth } : { id, command: d.command })).toEqual(bytes);
       }),
       { numRuns: 2000 },
     );
   });
 
   it('random bytes never throw, and whatever decodes applies cleanly', () => {
-    const withHeader = fc.tuple(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.oneof(fc.integer({ min: 0, max: 9 }), fc.constant(ALARM_COMMAND_TAG)), fc.uint8Array({ maxLength: 200 })).map(([id, tag, rest]) => {
+    const withHeader = fc.tuple(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.oneof(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 31, max: 45 }), fc.constant(ALARM_COMMAND_TAG)), fc.uint8Array({ maxLength: 200 })).map(([id, tag, rest]) => {
       const w = new ByteWriter();
       w.u8(COMMAND_FORMAT_VERSION);
       w.bigU64(id);
@@ -225,8 +265,8 @@ describe('command encoding', () => {
   it('mutated encodings never throw, and whatever decodes applies cleanly', () => {
     let decoded = 0;
     fc.assert(
-      fc.property(requestId, command, fc.array(mutation, { minLength: 1, maxLength: 4 }), (id, c, ms) => {
-        const b = mutate(encodeRequest({ id, command: c }), ms);
+      fc.property(requestId, command, authHeader, fc.array(mutation, { minLength: 1, maxLength: 4 }), (id, c, auth, ms) => {
+        const b = mutate(encodeRequest(auth ? { id, command: c, auth } : { id, command: c }), ms);
         const d = decodeRequest(b);
         if (d.ok) decoded++;
         appliesCleanly(b);

@@ -10,6 +10,7 @@
  */
 import { assertNever } from '../lib/assert.js';
 import { ByteReader, ByteWriter } from '../lib/bytes.js';
+import { AUTH_OPS, BCRYPT_HASH, PERM_TYPES, isAuthCommand, type AuthCommand, type AuthHeader, type AuthValue } from './auth-store.js';
 import { KvError, type GrpcCode } from './errors.js';
 import {
   TXN_NESTING_MAX,
@@ -50,7 +51,9 @@ export type Command =
    * continues from there instead of from the full TTL. remainingMs 0 clears a checkpoint (the
    * lease was renewed: a new leader gives it its full TTL again).
    */
-  | { readonly op: 'leaseCheckpoint'; readonly checkpoints: readonly LeaseCheckpoint[] };
+  | { readonly op: 'leaseCheckpoint'; readonly checkpoints: readonly LeaseCheckpoint[] }
+  /** Users, roles, permissions, auth on/off, authenticate (auth-store.ts). */
+  | AuthCommand;
 
 export interface LeaseCheckpoint {
   readonly id: bigint;
@@ -72,7 +75,8 @@ export type CommandValue =
   | { readonly op: 'leaseRevoke' }
   | { readonly op: 'publish' }
   | { readonly op: 'alarm'; readonly alarms: AlarmMember[] }
-  | { readonly op: 'leaseCheckpoint' };
+  | { readonly op: 'leaseCheckpoint' }
+  | AuthValue;
 
 // -------------------------------------------------------------------------------------------
 // Alarms (etcd's AlarmRequest ACTIVATE / DEACTIVATE through the log; GET reads the state).
@@ -138,10 +142,16 @@ export function encodeValue(v: unknown): Uint8Array {
 export interface LogRequest {
   readonly id: bigint;
   readonly command: Command;
+  /**
+   * Who asked, as the receiving member established it (user and the auth revision it checked
+   * against); every member checks the command's permissions at apply with it. None: the member
+   * itself proposed it (lease expiry, publish), which is not checked (etcd does those as root).
+   */
+  readonly auth?: AuthHeader;
 }
 
 /** What decoding a log entry gave: the request, or why its bytes are not one (apply turns that into an error result). */
-export type DecodedRequest = ({ readonly ok: true } & LogRequest) | { readonly ok: false; readonly id: bigint; readonly reason: string };
+export type DecodedRequest = ({ readonly ok: true; readonly auth: AuthHeader | undefined } & LogRequest) | { readonly ok: false; readonly id: bigint; readonly reason: string };
 
 // -------------------------------------------------------------------------------------------
 // The binary encoding of a LogRequest (like etcd's InternalRaftRequest, our own codec):
@@ -157,6 +167,16 @@ export type DecodedRequest = ({ readonly ok: true } & LogRequest) | { readonly o
 //   publish   = 7 member:u64 name:str n:u32 url:str*n   (str = u16 length + UTF-8)
 //   alarm     = 64 action:u8 (1 activate, 2 deactivate) member:u64 alarm:u8 (1 NOSPACE, 2 CORRUPT)
 //   leaseCheckpoint = 8 n:u32 (id:i64 remainingMs:int)*n   (n <= LEASE_CHECKPOINT_BATCH_MAX)
+//   withAuth  = 31 user:text authRevision:int command    (the identity of the request; only
+//               around the request's own command, never nested)  (text = u32 length + UTF-8)
+//   auth commands = 32 + their index in AUTH_OPS, then (by op):
+//     authEnable, authDisable: nothing      authenticate: name:text tokenPrefix:text
+//     userAdd: name:text hash:text noPassword:u8 (hash '' exactly when noPassword; else bcrypt)
+//     userDelete: name:text                 userChangePassword: name:text hash:text (bcrypt)
+//     userGrantRole: user:text role:text    userRevokeRole: name:text role:text
+//     roleAdd: name:text                    roleDelete: role:text
+//     roleGrantPermission: name:text permType:u8 key rangeEnd
+//     roleRevokePermission: role:text key rangeEnd
 //   compare   = key rangeEnd result:u8 target:u8 value (int | i64 | bytes by target)
 //   op        = 1 range | 2 put-fields | 3 delete-fields | 4 txn-fields
 //   range     = key rangeEnd limit revision sortOrder:u8 sortTarget:u8 flags:u8 (1 keysOnly,
@@ -167,6 +187,11 @@ export type DecodedRequest = ({ readonly ok: true } & LogRequest) | { readonly o
 /** The format of encodeRequest; a decoder refuses versions it does not know. */
 export const COMMAND_FORMAT_VERSION = 1;
 
+/** The tag of the identity header around a request's command. */
+const TAG_WITH_AUTH = 31;
+/** The first auth command's tag (a range of its own, apart from the key-value commands' 1, 2, ...). */
+const TAG_AUTH_BASE = 32;
+
 /** Why bytes are not a command (raised inside the decoder only; decodeRequest returns it as a reason). */
 class CommandDecodeError extends Error {}
 
@@ -174,7 +199,7 @@ const SORT_ORDERS: readonly SortOrder[] = ['none', 'ascend', 'descend'];
 const SORT_TARGETS: readonly SortTarget[] = ['key', 'version', 'create', 'mod', 'value'];
 const COMPARE_RESULTS: readonly CompareResult[] = ['equal', 'greater', 'less', 'notEqual'];
 const COMPARE_TARGETS: readonly Compare['target'][] = ['version', 'create', 'mod', 'value', 'lease'];
-const OPS: readonly Exclude<Command['op'], 'alarm'>[] = ['put', 'deleteRange', 'txn', 'compact', 'leaseGrant', 'leaseRevoke', 'publish', 'leaseCheckpoint'];
+const OPS: readonly Exclude<Command['op'], 'alarm' | AuthCommand['op']>[] = ['put', 'deleteRange', 'txn', 'compact', 'leaseGrant', 'leaseRevoke', 'publish', 'leaseCheckpoint'];
 
 const EMPTY = new Uint8Array(0);
 
@@ -251,6 +276,49 @@ function writeTxn(w: ByteWriter, t: TxnRequest): void {
   }
 }
 
+const text = (w: ByteWriter, s: string): void => w.bytes(new TextEncoder().encode(s));
+
+function writeAuthCommand(w: ByteWriter, c: AuthCommand): void {
+  w.u8(TAG_AUTH_BASE + code(AUTH_OPS, c.op));
+  switch (c.op) {
+    case 'authEnable':
+    case 'authDisable':
+      return;
+    case 'authenticate':
+      text(w, c.name);
+      return text(w, c.tokenPrefix);
+    case 'userAdd':
+      text(w, c.name);
+      text(w, c.hash);
+      return w.u8(c.noPassword ? 1 : 0);
+    case 'userDelete':
+    case 'roleAdd':
+      return text(w, c.name);
+    case 'roleDelete':
+      return text(w, c.role);
+    case 'userChangePassword':
+      text(w, c.name);
+      return text(w, c.hash);
+    case 'userGrantRole':
+      text(w, c.user);
+      return text(w, c.role);
+    case 'userRevokeRole':
+      text(w, c.name);
+      return text(w, c.role);
+    case 'roleGrantPermission':
+      text(w, c.name);
+      w.u8(code(PERM_TYPES, c.perm.permType));
+      w.bytes(c.perm.key);
+      return w.bytes(c.perm.rangeEnd);
+    case 'roleRevokePermission':
+      text(w, c.role);
+      w.bytes(c.key);
+      return w.bytes(c.rangeEnd);
+    default:
+      assertNever(c);
+  }
+}
+
 function writeCommand(w: ByteWriter, c: Command): void {
   if (c.op === 'alarm') {
     w.u8(ALARM_COMMAND_TAG);
@@ -259,6 +327,7 @@ function writeCommand(w: ByteWriter, c: Command): void {
     w.u8(code(ALARM_TYPES, c.member.alarm) + 1);
     return;
   }
+  if (isAuthCommand(c)) return writeAuthCommand(w, c);
   w.u8(code(OPS, c.op) + 1);
   switch (c.op) {
     case 'put':
@@ -288,7 +357,8 @@ function writeCommand(w: ByteWriter, c: Command): void {
       }
       return;
     default:
-      assertNever(c);
+      // Auth commands were written above.
+      return assertNever(c as never);
   }
 }
 
@@ -299,6 +369,11 @@ export function encodeRequest(r: LogRequest): Uint8Array {
   const w = new ByteWriter(c.op === 'put' ? 40 + c.req.key.length + (c.req.value?.length ?? 0) : 64);
   w.u8(COMMAND_FORMAT_VERSION);
   w.bigU64(r.id);
+  if (r.auth) {
+    w.u8(TAG_WITH_AUTH);
+    text(w, r.auth.user);
+    writeInt(w, r.auth.revision);
+  }
   writeCommand(w, r.command);
   // The writer is not used again: its view is the result.
   return w.written();
@@ -314,11 +389,16 @@ export const encodeCommand = (c: Command): Uint8Array => encodeRequest({ id: 0n,
  */
 export const requestTooLarge = (encoded: Uint8Array, maxRequestBytes: number): boolean => encoded.length > maxRequestBytes;
 
+/** A password hash as a command may carry it: '' exactly for a user without password, else a bcrypt hash. */
+function checkHash(h: string, noPassword: boolean, fail: (m: string) => never): void {
+  if (noPassword ? h !== '' : !BCRYPT_HASH.test(h)) fail(noPassword ? 'a user without password has a hash' : 'the password hash is not a bcrypt hash');
+}
+
 class Decoder {
   private readonly r: ByteReader;
 
-  constructor(b: Uint8Array) {
-    this.r = new ByteReader(b, (m) => new CommandDecodeError(m));
+  constructor(private readonly bytesIn: Uint8Array) {
+    this.r = new ByteReader(bytesIn, (m) => new CommandDecodeError(m));
   }
 
   get reader(): ByteReader {
@@ -440,9 +520,80 @@ class Decoder {
     return { op: 'alarm', action: action === 1 ? 'activate' : 'deactivate', member: { memberId, alarm } };
   }
 
+  text(what: string): string {
+    const b = this.r.bytes();
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(b);
+    } catch {
+      return this.fail(`${what} is not valid UTF-8`);
+    }
+  }
+
+  /** The identity header, if the request has one, then its command. */
+  request(): { auth: AuthHeader | undefined; command: Command } {
+    if (this.r.remaining > 0 && this.peekTag() === TAG_WITH_AUTH) {
+      this.r.u8();
+      const user = this.text('user name');
+      const revision = this.int('auth revision');
+      if (revision < 0) this.fail(`auth revision ${revision} is negative`);
+      return { auth: { user, revision }, command: this.command() };
+    }
+    return { auth: undefined, command: this.command() };
+  }
+
+  private peekTag(): number {
+    return this.bytesIn[this.r.pos]!;
+  }
+
+  private hash(): string {
+    const h = this.text('password hash');
+    checkHash(h, false, (m) => this.fail(m));
+    return h;
+  }
+
+  authCommand(tag: number): AuthCommand {
+    const op = AUTH_OPS[tag - TAG_AUTH_BASE];
+    if (op === undefined) this.fail(`unknown command ${tag}`);
+    switch (op) {
+      case 'authEnable':
+      case 'authDisable':
+        return { op };
+      case 'authenticate':
+        return { op, name: this.text('user name'), tokenPrefix: this.text('token prefix') };
+      case 'userAdd': {
+        const name = this.text('user name');
+        const hash = this.text('password hash');
+        const noPassword = this.flags(1, 'user add') === 1;
+        checkHash(hash, noPassword, (m) => this.fail(m));
+        return { op, name, hash, noPassword };
+      }
+      case 'userDelete':
+      case 'roleAdd':
+        return { op, name: this.text(op === 'roleAdd' ? 'role name' : 'user name') };
+      case 'roleDelete':
+        return { op, role: this.text('role name') };
+      case 'userChangePassword':
+        return { op, name: this.text('user name'), hash: this.hash() };
+      case 'userGrantRole':
+        return { op, user: this.text('user name'), role: this.text('role name') };
+      case 'userRevokeRole':
+        return { op, name: this.text('user name'), role: this.text('role name') };
+      case 'roleGrantPermission': {
+        const name = this.text('role name');
+        const permType = this.enumOf(PERM_TYPES, 'permission type');
+        return { op, name, perm: { permType, key: this.r.bytes(), rangeEnd: this.r.bytes() } };
+      }
+      case 'roleRevokePermission':
+        return { op, role: this.text('role name'), key: this.r.bytes(), rangeEnd: this.r.bytes() };
+      default:
+        return assertNever(op);
+    }
+  }
+
   command(): Command {
     const tag = this.r.u8();
     if (tag === ALARM_COMMAND_TAG) return this.alarm();
+    if (tag >= TAG_AUTH_BASE) return this.authCommand(tag);
     const op = OPS[tag - 1];
     if (op === undefined) this.fail(`unknown command ${tag}`);
     switch (op) {
@@ -504,9 +655,9 @@ export function decodeRequest(b: Uint8Array): DecodedRequest {
   d.reader.u8();
   const id = d.reader.bigU64();
   try {
-    const command = d.command();
+    const { auth, command } = d.request();
     d.reader.end();
-    return { ok: true, id, command };
+    return { ok: true, id, command, auth };
   } catch (e) {
     if (e instanceof CommandDecodeError) return { ok: false, id, reason: e.message };
     throw e;

@@ -15,6 +15,10 @@ export type GrpcCode =
   | 'Internal'
   /** etcd's ErrGRPCCorrupt. */
   | 'DataLoss'
+  /** Auth (src/kv/auth-store.ts): `etcdserver: permission denied`. */
+  | 'PermissionDenied'
+  /** Auth: `etcdserver: invalid auth token`. */
+  | 'Unauthenticated'
   /** What a plain Go error becomes in gRPC: etcd's Lock and Election services answer with it. */
   | 'Unknown';
 

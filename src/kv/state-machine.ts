@@ -6,12 +6,15 @@
  */
 import type { StateMachine } from '../node/node.js';
 import type { Entry, Index } from '../raft/types.js';
+import { AuthStore, isAuthCommand, type AuthCommand, type AuthHeader, type AuthImage } from './auth-store.js';
 import { ALARM_TYPES, decodeRequest, encodeValue, type AlarmCommand, type AlarmMember, type AlarmType, type ApplyResult, type Command, type CommandValue, type LeaseCheckpoint, type MemberAttributes } from './commands.js';
 import { ERR, KvError, type GrpcCode } from './errors.js';
 import { MvccStore, type KvEvent, type MvccLimits, type TxnRequest } from './mvcc.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, readLeaseCheckpoints, SnapshotImageError } from './snapshot-image.js';
 
 export { SnapshotImageError } from './snapshot-image.js';
+
+const EMPTY = new Uint8Array(0);
 
 /** The refusal every member gets for an entry whose bytes are not a command (decodeRequest's reason). */
 export const malformedEntry = (reason: string): { code: GrpcCode; message: string } => ({ code: 'InvalidArgument', message: `etcdserver: malformed log entry: ${reason}` });
@@ -26,6 +29,8 @@ interface SnapshotImage {
   readonly alarms?: [string, AlarmType][];
   /** Checkpointed remaining times, by lease id ascending (optional when reading: images from before checkpoints have none). */
   readonly leaseCheckpoints?: { id: bigint; remainingMs: number }[];
+  /** Users, roles, the auth flag and revision (absent in images written before auth: nothing). */
+  readonly auth?: AuthImage;
 }
 
 /**
@@ -46,6 +51,7 @@ const alarmOrder = (a: AlarmMember, b: AlarmMember): number => (a.memberId < b.m
 
 export class KvStateMachine implements StateMachine<ApplyResult> {
   private kv: MvccStore;
+  private authState = new AuthStore();
   private readonly limits: Partial<MvccLimits>;
   /** Published member attributes by API member id. */
   readonly members = new Map<bigint, MemberAttributes>();
@@ -72,6 +78,11 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   /** The store as of the last applied entry. Replaced wholesale when a snapshot is installed. */
   get store(): MvccStore {
     return this.kv;
+  }
+
+  /** Users, roles and permissions (replaced wholesale when a snapshot is installed). */
+  get auth(): AuthStore {
+    return this.authState;
   }
 
   get appliedIndex(): Index {
@@ -132,14 +143,15 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   apply(entry: Entry): ApplyResult {
     this.applied = entry.index;
     const req = decodeRequest(entry.data);
-    const result = req.ok ? this.runRequest(req.command) : { ok: false as const, error: malformedEntry(req.reason), revision: this.kv.revision };
+    const result = req.ok ? this.runRequest(req.command, req.auth, entry.index) : { ok: false as const, error: malformedEntry(req.reason), revision: this.kv.revision };
     for (const l of this.appliedListeners) l(req.id, entry.index, result);
     return result;
   }
 
-  private runRequest(cmd: Command): ApplyResult {
+  private runRequest(cmd: Command, auth: AuthHeader | undefined, index: Index): ApplyResult {
     try {
-      const value = this.run(cmd);
+      if (auth) this.checkPermission(cmd, auth);
+      const value = isAuthCommand(cmd) ? this.authState.apply(cmd, index) : this.run(cmd);
       return { ok: true, value, revision: this.kv.revision };
     } catch (e) {
       if (e instanceof KvError) return { ok: false, error: { code: e.code, message: e.message }, revision: this.kv.revision };
@@ -147,7 +159,60 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     }
   }
 
-  private run(c: Command): CommandValue {
+  /**
+   * etcd's authApplierV3: the command's permissions checked against the auth state at this
+   * entry (the same on every member), with the identity the receiving member put in it. A
+   * request checked against an older auth revision than this entry's is refused (`revision of
+   * auth store is old`), so a permission revoked while the request was under way is honoured.
+   */
+  private checkPermission(c: Command, h: AuthHeader): void {
+    const a = this.authState;
+    // With auth off everything is permitted (and a lease's keys need not be listed).
+    if (!a.enabled) return;
+    const leasePuts = (id: bigint): void => {
+      for (const k of this.kv.lease(id)?.keys ?? []) a.checkPut(h, k);
+    };
+    const ops = (t: TxnRequest): void => {
+      for (const cmp of t.compare) a.checkRange(h, cmp.key, cmp.rangeEnd ?? EMPTY);
+      for (const op of [...t.success, ...t.failure]) {
+        if ('range' in op) a.checkRange(h, op.range.key, op.range.rangeEnd ?? EMPTY);
+        else if ('put' in op) a.checkPut(h, op.put.key);
+        else if ('deleteRange' in op) {
+          if (op.deleteRange.prevKv) a.checkRange(h, op.deleteRange.key, op.deleteRange.rangeEnd ?? EMPTY);
+          a.checkDeleteRange(h, op.deleteRange.key, op.deleteRange.rangeEnd ?? EMPTY);
+        } else ops(op.txn); // etcd 3.4 does not look into nested txns; every op is checked here.
+      }
+    };
+    switch (c.op) {
+      case 'put':
+        a.checkPut(h, c.req.key);
+        // A lease already attached to keys this user may not write cannot be attached here either.
+        if (c.req.lease) leasePuts(c.req.lease);
+        if (c.req.prevKv) a.checkRange(h, c.req.key, EMPTY);
+        return;
+      case 'deleteRange':
+        a.checkDeleteRange(h, c.req.key, c.req.rangeEnd ?? EMPTY);
+        if (c.req.prevKv) a.checkRange(h, c.req.key, c.req.rangeEnd ?? EMPTY);
+        return;
+      case 'txn':
+        return ops(c.req);
+      case 'leaseRevoke':
+        return leasePuts(c.id);
+      // alarm and leaseCheckpoint: proposed by members themselves (the NOSPACE alarm, the lessor); etcd 3.4 checks neither.
+      case 'authenticate':
+      case 'compact':
+      case 'leaseGrant':
+      case 'publish':
+      case 'alarm':
+      case 'leaseCheckpoint':
+        return;
+      default:
+        // Every other auth command is an administrator's (etcd's needAdminPermission).
+        return a.checkAdmin(h);
+    }
+  }
+
+  private run(c: Exclude<Command, AuthCommand>): CommandValue {
     // As etcd's applierV3Corrupt and applierV3Capped, which replace its applier while the alarm is active.
     if (CORRUPT_REFUSES.has(c.op) && this.hasAlarm('CORRUPT')) throw ERR.corrupt();
     if ((c.op === 'put' || c.op === 'leaseGrant' || (c.op === 'txn' && txnHasPut(c.req))) && this.hasAlarm('NOSPACE')) throw ERR.noSpace();
@@ -223,7 +288,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
       .filter(([id]) => this.kv.lease(id) !== undefined)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, remainingMs]) => ({ id, remainingMs }));
     // Optional sections are written only when non-empty: an image without them is byte-identical to one from before they existed.
-    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members, ...(leaseCheckpoints.length > 0 ? { leaseCheckpoints } : {}), ...(alarms.length > 0 ? { alarms } : {}) };
+    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members, auth: this.authState.image(), ...(leaseCheckpoints.length > 0 ? { leaseCheckpoints } : {}), ...(alarms.length > 0 ? { alarms } : {}) };
     return encodeValue(image);
   }
 
@@ -236,6 +301,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   restore(data: Uint8Array, index: Index): void {
     const image = readImage(data, this.limits);
     this.kv = image.store;
+    this.authState = image.auth;
     this.members.clear();
     for (const m of image.members) this.members.set(m.id, m);
     this.alarmList = image.alarms;
@@ -254,10 +320,11 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
  * the shape); the store's own image is checked by MvccStore.restore. Empty bytes: an empty
  * state machine (what a member without a snapshot restores).
  */
-function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[]; leaseCheckpoints: LeaseCheckpoint[]; alarms: AlarmMember[] } {
+function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[]; leaseCheckpoints: LeaseCheckpoint[]; alarms: AlarmMember[]; auth: AuthStore } {
   try {
-    if (data.length === 0) return { store: new MvccStore(limits), members: [], leaseCheckpoints: [], alarms: [] };
-    const o = exactObject(parseImageJson(data, 'image'), 'image', ['v', 'store', 'members'], ['leaseCheckpoints', 'alarms']);
+    if (data.length === 0) return { store: new MvccStore(limits), members: [], leaseCheckpoints: [], alarms: [], auth: new AuthStore() };
+    const o = exactObject(parseImageJson(data, 'image'), 'image', ['v', 'store', 'members'], ['leaseCheckpoints', 'alarms', 'auth']);
+    const auth = Object.prototype.hasOwnProperty.call(o, 'auth') ? AuthStore.fromImage(o.auth, 'image.auth') : new AuthStore();
     if (o.v !== 1) imageFail('image.v', `unknown state machine image version ${preview(o.v)}`);
     const storeBytes = base64Bytes(exactObject(o.store, 'image.store', ['$b']).$b, 'image.store.$b');
     const members: MemberAttributes[] = [];
@@ -275,7 +342,7 @@ function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: Mvcc
     const alarms = o.alarms === undefined ? [] : readAlarms(o.alarms);
     const store = MvccStore.restore(storeBytes, limits);
     const leaseCheckpoints = o.leaseCheckpoints === undefined ? [] : readLeaseCheckpoints(o.leaseCheckpoints, 'image.leaseCheckpoints', (id) => store.lease(id)?.ttl);
-    return { store, members, leaseCheckpoints, alarms };
+    return { store, members, leaseCheckpoints, alarms, auth };
   } catch (e) {
     if (e instanceof SnapshotImageError) throw new SnapshotImageError(`invalid state machine snapshot image: ${e.message}`, { cause: e });
     throw e;

@@ -78,6 +78,49 @@ export interface ServerConfig {
   readonly clientTls: TlsSettings | null;
   /** TLS of the peer port and of connections to https:// peers (null: no peer URL is https). */
   readonly peerTls: TlsSettings | null;
+  /** How auth tokens are made (etcd --auth-token): simple, or jwt with its options. */
+  readonly authToken: AuthTokenSpec;
+  /** A simple token unused this long expires, ms (etcd --auth-token-ttl, in seconds there). */
+  readonly authTokenTtlMs: number;
+  /** bcrypt cost for password hashes (etcd --bcrypt-cost). */
+  readonly bcryptCost: number;
+}
+
+/** JWT signing methods (etcd's, from jwt-go): RSA, RSA-PSS, ECDSA and HMAC. */
+export const JWT_SIGN_METHODS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'HS256', 'HS384', 'HS512'] as const;
+export type JwtSignMethod = (typeof JWT_SIGN_METHODS)[number];
+
+/** --auth-token parsed as etcd parses it (auth/store.go decomposeOpts, auth/options.go). Key files are read at start. */
+export type AuthTokenSpec =
+  | { readonly kind: 'simple' }
+  | { readonly kind: 'jwt'; readonly signMethod: JwtSignMethod; readonly pubKeyFile?: string; readonly privKeyFile?: string; readonly ttlMs: number };
+
+/** etcd's JWT default TTL (auth/options.go DefaultTTL). */
+export const JWT_TTL_DEFAULT_MS = 5 * 60_000;
+
+export function parseAuthToken(v: string): AuthTokenSpec {
+  const parts = v.split(',');
+  const kind = parts[0]!.trim();
+  const opts = new Map<string, string>();
+  for (const p of parts.slice(1)) {
+    const pair = p.split('=');
+    if (pair.length !== 2) throw new ConfigError(`--auth-token: invalid token option "${p}" (expected key=value)`);
+    if (opts.has(pair[0]!)) throw new ConfigError(`--auth-token: option ${pair[0]} given twice`);
+    opts.set(pair[0]!, pair[1]!);
+  }
+  if (kind === 'simple') {
+    if (opts.size > 0) throw new ConfigError('--auth-token: simple tokens take no options');
+    return { kind };
+  }
+  if (kind !== 'jwt') throw new ConfigError(`--auth-token: unknown token type "${kind}" (simple or jwt)`);
+  for (const k of opts.keys()) if (!['sign-method', 'pub-key', 'priv-key', 'ttl'].includes(k)) throw new ConfigError(`--auth-token: unknown JWT option "${k}" (sign-method, pub-key, priv-key, ttl)`);
+  const signMethod = opts.get('sign-method') ?? '';
+  if (!(JWT_SIGN_METHODS as readonly string[]).includes(signMethod)) throw new ConfigError(`--auth-token: invalid auth signature method "${signMethod}" (one of ${JWT_SIGN_METHODS.join(', ')})`);
+  const pub = opts.get('pub-key') || undefined;
+  const priv = opts.get('priv-key') || undefined;
+  if (!pub && !priv) throw new ConfigError('--auth-token: jwt needs priv-key (to sign) or pub-key (to verify only)');
+  const ttlMs = opts.get('ttl') ? durationMs('auth-token ttl', opts.get('ttl'), JWT_TTL_DEFAULT_MS, 1000, 2 ** 31 - 2) : JWT_TTL_DEFAULT_MS;
+  return { kind, signMethod: signMethod as JwtSignMethod, ...(pub ? { pubKeyFile: pub } : {}), ...(priv ? { privKeyFile: priv } : {}), ttlMs };
 }
 
 /**
@@ -137,7 +180,16 @@ export const CONFIG_DEFAULTS = {
   grpcKeepaliveMinTimeMs: 5_000,
   grpcKeepaliveIntervalMs: 2 * 3600_000,
   grpcKeepaliveTimeoutMs: 20_000,
+  authToken: 'simple',
+  /** etcd's --auth-token-ttl default, 300 s. */
+  authTokenTtlMs: 300_000,
+  /** bcrypt.DefaultCost, as etcd. */
+  bcryptCost: 10,
 } as const;
+
+/** bcrypt's cost bounds (golang.org/x/crypto/bcrypt MinCost, MaxCost). */
+export const BCRYPT_COST_MIN = 4;
+export const BCRYPT_COST_MAX = 31;
 
 /** The raw settings: flag values, or the same from FLOTILLA_* environment variables. */
 export interface RawConfig {
@@ -182,6 +234,9 @@ export interface RawConfig {
   peerAutoTls?: string | boolean;
   peerCertAllowedCn?: string;
   cipherSuites?: string;
+  authToken?: string;
+  authTokenTtl?: string | number;
+  bcryptCost?: string | number;
 }
 
 /** camelCase setting -> FLOTILLA_SNAKE_CASE variable. */
@@ -199,6 +254,7 @@ export function withEnv(raw: RawConfig, env: NodeJS.ProcessEnv = process.env): R
     'quotaBackendBytes',
     'certFile', 'keyFile', 'trustedCaFile', 'clientCertAuth', 'autoTls', 'peerCertFile', 'peerKeyFile', 'peerTrustedCaFile', 'peerClientCertAuth', 'peerAutoTls',
     'peerCertAllowedCn', 'cipherSuites',
+    'authToken', 'authTokenTtl', 'bcryptCost',
   ];
   const out: RawConfig = { ...raw };
   for (const k of keys) {
@@ -481,6 +537,10 @@ function resolveWith(input: RawConfig, warnings: string[]): ServerConfig {
     quotaBackendBytes: int('quota-backend-bytes', raw.quotaBackendBytes, 0, 0, Number.MAX_SAFE_INTEGER) || QUOTA_BACKEND_BYTES_DEFAULT,
     clientTls,
     peerTls,
+    authToken: parseAuthToken(raw.authToken ?? CONFIG_DEFAULTS.authToken),
+    // Seconds, as etcd's flag.
+    authTokenTtlMs: 1000 * int('auth-token-ttl', raw.authTokenTtl, CONFIG_DEFAULTS.authTokenTtlMs / 1000, 1, 2 ** 31 / 1000 - 1),
+    bcryptCost: int('bcrypt-cost', raw.bcryptCost, CONFIG_DEFAULTS.bcryptCost, BCRYPT_COST_MIN, BCRYPT_COST_MAX),
   };
 }
 

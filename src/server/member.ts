@@ -9,6 +9,7 @@ import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertNever } from '../lib/assert.js';
 import { decodeRequest, encodeRequest, requestTooLarge, type ApplyResult, type Command, type CommandValue } from '../kv/commands.js';
+import { AUTH_ERR, type AuthHeader } from '../kv/auth-store.js';
 import { ERR, KvError } from '../kv/errors.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WatchHub } from '../kv/watch.js';
@@ -24,6 +25,7 @@ import { faultyFs, faultyTransport, noFaults, type FaultState } from './faults.j
 import { ApplyWaits } from './apply-waits.js';
 import { Lessor } from './lessor.js';
 import { overQuota, quotaAvailable, quotaStartWarnings } from './quota.js';
+import { AUTH_TOKEN_BYTES_MAX, tokenProvider, type AuthInfo, type TokenProvider } from './auth-tokens.js';
 import { decodePeerCall, encodePeerCall, FORWARD_HEADER_BYTES, RequestIdGenerator, requestIdMember, type ForwardOutcome, type LeaseOp, type PeerCall } from './peer-calls.js';
 
 export interface MemberInfo {
@@ -85,6 +87,8 @@ export class EtcdMember {
   private publishLoop: Promise<void> = Promise.resolve();
   /** This member's NOSPACE activation in flight (one at a time; callers wait for it). */
   private noSpaceRaise: Promise<void> | null = null;
+  /** Auth tokens (--auth-token): kept or checked by this member, never replicated. */
+  tokens!: TokenProvider;
 
   private constructor(
     readonly config: ServerConfig,
@@ -102,12 +106,24 @@ export class EtcdMember {
     this.sm.onApplied((_id, _index, r) => {
       if (r.ok && r.value.op === 'alarm') this.logger.warn(`alarms now active: ${this.sm.alarms().map((a) => `${a.alarm} (member ${a.memberId.toString(16)})`).join(', ') || 'none'}`);
     });
+    // Tokens follow the applied auth state on every member (etcd's tokenProvider calls in auth/store.go).
+    this.sm.onApplied((_id, _index, r) => {
+      if (!r.ok) return;
+      const v = r.value;
+      if (v.op === 'authenticate' && v.simpleToken !== '') this.tokens.assignSimple(v.user, v.simpleToken);
+      else if (v.op === 'auth' && (v.kind === 'userDelete' || v.kind === 'userChangePassword')) this.tokens.invalidateUser(v.name);
+      else if (v.op === 'auth' && v.kind === 'authDisable') this.tokens.disable();
+    });
+    this.sm.onRestore(() => {
+      if (!this.sm.auth.enabled) this.tokens.disable();
+    });
   }
 
   static async start(config: ServerConfig, logger: Logger, observers: MemberObservers = {}): Promise<EtcdMember> {
     const m = new EtcdMember(config, logger);
     // Before storage is opened: unusable certificate files stop the member at once.
     const peerTls = config.peerTls ? loadTls('peer', config.peerTls, [...config.listenPeerUrls, ...config.initialAdvertisePeerUrls.map((u) => new URL(u))], logger) : null;
+    m.tokens = await tokenProvider(config.authToken, config.authTokenTtlMs);
     await mkdir(config.dataDir, { recursive: true });
     await quotaStartWarnings(config.dataDir, config.quotaBackendBytes, logger);
     const voters = config.initialCluster.map((x) => x.raftId);
@@ -261,10 +277,10 @@ export class EtcdMember {
    * leader up to the request timeout. Retries only where the request surely did not enter the
    * log (the leader refused it, or it never left this member).
    */
-  async propose(cmd: Command): Promise<{ value: CommandValue; revision: number }> {
+  async propose(cmd: Command, auth?: AuthHeader): Promise<{ value: CommandValue; revision: number }> {
     const deadline = Date.now() + this.config.requestTimeoutMs;
     const id = this.requestIds.next();
-    const data = encodeRequest({ id, command: cmd });
+    const data = encodeRequest(auth ? { id, command: cmd, auth } : { id, command: cmd });
     // As etcd checks the marshalled InternalRaftRequest against --max-request-bytes.
     if (requestTooLarge(data, this.config.maxRequestBytes)) throw ERR.requestTooLarge();
     for (;;) {
@@ -539,6 +555,26 @@ export class EtcdMember {
     });
   }
 
+  /**
+   * The identity an auth token carries (etcd's AuthInfoFromCtx), checked by this member's token
+   * provider; `etcdserver: invalid auth token` when it is not one this member accepts.
+   */
+  async authInfoFromToken(token: string): Promise<AuthInfo> {
+    const info = token.length <= AUTH_TOKEN_BYTES_MAX ? await this.tokens.info(token, this.sm.auth.revision, (index) => this.waitApplied(index)) : null;
+    if (!info) throw AUTH_ERR.invalidAuthToken();
+    return info;
+  }
+
+  /** True once this member applied `index`; false when the request timeout passes first. */
+  async waitApplied(index: number): Promise<boolean> {
+    const deadline = Date.now() + this.config.requestTimeoutMs;
+    while (this.node.appliedIndex < index) {
+      if (this.stopped || Date.now() >= deadline) return false;
+      await sleep(5);
+    }
+    return true;
+  }
+
   /** A fresh lease id: positive, 63-bit, not in use. */
   newLeaseId(): bigint {
     for (;;) {
@@ -565,6 +601,7 @@ export class EtcdMember {
     if (this.stopped) return;
     this.stopped = true;
     this.lessor.stop();
+    this.tokens?.close();
     this.hub.close();
     for (const fail of [...this.inFlight]) fail(ERR.stopped());
     await this.node.stop();

@@ -56,7 +56,7 @@ describe('MemberMetrics', () => {
       members: () => [],
       memberIdOfRaft: () => 0n,
       node: { leader: 0, isLeader: false, status: () => ({ commit: 0 }), appliedIndex: 0, pendingProposals: 0 },
-      sm: { store: { keyCount: 0, revision: 1, compactRevision: 0 } },
+      sm: { store: { keyCount: 0, revision: 1, compactRevision: 0, dbSizeBytes: () => 0 } },
       dataSize: async () => 0,
     };
     m.attach(member as never, { server: '3.4.23', cluster: '3.4.0' });

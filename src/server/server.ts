@@ -9,6 +9,7 @@ import { ConnectionBudget, createGateway, serveOnOnePort } from '../api/http.js'
 import { serviceDefinition } from '../api/proto.js';
 import { buildHandlers, CLUSTER_VERSION, ETCD_API_VERSION } from '../api/services.js';
 import type { Wire } from '../api/convert.js';
+import { clientCertCommonName, type CallWithMetadata } from '../api/tls-identity.js';
 import type { Logger } from '../raft/config.js';
 import type { ServerConfig } from './config.js';
 import { faultRoute } from './faults.js';
@@ -51,7 +52,12 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+export interface ServerOptions {
+  /** The user a call's verified client certificate names (TLS with client cert auth): see src/api/auth.ts. */
+  readonly identityFromCall?: (call: unknown) => string | undefined;
+}
+
+export async function startServer(config: ServerConfig, logger: Logger, opts: ServerOptions = {}): Promise<RunningServer> {
   const metrics = new MemberMetrics({
     slowFdatasync: (s) => logWith(logger, 'warn', 'slow fdatasync', { took: `${(s * 1000).toFixed(1)}ms`, 'expected-duration': `${WAL_SLOW_FDATASYNC_MS}ms` }),
     leaderChanged: (leader, term) =>
@@ -82,6 +88,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     'grpc.keepalive_timeout_ms': config.grpcKeepaliveTimeoutMs,
   });
   const handlers = buildHandlers(member, {
+    // The verified client certificate's CN is the user of a call without a token (etcd's --client-cert-auth).
+    identityFromCall: opts.identityFromCall ?? ((call: unknown) => clientCertCommonName(call as CallWithMetadata)),
     // Requests from the JSON gateway were not received as protobuf: measure them encoded.
     requestBytes: (req: Wire, method: string) => sizes.get(req) ?? serviceDefinition('etcdserverpb.KV')[method]!.requestSerialize(req).length,
   });
