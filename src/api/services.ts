@@ -8,7 +8,8 @@ import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
 import { ERR, KvError } from '../kv/errors.js';
 import type { WatchOut } from '../kv/watch.js';
-import type { EtcdMember } from '../server/member.js';
+import { normalisePeerUrls } from '../kv/membership.js';
+import { MEMBER_ERR, type EtcdMember, type MemberInfo } from '../server/member.js';
 import { LEASE_TTL_MAX } from '../server/lessor.js';
 import { big, bigU64, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, unary, type Wire } from './convert.js';
 import { MIN_REVISION_METADATA } from './proto.js';
@@ -195,18 +196,33 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     LeaseLeases: unary(async () => ({ header: h(), leases: m.sm.store.leaseIds().map((id) => ({ ID: id.toString() })) })),
   };
 
-  const memberWire = () =>
-    m.members().map((x) => ({ ID: x.id.toString(), name: x.name, peerURLs: [...x.peerUrls], clientURLs: [...x.clientUrls], isLearner: x.isLearner }));
-  const unsupported = unary(async () => {
-    throw new KvError('Unimplemented', 'etcdserver: membership changes are not supported yet by this server');
-  });
+  const oneMember = (x: MemberInfo) => ({ ID: x.id.toString(), name: x.name, peerURLs: [...x.peerUrls], clientURLs: [...x.clientUrls], isLearner: x.isLearner });
+  const memberWire = () => m.members().map(oneMember);
+  // etcd's types.NewURLs: at least one, each scheme://host:port (http or https), or ErrGRPCMemberBadURLs.
+  const peerUrls = (v: unknown): string[] => {
+    const urls = Array.isArray(v) ? normalisePeerUrls(v) : null;
+    if (!urls) throw MEMBER_ERR.badUrls();
+    return urls;
+  };
   const Cluster = {
     // etcd's cluster responses carry no revision.
     MemberList: unary(async () => ({ header: h(0), members: memberWire() })),
-    MemberAdd: unsupported,
-    MemberRemove: unsupported,
-    MemberUpdate: unsupported,
-    MemberPromote: unsupported,
+    MemberAdd: unary(async (req) => {
+      const r = await m.changeMembership({ op: 'add', peerUrls: peerUrls(req.peerURLs), isLearner: req.isLearner === true });
+      return { header: h(0), ...(r.member ? { member: oneMember(r.member) } : {}), members: memberWire() };
+    }),
+    MemberRemove: unary(async (req) => {
+      await m.changeMembership({ op: 'remove', id: bigU64(req.ID) });
+      return { header: h(0), members: memberWire() };
+    }),
+    MemberUpdate: unary(async (req) => {
+      await m.changeMembership({ op: 'update', id: bigU64(req.ID), peerUrls: peerUrls(req.peerURLs) });
+      return { header: h(0), members: memberWire() };
+    }),
+    MemberPromote: unary(async (req) => {
+      await m.changeMembership({ op: 'promote', id: bigU64(req.ID) });
+      return { header: h(0), members: memberWire() };
+    }),
   };
 
   const Maintenance = {
@@ -223,7 +239,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         raftAppliedIndex: String(m.node.appliedIndex),
         errors: m.node.failure ? [m.node.failure.message] : [],
         dbSizeInUse: String(size),
-        isLearner: !s.confState.voters.includes(m.config.self.raftId),
+        isLearner: !s.confState.voters.includes(m.raftId),
       };
     }),
     Alarm: unary(async () => ({ header: h(), alarms: [] })),
@@ -259,7 +275,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       const target = m.raftIdOfMember(bigU64(req.targetID));
       if (target === 0) throw ERR.badLeaderTransferee();
       if (!m.node.isLeader) throw ERR.notLeader();
-      if (target !== m.config.self.raftId) {
+      if (target !== m.raftId) {
         try {
           m.node.transferLeadership(target);
         } catch (e) {

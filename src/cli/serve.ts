@@ -63,6 +63,7 @@ export function registerServe(program: Command): void {
       }
       const { startServer, FATAL_CLOSE_MS_MAX } = await import('../server/server.js');
       const { StorageIoError } = await import('../storage/fs.js');
+      const { MemberRemovedError } = await import('../server/member.js');
       const name = config.name;
       const line = (level: string, msg: string) => process.stderr.write(`${new Date().toISOString()} ${level} [${name}] ${msg}\n`);
       const fatal = (cause: string, code: number): void => {
@@ -84,12 +85,13 @@ export function registerServe(program: Command): void {
       }
       if (config.leaseReads) line('info', `lease reads on: the leader answers linearizable reads from its lease (election timeout ${config.electionMs} ms minus ${config.leaseDriftMs} ms for clock drift)`);
       if (config.unsafeFaultInjection) line('warn', 'fault injection is ON (--unsafe-fault-injection): for tests only');
-      line('info', `member ${config.self.id.toString(16)} of cluster ${config.clusterId.toString(16)}: serving clients on ${config.listenClientUrls.map((u) => u.host).join(', ')}, peers on ${config.listenPeerUrls.map((u) => u.host).join(', ')}, data in ${config.dataDir}`);
+      line('info', `member ${server.member.memberId.toString(16)} of cluster ${server.member.clusterId.toString(16)}: serving clients on ${config.listenClientUrls.map((u) => u.host).join(', ')}, peers on ${config.listenPeerUrls.map((u) => u.host).join(', ')}, data in ${config.dataDir}`);
       let stopping = false;
       void server.fatal.then(async (e) => {
         stopping = true;
         // Storage errors name their operation ("WAL fsync failed: EIO: ..."); anything else is a bug.
-        fatal(e instanceof StorageIoError ? e.message : `error in the Ready loop: ${e.message}`, EXIT_FATAL);
+        // A removed member says so ("this member was removed from the cluster: ...").
+        fatal(e instanceof StorageIoError || e instanceof MemberRemovedError ? e.message : `error in the Ready loop: ${e.message}`, EXIT_FATAL);
         // The server is closing itself (listeners first); exit once it has, or after the bound.
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([server.close().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, FATAL_CLOSE_MS_MAX)))]);

@@ -5,9 +5,10 @@
  * members that applied the same log hold the same store and the same HashKV.
  */
 import type { StateMachine } from '../node/node.js';
-import type { Entry, Index } from '../raft/types.js';
+import type { ConfChange, Entry, Index } from '../raft/types.js';
 import { decodeRequest, encodeValue, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
 import { KvError, type GrpcCode } from './errors.js';
+import { decodeMemberChange, MemberTable, type MemberChange } from './membership.js';
 import { MvccStore, type KvEvent, type MvccLimits } from './mvcc.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, SnapshotImageError } from './snapshot-image.js';
 
@@ -19,9 +20,16 @@ export const malformedEntry = (reason: string): { code: GrpcCode; message: strin
 export type LeaseChange = { readonly kind: 'granted'; readonly id: bigint; readonly ttl: number } | { readonly kind: 'revoked'; readonly id: bigint };
 
 interface SnapshotImage {
-  readonly v: 1;
+  /** 1: no member table (the bootstrap table applies); 2: with it. */
+  readonly v: 1 | 2;
   readonly store: Uint8Array;
   readonly members: MemberAttributes[];
+  readonly cluster?: ReturnType<MemberTable['toImage']>;
+}
+
+export interface KvStateMachineOptions extends Partial<MvccLimits> {
+  /** The member table before any entry (the bootstrap members; none for a member that joins). */
+  readonly bootstrapMembers?: readonly { readonly raftId: number; readonly id: bigint; readonly peerUrls: readonly string[] }[];
 }
 
 export class KvStateMachine implements StateMachine<ApplyResult> {
@@ -34,9 +42,16 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   private leaseListeners: ((c: LeaseChange) => void)[] = [];
   private appliedListeners: ((requestId: bigint, index: Index, result: ApplyResult) => void)[] = [];
   private applied: Index = 0;
+  private readonly bootstrapMembers: NonNullable<KvStateMachineOptions['bootstrapMembers']>;
+  /** The replicated member table (membership.ts): changed only by configuration changes in the log. */
+  private table: MemberTable;
+  private membershipListeners: ((c: MemberChange | null) => void)[] = [];
 
-  constructor(limits: Partial<MvccLimits> = {}) {
+  constructor(options: KvStateMachineOptions = {}) {
+    const { bootstrapMembers, ...limits } = options;
     this.limits = limits;
+    this.bootstrapMembers = bootstrapMembers ?? [];
+    this.table = MemberTable.bootstrap(this.bootstrapMembers);
     this.kv = new MvccStore(limits);
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
   }
@@ -68,6 +83,24 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
       this.commitListeners = this.commitListeners.filter((f) => f !== commit);
       this.restoreListeners = this.restoreListeners.filter((f) => f !== restore);
     };
+  }
+
+  /** The member table as of the last applied entry. */
+  get cluster(): MemberTable {
+    return this.table;
+  }
+
+  /** After every applied configuration change (its member change, null if it carried none) and after a restore (null). */
+  onMembership(fn: (c: MemberChange | null) => void): void {
+    this.membershipListeners.push(fn);
+  }
+
+  /** A committed configuration change: the member change in its context updates the table (total: garbage changes nothing). */
+  applyConfChange(cc: ConfChange, index: Index): void {
+    this.applied = index;
+    const c = decodeMemberChange(cc.context);
+    if (c) this.table.apply(c);
+    for (const l of this.membershipListeners) l(c);
   }
 
   onLease(fn: (c: LeaseChange) => void): void {
@@ -136,7 +169,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
 
   snapshot(): Uint8Array {
     const members = [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members };
+    const image: SnapshotImage = { v: 2, store: this.kv.snapshot(), members, cluster: this.table.toImage() };
     return encodeValue(image);
   }
 
@@ -149,11 +182,13 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   restore(data: Uint8Array, index: Index): void {
     const image = readImage(data, this.limits);
     this.kv = image.store;
+    this.table = image.cluster ?? MemberTable.bootstrap(this.bootstrapMembers);
     this.members.clear();
     for (const m of image.members) this.members.set(m.id, m);
     this.applied = index;
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
     for (const l of this.restoreListeners) l();
+    for (const l of this.membershipListeners) l(null);
   }
 }
 
@@ -164,11 +199,19 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
  * the shape); the store's own image is checked by MvccStore.restore. Empty bytes: an empty
  * state machine (what a member without a snapshot restores).
  */
-function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[] } {
+function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[]; cluster: MemberTable | null } {
   try {
-    if (data.length === 0) return { store: new MvccStore(limits), members: [] };
-    const o = exactObject(parseImageJson(data, 'image'), 'image', ['v', 'store', 'members']);
-    if (o.v !== 1) imageFail('image.v', `unknown state machine image version ${preview(o.v)}`);
+    if (data.length === 0) return { store: new MvccStore(limits), members: [], cluster: null };
+    const json = parseImageJson(data, 'image');
+    const version = json !== null && typeof json === 'object' && !Array.isArray(json) ? (json as Record<string, unknown>).v : undefined;
+    if (version !== 1 && version !== 2) imageFail('image.v', `unknown state machine image version ${preview(version)}`);
+    const o = exactObject(json, 'image', version === 1 ? ['v', 'store', 'members'] : ['v', 'store', 'members', 'cluster']);
+    let cluster: MemberTable | null = null;
+    if (version === 2) {
+      const t = MemberTable.fromImage(o.cluster);
+      if (typeof t === 'string') imageFail('image.cluster', t);
+      cluster = t;
+    }
     const storeBytes = base64Bytes(exactObject(o.store, 'image.store', ['$b']).$b, 'image.store.$b');
     const members: MemberAttributes[] = [];
     const list = arrayOf(o.members, 'image.members');
@@ -182,7 +225,7 @@ function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: Mvcc
       const clientUrls = arrayOf(m.clientUrls, `${w}.clientUrls`).map((u, j) => (typeof u === 'string' ? u : imageFail(`${w}.clientUrls[${j}]`, `expected a string, got ${preview(u)}`)));
       members.push({ id, name: m.name, clientUrls });
     }
-    return { store: MvccStore.restore(storeBytes, limits), members };
+    return { store: MvccStore.restore(storeBytes, limits), members, cluster };
   } catch (e) {
     if (e instanceof SnapshotImageError) throw new SnapshotImageError(`invalid state machine snapshot image: ${e.message}`, { cause: e });
     throw e;
