@@ -22,6 +22,7 @@ export type {
   LeaseTimeToLiveResult,
   Member,
   MemberListResult,
+  MemberAddResult,
   PutResult,
   RangeResult,
   ResponseHeader,

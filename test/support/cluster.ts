@@ -119,7 +119,7 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
     });
   }
   const token = `test-${process.pid}-${Date.now()}`;
-  let initial: readonly MemberProc[] = [...members];
+  const initial: readonly MemberProc[] = [...members];
   const launch = (m: MemberProc, state: 'new' | 'existing', all: readonly MemberProc[] = initial) => {
     const a = args(m, all, token, state).concat(o.extraArgs ?? []);
     const p = target === 'etcd'
