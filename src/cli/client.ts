@@ -636,7 +636,7 @@ function registerCluster(program: Command): void {
         return () => {
           if (json) return out(goJson({ ...listJson(r), member: { ID: r.member.id, peerURLs: oe(r.member.peerURLs), isLearner: oe(r.member.isLearner) } }));
           // etcdctl's words and the settings the new member needs.
-          out(`Member ${hex16(r.member.id)} added${r.member.isLearner ? ' as learner ' : ' '}to cluster ${hex16(r.header.clusterId)}`);
+          out(`Member ${hex16(r.member.id)} added to cluster ${hex16(r.header.clusterId)}`);
           const conf = r.members.flatMap((m) => m.peerURLs.map((u) => `${m.id === r.member.id ? name : m.name}=${u}`));
           out('');
           out(`ETCD_NAME=${JSON.stringify(name)}`);

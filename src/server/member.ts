@@ -42,6 +42,8 @@ export const REMOVED_STOP_DELAY_MS = 1_000;
 export const REMOVED_PEER_GRACE_MS = 2_000;
 /** How long a member with --initial-cluster-state existing and no data tries to reach the cluster (ms). */
 export const JOIN_TIMEOUT_MS = 30_000;
+/** etcd's HealthInterval: a peer counts as up for membership checks if heard from within this (ms). */
+export const PEER_ACTIVE_WINDOW_MS = 5_000;
 /** etcd's learner promotion rule: its match index at least this fraction of the leader's. */
 export const LEARNER_READY_FRACTION = 0.9;
 
@@ -56,7 +58,8 @@ interface Identity {
   readonly raftId: number;
   readonly clusterId: bigint;
   readonly bootstrap: 'new' | 'joined';
-  readonly peers: readonly { readonly raftId: number; readonly peerUrls: readonly string[] }[];
+  /** A joined member: the other members when it joined (it reaches them before its first snapshot). */
+  readonly peers: readonly ClusterMember[];
   readonly removed: boolean;
 }
 
@@ -91,7 +94,7 @@ async function readIdentity(dir: string): Promise<Identity | null> {
     raftId,
     clusterId: hex(o.clusterId, 'clusterId'),
     bootstrap: o.bootstrap,
-    peers: table.list().map((m) => ({ raftId: m.raftId, peerUrls: m.peerUrls })),
+    peers: table.list(),
     removed: o.removed === true,
   };
 }
@@ -102,8 +105,8 @@ async function writeIdentity(dir: string, id: Identity): Promise<void> {
     raftId: id.raftId,
     clusterId: id.clusterId.toString(16),
     bootstrap: id.bootstrap,
-    // In the member table's image form (ids are not needed to reach them; 1 stands in).
-    peers: id.peers.map((p) => ({ raftId: p.raftId, id: '1', peerUrls: [...p.peerUrls], isLearner: false })),
+    // In the member table's image form.
+    peers: id.peers.map((p) => ({ raftId: p.raftId, id: p.id.toString(), peerUrls: [...p.peerUrls], isLearner: p.isLearner })),
     removed: id.removed,
   });
   const tmp = join(dir, `${IDENTITY_FILE}.tmp`);
@@ -144,6 +147,7 @@ export const MEMBER_ERR = {
   notLearner: () => new KvError('FailedPrecondition', 'etcdserver: can only promote a learner member'),
   learnerNotReady: () => new KvError('FailedPrecondition', 'etcdserver: can only promote a learner member which is in sync with leader'),
   tooManyLearners: () => new KvError('FailedPrecondition', 'etcdserver: too many learner members in cluster'),
+  unhealthy: () => new KvError('Unavailable', 'etcdserver: unhealthy cluster'),
   raftIdsExhausted: () => new KvError('FailedPrecondition', `etcdserver: no Raft id left for a new member (${RAFT_ID_MAX} members were added over the cluster's life)`),
 };
 
@@ -205,6 +209,7 @@ export class EtcdMember {
   /** Test-only faults (see faults.ts); inert unless --unsafe-fault-injection. */
   readonly faults: FaultState = noFaults();
   private publishLoop: Promise<void> = Promise.resolve();
+  private removalCheck: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly config: ServerConfig,
@@ -269,7 +274,7 @@ export class EtcdMember {
           raftId: self.raftId,
           clusterId: cluster.clusterId,
           bootstrap: 'joined',
-          peers: cluster.table.list().filter((m) => m.raftId !== self.raftId).map((m) => ({ raftId: m.raftId, peerUrls: m.peerUrls })),
+          peers: cluster.table.list().filter((m) => m.raftId !== self.raftId),
           removed: false,
         };
       }
@@ -329,7 +334,26 @@ export class EtcdMember {
     m.syncPeers();
     m.lessor.start();
     m.publishLoop = m.publish();
+    m.removalCheck = m.checkStillMember();
     return m;
+  }
+
+  /**
+   * A member removed while it was down never applies its removal and no peer accepts its
+   * connections any more: at start it asks its peers (the join query) whether the cluster still
+   * has it, and stops as removed if the cluster lists it so. Best effort: no answer, no verdict.
+   */
+  private async checkStillMember(): Promise<void> {
+    const peers = this.sm.cluster.size > 0 ? this.sm.cluster.list() : this.identity.peers;
+    for (const p of peers) {
+      if (this.stopped || p.raftId === this.raftId) continue;
+      const a = addressOf(p.peerUrls[0]!);
+      const answer = await queryJoin(a.host, a.port, this.config.initialClusterToken);
+      const cluster = answer ? readJoinAnswer(answer) : null;
+      if (!cluster || cluster.clusterId !== this.clusterId) continue;
+      if (!cluster.table.byRaftId(this.raftId) && cluster.table.isRemoved(this.memberId)) this.learnRemoved(`member ${p.raftId} lists it as removed`);
+      return;
+    }
   }
 
   // ---------------------------------------------------------------------------------------
@@ -510,6 +534,10 @@ export class EtcdMember {
     const urlTaken = (urls: readonly string[], except: number): boolean => table.list().some((m) => m.raftId !== except && m.peerUrls.some((u) => urls.includes(u)));
     let cc: ConfChange;
     let raftId: number;
+    // etcd asks its transport whether each peer is active (ActiveSince); we ask when it was last heard from.
+    const activeAfter = Date.now() - PEER_ACTIVE_WINDOW_MS;
+    const active = (id: number): boolean => id === this.raftId || this.transport.heardFrom(id) >= activeAfter;
+    const voters = table.list().filter((m) => !m.isLearner);
     switch (op.op) {
       case 'add': {
         if (urlTaken(op.peerUrls, 0)) throw MEMBER_ERR.peerUrlExists();
@@ -519,13 +547,15 @@ export class EtcdMember {
           const { voters, started } = this.startedVoters();
           if (!(started === 1 && voters === 1) && started < Math.floor((voters + 1) / 2) + 1) throw MEMBER_ERR.notEnoughStarted();
         }
+        // etcd's isConnectedFullySince: every voter reachable, for a while.
+        if (!voters.every((m) => active(m.raftId))) throw MEMBER_ERR.unhealthy();
         const id = newMemberId(op.peerUrls, Date.now() / 1000);
         if (table.byMemberId(id)) throw MEMBER_ERR.exists();
         if (table.isRemoved(id)) throw ERR.memberNotFound();
         raftId = table.nextRaftId;
         if (raftId > RAFT_ID_MAX) throw MEMBER_ERR.raftIdsExhausted();
         const change: MemberChange = { op: 'add', raftId, id, peerUrls: op.peerUrls, isLearner: op.isLearner };
-        cc = { changes: [{ kind: op.isLearner ? 'addLearner' : 'addVoter', nodeId: raftId }], context: encodeMemberChange(change) };
+        cc = { changes: [{ kind: op.isLearner ? 'addLearner' : 'addVoter', nodeId: raftId }], ...JOINT(!op.isLearner), context: encodeMemberChange(change) };
         break;
       }
       case 'remove': {
@@ -533,15 +563,21 @@ export class EtcdMember {
         if (!m) throw ERR.memberNotFound();
         raftId = m.raftId;
         if (!m.isLearner) {
-          const { voters, started } = this.startedVoters(m.raftId);
-          if (started < Math.floor(voters / 2) + 1) throw MEMBER_ERR.notEnoughStarted();
+          const { voters: n, started } = this.startedVoters(m.raftId);
+          if (started < Math.floor(n / 2) + 1) throw MEMBER_ERR.notEnoughStarted();
+          // etcd's quorum protection: a member that is down may go; otherwise the active voters
+          // left must still be a quorum.
+          if (active(m.raftId)) {
+            const up = voters.filter((v) => active(v.raftId)).length;
+            if (up - 1 < 1 + Math.floor((voters.length - 1) / 2)) throw MEMBER_ERR.unhealthy();
+          }
         }
         if (m.raftId === this.raftId) {
           // Removing the leader: hand leadership over first, then the new leader removes us.
           await this.handOver(deadline);
           return null;
         }
-        cc = { changes: [{ kind: 'removeNode', nodeId: m.raftId }], context: encodeMemberChange({ op: 'remove', raftId: m.raftId, id: m.id }) };
+        cc = { changes: [{ kind: 'removeNode', nodeId: m.raftId }], ...JOINT(!m.isLearner), context: encodeMemberChange({ op: 'remove', raftId: m.raftId, id: m.id }) };
         break;
       }
       case 'update': {
@@ -567,7 +603,7 @@ export class EtcdMember {
         raftId = m.raftId;
         const { voters, started } = this.startedVoters();
         if (started + 1 < Math.floor((voters + 1) / 2) + 1) throw MEMBER_ERR.notEnoughStarted();
-        cc = { changes: [{ kind: 'addVoter', nodeId: m.raftId }], context: encodeMemberChange({ op: 'promote', raftId: m.raftId, id: m.id }) };
+        cc = { changes: [{ kind: 'addVoter', nodeId: m.raftId }], ...JOINT(true), context: encodeMemberChange({ op: 'promote', raftId: m.raftId, id: m.id }) };
         break;
       }
     }
@@ -964,8 +1000,16 @@ export class EtcdMember {
     await this.node.stop();
     await this.transport.close();
     await this.publishLoop.catch(() => undefined);
+    await this.removalCheck.catch(() => undefined);
   }
 }
+
+/**
+ * Changes of the voters go through joint consensus (thesis §4.3): the old and the new voters
+ * must both agree until the leader leaves the joint configuration, which it does on its own
+ * (autoLeave) once the change is applied. Learner changes touch no quorum and are direct.
+ */
+const JOINT = (voters: boolean): { joint?: boolean; autoLeave?: boolean } => (voters ? { joint: true, autoLeave: true } : {});
 
 /** The cluster in a join answer, checked (it is a peer's bytes), or null. */
 function readJoinAnswer(b: Uint8Array): { clusterId: bigint; table: MemberTable } | null {

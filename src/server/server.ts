@@ -101,7 +101,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     version: { etcdserver: ETCD_API_VERSION, etcdcluster: CLUSTER_VERSION },
     health,
   });
-  const faultsRoute = config.unsafeFaultInjection ? faultRoute(member.faults, config.initialCluster) : null;
+  const faultsRoute = config.unsafeFaultInjection ? faultRoute(member.faults, () => [
+        // Bootstrap members not yet published go by their flags' Raft ids.
+        ...(member.raftId === config.self.raftId ? config.initialCluster.filter((x) => !member.sm.members.has(x.id)) : []),
+        ...member.members().filter((x) => x.name).map((x) => ({ name: x.name, raftId: member.raftIdOfMember(x.id) })),
+      ]) : null;
   const gateway: typeof api = faultsRoute ? (req, res) => void (faultsRoute(req, res) || api(req, res)) : api;
   const listeners: { port: number; close(): Promise<void> }[] = [];
   const budget = new ConnectionBudget(config.maxClientConnections);

@@ -130,6 +130,8 @@ export class TcpTransport implements Transport, MemberChannel {
   private readonly unauthenticatedByAddress = new Map<string, number>();
   /** The authenticated inbound connection of each member. */
   private readonly byMember = new Map<NodeId, Socket>();
+  /** When each peer's last frame arrived (ms since epoch). */
+  private readonly lastHeard = new Map<NodeId, number>();
   private receiver: (m: Message) => void = () => {};
   private memberReceiver: (from: NodeId, body: Uint8Array) => void = () => {};
   private flushScheduled = false;
@@ -188,8 +190,14 @@ export class TcpTransport implements Transport, MemberChannel {
     const p = this.peers.get(id);
     if (!p) return;
     this.peers.delete(id);
+    this.lastHeard.delete(id);
     p.socket?.destroy();
     this.byMember.get(id)?.destroy();
+  }
+
+  /** When a frame from peer `id` last arrived (ms since epoch); 0 if never (membership checks: is it up?). */
+  heardFrom(id: NodeId): number {
+    return this.lastHeard.get(id) ?? 0;
   }
 
   /** The peers' ids. */
@@ -417,6 +425,7 @@ export class TcpTransport implements Transport, MemberChannel {
     const to = member ? member.to : m!.to;
     if (from !== peer || to !== this.o.id) return drop(`${member ? 'member frame' : 'message'} from ${from} to ${to} on a connection from ${peer}`, 'malformed');
     this.stats.received++;
+    this.lastHeard.set(peer, Date.now());
     if (member) this.memberReceiver(peer, member.body);
     else this.receiver(m!);
   }
