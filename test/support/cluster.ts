@@ -56,6 +56,8 @@ export interface Cluster {
    * (the members as the cluster has them now, itself included); waits for its /health.
    */
   join(i: number, cluster: readonly MemberProc[]): Promise<void>;
+  /** Starts member i again as `restart` does, without waiting for it (for a member expected to refuse). */
+  relaunch(i: number): void;
   /** Deletes member i's data directory (it must not be running). */
   wipe(i: number): void;
   stop(): Promise<void>;
@@ -142,6 +144,9 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
     kill(i) {
       members[i]!.proc?.kill('SIGKILL');
       members[i]!.proc = null;
+    },
+    relaunch(i) {
+      launch(members[i]!, 'existing', initial.includes(members[i]!) ? initial : [...initial, members[i]!]);
     },
     async restart(i) {
       launch(members[i]!, 'existing', initial.includes(members[i]!) ? initial : [...initial, members[i]!]);
