@@ -534,10 +534,12 @@ export class EtcdMember {
     const urlTaken = (urls: readonly string[], except: number): boolean => table.list().some((m) => m.raftId !== except && m.peerUrls.some((u) => urls.includes(u)));
     let cc: ConfChange;
     let raftId: number;
-    // etcd asks its transport whether each peer is active (ActiveSince); we ask when it was last heard from.
-    const activeAfter = Date.now() - PEER_ACTIVE_WINDOW_MS;
-    const active = (id: number): boolean => id === this.raftId || this.transport.heardFrom(id) >= activeAfter;
+    // etcd asks its transport whether each peer is active (ActiveSince); we ask when it was last
+    // heard from. A leader elected a moment ago may not have heard from every follower yet (they
+    // talk only to the leader): the voters get an election timeout to answer before the verdict.
+    const active = (id: number): boolean => id === this.raftId || this.transport.heardFrom(id) >= Date.now() - PEER_ACTIVE_WINDOW_MS;
     const voters = table.list().filter((m) => !m.isLearner);
+    for (const until = Date.now() + this.config.electionMs; !voters.every((m) => active(m.raftId)) && Date.now() < until; ) await sleep(RETRY_PAUSE_MS);
     switch (op.op) {
       case 'add': {
         if (urlTaken(op.peerUrls, 0)) throw MEMBER_ERR.peerUrlExists();
