@@ -203,7 +203,8 @@ function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: Mvcc
   try {
     if (data.length === 0) return { store: new MvccStore(limits), members: [], cluster: null };
     const json = parseImageJson(data, 'image');
-    const version = json !== null && typeof json === 'object' && !Array.isArray(json) ? (json as Record<string, unknown>).v : undefined;
+    if (json === null || typeof json !== 'object' || Array.isArray(json)) return exactObject(json, 'image', []) as never;
+    const version = (json as Record<string, unknown>).v;
     if (version !== 1 && version !== 2) imageFail('image.v', `unknown state machine image version ${preview(version)}`);
     const o = exactObject(json, 'image', version === 1 ? ['v', 'store', 'members'] : ['v', 'store', 'members', 'cluster']);
     let cluster: MemberTable | null = null;
