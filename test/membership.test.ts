@@ -3,7 +3,8 @@
  * and two readers run against the cluster: grow 3 -> 5 -> 3, replace a SIGKILLed member
  * (remove, wipe, add as learner, promote once it caught up), remove the leader (it hands
  * leadership over, stops with a fatal line, and its data directory refuses to start again),
- * and a lagging learner's promotion refused. After each case: every acknowledged write is on
+ * a member removed while it was down stops when it starts again, and a lagging learner's
+ * promotion refused. After each case: every acknowledged write is on
  * every member, and the history of the registers is linearizable.
  */
 import { spawn } from 'node:child_process';
@@ -224,11 +225,16 @@ describe('membership changes on real processes, under load', () => {
     const m5 = await add('m5');
     await expect.poll(async () => (await members()).filter((m) => m.name && !m.isLearner).length, { timeout: 20_000 }).toBe(5);
     await remove(m4);
+    expect(await exited(m4), 'm4 exits once removed').toBe(1);
+    expect(m4.output).toMatch(/fatal: this member was removed from the cluster/);
+    // m5 is removed while it is down: when it starts again, it asks its peers and stops.
+    cluster.kill(cluster.members.indexOf(m5));
     await remove(m5);
-    for (const m of [m4, m5]) {
-      expect(await exited(m), `${m.name} exits once removed`).toBe(1);
-      expect(m.output).toMatch(/fatal: this member was removed from the cluster/);
-    }
+    m5.output = '';
+    cluster.relaunch(cluster.members.indexOf(m5));
+    expect(await exited(m5), 'm5 exits when it learns it was removed').toBe(1);
+    expect(m5.output).toMatch(/lists it as removed/);
+    expect(m5.output).toMatch(/fatal: this member was removed from the cluster/);
     expect((await members()).map((m) => m.name).sort()).toEqual(['m1', 'm2', 'm3']);
     await wl.stopAfter(10);
     await wl.check(eps());
