@@ -579,7 +579,9 @@ export class EtcdMember {
           await this.handOver(deadline);
           return null;
         }
-        cc = { changes: [{ kind: 'removeNode', nodeId: m.raftId }], ...JOINT(!m.isLearner), context: encodeMemberChange({ op: 'remove', raftId: m.raftId, id: m.id }) };
+        // A single-voter change, not joint: leaving a joint configuration needs a quorum of the
+        // old voters, which for two voters becoming one includes the member that is stopping.
+        cc = { changes: [{ kind: 'removeNode', nodeId: m.raftId }], context: encodeMemberChange({ op: 'remove', raftId: m.raftId, id: m.id }) };
         break;
       }
       case 'update': {
@@ -1007,9 +1009,10 @@ export class EtcdMember {
 }
 
 /**
- * Changes of the voters go through joint consensus (thesis §4.3): the old and the new voters
- * must both agree until the leader leaves the joint configuration, which it does on its own
- * (autoLeave) once the change is applied. Learner changes touch no quorum and are direct.
+ * A voter added or promoted goes through joint consensus (thesis §4.3): the old and the new
+ * voters must both agree until the leader leaves the joint configuration, which it does on its
+ * own (autoLeave) once the change is applied. Learner changes touch no quorum and are direct;
+ * removals are single-voter changes (see leaderMemberOp).
  */
 const JOINT = (voters: boolean): { joint?: boolean; autoLeave?: boolean } => (voters ? { joint: true, autoLeave: true } : {});
 
