@@ -1004,7 +1004,8 @@ export class EtcdMember {
     await this.node.stop();
     await this.transport.close();
     await this.publishLoop.catch(() => undefined);
-    await this.removalCheck.catch(() => undefined);
+    // Not awaited: a query to an unreachable peer may take JOIN_QUERY_TIMEOUT_MS; once stopped, its verdict is ignored.
+    this.removalCheck.catch(() => undefined);
   }
 }
 
