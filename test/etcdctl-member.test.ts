@@ -55,7 +55,8 @@ async function session(cluster: Cluster): Promise<Step[]> {
   record('member add --learner', added);
   record('member list (an unstarted learner)', await ctl('member', 'list'), sorted);
   record('member add: a second learner', await ctl('member', 'add', 'm5', `--peer-urls=${m5.peerUrl}`, '--learner'));
-  record('member add: a peer URL in use', await ctl('member', 'add', 'm5', `--peer-urls=${m4.peerUrl}`));
+  // With another URL beside it: the URLs alone (within the same second) would give m4's id again, `member ID already exist`.
+  record('member add: a peer URL in use', await ctl('member', 'add', 'm5', `--peer-urls=${m4.peerUrl},${elsewhere}`));
   record('member add: a bad URL', await ctl('member', 'add', 'm5', '--peer-urls=ftp://127.0.0.1:1'));
   record('member add: no URL', await ctl('member', 'add', 'm5'));
   record('member promote: a learner not in sync', await ctl('member', 'promote', newId ?? '0'));

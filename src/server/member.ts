@@ -542,18 +542,21 @@ export class EtcdMember {
     for (const until = Date.now() + this.config.electionMs; !voters.every((m) => active(m.raftId)) && Date.now() < until; ) await sleep(RETRY_PAUSE_MS);
     switch (op.op) {
       case 'add': {
-        if (urlTaken(op.peerUrls, 0)) throw MEMBER_ERR.peerUrlExists();
-        if (op.isLearner && table.list().filter((m) => m.isLearner).length >= LEARNERS_MAX) throw MEMBER_ERR.tooManyLearners();
+        // In etcd's order: the strict reconfiguration checks (mayAddMember), then those of
+        // ValidateConfigurationChange (removed id, id taken, peer URL taken, learners).
         if (!op.isLearner) {
           // etcd's IsReadyToAddVotingMember: a quorum of the grown voters already started.
           const { voters, started } = this.startedVoters();
           if (!(started === 1 && voters === 1) && started < Math.floor((voters + 1) / 2) + 1) throw MEMBER_ERR.notEnoughStarted();
         }
-        // etcd's isConnectedFullySince: every voter reachable, for a while.
+        // etcd's isConnectedFullySince: every voter reachable.
         if (!voters.every((m) => active(m.raftId))) throw MEMBER_ERR.unhealthy();
+        // The id has the time in seconds: the same URLs within one second give the same id.
         const id = newMemberId(op.peerUrls, Date.now() / 1000);
-        if (table.byMemberId(id)) throw MEMBER_ERR.exists();
         if (table.isRemoved(id)) throw ERR.memberNotFound();
+        if (table.byMemberId(id)) throw MEMBER_ERR.exists();
+        if (urlTaken(op.peerUrls, 0)) throw MEMBER_ERR.peerUrlExists();
+        if (op.isLearner && table.list().filter((m) => m.isLearner).length >= LEARNERS_MAX) throw MEMBER_ERR.tooManyLearners();
         raftId = table.nextRaftId;
         if (raftId > RAFT_ID_MAX) throw MEMBER_ERR.raftIdsExhausted();
         const change: MemberChange = { op: 'add', raftId, id, peerUrls: op.peerUrls, isLearner: op.isLearner };
