@@ -8,7 +8,8 @@ import * as grpc from '@grpc/grpc-js';
 import { ERR, KvError } from '../kv/errors.js';
 import { etcdAlarmEntry, etcdSnapshot } from '../kv/etcd-snapshot.js';
 import type { WatchOut } from '../kv/watch.js';
-import type { EtcdMember } from '../server/member.js';
+import { normalisePeerUrls } from '../kv/membership.js';
+import { MEMBER_ERR, type EtcdMember, type MemberInfo } from '../server/member.js';
 import { LEASE_TTL_MAX } from '../server/lessor.js';
 import { costPut, costTxn, QUOTA_LEASE_OVERHEAD_BYTES } from '../server/quota.js';
 import type { AlarmMember, AlarmType } from '../kv/commands.js';
@@ -288,19 +289,34 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     LeaseLeases: unary(async () => ({ header: h(), leases: m.sm.store.leaseIds().map((id) => ({ ID: id.toString() })) })),
   };
 
-  const memberWire = () =>
-    m.members().map((x) => ({ ID: x.id.toString(), name: x.name, peerURLs: [...x.peerUrls], clientURLs: [...x.clientUrls], isLearner: x.isLearner }));
-  const unsupported = unary(async () => {
-    throw new KvError('Unimplemented', 'etcdserver: membership changes are not supported yet by this server');
-  });
+  const oneMember = (x: MemberInfo) => ({ ID: x.id.toString(), name: x.name, peerURLs: [...x.peerUrls], clientURLs: [...x.clientUrls], isLearner: x.isLearner });
+  const memberWire = () => m.members().map(oneMember);
+  // etcd's types.NewURLs: at least one, each scheme://host:port (http or https), or ErrGRPCMemberBadURLs.
+  const peerUrls = (v: unknown): string[] => {
+    const urls = Array.isArray(v) ? normalisePeerUrls(v) : null;
+    if (!urls) throw MEMBER_ERR.badUrls();
+    return urls;
+  };
   const Cluster = {
     // etcd's cluster responses carry no revision.
     MemberList: unary(async () => ({ header: h(0), members: memberWire() })),
     // Membership changes need root when auth is on (etcd's checkMembershipOperationPermission).
-    MemberAdd: adminOnly(unsupported),
-    MemberRemove: adminOnly(unsupported),
-    MemberUpdate: adminOnly(unsupported),
-    MemberPromote: adminOnly(unsupported),
+    MemberAdd: adminOnly(unary(async (req) => {
+      const r = await m.changeMembership({ op: 'add', peerUrls: peerUrls(req.peerURLs), isLearner: req.isLearner === true });
+      return { header: h(0), ...(r.member ? { member: oneMember(r.member) } : {}), members: memberWire() };
+    })),
+    MemberRemove: adminOnly(unary(async (req) => {
+      await m.changeMembership({ op: 'remove', id: bigU64(req.ID) });
+      return { header: h(0), members: memberWire() };
+    })),
+    MemberUpdate: adminOnly(unary(async (req) => {
+      await m.changeMembership({ op: 'update', id: bigU64(req.ID), peerUrls: peerUrls(req.peerURLs) });
+      return { header: h(0), members: memberWire() };
+    })),
+    MemberPromote: adminOnly(unary(async (req) => {
+      await m.changeMembership({ op: 'promote', id: bigU64(req.ID) });
+      return { header: h(0), members: memberWire() };
+    })),
   };
 
   const Maintenance = {
@@ -319,7 +335,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         // etcd lists each active alarm as its AlarmMember's text (etcdctl endpoint status: ERRORS).
         errors: [...(m.node.failure ? [m.node.failure.message] : []), ...m.sm.alarms().map(alarmText)],
         dbSizeInUse: String(size),
-        isLearner: !s.confState.voters.includes(m.config.self.raftId),
+        isLearner: !s.confState.voters.includes(m.raftId),
       };
     }),
     Alarm: unary(async (req) => {
@@ -407,7 +423,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       const target = m.raftIdOfMember(bigU64(req.targetID));
       if (target === 0) throw ERR.badLeaderTransferee();
       if (!m.node.isLeader) throw ERR.notLeader();
-      if (target !== m.config.self.raftId) {
+      if (target !== m.raftId) {
         // The next leader continues every lease from its remaining time, not its full TTL.
         await m.lessor.checkpointAll();
         try {

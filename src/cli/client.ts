@@ -21,6 +21,7 @@ import {
   type DeleteResult,
   type GetOptions,
   type KeyValue,
+  type MemberListResult,
   type PutResult,
   type RangeResult,
   type ResponseHeader,
@@ -679,15 +680,68 @@ function registerElect(program: Command): void {
 }
 
 function registerCluster(program: Command): void {
-  const member = program.command('member').description('membership commands: list');
+  const member = program.command('member').description('membership commands: add, remove, update, promote, list');
+  // etcdctl's member id argument: hex.
+  const memberIdArg = (s: string): bigint => {
+    if (!/^[0-9a-fA-F]{1,16}$/.test(s)) throw new Error(`bad member ID arg (strconv.ParseUint: parsing ${JSON.stringify(s)}: invalid syntax), expecting ID in Hex`);
+    return BigInt(`0x${s}`);
+  };
+  const hex16 = (id: bigint): string => id.toString(16).padStart(16, ' ');
+  const listJson = (r: MemberListResult): object => ({
+    header: headerJson(r.header),
+    members: r.members.map((m) => ({ ID: m.id, name: oe(m.name), peerURLs: oe(m.peerURLs), clientURLs: oe(m.clientURLs), isLearner: oe(m.isLearner) })),
+  });
+  const peerUrlList = (s: string | undefined, what: string): string[] => {
+    const list = (s ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+    if (list.length === 0) throw new Error(what);
+    return list;
+  };
+
+  common(member.command('add').argument('<name>', 'the new member\'s name').description('add a member (then start it with the settings printed)'))
+    .option('--peer-urls <urls>', 'comma-separated peer URLs of the new member')
+    .option('--learner', 'add it as a learner (a non-voting member that can be promoted once it has caught up)')
+    .action((name: string, o: Common & { peerUrls?: string; learner?: boolean }) =>
+      run(o, async (c, json) => {
+        const urls = peerUrlList(o.peerUrls, 'member peer urls not provided');
+        const r = await c.memberAdd(urls, { isLearner: o.learner === true });
+        return () => {
+          if (json) return out(goJson({ ...listJson(r), member: { ID: r.member.id, peerURLs: oe(r.member.peerURLs), isLearner: oe(r.member.isLearner) } }));
+          // etcdctl's words and the settings the new member needs.
+          out(`Member ${hex16(r.member.id)} added to cluster ${hex16(r.header.clusterId)}`);
+          const conf = r.members.flatMap((m) => m.peerURLs.map((u) => `${m.id === r.member.id ? name : m.name}=${u}`));
+          out('');
+          out(`ETCD_NAME=${JSON.stringify(name)}`);
+          out(`ETCD_INITIAL_CLUSTER=${JSON.stringify(conf.join(','))}`);
+          out(`ETCD_INITIAL_ADVERTISE_PEER_URLS=${JSON.stringify(urls.join(','))}`);
+          out('ETCD_INITIAL_CLUSTER_STATE="existing"');
+        };
+      }),
+    );
+  common(member.command('remove').argument('<memberID>', 'the member\'s id (hex)').description('remove a member')).action((id: string, o: Common) =>
+    run(o, async (c, json) => {
+      const r = await c.memberRemove(memberIdArg(id));
+      return () => (json ? out(goJson(listJson(r))) : out(`Member ${hex16(BigInt(`0x${id}`))} removed from cluster ${hex16(r.header.clusterId)}`));
+    }),
+  );
+  common(member.command('update').argument('<memberID>', 'the member\'s id (hex)').description('change a member\'s peer URLs'))
+    .option('--peer-urls <urls>', 'comma-separated new peer URLs')
+    .action((id: string, o: Common & { peerUrls?: string }) =>
+      run(o, async (c, json) => {
+        const r = await c.memberUpdate(memberIdArg(id), peerUrlList(o.peerUrls, 'member peer urls not provided'));
+        return () => (json ? out(goJson(listJson(r))) : out(`Member ${hex16(BigInt(`0x${id}`))} updated in cluster ${hex16(r.header.clusterId)}`));
+      }),
+    );
+  common(member.command('promote').argument('<memberID>', 'the learner\'s id (hex)').description('make a learner a voting member')).action((id: string, o: Common) =>
+    run(o, async (c, json) => {
+      const r = await c.memberPromote(memberIdArg(id));
+      return () => (json ? out(goJson(listJson(r))) : out(`Member ${hex16(BigInt(`0x${id}`))} promoted in cluster ${hex16(r.header.clusterId)}`));
+    }),
+  );
   common(member.command('list').description('list the cluster\'s members')).action((o: Common) =>
     run(o, async (c, json) => {
       const r = await c.memberList();
       return () => {
-        if (json) {
-          const members = r.members.map((m) => ({ ID: m.id, name: oe(m.name), peerURLs: oe(m.peerURLs), clientURLs: oe(m.clientURLs), isLearner: oe(m.isLearner) }));
-          return out(goJson({ header: headerJson(r.header), members }));
-        }
+        if (json) return out(goJson(listJson(r)));
         for (const m of r.members) out(`${m.id.toString(16)}, ${m.name ? 'started' : 'unstarted'}, ${m.name}, ${m.peerURLs.join(',')}, ${m.clientURLs.join(',')}, ${m.isLearner}`);
       };
     }),

@@ -93,6 +93,7 @@ export function registerServe(program: Command): void {
       }
       const { startServer, FATAL_CLOSE_MS_MAX } = await import('../server/server.js');
       const { StorageIoError } = await import('../storage/fs.js');
+      const { MemberRemovedError } = await import('../server/member.js');
       // One logger for the whole process: the server, the member, the node and the transport.
       const logger = new OperatorLog({ level, format, member: config.name });
       const line = (lvl: LogLevel, msg: string) => logger.log(lvl, msg);
@@ -114,12 +115,13 @@ export function registerServe(program: Command): void {
       if (config.unsafeFaultInjection) line('warn', 'fault injection is ON (--unsafe-fault-injection): for tests only');
       for (const w of configWarnings(withEnv(o))) line('warn', w);
       for (const w of plainPeerWarnings(config)) line('warn', w);
-      line('info', `member ${config.self.id.toString(16)} of cluster ${config.clusterId.toString(16)}: serving clients on ${config.listenClientUrls.map((u) => u.host).join(', ')}, peers on ${config.listenPeerUrls.map((u) => u.host).join(', ')}, data in ${config.dataDir}`);
+      line('info', `member ${server.member.memberId.toString(16)} of cluster ${server.member.clusterId.toString(16)}: serving clients on ${config.listenClientUrls.map((u) => u.host).join(', ')}, peers on ${config.listenPeerUrls.map((u) => u.host).join(', ')}, data in ${config.dataDir}`);
       let stopping = false;
       void server.fatal.then(async (e) => {
         stopping = true;
         // Storage errors name their operation ("WAL fsync failed: EIO: ..."); anything else is a bug.
-        fatal(e instanceof StorageIoError ? e.message : `error in the Ready loop: ${e.message}`, EXIT_FATAL);
+        // A removed member says so ("this member was removed from the cluster: ...").
+        fatal(e instanceof StorageIoError || e instanceof MemberRemovedError ? e.message : `error in the Ready loop: ${e.message}`, EXIT_FATAL);
         // The server is closing itself (listeners first); exit once it has, or after the bound.
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([server.close().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, FATAL_CLOSE_MS_MAX)))]);

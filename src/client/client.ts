@@ -48,6 +48,7 @@ import {
   type LeaseLeasesResult,
   type LeaseTimeToLiveResult,
   type MemberListResult,
+  type MemberAddResult,
   type PutResult,
   type RangeResult,
   type ResponseHeader,
@@ -359,6 +360,33 @@ export class FlotillaClient {
   /** The cluster's members. */
   async memberList(): Promise<MemberListResult> {
     const r = await this.call('etcdserverpb.Cluster', 'MemberList', {}, 'read');
+    return { header: header(r.header), members: ((r.members ?? []) as unknown[]).map(member) };
+  }
+
+  /**
+   * Adds a member with these peer URLs (a learner with `isLearner`); the cluster gives it an
+   * id. Start it afterwards with --initial-cluster-state existing.
+   */
+  async memberAdd(peerURLs: string[], o: { isLearner?: boolean } = {}): Promise<MemberAddResult> {
+    const r = await this.call('etcdserverpb.Cluster', 'MemberAdd', { peerURLs, isLearner: o.isLearner ?? false }, 'write');
+    return { header: header(r.header), member: member(r.member), members: ((r.members ?? []) as unknown[]).map(member) };
+  }
+
+  /** Removes a member (removing the leader hands leadership over first). */
+  async memberRemove(id: bigint): Promise<MemberListResult> {
+    const r = await this.call('etcdserverpb.Cluster', 'MemberRemove', { ID: id.toString() }, 'write');
+    return { header: header(r.header), members: ((r.members ?? []) as unknown[]).map(member) };
+  }
+
+  /** Changes a member's peer URLs. */
+  async memberUpdate(id: bigint, peerURLs: string[]): Promise<MemberListResult> {
+    const r = await this.call('etcdserverpb.Cluster', 'MemberUpdate', { ID: id.toString(), peerURLs }, 'write');
+    return { header: header(r.header), members: ((r.members ?? []) as unknown[]).map(member) };
+  }
+
+  /** Makes a learner a voter; refused unless it has caught up with the leader. */
+  async memberPromote(id: bigint): Promise<MemberListResult> {
+    const r = await this.call('etcdserverpb.Cluster', 'MemberPromote', { ID: id.toString() }, 'write');
     return { header: header(r.header), members: ((r.members ?? []) as unknown[]).map(member) };
   }
 

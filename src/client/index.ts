@@ -24,6 +24,7 @@ export type {
   LeaseTimeToLiveResult,
   Member,
   MemberListResult,
+  MemberAddResult,
   PutResult,
   RangeResult,
   ResponseHeader,

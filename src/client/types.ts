@@ -201,6 +201,13 @@ export interface MemberListResult {
   members: Member[];
 }
 
+/** Result of MemberAdd: the new member (no name until it starts) and every member. */
+export interface MemberAddResult {
+  header: ResponseHeader;
+  member: Member;
+  members: Member[];
+}
+
 /** One endpoint's Maintenance.Status. `leader` is the leader's member id (0n when none). */
 export interface StatusResult {
   header: ResponseHeader;

@@ -5,10 +5,11 @@
  * members that applied the same log hold the same store and the same HashKV.
  */
 import type { StateMachine } from '../node/node.js';
-import type { Entry, Index } from '../raft/types.js';
+import type { ConfChange, Entry, Index } from '../raft/types.js';
 import { AuthStore, isAuthCommand, type AuthCommand, type AuthHeader, type AuthImage } from './auth-store.js';
 import { ALARM_TYPES, decodeRequest, encodeValue, type AlarmCommand, type AlarmMember, type AlarmType, type ApplyResult, type Command, type CommandValue, type LeaseCheckpoint, type MemberAttributes } from './commands.js';
 import { ERR, KvError, type GrpcCode } from './errors.js';
+import { decodeMemberChange, MemberTable, type MemberChange } from './membership.js';
 import { MvccStore, type KvEvent, type MvccLimits, type TxnRequest } from './mvcc.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, readLeaseCheckpoints, SnapshotImageError } from './snapshot-image.js';
 
@@ -22,7 +23,8 @@ export const malformedEntry = (reason: string): { code: GrpcCode; message: strin
 export type LeaseChange = { readonly kind: 'granted'; readonly id: bigint; readonly ttl: number } | { readonly kind: 'revoked'; readonly id: bigint };
 
 interface SnapshotImage {
-  readonly v: 1;
+  /** 1: no member table (the bootstrap table applies); 2: with it. */
+  readonly v: 1 | 2;
   readonly store: Uint8Array;
   readonly members: MemberAttributes[];
   /** The active alarms as [member id (decimal), type], sorted; absent when there is none. */
@@ -31,6 +33,12 @@ interface SnapshotImage {
   readonly leaseCheckpoints?: { id: bigint; remainingMs: number }[];
   /** Users, roles, the auth flag and revision (absent in images written before auth: nothing). */
   readonly auth?: AuthImage;
+  readonly cluster?: ReturnType<MemberTable['toImage']>;
+}
+
+export interface KvStateMachineOptions extends Partial<MvccLimits> {
+  /** The member table before any entry (the bootstrap members; none for a member that joins). */
+  readonly bootstrapMembers?: readonly { readonly raftId: number; readonly id: bigint; readonly peerUrls: readonly string[] }[];
 }
 
 /**
@@ -68,9 +76,16 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   private applied: Index = 0;
   /** Active alarms, sorted by member id then type (alarmOrder), each once. */
   private alarmList: AlarmMember[] = [];
+  private readonly bootstrapMembers: NonNullable<KvStateMachineOptions['bootstrapMembers']>;
+  /** The replicated member table (membership.ts): changed only by configuration changes in the log. */
+  private table: MemberTable;
+  private membershipListeners: ((c: MemberChange | null) => void)[] = [];
 
-  constructor(limits: Partial<MvccLimits> = {}) {
+  constructor(options: KvStateMachineOptions = {}) {
+    const { bootstrapMembers, ...limits } = options;
     this.limits = limits;
+    this.bootstrapMembers = bootstrapMembers ?? [];
+    this.table = MemberTable.bootstrap(this.bootstrapMembers);
     this.kv = new MvccStore(limits);
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
   }
@@ -112,6 +127,24 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   /** The lease's checkpointed remaining time in ms, or undefined when it has none (or does not exist). */
   leaseRemainingMs(id: bigint): number | undefined {
     return this.kv.lease(id) ? this.leaseRemaining.get(id) : undefined;
+  }
+
+  /** The member table as of the last applied entry. */
+  get cluster(): MemberTable {
+    return this.table;
+  }
+
+  /** After every applied configuration change (its member change, null if it carried none) and after a restore (null). */
+  onMembership(fn: (c: MemberChange | null) => void): void {
+    this.membershipListeners.push(fn);
+  }
+
+  /** A committed configuration change: the member change in its context updates the table (total: garbage changes nothing). */
+  applyConfChange(cc: ConfChange, index: Index): void {
+    this.applied = index;
+    const c = decodeMemberChange(cc.context);
+    if (c) this.table.apply(c);
+    for (const l of this.membershipListeners) l(c);
   }
 
   onLease(fn: (c: LeaseChange) => void): void {
@@ -288,7 +321,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
       .filter(([id]) => this.kv.lease(id) !== undefined)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, remainingMs]) => ({ id, remainingMs }));
     // Optional sections are written only when non-empty: an image without them is byte-identical to one from before they existed.
-    const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members, auth: this.authState.image(), ...(leaseCheckpoints.length > 0 ? { leaseCheckpoints } : {}), ...(alarms.length > 0 ? { alarms } : {}) };
+    const image: SnapshotImage = { v: 2, store: this.kv.snapshot(), members, cluster: this.table.toImage(), auth: this.authState.image(), ...(leaseCheckpoints.length > 0 ? { leaseCheckpoints } : {}), ...(alarms.length > 0 ? { alarms } : {}) };
     return encodeValue(image);
   }
 
@@ -302,6 +335,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     const image = readImage(data, this.limits);
     this.kv = image.store;
     this.authState = image.auth;
+    this.table = image.cluster ?? MemberTable.bootstrap(this.bootstrapMembers);
     this.members.clear();
     for (const m of image.members) this.members.set(m.id, m);
     this.alarmList = image.alarms;
@@ -310,6 +344,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     this.applied = index;
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
     for (const l of this.restoreListeners) l();
+    for (const l of this.membershipListeners) l(null);
   }
 }
 
@@ -320,12 +355,22 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
  * the shape); the store's own image is checked by MvccStore.restore. Empty bytes: an empty
  * state machine (what a member without a snapshot restores).
  */
-function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[]; leaseCheckpoints: LeaseCheckpoint[]; alarms: AlarmMember[]; auth: AuthStore } {
+function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[]; cluster: MemberTable | null; leaseCheckpoints: LeaseCheckpoint[]; alarms: AlarmMember[]; auth: AuthStore } {
   try {
-    if (data.length === 0) return { store: new MvccStore(limits), members: [], leaseCheckpoints: [], alarms: [], auth: new AuthStore() };
-    const o = exactObject(parseImageJson(data, 'image'), 'image', ['v', 'store', 'members'], ['leaseCheckpoints', 'alarms', 'auth']);
+    if (data.length === 0) return { store: new MvccStore(limits), members: [], cluster: null, leaseCheckpoints: [], alarms: [], auth: new AuthStore() };
+    const json = parseImageJson(data, 'image');
+    if (json === null || typeof json !== 'object' || Array.isArray(json)) return exactObject(json, 'image', []) as never;
+    const version = (json as Record<string, unknown>).v;
+    if (version !== 1 && version !== 2) imageFail('image.v', `unknown state machine image version ${preview(version)}`);
+    // Version 2 adds the member table; the other sections are optional in both (written only when not empty).
+    const o = exactObject(json, 'image', version === 1 ? ['v', 'store', 'members'] : ['v', 'store', 'members', 'cluster'], ['leaseCheckpoints', 'alarms', 'auth']);
+    let cluster: MemberTable | null = null;
+    if (version === 2) {
+      const t = MemberTable.fromImage(o.cluster);
+      if (typeof t === 'string') imageFail('image.cluster', t);
+      cluster = t;
+    }
     const auth = Object.prototype.hasOwnProperty.call(o, 'auth') ? AuthStore.fromImage(o.auth, 'image.auth') : new AuthStore();
-    if (o.v !== 1) imageFail('image.v', `unknown state machine image version ${preview(o.v)}`);
     const storeBytes = base64Bytes(exactObject(o.store, 'image.store', ['$b']).$b, 'image.store.$b');
     const members: MemberAttributes[] = [];
     const list = arrayOf(o.members, 'image.members');
@@ -342,7 +387,7 @@ function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: Mvcc
     const alarms = o.alarms === undefined ? [] : readAlarms(o.alarms);
     const store = MvccStore.restore(storeBytes, limits);
     const leaseCheckpoints = o.leaseCheckpoints === undefined ? [] : readLeaseCheckpoints(o.leaseCheckpoints, 'image.leaseCheckpoints', (id) => store.lease(id)?.ttl);
-    return { store, members, leaseCheckpoints, alarms, auth };
+    return { store, members, cluster, leaseCheckpoints, alarms, auth };
   } catch (e) {
     if (e instanceof SnapshotImageError) throw new SnapshotImageError(`invalid state machine snapshot image: ${e.message}`, { cause: e });
     throw e;

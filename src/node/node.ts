@@ -10,6 +10,7 @@ import type { Logger, RaftConfig } from '../raft/config.js';
 import type { Message } from '../raft/messages.js';
 import type { InitialState } from '../raft/config.js';
 import { RaftCore, type Status } from '../raft/raft.js';
+import { decodeConfChange } from '../raft/confchange.js';
 import type { ConfChange, Entry, Index, NodeId, Ready, Refusal, Snapshot, Term } from '../raft/types.js';
 import type { Storage } from '../storage/storage.js';
 
@@ -47,6 +48,12 @@ export interface StateMachine<R = unknown> {
   snapshot(): Uint8Array;
   /** Replaces the state by an image taken at `index`. */
   restore(data: Uint8Array, index: Index): void;
+  /**
+   * Optional: a committed configuration change, in log order with the other entries (the core
+   * switches its configuration when the Ready is advanced). Must be deterministic like `apply`
+   * and total (the change's `context` is whatever the proposer put there).
+   */
+  applyConfChange?(cc: ConfChange, index: Index): void;
 }
 
 /**
@@ -198,6 +205,8 @@ export class RaftNode<R = unknown> {
   private leading = false;
   private leadingTerm: Term = 0;
   private leadershipListeners: ((leading: boolean, term: Term) => void)[] = [];
+  /** The retention asked for by requestSnapshot, for the next snapshot only. */
+  private snapshotRetainOnce: number | undefined;
 
   private constructor(core: RaftCore, o: RaftNodeOptions<R>) {
     this.core = core;
@@ -350,9 +359,15 @@ export class RaftNode<R = unknown> {
     return this.proposals.size;
   }
 
-  /** Takes a snapshot (and releases the log below it) at the next turn of the Ready loop. */
-  requestSnapshot(): void {
+  /**
+   * Takes a snapshot (and releases the log below it) at the next turn of the Ready loop,
+   * keeping `retainEntries` entries below it (default: the node's snapshotRetain). With 0, a
+   * member whose log is empty can only catch up from a snapshot (a member that joins does not
+   * know the configuration the log started from).
+   */
+  requestSnapshot(retainEntries?: number): void {
     this.snapshotRequested = true;
+    if (retainEntries !== undefined) this.snapshotRetainOnce = Math.min(this.snapshotRetainOnce ?? retainEntries, retainEntries);
     this.kick();
   }
 
@@ -514,6 +529,7 @@ export class RaftNode<R = unknown> {
   private apply(e: Entry): void {
     let result: unknown;
     if (e.type === 'normal' && e.data.length > 0) result = this.o.stateMachine.apply(e);
+    else if (e.type === 'conf' && this.o.stateMachine.applyConfChange) this.o.stateMachine.applyConfChange(decodeConfChange(e.data), e.index);
     this.lastApplied = e.index;
     // A leader's own empty entry: everything before its term is applied (onLeadershipChange).
     if (e.type === 'normal' && e.data.length === 0 && e.term === this.core.currentTerm && this.core.currentRole === 'leader') this.setLeading(true, e.term);
@@ -549,7 +565,9 @@ export class RaftNode<R = unknown> {
     const asked = this.snapshotRequested;
     this.snapshotRequested = false;
     if (!asked && this.appliedSinceSnapshot < every) return;
-    const snap = this.core.takeSnapshot(this.o.stateMachine.snapshot(), this.o.snapshotRetain ?? 1000);
+    const retain = this.snapshotRetainOnce ?? this.o.snapshotRetain ?? 1000;
+    this.snapshotRetainOnce = undefined;
+    const snap = this.core.takeSnapshot(this.o.stateMachine.snapshot(), retain);
     if (!snap) return;
     this.appliedSinceSnapshot = 0;
     await this.o.storage.saveSnapshot(snap);

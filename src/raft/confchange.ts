@@ -150,11 +150,11 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export function encodeConfChange(cc: ConfChange): Uint8Array {
-  return encoder.encode(JSON.stringify({ changes: cc.changes, joint: cc.joint ?? false, autoLeave: cc.autoLeave ?? true }));
+  return encoder.encode(JSON.stringify({ changes: cc.changes, joint: cc.joint ?? false, autoLeave: cc.autoLeave ?? true, ...(cc.context !== undefined ? { context: cc.context } : {}) }));
 }
 
 export function decodeConfChange(data: Uint8Array): ConfChange {
-  const v = JSON.parse(decoder.decode(data)) as { changes?: unknown; joint?: unknown; autoLeave?: unknown };
+  const v = JSON.parse(decoder.decode(data)) as { changes?: unknown; joint?: unknown; autoLeave?: unknown; context?: unknown };
   if (!Array.isArray(v.changes)) throw new ConfChangeError('conf change: changes must be an array');
   const changes = v.changes.map((x: unknown): ConfChangeSingle => {
     const o = x as { kind?: unknown; nodeId?: unknown };
@@ -162,5 +162,6 @@ export function decodeConfChange(data: Uint8Array): ConfChange {
     if (typeof o.nodeId !== 'number') throw new ConfChangeError('conf change: nodeId must be a number');
     return { kind: o.kind, nodeId: o.nodeId };
   });
-  return { changes, joint: v.joint === true, autoLeave: v.autoLeave !== false };
+  if (v.context !== undefined && typeof v.context !== 'string') throw new ConfChangeError('conf change: context must be a string');
+  return { changes, joint: v.joint === true, autoLeave: v.autoLeave !== false, ...(typeof v.context === 'string' ? { context: v.context } : {}) };
 }

@@ -81,6 +81,11 @@ export interface ConfChange {
   readonly joint?: boolean;
   /** With `joint`: false keeps the joint configuration until an explicit leave is proposed. */
   readonly autoLeave?: boolean;
+  /**
+   * Opaque to the core: what the application replicates with the change (etcd's ConfChange
+   * context; the server puts the member's id and peer URLs here). Bounded by the entry size.
+   */
+  readonly context?: string;
 }
 
 /** A ReadIndex answer: once the state machine has applied `index`, the read `ctx` may be served. */

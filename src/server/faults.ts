@@ -91,12 +91,22 @@ export function faultyFs(faults: FaultState, base: FileSystem = realFs): FileSys
  * diskError?: 'ENOSPC' | 'EIO' | null, diskErrorOn?: 'write' | 'fsync' | 'all'}`. Returns true
  * if it handled the request.
  */
-export function faultRoute(faults: FaultState, members: readonly InitialMember[]): (req: IncomingMessage, res: ServerResponse) => boolean {
-  const byName = new Map(members.map((m) => [m.name, m.raftId]));
-  const nameOf = new Map(members.map((m) => [m.raftId, m.name]));
+export function faultRoute(
+  faults: FaultState,
+  membersOrNow: readonly InitialMember[] | (() => readonly Pick<InitialMember, 'name' | 'raftId'>[]),
+): (req: IncomingMessage, res: ServerResponse) => boolean {
+  // The members by name as they are at each request (membership changes at runtime).
+  const members = () => (typeof membersOrNow === 'function' ? membersOrNow() : membersOrNow);
+  let byName = new Map<string, number>();
+  let nameOf = new Map<number, string>();
+  const refresh = () => {
+    byName = new Map(members().map((m) => [m.name, m.raftId]));
+    nameOf = new Map(members().map((m) => [m.raftId, m.name]));
+  };
   const show = () => JSON.stringify({ dropTo: [...faults.dropTo].map((i) => nameOf.get(i)), dropFrom: [...faults.dropFrom].map((i) => nameOf.get(i)), fsyncDelayMs: faults.fsyncDelayMs, diskError: faults.diskError, diskErrorOn: faults.diskErrorOn });
   return (req, res) => {
     if ((req.url ?? '').split('?')[0] !== '/debug/faults') return false;
+    refresh();
     const reply = (code: number, body: string) => {
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(body);

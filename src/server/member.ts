@@ -5,28 +5,155 @@
  * for a ReadIndex, serializable reads read the local store.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertNever } from '../lib/assert.js';
 import { decodeRequest, encodeRequest, requestTooLarge, type ApplyResult, type Command, type CommandValue } from '../kv/commands.js';
 import { AUTH_ERR, type AuthHeader } from '../kv/auth-store.js';
-import { ERR, KvError } from '../kv/errors.js';
+import { ERR, KvError, type GrpcCode } from '../kv/errors.js';
+import { LEARNERS_MAX, MemberTable, RAFT_ID_MAX, encodeMemberChange, newMemberId, normalisePeerUrls, type ClusterMember, type MemberChange } from '../kv/membership.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WatchHub } from '../kv/watch.js';
 import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, StoppedError, type NodeObserver, type Transport } from '../node/node.js';
 import type { Logger } from '../raft/config.js';
-import type { NodeId } from '../raft/types.js';
+import type { ConfChange, NodeId } from '../raft/types.js';
 import { DiskStorage, type StorageObserver } from '../storage/storage.js';
 import { FRAME_BYTES_MAX, MEMBER_FRAME_HEADER_BYTES } from '../transport/codec.js';
 import { loadTls } from './tls.js';
-import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel, type TransportObserver } from '../transport/tcp.js';
-import type { InitialMember, ServerConfig } from './config.js';
+import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel, type PeerAddress, type TransportObserver } from '../transport/tcp.js';
+import { queryJoin } from '../transport/join.js';
+import type { ServerConfig } from './config.js';
 import { faultyFs, faultyTransport, noFaults, type FaultState } from './faults.js';
 import { ApplyWaits } from './apply-waits.js';
 import { Lessor } from './lessor.js';
 import { overQuota, quotaAvailable, quotaStartWarnings } from './quota.js';
 import { AUTH_TOKEN_BYTES_MAX, tokenProvider, type AuthInfo, type TokenProvider } from './auth-tokens.js';
 import { decodePeerCall, encodePeerCall, FORWARD_HEADER_BYTES, RequestIdGenerator, requestIdMember, type ForwardOutcome, type LeaseOp, type PeerCall } from './peer-calls.js';
+
+/**
+ * This member was removed from the cluster (it applied its own removal, or a peer that did
+ * told it so): it stops, and its data directory refuses to start again.
+ */
+export class MemberRemovedError extends Error {
+  override name = 'MemberRemovedError';
+}
+
+/** etcd's words for a removed member's data directory. */
+export const REMOVED_MESSAGE = 'the member has been permanently removed from the cluster';
+/** A removed member stops this long after it learns it (etcd's stopWithDelay), so its last answers still leave (ms). */
+export const REMOVED_STOP_DELAY_MS = 1_000;
+/** Peers keep a removed member's address this long, so the notice that it was removed reaches it (ms). */
+export const REMOVED_PEER_GRACE_MS = 2_000;
+/** How long a member with --initial-cluster-state existing and no data tries to reach the cluster (ms). */
+export const JOIN_TIMEOUT_MS = 30_000;
+/** etcd's HealthInterval: a peer counts as up for membership checks if heard from within this (ms). */
+export const PEER_ACTIVE_WINDOW_MS = 5_000;
+/** etcd's learner promotion rule: its match index at least this fraction of the leader's. */
+export const LEARNER_READY_FRACTION = 0.9;
+
+/**
+ * Who this member is, kept in its data directory (member.json): its ids, whether it
+ * bootstrapped the cluster from its flags or joined one (then the peers it learned when it
+ * joined), and whether it was removed. Written once at first start (and on removal), so a
+ * restart never re-derives ids from flags that may have changed since.
+ */
+interface Identity {
+  readonly memberId: bigint;
+  readonly raftId: number;
+  readonly clusterId: bigint;
+  readonly bootstrap: 'new' | 'joined';
+  /** A joined member: the other members when it joined (it reaches them before its first snapshot). */
+  readonly peers: readonly ClusterMember[];
+  readonly removed: boolean;
+}
+
+const IDENTITY_FILE = 'member.json';
+
+async function readIdentity(dir: string): Promise<Identity | null> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, IDENTITY_FILE), 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  const bad = (why: string): never => {
+    throw new Error(`${join(dir, IDENTITY_FILE)} is damaged (${why}); it says which member this data directory belongs to`);
+  };
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return bad('not JSON');
+  }
+  if (o === null || typeof o !== 'object') return bad('not an object');
+  const hex = (v: unknown, what: string): bigint => (typeof v === 'string' && /^[0-9a-f]{1,16}$/.test(v) ? BigInt(`0x${v}`) : bad(what));
+  const raftId = o.raftId;
+  if (typeof raftId !== 'number' || !Number.isInteger(raftId) || raftId < 1 || raftId > RAFT_ID_MAX) return bad('raftId');
+  if (o.bootstrap !== 'new' && o.bootstrap !== 'joined') return bad('bootstrap');
+  const table = MemberTable.fromImage({ nextRaftId: RAFT_ID_MAX + 1, members: Array.isArray(o.peers) ? o.peers : bad('peers'), removed: [] });
+  if (typeof table === 'string') return bad(`peers: ${table}`);
+  return {
+    memberId: hex(o.memberId, 'memberId'),
+    raftId,
+    clusterId: hex(o.clusterId, 'clusterId'),
+    bootstrap: o.bootstrap,
+    peers: table.list(),
+    removed: o.removed === true,
+  };
+}
+
+async function writeIdentity(dir: string, id: Identity): Promise<void> {
+  const body = JSON.stringify({
+    memberId: id.memberId.toString(16),
+    raftId: id.raftId,
+    clusterId: id.clusterId.toString(16),
+    bootstrap: id.bootstrap,
+    // In the member table's image form.
+    peers: id.peers.map((p) => ({ raftId: p.raftId, id: p.id.toString(), peerUrls: [...p.peerUrls], isLearner: p.isLearner })),
+    removed: id.removed,
+  });
+  const tmp = join(dir, `${IDENTITY_FILE}.tmp`);
+  const f = await open(tmp, 'w');
+  try {
+    await f.writeFile(body);
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+  await rename(tmp, join(dir, IDENTITY_FILE));
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+const addressOf = (peerUrl: string): PeerAddress => {
+  const u = new URL(peerUrl);
+  return { host: u.hostname, port: Number(u.port), tls: u.protocol === 'https:' };
+};
+
+/** A membership request as the Cluster API takes it (peer URLs already checked and normalised). */
+export type MemberOp =
+  | { readonly op: 'add'; readonly peerUrls: readonly string[]; readonly isLearner: boolean }
+  | { readonly op: 'remove'; readonly id: bigint }
+  | { readonly op: 'update'; readonly id: bigint; readonly peerUrls: readonly string[] }
+  | { readonly op: 'promote'; readonly id: bigint };
+
+/** etcd's membership errors. */
+export const MEMBER_ERR = {
+  badUrls: () => new KvError('InvalidArgument', 'etcdserver: given member URLs are invalid'),
+  exists: () => new KvError('FailedPrecondition', 'etcdserver: member ID already exist'),
+  peerUrlExists: () => new KvError('FailedPrecondition', 'etcdserver: Peer URLs already exists'),
+  notEnoughStarted: () => new KvError('FailedPrecondition', 'etcdserver: re-configuration failed due to not enough started members'),
+  notLearner: () => new KvError('FailedPrecondition', 'etcdserver: can only promote a learner member'),
+  learnerNotReady: () => new KvError('FailedPrecondition', 'etcdserver: can only promote a learner member which is in sync with leader'),
+  tooManyLearners: () => new KvError('FailedPrecondition', 'etcdserver: too many learner members in cluster'),
+  unhealthy: () => new KvError('Unavailable', 'etcdserver: unhealthy cluster'),
+  raftIdsExhausted: () => new KvError('FailedPrecondition', `etcdserver: no Raft id left for a new member (${RAFT_ID_MAX} members were added over the cluster's life)`),
+};
 
 export interface MemberInfo {
   readonly id: bigint;
@@ -72,8 +199,16 @@ export class EtcdMember {
   private transport!: TcpTransport;
   /** The transport as Raft and the member channel use it (with fault injection when enabled). */
   private channel!: Transport & MemberChannel;
-  private readonly byRaftId = new Map<number, InitialMember>();
+  /** This member's Raft id (from its identity: the bootstrap flags, or the cluster it joined). */
+  readonly raftId: number;
   private readonly requestIds: RequestIdGenerator;
+  private readonly identity: Identity;
+  /** Resolves when this member learns it was removed (see `fatal`). */
+  private removedFatal!: (e: Error) => void;
+  private readonly removedPromise = new Promise<Error>((resolve) => (this.removedFatal = resolve));
+  private removing = false;
+  /** Removed peers kept until then (ms since epoch), so the notice reaches them. */
+  private readonly peerGrace = new Map<NodeId, number>();
   private callSeq = 0;
   /** Member-channel calls awaiting an answer: callId -> (the peer asked, the answer's handler). */
   private readonly calls = new Map<number, { peer: NodeId; answer: (c: PeerCall) => void }>();
@@ -89,18 +224,21 @@ export class EtcdMember {
   private noSpaceRaise: Promise<void> | null = null;
   /** Auth tokens (--auth-token): kept or checked by this member, never replicated. */
   tokens!: TokenProvider;
+  private removalCheck: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly config: ServerConfig,
     private readonly logger: Logger,
+    identity: Identity,
   ) {
-    this.memberId = config.self.id;
-    this.clusterId = config.clusterId;
-    for (const m of config.initialCluster) this.byRaftId.set(m.raftId, m);
-    this.sm = new KvStateMachine({ maxTxnOps: config.maxTxnOps });
+    this.identity = identity;
+    this.memberId = identity.memberId;
+    this.clusterId = identity.clusterId;
+    this.raftId = identity.raftId;
+    this.sm = new KvStateMachine({ maxTxnOps: config.maxTxnOps, bootstrapMembers: identity.bootstrap === 'new' ? config.initialCluster : [] });
     this.hub = new WatchHub(this.sm, { progressIntervalMs: config.watchProgressNotifyIntervalMs });
     this.lessor = new Lessor(this);
-    this.requestIds = new RequestIdGenerator(config.self.raftId);
+    this.requestIds = new RequestIdGenerator(identity.raftId);
     this.sm.onApplied((requestId, index, result) => this.waits.applied(requestId, index, result));
     this.sm.onRestore(() => this.waits.restored(this.sm.appliedIndex));
     this.sm.onApplied((_id, _index, r) => {
@@ -119,33 +257,85 @@ export class EtcdMember {
     });
   }
 
+  /**
+   * Who this member is: from its data directory's member.json; else, with no data and
+   * --initial-cluster-state existing, by asking the cluster (join); else from the flags, as a
+   * bootstrap member. A removed member's directory refuses to start.
+   */
+  private static async identify(config: ServerConfig, logger: Logger): Promise<Identity> {
+    await mkdir(config.dataDir, { recursive: true });
+    const known = await readIdentity(config.dataDir);
+    if (known?.removed) throw new MemberRemovedError(`${REMOVED_MESSAGE} (member ${known.memberId.toString(16)}; data directory ${config.dataDir})`);
+    if (known) return known;
+    const hasData = (await readdir(config.dataDir)).length > 0;
+    const identity: Identity =
+      config.initialClusterState === 'existing' && !hasData
+        ? await EtcdMember.join(config, logger)
+        : { memberId: config.self.id, raftId: config.self.raftId, clusterId: config.clusterId, bootstrap: 'new', peers: [], removed: false };
+    await writeIdentity(config.dataDir, identity);
+    return identity;
+  }
+
+  /** Asks the members of --initial-cluster (their peer ports) for the cluster, and finds this member in it by its peer URLs. */
+  private static async join(config: ServerConfig, logger: Logger): Promise<Identity> {
+    const mine = [...config.initialAdvertisePeerUrls].sort().join(',');
+    const targets = config.initialCluster.filter((x) => x.name !== config.name).flatMap((x) => x.peerUrls);
+    if (targets.length === 0) throw new Error('--initial-cluster-state existing: --initial-cluster names no other member to join');
+    const deadline = Date.now() + JOIN_TIMEOUT_MS;
+    for (;;) {
+      for (const url of targets) {
+        const a = addressOf(url);
+        const answer = await queryJoin(a.host, a.port, config.initialClusterToken);
+        const cluster = answer ? readJoinAnswer(answer) : null;
+        if (!cluster) continue;
+        const self = cluster.table.list().find((m) => [...m.peerUrls].sort().join(',') === mine);
+        if (!self) {
+          throw new Error(
+            `the cluster (asked at ${url}) has no member with this member's peer URLs ${mine}: add it first (flotilla member add ${config.name} --peer-urls ${mine}); its members: ${cluster.table
+              .list()
+              .map((m) => `${m.id.toString(16)}=${m.peerUrls.join(',')}`)
+              .join(' ')}`,
+          );
+        }
+        logger.info(`joining cluster ${cluster.clusterId.toString(16)} as member ${self.id.toString(16)} (asked ${url}); waiting for the leader`);
+        return {
+          memberId: self.id,
+          raftId: self.raftId,
+          clusterId: cluster.clusterId,
+          bootstrap: 'joined',
+          peers: cluster.table.list().filter((m) => m.raftId !== self.raftId),
+          removed: false,
+        };
+      }
+      if (Date.now() > deadline) throw new Error(`cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs (${targets.join(', ')}; same --initial-cluster-token?)`);
+      await sleep(500);
+    }
+  }
+
   static async start(config: ServerConfig, logger: Logger, observers: MemberObservers = {}): Promise<EtcdMember> {
-    const m = new EtcdMember(config, logger);
     // Before storage is opened: unusable certificate files stop the member at once.
     const peerTls = config.peerTls ? loadTls('peer', config.peerTls, [...config.listenPeerUrls, ...config.initialAdvertisePeerUrls.map((u) => new URL(u))], logger) : null;
+    const identity = await EtcdMember.identify(config, logger);
+    const m = new EtcdMember(config, logger, identity);
     m.tokens = await tokenProvider(config.authToken, config.authTokenTtlMs);
-    await mkdir(config.dataDir, { recursive: true });
     await quotaStartWarnings(config.dataDir, config.quotaBackendBytes, logger);
-    const voters = config.initialCluster.map((x) => x.raftId);
+    // A joining member starts with no configuration: it learns it (and the data) from the
+    // leader's snapshot. Bootstrap members start from the one their flags give.
+    const voters = identity.bootstrap === 'new' ? config.initialCluster.map((x) => x.raftId) : [];
     const storage = await DiskStorage.open(
       config.dataDir,
       { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false },
       { ...(config.unsafeFaultInjection ? { fs: faultyFs(m.faults) } : {}), ...(observers.storage ? { observer: observers.storage } : {}) },
     );
     const listen = config.listenPeerUrls[0]!;
-    const peers = new Map(
-      config.initialCluster
-        .filter((x) => x.raftId !== config.self.raftId)
-        .map((x) => {
-          const u = new URL(x.peerUrls[0]!);
-          return [x.raftId, { host: u.hostname, port: Number(u.port), tls: u.protocol === 'https:' }] as const;
-        }),
-    );
+    const initialPeers = identity.bootstrap === 'new' ? config.initialCluster : identity.peers;
+    const peers = new Map(initialPeers.filter((x) => x.raftId !== identity.raftId).map((x) => [x.raftId, addressOf(x.peerUrls[0]!)] as const));
     // A forward carries a request of up to --max-request-bytes in one peer frame.
     if (config.maxRequestBytes + FORWARD_HEADER_BYTES + MEMBER_FRAME_HEADER_BYTES > FRAME_BYTES_MAX) throw new Error(`--max-request-bytes ${config.maxRequestBytes} exceeds the peer frame limit`);
     m.transport = await TcpTransport.start({
-      id: config.self.raftId,
-      clusterId: `${config.initialClusterToken}/${config.clusterId.toString(16)}`,
+      id: identity.raftId,
+      clusterId: `${config.initialClusterToken}/${identity.clusterId.toString(16)}`,
+      onJoinQuery: (token) => m.answerJoin(token),
       listenHost: listen.hostname,
       listenPort: Number(listen.port),
       peers,
@@ -167,8 +357,9 @@ export class EtcdMember {
     });
     m.channel = config.unsafeFaultInjection ? faultyTransport(m.transport, m.faults) : m.transport;
     m.channel.onMember((from, body) => m.onPeerCall(from, body));
+    m.sm.onMembership((c) => m.onMembershipChange(c));
     m.node = await RaftNode.start<ApplyResult>({
-      id: config.self.raftId,
+      id: identity.raftId,
       storage,
       transport: m.channel,
       stateMachine: m.sm,
@@ -186,9 +377,29 @@ export class EtcdMember {
       logger,
       ...(observers.node ? { observer: observers.node } : {}),
     });
+    m.syncPeers();
     m.lessor.start();
     m.publishLoop = m.publish();
+    m.removalCheck = m.checkStillMember();
     return m;
+  }
+
+  /**
+   * A member removed while it was down never applies its removal and no peer accepts its
+   * connections any more: at start it asks its peers (the join query) whether the cluster still
+   * has it, and stops as removed if the cluster lists it so. Best effort: no answer, no verdict.
+   */
+  private async checkStillMember(): Promise<void> {
+    const peers = this.sm.cluster.size > 0 ? this.sm.cluster.list() : this.identity.peers;
+    for (const p of peers) {
+      if (this.stopped || p.raftId === this.raftId) continue;
+      const a = addressOf(p.peerUrls[0]!);
+      const answer = await queryJoin(a.host, a.port, this.config.initialClusterToken);
+      const cluster = answer ? readJoinAnswer(answer) : null;
+      if (!cluster || cluster.clusterId !== this.clusterId) continue;
+      if (!cluster.table.byRaftId(this.raftId) && cluster.table.isRemoved(this.memberId)) this.learnRemoved(`member ${p.raftId} lists it as removed`);
+      return;
+    }
   }
 
   // ---------------------------------------------------------------------------------------
@@ -196,12 +407,11 @@ export class EtcdMember {
   // ---------------------------------------------------------------------------------------
 
   memberIdOfRaft(raftId: number): bigint {
-    return this.byRaftId.get(raftId)?.id ?? 0n;
+    return this.sm.cluster.byRaftId(raftId)?.id ?? 0n;
   }
 
   raftIdOfMember(id: bigint): number {
-    for (const m of this.byRaftId.values()) if (m.id === id) return m.raftId;
-    return 0;
+    return this.sm.cluster.byMemberId(id)?.raftId ?? 0;
   }
 
   /** The API member id of the leader, 0n when none is known. */
@@ -209,20 +419,14 @@ export class EtcdMember {
     return this.memberIdOfRaft(this.node.leader);
   }
 
+  /** The replicated member table (in member id order, as etcd lists them), with each member's published name and client URLs. */
   members(): MemberInfo[] {
-    const voters = new Set(this.node.status().confState.voters);
-    // In member id order, as etcd lists them.
-    const all = [...this.byRaftId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return all.map((m) => {
-      const published = this.sm.members.get(m.id);
-      return {
-        id: m.id,
-        name: published?.name ?? '',
-        peerUrls: m.peerUrls,
-        clientUrls: published?.clientUrls ?? [],
-        isLearner: !voters.has(m.raftId),
-      };
-    });
+    return this.sm.cluster.list().map((m) => this.memberInfo(m));
+  }
+
+  private memberInfo(m: ClusterMember): MemberInfo {
+    const published = this.sm.members.get(m.id);
+    return { id: m.id, name: published?.name ?? '', peerUrls: m.peerUrls, clientUrls: published?.clientUrls ?? [], isLearner: m.isLearner };
   }
 
   header(revision: number = this.sm.store.revision): Header {
@@ -263,7 +467,291 @@ export class EtcdMember {
    * member neither leads nor follows; its server closes and `flotilla serve` exits (see server.ts).
    */
   get fatal(): Promise<Error> {
-    return this.node.fatal;
+    return Promise.race([this.node.fatal, this.removedPromise]);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Membership changes (etcd's AddMember, RemoveMember, UpdateMember, PromoteMember)
+  // ---------------------------------------------------------------------------------------
+
+  /** The answer to a join query naming our token: the cluster id and the member table. */
+  private answerJoin(token: string): Uint8Array | null {
+    if (token !== this.config.initialClusterToken || this.stopped || this.sm.cluster.size === 0) return null;
+    return new TextEncoder().encode(JSON.stringify({ clusterId: this.clusterId.toString(16), cluster: this.sm.cluster.toImage() }));
+  }
+
+  /** After every applied configuration change and every restore (null). */
+  private onMembershipChange(c: MemberChange | null): void {
+    if (c?.op === 'add') {
+      // A member that joins has no log: it must start from a snapshot, so no member may keep
+      // the log from its start (whoever leads next sends it, see RaftNode.requestSnapshot).
+      this.node?.requestSnapshot(0);
+    }
+    if (c?.op === 'remove' && c.raftId === this.raftId) {
+      this.learnRemoved(`applied its own removal`);
+      return;
+    }
+    if (c?.op === 'remove') {
+      // It may not learn the commit of its own removal from us any more: tell it.
+      this.channel?.sendMember(c.raftId, encodePeerCall({ type: 'removed', callId: 0 }));
+      this.peerGrace.set(c.raftId, Date.now() + REMOVED_PEER_GRACE_MS);
+      setTimeout(() => this.syncPeers(), REMOVED_PEER_GRACE_MS + 10).unref();
+    }
+    this.syncPeers();
+  }
+
+  /** The transport's peers follow the member table: added, moved (updated peer URLs), removed (after a grace period). */
+  private syncPeers(): void {
+    if (!this.transport || this.stopped) return;
+    const table = this.sm.cluster;
+    // A joining member knows nobody until its first snapshot: keep the peers it was told of.
+    if (table.size === 0) return;
+    for (const m of table.list()) if (m.raftId !== this.raftId) this.transport.setPeer(m.raftId, addressOf(m.peerUrls[0]!));
+    const now = Date.now();
+    for (const id of this.transport.peerIds()) {
+      if (table.byRaftId(id)) continue;
+      if ((this.peerGrace.get(id) ?? 0) > now) continue;
+      this.peerGrace.delete(id);
+      this.transport.removePeer(id);
+    }
+  }
+
+  /** This member is no longer in the cluster: remember it in the data directory, then stop (etcd stops with a delay too). */
+  private learnRemoved(how: string): void {
+    if (this.removing || this.stopped) return;
+    this.removing = true;
+    this.logger.warn(`this member (${this.memberId.toString(16)}) was removed from the cluster (${how}); stopping in ${REMOVED_STOP_DELAY_MS} ms`);
+    void writeIdentity(this.config.dataDir, { ...this.identity, removed: true })
+      .catch((e: unknown) => this.logger.warn(`could not record the removal in ${this.config.dataDir}: ${(e as Error).message}`))
+      .then(() => sleep(REMOVED_STOP_DELAY_MS))
+      .then(() => this.removedFatal(new MemberRemovedError(`this member was removed from the cluster: ${REMOVED_MESSAGE}`)));
+  }
+
+  /**
+   * Makes a membership change and returns once this member has applied it (so its member list
+   * shows it): on the leader directly, from a follower through the leader (member channel).
+   * Waits for a leader up to the request timeout, like a write.
+   */
+  async changeMembership(op: MemberOp): Promise<{ member?: MemberInfo }> {
+    const deadline = Date.now() + this.config.requestTimeoutMs;
+    for (;;) {
+      if (this.stopped) throw ERR.stopped();
+      let done: { index: number; raftId: number } | null = null;
+      const leader = this.node.leader;
+      if (this.node.isLeader) done = await this.leaderMemberOp(op, deadline);
+      else if (leader !== 0) done = await this.memberCall(leader, op, deadline);
+      if (done) {
+        await this.waitAppliedUntil(done.index, deadline);
+        const m = this.sm.cluster.byRaftId(done.raftId);
+        return m ? { member: this.memberInfo(m) } : {};
+      }
+      if (Date.now() >= deadline) throw this.node.leader === 0 ? ERR.noLeader() : ERR.timedOut();
+      await sleep(RETRY_PAUSE_MS);
+    }
+  }
+
+  private async waitAppliedUntil(index: number, deadline: number): Promise<void> {
+    while (this.node.appliedIndex < index) {
+      if (this.stopped) throw ERR.stopped();
+      if (Date.now() >= deadline) throw ERR.timedOut();
+      await sleep(10);
+    }
+  }
+
+  /** Members whose name is published (etcd's IsStarted) among the voters, except `except`. */
+  private startedVoters(except = 0): { voters: number; started: number } {
+    let voters = 0;
+    let started = 0;
+    for (const m of this.sm.cluster.list()) {
+      if (m.isLearner || m.raftId === except) continue;
+      voters++;
+      if (this.sm.members.get(m.id)?.name) started++;
+    }
+    return { voters, started };
+  }
+
+  /**
+   * Leader: checks the change as etcd does (strict reconfiguration checks on), proposes it and
+   * waits for it to apply. Returns the index it applied at and the member's Raft id; null when
+   * this member is not (or no longer) the leader: the caller tries again where the leader is.
+   */
+  private async leaderMemberOp(op: MemberOp, deadline: number): Promise<{ index: number; raftId: number } | null> {
+    const table = this.sm.cluster;
+    const urlTaken = (urls: readonly string[], except: number): boolean => table.list().some((m) => m.raftId !== except && m.peerUrls.some((u) => urls.includes(u)));
+    let cc: ConfChange;
+    let raftId: number;
+    // etcd asks its transport whether each peer is active (ActiveSince); we ask when it was last
+    // heard from. A leader elected a moment ago may not have heard from every follower yet (they
+    // talk only to the leader): the voters get an election timeout to answer before the verdict.
+    const active = (id: number): boolean => id === this.raftId || this.transport.heardFrom(id) >= Date.now() - PEER_ACTIVE_WINDOW_MS;
+    const voters = table.list().filter((m) => !m.isLearner);
+    for (const until = Date.now() + this.config.electionMs; !voters.every((m) => active(m.raftId)) && Date.now() < until; ) await sleep(RETRY_PAUSE_MS);
+    switch (op.op) {
+      case 'add': {
+        // In etcd's order: the strict reconfiguration checks (mayAddMember), then those of
+        // ValidateConfigurationChange (removed id, id taken, peer URL taken, learners).
+        if (!op.isLearner) {
+          // etcd's IsReadyToAddVotingMember: a quorum of the grown voters already started.
+          const { voters, started } = this.startedVoters();
+          if (!(started === 1 && voters === 1) && started < Math.floor((voters + 1) / 2) + 1) throw MEMBER_ERR.notEnoughStarted();
+        }
+        // etcd's isConnectedFullySince: every voter reachable.
+        if (!voters.every((m) => active(m.raftId))) throw MEMBER_ERR.unhealthy();
+        // The id has the time in seconds: the same URLs within one second give the same id.
+        const id = newMemberId(op.peerUrls, Date.now() / 1000);
+        if (table.isRemoved(id)) throw ERR.memberNotFound();
+        if (table.byMemberId(id)) throw MEMBER_ERR.exists();
+        if (urlTaken(op.peerUrls, 0)) throw MEMBER_ERR.peerUrlExists();
+        if (op.isLearner && table.list().filter((m) => m.isLearner).length >= LEARNERS_MAX) throw MEMBER_ERR.tooManyLearners();
+        raftId = table.nextRaftId;
+        if (raftId > RAFT_ID_MAX) throw MEMBER_ERR.raftIdsExhausted();
+        const change: MemberChange = { op: 'add', raftId, id, peerUrls: op.peerUrls, isLearner: op.isLearner };
+        cc = { changes: [{ kind: op.isLearner ? 'addLearner' : 'addVoter', nodeId: raftId }], ...JOINT(!op.isLearner), context: encodeMemberChange(change) };
+        break;
+      }
+      case 'remove': {
+        const m = table.byMemberId(op.id);
+        if (!m) throw ERR.memberNotFound();
+        raftId = m.raftId;
+        if (!m.isLearner) {
+          const { voters: n, started } = this.startedVoters(m.raftId);
+          if (started < Math.floor(n / 2) + 1) throw MEMBER_ERR.notEnoughStarted();
+          // etcd's quorum protection: a member that is down may go; otherwise the active voters
+          // left must still be a quorum.
+          if (active(m.raftId)) {
+            const up = voters.filter((v) => active(v.raftId)).length;
+            if (up - 1 < 1 + Math.floor((voters.length - 1) / 2)) throw MEMBER_ERR.unhealthy();
+          }
+        }
+        if (m.raftId === this.raftId) {
+          // Removing the leader: hand leadership over first, then the new leader removes us.
+          await this.handOver(deadline);
+          return null;
+        }
+        // A single-voter change, not joint: leaving a joint configuration needs a quorum of the
+        // old voters, which for two voters becoming one includes the member that is stopping.
+        cc = { changes: [{ kind: 'removeNode', nodeId: m.raftId }], context: encodeMemberChange({ op: 'remove', raftId: m.raftId, id: m.id }) };
+        break;
+      }
+      case 'update': {
+        const m = table.byMemberId(op.id);
+        if (!m) throw ERR.memberNotFound();
+        raftId = m.raftId;
+        if (urlTaken(op.peerUrls, m.raftId)) throw MEMBER_ERR.peerUrlExists();
+        // The same role again: the configuration does not change, the context carries the URLs.
+        cc = { changes: [{ kind: m.isLearner ? 'addLearner' : 'addVoter', nodeId: m.raftId }], context: encodeMemberChange({ op: 'update', raftId: m.raftId, id: m.id, peerUrls: op.peerUrls }) };
+        break;
+      }
+      case 'promote': {
+        const m = table.byMemberId(op.id);
+        // etcd checks the learner's progress first (isLearnerReady), then the rest.
+        const progress = this.node.status().progress;
+        if (m && progress) {
+          const learner = progress.get(m.raftId);
+          const leaderMatch = progress.get(this.raftId)?.match ?? this.node.status().lastIndex;
+          if (learner && learner.match < leaderMatch * LEARNER_READY_FRACTION) throw MEMBER_ERR.learnerNotReady();
+        }
+        if (!m) throw ERR.memberNotFound();
+        if (!m.isLearner) throw MEMBER_ERR.notLearner();
+        raftId = m.raftId;
+        const { voters, started } = this.startedVoters();
+        if (started + 1 < Math.floor((voters + 1) / 2) + 1) throw MEMBER_ERR.notEnoughStarted();
+        cc = { changes: [{ kind: 'addVoter', nodeId: m.raftId }], ...JOINT(true), context: encodeMemberChange({ op: 'promote', raftId: m.raftId, id: m.id }) };
+        break;
+      }
+    }
+    for (;;) {
+      if (!this.node.isLeader) return null;
+      try {
+        await withDeadline(this.node.proposeConfChange(cc), deadline);
+        return { index: this.node.appliedIndex, raftId };
+      } catch (e) {
+        if (e instanceof NotLeaderError) return null;
+        if (e instanceof ProposalRefusedError && (e.reason === 'notLeader' || e.reason === 'transferInProgress')) return null;
+        if (e instanceof ProposalRefusedError && e.reason === 'confChangePending') {
+          // Another change (or the automatic leave of a joint configuration) is being applied.
+          if (Date.now() >= deadline) throw ERR.timedOut();
+          await sleep(RETRY_PAUSE_MS);
+          continue;
+        }
+        if (e instanceof ProposalRefusedError && e.reason === 'invalidConfChange') throw new KvError('FailedPrecondition', `etcdserver: ${e.message}`);
+        if (e instanceof ProposalDroppedError) throw ERR.leaderChanged();
+        if (e instanceof ProposalOutcomeUnknownError) throw ERR.timedOut();
+        if (e instanceof StoppedError) throw ERR.stopped();
+        throw e;
+      }
+    }
+  }
+
+  /** Leader: transfers leadership to the voter with the most of the log, and waits until it leads (or the deadline). */
+  private async handOver(deadline: number): Promise<void> {
+    const s = this.node.status();
+    let best = 0;
+    let bestMatch = -1;
+    for (const [id, p] of s.progress ?? []) {
+      if (id === this.raftId || p.isLearner) continue;
+      if (p.match > bestMatch) {
+        best = id;
+        bestMatch = p.match;
+      }
+    }
+    if (best === 0) throw MEMBER_ERR.notEnoughStarted();
+    this.logger.info(`removing this member, the leader: handing leadership to ${best} first`);
+    try {
+      this.node.transferLeadership(best);
+    } catch {
+      // A transfer already under way: wait for it as well.
+    }
+    while (this.node.isLeader) {
+      if (Date.now() >= deadline) throw ERR.timedOut();
+      await sleep(20);
+    }
+  }
+
+  /** Asks the leader to make the change; null when it is not the leader (or the call never left): try again. */
+  private memberCall(leader: NodeId, op: MemberOp, deadline: number): Promise<{ index: number; raftId: number } | null> {
+    return new Promise((resolve, reject) => {
+      const callId = ++this.callSeq;
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.calls.delete(callId);
+        this.inFlight.delete(fail);
+      };
+      const fail = (e: KvError): void => {
+        finish();
+        reject(e);
+      };
+      const timer = setTimeout(() => fail(ERR.timedOut()), Math.max(1, deadline - Date.now()));
+      this.inFlight.add(fail);
+      this.calls.set(callId, {
+        peer: leader,
+        answer: (c) => {
+          if (c.type !== 'memberAnswer') return;
+          finish();
+          const a = readMemberAnswer(c.answer);
+          if (!a) return reject(new KvError('Internal', 'etcdserver: the leader sent an undecodable answer'));
+          if (a.kind === 'retry') return resolve(null);
+          if (a.kind === 'error') return reject(new KvError(a.code, a.message));
+          resolve({ index: a.index, raftId: a.raftId });
+        },
+      });
+      if (!this.channel.sendMember(leader, encodePeerCall({ type: 'member', callId, request: encodeMemberOp(op) }))) {
+        finish();
+        resolve(null);
+      }
+    });
+  }
+
+  /** Leader: a follower's membership change. */
+  private answerMemberCall(from: NodeId, callId: number, request: Uint8Array): void {
+    const send = (a: MemberAnswer): void => void this.channel.sendMember(from, encodePeerCall({ type: 'memberAnswer', callId, answer: encodeMemberAnswer(a) }));
+    const op = decodeMemberOp(request);
+    if (!op) return send({ kind: 'error', code: 'InvalidArgument', message: 'etcdserver: malformed membership request' });
+    if (!this.node.isLeader) return send({ kind: 'retry' });
+    this.leaderMemberOp(op, Date.now() + this.config.requestTimeoutMs).then(
+      (r) => send(r ? { kind: 'done', index: r.index, raftId: r.raftId } : { kind: 'retry' }),
+      (e: unknown) => send(e instanceof KvError ? { kind: 'error', code: e.code, message: e.message } : { kind: 'error', code: 'Unknown', message: `etcdserver: ${(e as Error).message}` }),
+    );
   }
 
   // ---------------------------------------------------------------------------------------
@@ -399,6 +887,13 @@ export class EtcdMember {
         return this.answerForward(from, c.callId, c.request);
       case 'lease':
         return this.answerLease(from, c.callId, c.op, c.leaseId);
+      case 'member':
+        return this.answerMemberCall(from, c.callId, c.request);
+      case 'removed':
+        // Only a member of the cluster (an authenticated peer) can say so, and only after it
+        // applied our removal: a committed change.
+        return this.learnRemoved(`member ${from} applied its removal`);
+      case 'memberAnswer':
       case 'forwardAnswer':
       case 'leaseAnswer': {
         const call = this.calls.get(c.callId);
@@ -607,7 +1102,85 @@ export class EtcdMember {
     await this.node.stop();
     await this.transport.close();
     await this.publishLoop.catch(() => undefined);
+    // Not awaited: a query to an unreachable peer may take JOIN_QUERY_TIMEOUT_MS; once stopped, its verdict is ignored.
+    this.removalCheck.catch(() => undefined);
   }
+}
+
+/**
+ * A voter added or promoted goes through joint consensus (thesis §4.3): the old and the new
+ * voters must both agree until the leader leaves the joint configuration, which it does on its
+ * own (autoLeave) once the change is applied. Learner changes touch no quorum and are direct;
+ * removals are single-voter changes (see leaderMemberOp).
+ */
+const JOINT = (voters: boolean): { joint?: boolean; autoLeave?: boolean } => (voters ? { joint: true, autoLeave: true } : {});
+
+/** The cluster in a join answer, checked (it is a peer's bytes), or null. */
+function readJoinAnswer(b: Uint8Array): { clusterId: bigint; table: MemberTable } | null {
+  try {
+    const o = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(b)) as { clusterId?: unknown; cluster?: unknown };
+    if (typeof o.clusterId !== 'string' || !/^[0-9a-f]{1,16}$/.test(o.clusterId)) return null;
+    const table = MemberTable.fromImage(o.cluster);
+    if (typeof table === 'string' || table.size === 0) return null;
+    return { clusterId: BigInt(`0x${o.clusterId}`), table };
+  } catch {
+    return null;
+  }
+}
+
+const GRPC_CODES: readonly GrpcCode[] = ['InvalidArgument', 'OutOfRange', 'NotFound', 'FailedPrecondition', 'ResourceExhausted', 'Unavailable', 'Unimplemented', 'DeadlineExceeded', 'Cancelled', 'Internal', 'Unknown'];
+
+type MemberAnswer = { kind: 'done'; index: number; raftId: number } | { kind: 'retry' } | { kind: 'error'; code: GrpcCode; message: string };
+
+function encodeMemberOp(op: MemberOp): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify('id' in op ? { ...op, id: op.id.toString() } : op));
+}
+
+function decodeMemberOp(b: Uint8Array): MemberOp | null {
+  try {
+    const o = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(b)) as Record<string, unknown>;
+    const id = typeof o.id === 'string' && /^\d{1,20}$/.test(o.id) && BigInt(o.id) < 1n << 64n ? BigInt(o.id) : null;
+    const urls = Array.isArray(o.peerUrls) ? normalisePeerUrls(o.peerUrls) : null;
+    switch (o.op) {
+      case 'add':
+        return urls && typeof o.isLearner === 'boolean' ? { op: 'add', peerUrls: urls, isLearner: o.isLearner } : null;
+      case 'remove':
+      case 'promote':
+        return id !== null ? { op: o.op, id } : null;
+      case 'update':
+        return id !== null && urls ? { op: 'update', id, peerUrls: urls } : null;
+      default:
+        return null;
+    }
+  } catch {
+    return null;
+  }
+}
+
+function encodeMemberAnswer(a: MemberAnswer): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(a));
+}
+
+function readMemberAnswer(b: Uint8Array): MemberAnswer | null {
+  try {
+    const o = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(b)) as Record<string, unknown>;
+    if (o.kind === 'retry') return { kind: 'retry' };
+    if (o.kind === 'done' && Number.isSafeInteger(o.index) && Number.isInteger(o.raftId)) return { kind: 'done', index: o.index as number, raftId: o.raftId as number };
+    if (o.kind === 'error' && typeof o.code === 'string' && GRPC_CODES.includes(o.code as GrpcCode) && typeof o.message === 'string') return { kind: 'error', code: o.code as GrpcCode, message: o.message.slice(0, 1000) };
+    return null;
+  } catch {
+    return null;
+  }
+}
+
+function withDeadline<T>(p: Promise<T>, deadline: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(ERR.timedOut()), Math.max(1, deadline - Date.now()));
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /** A proposal refusal as the forward outcome that names it; null for anything else. */

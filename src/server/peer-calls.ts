@@ -12,6 +12,9 @@
  *   forward answer = 2 | callId:u64 | outcome:u8 | index:u64 | term:u64
  *   lease call     = 3 | callId:u64 | op:u8 (1 renew, 2 time to live) | leaseId:i64
  *   lease answer   = 4 | callId:u64 | outcome:u8 (0 ok, 1 not leader) | ttl:i64
+ *   member call    = 5 | callId:u64 | request (JSON: a membership change for the leader to make)
+ *   member answer  = 6 | callId:u64 | answer (JSON: done at an index, or etcd's error)
+ *   removed        = 7 | callId:u64 (0): "you were removed from the cluster" (from a member that applied it)
  *
  * Integers are big-endian. A frame that does not decode is null (the caller logs and drops it).
  */
@@ -26,17 +29,32 @@ export type PeerCall =
   | { readonly type: 'forward'; readonly callId: number; readonly request: Uint8Array }
   | { readonly type: 'forwardAnswer'; readonly callId: number; readonly outcome: ForwardOutcome; readonly index: number; readonly term: number }
   | { readonly type: 'lease'; readonly callId: number; readonly op: LeaseOp; readonly leaseId: bigint }
-  | { readonly type: 'leaseAnswer'; readonly callId: number; readonly ok: boolean; readonly ttl: number };
+  | { readonly type: 'leaseAnswer'; readonly callId: number; readonly ok: boolean; readonly ttl: number }
+  | { readonly type: 'member'; readonly callId: number; readonly request: Uint8Array }
+  | { readonly type: 'memberAnswer'; readonly callId: number; readonly answer: Uint8Array }
+  | { readonly type: 'removed'; readonly callId: number };
 
 const FORWARD = 1;
 const FORWARD_ANSWER = 2;
 const LEASE = 3;
 const LEASE_ANSWER = 4;
+const MEMBER = 5;
+const MEMBER_ANSWER = 6;
+const REMOVED = 7;
 /** Bytes of a forward before the request: the peer frame must admit --max-request-bytes plus this. */
 export const FORWARD_HEADER_BYTES = 9;
 
 export function encodePeerCall(c: PeerCall): Uint8Array {
-  const size = c.type === 'forward' ? FORWARD_HEADER_BYTES + c.request.length : c.type === 'forwardAnswer' ? 26 : 18;
+  const size =
+    c.type === 'forward' || c.type === 'member'
+      ? FORWARD_HEADER_BYTES + c.request.length
+      : c.type === 'memberAnswer'
+        ? FORWARD_HEADER_BYTES + c.answer.length
+        : c.type === 'removed'
+          ? FORWARD_HEADER_BYTES
+          : c.type === 'forwardAnswer'
+            ? 26
+            : 18;
   const out = new Uint8Array(size);
   const v = new DataView(out.buffer);
   v.setBigUint64(1, BigInt(c.callId));
@@ -60,6 +78,17 @@ export function encodePeerCall(c: PeerCall): Uint8Array {
       v.setUint8(0, LEASE_ANSWER);
       v.setUint8(9, c.ok ? 0 : 1);
       v.setBigInt64(10, BigInt(c.ttl));
+      break;
+    case 'member':
+      v.setUint8(0, MEMBER);
+      out.set(c.request, FORWARD_HEADER_BYTES);
+      break;
+    case 'memberAnswer':
+      v.setUint8(0, MEMBER_ANSWER);
+      out.set(c.answer, FORWARD_HEADER_BYTES);
+      break;
+    case 'removed':
+      v.setUint8(0, REMOVED);
       break;
   }
   return out;
@@ -97,6 +126,12 @@ export function decodePeerCall(b: Uint8Array): PeerCall | null {
       if (ok > 1 || ttl === null) return null;
       return { type: 'leaseAnswer', callId, ok: ok === 0, ttl };
     }
+    case MEMBER:
+      return { type: 'member', callId, request: b.subarray(FORWARD_HEADER_BYTES) };
+    case MEMBER_ANSWER:
+      return { type: 'memberAnswer', callId, answer: b.subarray(FORWARD_HEADER_BYTES) };
+    case REMOVED:
+      return b.length === FORWARD_HEADER_BYTES ? { type: 'removed', callId } : null;
     default:
       return null;
   }

@@ -70,8 +70,12 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
   // Before the member starts: unusable certificate files stop the server at once.
   const clientTls = config.clientTls ? loadTls('client', config.clientTls, [...config.listenClientUrls, ...config.advertiseClientUrls.map((u) => new URL(u))], logger) : null;
   logWith(logger, disk.good ? 'info' : 'warn', disk.verdict, { syncs: disk.syncs, 'p50-ms': round3(disk.p50Ms), 'p99-ms': round3(disk.p99Ms), 'max-ms': round3(disk.maxMs), 'data-dir': config.dataDir });
+  // Peers' member ids for metric labels: from the replicated member table once the member runs
+  // (members added at runtime), from the flags before that.
   const initialIds = new Map(config.initialCluster.map((x) => [x.raftId, x.id]));
-  const member = await EtcdMember.start(config, logger, metrics.observers((raftId) => initialIds.get(raftId) ?? 0n));
+  let running: EtcdMember | null = null;
+  const member = await EtcdMember.start(config, logger, metrics.observers((raftId) => running?.memberIdOfRaft(raftId) || initialIds.get(raftId) || 0n));
+  running = member;
   metrics.attach(member, { server: ETCD_API_VERSION, cluster: CLUSTER_VERSION });
   const sizes = new WeakMap<object, number>();
   const server = new grpc.Server({
@@ -144,7 +148,11 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
     health,
   });
   const ops = opsRoute({ metrics: () => metrics.scrape(), ...probes(member), warn: (msg) => logWith(logger, 'warn', msg) });
-  const faultsRoute = config.unsafeFaultInjection ? faultRoute(member.faults, config.initialCluster) : null;
+  const faultsRoute = config.unsafeFaultInjection ? faultRoute(member.faults, () => [
+        // Bootstrap members not yet published go by their flags' Raft ids.
+        ...(member.raftId === config.self.raftId ? config.initialCluster.filter((x) => !member.sm.members.has(x.id)) : []),
+        ...member.members().filter((x) => x.name).map((x) => ({ name: x.name, raftId: member.raftIdOfMember(x.id) })),
+      ]) : null;
   const gateway: typeof api = (req, res) => void (ops(req, res) || faultsRoute?.(req, res) || api(req, res));
   const listeners: { port: number; close(): Promise<void> }[] = [];
   const budget = new ConnectionBudget(config.maxClientConnections);

@@ -49,6 +49,7 @@ import {
   HANDSHAKE_FRAME_BYTES_MAX,
   PROTOCOL_VERSION,
 } from './codec.js';
+import { decodeJoinQuery, encodeJoinAnswer } from './join.js';
 
 /** A connection that has not completed its handshake by then is closed (ms). */
 export const PEER_HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -133,6 +134,11 @@ export interface TcpTransportOptions {
   readonly backoffMs?: readonly [number, number];
   readonly logger?: Logger;
   readonly observer?: TransportObserver;
+  /**
+   * Answers a join query naming `token` (see join.ts) before any handshake: the bytes to send
+   * back, or null to refuse. Without it, join queries are refused.
+   */
+  readonly onJoinQuery?: (token: string) => Uint8Array | null;
 }
 
 export interface TransportStats {
@@ -172,6 +178,8 @@ export class TcpTransport implements Transport, MemberChannel {
   private readonly unauthenticatedByAddress = new Map<string, number>();
   /** The authenticated inbound connection of each member. */
   private readonly byMember = new Map<NodeId, Socket>();
+  /** When each peer's last frame arrived (ms since epoch). */
+  private readonly lastHeard = new Map<NodeId, number>();
   private receiver: (m: Message) => void = () => {};
   private memberReceiver: (from: NodeId, body: Uint8Array) => void = () => {};
   private flushScheduled = false;
@@ -255,10 +263,32 @@ export class TcpTransport implements Transport, MemberChannel {
     return typeof a === 'object' && a ? a.port : 0;
   }
 
+  /** Adds peer `id`, or moves it to a new address (its connection is closed); the same address again changes nothing. */
   setPeer(id: NodeId, addr: PeerAddress): void {
     const old = this.peers.get(id);
+    if (old && old.addr.host === addr.host && old.addr.port === addr.port) return;
     if (old) old.socket?.destroy();
     this.peers.set(id, { addr, socket: null, connected: false, connecting: false, queue: [], queuedBytes: 0, backoff: this.backoff[0], nextAttempt: 0, lastError: '' });
+  }
+
+  /** Forgets peer `id` (a removed member): its queue is dropped, its connections closed, its handshakes refused from now on. */
+  removePeer(id: NodeId): void {
+    const p = this.peers.get(id);
+    if (!p) return;
+    this.peers.delete(id);
+    this.lastHeard.delete(id);
+    p.socket?.destroy();
+    this.byMember.get(id)?.destroy();
+  }
+
+  /** When a frame from peer `id` last arrived (ms since epoch); 0 if never (membership checks: is it up?). */
+  heardFrom(id: NodeId): number {
+    return this.lastHeard.get(id) ?? 0;
+  }
+
+  /** The peers' ids. */
+  peerIds(): NodeId[] {
+    return [...this.peers.keys()];
   }
 
   listen(receive: (m: Message) => void): void {
@@ -435,7 +465,20 @@ export class TcpTransport implements Transport, MemberChannel {
       if (!peer) drop(`no handshake within ${handshakeMs} ms`, 'timedOut');
     }, handshakeMs);
     handshakeTimer.unref();
+    let answeredJoin = false;
     const authenticate = (body: Uint8Array): void => {
+      // After a join answer the connection only closes: anything more is ignored.
+      if (answeredJoin) return;
+      const token = decodeJoinQuery(body);
+      if (token !== null) {
+        answeredJoin = true;
+        const answer = this.o.onJoinQuery?.(token) ?? null;
+        if (!answer) return drop('join query refused (unknown cluster token, or this member cannot answer)', 'refused');
+        clearTimeout(handshakeTimer);
+        this.log.info(`${this.o.id} answered a join query from ${addr}:${s.remotePort}`);
+        s.end(encodeJoinAnswer(answer));
+        return;
+      }
       let h;
       try {
         h = decodeHandshake(body);
@@ -532,6 +575,7 @@ export class TcpTransport implements Transport, MemberChannel {
         this.o.observer?.roundTrip?.(peer, (performance.now() - at) / 1000);
       }
     }
+    this.lastHeard.set(peer, Date.now());
     if (member) this.memberReceiver(peer, member.body);
     else this.receiver(m!);
   }

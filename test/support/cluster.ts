@@ -50,6 +50,17 @@ export interface Cluster {
   kill(i: number): void;
   /** Start a killed member again with its data. */
   restart(i: number): Promise<void>;
+  /** A new member (ports, data dir) appended to `members`, not started: add it (member add), then `join` it. */
+  prepare(name: string): Promise<MemberProc>;
+  /**
+   * Starts member i with --initial-cluster-state existing and --initial-cluster naming `cluster`
+   * (the members as the cluster has them now, itself included); waits for its /health.
+   */
+  join(i: number, cluster: readonly MemberProc[]): Promise<void>;
+  /** Starts member i again as `restart` does, without waiting for it (for a member expected to refuse). */
+  relaunch(i: number): void;
+  /** Deletes member i's data directory (it must not be running). */
+  wipe(i: number): void;
   stop(): Promise<void>;
 }
 
@@ -78,7 +89,7 @@ export interface HealthTls {
   readonly key?: string;
 }
 
-function args(m: MemberProc, all: MemberProc[], token: string, state: 'new' | 'existing'): string[] {
+function args(m: MemberProc, all: readonly MemberProc[], token: string, state: 'new' | 'existing'): string[] {
   return [
     '--name', m.name,
     '--data-dir', m.dataDir,
@@ -147,8 +158,9 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
     });
   }
   const token = `test-${process.pid}-${Date.now()}`;
-  const launch = (m: MemberProc, state: 'new' | 'existing') => {
-    const a = args(m, members, token, state).concat(o.extraArgs ?? [], o.memberArgs?.(members.indexOf(m)) ?? []);
+  const initial: readonly MemberProc[] = [...members];
+  const launch = (m: MemberProc, state: 'new' | 'existing', all: readonly MemberProc[] = initial) => {
+    const a = args(m, all, token, state).concat(o.extraArgs ?? [], o.memberArgs?.(members.indexOf(m)) ?? []);
     const p = target === 'etcd'
       ? spawn(which('etcd') ?? 'etcd', a, { stdio: ['ignore', 'pipe', 'pipe'] })
       : spawn(process.execPath, [FLOTILLA_BIN, 'serve', ...a], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -161,16 +173,40 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
   const cluster: Cluster = {
     target,
     members,
-    endpoints: members.map((m) => m.clientUrl.replace(/^https?:\/\//, '')),
+    get endpoints() {
+      return members.map((m) => m.clientUrl.replace(/^https?:\/\//, ''));
+    },
     dir,
     token,
     kill(i) {
       members[i]!.proc?.kill('SIGKILL');
       members[i]!.proc = null;
     },
+    relaunch(i) {
+      launch(members[i]!, 'existing', initial.includes(members[i]!) ? initial : [...initial, members[i]!]);
+    },
     async restart(i) {
-      launch(members[i]!, 'existing');
+      launch(members[i]!, 'existing', initial.includes(members[i]!) ? initial : [...initial, members[i]!]);
       await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? 20_000, dump, o.healthTls);
+    },
+    async prepare(name) {
+      const m: MemberProc = {
+        name,
+        clientUrl: `http://127.0.0.1:${await freePort()}`,
+        peerUrl: `http://127.0.0.1:${await freePort()}`,
+        dataDir: join(dir, `${name}-${members.length}`),
+        proc: null,
+        output: '',
+      };
+      members.push(m);
+      return m;
+    },
+    async join(i, all) {
+      launch(members[i]!, 'existing', all);
+      await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? 20_000, dump);
+    },
+    wipe(i) {
+      rmSync(members[i]!.dataDir, { recursive: true, force: true });
     },
     async stop() {
       await Promise.all(members.map((m) => killAndWait(m.proc)));
