@@ -68,8 +68,9 @@ export async function restoreSnapshot(file: string, o: RestoreOptions): Promise<
 
   const imported = withSnapshotFile(file, { skipHashCheck: o.skipHashCheck === true }, (r) => importEtcdSnapshot(r));
   // Checked whole by the state machine (MvccStore.restore's invariants) before anything is
-  // written; its own image of the result is what the member restores at start.
-  const sm = new KvStateMachine();
+  // written; its own image of the result is what the member restores at start, with the new
+  // cluster's member table (from --initial-cluster) in it.
+  const sm = new KvStateMachine({ bootstrapMembers: members });
   try {
     sm.restore(encodeValue({ v: 1, store: imported.storeImage, members: [] }), RESTORED_SNAPSHOT_INDEX);
   } catch (e) {
