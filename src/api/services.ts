@@ -212,7 +212,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
   const Maintenance = {
     Status: unary(async () => {
       const s = m.node.status();
-      const size = await m.dataSize();
+      // As etcd: the backend's file, and the part of it in use.
+      const size = m.sm.store.dbSizeBytes();
       return {
         header: h(),
         version: ETCD_API_VERSION,
@@ -222,12 +223,15 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         raftTerm: String(s.term),
         raftAppliedIndex: String(m.node.appliedIndex),
         errors: m.node.failure ? [m.node.failure.message] : [],
-        dbSizeInUse: String(size),
+        dbSizeInUse: String(m.sm.store.dbSizeInUseBytes()),
         isLearner: !s.confState.voters.includes(m.config.self.raftId),
       };
     }),
     Alarm: unary(async () => ({ header: h(), alarms: [] })),
-    Defragment: unary(async () => ({ header: h() })),
+    Defragment: unary(async () => {
+      await m.defragment();
+      return { header: h() };
+    }),
     Hash: unary(async () => ({ header: h(), hash: m.sm.store.hashKv(0).hash })),
     HashKV: unary(async (req) => {
       const r = m.sm.store.hashKv(num(req.revision, 'revision'));

@@ -8,8 +8,9 @@ import type { StateMachine } from '../node/node.js';
 import type { Entry, Index } from '../raft/types.js';
 import { decodeRequest, encodeValue, type ApplyResult, type Command, type CommandValue, type MemberAttributes } from './commands.js';
 import { KvError, type GrpcCode } from './errors.js';
-import { MvccStore, type KvEvent, type MvccLimits } from './mvcc.js';
-import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, SnapshotImageError } from './snapshot-image.js';
+import { MemoryBackend, type Backend } from './backend.js';
+import { metaKey, MvccStore, u64Bytes, u64Of, type KvEvent, type MvccLimits } from './mvcc.js';
+import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, safeInt, SnapshotImageError } from './snapshot-image.js';
 
 export { SnapshotImageError } from './snapshot-image.js';
 
@@ -18,11 +19,27 @@ export const malformedEntry = (reason: string): { code: GrpcCode; message: strin
 
 export type LeaseChange = { readonly kind: 'granted'; readonly id: bigint; readonly ttl: number } | { readonly kind: 'revoked'; readonly id: bigint };
 
+/** A whole state machine image, at the index of the snapshot it travels under. */
 interface SnapshotImage {
   readonly v: 1;
   readonly store: Uint8Array;
   readonly members: MemberAttributes[];
 }
+
+/**
+ * The image of a state machine whose state is in its own durable backend: the snapshot taken
+ * at `applied` only records that the backend holds everything up to there (the Raft log below
+ * can be released). Restoring it is possible only into that backend (a no-op there).
+ */
+interface StoredImage {
+  readonly v: 'stored';
+  readonly applied: number;
+}
+
+/** Backend metadata: the last applied Raft index, written in the same batch as its effects. */
+const META_APPLIED = metaKey('applied');
+/** Backend metadata: the published member attributes, as JSON. */
+const META_MEMBERS = metaKey('members');
 
 export class KvStateMachine implements StateMachine<ApplyResult> {
   private kv: MvccStore;
@@ -34,11 +51,20 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   private leaseListeners: ((c: LeaseChange) => void)[] = [];
   private appliedListeners: ((requestId: bigint, index: Index, result: ApplyResult) => void)[] = [];
   private applied: Index = 0;
+  /** Where the store, the applied index and the members are kept. */
+  readonly backend: Backend;
 
-  constructor(limits: Partial<MvccLimits> = {}) {
+  /**
+   * A state machine over `backend` (default: a fresh in-memory one), holding what the backend
+   * holds — an LMDB backend reopened after a restart gives the state as of its last commit.
+   */
+  constructor(limits: Partial<MvccLimits> = {}, backend: Backend = new MemoryBackend()) {
     this.limits = limits;
-    this.kv = new MvccStore(limits);
+    this.backend = backend;
+    this.kv = new MvccStore(limits, backend);
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
+    this.applied = u64Of(backend.get(META_APPLIED));
+    for (const m of readMembers(backend.get(META_MEMBERS))) this.members.set(m.id, m);
   }
 
   /** The store as of the last applied entry. Replaced wholesale when a snapshot is installed. */
@@ -89,10 +115,35 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
    */
   apply(entry: Entry): ApplyResult {
     this.applied = entry.index;
+    // In the same backend batch as the entry's effects: a commit never holds one without the other.
+    this.backend.put(META_APPLIED, u64Bytes(entry.index));
     const req = decodeRequest(entry.data);
     const result = req.ok ? this.runRequest(req.command) : { ok: false as const, error: malformedEntry(req.reason), revision: this.kv.revision };
+    this.backend.maybeCommit();
     for (const l of this.appliedListeners) l(req.id, entry.index, result);
     return result;
+  }
+
+  /** The last index whose effects the state holds (what the backend held at open, then every apply or restore). */
+  lastAppliedIndex(): Index {
+    return this.applied;
+  }
+
+  /**
+   * Commits the backend with everything applied so far, recording `index` (the Raft applied
+   * index: entries after the last one with data carried none) as applied. Returns the image
+   * for a Raft snapshot at `index`: a small StoredImage when the backend is durable (the log
+   * below it can go: the backend has it all), else the whole image.
+   */
+  persistTo(index: Index): Uint8Array {
+    if (index > this.applied) {
+      this.applied = index;
+      this.backend.put(META_APPLIED, u64Bytes(index));
+    }
+    this.backend.commit();
+    if (!this.backend.durable) return this.snapshot();
+    const image: StoredImage = { v: 'stored', applied: this.applied };
+    return new TextEncoder().encode(JSON.stringify(image));
   }
 
   private runRequest(cmd: Command): ApplyResult {
@@ -126,6 +177,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
         return { op: 'leaseRevoke' };
       case 'publish':
         this.members.set(c.member.id, c.member);
+        this.backend.put(META_MEMBERS, writeMembers(this.members));
         return { op: 'publish' };
     }
   }
@@ -134,8 +186,9 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     for (const l of this.commitListeners) l(events, rev);
   }
 
+  /** The whole state, at the last applied index (whole-store serialisation: not for the steady state). */
   snapshot(): Uint8Array {
-    const members = [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const members = sortedMembers(this.members);
     const image: SnapshotImage = { v: 1, store: this.kv.snapshot(), members };
     return encodeValue(image);
   }
@@ -147,11 +200,17 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
    * left as it was.
    */
   restore(data: Uint8Array, index: Index): void {
-    const image = readImage(data, this.limits);
-    this.kv = image.store;
+    const image = readImage(data, index, this.applied);
+    if (image === 'stored') return;
+    // MvccStore.restore checks the store's image whole before it rewrites the backend (as one
+    // batch, committed below): a refused image leaves everything as it was.
+    this.kv = explainImage(() => MvccStore.restore(image.store, this.limits, this.backend));
     this.members.clear();
     for (const m of image.members) this.members.set(m.id, m);
     this.applied = index;
+    this.backend.put(META_APPLIED, u64Bytes(this.applied));
+    this.backend.put(META_MEMBERS, writeMembers(this.members));
+    this.backend.commit();
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
     for (const l of this.restoreListeners) l();
   }
@@ -164,10 +223,17 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
  * the shape); the store's own image is checked by MvccStore.restore. Empty bytes: an empty
  * state machine (what a member without a snapshot restores).
  */
-function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[] } {
-  try {
-    if (data.length === 0) return { store: new MvccStore(limits), members: [] };
-    const o = exactObject(parseImageJson(data, 'image'), 'image', ['v', 'store', 'members']);
+function readImage(data: Uint8Array, index: Index, held: Index): { store: Uint8Array; members: MemberAttributes[] } | 'stored' {
+  return explainImage(() => {
+    if (data.length === 0) return { store: new Uint8Array(0), members: [] };
+    const json = parseImageJson(data, 'image');
+    if (json !== null && typeof json === 'object' && !Array.isArray(json) && (json as Record<string, unknown>).v === 'stored') {
+      const o = exactObject(json, 'image', ['v', 'applied']);
+      const applied = safeInt(o.applied, 'image.applied', index, index);
+      if (held < applied) imageFail('image', `the snapshot at index ${index} is kept in the store's own backend, which holds only up to index ${held}: was the backend file lost?`);
+      return 'stored';
+    }
+    const o = exactObject(json, 'image', ['v', 'store', 'members']);
     if (o.v !== 1) imageFail('image.v', `unknown state machine image version ${preview(o.v)}`);
     const storeBytes = base64Bytes(exactObject(o.store, 'image.store', ['$b']).$b, 'image.store.$b');
     const members: MemberAttributes[] = [];
@@ -182,9 +248,32 @@ function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: Mvcc
       const clientUrls = arrayOf(m.clientUrls, `${w}.clientUrls`).map((u, j) => (typeof u === 'string' ? u : imageFail(`${w}.clientUrls[${j}]`, `expected a string, got ${preview(u)}`)));
       members.push({ id, name: m.name, clientUrls });
     }
-    return { store: MvccStore.restore(storeBytes, limits), members };
+    // The store's own image is checked by MvccStore.restore, whole, before it writes anything.
+    return { store: storeBytes, members };
+  });
+}
+
+/** f's SnapshotImageError, saying it is about a state machine image. */
+function explainImage<T>(f: () => T): T {
+  try {
+    return f();
   } catch (e) {
     if (e instanceof SnapshotImageError) throw new SnapshotImageError(`invalid state machine snapshot image: ${e.message}`, { cause: e });
     throw e;
   }
+}
+
+function sortedMembers(members: Map<bigint, MemberAttributes>): MemberAttributes[] {
+  return [...members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+function writeMembers(members: Map<bigint, MemberAttributes>): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(sortedMembers(members).map((m) => ({ id: m.id.toString(), name: m.name, clientUrls: m.clientUrls }))));
+}
+
+/** The members as writeMembers wrote them into this member's own backend. */
+function readMembers(b: Uint8Array | undefined): MemberAttributes[] {
+  if (b === undefined) return [];
+  const list = JSON.parse(new TextDecoder().decode(b)) as { id: string; name: string; clientUrls: string[] }[];
+  return list.map((m) => ({ id: BigInt(m.id), name: m.name, clientUrls: m.clientUrls }));
 }
