@@ -166,6 +166,8 @@ const EMPTY = new Uint8Array(0);
 // The store's layout in the backend (one ordered key space, a prefix byte per kind):
 //   'r' main(8, big-endian) sub(8)  -> a revision: flags(1: 0 put, 1 tombstone) create(8)
 //                                      version(8) lease(8) keyLength(4) key value
+//   'k' main(8) sub(8)              -> the same revision's index entry: flags(1) lease(8) key
+//                                      (what a restart scans to rebuild the index: no values)
 //   'l' id(8)                       -> a lease: ttl(8)
 //   'm' name                        -> metadata: 'rev', 'compact' (8 each); the state machine
 //                                      adds its own ('applied', 'members': see state-machine.ts)
@@ -173,6 +175,7 @@ const EMPTY = new Uint8Array(0);
 // -----------------------------------------------------------------------------------------
 
 const REV = 0x72;
+const IDX = 0x6b;
 const LEASE = 0x6c;
 const META = 0x6d;
 const REC_HEADER_BYTES = 29;
@@ -197,6 +200,21 @@ function revKey(main: number, sub: number): Uint8Array {
 }
 
 const REV_END = Uint8Array.of(REV + 1);
+
+function idxKey(main: number, sub: number): Uint8Array {
+  const b = revKey(main, sub);
+  b[0] = IDX;
+  return b;
+}
+
+/** The index entry of a revision: tombstone flag, lease, key. */
+function encodeIdx(key: Uint8Array, kv: KeyValue | null): Uint8Array {
+  const b = new Uint8Array(9 + key.length);
+  b[0] = kv ? 0 : 1;
+  if (kv) new DataView(b.buffer).setBigUint64(1, kv.lease);
+  b.set(key, 9);
+  return b;
+}
 
 function leaseKey(id: bigint): Uint8Array {
   const b = new Uint8Array(9);
@@ -378,10 +396,10 @@ export class MvccStore {
     this.compactRev = u64Of(this.backend.get(META_COMPACT));
     /** The lease of each key whose latest revision is a put with a lease. */
     const leased = new Map<string, bigint>();
-    for (const [rk, rec] of this.backend.scan(Uint8Array.of(REV), REV_END)) {
+    for (const [rk, rec] of this.backend.scan(Uint8Array.of(IDX), Uint8Array.of(IDX + 1))) {
       const main = getU64(rk, 1);
       const sub = getU64(rk, 9);
-      const k = bin(recordKey(rec));
+      const k = bin(rec.subarray(9));
       let h = this.index.get(k);
       if (!h) {
         h = { mains: [], subs: [] };
@@ -390,7 +408,7 @@ export class MvccStore {
       const dead = rec[0] === 1;
       h.mains.push(main);
       h.subs.push(dead ? tomb(sub) : sub);
-      const lease = dead ? 0n : new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(17);
+      const lease = dead ? 0n : new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(1);
       if (lease === 0n) leased.delete(k);
       else leased.set(k, lease);
     }
@@ -615,7 +633,10 @@ export class MvccStore {
       if (last < 0) return;
       const keepFrom = h.subs[last]! < 0 ? last + 1 : last;
       if (keepFrom === 0) return;
-      for (let i = 0; i < keepFrom; i++) this.backend.del(revKey(h.mains[i]!, realSub(h.subs[i]!)));
+      for (let i = 0; i < keepFrom; i++) {
+        this.backend.del(revKey(h.mains[i]!, realSub(h.subs[i]!)));
+        this.backend.del(idxKey(h.mains[i]!, realSub(h.subs[i]!)));
+      }
       h.mains.splice(0, keepFrom);
       h.subs.splice(0, keepFrom);
       if (h.mains.length === 0) gone.push(k);
@@ -789,6 +810,7 @@ export class MvccStore {
     const key = kv ? kv.key : prev!.key;
     const rec = encodeRecord(key, kv);
     this.backend.put(revKey(main, sub), rec);
+    this.backend.put(idxKey(main, sub), encodeIdx(key, kv));
     let h = this.index.get(k);
     if (!h) {
       h = { mains: [], subs: [] };
@@ -879,7 +901,12 @@ export class MvccStore {
     backend.clear();
     backend.put(META_REV, u64Bytes(s.rev));
     backend.put(META_COMPACT, u64Bytes(s.compactRev));
-    for (const { key, h } of s.histories) for (const r of h) backend.put(revKey(r.main, r.sub), encodeRecord(key, r.kv));
+    for (const { key, h } of s.histories) {
+      for (const r of h) {
+        backend.put(revKey(r.main, r.sub), encodeRecord(key, r.kv));
+        backend.put(idxKey(r.main, r.sub), encodeIdx(key, r.kv));
+      }
+    }
     for (const l of s.leases) backend.put(leaseKey(l.id), u64Bytes(l.ttl));
     return new MvccStore(limits, backend);
   }
