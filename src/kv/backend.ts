@@ -72,9 +72,8 @@ export interface BackendBatchLimits {
 
 /** The byte string as a binary string (one char per byte), whose order is the bytes' order. */
 export function binKey(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
-  return s;
+  // latin1 maps each byte to the code unit of the same value, natively.
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }
 
 export function unbinKey(s: string): Uint8Array {
@@ -153,6 +152,12 @@ export abstract class OverlayBackend implements Backend {
     const endS = end === undefined ? undefined : binKey(end);
     const startS = binKey(start);
     if (endS !== undefined && endS <= startS) return;
+    // Nothing pending in the range (a scan at open, most scans): the committed data as it is.
+    const firstPending = this.pending.getPairOrNextHigher(startS);
+    if (!this.cleared && (firstPending === undefined || (endS !== undefined && firstPending[0] >= endS))) {
+      yield* this.committedScan(start, end);
+      return;
+    }
     const over = this.pending.entries(startS);
     let o = over.next();
     const inRange = (k: string): boolean => endS === undefined || k < endS;

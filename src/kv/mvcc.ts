@@ -180,15 +180,24 @@ const LEASE = 0x6c;
 const META = 0x6d;
 const REC_HEADER_BYTES = 29;
 
+/** n (a safe integer) as 8 big-endian bytes at `at` (no DataView: this runs per write). */
 function putU64(b: Uint8Array, at: number, n: number): void {
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  v.setUint32(at, Math.floor(n / 2 ** 32));
-  v.setUint32(at + 4, n >>> 0);
+  const hi = Math.floor(n / 2 ** 32);
+  const lo = n >>> 0;
+  b[at] = hi >>> 24;
+  b[at + 1] = (hi >>> 16) & 255;
+  b[at + 2] = (hi >>> 8) & 255;
+  b[at + 3] = hi & 255;
+  b[at + 4] = lo >>> 24;
+  b[at + 5] = (lo >>> 16) & 255;
+  b[at + 6] = (lo >>> 8) & 255;
+  b[at + 7] = lo & 255;
 }
 
 function getU64(b: Uint8Array, at: number): number {
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return v.getUint32(at) * 2 ** 32 + v.getUint32(at + 4);
+  const hi = ((b[at]! << 24) >>> 0) + (b[at + 1]! << 16) + (b[at + 2]! << 8) + b[at + 3]!;
+  const lo = ((b[at + 4]! << 24) >>> 0) + (b[at + 5]! << 16) + (b[at + 6]! << 8) + b[at + 7]!;
+  return hi * 2 ** 32 + lo;
 }
 
 function revKey(main: number, sub: number): Uint8Array {
@@ -408,7 +417,8 @@ export class MvccStore {
       const dead = rec[0] === 1;
       h.mains.push(main);
       h.subs.push(dead ? tomb(sub) : sub);
-      const lease = dead ? 0n : new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(1);
+      let lease = 0n;
+      if (!dead && (rec[1]! | rec[2]! | rec[3]! | rec[4]! | rec[5]! | rec[6]! | rec[7]! | rec[8]!) !== 0) lease = new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(1);
       if (lease === 0n) leased.delete(k);
       else leased.set(k, lease);
     }
