@@ -322,7 +322,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
   const Maintenance = {
     Status: unary(async () => {
       const s = m.node.status();
-      // The size the quota compares (--quota-backend-bytes), as etcd's dbSize is its backend's.
+      // As etcd: the backend's file (the size the quota compares), and the part of it in use.
       const size = m.sm.store.dbSizeBytes();
       return {
         header: h(),
@@ -334,7 +334,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         raftAppliedIndex: String(m.node.appliedIndex),
         // etcd lists each active alarm as its AlarmMember's text (etcdctl endpoint status: ERRORS).
         errors: [...(m.node.failure ? [m.node.failure.message] : []), ...m.sm.alarms().map(alarmText)],
-        dbSizeInUse: String(size),
+        dbSizeInUse: String(m.sm.store.dbSizeInUseBytes()),
         isLearner: !s.confState.voters.includes(m.raftId),
       };
     }),
@@ -359,7 +359,10 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     // Root only when auth is on: Defragment, Hash, HashKV, Snapshot (etcd's authMaintenanceServer,
     // which answers with auth's own errors: code Unknown, `auth: permission denied`) and MoveLeader
     // (as etcd 3.5 checks it; 3.4 does not).
-    Defragment: adminOnly(unary(async () => ({ header: h() })), true),
+    Defragment: adminOnly(unary(async () => {
+      await m.defragment();
+      return { header: h() };
+    }), true),
     Hash: adminOnly(unary(async () => ({ header: h(), hash: m.sm.store.hashKv(0).hash })), true),
     HashKV: adminOnly(unary(async (req) => {
       const r = m.sm.store.hashKv(num(req.revision, 'revision'));

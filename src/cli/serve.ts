@@ -43,6 +43,8 @@ export function registerServe(program: Command): void {
     .option('--lease-drift <ms>', 'with --lease-reads: margin for clock-rate differences taken off the election timeout (default election-timeout / 5)')
     .option('--snapshot-count <n>', 'applied entries between snapshots (default 10000)')
     .option('--snapshot-catchup-entries <n>', 'entries kept below a snapshot for lagging followers (default 5000)')
+    .option('--backend-batch-interval <ms>', 'commit the key-value backend (LMDB) at least this often, ms (default 100)')
+    .option('--backend-batch-limit <n>', 'commit the key-value backend once this many writes wait (default 10000)')
     .option('--max-request-bytes <n>', 'largest client request accepted (default 1572864 = 1.5 MiB)')
     .option('--max-txn-ops <n>', 'operations per txn branch (default 128)')
     .option('--request-timeout <ms>', 'how long a write or linearizable read may wait (default 5000)')

@@ -5,7 +5,6 @@
  */
 import { describe, expect, it } from 'vitest';
 import { encodeCommand, type AlarmType, type ApplyResult, type Command } from './commands.js';
-import { LEASE_OVERHEAD_BYTES, MvccStore, REVISION_OVERHEAD_BYTES } from './mvcc.js';
 import { SnapshotImageError } from './snapshot-image.js';
 import { ALARMS_MAX, KvStateMachine } from './state-machine.js';
 
@@ -167,33 +166,5 @@ describe('alarms in the snapshot image', () => {
     const full = Array.from({ length: ALARMS_MAX }, (_, i) => [String(i), 'NOSPACE']);
     sm.restore(bytes({ ...base, alarms: full }), 5);
     expect(sm.alarms().length).toBe(ALARMS_MAX);
-  });
-});
-
-describe('MvccStore.dbSizeBytes', () => {
-  it('counts key and value bytes of every kept revision plus the overheads, and shrinks on compaction and revoke', () => {
-    const s = new MvccStore();
-    expect(s.dbSizeBytes()).toBe(0);
-    s.put({ key: enc('ab'), value: new Uint8Array(100) });
-    expect(s.dbSizeBytes()).toBe(2 + 100 + REVISION_OVERHEAD_BYTES);
-    s.put({ key: enc('ab'), value: new Uint8Array(50) });
-    expect(s.dbSizeBytes()).toBe(2 + 100 + 2 + 50 + 2 * REVISION_OVERHEAD_BYTES);
-    s.deleteRange({ key: enc('ab') });
-    // A tombstone: the key and the overhead.
-    const withTombstone = 2 + 100 + 2 + 50 + 2 + 3 * REVISION_OVERHEAD_BYTES;
-    expect(s.dbSizeBytes()).toBe(withTombstone);
-    s.grantLease(9n, 10);
-    expect(s.dbSizeBytes()).toBe(withTombstone + LEASE_OVERHEAD_BYTES);
-    s.put({ key: enc('c'), value: enc('xyz'), lease: 9n });
-    // Compacting at the second put drops the first; at the delete, the whole history.
-    s.compact(3);
-    expect(s.dbSizeBytes()).toBe(2 + 50 + 2 + 3 * REVISION_OVERHEAD_BYTES - REVISION_OVERHEAD_BYTES + LEASE_OVERHEAD_BYTES + (1 + 3 + REVISION_OVERHEAD_BYTES));
-    s.compact(4);
-    expect(s.dbSizeBytes()).toBe(LEASE_OVERHEAD_BYTES + 1 + 3 + REVISION_OVERHEAD_BYTES);
-    // Revoking deletes the key (a tombstone) and the lease.
-    s.revokeLease(9n);
-    expect(s.dbSizeBytes()).toBe(2 * (1 + REVISION_OVERHEAD_BYTES) + 3);
-    s.compact(s.revision);
-    expect(s.dbSizeBytes()).toBe(0);
   });
 });

@@ -9,6 +9,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { assert } from '../lib/assert.js';
+import { BTree, binKey, MemoryBackend, unbinKey, type Backend } from './backend.js';
 import { ERR } from './errors.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, LEASE_ID_MAX, parseImageJson, preview, safeInt } from './snapshot-image.js';
 
@@ -129,14 +130,6 @@ export function txnSize(t: TxnRequest): number {
   return n;
 }
 
-/**
- * dbSizeBytes(): what one kept revision costs beyond its key and value bytes — its revision key
- * (etcd's is 17 bytes), the KeyValue's revisions, version, lease and framing, and B-tree slack.
- */
-export const REVISION_OVERHEAD_BYTES = 64;
-/** dbSizeBytes(): what one lease costs (etcd's quota charges a lease grant 64 bytes: leaseOverhead). */
-export const LEASE_OVERHEAD_BYTES = 64;
-
 interface Rev {
   readonly main: number;
   readonly sub: number;
@@ -150,20 +143,161 @@ interface Lease {
   readonly keys: Set<string>;
 }
 
+/**
+ * A key's revisions since the compact revision (plus the one compaction keeps), in (main, sub)
+ * order: what the in-memory index holds per key — numbers only, the key-values themselves are
+ * in the backend. `subs[i] < 0` marks a tombstone at sub-revision -(subs[i] + 1).
+ */
+interface KeyHist {
+  mains: number[];
+  subs: number[];
+}
+
+/** A live key-value found in the index: its key and the revision holding it in the backend. */
+interface Ref {
+  readonly k: string;
+  readonly main: number;
+  readonly sub: number;
+}
+
 const EMPTY = new Uint8Array(0);
 
-/** The byte string as a binary string (one char per byte), whose order is the bytes' order. */
-export function bin(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
-  return s;
+// -----------------------------------------------------------------------------------------
+// The store's layout in the backend (one ordered key space, a prefix byte per kind):
+//   'r' main(8, big-endian) sub(8)  -> a revision: flags(1: 0 put, 1 tombstone) create(8)
+//                                      version(8) lease(8) keyLength(4) key value
+//   'k' main(8) sub(8)              -> the same revision's index entry: flags(1) lease(8) key
+//                                      (what a restart scans to rebuild the index: no values)
+//   'l' id(8)                       -> a lease: ttl(8)
+//   'm' name                        -> metadata: 'rev', 'compact' (8 each); the state machine
+//                                      adds its own ('applied', 'members': see state-machine.ts)
+// Revision keys sort in revision order, so the change log is a scan from a revision on.
+// -----------------------------------------------------------------------------------------
+
+const REV = 0x72;
+const IDX = 0x6b;
+const LEASE = 0x6c;
+const META = 0x6d;
+const REC_HEADER_BYTES = 29;
+
+/** n (a safe integer) as 8 big-endian bytes at `at` (no DataView: this runs per write). */
+function putU64(b: Uint8Array, at: number, n: number): void {
+  const hi = Math.floor(n / 2 ** 32);
+  const lo = n >>> 0;
+  b[at] = hi >>> 24;
+  b[at + 1] = (hi >>> 16) & 255;
+  b[at + 2] = (hi >>> 8) & 255;
+  b[at + 3] = hi & 255;
+  b[at + 4] = lo >>> 24;
+  b[at + 5] = (lo >>> 16) & 255;
+  b[at + 6] = (lo >>> 8) & 255;
+  b[at + 7] = lo & 255;
 }
 
-export function unbin(s: string): Uint8Array {
-  const b = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
+function getU64(b: Uint8Array, at: number): number {
+  const hi = ((b[at]! << 24) >>> 0) + (b[at + 1]! << 16) + (b[at + 2]! << 8) + b[at + 3]!;
+  const lo = ((b[at + 4]! << 24) >>> 0) + (b[at + 5]! << 16) + (b[at + 6]! << 8) + b[at + 7]!;
+  return hi * 2 ** 32 + lo;
+}
+
+function revKey(main: number, sub: number): Uint8Array {
+  const b = new Uint8Array(17);
+  b[0] = REV;
+  putU64(b, 1, main);
+  putU64(b, 9, sub);
   return b;
 }
+
+const REV_END = Uint8Array.of(REV + 1);
+
+function idxKey(main: number, sub: number): Uint8Array {
+  const b = revKey(main, sub);
+  b[0] = IDX;
+  return b;
+}
+
+/** The index entry of a revision: tombstone flag, lease, key. */
+function encodeIdx(key: Uint8Array, kv: KeyValue | null): Uint8Array {
+  const b = new Uint8Array(9 + key.length);
+  b[0] = kv ? 0 : 1;
+  if (kv) new DataView(b.buffer).setBigUint64(1, kv.lease);
+  b.set(key, 9);
+  return b;
+}
+
+function leaseKey(id: bigint): Uint8Array {
+  const b = new Uint8Array(9);
+  b[0] = LEASE;
+  new DataView(b.buffer).setBigUint64(1, id);
+  return b;
+}
+
+/** The backend key of a metadata entry (the state machine keeps its own there too). */
+export function metaKey(name: string): Uint8Array {
+  return Uint8Array.from([META, ...new TextEncoder().encode(name)]);
+}
+
+/** A safe integer as 8 bytes (metadata values). */
+export function u64Bytes(n: number): Uint8Array {
+  const b = new Uint8Array(8);
+  putU64(b, 0, n);
+  return b;
+}
+
+export function u64Of(b: Uint8Array | undefined): number {
+  return b === undefined || b.length !== 8 ? 0 : getU64(b, 0);
+}
+
+const META_REV = metaKey('rev');
+const META_COMPACT = metaKey('compact');
+
+function encodeRecord(key: Uint8Array, kv: KeyValue | null): Uint8Array {
+  const value = kv ? kv.value : EMPTY;
+  const b = new Uint8Array(REC_HEADER_BYTES + key.length + value.length);
+  const v = new DataView(b.buffer);
+  b[0] = kv ? 0 : 1;
+  if (kv) {
+    putU64(b, 1, kv.createRevision);
+    putU64(b, 9, kv.version);
+    v.setBigUint64(17, kv.lease);
+  }
+  v.setUint32(25, key.length);
+  b.set(key, REC_HEADER_BYTES);
+  b.set(value, REC_HEADER_BYTES + key.length);
+  return b;
+}
+
+function recordKey(rec: Uint8Array): Uint8Array {
+  const len = new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getUint32(25);
+  return rec.subarray(REC_HEADER_BYTES, REC_HEADER_BYTES + len);
+}
+
+/** The key-value a put record holds (modRevision = its main revision), or null for a tombstone. */
+function decodeRecord(rec: Uint8Array, main: number): KeyValue | null {
+  if (rec[0] === 1) return null;
+  const v = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
+  const len = v.getUint32(25);
+  return {
+    key: rec.subarray(REC_HEADER_BYTES, REC_HEADER_BYTES + len),
+    createRevision: getU64(rec, 1),
+    modRevision: main,
+    version: getU64(rec, 9),
+    value: rec.subarray(REC_HEADER_BYTES + len),
+    lease: v.getBigUint64(17),
+  };
+}
+
+function tomb(sub: number): number {
+  return -(sub + 1);
+}
+
+function realSub(s: number): number {
+  return s < 0 ? -(s + 1) : s;
+}
+
+/** The byte string as a binary string (one char per byte), whose order is the bytes' order. */
+export const bin = binKey;
+export const unbin = unbinKey;
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
@@ -238,26 +372,73 @@ export function checkPutRequest(r: PutRequest): void {
   if (r.ignoreLease && r.lease && r.lease !== 0n) throw ERR.leaseProvided();
 }
 
+/** A store image that MvccStore.validate checked whole (restoreValidated writes it). */
+export interface ValidatedStoreImage {
+  readonly rev: number;
+  readonly compactRev: number;
+  readonly histories: { key: Uint8Array; h: Rev[] }[];
+  readonly leases: { id: bigint; ttl: number }[];
+}
+
 export class MvccStore {
   /** The store's revision: an empty store is at 1, the first write gets 2. */
   private rev = 1;
   private compactRev = 0;
-  private readonly keys = new Map<string, Rev[]>();
-  /** The keys of `keys`, sorted. */
-  private sorted: string[] = [];
-  /** Every change since the compact revision, in (main, sub) order. */
-  private changes: KvEvent[] = [];
+  /** The index: key (binary string) -> its revisions, in key order. O(log n) per update. */
+  private readonly index: BTree<string, KeyHist> = new BTree();
   private readonly leases = new Map<bigint, Lease>();
-  /** Revision being written by the current write transaction, and its next sub-revision. */
+  /** Revision being written by the current write transaction, its next sub-revision, its events. */
   private writeMain = 0;
   private writeSub = 0;
+  private events: KvEvent[] = [];
   private readonly limits: MvccLimits;
   private listeners: ((events: readonly KvEvent[], rev: number) => void)[] = [];
-  /** See dbSizeBytes(); kept up to date by append, compact and the lease calls. */
-  private sizeBytes = 0;
+  /** Where the revisions live (an in-memory backend unless given one). */
+  readonly backend: Backend;
 
-  constructor(limits: Partial<MvccLimits> = {}) {
+  /**
+   * A store over `backend` (default: a fresh in-memory one), holding what the backend holds:
+   * the index is rebuilt from a scan of its revisions (like etcd's restore of its key index),
+   * the leases and their keys from its lease records and the keys' latest versions.
+   */
+  constructor(limits: Partial<MvccLimits> = {}, backend: Backend = new MemoryBackend()) {
     this.limits = { ...MVCC_LIMITS_DEFAULT, ...limits };
+    this.backend = backend;
+    this.load();
+  }
+
+  private load(): void {
+    const rev = this.backend.get(META_REV);
+    if (rev !== undefined) this.rev = u64Of(rev);
+    this.compactRev = u64Of(this.backend.get(META_COMPACT));
+    /** The lease of each key whose latest revision is a put with a lease. */
+    const leased = new Map<string, bigint>();
+    for (const [rk, rec] of this.backend.scan(Uint8Array.of(IDX), Uint8Array.of(IDX + 1))) {
+      const main = getU64(rk, 1);
+      const sub = getU64(rk, 9);
+      const k = bin(rec.subarray(9));
+      let h = this.index.get(k);
+      if (!h) {
+        h = { mains: [], subs: [] };
+        this.index.set(k, h);
+      }
+      const dead = rec[0] === 1;
+      h.mains.push(main);
+      h.subs.push(dead ? tomb(sub) : sub);
+      let lease = 0n;
+      if (!dead && (rec[1]! | rec[2]! | rec[3]! | rec[4]! | rec[5]! | rec[6]! | rec[7]! | rec[8]!) !== 0) lease = new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(1);
+      if (lease === 0n) leased.delete(k);
+      else leased.set(k, lease);
+    }
+    for (const [lk, v] of this.backend.scan(Uint8Array.of(LEASE), Uint8Array.of(LEASE + 1))) {
+      const id = new DataView(lk.buffer, lk.byteOffset, lk.byteLength).getBigUint64(1);
+      this.leases.set(id, { id, ttl: u64Of(v), keys: new Set() });
+    }
+    for (const [k, id] of leased) {
+      const l = this.leases.get(id);
+      assert(l !== undefined, () => `the store's key ${JSON.stringify(k)} is attached to lease ${id}, which the store does not hold`);
+      l.keys.add(k);
+    }
   }
 
   get revision(): number {
@@ -269,18 +450,17 @@ export class MvccStore {
   }
 
   get keyCount(): number {
-    return this.keys.size;
+    return this.index.size;
   }
 
-  /**
-   * The store's size as the quota (--quota-backend-bytes) sees it: the key and value bytes of
-   * every kept revision (tombstones included) plus REVISION_OVERHEAD_BYTES each, and
-   * LEASE_OVERHEAD_BYTES per lease. Grows with each write, shrinks when compaction drops
-   * revisions or a lease is revoked; O(1). Deterministic: members that applied the same log
-   * report the same size. (An on-disk store reports its file size here instead.)
-   */
+  /** Bytes the store's backend takes on disk (the database file), for quotas and status. */
   dbSizeBytes(): number {
-    return this.sizeBytes;
+    return this.backend.dbSizeBytes();
+  }
+
+  /** Bytes in use within dbSizeBytes (etcd's dbSizeInUse). */
+  dbSizeInUseBytes(): number {
+    return this.backend.dbSizeInUseBytes();
   }
 
   /** Called after each revision is written, with all of its events (the watch hub listens). */
@@ -305,65 +485,122 @@ export class MvccStore {
     return rev;
   }
 
+  /**
+   * Counting and the common orders (by key, by mod revision) work on the index alone; only
+   * the key-values returned are read from the backend, so a range with a limit reads `limit`
+   * values whatever the range holds. Other orders and create-revision filters read them all.
+   */
   private rangeAt(r: RangeRequest, at: number): RangeResult {
-    let kvs = this.collect(interval(r.key, r.rangeEnd), at);
-    const count = kvs.length;
+    const refs = this.collectRefs(interval(r.key, r.rangeEnd), at);
+    const count = refs.length;
     if (r.countOnly) return { kvs: [], more: false, count };
-    const f = r;
-    if (f.minModRevision) kvs = kvs.filter((kv) => kv.modRevision >= f.minModRevision!);
-    if (f.maxModRevision) kvs = kvs.filter((kv) => kv.modRevision <= f.maxModRevision!);
-    if (f.minCreateRevision) kvs = kvs.filter((kv) => kv.createRevision >= f.minCreateRevision!);
-    if (f.maxCreateRevision) kvs = kvs.filter((kv) => kv.createRevision <= f.maxCreateRevision!);
     let order = r.sortOrder ?? 'none';
     const target = r.sortTarget ?? 'key';
     if (order === 'none' && target !== 'key') order = 'ascend';
-    if (order !== 'none') {
-      const cmp = sorter(target);
-      kvs.sort(order === 'ascend' ? cmp : (a, b) => cmp(b, a));
-    }
+    const limit = r.limit && r.limit > 0 ? r.limit : 0;
+    let kvs: KeyValue[];
     let more = false;
-    if (r.limit && r.limit > 0 && kvs.length > r.limit) {
-      kvs = kvs.slice(0, r.limit);
-      more = true;
+    if (!r.minCreateRevision && !r.maxCreateRevision && (target === 'key' || target === 'mod')) {
+      let sel = refs;
+      if (r.minModRevision) sel = sel.filter((x) => x.main >= r.minModRevision!);
+      if (r.maxModRevision) sel = sel.filter((x) => x.main <= r.maxModRevision!);
+      if (target === 'key' && order === 'descend') sel = sel.reverse();
+      else if (target === 'mod' && order !== 'none') {
+        const up = (a: Ref, b: Ref) => a.main - b.main || (a.k < b.k ? -1 : a.k > b.k ? 1 : 0);
+        sel.sort(order === 'ascend' ? up : (a, b) => up(b, a));
+      }
+      if (limit && sel.length > limit) {
+        sel = sel.slice(0, limit);
+        more = true;
+      }
+      kvs = sel.map((x) => this.read(x.main, x.sub)!);
+    } else {
+      kvs = refs.map((x) => this.read(x.main, x.sub)!);
+      const f = r;
+      if (f.minModRevision) kvs = kvs.filter((kv) => kv.modRevision >= f.minModRevision!);
+      if (f.maxModRevision) kvs = kvs.filter((kv) => kv.modRevision <= f.maxModRevision!);
+      if (f.minCreateRevision) kvs = kvs.filter((kv) => kv.createRevision >= f.minCreateRevision!);
+      if (f.maxCreateRevision) kvs = kvs.filter((kv) => kv.createRevision <= f.maxCreateRevision!);
+      if (order !== 'none') {
+        const cmp = sorter(target);
+        kvs.sort(order === 'ascend' ? cmp : (a, b) => cmp(b, a));
+      }
+      if (limit && kvs.length > limit) {
+        kvs = kvs.slice(0, limit);
+        more = true;
+      }
     }
     if (r.keysOnly) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
     return { kvs, more, count };
   }
 
-  /** Live key-values in the interval at revision `at`, in key order. */
-  private collect(iv: Interval, at: number): KeyValue[] {
-    const out: KeyValue[] = [];
+  /** The live keys in the interval at revision `at`, in key order, from the index alone. */
+  private collectRefs(iv: Interval, at: number): Ref[] {
+    const out: Ref[] = [];
+    const one = (k: string, h: KeyHist): void => {
+      const i = posAt(h, at);
+      if (i >= 0 && h.subs[i]! >= 0) out.push({ k, main: h.mains[i]!, sub: h.subs[i]! });
+    };
     if (iv.end === null) {
-      const kv = this.kvAt(iv.start, at);
-      if (kv) out.push(kv);
+      const h = this.index.get(iv.start);
+      if (h) one(iv.start, h);
       return out;
     }
-    for (let i = lowerBound(this.sorted, iv.start); i < this.sorted.length; i++) {
-      const k = this.sorted[i]!;
+    for (const [k, h] of this.index.entries(iv.start)) {
       if (iv.end !== '' && k >= iv.end) break;
-      const kv = this.kvAt(k, at);
-      if (kv) out.push(kv);
+      one(k, h);
     }
     return out;
   }
 
-  private kvAt(k: string, at: number): KeyValue | null {
-    const h = this.keys.get(k);
-    if (!h) return null;
-    for (let i = h.length - 1; i >= 0; i--) if (h[i]!.main <= at) return h[i]!.kv;
-    return null;
+  /** Live key-values in the interval at revision `at`, in key order. */
+  private collect(iv: Interval, at: number): KeyValue[] {
+    return this.collectRefs(iv, at).map((x) => this.read(x.main, x.sub)!);
   }
 
-  /** Changes with revision >= from (and > the compact revision), in order. */
+  /** The key-value a revision holds (null: a tombstone). */
+  private read(main: number, sub: number): KeyValue | null {
+    const rec = this.backend.get(revKey(main, sub));
+    assert(rec !== undefined, () => `the index names revision ${main}.${sub}, which the backend does not hold`);
+    return decodeRecord(rec, main);
+  }
+
+  private kvAt(k: string, at: number): KeyValue | null {
+    const h = this.index.get(k);
+    if (!h) return null;
+    const i = posAt(h, at);
+    if (i < 0 || h.subs[i]! < 0) return null;
+    return this.read(h.mains[i]!, h.subs[i]!);
+  }
+
+  /**
+   * Changes with revision >= from (and > the compact revision), in order: a scan of the
+   * backend's revisions; each event's previous key-value is the key's revision before it in
+   * the index (compaction keeps it when a later revision needs it).
+   */
   changesSince(from: number): KvEvent[] {
-    let lo = 0;
-    let hi = this.changes.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.changes[mid]!.kv.modRevision < from) lo = mid + 1;
-      else hi = mid;
+    const start = Math.max(from, this.compactRev + 1, 0);
+    const out: KvEvent[] = [];
+    for (const [rk, rec] of this.backend.scan(revKey(start, 0), REV_END)) {
+      const main = getU64(rk, 1);
+      const sub = getU64(rk, 9);
+      const kv = decodeRecord(rec, main);
+      const key = kv ? kv.key : recordKey(rec);
+      const prevKv = this.previous(bin(key), main, sub);
+      if (kv) out.push({ type: 'put', kv, ...(prevKv ? { prevKv } : {}) });
+      else out.push({ type: 'delete', kv: { key, createRevision: 0, modRevision: main, version: 0, value: EMPTY, lease: 0n }, prevKv: prevKv! });
     }
-    return this.changes.slice(lo);
+    return out;
+  }
+
+  /** The key-value of `k` just before revision (main, sub), if that was a put. */
+  private previous(k: string, main: number, sub: number): KeyValue | undefined {
+    const h = this.index.get(k);
+    assert(h !== undefined, () => `revision ${main}.${sub} of a key the index does not hold`);
+    let i = posAt(h, main);
+    while (i >= 0 && h.mains[i] === main && realSub(h.subs[i]!) >= sub) i--;
+    if (i < 0 || h.subs[i]! < 0) return undefined;
+    return this.read(h.mains[i]!, h.subs[i]!) ?? undefined;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -399,38 +636,37 @@ export class MvccStore {
     return this.write(() => this.doTxn(t, path, { i: 0 }));
   }
 
+  /**
+   * Drops every revision at or below `revision` except each key's latest there when it is a
+   * put (etcd's compaction): from the index and from the backend, whose space is reused.
+   */
   compact(revision: number): void {
     if (revision <= this.compactRev) throw ERR.compacted();
     if (revision > this.rev) throw ERR.futureRev();
     this.compactRev = revision;
+    this.backend.put(META_COMPACT, u64Bytes(revision));
     const gone: string[] = [];
-    for (const [k, h] of this.keys) {
-      let last = -1;
-      for (let i = h.length - 1; i >= 0; i--) {
-        if (h[i]!.main <= revision) {
-          last = i;
-          break;
-        }
+    this.index.forEach((h, k) => {
+      const last = posAt(h, revision);
+      if (last < 0) return;
+      const keepFrom = h.subs[last]! < 0 ? last + 1 : last;
+      if (keepFrom === 0) return;
+      for (let i = 0; i < keepFrom; i++) {
+        this.backend.del(revKey(h.mains[i]!, realSub(h.subs[i]!)));
+        this.backend.del(idxKey(h.mains[i]!, realSub(h.subs[i]!)));
       }
-      if (last < 0) continue;
-      const keepFrom = h[last]!.kv === null ? last + 1 : last;
-      for (let i = 0; i < keepFrom; i++) this.sizeBytes -= revisionBytes(k, h[i]!.kv);
-      if (keepFrom > 0) h.splice(0, keepFrom);
-      if (h.length === 0) gone.push(k);
-    }
-    if (gone.length > 0) {
-      const g = new Set(gone);
-      for (const k of gone) this.keys.delete(k);
-      this.sorted = this.sorted.filter((k) => !g.has(k));
-    }
-    this.changes = this.changesSince(revision + 1);
+      h.mains.splice(0, keepFrom);
+      h.subs.splice(0, keepFrom);
+      if (h.mains.length === 0) gone.push(k);
+    });
+    for (const k of gone) this.index.delete(k);
   }
 
   grantLease(id: bigint, ttl: number): void {
     if (id <= 0n) throw new RangeError(`lease id must be positive, got ${id}`);
     if (this.leases.has(id)) throw ERR.leaseExists();
     this.leases.set(id, { id, ttl, keys: new Set() });
-    this.sizeBytes += LEASE_OVERHEAD_BYTES;
+    this.backend.put(leaseKey(id), u64Bytes(ttl));
   }
 
   /** Deletes every key attached to the lease in one revision, then the lease. */
@@ -442,7 +678,7 @@ export class MvccStore {
       for (const k of keys) this.tombstone(k);
     });
     this.leases.delete(id);
-    this.sizeBytes -= LEASE_OVERHEAD_BYTES;
+    this.backend.del(leaseKey(id));
   }
 
   lease(id: bigint): { id: bigint; ttl: number; keys: Uint8Array[] } | undefined {
@@ -457,17 +693,19 @@ export class MvccStore {
   private write<T>(f: () => T): T {
     this.writeMain = this.rev + 1;
     this.writeSub = 0;
-    const from = this.changes.length;
+    this.events = [];
     try {
       return f();
     } finally {
       if (this.writeSub > 0) {
         this.rev = this.writeMain;
-        const events = this.changes.slice(from);
+        this.backend.put(META_REV, u64Bytes(this.rev));
+        const events = this.events;
         for (const l of this.listeners) l(events, this.rev);
       }
       this.writeMain = 0;
       this.writeSub = 0;
+      this.events = [];
     }
   }
 
@@ -557,11 +795,11 @@ export class MvccStore {
     const value = r.ignoreValue && prev ? prev.value : (r.value ?? EMPTY);
     const lease = r.ignoreLease && prev ? prev.lease : (r.lease ?? 0n);
     const kv: KeyValue = {
-      key: r.key.slice(),
+      key: r.key,
       createRevision: prev ? prev.createRevision : main,
       modRevision: main,
       version: prev ? prev.version + 1 : 1,
-      value: r.ignoreValue ? value : value.slice(),
+      value,
       lease,
     };
     if (prev && prev.lease !== 0n && prev.lease !== lease) this.leases.get(prev.lease)?.keys.delete(k);
@@ -583,23 +821,29 @@ export class MvccStore {
     this.append(k, null, prev);
   }
 
+  /** Writes the next sub-revision of the revision being written: `kv` for `k`, or its tombstone. */
   private append(k: string, kv: KeyValue | null, prev: KeyValue | null): void {
     const main = this.writeMain;
     const sub = this.writeSub++;
-    let h = this.keys.get(k);
+    const key = kv ? kv.key : prev!.key;
+    const rec = encodeRecord(key, kv);
+    this.backend.put(revKey(main, sub), rec);
+    this.backend.put(idxKey(main, sub), encodeIdx(key, kv));
+    let h = this.index.get(k);
     if (!h) {
-      h = [];
-      this.keys.set(k, h);
-      this.sorted.splice(lowerBound(this.sorted, k), 0, k);
+      h = { mains: [], subs: [] };
+      this.index.set(k, h);
     }
-    h.push({ main, sub, kv });
-    this.sizeBytes += revisionBytes(k, kv);
+    h.mains.push(main);
+    h.subs.push(kv ? sub : tomb(sub));
+    // The event carries the key-value as stored (its own copy of the caller's bytes).
     const event: KvEvent =
       kv === null
-        ? { type: 'delete', kv: { key: prev!.key, createRevision: 0, modRevision: main, version: 0, value: EMPTY, lease: 0n }, prevKv: prev! }
-        : { type: 'put', kv, ...(prev ? { prevKv: prev } : {}) };
-    this.changes.push(event);
+        ? { type: 'delete', kv: { key: recordKey(rec), createRevision: 0, modRevision: main, version: 0, value: EMPTY, lease: 0n }, prevKv: prev! }
+        : { type: 'put', kv: decodeRecord(rec, main)!, ...(prev ? { prevKv: prev } : {}) };
+    this.events.push(event);
   }
+
 
   // ---------------------------------------------------------------------------------------
   // Hash, snapshot and restore
@@ -613,26 +857,41 @@ export class MvccStore {
     const rev = this.readRevision(revision);
     let h = 0;
     const enc = new TextEncoder();
-    for (const k of this.sorted) {
-      for (const r of this.keys.get(k)!) {
-        if (r.main > rev) break;
-        h = crc32(enc.encode(`${r.main}.${r.sub}:${r.kv ? `${r.kv.createRevision}.${r.kv.version}.${r.kv.lease}` : 'x'}`), crc32(unbin(k), h));
+    for (const [k, hist] of this.index.entries()) {
+      for (let i = 0; i < hist.mains.length; i++) {
+        const main = hist.mains[i]!;
+        if (main > rev) break;
+        const sub = realSub(hist.subs[i]!);
+        const kv = hist.subs[i]! < 0 ? null : this.read(main, sub);
+        h = crc32(enc.encode(`${main}.${sub}:${kv ? `${kv.createRevision}.${kv.version}.${kv.lease}` : 'x'}`), crc32(unbin(k), h));
         // Never an empty input: zlib's crc32 returns 0 (its initial value) for a zero-length
         // array whose memory is unallocated, but the running value for one that has memory —
         // the hash would depend on how the empty value was made.
-        if (r.kv && r.kv.value.length > 0) h = crc32(r.kv.value, h);
+        if (kv && kv.value.length > 0) h = crc32(kv.value, h);
       }
     }
     return { hash: h >>> 0, compactRevision: this.compactRev, revision: rev };
   }
 
-  /** The whole state as bytes (deterministic: equal stores give equal bytes). */
+  /**
+   * The whole state as bytes (deterministic: equal stores give equal bytes). Reads every
+   * revision: for tools, tests and the simulator; a member sends its store to a lagging peer
+   * this way too (see RaftNode), until snapshots are streamed from a read transaction.
+   */
   snapshot(): Uint8Array {
     const b64 = (u: Uint8Array): string => Buffer.from(u).toString('base64');
-    const keys = this.sorted.map((k) => [
-      b64(unbin(k)),
-      this.keys.get(k)!.map((r) => (r.kv ? [r.main, r.sub, r.kv.createRevision, r.kv.version, b64(r.kv.value), r.kv.lease.toString()] : [r.main, r.sub])),
-    ]);
+    const keys: unknown[] = [];
+    for (const [k, hist] of this.index.entries()) {
+      keys.push([
+        b64(unbin(k)),
+        hist.mains.map((main, i) => {
+          const s = hist.subs[i]!;
+          if (s < 0) return [main, realSub(s)];
+          const kv = this.read(main, s)!;
+          return [main, s, kv.createRevision, kv.version, b64(kv.value), kv.lease.toString()];
+        }),
+      ]);
+    }
     const leases = this.leaseIds().map((id) => {
       const l = this.leases.get(id)!;
       return [id.toString(), l.ttl, [...l.keys].sort().map((k) => b64(unbin(k)))];
@@ -651,10 +910,39 @@ export class MvccStore {
    * sub-revisions 0..n-1 and no (main, sub) twice; leases sorted and unique, and a live key's
    * lease and the lease's key set naming each other exactly. Then `snapshot()` of the result
    * restores to the same store. Linear in the image (plus sorting its changes).
+   *
+   * The store is written into `backend` (default: a fresh in-memory one), replacing what it
+   * held — only once the image was found valid; a refused image leaves the backend untouched.
    */
-  static restore(data: Uint8Array, limits: Partial<MvccLimits> = {}): MvccStore {
-    const s = new MvccStore(limits);
-    if (data.length === 0) return s;
+  static restore(data: Uint8Array, limits: Partial<MvccLimits> = {}, backend: Backend = new MemoryBackend()): MvccStore {
+    return MvccStore.restoreValidated(MvccStore.validate(data), limits, backend);
+  }
+
+  /** restore() of an image validate() already checked (so a caller can check more before anything is written). */
+  static restoreValidated(s: ValidatedStoreImage, limits: Partial<MvccLimits> = {}, backend: Backend = new MemoryBackend()): MvccStore {
+    backend.clear();
+    backend.put(META_REV, u64Bytes(s.rev));
+    backend.put(META_COMPACT, u64Bytes(s.compactRev));
+    for (const { key, h } of s.histories) {
+      for (const r of h) {
+        backend.put(revKey(r.main, r.sub), encodeRecord(key, r.kv));
+        backend.put(idxKey(r.main, r.sub), encodeIdx(key, r.kv));
+      }
+    }
+    for (const l of s.leases) backend.put(leaseKey(l.id), u64Bytes(l.ttl));
+    return new MvccStore(limits, backend);
+  }
+
+  /** restore's check of an image: what the store would hold, or SnapshotImageError. */
+  static validate(data: Uint8Array): ValidatedStoreImage {
+    const s = { keys: new Map<string, Rev[]>(), histories: [] as { key: Uint8Array; h: Rev[] }[] };
+    const kvAt = (k: string, at: number): KeyValue | null => {
+      const h = s.keys.get(k);
+      if (!h) return null;
+      for (let i = h.length - 1; i >= 0; i--) if (h[i]!.main <= at) return h[i]!.kv;
+      return null;
+    };
+    if (data.length === 0) return { rev: 1, compactRev: 0, histories: [], leases: [] };
     const o = exactObject(parseImageJson(data, 'store'), 'store', ['v', 'rev', 'compactRev', 'keys', 'leases']);
     if (o.v !== 1) imageFail('store.v', `unknown key-value store image version ${preview(o.v)}`);
     const rev = safeInt(o.rev, 'store.rev', 1, Number.MAX_SAFE_INTEGER);
@@ -716,9 +1004,8 @@ export class MvccStore {
         prev = kv;
       }
       if (prev && prev.lease !== 0n) leasedLive++;
-      for (const r of h) s.sizeBytes += revisionBytes(k, r.kv);
       s.keys.set(k, h);
-      s.sorted.push(k);
+      s.histories.push({ key, h });
     }
     // The change log: every revision after the compact revision (and after the empty store's
     // 1) is made of sub-revisions 0..n-1, each once.
@@ -730,7 +1017,7 @@ export class MvccStore {
       at = x;
     }
     if (at.main !== rev) imageFail('store.keys', `the changes end at revision ${at.main}, the store is at ${rev}`);
-    s.changes = events.map((x) => x.e);
+    const leases: { id: bigint; ttl: number }[] = [];
     let prevId = 0n;
     let leasedNamed = 0;
     const leaseList = arrayOf(o.leases, 'store.leases');
@@ -748,37 +1035,30 @@ export class MvccStore {
         const k = bin(base64Bytes(named[j], `${w}[2][${j}]`));
         if (prevKey !== null && k <= prevKey) imageFail(`${w}[2][${j}]`, 'keys not sorted or not unique');
         prevKey = k;
-        const live = s.kvAt(k, rev);
+        const live = kvAt(k, rev);
         if (!live || live.lease !== id) imageFail(`${w}[2][${j}]`, `the key is not live with lease ${id}`);
         keys.add(k);
       }
       leasedNamed += keys.size;
-      s.leases.set(id, { id, ttl, keys });
-      s.sizeBytes += LEASE_OVERHEAD_BYTES;
+      leases.push({ id, ttl });
     }
     // Each named key is live with that lease (checked above), once per lease: equal counts
     // mean every live key with a lease is in its lease's set.
     if (leasedNamed !== leasedLive) imageFail('store.leases', `${leasedLive - leasedNamed} live keys with a lease are missing from their lease's keys`);
-    s.rev = rev;
-    s.compactRev = compactRev;
-    return s;
+    return { rev, compactRev, histories: s.histories, leases };
   }
 }
 
-/** One kept revision's share of dbSizeBytes() (`k` is the binary string: one char per byte). */
-function revisionBytes(k: string, kv: KeyValue | null): number {
-  return k.length + (kv ? kv.value.length : 0) + REVISION_OVERHEAD_BYTES;
-}
-
-function lowerBound(xs: readonly string[], k: string): number {
+/** The position of the key's last revision with main <= at, or -1. */
+function posAt(h: KeyHist, at: number): number {
   let lo = 0;
-  let hi = xs.length;
+  let hi = h.mains.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (xs[mid]! < k) lo = mid + 1;
+    if (h.mains[mid]! <= at) lo = mid + 1;
     else hi = mid;
   }
-  return lo;
+  return lo - 1;
 }
 
 function sorter(target: SortTarget): (a: KeyValue, b: KeyValue) => number {

@@ -10,8 +10,9 @@ import { AuthStore, isAuthCommand, type AuthCommand, type AuthHeader, type AuthI
 import { ALARM_TYPES, decodeRequest, encodeValue, type AlarmCommand, type AlarmMember, type AlarmType, type ApplyResult, type Command, type CommandValue, type LeaseCheckpoint, type MemberAttributes } from './commands.js';
 import { ERR, KvError, type GrpcCode } from './errors.js';
 import { decodeMemberChange, MemberTable, type MemberChange } from './membership.js';
-import { MvccStore, type KvEvent, type MvccLimits, type TxnRequest } from './mvcc.js';
-import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, readLeaseCheckpoints, SnapshotImageError } from './snapshot-image.js';
+import { MemoryBackend, type Backend } from './backend.js';
+import { metaKey, MvccStore, u64Bytes, u64Of, type KvEvent, type MvccLimits, type TxnRequest, type ValidatedStoreImage } from './mvcc.js';
+import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, readLeaseCheckpoints, safeInt, SnapshotImageError } from './snapshot-image.js';
 
 export { SnapshotImageError } from './snapshot-image.js';
 
@@ -57,6 +58,30 @@ function txnHasPut(t: TxnRequest): boolean {
 
 const alarmOrder = (a: AlarmMember, b: AlarmMember): number => (a.memberId < b.memberId ? -1 : a.memberId > b.memberId ? 1 : ALARM_TYPES.indexOf(a.alarm) - ALARM_TYPES.indexOf(b.alarm));
 
+/**
+ * The image of a state machine whose state is in its own durable backend: the snapshot taken
+ * at `applied` only records that the backend holds everything up to there (the Raft log below
+ * can be released). Restoring it is possible only into that backend (a no-op there).
+ */
+interface StoredImage {
+  readonly v: 'stored';
+  readonly applied: number;
+}
+
+/**
+ * Backend metadata, written in the same batch as the entry that changed it, so that a member
+ * that restarts from its backend (replaying only the log after its applied index) holds
+ * everything the log gave it: the applied index, the published members, and the replicated
+ * state beside the key space (member table, auth, alarms: each as its snapshot image section;
+ * lease checkpoints: one key per lease).
+ */
+const META_APPLIED = metaKey('applied');
+const META_MEMBERS = metaKey('members');
+const META_CLUSTER = metaKey('cluster');
+const META_AUTH = metaKey('auth');
+const META_ALARMS = metaKey('alarms');
+const checkpointKey = (id: bigint): Uint8Array => metaKey(`lease-checkpoint/${id}`);
+
 export class KvStateMachine implements StateMachine<ApplyResult> {
   private kv: MvccStore;
   private authState = new AuthStore();
@@ -81,13 +106,64 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   private table: MemberTable;
   private membershipListeners: ((c: MemberChange | null) => void)[] = [];
 
-  constructor(options: KvStateMachineOptions = {}) {
+  /** Where the store, the applied index and the rest of the replicated state are kept. */
+  readonly backend: Backend;
+
+  /**
+   * A state machine over `backend` (default: a fresh in-memory one), holding what the backend
+   * holds — an LMDB backend reopened after a restart gives the state as of its last commit.
+   */
+  constructor(options: KvStateMachineOptions = {}, backend: Backend = new MemoryBackend()) {
     const { bootstrapMembers, ...limits } = options;
     this.limits = limits;
     this.bootstrapMembers = bootstrapMembers ?? [];
     this.table = MemberTable.bootstrap(this.bootstrapMembers);
-    this.kv = new MvccStore(limits);
+    this.backend = backend;
+    this.kv = new MvccStore(limits, backend);
+    this.applied = u64Of(backend.get(META_APPLIED));
+    explainImage(() => this.loadState());
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
+  }
+
+  /** The state beside the key space as this backend holds it (our own file: read with the image checks all the same). */
+  private loadState(): void {
+    for (const m of readMembers(this.backend.get(META_MEMBERS))) this.members.set(m.id, m);
+    const section = (key: Uint8Array, what: string): unknown => {
+      const b = this.backend.get(key);
+      return b === undefined ? undefined : parseImageJson(b, what);
+    };
+    const cluster = section(META_CLUSTER, 'image.cluster');
+    if (cluster !== undefined) {
+      const t = MemberTable.fromImage(cluster);
+      if (typeof t === 'string') imageFail('image.cluster', t);
+      this.table = t;
+    }
+    const auth = section(META_AUTH, 'image.auth');
+    if (auth !== undefined) this.authState = AuthStore.fromImage(auth, 'image.auth');
+    const alarms = section(META_ALARMS, 'image.alarms');
+    if (alarms !== undefined) this.alarmList = alarms === null ? [] : readAlarms(alarms);
+    for (const id of this.kv.leaseIds()) {
+      const b = this.backend.get(checkpointKey(id));
+      if (b !== undefined) this.leaseRemaining.set(id, u64Of(b));
+    }
+  }
+
+  private saveCluster(): void {
+    this.backend.put(META_CLUSTER, encodeValue(this.table.toImage()));
+  }
+
+  private saveAuth(): void {
+    this.backend.put(META_AUTH, encodeValue(this.authState.image()));
+  }
+
+  private saveAlarms(): void {
+    this.backend.put(META_ALARMS, this.alarmList.length === 0 ? encodeValue(null) : encodeValue(this.alarmList.map((a): [string, AlarmType] => [a.memberId.toString(), a.alarm])));
+  }
+
+  private saveCheckpoint(id: bigint): void {
+    const ms = this.leaseRemaining.get(id);
+    if (ms === undefined) this.backend.del(checkpointKey(id));
+    else this.backend.put(checkpointKey(id), u64Bytes(ms));
   }
 
   /** The store as of the last applied entry. Replaced wholesale when a snapshot is installed. */
@@ -142,8 +218,13 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   /** A committed configuration change: the member change in its context updates the table (total: garbage changes nothing). */
   applyConfChange(cc: ConfChange, index: Index): void {
     this.applied = index;
+    this.backend.put(META_APPLIED, u64Bytes(index));
     const c = decodeMemberChange(cc.context);
-    if (c) this.table.apply(c);
+    if (c) {
+      this.table.apply(c);
+      this.saveCluster();
+    }
+    this.backend.maybeCommit();
     for (const l of this.membershipListeners) l(c);
   }
 
@@ -175,10 +256,36 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
    */
   apply(entry: Entry): ApplyResult {
     this.applied = entry.index;
+    // In the same backend batch as the entry's effects: a commit never holds one without the other.
+    this.backend.put(META_APPLIED, u64Bytes(entry.index));
     const req = decodeRequest(entry.data);
     const result = req.ok ? this.runRequest(req.command, req.auth, entry.index) : { ok: false as const, error: malformedEntry(req.reason), revision: this.kv.revision };
+    if (req.ok && result.ok && isAuthCommand(req.command)) this.saveAuth();
+    this.backend.maybeCommit();
     for (const l of this.appliedListeners) l(req.id, entry.index, result);
     return result;
+  }
+
+  /** The last index whose effects the state holds (what the backend held at open, then every apply or restore). */
+  lastAppliedIndex(): Index {
+    return this.applied;
+  }
+
+  /**
+   * Commits the backend with everything applied so far, recording `index` (the Raft applied
+   * index: entries after the last one with data carried none) as applied. Returns the image
+   * for a Raft snapshot at `index`: a small StoredImage when the backend is durable (the log
+   * below it can go: the backend has it all), else the whole image.
+   */
+  persistTo(index: Index): Uint8Array {
+    if (index > this.applied) {
+      this.applied = index;
+      this.backend.put(META_APPLIED, u64Bytes(index));
+    }
+    this.backend.commit();
+    if (!this.backend.durable) return this.snapshot();
+    const image: StoredImage = { v: 'stored', applied: this.applied };
+    return new TextEncoder().encode(JSON.stringify(image));
   }
 
   private runRequest(cmd: Command, auth: AuthHeader | undefined, index: Index): ApplyResult {
@@ -267,13 +374,18 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
       case 'leaseRevoke':
         this.kv.revokeLease(c.id);
         this.leaseRemaining.delete(c.id);
+        this.saveCheckpoint(c.id);
         for (const l of this.leaseListeners) l({ kind: 'revoked', id: c.id });
         return { op: 'leaseRevoke' };
       case 'publish':
         this.members.set(c.member.id, c.member);
+        this.backend.put(META_MEMBERS, writeMembers(this.members));
         return { op: 'publish' };
-      case 'alarm':
-        return { op: 'alarm', alarms: this.runAlarm(c) };
+      case 'alarm': {
+        const alarms = this.runAlarm(c);
+        this.saveAlarms();
+        return { op: 'alarm', alarms };
+      }
       case 'leaseCheckpoint':
         this.checkpoint(c.checkpoints);
         return { op: 'leaseCheckpoint' };
@@ -291,6 +403,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
       const ms = Math.min(cp.remainingMs, l.ttl * 1000);
       if (ms === 0) this.leaseRemaining.delete(cp.id);
       else this.leaseRemaining.set(cp.id, ms);
+      this.saveCheckpoint(cp.id);
     }
   }
 
@@ -332,8 +445,11 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
    * left as it was.
    */
   restore(data: Uint8Array, index: Index): void {
-    const image = readImage(data, this.limits);
-    this.kv = image.store;
+    const image = readImage(data, index, this.applied);
+    if (image === 'stored') return;
+    // Everything was checked above; MvccStore.restoreValidated rewrites the backend (as one
+    // batch, committed below), then the state beside the key space is written with it.
+    this.kv = MvccStore.restoreValidated(image.store, this.limits, this.backend);
     this.authState = image.auth;
     this.table = image.cluster ?? MemberTable.bootstrap(this.bootstrapMembers);
     this.members.clear();
@@ -342,6 +458,13 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     this.leaseRemaining.clear();
     for (const cp of image.leaseCheckpoints) this.leaseRemaining.set(cp.id, cp.remainingMs);
     this.applied = index;
+    this.backend.put(META_APPLIED, u64Bytes(this.applied));
+    this.backend.put(META_MEMBERS, writeMembers(this.members));
+    this.saveCluster();
+    this.saveAuth();
+    this.saveAlarms();
+    for (const id of this.leaseRemaining.keys()) this.saveCheckpoint(id);
+    this.backend.commit();
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
     for (const l of this.restoreListeners) l();
     for (const l of this.membershipListeners) l(null);
@@ -355,10 +478,16 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
  * the shape); the store's own image is checked by MvccStore.restore. Empty bytes: an empty
  * state machine (what a member without a snapshot restores).
  */
-function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: MvccStore; members: MemberAttributes[]; cluster: MemberTable | null; leaseCheckpoints: LeaseCheckpoint[]; alarms: AlarmMember[]; auth: AuthStore } {
+function readImage(data: Uint8Array, index: Index, held: Index): { store: ValidatedStoreImage; members: MemberAttributes[]; cluster: MemberTable | null; leaseCheckpoints: LeaseCheckpoint[]; alarms: AlarmMember[]; auth: AuthStore } | 'stored' {
   try {
-    if (data.length === 0) return { store: new MvccStore(limits), members: [], cluster: null, leaseCheckpoints: [], alarms: [], auth: new AuthStore() };
+    if (data.length === 0) return { store: MvccStore.validate(data), members: [], cluster: null, leaseCheckpoints: [], alarms: [], auth: new AuthStore() };
     const json = parseImageJson(data, 'image');
+    if (json !== null && typeof json === 'object' && !Array.isArray(json) && (json as Record<string, unknown>).v === 'stored') {
+      const o = exactObject(json, 'image', ['v', 'applied']);
+      safeInt(o.applied, 'image.applied', index, index);
+      if (held < index) imageFail('image', `the snapshot at index ${index} is kept in the store's own backend, which holds only up to index ${held}: was the backend file lost?`);
+      return 'stored';
+    }
     if (json === null || typeof json !== 'object' || Array.isArray(json)) return exactObject(json, 'image', []) as never;
     const version = (json as Record<string, unknown>).v;
     if (version !== 1 && version !== 2) imageFail('image.v', `unknown state machine image version ${preview(version)}`);
@@ -385,8 +514,9 @@ function readImage(data: Uint8Array, limits: Partial<MvccLimits>): { store: Mvcc
       members.push({ id, name: m.name, clientUrls });
     }
     const alarms = o.alarms === undefined ? [] : readAlarms(o.alarms);
-    const store = MvccStore.restore(storeBytes, limits);
-    const leaseCheckpoints = o.leaseCheckpoints === undefined ? [] : readLeaseCheckpoints(o.leaseCheckpoints, 'image.leaseCheckpoints', (id) => store.lease(id)?.ttl);
+    const store = MvccStore.validate(storeBytes);
+    const ttls = new Map(store.leases.map((l) => [l.id, l.ttl]));
+    const leaseCheckpoints = o.leaseCheckpoints === undefined ? [] : readLeaseCheckpoints(o.leaseCheckpoints, 'image.leaseCheckpoints', (id) => ttls.get(id));
     return { store, members, cluster, leaseCheckpoints, alarms, auth };
   } catch (e) {
     if (e instanceof SnapshotImageError) throw new SnapshotImageError(`invalid state machine snapshot image: ${e.message}`, { cause: e });
@@ -411,4 +541,29 @@ function readAlarms(v: unknown): AlarmMember[] {
     alarms.push(m);
   }
   return alarms;
+}
+
+/** f's SnapshotImageError, saying it is about a state machine image. */
+function explainImage<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof SnapshotImageError) throw new SnapshotImageError(`invalid state machine snapshot image: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+function sortedMembers(members: Map<bigint, MemberAttributes>): MemberAttributes[] {
+  return [...members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+function writeMembers(members: Map<bigint, MemberAttributes>): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(sortedMembers(members).map((m) => ({ id: m.id.toString(), name: m.name, clientUrls: m.clientUrls }))));
+}
+
+/** The members as writeMembers wrote them into this member's own backend. */
+function readMembers(b: Uint8Array | undefined): MemberAttributes[] {
+  if (b === undefined) return [];
+  const list = JSON.parse(new TextDecoder().decode(b)) as { id: string; name: string; clientUrls: string[] }[];
+  return list.map((m) => ({ id: BigInt(m.id), name: m.name, clientUrls: m.clientUrls }));
 }

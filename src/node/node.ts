@@ -5,6 +5,7 @@
  * ARCHITECTURE.md. Proposals resolve with the state machine's result once their entry is
  * applied, and fail with a typed error when they cannot commit.
  */
+import { assert } from '../lib/assert.js';
 import { rng } from '../lib/prng.js';
 import type { Logger, RaftConfig } from '../raft/config.js';
 import type { Message } from '../raft/messages.js';
@@ -54,6 +55,20 @@ export interface StateMachine<R = unknown> {
    * and total (the change's `context` is whatever the proposer put there).
    */
   applyConfChange?(cc: ConfChange, index: Index): void;
+  /**
+   * Optional, for a state machine that keeps its state in storage of its own (KvStateMachine
+   * on its backend): the index of the last entry its state holds. At start the node restores
+   * the snapshot only when the state is behind it, and re-applies only the entries after this
+   * index; an entry at or below it is never applied again.
+   */
+  lastAppliedIndex?(): Index;
+  /**
+   * Optional, with lastAppliedIndex: makes the state durable up to `index` (the applied index)
+   * and returns the data for a snapshot at `index` — when the state is durable, a small marker
+   * rather than the whole state (the snapshot then only releases the log below it). The node
+   * sends a lagging follower `snapshot()` instead, taken when it goes out.
+   */
+  persistTo?(index: Index): Uint8Array;
 }
 
 /**
@@ -207,6 +222,8 @@ export class RaftNode<R = unknown> {
   private leadershipListeners: ((leading: boolean, term: Term) => void)[] = [];
   /** The retention asked for by requestSnapshot, for the next snapshot only. */
   private snapshotRetainOnce: number | undefined;
+  /** The image last sent to a lagging follower, and the applied index it is at. */
+  private sendImage: { index: Index; data: Uint8Array } | null = null;
 
   private constructor(core: RaftCore, o: RaftNodeOptions<R>) {
     this.core = core;
@@ -219,8 +236,11 @@ export class RaftNode<R = unknown> {
 
   /** Recovers from storage and starts ticking and processing. */
   static async start<R>(o: RaftNodeOptions<R>): Promise<RaftNode<R>> {
-    const initial = await o.storage.load();
-    restoreOrExplain(o.stateMachine, initial.snapshot, "this member's snapshot");
+    let initial = await o.storage.load();
+    const sm = o.stateMachine;
+    const held = sm.lastAppliedIndex?.();
+    if (held === undefined || held < initial.snapshot.meta.index) restoreOrExplain(sm, initial.snapshot, "this member's snapshot");
+    else initial = resumeAt(initial, held);
     const clock = o.clock ?? realClock;
     const core = (o.makeCore ?? ((c: RaftConfig, i: InitialState) => new RaftCore(c, i)))(
       {
@@ -234,7 +254,7 @@ export class RaftNode<R = unknown> {
       initial,
     );
     const node = new RaftNode(core, o);
-    node.lastApplied = initial.snapshot.meta.index;
+    node.lastApplied = initial.applied ?? initial.snapshot.meta.index;
     o.transport.listen((m) => node.receive(m));
     node.scheduleTick();
     node.loopDone = node.loop();
@@ -491,7 +511,7 @@ export class RaftNode<R = unknown> {
     // own write completes (the core counts the leader towards a quorum only for entries it has
     // made durable, on advance). Everything else waits for the write: votes and
     // acknowledgements must never promise what the disk does not hold.
-    let rest = rd.messages;
+    let rest = this.o.stateMachine.persistTo ? rd.messages.map((m) => (m.type === 'snapshot' ? this.currentSnapshot(m) : m)) : rd.messages;
     if (rest.length > 0 && this.core.currentRole === 'leader') {
       const term = this.core.currentTerm;
       const early: Message[] = [];
@@ -528,8 +548,11 @@ export class RaftNode<R = unknown> {
 
   private apply(e: Entry): void {
     let result: unknown;
-    if (e.type === 'normal' && e.data.length > 0) result = this.o.stateMachine.apply(e);
-    else if (e.type === 'conf' && this.o.stateMachine.applyConfChange) this.o.stateMachine.applyConfChange(decodeConfChange(e.data), e.index);
+    const sm = this.o.stateMachine;
+    // The state already holds it (a snapshot image taken after this entry): never twice.
+    const held = sm.lastAppliedIndex !== undefined && e.index <= sm.lastAppliedIndex();
+    if (e.type === 'normal' && e.data.length > 0 && !held) result = sm.apply(e);
+    else if (e.type === 'conf' && sm.applyConfChange && !held) sm.applyConfChange(decodeConfChange(e.data), e.index);
     this.lastApplied = e.index;
     // A leader's own empty entry: everything before its term is applied (onLeadershipChange).
     if (e.type === 'normal' && e.data.length === 0 && e.term === this.core.currentTerm && this.core.currentRole === 'leader') this.setLeading(true, e.term);
@@ -537,6 +560,10 @@ export class RaftNode<R = unknown> {
     const w = this.proposals.get(e.index);
     if (!w) return;
     this.proposals.delete(e.index);
+    if (held && e.type === 'normal' && e.data.length > 0) {
+      w.reject(new ProposalOutcomeUnknownError(`entry ${e.index} was already in the state this member restored`));
+      return;
+    }
     if (w.term === e.term) w.resolve(result as R);
     else {
       this.o.observer?.proposalFailed?.();
@@ -567,9 +594,41 @@ export class RaftNode<R = unknown> {
     if (!asked && this.appliedSinceSnapshot < every) return;
     const retain = this.snapshotRetainOnce ?? this.o.snapshotRetain ?? 1000;
     this.snapshotRetainOnce = undefined;
-    const snap = this.core.takeSnapshot(this.o.stateMachine.snapshot(), retain);
+    const sm = this.o.stateMachine;
+    // A state machine with durable state of its own commits it (its applied index with it) and
+    // the snapshot only records that: no whole-state image in the steady state.
+    const data = sm.persistTo ? sm.persistTo(this.lastApplied) : sm.snapshot();
+    const snap = this.core.takeSnapshot(data, retain);
     if (!snap) return;
     this.appliedSinceSnapshot = 0;
     await this.o.storage.saveSnapshot(snap);
   }
+
+  /**
+   * A snapshot for a lagging follower when the state machine keeps its own state (its
+   * snapshots are markers): the whole state as it is now, under the metadata of the applied
+   * index — committed, with the configuration in force there — rather than the older
+   * snapshot the core picked. Sending happens before this Ready's entries are applied, so the
+   * state is exactly at the core's applied index. The image is kept for repeated sends until
+   * the state moves on.
+   * TODO(issue 11 item 3): stream it in chunks from a read transaction instead.
+   */
+  private currentSnapshot(m: Extract<Message, { type: 'snapshot' }>): Message {
+    const index = this.core.appliedIndex;
+    const term = this.core.termAt(index);
+    assert(term !== undefined && index >= m.snapshot.meta.index, () => `snapshot for ${m.to}: applied index ${index} (term ${term}) is behind the snapshot at ${m.snapshot.meta.index}`);
+    if (this.sendImage?.index !== index) this.sendImage = { index, data: this.o.stateMachine.snapshot() };
+    return { ...m, snapshot: { meta: { index, term, confState: this.core.status().confState }, data: this.sendImage.data } };
+  }
+}
+
+/**
+ * The recovered state, resumed at `held` (the state machine's own applied index): the core
+ * starts with it applied (configuration changes up to it folded in) and committed.
+ */
+function resumeAt(initial: InitialState, held: Index): InitialState {
+  const last = initial.entries.length > 0 ? initial.entries[initial.entries.length - 1]!.index : initial.snapshot.meta.index;
+  // Entries are durable before they are applied (persist comes before apply in every Ready).
+  if (held > last) throw new Error(`the state machine holds entries up to ${held}, but the log ends at ${last}: the log lost entries it had made durable`);
+  return { ...initial, applied: held, hardState: { ...initial.hardState, commit: Math.max(initial.hardState.commit, held) } };
 }

@@ -4,6 +4,7 @@
  * initial cluster exactly as etcd derives them (SHA-1 of the sorted peer URLs and the cluster
  * token), so every member computes the same ids from the same flags.
  */
+import { BACKEND_BATCH_INTERVAL_MS, BACKEND_BATCH_OPS_MAX } from '../kv/backend.js';
 import { createHash } from 'node:crypto';
 
 export class ConfigError extends Error {
@@ -46,6 +47,10 @@ export interface ServerConfig {
   readonly snapshotCount: number;
   /** Entries kept below a snapshot so a slightly lagging follower catches up without one. */
   readonly snapshotCatchupEntries: number;
+  /** Commit the backend (LMDB) at least this often, ms (etcd --backend-batch-interval). */
+  readonly backendBatchIntervalMs: number;
+  /** Commit the backend once this many writes wait (etcd --backend-batch-limit). */
+  readonly backendBatchLimit: number;
   /** Largest client request accepted (etcd --max-request-bytes). */
   readonly maxRequestBytes: number;
   /** Operations per txn branch (etcd --max-txn-ops). */
@@ -161,6 +166,8 @@ export const CONFIG_DEFAULTS = {
   snapshotCount: 10_000,
   /** etcd's snapshotCatchUpEntries. */
   snapshotCatchupEntries: 5000,
+  backendBatchIntervalMs: BACKEND_BATCH_INTERVAL_MS,
+  backendBatchLimit: BACKEND_BATCH_OPS_MAX,
   /** 1.5 MiB, etcd's default. */
   maxRequestBytes: 1.5 * 1024 * 1024,
   maxTxnOps: 128,
@@ -208,6 +215,8 @@ export interface RawConfig {
   leaseDrift?: string | number;
   snapshotCount?: string | number;
   snapshotCatchupEntries?: string | number;
+  backendBatchInterval?: string | number;
+  backendBatchLimit?: string | number;
   maxRequestBytes?: string | number;
   maxTxnOps?: string | number;
   requestTimeout?: string | number;
@@ -248,7 +257,7 @@ export function envName(key: string): string {
 export function withEnv(raw: RawConfig, env: NodeJS.ProcessEnv = process.env): RawConfig {
   const keys: (keyof RawConfig)[] = [
     'name', 'dataDir', 'listenClientUrls', 'advertiseClientUrls', 'listenPeerUrls', 'initialAdvertisePeerUrls', 'initialCluster',
-    'initialClusterState', 'initialClusterToken', 'heartbeatInterval', 'electionTimeout', 'leaseReads', 'leaseDrift', 'snapshotCount', 'snapshotCatchupEntries', 'maxRequestBytes', 'maxTxnOps',
+    'initialClusterState', 'initialClusterToken', 'heartbeatInterval', 'electionTimeout', 'leaseReads', 'leaseDrift', 'snapshotCount', 'snapshotCatchupEntries', 'backendBatchInterval', 'backendBatchLimit', 'maxRequestBytes', 'maxTxnOps',
     'requestTimeout', 'watchProgressNotifyInterval', 'maxConcurrentStreams', 'maxClientConnections', 'clientIdleTimeout', 'clientHeaderTimeout',
     'clientBodyTimeout', 'grpcKeepaliveMinTime', 'grpcKeepaliveInterval', 'grpcKeepaliveTimeout', 'unsafeFaultInjection',
     'quotaBackendBytes',
@@ -520,6 +529,8 @@ function resolveWith(input: RawConfig, warnings: string[]): ServerConfig {
     leaseDriftMs,
     snapshotCount: int('snapshot-count', raw.snapshotCount, CONFIG_DEFAULTS.snapshotCount, 1, 10_000_000),
     snapshotCatchupEntries: int('snapshot-catchup-entries', raw.snapshotCatchupEntries, CONFIG_DEFAULTS.snapshotCatchupEntries, 0, 10_000_000),
+    backendBatchIntervalMs: int('backend-batch-interval', raw.backendBatchInterval, CONFIG_DEFAULTS.backendBatchIntervalMs, 1, 60_000),
+    backendBatchLimit: int('backend-batch-limit', raw.backendBatchLimit, CONFIG_DEFAULTS.backendBatchLimit, 1, 10_000_000),
     maxRequestBytes: int('max-request-bytes', raw.maxRequestBytes, CONFIG_DEFAULTS.maxRequestBytes, 1024, 64 * 1024 * 1024),
     maxTxnOps: int('max-txn-ops', raw.maxTxnOps, CONFIG_DEFAULTS.maxTxnOps, 1, 100_000),
     requestTimeoutMs: int('request-timeout', raw.requestTimeout, CONFIG_DEFAULTS.requestTimeoutMs, 100, 600_000),

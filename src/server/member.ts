@@ -12,6 +12,7 @@ import { decodeRequest, encodeRequest, requestTooLarge, type ApplyResult, type C
 import { AUTH_ERR, type AuthHeader } from '../kv/auth-store.js';
 import { ERR, KvError, type GrpcCode } from '../kv/errors.js';
 import { LEARNERS_MAX, MemberTable, RAFT_ID_MAX, encodeMemberChange, newMemberId, normalisePeerUrls, type ClusterMember, type MemberChange } from '../kv/membership.js';
+import { LmdbBackend } from '../kv/backend-lmdb.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WatchHub } from '../kv/watch.js';
 import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, StoppedError, type NodeObserver, type Transport } from '../node/node.js';
@@ -235,7 +236,9 @@ export class EtcdMember {
     this.memberId = identity.memberId;
     this.clusterId = identity.clusterId;
     this.raftId = identity.raftId;
-    this.sm = new KvStateMachine({ maxTxnOps: config.maxTxnOps, bootstrapMembers: identity.bootstrap === 'new' ? config.initialCluster : [] });
+    // The key-value store on disk: <data-dir>/member/db (LMDB), beside the WAL and snapshots.
+    const backend = LmdbBackend.open(join(config.dataDir, 'member', 'db'), { batchIntervalMs: config.backendBatchIntervalMs, batchOpsMax: config.backendBatchLimit });
+    this.sm = new KvStateMachine({ maxTxnOps: config.maxTxnOps, bootstrapMembers: identity.bootstrap === 'new' ? config.initialCluster : [] }, backend);
     this.hub = new WatchHub(this.sm, { progressIntervalMs: config.watchProgressNotifyIntervalMs });
     this.lessor = new Lessor(this);
     this.requestIds = new RequestIdGenerator(identity.raftId);
@@ -1092,6 +1095,18 @@ export class EtcdMember {
     return total;
   }
 
+  /**
+   * etcd's Defragment: an online compacting copy of the backend (reads and writes go on; see
+   * LmdbBackend.defragment), logged with the bytes it reclaimed.
+   */
+  async defragment(): Promise<{ beforeBytes: number; afterBytes: number }> {
+    const startedMs = performance.now();
+    this.logger.info(`defragmenting the backend ${join(this.config.dataDir, 'member', 'db')}`);
+    const r = await this.sm.backend.defragment();
+    this.logger.info(`finished defragmenting the backend in ${Math.round(performance.now() - startedMs)} ms: ${r.beforeBytes} -> ${r.afterBytes} bytes, ${r.beforeBytes - r.afterBytes} bytes reclaimed`);
+    return r;
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -1099,11 +1114,15 @@ export class EtcdMember {
     this.tokens?.close();
     this.hub.close();
     for (const fail of [...this.inFlight]) fail(ERR.stopped());
-    await this.node.stop();
-    await this.transport.close();
-    await this.publishLoop.catch(() => undefined);
-    // Not awaited: a query to an unreachable peer may take JOIN_QUERY_TIMEOUT_MS; once stopped, its verdict is ignored.
-    this.removalCheck.catch(() => undefined);
+    try {
+      await this.node.stop();
+    } finally {
+      await this.transport.close();
+      await this.publishLoop.catch(() => undefined);
+      // Not awaited: a query to an unreachable peer may take JOIN_QUERY_TIMEOUT_MS; once stopped, its verdict is ignored.
+      this.removalCheck.catch(() => undefined);
+      await this.sm.backend.close();
+    }
   }
 }
 

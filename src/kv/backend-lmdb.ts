@@ -1,0 +1,158 @@
+/**
+ * The backend of a real member: one LMDB file (`<data-dir>/member/db`, and LMDB's lock file
+ * `db-lock` beside it). LMDB is a copy-on-write B+tree with one writer and many readers, the
+ * design bbolt (etcd's backend) came from: a commit is one write transaction, made durable by
+ * its fsync before `commit()` returns; a crash leaves the last committed transaction.
+ * Space freed by deletions (compaction) is reused by later writes; `defragment()` also shrinks
+ * the file.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { open, type RootDatabase } from 'lmdb';
+import { BACKEND_BATCH_INTERVAL_MS, BACKEND_BATCH_OPS_MAX, OverlayBackend, type Batch, type BackendBatchLimits } from './backend.js';
+
+/** The LMDB map (address space reserved for the file); lmdb-js grows it when it fills. */
+const LMDB_MAP_BYTES_INITIAL = 256 * 1024 * 1024;
+
+type Db = RootDatabase<Buffer, Buffer>;
+
+function openDb(path: string): Db {
+  return open<Buffer, Buffer>({
+    path,
+    noSubdir: true,
+    encoding: 'binary',
+    keyEncoding: 'binary',
+    compression: false,
+    mapSize: LMDB_MAP_BYTES_INITIAL,
+    // Every commit is a synchronous transaction (transactionSync), fsynced before it returns.
+    overlappingSync: false,
+  });
+}
+
+interface Stats {
+  pageSize: number;
+  lastPageNumber: number;
+  treeBranchPageCount: number;
+  treeLeafPageCount: number;
+  overflowPages: number;
+}
+
+export class LmdbBackend extends OverlayBackend {
+  readonly durable = true;
+  private db: Db;
+  /** While a defragmenting copy runs: the batches committed since it started, to carry over. */
+  private duringCopy: Batch[] | null = null;
+  private defrags = 0;
+
+  private constructor(
+    readonly path: string,
+    db: Db,
+    limits: BackendBatchLimits,
+  ) {
+    super(limits);
+    this.db = db;
+  }
+
+  /** Opens (or creates) the database file at `path`; a copy left by a crashed defragmentation is removed. */
+  static open(path: string, limits: Partial<BackendBatchLimits> = {}): LmdbBackend {
+    mkdirSync(dirname(path), { recursive: true });
+    const dir = dirname(path);
+    for (const f of readdirSync(dir)) if (f.startsWith(`${basename(path)}.defrag-`)) rmSync(join(dir, f), { force: true });
+    return new LmdbBackend(path, openDb(path), { batchIntervalMs: limits.batchIntervalMs ?? BACKEND_BATCH_INTERVAL_MS, batchOpsMax: limits.batchOpsMax ?? BACKEND_BATCH_OPS_MAX });
+  }
+
+  protected committedGet(key: Uint8Array): Uint8Array | undefined {
+    return this.db.getBinary(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+  }
+
+  protected *committedScan(start: Uint8Array, end: Uint8Array | undefined): IterableIterator<[Uint8Array, Uint8Array]> {
+    const range = this.db.getRange({ start: Buffer.from(start), ...(end ? { end: Buffer.from(end) } : {}) });
+    for (const { key, value } of range) yield [key, value];
+  }
+
+  protected write(batch: Batch): void {
+    writeBatch(this.db, batch);
+    this.duringCopy?.push(batch);
+  }
+
+  dbSizeBytes(): number {
+    return existsSync(this.path) ? statSync(this.path).size : 0;
+  }
+
+  dbSizeInUseBytes(): number {
+    const s = this.db.getStats() as Stats;
+    return (s.treeBranchPageCount + s.treeLeafPageCount + s.overflowPages + 2) * s.pageSize;
+  }
+
+  /**
+   * An online compacting copy: LMDB copies the last committed state from a read transaction
+   * (mdb_env_copy2 with MDB_CP_COMPACT, off the event loop) while reads and writes go on
+   * against the open file; the batches committed meanwhile are written into the copy, which
+   * then replaces the file (rename). Only that last step holds the event loop, for the batches
+   * committed during the copy. A crash leaves either file whole (the copy is removed at open).
+   */
+  async defragment(): Promise<{ beforeBytes: number; afterBytes: number }> {
+    if (this.duringCopy) throw new Error('a defragmentation is already running');
+    this.commit();
+    const beforeBytes = this.dbSizeBytes();
+    // A fresh name each time: the copy's environment keeps its lock file by that name.
+    const tmp = `${this.path}.defrag-${++this.defrags}-${process.pid}`;
+    this.duringCopy = [];
+    try {
+      await this.db.backup(tmp, true);
+      if (this.closed) throw new Error('the storage backend was closed during defragmentation');
+      // From here to the swap nothing else runs (no await): no commit can slip between.
+      const copy = openDb(tmp);
+      for (const b of this.duringCopy) writeBatch(copy, b);
+      renameSync(tmp, this.path);
+      syncDir(dirname(this.path));
+      const old = this.db;
+      this.db = copy;
+      void old.close();
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      rmSync(`${tmp}-lock`, { force: true });
+      throw e;
+    } finally {
+      this.duringCopy = null;
+    }
+    return { beforeBytes, afterBytes: this.dbSizeBytes() };
+  }
+
+  override async close(): Promise<void> {
+    if (this.closed) return;
+    await super.close();
+    await this.db.close();
+  }
+
+  /** The process dies: pending writes are lost, the file is left as the last commit made it. */
+  async abandon(): Promise<void> {
+    this.dropPending();
+    this.stopTimer();
+    this.closed = true;
+    await this.db.close();
+  }
+}
+
+function writeBatch(db: Db, batch: Batch): void {
+  db.transactionSync(() => {
+    if (batch.cleared) {
+      for (const key of db.getKeys({})) void db.remove(key);
+    }
+    batch.ops.forEach((v, k) => {
+      const key = Buffer.from(k, 'latin1');
+      if (v === null) void db.remove(key);
+      else void db.put(key, Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+    });
+  });
+}
+
+/** Makes a rename in `dir` durable. */
+function syncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * One conformance suite for every storage backend (MemoryBackend, LmdbBackend): reads see
+ * writes at once, a commit is all or nothing, a crash keeps exactly the last commit, scans
+ * merge pending writes in key order, defragmentation keeps every commit made while it runs.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BACKEND_BATCH_OPS_MAX, BACKEND_KEY_BYTES_MAX, MemoryBackend, type Backend } from './backend.js';
+import { LmdbBackend } from './backend-lmdb.js';
+
+interface Subject {
+  readonly backend: Backend;
+  /** The process dies (uncommitted writes lost) and restarts on the same storage. */
+  crashAndReopen(): Promise<Subject>;
+}
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function memory(b = new MemoryBackend({ durable: true, batchOpsMax: 5 })): Subject {
+  return { backend: b, crashAndReopen: async () => memory(b.reopen({ batchOpsMax: 5 })) };
+}
+
+function lmdbAt(path: string): Subject {
+  const b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 5 });
+  return {
+    backend: b,
+    crashAndReopen: async () => {
+      await b.abandon();
+      return lmdbAt(path);
+    },
+  };
+}
+
+function lmdb(): Subject {
+  const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+  dirs.push(d);
+  return lmdbAt(join(d, 'member', 'db'));
+}
+
+const k = (s: string) => new TextEncoder().encode(s);
+const s = (b: Uint8Array | undefined) => (b === undefined ? undefined : Buffer.from(b).toString());
+const all = (b: Backend, from = '', to?: string) => [...b.scan(k(from), to === undefined ? undefined : k(to))].map(([a, v]) => `${s(a)}=${s(v)}`);
+
+describe.each([
+  ['memory', memory],
+  ['lmdb', lmdb],
+])('%s backend', (_name, make) => {
+  it('reads its own writes before a commit, keeps only committed ones over a crash', async () => {
+    let x = make();
+    x.backend.put(k('a'), k('1'));
+    x.backend.put(k('b'), k('2'));
+    expect(s(x.backend.get(k('a')))).toBe('1');
+    x.backend.commit();
+    x.backend.put(k('c'), k('3'));
+    x.backend.del(k('a'));
+    expect(s(x.backend.get(k('a')))).toBeUndefined();
+    expect(all(x.backend)).toEqual(['b=2', 'c=3']);
+    x = await x.crashAndReopen();
+    expect(all(x.backend)).toEqual(['a=1', 'b=2']);
+    await x.backend.close();
+  });
+
+  it('commits by count at maybeCommit, and a clear is part of its batch', async () => {
+    let x = make();
+    for (let i = 0; i < 5; i++) x.backend.put(k(`k${i}`), k(`${i}`));
+    expect(x.backend.pendingOps).toBe(5);
+    x.backend.maybeCommit();
+    expect(x.backend.pendingOps).toBe(0);
+    x.backend.clear();
+    x.backend.put(k('z'), k('26'));
+    expect(all(x.backend)).toEqual(['z=26']);
+    x = await x.crashAndReopen();
+    expect(all(x.backend)).toHaveLength(5);
+    x.backend.clear();
+    x.backend.put(k('z'), k('26'));
+    x.backend.commit();
+    x = await x.crashAndReopen();
+    expect(all(x.backend)).toEqual(['z=26']);
+    await x.backend.close();
+  });
+
+  it('scans [start, end) merging pending puts and deletions with committed data, as a model map does', async () => {
+    const x = make();
+    const model = new Map<string, string>();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.constantFrom('put', 'del', 'commit'), fc.stringMatching(/^[a-d]{1,3}$/), fc.nat(99)), { maxLength: 40 }),
+        fc.stringMatching(/^[a-d]{0,2}$/),
+        fc.option(fc.stringMatching(/^[a-e]{0,2}$/), { nil: undefined }),
+        async (ops, from, to) => {
+          for (const [op, key, v] of ops) {
+            if (op === 'put') {
+              x.backend.put(k(key), k(String(v)));
+              model.set(key, String(v));
+            } else if (op === 'del') {
+              x.backend.del(k(key));
+              model.delete(key);
+            } else x.backend.commit();
+          }
+          const want = [...model.entries()]
+            .filter(([key]) => key >= from && (to === undefined || key < to))
+            .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+            .map(([key, v]) => `${key}=${v}`);
+          expect(all(x.backend, from, to)).toEqual(want);
+        },
+      ),
+      { numRuns: 100 },
+    );
+    await x.backend.close();
+  });
+
+  it('keeps writes committed while a defragmentation runs, and frees deleted space', async () => {
+    let x = make();
+    const big = new Uint8Array(4096).fill(7);
+    for (let i = 0; i < 500; i++) x.backend.put(k(`k${String(i).padStart(4, '0')}`), big);
+    x.backend.commit();
+    for (let i = 0; i < 450; i++) x.backend.del(k(`k${String(i).padStart(4, '0')}`));
+    x.backend.commit();
+    const defrag = x.backend.defragment();
+    // Reads and writes go on meanwhile.
+    x.backend.put(k('during'), k('yes'));
+    x.backend.commit();
+    expect(s(x.backend.get(k('k0499')))).toBe(s(big));
+    const { beforeBytes, afterBytes } = await defrag;
+    expect(afterBytes).toBeLessThanOrEqual(beforeBytes);
+    expect(s(x.backend.get(k('during')))).toBe('yes');
+    x.backend.put(k('after'), k('yes'));
+    x.backend.commit();
+    x = await x.crashAndReopen();
+    expect(all(x.backend)).toHaveLength(52);
+    expect(s(x.backend.get(k('during')))).toBe('yes');
+    expect(s(x.backend.get(k('after')))).toBe('yes');
+    await x.backend.close();
+  });
+
+  it('uses etcd batch limits by default, refuses keys LMDB cannot hold', () => {
+    expect(BACKEND_BATCH_OPS_MAX).toBe(10_000);
+    const x = make();
+    expect(() => x.backend.put(new Uint8Array(0), k('v'))).toThrow(RangeError);
+    expect(() => x.backend.put(new Uint8Array(BACKEND_KEY_BYTES_MAX + 1), k('v'))).toThrow(RangeError);
+    x.backend.put(new Uint8Array(BACKEND_KEY_BYTES_MAX).fill(1), k('v'));
+    x.backend.commit();
+  });
+});
+
+describe('lmdb backend', () => {
+  it('shrinks its file on defragmentation after a mass deletion', async () => {
+    const x = lmdb();
+    const big = new Uint8Array(1024).fill(1);
+    for (let i = 0; i < 5000; i++) x.backend.put(k(`k${i}`), big);
+    x.backend.commit();
+    for (let i = 0; i < 5000; i++) x.backend.del(k(`k${i}`));
+    x.backend.commit();
+    const { beforeBytes, afterBytes } = await x.backend.defragment();
+    expect(beforeBytes).toBeGreaterThan(5_000_000);
+    expect(afterBytes).toBeLessThan(beforeBytes / 10);
+    await x.backend.close();
+  });
+});

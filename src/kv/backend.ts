@@ -1,0 +1,314 @@
+/**
+ * The storage backend under the MVCC store: an ordered map of byte keys to byte values with
+ * batched, atomic, durable commits — etcd's backend over bbolt, here over LMDB (backend-lmdb.ts)
+ * or memory (MemoryBackend, for unit tests and the simulator).
+ *
+ * The contract, the same for every implementation (backend.test.ts runs one conformance suite
+ * against each):
+ * - Writes (put, del, clear) are visible to every read at once, in this process.
+ * - They become durable only at `commit()`, all of them or none: after a crash the backend
+ *   holds exactly what its last completed commit held. The MVCC store writes the applied Raft
+ *   index in the same batch as the data it produced, so a restart finds both consistent.
+ * - Reads never see half of a commit; a scan must not be interleaved with writes.
+ *
+ * Why a write overlay in JS rather than one long LMDB write transaction: LMDB's write
+ * transactions are owned by one thread and lmdb-js exposes them only as callbacks; keeping the
+ * batch in an ordered in-memory overlay lets the store write synchronously while it applies,
+ * and makes a commit one `transactionSync` of the batch (one fsync per batch, like etcd's
+ * batched bbolt commits).
+ */
+import sortedBtree from 'sorted-btree';
+
+/**
+ * sorted-btree is CommonJS with `exports.default`: Node's ESM loader hands us the exports
+ * object, bundlers (vitest) the class itself.
+ */
+type BTreeClass = typeof sortedBtree.default;
+export const BTree: BTreeClass = (sortedBtree as unknown as { default?: BTreeClass }).default ?? (sortedBtree as unknown as BTreeClass);
+export type BTree<K, V> = InstanceType<typeof sortedBtree.default<K, V>>;
+
+/** etcd's default backend batch interval (--backend-batch-interval): commit at least this often. */
+export const BACKEND_BATCH_INTERVAL_MS = 100;
+/** etcd's default backend batch limit (--backend-batch-limit): commit once this many writes wait. */
+export const BACKEND_BATCH_OPS_MAX = 10_000;
+
+/** Longest key a backend takes (LMDB's default maximum key size); keys are never empty. */
+export const BACKEND_KEY_BYTES_MAX = 511;
+
+export interface Backend {
+  /** True when committed data outlives this process (LMDB); false for a plain in-memory backend. */
+  readonly durable: boolean;
+  get(key: Uint8Array): Uint8Array | undefined;
+  put(key: Uint8Array, value: Uint8Array): void;
+  del(key: Uint8Array): void;
+  /** Deletes every key (as part of the current batch). */
+  clear(): void;
+  /** The entries with start <= key < end (end undefined: to the last key), ascending. */
+  scan(start: Uint8Array, end?: Uint8Array): IterableIterator<[Uint8Array, Uint8Array]>;
+  /** Writes since the last commit. */
+  readonly pendingOps: number;
+  /** Makes every write so far durable, atomically (no-op without pending writes). */
+  commit(): void;
+  /** Commits when BACKEND_BATCH_OPS_MAX (or the backend's own limit) writes wait. */
+  maybeCommit(): void;
+  /** Bytes the store takes: the database file for LMDB, keys and values for memory. */
+  dbSizeBytes(): number;
+  /** Bytes in use inside that (dbSizeBytes minus free pages, roughly). */
+  dbSizeInUseBytes(): number;
+  /**
+   * Rewrites the store compactly while reads and writes go on; resolves with the sizes before
+   * and after. Commits made meanwhile are carried over into the new copy.
+   */
+  defragment(): Promise<{ beforeBytes: number; afterBytes: number }>;
+  close(): Promise<void>;
+}
+
+export interface BackendBatchLimits {
+  /** Commit at least this often (ms); 0 = only by count or when asked. */
+  readonly batchIntervalMs: number;
+  /** Commit once this many writes wait. */
+  readonly batchOpsMax: number;
+}
+
+/** The byte string as a binary string (one char per byte), whose order is the bytes' order. */
+export function binKey(b: Uint8Array): string {
+  // latin1 maps each byte to the code unit of the same value, natively.
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+}
+
+export function unbinKey(s: string): Uint8Array {
+  const b = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
+  return b;
+}
+
+/** One batch of writes: key -> value, or null for a deletion; `cleared` when it starts with a clear. */
+export interface Batch {
+  readonly cleared: boolean;
+  readonly ops: BTree<string, Uint8Array | null>;
+}
+
+/**
+ * The write overlay every backend shares: pending writes in an ordered map in front of the
+ * committed store; reads merge the two. Subclasses supply the committed store.
+ */
+export abstract class OverlayBackend implements Backend {
+  abstract readonly durable: boolean;
+  private pending: BTree<string, Uint8Array | null> = new BTree();
+  private cleared = false;
+  private opsSinceCommit = 0;
+  private timer: NodeJS.Timeout | null = null;
+  protected closed = false;
+
+  protected constructor(protected readonly limits: BackendBatchLimits) {
+    if (limits.batchIntervalMs > 0) {
+      this.timer = setInterval(() => {
+        if (this.opsSinceCommit > 0 && !this.closed) this.commit();
+      }, limits.batchIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  protected abstract committedGet(key: Uint8Array): Uint8Array | undefined;
+  protected abstract committedScan(start: Uint8Array, end: Uint8Array | undefined): IterableIterator<[Uint8Array, Uint8Array]>;
+  protected abstract write(batch: Batch): void;
+  abstract dbSizeBytes(): number;
+  abstract dbSizeInUseBytes(): number;
+  abstract defragment(): Promise<{ beforeBytes: number; afterBytes: number }>;
+
+  get pendingOps(): number {
+    return this.opsSinceCommit;
+  }
+
+  get(key: Uint8Array): Uint8Array | undefined {
+    const p = this.pending.get(binKey(key));
+    if (p !== undefined) return p ?? undefined;
+    if (this.cleared) return undefined;
+    return this.committedGet(key);
+  }
+
+  put(key: Uint8Array, value: Uint8Array): void {
+    this.checkOpen();
+    checkKey(key);
+    this.pending.set(binKey(key), value);
+    this.opsSinceCommit++;
+  }
+
+  del(key: Uint8Array): void {
+    this.checkOpen();
+    checkKey(key);
+    this.pending.set(binKey(key), null);
+    this.opsSinceCommit++;
+  }
+
+  clear(): void {
+    this.checkOpen();
+    this.pending = new BTree();
+    this.cleared = true;
+    this.opsSinceCommit++;
+  }
+
+  *scan(start: Uint8Array, end?: Uint8Array): IterableIterator<[Uint8Array, Uint8Array]> {
+    const endS = end === undefined ? undefined : binKey(end);
+    const startS = binKey(start);
+    if (endS !== undefined && endS <= startS) return;
+    // Nothing pending in the range (a scan at open, most scans): the committed data as it is.
+    const firstPending = this.pending.getPairOrNextHigher(startS);
+    if (!this.cleared && (firstPending === undefined || (endS !== undefined && firstPending[0] >= endS))) {
+      yield* this.committedScan(start, end);
+      return;
+    }
+    const over = this.pending.entries(startS);
+    let o = over.next();
+    const inRange = (k: string): boolean => endS === undefined || k < endS;
+    if (this.cleared) {
+      for (; !o.done && inRange(o.value[0]); o = over.next()) if (o.value[1] !== null) yield [unbinKey(o.value[0]), o.value[1]];
+      return;
+    }
+    const base = this.committedScan(start, end);
+    let c = base.next();
+    let cs = c.done ? '' : binKey(c.value[0]);
+    while (!c.done || (!o.done && inRange(o.value[0]))) {
+      const oLive = !o.done && inRange(o.value[0]);
+      if (!c.done && (!oLive || cs < o.value![0])) {
+        yield c.value;
+        c = base.next();
+        cs = c.done ? '' : binKey(c.value[0]);
+        continue;
+      }
+      // The overlay's entry comes first or shadows the committed one.
+      const [k, v] = o.value!;
+      if (!c.done && cs === k) {
+        c = base.next();
+        cs = c.done ? '' : binKey(c.value[0]);
+      }
+      if (v !== null) yield [unbinKey(k), v];
+      o = over.next();
+    }
+  }
+
+  commit(): void {
+    this.checkOpen();
+    if (this.opsSinceCommit === 0) return;
+    const batch: Batch = { cleared: this.cleared, ops: this.pending };
+    // The overlay is dropped only once the batch is durable: a failed write leaves it readable
+    // (and the member stops: a storage failure is fatal, see RaftNode).
+    this.write(batch);
+    this.pending = new BTree();
+    this.cleared = false;
+    this.opsSinceCommit = 0;
+  }
+
+  maybeCommit(): void {
+    if (this.opsSinceCommit >= this.limits.batchOpsMax) this.commit();
+  }
+
+  /** Forgets the writes since the last commit (what a crash does). */
+  protected dropPending(): void {
+    this.pending = new BTree();
+    this.cleared = false;
+    this.opsSinceCommit = 0;
+  }
+
+  protected stopTimer(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.commit();
+    this.stopTimer();
+    this.closed = true;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new Error('the storage backend is closed');
+  }
+}
+
+function checkKey(key: Uint8Array): void {
+  if (key.length === 0 || key.length > BACKEND_KEY_BYTES_MAX) throw new RangeError(`a backend key is 1 to ${BACKEND_KEY_BYTES_MAX} bytes, got ${key.length}`);
+}
+
+/** Sizes of a memory backend's committed data, for dbSizeBytes. */
+function entryBytes(k: string, v: Uint8Array): number {
+  return k.length + v.length;
+}
+
+/**
+ * The backend in memory, with the crash semantics of the real one: `crash()` forgets every
+ * write since the last commit, and `reopen()` hands the committed data to a fresh instance (a
+ * member restarting on the same disk). `durable` says whether the store should treat its
+ * commits as surviving a restart (the simulator and crash tests reopen it; a plain in-memory
+ * member does not).
+ */
+export class MemoryBackend extends OverlayBackend {
+  readonly durable: boolean;
+  private committed: BTree<string, Uint8Array>;
+  private bytes = 0;
+  /** Commits completed (tests and the simulator count them). */
+  commits = 0;
+
+  constructor(opts: { durable?: boolean; batchOpsMax?: number; committed?: BTree<string, Uint8Array> } = {}) {
+    super({ batchIntervalMs: 0, batchOpsMax: opts.batchOpsMax ?? BACKEND_BATCH_OPS_MAX });
+    this.durable = opts.durable ?? false;
+    this.committed = opts.committed ?? new BTree();
+    this.committed.forEach((v, k) => (this.bytes += entryBytes(k, v)));
+  }
+
+  protected committedGet(key: Uint8Array): Uint8Array | undefined {
+    return this.committed.get(binKey(key));
+  }
+
+  protected *committedScan(start: Uint8Array, end: Uint8Array | undefined): IterableIterator<[Uint8Array, Uint8Array]> {
+    const endS = end === undefined ? undefined : binKey(end);
+    for (const [k, v] of this.committed.entries(binKey(start))) {
+      if (endS !== undefined && k >= endS) return;
+      yield [unbinKey(k), v];
+    }
+  }
+
+  protected write(batch: Batch): void {
+    // Copy-on-write: a scan of the old tree in progress is not disturbed (as an LMDB reader).
+    const next = batch.cleared ? new BTree<string, Uint8Array>() : this.committed.clone();
+    let bytes = batch.cleared ? 0 : this.bytes;
+    batch.ops.forEach((v, k) => {
+      const old = next.get(k);
+      if (old !== undefined) bytes -= entryBytes(k, old);
+      if (v === null) next.delete(k);
+      else {
+        next.set(k, v);
+        bytes += entryBytes(k, v);
+      }
+    });
+    this.committed = next;
+    this.bytes = bytes;
+    this.commits++;
+  }
+
+  dbSizeBytes(): number {
+    return this.bytes;
+  }
+
+  dbSizeInUseBytes(): number {
+    return this.bytes;
+  }
+
+  async defragment(): Promise<{ beforeBytes: number; afterBytes: number }> {
+    return { beforeBytes: this.bytes, afterBytes: this.bytes };
+  }
+
+  /** A crash: every write since the last commit is lost. The instance stays usable. */
+  crash(): void {
+    this.dropPending();
+  }
+
+  /** The committed data in a new instance, as a restarted member finds it (this one is closed without committing). */
+  reopen(opts: { batchOpsMax?: number } = {}): MemoryBackend {
+    this.dropPending();
+    this.stopTimer();
+    this.closed = true;
+    return new MemoryBackend({ durable: this.durable, committed: this.committed, ...opts });
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * The MVCC store over its backend: a crash keeps exactly the state of the last backend commit
+ * (applied index with it, through KvStateMachine), a reopened store equals that state (index,
+ * leases, change log), and a range with a limit reads only the values it returns.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MemoryBackend } from './backend.js';
+import { LmdbBackend } from './backend-lmdb.js';
+import { encodeRequest, type Command } from './commands.js';
+import { MvccStore } from './mvcc.js';
+import { KvStateMachine } from './state-machine.js';
+import { RaftNode } from '../node/node.js';
+import type { ConfState } from '../raft/types.js';
+import { decodeSnapshot } from '../storage/snapshots.js';
+import { DiskStorage } from '../storage/storage.js';
+import { MemoryNetwork } from '../transport/memory.js';
+import type { ApplyResult } from './commands.js';
+
+const b = (s: string): Uint8Array => new TextEncoder().encode(s);
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+type Op = { t: 'put'; k: number; v: number; lease: boolean } | { t: 'del'; k: number } | { t: 'compact' } | { t: 'grant' } | { t: 'revoke' } | { t: 'commit' };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ t: fc.constant('put' as const), k: fc.nat(7), v: fc.nat(9), lease: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('del' as const), k: fc.nat(7) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('compact' as const) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('grant' as const) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('revoke' as const) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('commit' as const) }) },
+);
+
+/** The ops as log commands (commit is not one: the test commits the backend there). */
+function command(o: Op, leases: bigint[], sm: KvStateMachine): Command | null {
+  switch (o.t) {
+    case 'put':
+      return { op: 'put', req: { key: b(`k${o.k}`), value: b(`v${o.v}`), ...(o.lease && leases.length ? { lease: leases.at(-1)! } : {}) } };
+    case 'del':
+      return { op: 'deleteRange', req: { key: b(`k${o.k}`) } };
+    case 'compact':
+      return { op: 'compact', revision: Math.max(1, sm.store.revision - 1) };
+    case 'grant':
+      leases.push(BigInt(leases.length + 1));
+      return { op: 'leaseGrant', id: leases.at(-1)!, ttl: 10 };
+    case 'revoke':
+      return leases.length ? { op: 'leaseRevoke', id: leases.shift()! } : null;
+    case 'commit':
+      return null;
+  }
+}
+
+describe('MvccStore over a backend', () => {
+  it('property: after a crash the reopened state machine is exactly the state at the last commit (memory backend)', () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 60 }), (ops) => {
+        const backend = new MemoryBackend({ durable: true, batchOpsMax: 1_000_000 });
+        const sm = new KvStateMachine({}, backend);
+        const leases: bigint[] = [];
+        let committed = { image: sm.snapshot(), applied: 0, hash: sm.store.hashKv().hash };
+        let index = 0;
+        for (const o of ops) {
+          if (o.t === 'commit') {
+            backend.commit();
+            committed = { image: sm.snapshot(), applied: sm.lastAppliedIndex(), hash: sm.store.hashKv().hash };
+            continue;
+          }
+          const c = command(o, leases, sm);
+          if (c) sm.apply({ index: ++index, term: 1, type: 'normal', data: encodeRequest({ id: 0n, command: c }) });
+        }
+        const again = new KvStateMachine({}, backend.reopen());
+        expect(again.lastAppliedIndex()).toBe(committed.applied);
+        expect(again.snapshot()).toEqual(committed.image);
+        expect(again.store.hashKv().hash).toBe(committed.hash);
+        // ...and the reopened store is the one a snapshot image restores (index, leases, change log).
+        const viaImage = new KvStateMachine();
+        viaImage.restore(committed.image, committed.applied);
+        expect(again.store.changesSince(0)).toEqual(viaImage.store.changesSince(0));
+        for (const id of viaImage.store.leaseIds()) expect(again.store.lease(id)).toEqual(viaImage.store.lease(id));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('LMDB: a closed and reopened store holds what the in-memory store holds after the same commands', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-mvcc-'));
+    dirs.push(dir);
+    const ops = fc.sample(fc.array(opArb, { minLength: 200, maxLength: 200 }), { numRuns: 1, seed: 7 })[0]!;
+    const disk = new KvStateMachine({}, LmdbBackend.open(join(dir, 'db'), { batchIntervalMs: 0, batchOpsMax: 50 }));
+    const mem = new KvStateMachine();
+    const leases = [[], []] as bigint[][];
+    let index = 0;
+    for (const o of ops) {
+      index++;
+      for (const [i, sm] of [disk, mem].entries()) {
+        const c = command(o, leases[i]!, sm);
+        if (c) sm.apply({ index, term: 1, type: 'normal', data: encodeRequest({ id: 0n, command: c }) });
+      }
+    }
+    await disk.backend.close();
+    const reopened = new KvStateMachine({}, LmdbBackend.open(join(dir, 'db'), { batchIntervalMs: 0 }));
+    expect(reopened.snapshot()).toEqual(mem.snapshot());
+    expect(reopened.store.hashKv()).toEqual(mem.store.hashKv());
+    await reopened.backend.close();
+  });
+
+  it('a range with a limit reads only the values it returns; a count reads none', () => {
+    let gets = 0;
+    const backend = new MemoryBackend();
+    const get = backend.get.bind(backend);
+    backend.get = (k) => (gets++, get(k));
+    const m = new MvccStore({}, backend);
+    for (let i = 0; i < 1000; i++) m.put({ key: b(`k${String(i).padStart(4, '0')}`), value: b('x'.repeat(100)) });
+    for (let i = 0; i < 1000; i += 2) m.put({ key: b(`k${String(i).padStart(4, '0')}`), value: b('y') });
+    gets = 0;
+    const r = m.range({ key: b('k'), rangeEnd: b('l'), limit: 10 });
+    expect(r.kvs).toHaveLength(10);
+    expect(r.count).toBe(1000);
+    expect(r.more).toBe(true);
+    expect(gets).toBe(10);
+    gets = 0;
+    expect(m.range({ key: b('k'), rangeEnd: b('l'), countOnly: true }).count).toBe(1000);
+    expect(m.range({ key: b('k'), rangeEnd: b('l'), limit: 5, sortOrder: 'descend', sortTarget: 'mod' }).kvs.map((kv) => kv.modRevision)).toEqual([1501, 1500, 1499, 1498, 1497]);
+    expect(gets).toBe(5);
+  });
+});
+
+describe('RaftNode with a state machine on a durable backend', () => {
+  const one: ConfState = { voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+
+  async function start(dir: string, backend: MemoryBackend): Promise<{ node: RaftNode<ApplyResult>; sm: KvStateMachine; applied: number[] }> {
+    const sm = new KvStateMachine({}, backend);
+    const applied: number[] = [];
+    sm.onApplied((_id, index) => applied.push(index));
+    const net = new MemoryNetwork();
+    const node = await RaftNode.start<ApplyResult>({ id: 1, storage: await DiskStorage.open(dir, one), transport: net.endpoint(1), stateMachine: sm, tickMs: 5, electionTicks: 10, seed: 1, snapshotEntries: 25, snapshotRetain: 5 });
+    for (let i = 0; i < 400 && !node.isLeader; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(node.isLeader).toBe(true);
+    return { node, sm, applied };
+  }
+
+  it('resumes at the applied index its backend committed: replays only later entries; snapshots are markers that release the WAL', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-node-backend-'));
+    dirs.push(dir);
+    const backend = new MemoryBackend({ durable: true, batchOpsMax: 1_000_000 });
+    const first = await start(dir, backend);
+    const put = (i: number) => first.node.propose(encodeRequest({ id: 0n, command: { op: 'put', req: { key: b(`k${i}`), value: b(`v${i}`) } } }));
+    for (let i = 0; i < 60; i++) await put(i);
+    // Snapshots were taken (every 25 entries) through a backend commit each: the store is
+    // durable at least up to the last one, and the snapshot files hold no image.
+    const snapDir = join(dir, 'snap');
+    const files = readdirSync(snapDir).filter((f) => f.endsWith('.snap'));
+    expect(files.length).toBeGreaterThan(0);
+    const newest = decodeSnapshot(readFileSync(join(snapDir, files.sort().at(-1)!)), 'snap');
+    expect(JSON.parse(new TextDecoder().decode(newest.data))).toEqual({ v: 'stored', applied: newest.meta.index });
+    for (let i = 60; i < 70; i++) await put(i);
+    const last = first.node.appliedIndex;
+    const hash = first.sm.store.hashKv().hash;
+    // A crash: the backend keeps its last commit (the writes since are lost), the WAL everything.
+    await first.node.stop();
+    const backend2 = backend.reopen();
+    const durable = new KvStateMachine({}, backend2).lastAppliedIndex();
+    expect(durable).toBeGreaterThanOrEqual(newest.meta.index);
+    expect(durable).toBeLessThan(last);
+    const restarted = await start(dir, backend2);
+    for (let i = 0; i < 400 && restarted.node.appliedIndex < last; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(Math.min(...restarted.applied)).toBe(durable + 1);
+    expect(restarted.sm.store.hashKv().hash).toBe(hash);
+    await restarted.node.stop();
+  });
+
+  it('a marker snapshot cannot be restored into a store behind it: the member says its store was lost', () => {
+    const sm = new KvStateMachine();
+    expect(() => sm.restore(b(JSON.stringify({ v: 'stored', applied: 9 })), 9)).toThrow(/kept in the store's own backend, which holds only up to index 0: was the backend file lost\?/);
+  });
+});
