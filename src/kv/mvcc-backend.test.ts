@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryBackend } from './backend.js';
 import { LmdbBackend } from './backend-lmdb.js';
 import { encodeRequest, type Command } from './commands.js';
+import { encodeMemberChange } from './membership.js';
 import { MvccStore } from './mvcc.js';
 import { KvStateMachine } from './state-machine.js';
 import { RaftNode } from '../node/node.js';
@@ -178,5 +179,35 @@ describe('RaftNode with a state machine on a durable backend', () => {
   it('a marker snapshot cannot be restored into a store behind it: the member says its store was lost', () => {
     const sm = new KvStateMachine();
     expect(() => sm.restore(b(JSON.stringify({ v: 'stored', applied: 9 })), 9)).toThrow(/kept in the store's own backend, which holds only up to index 0: was the backend file lost\?/);
+  });
+});
+
+describe('the state beside the key space survives a restart from the backend', () => {
+  it('member table, auth, alarms, lease checkpoints and published members come back from the backend alone (no log replay)', () => {
+    const backend = new MemoryBackend();
+    const boot = [{ raftId: 1, id: 11n, peerUrls: ['http://127.0.0.1:2380'] }];
+    const sm = new KvStateMachine({ bootstrapMembers: boot }, backend);
+    let i = 0;
+    const run = (c: Command): ApplyResult => sm.apply({ index: ++i, term: 1, type: 'normal', data: encodeRequest({ id: 0n, command: c }) });
+    expect(run({ op: 'leaseGrant', id: 5n, ttl: 100 }).ok).toBe(true);
+    expect(run({ op: 'leaseCheckpoint', checkpoints: [{ id: 5n, remainingMs: 42_000 }] }).ok).toBe(true);
+    expect(run({ op: 'alarm', action: 'activate', member: { memberId: 7n, alarm: 'NOSPACE' } }).ok).toBe(true);
+    expect(run({ op: 'roleAdd', name: 'reader' }).ok).toBe(true);
+    expect(run({ op: 'publish', member: { id: 11n, name: 'n1', clientUrls: ['http://127.0.0.1:2379'] } }).ok).toBe(true);
+    sm.applyConfChange({ changes: [{ kind: 'addLearner', nodeId: 2 }], context: encodeMemberChange({ op: 'add', raftId: 2, id: 22n, peerUrls: ['http://127.0.0.1:2390'], isLearner: true }) }, ++i);
+    sm.persistTo(i);
+    const committed = sm.snapshot();
+    // Written after the last commit: lost in the crash.
+    expect(run({ op: 'alarm', action: 'activate', member: { memberId: 8n, alarm: 'CORRUPT' } }).ok).toBe(true);
+    backend.crash();
+    const again = new KvStateMachine({ bootstrapMembers: boot }, backend.reopen());
+    expect(again.lastAppliedIndex()).toBe(i - 1);
+    expect(again.snapshot()).toEqual(committed);
+    expect(again.alarms()).toEqual([{ memberId: 7n, alarm: 'NOSPACE' }]);
+    expect(again.leaseRemainingMs(5n)).toBe(42_000);
+    expect(again.auth.image()).toEqual(sm.auth.image());
+    expect(again.cluster.toImage()).toEqual(sm.cluster.toImage());
+    expect(again.cluster.list().map((m) => m.raftId)).toEqual([1, 2]);
+    expect([...again.members.values()]).toEqual([...sm.members.values()]);
   });
 });
