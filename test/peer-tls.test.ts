@@ -176,4 +176,27 @@ describe.skipIf(!which('openssl'))('peer mutual TLS: a 3-member cluster', () => 
       }
     }
   }, 90_000);
+
+  it('a member added at runtime joins over peer TLS: its join query and its Raft connections present its certificate', async () => {
+    memberCerts.push(issue(dir, ca, 'm4', { cn: 'member' }));
+    const m = await cluster.prepare('m4');
+    for (;;) {
+      // etcd's strict reconfiguration refuses changes until the members' peers were up a while.
+      const r = await client.memberAdd([m.peerUrl], { isLearner: true }).then(() => 'added', (e: Error) => e.message);
+      if (r === 'added') break;
+      expect(r).toMatch(/unhealthy cluster/);
+      await sleep(500);
+    }
+    await cluster.join(cluster.members.indexOf(m), cluster.members);
+    await client.put('joined-over-tls', 'yes');
+    const joined = new FlotillaClient({ endpoints: [m.clientUrl.replace('http://', '')] });
+    try {
+      await until('the joined member to apply the write', async () => {
+        const r = await joined.get('joined-over-tls', { consistency: 'serializable' }).catch(() => undefined);
+        return r?.kvs[0]?.value.toString() === 'yes' ? true : undefined;
+      });
+    } finally {
+      await joined.close();
+    }
+  });
 });

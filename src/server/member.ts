@@ -22,7 +22,8 @@ import { DiskStorage, type StorageObserver } from '../storage/storage.js';
 import { FRAME_BYTES_MAX, MEMBER_FRAME_HEADER_BYTES } from '../transport/codec.js';
 import { loadTls } from './tls.js';
 import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel, type PeerAddress, type TransportObserver } from '../transport/tcp.js';
-import { queryJoin } from '../transport/join.js';
+import { queryJoin, type JoinTls } from '../transport/join.js';
+import type { TlsFiles } from '../lib/tls-files.js';
 import type { ServerConfig } from './config.js';
 import { faultyFs, faultyTransport, noFaults, type FaultState } from './faults.js';
 import { ApplyWaits } from './apply-waits.js';
@@ -131,6 +132,12 @@ async function writeIdentity(dir: string, id: Identity): Promise<void> {
   }
 }
 
+/** The TLS of a join query to `peerUrl`: this member's peer certificate when the URL is https:// (undefined: plain TCP). */
+function joinTls(peerUrl: string, files: TlsFiles | null, config: ServerConfig): JoinTls | undefined {
+  if (new URL(peerUrl).protocol !== 'https:' || !files) return undefined;
+  return { secureContext: files.current().context, rejectUnauthorized: !config.peerTls?.autoTls };
+}
+
 const addressOf = (peerUrl: string): PeerAddress => {
   const u = new URL(peerUrl);
   return { host: u.hostname, port: Number(u.port), tls: u.protocol === 'https:' };
@@ -225,6 +232,8 @@ export class EtcdMember {
   private noSpaceRaise: Promise<void> | null = null;
   /** Auth tokens (--auth-token): kept or checked by this member, never replicated. */
   tokens!: TokenProvider;
+  /** This member's peer certificate (--peer-cert-file ...), for its join queries to https:// peers. */
+  private peerTlsFiles: TlsFiles | null = null;
   private removalCheck: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -265,7 +274,7 @@ export class EtcdMember {
    * --initial-cluster-state existing, by asking the cluster (join); else from the flags, as a
    * bootstrap member. A removed member's directory refuses to start.
    */
-  private static async identify(config: ServerConfig, logger: Logger): Promise<Identity> {
+  private static async identify(config: ServerConfig, logger: Logger, peerTls: TlsFiles | null): Promise<Identity> {
     await mkdir(config.dataDir, { recursive: true });
     const known = await readIdentity(config.dataDir);
     if (known?.removed) throw new MemberRemovedError(`${REMOVED_MESSAGE} (member ${known.memberId.toString(16)}; data directory ${config.dataDir})`);
@@ -273,14 +282,14 @@ export class EtcdMember {
     const hasData = (await readdir(config.dataDir)).length > 0;
     const identity: Identity =
       config.initialClusterState === 'existing' && !hasData
-        ? await EtcdMember.join(config, logger)
+        ? await EtcdMember.join(config, logger, peerTls)
         : { memberId: config.self.id, raftId: config.self.raftId, clusterId: config.clusterId, bootstrap: 'new', peers: [], removed: false };
     await writeIdentity(config.dataDir, identity);
     return identity;
   }
 
   /** Asks the members of --initial-cluster (their peer ports) for the cluster, and finds this member in it by its peer URLs. */
-  private static async join(config: ServerConfig, logger: Logger): Promise<Identity> {
+  private static async join(config: ServerConfig, logger: Logger, peerTls: TlsFiles | null): Promise<Identity> {
     const mine = [...config.initialAdvertisePeerUrls].sort().join(',');
     const targets = config.initialCluster.filter((x) => x.name !== config.name).flatMap((x) => x.peerUrls);
     if (targets.length === 0) throw new Error('--initial-cluster-state existing: --initial-cluster names no other member to join');
@@ -288,7 +297,7 @@ export class EtcdMember {
     for (;;) {
       for (const url of targets) {
         const a = addressOf(url);
-        const answer = await queryJoin(a.host, a.port, config.initialClusterToken);
+        const answer = await queryJoin(a.host, a.port, config.initialClusterToken, undefined, joinTls(url, peerTls, config));
         const cluster = answer ? readJoinAnswer(answer) : null;
         if (!cluster) continue;
         const self = cluster.table.list().find((m) => [...m.peerUrls].sort().join(',') === mine);
@@ -318,8 +327,9 @@ export class EtcdMember {
   static async start(config: ServerConfig, logger: Logger, observers: MemberObservers = {}): Promise<EtcdMember> {
     // Before storage is opened: unusable certificate files stop the member at once.
     const peerTls = config.peerTls ? loadTls('peer', config.peerTls, [...config.listenPeerUrls, ...config.initialAdvertisePeerUrls.map((u) => new URL(u))], logger) : null;
-    const identity = await EtcdMember.identify(config, logger);
+    const identity = await EtcdMember.identify(config, logger, peerTls);
     const m = new EtcdMember(config, logger, identity);
+    m.peerTlsFiles = peerTls;
     m.tokens = await tokenProvider(config.authToken, config.authTokenTtlMs);
     await quotaStartWarnings(config.dataDir, config.quotaBackendBytes, logger);
     // A joining member starts with no configuration: it learns it (and the data) from the
@@ -397,7 +407,7 @@ export class EtcdMember {
     for (const p of peers) {
       if (this.stopped || p.raftId === this.raftId) continue;
       const a = addressOf(p.peerUrls[0]!);
-      const answer = await queryJoin(a.host, a.port, this.config.initialClusterToken);
+      const answer = await queryJoin(a.host, a.port, this.config.initialClusterToken, undefined, joinTls(p.peerUrls[0]!, this.peerTlsFiles, this.config));
       const cluster = answer ? readJoinAnswer(answer) : null;
       if (!cluster || cluster.clusterId !== this.clusterId) continue;
       if (!cluster.table.byRaftId(this.raftId) && cluster.table.isRemoved(this.memberId)) this.learnRemoved(`member ${p.raftId} lists it as removed`);

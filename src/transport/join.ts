@@ -10,7 +10,8 @@
  *   query  = kind 33 | magic "FLOT" | version:u8 | token (u16 length + UTF-8)
  *   answer = kind 34 | opaque bytes (at most JOIN_ANSWER_BYTES_MAX)
  */
-import { connect } from 'node:net';
+import { connect, isIP } from 'node:net';
+import { connect as tlsConnect, type SecureContext } from 'node:tls';
 import { FrameReader, HANDSHAKE_FRAME_BYTES_MAX, PROTOCOL_VERSION } from './codec.js';
 
 export const JOIN_QUERY_KIND = 33;
@@ -65,11 +66,20 @@ export function encodeJoinAnswer(answer: Uint8Array): Uint8Array {
  * Asks the member at host:port for the cluster; resolves with its answer, or null (refused,
  * closed, malformed, or no answer within the timeout).
  */
-export function queryJoin(host: string, port: number, token: string, timeoutMs = JOIN_QUERY_TIMEOUT_MS): Promise<Uint8Array | null> {
+/** How to reach a member whose peer URL is https:// (this member's peer certificate, as its Raft connections use). */
+export interface JoinTls {
+  readonly secureContext: SecureContext;
+  /** Verify the member's certificate (false with --peer-auto-tls, as the Raft connections). */
+  readonly rejectUnauthorized: boolean;
+}
+
+export function queryJoin(host: string, port: number, token: string, timeoutMs = JOIN_QUERY_TIMEOUT_MS, tls?: JoinTls): Promise<Uint8Array | null> {
   const query = encodeJoinQuery(token);
   if (query.length - 4 > HANDSHAKE_FRAME_BYTES_MAX) return Promise.resolve(null);
   return new Promise((resolve) => {
-    const s = connect({ host, port });
+    const s = tls
+      ? tlsConnect({ host, port, secureContext: tls.secureContext, rejectUnauthorized: tls.rejectUnauthorized, ...(isIP(host) ? {} : { servername: host }) })
+      : connect({ host, port });
     const reader = new FrameReader(JOIN_ANSWER_BYTES_MAX + 1);
     let done = false;
     const finish = (r: Uint8Array | null): void => {
@@ -80,7 +90,7 @@ export function queryJoin(host: string, port: number, token: string, timeoutMs =
       resolve(r);
     };
     const timer = setTimeout(() => finish(null), timeoutMs);
-    s.once('connect', () => s.write(query));
+    s.once(tls ? 'secureConnect' : 'connect', () => s.write(query));
     s.on('data', (chunk: Buffer) => {
       try {
         reader.feed(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));

@@ -476,7 +476,8 @@ export class TcpTransport implements Transport, MemberChannel {
         if (!answer) return drop('join query refused (unknown cluster token, or this member cannot answer)', 'refused');
         clearTimeout(handshakeTimer);
         this.log.info(`${this.o.id} answered a join query from ${addr}:${s.remotePort}`);
-        s.end(encodeJoinAnswer(answer));
+        // On the stream the query came on: the TLS socket with peer TLS (the raw socket would put the answer outside TLS).
+        (io ?? s).end(encodeJoinAnswer(answer));
         return;
       }
       let h;

@@ -192,8 +192,8 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
     async prepare(name) {
       const m: MemberProc = {
         name,
-        clientUrl: `http://127.0.0.1:${await freePort()}`,
-        peerUrl: `http://127.0.0.1:${await freePort()}`,
+        clientUrl: `${o.clientTls ? 'https' : 'http'}://127.0.0.1:${await freePort()}`,
+        peerUrl: `${o.peerTls ? 'https' : 'http'}://127.0.0.1:${await freePort()}`,
         dataDir: join(dir, `${name}-${members.length}`),
         proc: null,
         output: '',
@@ -203,7 +203,7 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
     },
     async join(i, all) {
       launch(members[i]!, 'existing', all);
-      await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? 20_000, dump);
+      await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? 20_000, dump, o.healthTls);
     },
     wipe(i) {
       rmSync(members[i]!.dataDir, { recursive: true, force: true });
