@@ -12,6 +12,7 @@ import { normalisePeerUrls } from '../kv/membership.js';
 import { MEMBER_ERR, type EtcdMember, type MemberInfo } from '../server/member.js';
 import { LEASE_TTL_MAX } from '../server/lessor.js';
 import { costPut, costTxn, QUOTA_LEASE_OVERHEAD_BYTES } from '../server/quota.js';
+import { Deadline, waitUntil } from '../server/wait.js';
 import type { AlarmMember, AlarmType } from '../kv/commands.js';
 import { big, bigU64, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, unary, type Wire } from './convert.js';
 import { MIN_REVISION_METADATA } from './proto.js';
@@ -434,11 +435,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         } catch (e) {
           throw new KvError('FailedPrecondition', `etcdserver: ${(e as Error).message}`);
         }
-        const deadline = Date.now() + m.config.requestTimeoutMs;
-        while (m.node.leader !== target) {
-          if (Date.now() > deadline) throw ERR.timedOut();
-          await new Promise((r) => setTimeout(r, 20));
-        }
+        await waitUntil(() => m.node.leader === target, { deadline: Deadline.in(m.config.requestTimeoutMs), pollMs: 20 });
       }
       return { header: h() };
     })),
