@@ -1,22 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KvError } from './errors.js';
+import { prefixEnd } from '../lib/key-range.js';
 import { bin, MvccStore, TXN_NESTING_MAX, TXN_OPS_TOTAL_MAX, txnSize, type KeyValue, type RangeRequest, type RequestOp, type TxnRequest } from './mvcc.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const s = (u: Uint8Array): string => new TextDecoder().decode(u);
 const ALL = Uint8Array.of(0);
-/** etcd's prefix end: the key with its last byte below 0xff incremented. */
-function prefixEnd(p: Uint8Array): Uint8Array {
-  const e = p.slice();
-  for (let i = e.length - 1; i >= 0; i--) {
-    if (e[i]! < 0xff) {
-      e[i]!++;
-      return e.slice(0, i + 1);
-    }
-  }
-  return ALL;
-}
 const keys = (r: { kvs: KeyValue[] }): string[] => r.kvs.map((kv) => s(kv.key));
 
 function err(f: () => unknown): { code: string; message: string } {
