@@ -306,13 +306,13 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 }
 
 /** The interval a request names: [start, end) in binary strings; end null = one key, '' = to the end. */
-export interface KeyInterval {
+export interface BinInterval {
   readonly start: string;
   readonly end: string | null;
 }
 
 /** The interval of a key and range end as etcd reads them (range end empty: the key alone; "\0": every key from the key on). */
-export function keyInterval(key: Uint8Array, rangeEnd: Uint8Array | undefined): KeyInterval {
+export function keyInterval(key: Uint8Array, rangeEnd: Uint8Array | undefined): BinInterval {
   const start = bin(key);
   if (!rangeEnd || rangeEnd.length === 0) return { start, end: null };
   if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { start, end: '' };
@@ -536,7 +536,7 @@ export class MvccStore {
   }
 
   /** The live keys in the interval at revision `at`, in key order, from the index alone. */
-  private collectRefs(iv: KeyInterval, at: number): Ref[] {
+  private collectRefs(iv: BinInterval, at: number): Ref[] {
     const out: Ref[] = [];
     const one = (k: string, h: KeyHist): void => {
       const i = posAt(h, at);
@@ -555,7 +555,7 @@ export class MvccStore {
   }
 
   /** Live key-values in the interval at revision `at`, in key order. */
-  private collect(iv: KeyInterval, at: number): KeyValue[] {
+  private collect(iv: BinInterval, at: number): KeyValue[] {
     return this.collectRefs(iv, at).map((x) => this.read(x.main, x.sub)!);
   }
 
