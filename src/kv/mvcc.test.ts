@@ -66,9 +66,9 @@ describe('MvccStore: etcd semantics', () => {
   it('errors with etcd texts, and nothing changes', () => {
     const m = new MvccStore();
     m.put({ key: b('a'), value: b('1') });
-    expect(err(() => m.range({ key: new Uint8Array(0) }))).toEqual({ code: 'InvalidArgument', message: 'etcdserver: key is not provided' });
-    expect(err(() => m.range({ key: b('a'), revision: 99 }))).toEqual({ code: 'OutOfRange', message: 'etcdserver: mvcc: required revision is a future revision' });
-    expect(err(() => m.put({ key: b('a'), value: b('x'), lease: 42n }))).toEqual({ code: 'NotFound', message: 'etcdserver: requested lease not found' });
+    expect(err(() => m.range({ key: new Uint8Array(0) }))).toEqual({ code: 'emptyKey', message: 'etcdserver: key is not provided' });
+    expect(err(() => m.range({ key: b('a'), revision: 99 }))).toEqual({ code: 'futureRev', message: 'etcdserver: mvcc: required revision is a future revision' });
+    expect(err(() => m.put({ key: b('a'), value: b('x'), lease: 42n }))).toEqual({ code: 'leaseNotFound', message: 'etcdserver: requested lease not found' });
     expect(err(() => m.put({ key: b('a'), value: b('x'), ignoreValue: true })).message).toBe('etcdserver: value is provided');
     expect(err(() => m.put({ key: b('nope'), ignoreValue: true })).message).toBe('etcdserver: key not found');
     expect(err(() => m.put({ key: b('a'), lease: 7n, ignoreLease: true })).message).toBe('etcdserver: lease is provided');
@@ -82,7 +82,7 @@ describe('MvccStore: etcd semantics', () => {
     // Overlapping deletes are allowed.
     m.txn({ compare: [], success: [{ deleteRange: { key: b('k1'), rangeEnd: b('k3') } }, { deleteRange: { key: b('k2'), rangeEnd: b('k4') } }], failure: [] });
     const rev = m.revision;
-    expect(err(() => m.txn({ compare: [], success: [{ put: { key: b('ok'), value: b('1') } }, { put: { key: b('x'), lease: 5n } }], failure: [] })).code).toBe('NotFound');
+    expect(err(() => m.txn({ compare: [], success: [{ put: { key: b('ok'), value: b('1') } }, { put: { key: b('x'), lease: 5n } }], failure: [] })).code).toBe('leaseNotFound');
     expect(m.revision).toBe(rev);
     expect(m.range({ key: b('ok') }).kvs).toEqual([]);
   });
@@ -148,7 +148,7 @@ describe('MvccStore: etcd semantics', () => {
     let t: TxnRequest = { compare: [], success: [{ put: { key: b('deep'), value: b('1') } }], failure: [] };
     for (let i = 0; i < TXN_NESTING_MAX; i++) t = { compare: [], success: [{ txn: t }], failure: [] };
     expect(m.txn(t).succeeded).toBe(true);
-    expect(err(() => m.txn({ compare: [], success: [{ txn: t }], failure: [] }))).toEqual({ code: 'InvalidArgument', message: 'etcdserver: too many nested txns in txn request' });
+    expect(err(() => m.txn({ compare: [], success: [{ txn: t }], failure: [] }))).toEqual({ code: 'txnTooDeep', message: 'etcdserver: too many nested txns in txn request' });
     const wide = (n: number, per: number): TxnRequest => ({
       compare: [],
       success: Array.from({ length: n }, (_, i) => ({ txn: { compare: [], success: Array.from({ length: per }, (_, j) => ({ put: { key: b(`w${i}-${j}`), value: b('v') } })), failure: [] } })),

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { assertNever } from '../lib/assert.js';
 import { decodeRequest, encodeRequest, requestTooLarge, type ApplyResult, type Command, type CommandValue } from '../kv/commands.js';
 import { AUTH_ERR, type AuthHeader } from '../kv/auth-store.js';
-import { ERR, KvError, type GrpcCode } from '../kv/errors.js';
+import { ERR, isErrorCode, KvError, type ErrorCode } from '../kv/errors.js';
 import { LEARNERS_MAX, MemberTable, RAFT_ID_MAX, encodeMemberChange, newMemberId, normalisePeerUrls, type ClusterMember, type MemberChange } from '../kv/membership.js';
 import { LmdbBackend } from '../kv/backend-lmdb.js';
 import { KvStateMachine } from '../kv/state-machine.js';
@@ -153,15 +153,15 @@ export type MemberOp =
 
 /** etcd's membership errors. */
 export const MEMBER_ERR = {
-  badUrls: () => new KvError('InvalidArgument', 'etcdserver: given member URLs are invalid'),
-  exists: () => new KvError('FailedPrecondition', 'etcdserver: member ID already exist'),
-  peerUrlExists: () => new KvError('FailedPrecondition', 'etcdserver: Peer URLs already exists'),
-  notEnoughStarted: () => new KvError('FailedPrecondition', 'etcdserver: re-configuration failed due to not enough started members'),
-  notLearner: () => new KvError('FailedPrecondition', 'etcdserver: can only promote a learner member'),
-  learnerNotReady: () => new KvError('FailedPrecondition', 'etcdserver: can only promote a learner member which is in sync with leader'),
-  tooManyLearners: () => new KvError('FailedPrecondition', 'etcdserver: too many learner members in cluster'),
-  unhealthy: () => new KvError('Unavailable', 'etcdserver: unhealthy cluster'),
-  raftIdsExhausted: () => new KvError('FailedPrecondition', `etcdserver: no Raft id left for a new member (${RAFT_ID_MAX} members were added over the cluster's life)`),
+  badUrls: () => new KvError('memberBadUrls', 'etcdserver: given member URLs are invalid'),
+  exists: () => new KvError('memberExists', 'etcdserver: member ID already exist'),
+  peerUrlExists: () => new KvError('memberPeerUrlExists', 'etcdserver: Peer URLs already exists'),
+  notEnoughStarted: () => new KvError('memberNotEnoughStarted', 'etcdserver: re-configuration failed due to not enough started members'),
+  notLearner: () => new KvError('memberNotLearner', 'etcdserver: can only promote a learner member'),
+  learnerNotReady: () => new KvError('memberLearnerNotReady', 'etcdserver: can only promote a learner member which is in sync with leader'),
+  tooManyLearners: () => new KvError('memberTooManyLearners', 'etcdserver: too many learner members in cluster'),
+  unhealthy: () => new KvError('memberUnhealthy', 'etcdserver: unhealthy cluster'),
+  raftIdsExhausted: () => new KvError('memberRaftIdsExhausted', `etcdserver: no Raft id left for a new member (${RAFT_ID_MAX} members were added over the cluster's life)`),
 };
 
 export interface MemberInfo {
@@ -678,7 +678,7 @@ export class EtcdMember {
           await sleep(RETRY_PAUSE_MS);
           continue;
         }
-        if (e instanceof ProposalRefusedError && e.reason === 'invalidConfChange') throw new KvError('FailedPrecondition', `etcdserver: ${e.message}`);
+        if (e instanceof ProposalRefusedError && e.reason === 'invalidConfChange') throw new KvError('refused', `etcdserver: ${e.message}`);
         if (e instanceof ProposalDroppedError) throw ERR.leaderChanged();
         if (e instanceof ProposalOutcomeUnknownError) throw ERR.timedOut();
         if (e instanceof StoppedError) throw ERR.stopped();
@@ -720,7 +720,7 @@ export class EtcdMember {
       onAnswer: (c, settle) => {
         if (c.type !== 'memberAnswer') return;
         const a = readMemberAnswer(c.answer);
-        if (!a) return settle.reject(new KvError('Internal', 'etcdserver: the leader sent an undecodable answer'));
+        if (!a) return settle.reject(new KvError('internal', 'etcdserver: the leader sent an undecodable answer'));
         if (a.kind === 'retry') return settle.resolve(null);
         if (a.kind === 'error') return settle.reject(new KvError(a.code, a.message));
         settle.resolve({ index: a.index, raftId: a.raftId });
@@ -732,11 +732,11 @@ export class EtcdMember {
   private answerMemberCall(from: NodeId, callId: number, request: Uint8Array): void {
     const send = (a: MemberAnswer): void => void this.channel.sendMember(from, encodePeerCall({ type: 'memberAnswer', callId, answer: encodeMemberAnswer(a) }));
     const op = decodeMemberOp(request);
-    if (!op) return send({ kind: 'error', code: 'InvalidArgument', message: 'etcdserver: malformed membership request' });
+    if (!op) return send({ kind: 'error', code: 'badRequest', message: 'etcdserver: malformed membership request' });
     if (!this.node.isLeader) return send({ kind: 'retry' });
     this.leaderMemberOp(op, Deadline.in(this.config.requestTimeoutMs)).then(
       (r) => send(r ? { kind: 'done', index: r.index, raftId: r.raftId } : { kind: 'retry' }),
-      (e: unknown) => send(e instanceof KvError ? { kind: 'error', code: e.code, message: e.message } : { kind: 'error', code: 'Unknown', message: `etcdserver: ${(e as Error).message}` }),
+      (e: unknown) => send(e instanceof KvError ? { kind: 'error', code: e.code, message: e.message } : { kind: 'error', code: 'plain', message: `etcdserver: ${(e as Error).message}` }),
     );
   }
 
@@ -817,7 +817,7 @@ export class EtcdMember {
           case 'tooManyRequests':
             return settle.reject(ERR.tooManyRequests());
           case 'forbidden':
-            return settle.reject(new KvError('FailedPrecondition', 'etcdserver: the leader refused the forwarded request'));
+            return settle.reject(new KvError('refused', 'etcdserver: the leader refused the forwarded request'));
           default:
             assertNever(outcome);
         }
@@ -1123,9 +1123,7 @@ function readJoinAnswer(b: Uint8Array): { clusterId: bigint; table: MemberTable 
   }
 }
 
-const GRPC_CODES: readonly GrpcCode[] = ['InvalidArgument', 'OutOfRange', 'NotFound', 'FailedPrecondition', 'ResourceExhausted', 'Unavailable', 'Unimplemented', 'DeadlineExceeded', 'Cancelled', 'Internal', 'Unknown'];
-
-type MemberAnswer = { kind: 'done'; index: number; raftId: number } | { kind: 'retry' } | { kind: 'error'; code: GrpcCode; message: string };
+type MemberAnswer = { kind: 'done'; index: number; raftId: number } | { kind: 'retry' } | { kind: 'error'; code: ErrorCode; message: string };
 
 function encodeMemberOp(op: MemberOp): Uint8Array {
   return new TextEncoder().encode(JSON.stringify('id' in op ? { ...op, id: op.id.toString() } : op));
@@ -1161,7 +1159,7 @@ function readMemberAnswer(b: Uint8Array): MemberAnswer | null {
     const o = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(b)) as Record<string, unknown>;
     if (o.kind === 'retry') return { kind: 'retry' };
     if (o.kind === 'done' && Number.isSafeInteger(o.index) && Number.isInteger(o.raftId)) return { kind: 'done', index: o.index as number, raftId: o.raftId as number };
-    if (o.kind === 'error' && typeof o.code === 'string' && GRPC_CODES.includes(o.code as GrpcCode) && typeof o.message === 'string') return { kind: 'error', code: o.code as GrpcCode, message: o.message.slice(0, 1000) };
+    if (o.kind === 'error' && isErrorCode(o.code) && typeof o.message === 'string') return { kind: 'error', code: o.code, message: o.message.slice(0, 1000) };
     return null;
   } catch {
     return null;
