@@ -250,7 +250,14 @@ describe('writes through a follower, over the peer transport', () => {
 
   // Last: it kills the leader.
   it('a write sent to a follower just after the leader died waits for the next leader and succeeds', async () => {
+    // Gone for good before the write is sent: a leader killed but not yet reaped (slow under load)
+    // still holds its connections, so a forward could reach its socket and vanish with it; the
+    // follower could not tell that from a forward that entered the log, and rightly waits for
+    // its apply until the request times out.
+    const dead = cluster.members[leader]!.proc!;
+    const exited = new Promise<void>((resolve) => dead.once('exit', () => resolve()));
     cluster.kill(leader);
+    await exited;
     // The follower still names the dead leader for up to an election timeout; its forward cannot
     // leave (no connection), so it is retried, not left to time out as if it might have entered the log.
     const t0 = Date.now();

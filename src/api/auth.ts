@@ -15,7 +15,8 @@ import { AUTH_ERR, PERM_TYPES, type AuthHeader, type PermType } from '../kv/auth
 import { ERR, KvError } from '../kv/errors.js';
 import type { AuthInfo } from '../server/auth-tokens.js';
 import type { EtcdMember } from '../server/member.js';
-import { buf, bytes, unary, type Wire } from './convert.js';
+import { buf, bytes, type Wire } from './convert.js';
+import { unary } from './status.js';
 
 /** gRPC metadata keys of an auth token (etcd's rpctypes.TokenFieldNameGRPC and ...Swagger). */
 export const TOKEN_METADATA = 'token';
@@ -94,7 +95,7 @@ const str = (v: unknown): string => (typeof v === 'string' ? v : v === undefined
 function permType(v: unknown): PermType {
   const s = str(v ?? 'READ');
   if ((PERM_TYPES as readonly string[]).includes(s)) return s as PermType;
-  throw new KvError('InvalidArgument', `etcdserver: unknown permission type ${s}`);
+  throw new KvError('badRequest', `etcdserver: unknown permission type ${s}`);
 }
 
 export function authService(m: EtcdMember, o: AuthOptions) {
@@ -196,7 +197,7 @@ export function authService(m: EtcdMember, o: AuthOptions) {
     RoleDelete: unary(async (req, call) => change(call, { op: 'roleDelete', role: str(req.role) })),
     RoleGrantPermission: unary(async (req, call) => {
       const perm = req.perm as Wire | null | undefined;
-      if (!perm) throw new KvError('InvalidArgument', 'etcdserver: permission not given');
+      if (!perm) throw new KvError('badRequest', 'etcdserver: permission not given');
       return change(call, { op: 'roleGrantPermission', name: str(req.name), perm: { permType: permType(perm.permType), key: bytes(perm.key), rangeEnd: bytes(perm.range_end) } });
     }),
     RoleRevokePermission: unary(async (req, call) => change(call, { op: 'roleRevokePermission', role: str(req.role), key: bytes(req.key), rangeEnd: bytes(req.range_end) })),

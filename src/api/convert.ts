@@ -2,7 +2,6 @@
  * Between the wire objects (proto-loader shape: snake_case, int64 as decimal strings, enums as
  * names, bytes as Buffer) and the key-value layer's types.
  */
-import * as grpc from '@grpc/grpc-js';
 import { ERR, KvError } from '../kv/errors.js';
 import {
   checkPutRequest,
@@ -38,7 +37,7 @@ export const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : 
 export function num(v: unknown, field: string): number {
   if (v === undefined || v === null || v === '') return 0;
   const n = typeof v === 'number' ? v : Number(v);
-  if (!Number.isSafeInteger(n)) throw new KvError('InvalidArgument', `etcdserver: ${field} ${String(v)} is out of range`);
+  if (!Number.isSafeInteger(n)) throw new KvError('badRequest', `etcdserver: ${field} ${String(v)} is out of range`);
   return n;
 }
 
@@ -58,9 +57,9 @@ export function big(v: unknown): bigint {
   try {
     n = BigInt(v as string | number);
   } catch {
-    throw new KvError('InvalidArgument', `etcdserver: "${String(v)}" is not an integer`);
+    throw new KvError('badRequest', `etcdserver: "${String(v)}" is not an integer`);
   }
-  if (n < INT64_MIN || n > INT64_MAX) throw new KvError('InvalidArgument', `etcdserver: ${n} is out of range`);
+  if (n < INT64_MIN || n > INT64_MAX) throw new KvError('badRequest', `etcdserver: ${n} is out of range`);
   return n;
 }
 
@@ -70,7 +69,7 @@ const COMPARE_RESULT: Record<string, CompareResult> = { EQUAL: 'equal', GREATER:
 
 function enumOf<T>(table: Record<string, T>, v: unknown, field: string): T {
   const r = Object.hasOwn(table, String(v ?? '')) ? table[String(v)] : undefined;
-  if (r === undefined) throw new KvError('InvalidArgument', `etcdserver: unknown ${field} ${String(v)}`);
+  if (r === undefined) throw new KvError('badRequest', `etcdserver: unknown ${field} ${String(v)}`);
   return r;
 }
 
@@ -128,7 +127,7 @@ function compare(w: Wire): Compare {
     case 'LEASE':
       return { key, rangeEnd, result, target: 'lease', value: big(w.lease) };
     default:
-      throw new KvError('InvalidArgument', `etcdserver: unknown compare target ${String(w.target)}`);
+      throw new KvError('badRequest', `etcdserver: unknown compare target ${String(w.target)}`);
   }
 }
 
@@ -224,37 +223,4 @@ export function txnResponse(t: TxnResult, header: Wire): Wire {
   // Responses inside a txn carry only the revision in their header, as etcd's do.
   const inner = { revision: header.revision };
   return { header, succeeded: t.succeeded, responses: t.responses.map((r) => responseOp(r, inner)) };
-}
-
-const CODES: Record<KvError['code'], grpc.status> = {
-  InvalidArgument: grpc.status.INVALID_ARGUMENT,
-  OutOfRange: grpc.status.OUT_OF_RANGE,
-  NotFound: grpc.status.NOT_FOUND,
-  FailedPrecondition: grpc.status.FAILED_PRECONDITION,
-  ResourceExhausted: grpc.status.RESOURCE_EXHAUSTED,
-  Unavailable: grpc.status.UNAVAILABLE,
-  Unimplemented: grpc.status.UNIMPLEMENTED,
-  DeadlineExceeded: grpc.status.DEADLINE_EXCEEDED,
-  Cancelled: grpc.status.CANCELLED,
-  Internal: grpc.status.INTERNAL,
-  DataLoss: grpc.status.DATA_LOSS,
-  PermissionDenied: grpc.status.PERMISSION_DENIED,
-  Unauthenticated: grpc.status.UNAUTHENTICATED,
-  Unknown: grpc.status.UNKNOWN,
-};
-
-/** Any error as a gRPC status: KvErrors keep etcd's code and text; others are Internal. */
-export function toStatus(e: unknown): Partial<grpc.StatusObject> & { code: grpc.status; details: string } {
-  if (e instanceof KvError) return { code: CODES[e.code], details: e.message };
-  return { code: grpc.status.INTERNAL, details: `etcdserver: ${(e as Error)?.message ?? String(e)}` };
-}
-
-/** A unary handler from an async function; errors become etcd's status. */
-export function unary(f: (req: Wire, call: grpc.ServerUnaryCall<Wire, Wire>) => Promise<Wire>): grpc.handleUnaryCall<Wire, Wire> {
-  return (call, cb) => {
-    f(call.request, call).then(
-      (r) => cb(null, r),
-      (e: unknown) => cb(toStatus(e)),
-    );
-  };
 }

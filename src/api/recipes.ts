@@ -9,9 +9,11 @@ import type * as grpc from '@grpc/grpc-js';
 import { ERR } from '../kv/errors.js';
 import type { KeyValue, KvEvent } from '../kv/mvcc.js';
 import type { EtcdMember } from '../server/member.js';
-import { unary, big, buf, bytes, keyValue, num, toStatus, type Wire } from './convert.js';
+import { big, buf, bytes, keyValue, num, type Wire } from './convert.js';
+import { toStatus, unary } from './status.js';
 import { callIdentity, headerOf, type AuthOptions } from './auth.js';
 import type { AuthHeader } from '../kv/auth-store.js';
+import { prefixEnd } from '../lib/key-range.js';
 
 /**
  * The caller of a recipe, as etcd's lock and election servers run them with the caller's
@@ -25,18 +27,6 @@ async function recipeCaller(m: EtcdMember, call: Parameters<typeof callIdentity>
     m.sm.auth.checkDeleteRange(h, prefix, prefixEnd(prefix));
   }
   return h;
-}
-
-/** The end of the range of keys with this prefix (etcd's GetPrefixRangeEnd). */
-export function prefixEnd(prefix: Uint8Array): Uint8Array {
-  const end = Uint8Array.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]!++;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return new Uint8Array([0]);
 }
 
 const concat = (a: Uint8Array, b: string | Uint8Array): Uint8Array => Buffer.concat([a, typeof b === 'string' ? Buffer.from(b) : b]);

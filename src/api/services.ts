@@ -5,15 +5,17 @@
  * etcd's gRPC code and exact text.
  */
 import * as grpc from '@grpc/grpc-js';
-import { ERR, KvError } from '../kv/errors.js';
+import { ERR, KvError, type ErrorCode } from '../kv/errors.js';
 import { etcdAlarmEntry, etcdSnapshot } from '../kv/etcd-snapshot.js';
 import type { WatchOut } from '../kv/watch.js';
 import { normalisePeerUrls } from '../kv/membership.js';
 import { MEMBER_ERR, type EtcdMember, type MemberInfo } from '../server/member.js';
 import { LEASE_TTL_MAX } from '../server/lessor.js';
 import { costPut, costTxn, QUOTA_LEASE_OVERHEAD_BYTES } from '../server/quota.js';
+import { Deadline, waitUntil } from '../server/wait.js';
 import type { AlarmMember, AlarmType } from '../kv/commands.js';
-import { big, bigU64, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, toStatus, txnReadOnly, txnRequest, txnResponse, unary, type Wire } from './convert.js';
+import { big, bigU64, buf, bytes, checkPutRequest, checkTxnRequest, deleteRangeRequest, event, keyValue, num, putRequest, rangeRequest, rangeResponse, txnReadOnly, txnRequest, txnResponse, type Wire } from './convert.js';
+import { GRPC_CODE_NAMES, toStatus, unary } from './status.js';
 import { MIN_REVISION_METADATA } from './proto.js';
 import { lockService, electionService } from './recipes.js';
 import { authService, callIdentity, checkAdmin, headerOf, serialized, type AuthOptions } from './auth.js';
@@ -37,20 +39,21 @@ export interface ServiceOptions extends AuthOptions {
   readonly requestBytes: (req: Wire, method: 'Put' | 'DeleteRange' | 'Txn') => number;
 }
 
-/**
- * etcd 3.4's maintenance server returns the auth store's errors unconverted: gRPC code Unknown
- * with auth's own text (`auth: permission denied`, `auth: user name is empty`, ...).
- */
+/** The auth store's errors as etcd 3.4's maintenance server returns them, unconverted: gRPC code Unknown with auth's own text. */
+const RAW_AUTH_TEXTS: Partial<Record<ErrorCode, string>> = {
+  permissionDenied: 'auth: permission denied',
+  userEmpty: 'auth: user name is empty',
+  userNotFound: 'auth: user not found',
+  invalidAuthToken: 'auth: invalid auth token',
+};
+
 function rawAuthError(e: unknown): unknown {
-  if (!(e instanceof KvError)) return e;
-  const raw: Record<string, string> = {
-    'etcdserver: permission denied': 'auth: permission denied',
-    'etcdserver: user name is empty': 'auth: user name is empty',
-    'etcdserver: user name not found': 'auth: user not found',
-    'etcdserver: invalid auth token': 'auth: invalid auth token',
-  };
-  return raw[e.message] ? new KvError('Unknown', raw[e.message]!) : e;
+  const raw = e instanceof KvError ? RAW_AUTH_TEXTS[e.code] : undefined;
+  return raw ? new KvError('plain', raw) : e;
 }
+
+/** The refusals a watch create reports as they are (etcd's isWatchPermitted); any other is `permission denied`. */
+const WATCH_REFUSALS_AS_IS: ReadonlySet<ErrorCode> = new Set(['invalidAuthToken', 'authOldRevision', 'userEmpty']);
 
 /** etcd's checkTxnAuth for a read-only txn served by this member: READ on every compare and range. */
 function checkTxnRead(a: AuthStore, h: Parameters<AuthStore['checkRange']>[0], t: TxnRequest): void {
@@ -206,8 +209,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
             ).catch((e: unknown) => e);
             if (refusal !== null) {
               // etcd puts the gRPC error's text there: "rpc error: code = PermissionDenied desc = ...".
-              const e = refusal instanceof KvError && /token|revision|user name is empty/.test(refusal.message) ? refusal : AUTH_ERR.permissionDenied();
-              const reason = `rpc error: code = ${e.code} desc = ${e.message}`;
+              const e = refusal instanceof KvError && WATCH_REFUSALS_AS_IS.has(refusal.code) ? refusal : AUTH_ERR.permissionDenied();
+              const reason = `rpc error: code = ${GRPC_CODE_NAMES[toStatus(e).code]} desc = ${e.message}`;
               call.write({ header: h(), watch_id: '-1', created: true, canceled: true, compact_revision: '0', cancel_reason: reason, fragment: false, events: [] });
               return;
             }
@@ -250,7 +253,7 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       if (ttl > LEASE_TTL_MAX) throw ERR.leaseTtlTooLarge();
       ttl = Math.max(ttl, m.lessor.minTtl);
       const requested = big(req.ID);
-      if (requested < 0n) throw new KvError('InvalidArgument', 'etcdserver: lease ID must be positive');
+      if (requested < 0n) throw new KvError('badRequest', 'etcdserver: lease ID must be positive');
       const id = requested === 0n ? m.newLeaseId() : requested;
       const r = await m.propose({ op: 'leaseGrant', id, ttl });
       return { header: h(r.revision), ID: id.toString(), TTL: String(ttl), error: '' };
@@ -341,15 +344,15 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     Alarm: unary(async (req) => {
       const action = String(req.action ?? 'GET');
       const type = String(req.alarm ?? 'NONE');
-      if (type !== 'NONE' && type !== 'NOSPACE' && type !== 'CORRUPT') throw new KvError('InvalidArgument', `etcdserver: unknown alarm type ${type}`);
+      if (type !== 'NONE' && type !== 'NOSPACE' && type !== 'CORRUPT') throw new KvError('badRequest', `etcdserver: unknown alarm type ${type}`);
       if (action === 'GET') {
         // etcd reads the alarms through the log; a read barrier gives the same linearizable answer.
         await m.readBarrier();
         return { header: h(), alarms: m.sm.alarms(type === 'NONE' ? undefined : type).map(alarmWire) };
       }
-      if (action !== 'ACTIVATE' && action !== 'DEACTIVATE') throw new KvError('InvalidArgument', `etcdserver: unknown alarm action ${action}`);
+      if (action !== 'ACTIVATE' && action !== 'DEACTIVATE') throw new KvError('badRequest', `etcdserver: unknown alarm action ${action}`);
       const memberId = bigU64(req.memberID);
-      if (memberId < 0n) throw new KvError('InvalidArgument', `etcdserver: member ID ${memberId} is out of range`);
+      if (memberId < 0n) throw new KvError('badRequest', `etcdserver: member ID ${memberId} is out of range`);
       // NONE names no alarm: nothing to raise or clear.
       if (type === 'NONE') return { header: h(), alarms: [] };
       const r = await m.propose({ op: 'alarm', action: action === 'ACTIVATE' ? 'activate' : 'deactivate', member: { memberId, alarm: type } });
@@ -432,13 +435,9 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         try {
           m.node.transferLeadership(target);
         } catch (e) {
-          throw new KvError('FailedPrecondition', `etcdserver: ${(e as Error).message}`);
+          throw new KvError('refused', `etcdserver: ${(e as Error).message}`);
         }
-        const deadline = Date.now() + m.config.requestTimeoutMs;
-        while (m.node.leader !== target) {
-          if (Date.now() > deadline) throw ERR.timedOut();
-          await new Promise((r) => setTimeout(r, 20));
-        }
+        await waitUntil(() => m.node.leader === target, { deadline: Deadline.in(m.config.requestTimeoutMs), pollMs: 20 });
       }
       return { header: h() };
     })),

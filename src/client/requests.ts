@@ -3,6 +3,7 @@
  * transactions. Everything a builder returns is a plain object, so transactions can also be
  * written by hand.
  */
+import { prefixEnd as prefixEndBytes } from '../lib/key-range.js';
 import { toBuffer, type Bytes, type Wire } from './types.js';
 
 /** Sort order of a range (etcd's RangeRequest.SortOrder). */
@@ -69,17 +70,11 @@ const ZERO_BYTE = Buffer.from([0]);
 
 /**
  * The end of the range of keys starting with `key`: the key with trailing 0xff bytes dropped and
- * its last byte incremented; `\0` (everything) when no such key exists.
+ * its last byte incremented; `\0` (everything) when no such key exists (lib/key-range.ts).
  */
 export function prefixEnd(key: Buffer): Buffer {
-  const end = Buffer.from(key);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return ZERO_BYTE;
+  const end = prefixEndBytes(key);
+  return Buffer.from(end.buffer, end.byteOffset, end.byteLength);
 }
 
 /**

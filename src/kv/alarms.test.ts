@@ -18,8 +18,8 @@ function machine(): { sm: KvStateMachine; run: (c: Command) => ApplyResult } {
 
 const alarm = (action: 'activate' | 'deactivate', memberId: bigint, type: AlarmType): Command => ({ op: 'alarm', action, member: { memberId, alarm: type } });
 const refusedWith = (r: ApplyResult): string => (r.ok ? 'ok' : `${r.error.code}: ${r.error.message}`);
-const NOSPACE = 'ResourceExhausted: etcdserver: mvcc: database space exceeded';
-const CORRUPT = 'DataLoss: etcdserver: corrupt cluster';
+const NOSPACE = 'noSpace: etcdserver: mvcc: database space exceeded';
+const CORRUPT = 'corrupt: etcdserver: corrupt cluster';
 
 describe('alarms in the state machine', () => {
   it('activate and deactivate as etcd: idempotent, answered with the alarm as it is or was, listed sorted by member then type', () => {
@@ -98,7 +98,7 @@ describe('alarms in the state machine', () => {
     const { sm, run } = machine();
     for (let i = 0; i < ALARMS_MAX; i++) run(alarm('activate', BigInt(i), 'CORRUPT'));
     expect(sm.alarms().length).toBe(ALARMS_MAX);
-    expect(refusedWith(run(alarm('activate', 99_999n, 'NOSPACE')))).toBe('ResourceExhausted: etcdserver: too many alarms');
+    expect(refusedWith(run(alarm('activate', 99_999n, 'NOSPACE')))).toBe('tooManyAlarms: etcdserver: too many alarms');
     // One already active is still answered.
     expect(refusedWith(run(alarm('activate', 0n, 'CORRUPT')))).toBe('ok');
     expect(sm.alarms().length).toBe(ALARMS_MAX);

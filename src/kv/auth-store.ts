@@ -54,24 +54,24 @@ export interface AuthHeader {
 export const BCRYPT_HASH = /^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$/;
 
 export const AUTH_ERR = {
-  rootUserNotExist: () => new KvError('FailedPrecondition', 'etcdserver: root user does not exist'),
-  rootRoleNotExist: () => new KvError('FailedPrecondition', 'etcdserver: root user does not have root role'),
-  userAlreadyExist: () => new KvError('FailedPrecondition', 'etcdserver: user name already exists'),
-  userEmpty: () => new KvError('InvalidArgument', 'etcdserver: user name is empty'),
-  userNotFound: () => new KvError('FailedPrecondition', 'etcdserver: user name not found'),
-  roleAlreadyExist: () => new KvError('FailedPrecondition', 'etcdserver: role name already exists'),
-  roleNotFound: () => new KvError('FailedPrecondition', 'etcdserver: role name not found'),
-  roleEmpty: () => new KvError('InvalidArgument', 'etcdserver: role name is empty'),
-  authFailed: () => new KvError('InvalidArgument', 'etcdserver: authentication failed, invalid user ID or password'),
-  permissionDenied: () => new KvError('PermissionDenied', 'etcdserver: permission denied'),
-  roleNotGranted: () => new KvError('FailedPrecondition', 'etcdserver: role is not granted to the user'),
-  permissionNotGranted: () => new KvError('FailedPrecondition', 'etcdserver: permission is not granted to the role'),
-  authNotEnabled: () => new KvError('FailedPrecondition', 'etcdserver: authentication is not enabled'),
-  invalidAuthToken: () => new KvError('Unauthenticated', 'etcdserver: invalid auth token'),
-  invalidAuthMgmt: () => new KvError('InvalidArgument', 'etcdserver: invalid auth management'),
-  authOldRevision: () => new KvError('InvalidArgument', 'etcdserver: revision of auth store is old'),
+  rootUserNotExist: () => new KvError('rootUserNotExist', 'etcdserver: root user does not exist'),
+  rootRoleNotExist: () => new KvError('rootRoleNotExist', 'etcdserver: root user does not have root role'),
+  userAlreadyExist: () => new KvError('userAlreadyExist', 'etcdserver: user name already exists'),
+  userEmpty: () => new KvError('userEmpty', 'etcdserver: user name is empty'),
+  userNotFound: () => new KvError('userNotFound', 'etcdserver: user name not found'),
+  roleAlreadyExist: () => new KvError('roleAlreadyExist', 'etcdserver: role name already exists'),
+  roleNotFound: () => new KvError('roleNotFound', 'etcdserver: role name not found'),
+  roleEmpty: () => new KvError('roleEmpty', 'etcdserver: role name is empty'),
+  authFailed: () => new KvError('authFailed', 'etcdserver: authentication failed, invalid user ID or password'),
+  permissionDenied: () => new KvError('permissionDenied', 'etcdserver: permission denied'),
+  roleNotGranted: () => new KvError('roleNotGranted', 'etcdserver: role is not granted to the user'),
+  permissionNotGranted: () => new KvError('permissionNotGranted', 'etcdserver: permission is not granted to the role'),
+  authNotEnabled: () => new KvError('authNotEnabled', 'etcdserver: authentication is not enabled'),
+  invalidAuthToken: () => new KvError('invalidAuthToken', 'etcdserver: invalid auth token'),
+  invalidAuthMgmt: () => new KvError('invalidAuthMgmt', 'etcdserver: invalid auth management'),
+  authOldRevision: () => new KvError('authOldRevision', 'etcdserver: revision of auth store is old'),
   /** etcd's auth.ErrNoPasswordUser is not mapped to a gRPC error: clients see its plain text (code Unknown). */
-  noPasswordUser: () => new KvError('Unknown', 'auth: authentication failed, password was given for no password user'),
+  noPasswordUser: () => new KvError('noPasswordUser', 'auth: authentication failed, password was given for no password user'),
 } as const;
 
 /** The auth commands (the Raft log carries them; see commands.ts). */

@@ -352,7 +352,7 @@ describe('command encoding', () => {
       return { r, seen, hash: sm.store.hashKv(0).hash };
     });
     expect(results[0]).toEqual(results[1]);
-    expect(results[0]!.r).toEqual({ ok: false, error: { code: 'InvalidArgument', message: 'etcdserver: malformed log entry: unknown command 200' }, revision: 1 });
+    expect(results[0]!.r).toEqual({ ok: false, error: { code: 'malformedEntry', message: 'etcdserver: malformed log entry: unknown command 200' }, revision: 1 });
     expect(results[0]!.seen).toEqual([[99n, 1]]);
   });
 

@@ -11,7 +11,7 @@
 import { assertNever } from '../lib/assert.js';
 import { ByteReader, ByteWriter } from '../lib/bytes.js';
 import { AUTH_OPS, BCRYPT_HASH, PERM_TYPES, isAuthCommand, type AuthCommand, type AuthHeader, type AuthValue } from './auth-store.js';
-import { KvError, type GrpcCode } from './errors.js';
+import { KvError, type ErrorCode } from './errors.js';
 import {
   TXN_NESTING_MAX,
   type Compare,
@@ -113,7 +113,7 @@ export const ALARM_COMMAND_TAG = 64;
  */
 export type ApplyResult =
   | { readonly ok: true; readonly value: CommandValue; readonly revision: number }
-  | { readonly ok: false; readonly error: { readonly code: GrpcCode; readonly message: string }; readonly revision: number };
+  | { readonly ok: false; readonly error: { readonly code: ErrorCode; readonly message: string }; readonly revision: number };
 
 export type { RangeResult };
 

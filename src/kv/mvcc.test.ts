@@ -1,22 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KvError } from './errors.js';
+import { prefixEnd } from '../lib/key-range.js';
 import { bin, MvccStore, TXN_NESTING_MAX, TXN_OPS_TOTAL_MAX, txnSize, type KeyValue, type RangeRequest, type RequestOp, type TxnRequest } from './mvcc.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const s = (u: Uint8Array): string => new TextDecoder().decode(u);
 const ALL = Uint8Array.of(0);
-/** etcd's prefix end: the key with its last byte below 0xff incremented. */
-function prefixEnd(p: Uint8Array): Uint8Array {
-  const e = p.slice();
-  for (let i = e.length - 1; i >= 0; i--) {
-    if (e[i]! < 0xff) {
-      e[i]!++;
-      return e.slice(0, i + 1);
-    }
-  }
-  return ALL;
-}
 const keys = (r: { kvs: KeyValue[] }): string[] => r.kvs.map((kv) => s(kv.key));
 
 function err(f: () => unknown): { code: string; message: string } {
@@ -76,9 +66,9 @@ describe('MvccStore: etcd semantics', () => {
   it('errors with etcd texts, and nothing changes', () => {
     const m = new MvccStore();
     m.put({ key: b('a'), value: b('1') });
-    expect(err(() => m.range({ key: new Uint8Array(0) }))).toEqual({ code: 'InvalidArgument', message: 'etcdserver: key is not provided' });
-    expect(err(() => m.range({ key: b('a'), revision: 99 }))).toEqual({ code: 'OutOfRange', message: 'etcdserver: mvcc: required revision is a future revision' });
-    expect(err(() => m.put({ key: b('a'), value: b('x'), lease: 42n }))).toEqual({ code: 'NotFound', message: 'etcdserver: requested lease not found' });
+    expect(err(() => m.range({ key: new Uint8Array(0) }))).toEqual({ code: 'emptyKey', message: 'etcdserver: key is not provided' });
+    expect(err(() => m.range({ key: b('a'), revision: 99 }))).toEqual({ code: 'futureRev', message: 'etcdserver: mvcc: required revision is a future revision' });
+    expect(err(() => m.put({ key: b('a'), value: b('x'), lease: 42n }))).toEqual({ code: 'leaseNotFound', message: 'etcdserver: requested lease not found' });
     expect(err(() => m.put({ key: b('a'), value: b('x'), ignoreValue: true })).message).toBe('etcdserver: value is provided');
     expect(err(() => m.put({ key: b('nope'), ignoreValue: true })).message).toBe('etcdserver: key not found');
     expect(err(() => m.put({ key: b('a'), lease: 7n, ignoreLease: true })).message).toBe('etcdserver: lease is provided');
@@ -92,7 +82,7 @@ describe('MvccStore: etcd semantics', () => {
     // Overlapping deletes are allowed.
     m.txn({ compare: [], success: [{ deleteRange: { key: b('k1'), rangeEnd: b('k3') } }, { deleteRange: { key: b('k2'), rangeEnd: b('k4') } }], failure: [] });
     const rev = m.revision;
-    expect(err(() => m.txn({ compare: [], success: [{ put: { key: b('ok'), value: b('1') } }, { put: { key: b('x'), lease: 5n } }], failure: [] })).code).toBe('NotFound');
+    expect(err(() => m.txn({ compare: [], success: [{ put: { key: b('ok'), value: b('1') } }, { put: { key: b('x'), lease: 5n } }], failure: [] })).code).toBe('leaseNotFound');
     expect(m.revision).toBe(rev);
     expect(m.range({ key: b('ok') }).kvs).toEqual([]);
   });
@@ -158,7 +148,7 @@ describe('MvccStore: etcd semantics', () => {
     let t: TxnRequest = { compare: [], success: [{ put: { key: b('deep'), value: b('1') } }], failure: [] };
     for (let i = 0; i < TXN_NESTING_MAX; i++) t = { compare: [], success: [{ txn: t }], failure: [] };
     expect(m.txn(t).succeeded).toBe(true);
-    expect(err(() => m.txn({ compare: [], success: [{ txn: t }], failure: [] }))).toEqual({ code: 'InvalidArgument', message: 'etcdserver: too many nested txns in txn request' });
+    expect(err(() => m.txn({ compare: [], success: [{ txn: t }], failure: [] }))).toEqual({ code: 'txnTooDeep', message: 'etcdserver: too many nested txns in txn request' });
     const wide = (n: number, per: number): TxnRequest => ({
       compare: [],
       success: Array.from({ length: n }, (_, i) => ({ txn: { compare: [], success: Array.from({ length: per }, (_, j) => ({ put: { key: b(`w${i}-${j}`), value: b('v') } })), failure: [] } })),

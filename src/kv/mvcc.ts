@@ -306,12 +306,13 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 }
 
 /** The interval a request names: [start, end) in binary strings; end null = one key, '' = to the end. */
-interface Interval {
+export interface BinInterval {
   readonly start: string;
   readonly end: string | null;
 }
 
-function interval(key: Uint8Array, rangeEnd: Uint8Array | undefined): Interval {
+/** The interval of a key and range end as etcd reads them (range end empty: the key alone; "\0": every key from the key on). */
+export function keyInterval(key: Uint8Array, rangeEnd: Uint8Array | undefined): BinInterval {
   const start = bin(key);
   if (!rangeEnd || rangeEnd.length === 0) return { start, end: null };
   if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { start, end: '' };
@@ -491,7 +492,7 @@ export class MvccStore {
    * values whatever the range holds. Other orders and create-revision filters read them all.
    */
   private rangeAt(r: RangeRequest, at: number): RangeResult {
-    const refs = this.collectRefs(interval(r.key, r.rangeEnd), at);
+    const refs = this.collectRefs(keyInterval(r.key, r.rangeEnd), at);
     const count = refs.length;
     if (r.countOnly) return { kvs: [], more: false, count };
     let order = r.sortOrder ?? 'none';
@@ -535,7 +536,7 @@ export class MvccStore {
   }
 
   /** The live keys in the interval at revision `at`, in key order, from the index alone. */
-  private collectRefs(iv: Interval, at: number): Ref[] {
+  private collectRefs(iv: BinInterval, at: number): Ref[] {
     const out: Ref[] = [];
     const one = (k: string, h: KeyHist): void => {
       const i = posAt(h, at);
@@ -554,7 +555,7 @@ export class MvccStore {
   }
 
   /** Live key-values in the interval at revision `at`, in key order. */
-  private collect(iv: Interval, at: number): KeyValue[] {
+  private collect(iv: BinInterval, at: number): KeyValue[] {
     return this.collectRefs(iv, at).map((x) => this.read(x.main, x.sub)!);
   }
 
@@ -780,7 +781,7 @@ export class MvccStore {
 
   private compare(c: Compare): boolean {
     const at = this.writeSub > 0 ? this.writeMain : this.rev;
-    const kvs = this.collect(interval(c.key, c.rangeEnd), at);
+    const kvs = this.collect(keyInterval(c.key, c.rangeEnd), at);
     if (kvs.length === 0) {
       if (c.target === 'value') return false;
       return compareOne(c, { key: c.key, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0n });
@@ -809,7 +810,7 @@ export class MvccStore {
   }
 
   private doDelete(r: DeleteRangeRequest): { deleted: number; prevKvs: KeyValue[] } {
-    const kvs = this.collect(interval(r.key, r.rangeEnd), Number.MAX_SAFE_INTEGER);
+    const kvs = this.collect(keyInterval(r.key, r.rangeEnd), Number.MAX_SAFE_INTEGER);
     for (const kv of kvs) this.tombstone(bin(kv.key));
     return { deleted: kvs.length, prevKvs: r.prevKv ? kvs : [] };
   }

@@ -8,7 +8,7 @@ import type { StateMachine } from '../node/node.js';
 import type { ConfChange, Entry, Index } from '../raft/types.js';
 import { AuthStore, isAuthCommand, type AuthCommand, type AuthHeader, type AuthImage } from './auth-store.js';
 import { ALARM_TYPES, decodeRequest, encodeValue, type AlarmCommand, type AlarmMember, type AlarmType, type ApplyResult, type Command, type CommandValue, type LeaseCheckpoint, type MemberAttributes } from './commands.js';
-import { ERR, KvError, type GrpcCode } from './errors.js';
+import { ERR, KvError, type ErrorCode } from './errors.js';
 import { decodeMemberChange, MemberTable, type MemberChange } from './membership.js';
 import { MemoryBackend, type Backend } from './backend.js';
 import { metaKey, MvccStore, u64Bytes, u64Of, type KvEvent, type MvccLimits, type TxnRequest, type ValidatedStoreImage } from './mvcc.js';
@@ -19,7 +19,7 @@ export { SnapshotImageError } from './snapshot-image.js';
 const EMPTY = new Uint8Array(0);
 
 /** The refusal every member gets for an entry whose bytes are not a command (decodeRequest's reason). */
-export const malformedEntry = (reason: string): { code: GrpcCode; message: string } => ({ code: 'InvalidArgument', message: `etcdserver: malformed log entry: ${reason}` });
+export const malformedEntry = (reason: string): { code: ErrorCode; message: string } => ({ code: 'malformedEntry', message: `etcdserver: malformed log entry: ${reason}` });
 
 export type LeaseChange = { readonly kind: 'granted'; readonly id: bigint; readonly ttl: number } | { readonly kind: 'revoked'; readonly id: bigint };
 

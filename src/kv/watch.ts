@@ -14,7 +14,7 @@
  * - bookmarkable: a progress notification carries revision R only when the watcher has been
  *   sent everything up to R.
  */
-import { bin, type KeyValue, type KvEvent } from './mvcc.js';
+import { bin, keyInterval, type KeyValue, type KvEvent } from './mvcc.js';
 import type { KvStateMachine } from './state-machine.js';
 
 export interface WatchCreate {
@@ -74,14 +74,6 @@ interface Watcher {
   synced: boolean;
 }
 
-function keyInterval(key: Uint8Array, rangeEnd: Uint8Array | undefined): { start: string; end: string | null } {
-  const k = key.length === 0 ? new Uint8Array([0]) : key;
-  const start = bin(k);
-  if (!rangeEnd || rangeEnd.length === 0) return { start, end: null };
-  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { start, end: '' };
-  return { start, end: bin(rangeEnd) };
-}
-
 function stripPrev(e: KvEvent): KvEvent {
   return e.prevKv ? { type: e.type, kv: e.kv } : e;
 }
@@ -119,7 +111,8 @@ export class WatchStream {
       while (this.watchers.has(this.nextId)) this.nextId++;
       id = this.nextId++;
     }
-    const iv = keyInterval(req.key, req.rangeEnd);
+    // An empty key starts at "\0", the lowest key there is.
+    const iv = keyInterval(req.key.length === 0 ? new Uint8Array([0]) : req.key, req.rangeEnd);
     const start = req.startRevision && req.startRevision > 0 ? req.startRevision : store.revision + 1;
     const w: Watcher = {
       id,

@@ -12,7 +12,8 @@ import type { Message } from '../raft/messages.js';
 import type { InitialState } from '../raft/config.js';
 import { RaftCore, type Status } from '../raft/raft.js';
 import { decodeConfChange } from '../raft/confchange.js';
-import type { ConfChange, Entry, Index, NodeId, Ready, Refusal, Snapshot, Term } from '../raft/types.js';
+import type { ConfChange, Entry, Index, NodeId, Refusal, Snapshot, Term } from '../raft/types.js';
+import type { Ready } from '../raft/ready.js';
 import type { Storage } from '../storage/storage.js';
 
 /** Time for the shell: real timers in a server, virtual ones in the simulator. */

@@ -47,7 +47,6 @@ import type {
   NodeId,
   ProposeResult,
   ReadState,
-  Ready,
   Refusal,
   RefusalReason,
   Role,
@@ -55,6 +54,7 @@ import type {
   SoftState,
   Term,
 } from './types.js';
+import type { Ready } from './ready.js';
 
 const EMPTY = new Uint8Array(0);
 

@@ -1,8 +1,8 @@
 /**
- * The vocabulary of the pure Raft core: ids, entries, configuration, snapshots, Ready.
+ * The vocabulary of the pure Raft core: ids, entries, configuration, snapshots, refusals
+ * (Ready, which carries messages, is in ready.ts: messages.ts builds on these types).
  * Everything here is plain data, so it can be persisted, sent and compared by the shell.
  */
-import type { Message } from './messages.js';
 
 /** A member id. 0 is never a valid id (it means "none" on the wire). */
 export type NodeId = number;
@@ -92,28 +92,6 @@ export interface ConfChange {
 export interface ReadState {
   readonly index: Index;
   readonly ctx: string;
-}
-
-/**
- * What the core asks its driver to do. The driver must, in this order:
- *   1. persist `hardState`, `entries` (which may overwrite a suffix starting at entries[0].index)
- *      and `snapshot` durably;
- *   2. send `messages` (never before step 1 is durable: a vote or an ack must never leave for
- *      something not on disk);
- *   3. install `snapshot` into the state machine, then apply `committedEntries` in order;
- *   4. serve `readStates` once applied >= their index;
- *   5. call advance(ready).
- */
-export interface Ready {
-  readonly softState?: SoftState;
-  readonly hardState?: HardState;
-  readonly entries: readonly Entry[];
-  readonly snapshot?: Snapshot;
-  readonly committedEntries: readonly Entry[];
-  readonly messages: readonly Message[];
-  readonly readStates: readonly ReadState[];
-  /** True when something in this Ready must be fsynced before messages leave. */
-  readonly mustSync: boolean;
 }
 
 /** Why a proposal (or a read, a transfer, a configuration change) was refused. */

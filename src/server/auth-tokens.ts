@@ -141,16 +141,19 @@ export class JwtTokens implements TokenProvider {
         throw new Error(`--auth-token: cannot read the ${what} ${file}: ${(e as Error).message}`, { cause: e });
       }
     };
+    /** The key in `bytes`, or why it is not a key for this method. */
+    const parse = <K,>(make: (b: Buffer) => K, bytes: Buffer): K => {
+      try {
+        return make(bytes);
+      } catch (e) {
+        throw new Error(`--auth-token: the key is not a ${spec.signMethod} key: ${(e as Error).message}`, { cause: e });
+      }
+    };
     const hmac = spec.signMethod.startsWith('HS');
     let signKey: KeyObject | null = null;
     let verifyKey: KeyObject | null = null;
-    try {
-      if (spec.privKeyFile) signKey = hmac ? createSecretKey(await read(spec.privKeyFile, 'private key')) : createPrivateKey(await read(spec.privKeyFile, 'private key'));
-      if (spec.pubKeyFile && !hmac) verifyKey = createPublicKey(await read(spec.pubKeyFile, 'public key'));
-    } catch (e) {
-      if ((e as Error).message.startsWith('--auth-token')) throw e;
-      throw new Error(`--auth-token: the key is not a ${spec.signMethod} key: ${(e as Error).message}`, { cause: e });
-    }
+    if (spec.privKeyFile) signKey = parse(hmac ? createSecretKey : createPrivateKey, await read(spec.privKeyFile, 'private key'));
+    if (spec.pubKeyFile && !hmac) verifyKey = parse(createPublicKey, await read(spec.pubKeyFile, 'public key'));
     if (!signKey && (!verifyKey || hmac)) throw new Error('--auth-token: missing key data');
     const expected = spec.signMethod.startsWith('ES') ? 'ec' : hmac ? 'secret' : 'rsa';
     for (const k of [signKey, verifyKey]) {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { assertNever } from '../lib/assert.js';
 import { decodeRequest, encodeRequest, requestTooLarge, type ApplyResult, type Command, type CommandValue } from '../kv/commands.js';
 import { AUTH_ERR, type AuthHeader } from '../kv/auth-store.js';
-import { ERR, KvError, type GrpcCode } from '../kv/errors.js';
+import { ERR, isErrorCode, KvError, type ErrorCode } from '../kv/errors.js';
 import { LEARNERS_MAX, MemberTable, RAFT_ID_MAX, encodeMemberChange, newMemberId, normalisePeerUrls, type ClusterMember, type MemberChange } from '../kv/membership.js';
 import { LmdbBackend } from '../kv/backend-lmdb.js';
 import { KvStateMachine } from '../kv/state-machine.js';
@@ -31,6 +31,7 @@ import { Lessor } from './lessor.js';
 import { overQuota, quotaAvailable, quotaStartWarnings } from './quota.js';
 import { AUTH_TOKEN_BYTES_MAX, tokenProvider, type AuthInfo, type TokenProvider } from './auth-tokens.js';
 import { decodePeerCall, encodePeerCall, FORWARD_HEADER_BYTES, RequestIdGenerator, requestIdMember, type ForwardOutcome, type LeaseOp, type PeerCall } from './peer-calls.js';
+import { Deadline, RETRY_PAUSE_MS, retryForLeader, sleep, waitUntil, withDeadline, type LeaderWait } from './wait.js';
 
 /**
  * This member was removed from the cluster (it applied its own removal, or a peer that did
@@ -152,15 +153,15 @@ export type MemberOp =
 
 /** etcd's membership errors. */
 export const MEMBER_ERR = {
-  badUrls: () => new KvError('InvalidArgument', 'etcdserver: given member URLs are invalid'),
-  exists: () => new KvError('FailedPrecondition', 'etcdserver: member ID already exist'),
-  peerUrlExists: () => new KvError('FailedPrecondition', 'etcdserver: Peer URLs already exists'),
-  notEnoughStarted: () => new KvError('FailedPrecondition', 'etcdserver: re-configuration failed due to not enough started members'),
-  notLearner: () => new KvError('FailedPrecondition', 'etcdserver: can only promote a learner member'),
-  learnerNotReady: () => new KvError('FailedPrecondition', 'etcdserver: can only promote a learner member which is in sync with leader'),
-  tooManyLearners: () => new KvError('FailedPrecondition', 'etcdserver: too many learner members in cluster'),
-  unhealthy: () => new KvError('Unavailable', 'etcdserver: unhealthy cluster'),
-  raftIdsExhausted: () => new KvError('FailedPrecondition', `etcdserver: no Raft id left for a new member (${RAFT_ID_MAX} members were added over the cluster's life)`),
+  badUrls: () => new KvError('memberBadUrls', 'etcdserver: given member URLs are invalid'),
+  exists: () => new KvError('memberExists', 'etcdserver: member ID already exist'),
+  peerUrlExists: () => new KvError('memberPeerUrlExists', 'etcdserver: Peer URLs already exists'),
+  notEnoughStarted: () => new KvError('memberNotEnoughStarted', 'etcdserver: re-configuration failed due to not enough started members'),
+  notLearner: () => new KvError('memberNotLearner', 'etcdserver: can only promote a learner member'),
+  learnerNotReady: () => new KvError('memberLearnerNotReady', 'etcdserver: can only promote a learner member which is in sync with leader'),
+  tooManyLearners: () => new KvError('memberTooManyLearners', 'etcdserver: too many learner members in cluster'),
+  unhealthy: () => new KvError('memberUnhealthy', 'etcdserver: unhealthy cluster'),
+  raftIdsExhausted: () => new KvError('memberRaftIdsExhausted', `etcdserver: no Raft id left for a new member (${RAFT_ID_MAX} members were added over the cluster's life)`),
 };
 
 export interface MemberInfo {
@@ -186,15 +187,11 @@ export interface MemberObservers {
   readonly transport?: TransportObserver;
 }
 
-/** Pause between attempts while a write or read waits for a leader. */
-const RETRY_PAUSE_MS = 50;
 /**
  * A lease call to the leader unanswered this long is sent again (renew and time-to-live are
  * idempotent, so a lost call or answer costs only a retry).
  */
 export const LEASE_CALL_ATTEMPT_MS = 1_000;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 
 export class EtcdMember {
@@ -293,7 +290,7 @@ export class EtcdMember {
     const mine = [...config.initialAdvertisePeerUrls].sort().join(',');
     const targets = config.initialCluster.filter((x) => x.name !== config.name).flatMap((x) => x.peerUrls);
     if (targets.length === 0) throw new Error('--initial-cluster-state existing: --initial-cluster names no other member to join');
-    const deadline = Date.now() + JOIN_TIMEOUT_MS;
+    const deadline = Deadline.in(JOIN_TIMEOUT_MS);
     for (;;) {
       for (const url of targets) {
         const a = addressOf(url);
@@ -319,7 +316,7 @@ export class EtcdMember {
           removed: false,
         };
       }
-      if (Date.now() > deadline) throw new Error(`cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs (${targets.join(', ')}; same --initial-cluster-token?)`);
+      if (deadline.passed) throw new Error(`cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs (${targets.join(', ')}; same --initial-cluster-token?)`);
       await sleep(500);
     }
   }
@@ -546,29 +543,23 @@ export class EtcdMember {
    * Waits for a leader up to the request timeout, like a write.
    */
   async changeMembership(op: MemberOp): Promise<{ member?: MemberInfo }> {
-    const deadline = Date.now() + this.config.requestTimeoutMs;
-    for (;;) {
-      if (this.stopped) throw ERR.stopped();
-      let done: { index: number; raftId: number } | null = null;
-      const leader = this.node.leader;
-      if (this.node.isLeader) done = await this.leaderMemberOp(op, deadline);
-      else if (leader !== 0) done = await this.memberCall(leader, op, deadline);
-      if (done) {
-        await this.waitAppliedUntil(done.index, deadline);
-        const m = this.sm.cluster.byRaftId(done.raftId);
-        return m ? { member: this.memberInfo(m) } : {};
-      }
-      if (Date.now() >= deadline) throw this.node.leader === 0 ? ERR.noLeader() : ERR.timedOut();
-      await sleep(RETRY_PAUSE_MS);
-    }
+    const w = this.leaderWait();
+    const done = await retryForLeader(w, () => this.onLeaderOrForward(() => this.leaderMemberOp(op, w.deadline), (leader) => this.memberCall(leader, op, w.deadline)));
+    await waitUntil(() => this.node.appliedIndex >= done.index, { deadline: w.deadline, pollMs: 10, stopped: () => this.stopped });
+    const m = this.sm.cluster.byRaftId(done.raftId);
+    return m ? { member: this.memberInfo(m) } : {};
   }
 
-  private async waitAppliedUntil(index: number, deadline: number): Promise<void> {
-    while (this.node.appliedIndex < index) {
-      if (this.stopped) throw ERR.stopped();
-      if (Date.now() >= deadline) throw ERR.timedOut();
-      await sleep(10);
-    }
+  /** A wait for the leader up to the request timeout (see retryForLeader). */
+  private leaderWait(): LeaderWait {
+    return { deadline: Deadline.in(this.config.requestTimeoutMs), stopped: () => this.stopped, hasLeader: () => this.node.leader !== 0 };
+  }
+
+  /** One attempt of a request: `onLeader` when this member leads, `onFollower` with the leader it knows; null when no leader is known. */
+  private onLeaderOrForward<T>(onLeader: () => Promise<T | null>, onFollower: (leader: NodeId) => Promise<T | null>): Promise<T | null> {
+    const leader = this.node.leader;
+    if (this.node.isLeader) return onLeader();
+    return leader !== 0 ? onFollower(leader) : Promise.resolve(null);
   }
 
   /** Members whose name is published (etcd's IsStarted) among the voters, except `except`. */
@@ -588,7 +579,7 @@ export class EtcdMember {
    * waits for it to apply. Returns the index it applied at and the member's Raft id; null when
    * this member is not (or no longer) the leader: the caller tries again where the leader is.
    */
-  private async leaderMemberOp(op: MemberOp, deadline: number): Promise<{ index: number; raftId: number } | null> {
+  private async leaderMemberOp(op: MemberOp, deadline: Deadline): Promise<{ index: number; raftId: number } | null> {
     const table = this.sm.cluster;
     const urlTaken = (urls: readonly string[], except: number): boolean => table.list().some((m) => m.raftId !== except && m.peerUrls.some((u) => urls.includes(u)));
     let cc: ConfChange;
@@ -598,7 +589,7 @@ export class EtcdMember {
     // talk only to the leader): the voters get an election timeout to answer before the verdict.
     const active = (id: number): boolean => id === this.raftId || this.transport.heardFrom(id) >= Date.now() - PEER_ACTIVE_WINDOW_MS;
     const voters = table.list().filter((m) => !m.isLearner);
-    for (const until = Date.now() + this.config.electionMs; !voters.every((m) => active(m.raftId)) && Date.now() < until; ) await sleep(RETRY_PAUSE_MS);
+    for (const settle = Deadline.in(this.config.electionMs); !voters.every((m) => active(m.raftId)) && !settle.passed; ) await sleep(RETRY_PAUSE_MS);
     switch (op.op) {
       case 'add': {
         // In etcd's order: the strict reconfiguration checks (mayAddMember), then those of
@@ -683,11 +674,11 @@ export class EtcdMember {
         if (e instanceof ProposalRefusedError && (e.reason === 'notLeader' || e.reason === 'transferInProgress')) return null;
         if (e instanceof ProposalRefusedError && e.reason === 'confChangePending') {
           // Another change (or the automatic leave of a joint configuration) is being applied.
-          if (Date.now() >= deadline) throw ERR.timedOut();
+          if (deadline.passed) throw ERR.timedOut();
           await sleep(RETRY_PAUSE_MS);
           continue;
         }
-        if (e instanceof ProposalRefusedError && e.reason === 'invalidConfChange') throw new KvError('FailedPrecondition', `etcdserver: ${e.message}`);
+        if (e instanceof ProposalRefusedError && e.reason === 'invalidConfChange') throw new KvError('refused', `etcdserver: ${e.message}`);
         if (e instanceof ProposalDroppedError) throw ERR.leaderChanged();
         if (e instanceof ProposalOutcomeUnknownError) throw ERR.timedOut();
         if (e instanceof StoppedError) throw ERR.stopped();
@@ -697,7 +688,7 @@ export class EtcdMember {
   }
 
   /** Leader: transfers leadership to the voter with the most of the log, and waits until it leads (or the deadline). */
-  private async handOver(deadline: number): Promise<void> {
+  private async handOver(deadline: Deadline): Promise<void> {
     const s = this.node.status();
     let best = 0;
     let bestMatch = -1;
@@ -715,43 +706,25 @@ export class EtcdMember {
     } catch {
       // A transfer already under way: wait for it as well.
     }
-    while (this.node.isLeader) {
-      if (Date.now() >= deadline) throw ERR.timedOut();
-      await sleep(20);
-    }
+    await waitUntil(() => !this.node.isLeader, { deadline, pollMs: 20 });
   }
 
   /** Asks the leader to make the change; null when it is not the leader (or the call never left): try again. */
-  private memberCall(leader: NodeId, op: MemberOp, deadline: number): Promise<{ index: number; raftId: number } | null> {
-    return new Promise((resolve, reject) => {
-      const callId = ++this.callSeq;
-      const finish = (): void => {
-        clearTimeout(timer);
-        this.calls.delete(callId);
-        this.inFlight.delete(fail);
-      };
-      const fail = (e: KvError): void => {
-        finish();
-        reject(e);
-      };
-      const timer = setTimeout(() => fail(ERR.timedOut()), Math.max(1, deadline - Date.now()));
-      this.inFlight.add(fail);
-      this.calls.set(callId, {
-        peer: leader,
-        answer: (c) => {
-          if (c.type !== 'memberAnswer') return;
-          finish();
-          const a = readMemberAnswer(c.answer);
-          if (!a) return reject(new KvError('Internal', 'etcdserver: the leader sent an undecodable answer'));
-          if (a.kind === 'retry') return resolve(null);
-          if (a.kind === 'error') return reject(new KvError(a.code, a.message));
-          resolve({ index: a.index, raftId: a.raftId });
-        },
-      });
-      if (!this.channel.sendMember(leader, encodePeerCall({ type: 'member', callId, request: encodeMemberOp(op) }))) {
-        finish();
-        resolve(null);
-      }
+  private memberCall(leader: NodeId, op: MemberOp, deadline: Deadline): Promise<{ index: number; raftId: number } | null> {
+    return this.callPeer<{ index: number; raftId: number } | null>({
+      peer: leader,
+      deadline,
+      request: (callId) => ({ type: 'member', callId, request: encodeMemberOp(op) }),
+      onTimeout: (settle) => settle.reject(ERR.timedOut()),
+      notSent: null,
+      onAnswer: (c, settle) => {
+        if (c.type !== 'memberAnswer') return;
+        const a = readMemberAnswer(c.answer);
+        if (!a) return settle.reject(new KvError('internal', 'etcdserver: the leader sent an undecodable answer'));
+        if (a.kind === 'retry') return settle.resolve(null);
+        if (a.kind === 'error') return settle.reject(new KvError(a.code, a.message));
+        settle.resolve({ index: a.index, raftId: a.raftId });
+      },
     });
   }
 
@@ -759,11 +732,11 @@ export class EtcdMember {
   private answerMemberCall(from: NodeId, callId: number, request: Uint8Array): void {
     const send = (a: MemberAnswer): void => void this.channel.sendMember(from, encodePeerCall({ type: 'memberAnswer', callId, answer: encodeMemberAnswer(a) }));
     const op = decodeMemberOp(request);
-    if (!op) return send({ kind: 'error', code: 'InvalidArgument', message: 'etcdserver: malformed membership request' });
+    if (!op) return send({ kind: 'error', code: 'badRequest', message: 'etcdserver: malformed membership request' });
     if (!this.node.isLeader) return send({ kind: 'retry' });
-    this.leaderMemberOp(op, Date.now() + this.config.requestTimeoutMs).then(
+    this.leaderMemberOp(op, Deadline.in(this.config.requestTimeoutMs)).then(
       (r) => send(r ? { kind: 'done', index: r.index, raftId: r.raftId } : { kind: 'retry' }),
-      (e: unknown) => send(e instanceof KvError ? { kind: 'error', code: e.code, message: e.message } : { kind: 'error', code: 'Unknown', message: `etcdserver: ${(e as Error).message}` }),
+      (e: unknown) => send(e instanceof KvError ? { kind: 'error', code: e.code, message: e.message } : { kind: 'error', code: 'plain', message: `etcdserver: ${(e as Error).message}` }),
     );
   }
 
@@ -779,39 +752,23 @@ export class EtcdMember {
    * log (the leader refused it, or it never left this member).
    */
   async propose(cmd: Command, auth?: AuthHeader): Promise<{ value: CommandValue; revision: number }> {
-    const deadline = Date.now() + this.config.requestTimeoutMs;
+    const w = this.leaderWait();
     const id = this.requestIds.next();
     const data = encodeRequest(auth ? { id, command: cmd, auth } : { id, command: cmd });
     // As etcd checks the marshalled InternalRaftRequest against --max-request-bytes.
     if (requestTooLarge(data, this.config.maxRequestBytes)) throw ERR.requestTooLarge();
-    for (;;) {
-      if (this.stopped) throw ERR.stopped();
-      let r: ApplyResult | null = null;
-      const leader = this.node.leader;
-      if (this.node.isLeader) r = await this.proposeLocal(data, deadline);
-      else if (leader !== 0) r = await this.forward(leader, id, data, deadline);
-      if (r) {
-        if (!r.ok) throw new KvError(r.error.code, r.error.message);
-        // This write took the store to its quota: the alarm is in before the answer (as etcd's
-        // applier raises it when an apply exceeds the quota).
-        if ((cmd.op === 'put' || cmd.op === 'txn' || cmd.op === 'leaseGrant') && overQuota(this.sm.store.dbSizeBytes(), this.config.quotaBackendBytes)) await this.raiseNoSpace('is at or over');
-        return { value: r.value, revision: r.revision };
-      }
-      if (Date.now() >= deadline) throw this.node.leader === 0 ? ERR.noLeader() : ERR.timedOut();
-      await sleep(RETRY_PAUSE_MS);
-    }
+    const r = await retryForLeader(w, () => this.onLeaderOrForward(() => this.proposeLocal(data, w.deadline), (leader) => this.forward(leader, id, data, w.deadline)));
+    if (!r.ok) throw new KvError(r.error.code, r.error.message);
+    // This write took the store to its quota: the alarm is in before the answer (as etcd's
+    // applier raises it when an apply exceeds the quota).
+    if ((cmd.op === 'put' || cmd.op === 'txn' || cmd.op === 'leaseGrant') && overQuota(this.sm.store.dbSizeBytes(), this.config.quotaBackendBytes)) await this.raiseNoSpace('is at or over');
+    return { value: r.value, revision: r.revision };
   }
 
   /** null: not proposed (no longer leader), try again. */
-  private async proposeLocal(data: Uint8Array, deadline: number): Promise<ApplyResult | null> {
-    let timer: NodeJS.Timeout | undefined;
+  private async proposeLocal(data: Uint8Array, deadline: Deadline): Promise<ApplyResult | null> {
     try {
-      return await Promise.race([
-        this.node.propose(data),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(ERR.timedOut()), Math.max(1, deadline - Date.now()));
-        }),
-      ]);
+      return await withDeadline(this.node.propose(data), deadline);
     } catch (e) {
       const refusal = refusalOf(e);
       if (refusal === 'notLeader' || refusal === 'transferInProgress') return null;
@@ -821,8 +778,6 @@ export class EtcdMember {
       if (e instanceof ProposalOutcomeUnknownError) throw ERR.timedOut();
       if (e instanceof StoppedError) throw ERR.stopped();
       throw e;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -832,58 +787,84 @@ export class EtcdMember {
    * Anything ambiguous (no answer, a lost connection) waits for the apply until the deadline:
    * retrying then could apply the request twice.
    */
-  private forward(leader: NodeId, id: bigint, data: Uint8Array, deadline: number): Promise<ApplyResult | null> {
-    return new Promise((resolve, reject) => {
+  private forward(leader: NodeId, id: bigint, data: Uint8Array, deadline: Deadline): Promise<ApplyResult | null> {
+    return this.callPeer<ApplyResult | null>({
+      peer: leader,
+      deadline,
+      request: (callId) => ({ type: 'forward', callId, request: data }),
+      onTimeout: (settle) => settle.reject(ERR.timedOut()),
+      // Dropped before it left (no connection, full queue): surely not in the log.
+      notSent: null,
+      hold: (settle) => {
+        this.waits.add(
+          id,
+          (r) => settle.resolve(r),
+          (why) => settle.reject(why === 'leaderChanged' ? ERR.leaderChanged() : ERR.timedOut()),
+        );
+        return () => this.waits.remove(id);
+      },
+      onAnswer: (c, settle) => {
+        if (c.type !== 'forwardAnswer') return;
+        const outcome: ForwardOutcome = c.outcome;
+        switch (outcome) {
+          case 'accepted':
+            return this.waits.accepted(id, c.index);
+          case 'notLeader':
+          case 'transferInProgress':
+            return settle.resolve(null);
+          case 'tooLarge':
+            return settle.reject(ERR.requestTooLarge());
+          case 'tooManyRequests':
+            return settle.reject(ERR.tooManyRequests());
+          case 'forbidden':
+            return settle.reject(new KvError('refused', 'etcdserver: the leader refused the forwarded request'));
+          default:
+            assertNever(outcome);
+        }
+      },
+    });
+  }
+
+  /**
+   * One call to `peer` over the member channel: sends `request(callId)` and hands every answer
+   * the peer sends to that call id to `onAnswer`, until the call settles — through `settle`
+   * (from onAnswer, onTimeout or `hold`), at `deadline` (onTimeout), when this member stops
+   * (`server stopped`), or at once with `notSent` when the call could not leave (no connection,
+   * a full queue: surely not received). Settles once; what it registered is released then.
+   */
+  private callPeer<T>(o: {
+    readonly peer: NodeId;
+    readonly deadline: Deadline;
+    readonly request: (callId: number) => PeerCall;
+    readonly onAnswer: (c: PeerCall, settle: Settle<T>) => void;
+    readonly onTimeout: (settle: Settle<T>) => void;
+    readonly notSent: T;
+    /** Something else the call waits for beside the answer (a forward: its apply here); returns its release. */
+    readonly hold?: (settle: Settle<T>) => () => void;
+  }): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       const callId = ++this.callSeq;
-      const finish = (): void => {
+      let settled = false;
+      let release = (): void => undefined;
+      const end = (): boolean => {
+        if (settled) return false;
+        settled = true;
         clearTimeout(timer);
         this.calls.delete(callId);
-        this.waits.remove(id);
-        this.inFlight.delete(fail);
+        this.inFlight.delete(onStop);
+        release();
+        return true;
       };
-      const fail = (e: KvError): void => {
-        finish();
-        reject(e);
+      const settle: Settle<T> = {
+        resolve: (v) => void (end() && resolve(v)),
+        reject: (e) => void (end() && reject(e)),
       };
-      const timer = setTimeout(() => fail(ERR.timedOut()), Math.max(1, deadline - Date.now()));
-      this.inFlight.add(fail);
-      this.waits.add(
-        id,
-        (r) => {
-          finish();
-          resolve(r);
-        },
-        (why) => fail(why === 'leaderChanged' ? ERR.leaderChanged() : ERR.timedOut()),
-      );
-      this.calls.set(callId, {
-        peer: leader,
-        answer: (c) => {
-          if (c.type !== 'forwardAnswer') return;
-          this.calls.delete(callId);
-          const outcome: ForwardOutcome = c.outcome;
-          switch (outcome) {
-            case 'accepted':
-              return this.waits.accepted(id, c.index);
-            case 'notLeader':
-            case 'transferInProgress':
-              finish();
-              return resolve(null);
-            case 'tooLarge':
-              return fail(ERR.requestTooLarge());
-            case 'tooManyRequests':
-              return fail(ERR.tooManyRequests());
-            case 'forbidden':
-              return fail(new KvError('FailedPrecondition', 'etcdserver: the leader refused the forwarded request'));
-            default:
-              assertNever(outcome);
-          }
-        },
-      });
-      if (!this.channel.sendMember(leader, encodePeerCall({ type: 'forward', callId, request: data }))) {
-        // Dropped before it left (no connection, full queue): surely not in the log.
-        finish();
-        resolve(null);
-      }
+      const onStop = (e: KvError): void => settle.reject(e);
+      const timer = setTimeout(() => o.onTimeout(settle), o.deadline.remainingMs);
+      this.inFlight.add(onStop);
+      if (o.hold) release = o.hold(settle);
+      this.calls.set(callId, { peer: o.peer, answer: (c) => o.onAnswer(c, settle) });
+      if (!this.channel.sendMember(o.peer, encodePeerCall(o.request(callId)))) settle.resolve(o.notSent);
     });
   }
 
@@ -965,36 +946,26 @@ export class EtcdMember {
     return this.onLeader('timeToLive', id);
   }
 
-  private async onLeader(op: LeaseOp, leaseId: bigint): Promise<number> {
-    const deadline = Date.now() + this.config.requestTimeoutMs;
-    for (;;) {
-      if (this.stopped) throw ERR.stopped();
-      const leader = this.node.leader;
-      if (this.node.isLeader) {
+  private onLeader(op: LeaseOp, leaseId: bigint): Promise<number> {
+    const w = this.leaderWait();
+    return retryForLeader(w, () =>
+      this.onLeaderOrForward(
         // null: not the primary lessor yet (its term's first entry not applied) or any more.
-        const r = op === 'renew' ? await this.lessor.renew(leaseId) : this.lessor.remaining(leaseId);
-        if (r !== null) return r;
-      } else if (leader !== 0) {
-        const r = await this.leaseCall(leader, op, leaseId, Math.min(deadline, Date.now() + LEASE_CALL_ATTEMPT_MS));
-        if (r !== null) return r;
-      }
-      if (Date.now() >= deadline) throw this.node.leader === 0 ? ERR.noLeader() : ERR.timedOut();
-      await sleep(RETRY_PAUSE_MS);
-    }
+        async () => (op === 'renew' ? await this.lessor.renew(leaseId) : this.lessor.remaining(leaseId)),
+        (leader) => this.leaseCall(leader, op, leaseId, w.deadline.within(LEASE_CALL_ATTEMPT_MS)),
+      ),
+    );
   }
 
   /** The leader's answer, or null (not leader, or no answer by `until`). */
-  private leaseCall(leader: NodeId, op: LeaseOp, leaseId: bigint, until: number): Promise<number | null> {
-    return new Promise((resolve) => {
-      const callId = ++this.callSeq;
-      const done = (r: number | null): void => {
-        clearTimeout(timer);
-        this.calls.delete(callId);
-        resolve(r);
-      };
-      const timer = setTimeout(() => done(null), Math.max(1, until - Date.now()));
-      this.calls.set(callId, { peer: leader, answer: (c) => c.type === 'leaseAnswer' && done(c.ok ? c.ttl : null) });
-      if (!this.channel.sendMember(leader, encodePeerCall({ type: 'lease', callId, op, leaseId }))) done(null);
+  private leaseCall(leader: NodeId, op: LeaseOp, leaseId: bigint, until: Deadline): Promise<number | null> {
+    return this.callPeer<number | null>({
+      peer: leader,
+      deadline: until,
+      request: (callId) => ({ type: 'lease', callId, op, leaseId }),
+      onTimeout: (settle) => settle.resolve(null),
+      notSent: null,
+      onAnswer: (c, settle) => void (c.type === 'leaseAnswer' && settle.resolve(c.ok ? c.ttl : null)),
     });
   }
 
@@ -1027,20 +998,17 @@ export class EtcdMember {
 
   /** A linearizable read barrier: afterwards the local store reflects every write acknowledged before. */
   async readBarrier(): Promise<void> {
-    const deadline = Date.now() + this.config.requestTimeoutMs;
-    for (;;) {
-      if (this.stopped) throw ERR.stopped();
+    await retryForLeader(this.leaderWait(), async () => {
       try {
         await this.node.linearizableRead();
-        return;
+        return true;
       } catch (e) {
         if (e instanceof ReadTimeoutError) throw ERR.timedOut();
         if (e instanceof StoppedError) throw ERR.stopped();
         if (!(e instanceof NotLeaderError) && !(e instanceof ProposalRefusedError)) throw e;
+        return null;
       }
-      if (Date.now() >= deadline) throw this.node.leader === 0 ? ERR.noLeader() : ERR.timedOut();
-      await sleep(RETRY_PAUSE_MS);
-    }
+    });
   }
 
   /** Resolves once the store's revision reaches `rev` (session reads); times out as a request. */
@@ -1075,12 +1043,10 @@ export class EtcdMember {
 
   /** True once this member applied `index`; false when the request timeout passes first. */
   async waitApplied(index: number): Promise<boolean> {
-    const deadline = Date.now() + this.config.requestTimeoutMs;
-    while (this.node.appliedIndex < index) {
-      if (this.stopped || Date.now() >= deadline) return false;
-      await sleep(5);
-    }
-    return true;
+    return waitUntil(() => this.node.appliedIndex >= index, { deadline: Deadline.in(this.config.requestTimeoutMs), pollMs: 5, stopped: () => this.stopped }).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** A fresh lease id: positive, 63-bit, not in use. */
@@ -1157,9 +1123,7 @@ function readJoinAnswer(b: Uint8Array): { clusterId: bigint; table: MemberTable 
   }
 }
 
-const GRPC_CODES: readonly GrpcCode[] = ['InvalidArgument', 'OutOfRange', 'NotFound', 'FailedPrecondition', 'ResourceExhausted', 'Unavailable', 'Unimplemented', 'DeadlineExceeded', 'Cancelled', 'Internal', 'Unknown'];
-
-type MemberAnswer = { kind: 'done'; index: number; raftId: number } | { kind: 'retry' } | { kind: 'error'; code: GrpcCode; message: string };
+type MemberAnswer = { kind: 'done'; index: number; raftId: number } | { kind: 'retry' } | { kind: 'error'; code: ErrorCode; message: string };
 
 function encodeMemberOp(op: MemberOp): Uint8Array {
   return new TextEncoder().encode(JSON.stringify('id' in op ? { ...op, id: op.id.toString() } : op));
@@ -1195,21 +1159,17 @@ function readMemberAnswer(b: Uint8Array): MemberAnswer | null {
     const o = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(b)) as Record<string, unknown>;
     if (o.kind === 'retry') return { kind: 'retry' };
     if (o.kind === 'done' && Number.isSafeInteger(o.index) && Number.isInteger(o.raftId)) return { kind: 'done', index: o.index as number, raftId: o.raftId as number };
-    if (o.kind === 'error' && typeof o.code === 'string' && GRPC_CODES.includes(o.code as GrpcCode) && typeof o.message === 'string') return { kind: 'error', code: o.code as GrpcCode, message: o.message.slice(0, 1000) };
+    if (o.kind === 'error' && isErrorCode(o.code) && typeof o.message === 'string') return { kind: 'error', code: o.code, message: o.message.slice(0, 1000) };
     return null;
   } catch {
     return null;
   }
 }
 
-function withDeadline<T>(p: Promise<T>, deadline: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(ERR.timedOut()), Math.max(1, deadline - Date.now()));
-    }),
-  ]).finally(() => clearTimeout(timer));
+/** How a pending member-channel call ends (see EtcdMember.callPeer). */
+interface Settle<T> {
+  resolve(v: T): void;
+  reject(e: KvError): void;
 }
 
 /** A proposal refusal as the forward outcome that names it; null for anything else. */

@@ -14,7 +14,6 @@
  * - etcd_server_proposals_pending: proposals of this member in the log, not yet applied (a
  *   follower's forwarded writes count on the leader).
  */
-import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { NodeObserver } from '../node/node.js';
@@ -22,6 +21,7 @@ import type { StorageObserver } from '../storage/storage.js';
 import type { TransportObserver } from '../transport/tcp.js';
 import { WAL_SLOW_FDATASYNC_MS, type FdatasyncMeasurement } from './disk-check.js';
 import type { EtcdMember, MemberObservers } from './member.js';
+import { GRPC_CODE_NAMES } from '../api/status.js';
 
 /** etcd's buckets of the disk histograms: 1 ms doubling to 8.192 s (prometheus.ExponentialBuckets(0.001, 2, 14)). */
 export const DISK_BUCKETS_S = exponentialBuckets(0.001, 2, 14);
@@ -35,27 +35,6 @@ function exponentialBuckets(start: number, factor: number, count: number): numbe
   for (let i = 0, v = start; i < count; i++, v *= factor) out.push(Number(v.toPrecision(12)));
   return out;
 }
-
-/** gRPC status codes by the names Go's codes.Code.String() gives (etcd's grpc_code label). */
-export const GRPC_CODE_NAMES: Readonly<Record<number, string>> = {
-  [grpc.status.OK]: 'OK',
-  [grpc.status.CANCELLED]: 'Canceled',
-  [grpc.status.UNKNOWN]: 'Unknown',
-  [grpc.status.INVALID_ARGUMENT]: 'InvalidArgument',
-  [grpc.status.DEADLINE_EXCEEDED]: 'DeadlineExceeded',
-  [grpc.status.NOT_FOUND]: 'NotFound',
-  [grpc.status.ALREADY_EXISTS]: 'AlreadyExists',
-  [grpc.status.PERMISSION_DENIED]: 'PermissionDenied',
-  [grpc.status.RESOURCE_EXHAUSTED]: 'ResourceExhausted',
-  [grpc.status.FAILED_PRECONDITION]: 'FailedPrecondition',
-  [grpc.status.ABORTED]: 'Aborted',
-  [grpc.status.OUT_OF_RANGE]: 'OutOfRange',
-  [grpc.status.UNIMPLEMENTED]: 'Unimplemented',
-  [grpc.status.INTERNAL]: 'Internal',
-  [grpc.status.UNAVAILABLE]: 'Unavailable',
-  [grpc.status.DATA_LOSS]: 'DataLoss',
-  [grpc.status.UNAUTHENTICATED]: 'Unauthenticated',
-};
 
 export type GrpcType = 'unary' | 'client_stream' | 'server_stream' | 'bidi_stream';
 

@@ -19,6 +19,7 @@ import { logWith } from './log.js';
 import { MemberMetrics, type GrpcType } from './metrics.js';
 import { opsRoute, type ProbeCheck } from './ops-http.js';
 import { loadTls } from './tls.js';
+import { Deadline, withDeadline } from './wait.js';
 
 /** gRPC's receive limit (etcd: max request bytes + 512 KiB; 2 MiB at the default). */
 export const GRPC_RECEIVE_BYTES_MAX = 2 * 1024 * 1024;
@@ -127,19 +128,11 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
     if (alarm) return { health: false, reason: `ALARM ${alarm.alarm}` };
     if (member.node.leader === 0) return { health: false, reason: 'RAFT NO LEADER' };
     if (!member.published) return { health: false, reason: 'member not yet published to the cluster' };
-    let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
-        member.readBarrier(),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error('linearizable read timed out')), HEALTH_TIMEOUT_MS);
-        }),
-      ]);
+      await withDeadline(member.readBarrier(), Deadline.in(HEALTH_TIMEOUT_MS), () => new Error('linearizable read timed out'));
       return { health: true };
     } catch (e) {
       return { health: false, reason: (e as Error).message };
-    } finally {
-      clearTimeout(timer);
     }
   };
   const api = createGateway({
@@ -185,13 +178,8 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 /** Rejects after `ms` with `why`, unless `p` settles first. */
-async function within<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
+function within<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
+  return withDeadline(p, Deadline.in(ms), () => new Error(why));
 }
 
 /** The checks of /livez and /readyz (etcd 3.5's names and order). */

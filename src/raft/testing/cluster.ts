@@ -6,7 +6,8 @@ import { rng as makeRng } from '../../lib/prng.js';
 import type { Logger, RaftConfig } from '../config.js';
 import type { Message } from '../messages.js';
 import { RaftCore } from '../raft.js';
-import type { ConfState, Entry, HardState, NodeId, ReadState, Ready, Snapshot } from '../types.js';
+import type { ConfState, Entry, HardState, NodeId, ReadState, Snapshot } from '../types.js';
+import type { Ready } from '../ready.js';
 
 export interface Disk {
   hardState: HardState;

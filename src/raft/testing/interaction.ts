@@ -13,7 +13,8 @@ import { rng as makeRng } from '../../lib/prng.js';
 import type { Logger } from '../config.js';
 import type { Message } from '../messages.js';
 import { RaftCore } from '../raft.js';
-import type { ConfChange, ConfChangeSingle, ConfState, Entry, NodeId, Ready } from '../types.js';
+import type { ConfChange, ConfChangeSingle, ConfState, Entry, NodeId } from '../types.js';
+import type { Ready } from '../ready.js';
 import { decodeConfChange } from '../confchange.js';
 import { freshDisk, persistReady, type Disk } from './cluster.js';
 
