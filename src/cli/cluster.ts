@@ -4,14 +4,14 @@
  */
 import type { Command } from 'commander';
 import type { FlotillaClient, MemberListResult } from '../client/index.js';
-import { common, fail, run, type Common } from './command.js';
+import { common, fail, run, UsageError, type Common } from './command.js';
 import { goDuration, goJson, goTable, headerJson, humanBytes, oe, out } from './printers.js';
 
 export function registerCluster(program: Command): void {
   const member = program.command('member').description('membership commands: add, remove, update, promote, list');
   // etcdctl's member id argument: hex.
   const memberIdArg = (s: string): bigint => {
-    if (!/^[0-9a-fA-F]{1,16}$/.test(s)) throw new Error(`bad member ID arg (strconv.ParseUint: parsing ${JSON.stringify(s)}: invalid syntax), expecting ID in Hex`);
+    if (!/^[0-9a-fA-F]{1,16}$/.test(s)) throw new UsageError(`bad member ID arg (strconv.ParseUint: parsing ${JSON.stringify(s)}: invalid syntax), expecting ID in Hex`);
     return BigInt(`0x${s}`);
   };
   const hex16 = (id: bigint): string => id.toString(16).padStart(16, ' ');
@@ -21,7 +21,7 @@ export function registerCluster(program: Command): void {
   });
   const peerUrlList = (s: string | undefined, what: string): string[] => {
     const list = (s ?? '').split(',').map((x) => x.trim()).filter(Boolean);
-    if (list.length === 0) throw new Error(what);
+    if (list.length === 0) throw new UsageError(what);
     return list;
   };
 
@@ -65,12 +65,14 @@ export function registerCluster(program: Command): void {
       return () => (json ? out(goJson(listJson(r))) : out(`Member ${hex16(BigInt(`0x${id}`))} promoted in cluster ${hex16(r.header.clusterId)}`));
     }),
   );
-  common(member.command('list').description('list the cluster\'s members')).action((o: Common) =>
+  common(member.command('list').description('list the cluster\'s members'), ['simple', 'json', 'table']).action((o: Common) =>
     run(o, async (c, json) => {
       const r = await c.memberList();
       return () => {
         if (json) return out(goJson(listJson(r)));
-        for (const m of r.members) out(`${m.id.toString(16)}, ${m.name ? 'started' : 'unstarted'}, ${m.name}, ${m.peerURLs.join(',')}, ${m.clientURLs.join(',')}, ${m.isLearner}`);
+        const rows = r.members.map((m) => [m.id.toString(16), m.name ? 'started' : 'unstarted', m.name, m.peerURLs.join(','), m.clientURLs.join(','), String(m.isLearner)]);
+        if (o.writeOut === 'table') return out(goTable(['ID', 'Status', 'Name', 'Peer Addrs', 'Client Addrs', 'Is Learner'], rows));
+        for (const row of rows) out(row.join(', '));
       };
     }),
   );

@@ -10,6 +10,10 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { ClientTlsOptions, FlotillaClient, GetOptions, SortTarget } from '../client/index.js';
 import { leaseHex } from './printers.js';
 
+/** Exit code of a command line that is not understood: an unknown flag, a bad flag value, a
+ * missing or extra argument, a malformed txn line (a request that failed exits 1). */
+export const EXIT_USAGE = 2;
+
 /** Endpoints used without --endpoints or FLOTILLA_ENDPOINTS (the three members `flotilla start` runs). */
 export const DEFAULT_ENDPOINTS = '127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379';
 /** TTL (s) of the session lease of `lock` and `elect` (etcdctl's --ttl default). */
@@ -136,7 +140,7 @@ export function isClientError(e: unknown): e is import('../client/index.js').Cli
 export function fail(e: unknown): void {
   const msg = isClientError(e) ? e.details : e instanceof Error ? e.message : String(e);
   process.stderr.write(`Error: ${msg}\n`);
-  process.exitCode = 1;
+  process.exitCode = e instanceof UsageError ? EXIT_USAGE : 1;
 }
 
 /**
