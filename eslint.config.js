@@ -1,6 +1,77 @@
 // @ts-check
 import js from '@eslint/js';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import tseslint from 'typescript-eslint';
+
+const SRC = path.join(path.dirname(fileURLToPath(import.meta.url)), 'src');
+
+/**
+ * The layering of src/ (ARCHITECTURE.md, "Layers": the table there must list the same; a test
+ * checks it): for each folder, the other folders of src/ its files may import, type-only imports
+ * included (a file of the folder itself is always allowed). Files directly in src/ are a layer of
+ * their own named by the file. A folder without an entry may import nothing: add it here and to
+ * the table. Test files (*.test.ts) are exempt. Like VS Code's code-layering rule.
+ */
+export const LAYERS = {
+  'lib': [],
+  'trace': ['lib'],
+  'check': ['lib'],
+  'raft': ['lib'],
+  'storage': ['lib', 'raft'],
+  'node': ['lib', 'trace', 'raft', 'storage'],
+  'transport': ['lib', 'trace', 'raft', 'node'],
+  'kv': ['lib', 'trace', 'raft', 'node'],
+  'server': ['lib', 'trace', 'raft', 'storage', 'transport', 'node', 'kv', 'api'],
+  'api': ['lib', 'trace', 'kv', 'server'],
+  'client': ['lib', 'trace', 'api'],
+  'sim': ['lib', 'trace', 'check', 'raft', 'storage', 'node'],
+  'bench': ['lib', 'raft'],
+  'faults': ['lib', 'trace', 'check', 'client'],
+  'fuzz': ['lib', 'trace', 'raft', 'storage', 'transport', 'node', 'kv', 'server', 'api', 'client', 'faults'],
+  'ui': ['lib', 'trace'],
+  'cli': ['lib', 'trace', 'check', 'raft', 'storage', 'transport', 'node', 'kv', 'server', 'api', 'client', 'sim', 'bench', 'faults', 'fuzz'],
+  'index.ts': ['lib', 'trace', 'check', 'raft', 'storage', 'transport', 'node', 'kv', 'client'],
+  'types': [],
+};
+
+/** The layer of a path relative to src/: its first folder, or the file's name for files in src/. */
+const layerOf = (rel) => (rel.includes(path.sep) ? rel.split(path.sep)[0] : rel);
+
+/** The `layering` rule: every relative import (static, dynamic, re-export, import type) of a file under src/ stays within its layer's allow-list. */
+export const layering = {
+  meta: {
+    type: 'problem',
+    schema: [],
+    messages: {
+      forbidden: 'src/{{from}} may not import src/{{to}} (layers allowed: {{allowed}}; see LAYERS in eslint.config.js and ARCHITECTURE.md)',
+      unknown: 'src/{{from}} has no entry in LAYERS (eslint.config.js): give it its allow-list there and in ARCHITECTURE.md\'s table',
+    },
+  },
+  create(context) {
+    const file = context.filename;
+    const rel = path.relative(SRC, file);
+    if (rel.startsWith('..') || path.isAbsolute(rel)) return {};
+    const from = layerOf(rel);
+    const check = (node, source) => {
+      if (typeof source !== 'string' || !source.startsWith('.')) return;
+      const target = path.relative(SRC, path.resolve(path.dirname(file), source));
+      if (target.startsWith('..') || path.isAbsolute(target)) return;
+      const to = layerOf(target);
+      if (to === from) return;
+      const allowed = Object.hasOwn(LAYERS, from) ? LAYERS[from] : undefined;
+      if (allowed === undefined) context.report({ node, messageId: 'unknown', data: { from } });
+      else if (!allowed.includes(to)) context.report({ node, messageId: 'forbidden', data: { from, to, allowed: allowed.join(', ') || 'none' } });
+    };
+    return {
+      ImportDeclaration: (n) => check(n, n.source.value),
+      ExportNamedDeclaration: (n) => n.source && check(n, n.source.value),
+      ExportAllDeclaration: (n) => check(n, n.source.value),
+      ImportExpression: (n) => n.source.type === 'Literal' && check(n, n.source.value),
+      TSImportType: (n) => check(n, n.argument?.literal?.value ?? n.argument?.value),
+    };
+  },
+};
 
 // src/raft is the pure core: it must not touch the outside world. Time comes in as tick(),
 // randomness from an injected seeded PRNG, and all I/O is done by whoever drives the core.
@@ -9,7 +80,6 @@ const pureCoreRestrictions = {
     patterns: [
       { group: ['node:*'], message: 'src/raft is pure: no node:* imports.' },
       { group: ['fs', 'fs/*', 'net', 'os', 'path', 'child_process', 'timers', 'timers/*', 'crypto', 'http', 'https', 'dgram', 'worker_threads', 'process'], message: 'src/raft is pure: no I/O modules.' },
-      { group: ['../sim/*', '../sim', '../check/*', '../cli/*', '../node/*', '../storage/*', '../transport/*'], message: 'src/raft imports only src/lib.' },
     ],
   }],
   'no-restricted-globals': ['error',
@@ -58,6 +128,12 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
       'no-constant-condition': ['error', { checkLoops: false }],
     },
+  },
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/**/*.test.ts'],
+    plugins: { local: { rules: { layering } } },
+    rules: { 'local/layering': 'error' },
   },
   {
     files: ['src/sim/**/*.ts'],

@@ -206,6 +206,12 @@ describe.skipIf(missing !== null)(`flotilla client commands against ${TARGET}`, 
     const ml = cli(['member', 'list']).out.trim().split('\n');
     expect(ml).toHaveLength(3);
     for (const l of ml) expect(l).toMatch(/^[0-9a-f]+, started, m\d, http:\/\/127\.0\.0\.1:\d+, http:\/\/127\.0\.0\.1:\d+, false$/);
+    if (ETCDCTL) {
+      // -w table as etcdctl prints it, byte for byte.
+      const [ours, theirs] = both(['member', 'list', '-w', 'table']);
+      expect(ours).toBe(theirs);
+      expect(ours).toMatch(/^(\+-+)+\+\n\|\s+ID\s+\|\s+STATUS\s+\|/);
+    }
     const mj = JSON.parse(cli(['member', 'list', '-w', 'json']).out) as { members: { name: string }[] };
     expect(mj.members.map((m) => m.name).sort()).toEqual(['m1', 'm2', 'm3']);
     const st = cli(['endpoint', 'status', '--cluster']).out.split('\n').filter(Boolean);
@@ -223,20 +229,28 @@ describe.skipIf(missing !== null)(`flotilla client commands against ${TARGET}`, 
     expect(bad.err).toMatch(/^127\.0\.0\.1:1 is unhealthy: failed to commit proposal: .*\nError: unhealthy cluster\n$/);
   });
 
-  it('bad input: a readable error on stderr, exit 1, nothing on stdout', () => {
+  it('bad input: a readable error on stderr, nothing on stdout; exit 1 for a refused request, 2 for a command line not understood', () => {
     expect(cli(['get', ''])).toEqual({ code: 1, out: '', err: 'Error: etcdserver: key is not provided\n' });
     expect(cli(['put', 'k', 'v', '--lease', '1234'])).toEqual({ code: 1, out: '', err: 'Error: etcdserver: requested lease not found\n' });
-    expect(cli(['put', 'k', 'v', '--lease', 'zz'])).toEqual({ code: 1, out: '', err: 'Error: bad lease ID "zz", expecting ID in hex\n' });
+    expect(cli(['put', 'k', 'v', '--lease', 'zz'])).toEqual({ code: 2, out: '', err: 'Error: bad lease ID "zz", expecting ID in hex\n' });
     expect(cli(['get', 'k', '--rev', '999999'])).toEqual({ code: 1, out: '', err: 'Error: etcdserver: mvcc: required revision is a future revision\n' });
-    expect(cli(['lease', 'revoke', 'zz'])).toMatchObject({ code: 1, out: '' });
-    for (const args of [['get', 'k', '--consistency', 'x'], ['get', 'k', '--rev', 'many'], ['get', 'k', '-w', 'table'], ['get', 'k', '--sort-by', 'SIZE'], ['get', 'a', 'b', '--prefix']]) {
+    expect(cli(['lease', 'revoke', 'zz'])).toMatchObject({ code: 2, out: '' });
+    const usage = [['get', 'k', '--consistency', 'x'], ['get', 'k', '--rev', 'many'], ['get', 'k', '-w', 'table'], ['get', 'k', '--sort-by', 'SIZE'], ['get', 'a', 'b', '--prefix'], ['get', 'k', '--bogus'], ['get'], ['member', 'remove', 'zz'], ['nope']];
+    for (const args of usage) {
       const r = cli(args);
-      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.code, args.join(' ')).toBe(2);
       expect(r.out, args.join(' ')).toBe('');
       expect(r.err, args.join(' ')).not.toBe('');
     }
+    const txn = cli(['txn'], 'mod("k") ~ "0"\n');
+    expect(txn).toEqual({ code: 2, out: '', err: 'Error: malformed comparison: mod("k") ~ "0"\n' });
     const down = cli(['get', 'k', '--endpoints', '127.0.0.1:1']);
     expect(down).toMatchObject({ code: 1, out: '' });
     expect(down.err).toMatch(/^Error: cannot connect to 127\.0\.0\.1:1/);
+    // Every member down: each endpoint tried is named with its reason.
+    const all = cli(['get', 'k', '--endpoints', '127.0.0.1:1,127.0.0.1:2,127.0.0.1:3']);
+    expect(all).toMatchObject({ code: 1, out: '' });
+    expect(all.err).toMatch(/^Error: cannot connect to 127\.0\.0\.1:(1|2|3): [^;\n]+; 127\.0\.0\.1:(1|2|3): [^;\n]+; 127\.0\.0\.1:(1|2|3): [^;\n]+\n$/);
+    for (const p of ['1', '2', '3']) expect(all.err).toContain(`127.0.0.1:${p}: `);
   });
 });

@@ -88,6 +88,13 @@ describe('JSON gateway', () => {
     expect((await post('/v3/kv/range', { key: b64('x') })).body.count).toBeUndefined();
     const r = await fetch(`${url}/v3/nope`, { method: 'POST', body: '{}' });
     expect(r.status).toBe(404);
+    // etcd's gateway: a known path with another method than POST is 405 Method Not Allowed.
+    for (const path of ['/v3/kv/range', '/v3beta/lease/leases', '/v3/maintenance/status?x=1']) {
+      const g = await fetch(`${url}${path}`);
+      expect([g.status, await g.text()], path).toEqual([405, 'Method Not Allowed\n']);
+    }
+    const unknown = await fetch(`${url}/v3/kv/nope`);
+    expect([unknown.status, await unknown.text()]).toEqual([404, 'Not Found\n']);
   });
 
   it('leases and a watch stream of {"result": ...} lines', async () => {

@@ -317,6 +317,17 @@ describe('flotilla start tells the truth', () => {
     process.kill(Number(node2!.trim().split(/\s+/)[0]), 'SIGTERM');
     await waitFor('the exit to be reported', async () => (run.out.includes('node2 exited (code 0)') ? true : undefined));
     await waitFor('the count of members left', async () => (run.out.includes('the cluster runs on with 2 of 3 members') ? true : undefined));
+    // It prints the one command that restarts node2; run as printed, node2 is welcomed back.
+    const restart = await waitFor('the restart command', async () => /To restart node2 .*\n {2}(.+)\n/.exec(run.out)?.[1]);
+    expect(restart).not.toMatch(/'/);
+    const [cmd, ...args] = restart.split(' ');
+    const again = spawn(cmd!, args, { stdio: 'ignore' });
+    cleanups.push(async () => {
+      again.kill('SIGKILL');
+      await exitOf(again);
+    });
+    const before = run.out.length;
+    await waitFor('node2 back up', async () => (run.out.slice(before).includes('node2 is up') ? true : undefined), 60_000);
     run.p.kill('SIGINT');
     expect((await run.exited).code).toBe(0);
   }, 90_000);

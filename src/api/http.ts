@@ -541,10 +541,11 @@ export function createGateway(o: GatewayOptions): (req: IncomingMessage, res: Se
       });
       return;
     }
-    const r = req.method === 'POST' ? route(path) : null;
-    if (!r) {
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
-      res.end('Not Found\n');
+    const r = route(path);
+    if (!r || req.method !== 'POST') {
+      // As etcd's gateway: a known path asked with another method than POST is 405, an unknown one 404.
+      res.writeHead(r ? 405 : 404, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end(r ? 'Method Not Allowed\n' : 'Not Found\n');
       return;
     }
     const chunks: Buffer[] = [];

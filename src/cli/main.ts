@@ -10,6 +10,7 @@ import { runDemo } from './demo.js';
 import { registerServe } from './serve.js';
 import { registerStart } from './start.js';
 import { registerClientCommands } from './client.js';
+import { EXIT_USAGE } from './command.js';
 import { registerSnapshot } from './snapshot.js';
 
 function intArg(name: string, min: number, max: number) {
@@ -156,7 +157,18 @@ export function buildProgram(): Command {
       for (const c of defaultCases) console.log(formatResult(runCase(o.quick ? { ...c, entries: Math.ceil(c.entries / 10) } : c)));
     });
 
+  exitOnUsageErrors(program);
   return program;
+}
+
+/**
+ * A command line that does not parse (unknown flag or command, bad flag value, missing or extra
+ * argument, no command at all) exits EXIT_USAGE after commander's message; asking for help exits
+ * 0. Applied to every command registered, however it was added.
+ */
+function exitOnUsageErrors(c: Command): void {
+  c.exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : EXIT_USAGE));
+  for (const sub of c.commands) exitOnUsageErrors(sub);
 }
 
 await buildProgram().parseAsync(process.argv);

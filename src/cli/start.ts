@@ -37,6 +37,11 @@ interface StartOptions {
   host: string;
 }
 
+/** A word as a POSIX shell reads it back: bare when safe, single-quoted otherwise. */
+function shellWord(w: string): string {
+  return /^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`;
+}
+
 function ports(flag: string, v: string): number[] {
   const list = v.split(',').map((s) => s.trim());
   if (list.length !== 3 || list.some((p) => !/^\d+$/.test(p) || Number(p) < 1 || Number(p) > 65535)) {
@@ -134,7 +139,8 @@ export function registerStart(program: Command): void {
             stop(EXIT_MEMBER_EXITED);
           } else {
             const left = children.filter(alive).length;
-            console.log(`the cluster runs on with ${left} of ${names.length} members${left < 2 ? ' (no quorum: it cannot serve)' : ''}; restart ${n} with \`flotilla serve\` or stop with Ctrl-C`);
+            console.log(`the cluster runs on with ${left} of ${names.length} members${left < 2 ? ' (no quorum: it cannot serve)' : ''}; Ctrl-C stops it. To restart ${n} with its data (in another terminal; Ctrl-C here does not stop it then):`);
+            console.log(`  ${[process.execPath, BIN, 'serve', ...flags(raws[i]!)].map(shellWord).join(' ')}`);
           }
         });
         return child;
@@ -149,7 +155,9 @@ export function registerStart(program: Command): void {
         clients.forEach((c, i) => {
           c.Status({}, { deadline: Date.now() + POLL_MS }, (err, r) => {
             if (stopping) return;
-            if (err || !r || !alive(children[i]!)) {
+            // Before the cluster is ready only its own processes count; afterwards a member
+            // restarted by hand (the command printed when it exited) is welcomed back by its ids.
+            if (err || !r || (!ready && !alive(children[i]!))) {
               if (up[i]) console.log(`${names[i]} is down`);
               up[i] = false;
               return;

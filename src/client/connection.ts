@@ -258,9 +258,12 @@ export class Connections {
       return this.callOnce(ep, service, method, req, o);
     }
     let last: ClientError | undefined;
+    /** The failures of the last round, one per endpoint. */
+    let failures: ClientError[] = [];
     for (let round = 1; round <= MAX_ROUNDS; round++) {
       // Every endpoint failed at TLS (certificates): another round would fail the same way.
       let tlsOnly = true;
+      failures = [];
       for (const ep of this.order()) {
         try {
           await this.dial(ep);
@@ -271,13 +274,15 @@ export class Connections {
           last = toClientError(e, ep);
           if (this.closed || !retryable(last, o.retry)) throw last;
           if (!(last instanceof DialError && last.tls)) tlsOnly = false;
+          failures.push(last);
           this.markFailed(ep);
         }
       }
       if (tlsOnly) break;
       if (round < MAX_ROUNDS) await sleep(ROUND_BACKOFF_MS * round);
     }
-    throw last!;
+    // No endpoint reachable: say so for each one, not only the last.
+    throw DialError.ofAll(failures.length > 0 ? failures : [last!]);
   }
 
   /** Close every channel; calls in flight fail with CANCELLED. */

@@ -39,9 +39,22 @@ export class DialError extends ClientError {
    * @param tls the reason is a TLS failure (an untrusted or expired certificate, one refused):
    *   trying the same endpoint again will not help.
    */
-  constructor(endpoint: string, reason: string, readonly tls = false) {
-    super(grpc.status.UNAVAILABLE, `cannot connect to ${endpoint}: ${reason}`, endpoint);
+  constructor(endpoint: string, reason: string, readonly tls = false, details = `cannot connect to ${endpoint}: ${reason}`) {
+    super(grpc.status.UNAVAILABLE, details, endpoint);
     this.name = 'DialError';
+  }
+
+  /**
+   * The failure of a call for which no endpoint could be reached, naming every endpoint tried
+   * with its own reason (`cannot connect to a:1: connection failed; b:2: dial timeout (2000 ms)`);
+   * the single failure itself when only one endpoint was tried or some failure was not a dial.
+   */
+  static ofAll(failures: readonly ClientError[]): ClientError {
+    if (failures.length < 2 || !failures.every((f) => f instanceof DialError)) return failures.at(-1)!;
+    const all = failures as readonly DialError[];
+    const lead = 'cannot connect to ';
+    const details = lead + all.map((f) => (f.details.startsWith(lead) ? f.details.slice(lead.length) : f.details)).join('; ');
+    return new DialError(all[0]!.endpoint ?? '', '', all.every((f) => f.tls), details);
   }
 }
 
