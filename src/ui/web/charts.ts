@@ -7,6 +7,7 @@ import uPlot from 'uplot';
 import type { UiHistogram, UiStatus } from '../api.js';
 import type { ClusterView } from './cluster.js';
 import { byId } from './dom.js';
+import { quantileOfDelta } from './histogram.js';
 
 /** Seconds of history the charts keep (one point per cluster poll). */
 export const CHART_WINDOW_S = 300;
@@ -26,27 +27,6 @@ const data: Series = { t: [], writes: [], reads: [], latP50: [], latP99: [], fsy
 const prev = new Map<string, UiStatus>();
 let prevLeaderChanges = 0;
 let plots: uPlot[] = [];
-
-/** The q-quantile of the observations between two cumulative histograms (Prometheus' histogram_quantile), null when none. */
-export function quantileOfDelta(now: UiHistogram, before: UiHistogram | undefined, q: number): number | null {
-  const counts = now.counts.map((c, i) => c - (before?.counts[i] ?? 0));
-  const total = now.count - (before?.count ?? 0);
-  if (total <= 0) return null;
-  const rank = q * total;
-  let lastBound = 0;
-  let lastCount = 0;
-  for (let i = 0; i < now.bounds.length; i++) {
-    const c = counts[i]!;
-    if (c >= rank) {
-      const inBucket = c - lastCount;
-      return inBucket <= 0 ? now.bounds[i]! : lastBound + ((now.bounds[i]! - lastBound) * (rank - lastCount)) / inBucket;
-    }
-    lastBound = now.bounds[i]!;
-    lastCount = c;
-  }
-  // Beyond the last finite bucket: its bound is all we know.
-  return lastBound;
-}
 
 function mergeDelta(hs: { now: UiHistogram; before: UiHistogram | undefined }[]): { now: UiHistogram; before: UiHistogram } | null {
   const bounds = hs.find((x) => x.now.bounds.length > 0)?.now.bounds;

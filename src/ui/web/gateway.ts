@@ -42,7 +42,9 @@ export class GatewayError extends Error {
 
 const AUTH_REFUSALS = ['user name is empty', 'invalid auth token', 'authentication failed'];
 
-function checkAuth(status: number, message: string): void {
+/** A refusal for want of a token asks for a login, unless the call went out with a token since replaced (a login meanwhile). */
+function checkAuth(status: number, message: string, sentWith: string | null): void {
+  if (sentWith !== token) return;
   if (status === 401 || AUTH_REFUSALS.some((s) => message.includes(s))) for (const f of authListeners) f();
 }
 
@@ -54,6 +56,7 @@ function headers(): Record<string, string> {
 
 /** One unary gateway call: `path` after /v3/ (e.g. 'kv/range'), the request as etcd's JSON. */
 export async function call<T>(path: string, body: unknown): Promise<T> {
+  const sentWith = token;
   let r: Response;
   try {
     r = await fetch(`/v3/${path}`, { method: 'POST', headers: headers(), body: JSON.stringify(body), signal: AbortSignal.timeout(CALL_TIMEOUT_MS) });
@@ -69,7 +72,7 @@ export async function call<T>(path: string, body: unknown): Promise<T> {
   }
   if (!r.ok) {
     const msg = String(json['message'] ?? json['error'] ?? `HTTP ${r.status}`);
-    checkAuth(r.status, msg);
+    checkAuth(r.status, msg, sentWith);
     throw new GatewayError(r.status, msg);
   }
   return json as T;
@@ -80,6 +83,7 @@ export async function call<T>(path: string, body: unknown): Promise<T> {
  * the stream ends (the member closed it or went away), rejects on an error line or status.
  */
 export async function stream(path: string, body: unknown, onResult: (r: Record<string, unknown>) => void, signal: AbortSignal): Promise<void> {
+  const sentWith = token;
   const r = await fetch(`/v3/${path}`, { method: 'POST', headers: headers(), body: JSON.stringify(body), signal });
   if (!r.ok || !r.body) {
     const text = await r.text();
@@ -90,7 +94,7 @@ export async function stream(path: string, body: unknown, onResult: (r: Record<s
     } catch {
       // keep the status
     }
-    checkAuth(r.status, msg);
+    checkAuth(r.status, msg, sentWith);
     throw new GatewayError(r.status, msg);
   }
   const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -118,6 +122,7 @@ export async function stream(path: string, body: unknown, onResult: (r: Record<s
 
 /** GET /ui/api/status of the member at `base` ('' = the one that served the page). */
 export async function memberStatus(base: string): Promise<UiStatus> {
+  const sentWith = token;
   const h: Record<string, string> = {};
   if (token) h['authorization'] = token;
   const r = await fetch(`${base}${UI_STATUS_PATH}`, { headers: h, signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
@@ -129,7 +134,7 @@ export async function memberStatus(base: string): Promise<UiStatus> {
     } catch {
       // keep the status
     }
-    if (base === '') checkAuth(r.status, msg);
+    if (base === '') checkAuth(r.status, msg, sentWith);
     throw new GatewayError(r.status, msg);
   }
   return (await r.json()) as UiStatus;

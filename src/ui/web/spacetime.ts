@@ -8,7 +8,7 @@
  */
 import type { TraceEvent } from '../../trace/event.js';
 import { TRACE_PATH } from '../api.js';
-import { causalSets, messageFamily, pairMessages, parseTrace, relation, TRACE_EVENTS_MAX } from './causal.js';
+import { causalSets, messageFamily, pairMessages, parseTrace, relation, TRACE_CHARS_MAX, TRACE_EVENTS_MAX } from './causal.js';
 import { clusterView } from './cluster.js';
 import { byId } from './dom.js';
 import { authToken } from './gateway.js';
@@ -97,7 +97,6 @@ function render(): void {
     const fam = e.kind === 'local' ? 'local' : messageFamily(e.type);
     const c = svg('circle', { cx: x(e), cy: y(e), r: 5, class: `ev ev-${e.kind}`, fill: e.kind === 'local' ? '#212529' : COLOURS[fam]!, 'data-i': i, 'data-node': e.node, 'data-lamport': e.lamport });
     c.append(svg('title', {}, describe(e, i)));
-    // Bigger dots where there is room for them.
     root.append(c);
   });
   byId('st-canvas').replaceChildren(root);
@@ -138,9 +137,11 @@ function highlight(): void {
 
 async function loadFile(f: File): Promise<void> {
   stopLive();
-  const p = parseTrace(await f.text());
+  // Never more than TRACE_CHARS_MAX bytes of the file in memory.
+  const big = f.size > TRACE_CHARS_MAX;
+  const p = parseTrace(await (big ? f.slice(0, TRACE_CHARS_MAX) : f).text());
   const notes = [`${f.name}: ${p.events.length} events`];
-  if (p.truncated) notes.push(`cut at ${TRACE_EVENTS_MAX} events`);
+  if (p.truncated || big) notes.push(`cut at ${p.events.length} events (at most ${TRACE_EVENTS_MAX} events and ${TRACE_CHARS_MAX / 1024 / 1024} MiB are read)`);
   if (p.refused) notes.push(`${p.refused} lines refused (${p.reasons.join('; ')})`);
   setEvents(p.events, notes.join('; '));
 }
