@@ -93,7 +93,7 @@ function make(el: HTMLElement, title: string, series: { label: string; stroke: s
     title,
     width: Math.max(300, el.clientWidth || 560),
     height: 200,
-    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: 2, spanGaps: false, value: (_u: uPlot, v: number | null) => (v === null ? '—' : `${v.toFixed(2)} ${s.unit}`), ...(bars ? { paths: uPlot.paths.bars!({ size: [0.6, 8] }), fill: s.stroke } : {}) }))],
+    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: 2, spanGaps: true, value: (_u: uPlot, v: number | null) => (v === null ? '—' : `${v.toFixed(2)} ${s.unit}`), ...(bars ? { paths: uPlot.paths.bars!({ size: [0.6, 8] }), fill: s.stroke } : {}) }))],
     axes: [{}, { size: 60 }],
     scales: { y: { range: (_u, min, max) => [0, Math.max(max, min + 1)] } },
   };
