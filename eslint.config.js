@@ -22,7 +22,7 @@ export const LAYERS = {
   'node': ['lib', 'trace', 'raft', 'storage'],
   'transport': ['lib', 'trace', 'raft', 'node'],
   'kv': ['lib', 'trace', 'raft', 'node'],
-  'server': ['lib', 'trace', 'raft', 'storage', 'transport', 'node', 'kv', 'api'],
+  'server': ['lib', 'trace', 'raft', 'storage', 'transport', 'node', 'kv', 'api', 'ui'],
   'api': ['lib', 'trace', 'kv', 'server'],
   'client': ['lib', 'trace', 'api'],
   'sim': ['lib', 'trace', 'check', 'raft', 'storage', 'node'],

@@ -184,6 +184,7 @@ export function registerStart(program: Command): void {
             if (!ready && up.every(Boolean) && leader) {
               ready = true;
               console.log(`cluster ready: ${endpoints}   (Ctrl-C stops it)`);
+              console.log(`dashboard: ${clientUrl(0)}/ui/   (every member serves it at /ui/)`);
             }
           });
         });

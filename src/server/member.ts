@@ -429,6 +429,11 @@ export class EtcdMember {
     return this.memberIdOfRaft(this.node.leader);
   }
 
+  /** When a frame from peer `raftId` last arrived (ms since epoch; 0 if never): for the dashboard's "last contact". */
+  peerHeardFrom(raftId: number): number {
+    return this.transport.heardFrom(raftId);
+  }
+
   /** The replicated member table (in member id order, as etcd lists them), with each member's published name and client URLs. */
   members(): MemberInfo[] {
     return this.sm.cluster.list().map((m) => this.memberInfo(m));

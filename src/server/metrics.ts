@@ -27,6 +27,11 @@ import { GRPC_CODE_NAMES } from '../api/status.js';
 export const DISK_BUCKETS_S = exponentialBuckets(0.001, 2, 14);
 /** etcd's buckets of the peer round trip: 0.1 ms doubling to 3.2768 s (ExponentialBuckets(0.0001, 2, 16)). */
 export const RTT_BUCKETS_S = exponentialBuckets(0.0001, 2, 16);
+/**
+ * Buckets of grpc_server_handling_seconds: Prometheus' DefBuckets (go-grpc-prometheus's, as
+ * etcd --metrics=extensive has them) with finer ones below 5 ms, where a local member's calls fall.
+ */
+export const HANDLING_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** Resolution of the event-loop delay monitor (nodejs_eventloop_lag_* metrics), ms. */
 export const EVENT_LOOP_MONITOR_MS = 10;
 
@@ -50,6 +55,7 @@ export class MemberMetrics {
   private member: EtcdMember | null = null;
   private readonly grpcStarted: Counter<'grpc_type' | 'grpc_service' | 'grpc_method'>;
   private readonly grpcHandled: Counter<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code'>;
+  private readonly grpcHandling: Histogram<'grpc_type' | 'grpc_service' | 'grpc_method'>;
   private readonly walFsync: Histogram;
   private readonly backendCommit: Histogram;
   private readonly rtt: Histogram<'To'>;
@@ -197,6 +203,14 @@ export class MemberMetrics {
       labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'],
       registers,
     });
+    // go-grpc-prometheus's handling time (etcd has it with --metrics=extensive): unary calls only.
+    this.grpcHandling = new Histogram({
+      name: 'grpc_server_handling_seconds',
+      help: 'Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.',
+      labelNames: ['grpc_type', 'grpc_service', 'grpc_method'],
+      buckets: HANDLING_BUCKETS_S,
+      registers,
+    });
     // Flotilla's own: the disk self-diagnosis (etcd only logs these).
     this.slowFsyncs = new Counter({ name: 'flotilla_disk_wal_slow_fdatasync_total', help: `WAL fdatasyncs that took longer than ${WAL_SLOW_FDATASYNC_MS} ms (each also logged as "slow fdatasync").`, registers });
     this.startupP99 = new Gauge({ name: 'flotilla_disk_fdatasync_startup_p99_seconds', help: 'The 99th percentile of fdatasync in the data directory, measured at start.', registers });
@@ -272,8 +286,10 @@ export class MemberMetrics {
     this.grpcStarted.inc({ grpc_type: type, grpc_service: service, grpc_method: method });
   }
 
-  grpcDone(type: GrpcType, service: string, method: string, code: number): void {
+  /** A call ended with `code`; `seconds`: how long a unary call took (recorded in grpc_server_handling_seconds). */
+  grpcDone(type: GrpcType, service: string, method: string, code: number, seconds?: number): void {
     this.grpcHandled.inc({ grpc_type: type, grpc_service: service, grpc_method: method, grpc_code: GRPC_CODE_NAMES[code] ?? 'Unknown' });
+    if (seconds !== undefined) this.grpcHandling.observe({ grpc_type: type, grpc_service: service, grpc_method: method }, seconds);
   }
 
   /** The exposition text and its content type. */

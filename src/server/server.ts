@@ -1,7 +1,7 @@
 /**
  * A whole Flotilla server process's work: the member, the gRPC services and the JSON gateway
  * on each client URL (one port carries both), /health and /version, /metrics, /livez and
- * /readyz; the disk check at start.
+ * /readyz, the dashboard at /ui/; the disk check at start.
  */
 import * as grpc from '@grpc/grpc-js';
 import { mkdir } from 'node:fs/promises';
@@ -20,6 +20,7 @@ import { MemberMetrics, type GrpcType } from './metrics.js';
 import { opsRoute, type ProbeCheck } from './ops-http.js';
 import { loadTls } from './tls.js';
 import { Deadline, withDeadline } from './wait.js';
+import { uiRoute } from './ui-http.js';
 
 /** gRPC's receive limit (etcd: max request bytes + 512 KiB; 2 MiB at the default). */
 export const GRPC_RECEIVE_BYTES_MAX = 2 * 1024 * 1024;
@@ -146,7 +147,9 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
         ...(member.raftId === config.self.raftId ? config.initialCluster.filter((x) => !member.sm.members.has(x.id)) : []),
         ...member.members().filter((x) => x.name).map((x) => ({ name: x.name, raftId: member.raftIdOfMember(x.id) })),
       ]) : null;
-  const gateway: typeof api = (req, res) => void (ops(req, res) || faultsRoute?.(req, res) || api(req, res));
+  // The dashboard first: it also adds CORS headers to /debug/trace before the ops routes answer it.
+  const ui = uiRoute({ member, metrics });
+  const gateway: typeof api = (req, res) => void (ui(req, res) || ops(req, res) || faultsRoute?.(req, res) || api(req, res));
   const listeners: { port: number; close(): Promise<void> }[] = [];
   const budget = new ConnectionBudget(config.maxClientConnections);
   const limits = { headerTimeoutMs: config.clientHeaderTimeoutMs, bodyTimeoutMs: config.clientBodyTimeoutMs, pingMinIntervalMs: config.grpcKeepaliveMinTimeMs, streamsMax: config.maxConcurrentStreams };
@@ -230,11 +233,12 @@ function instrumentHandlers(handlers: Record<string, Record<string, grpc.Untyped
       if (type === 'unary' || type === 'client_stream') {
         methods[method] = ((call: unknown, callback: (err: { code?: number } | null, ...rest: unknown[]) => void) => {
           metrics.grpcStart(type, service, method);
+          const started = performance.now();
           let done = false;
           f(call, (err: { code?: number } | null, ...rest: unknown[]) => {
             if (!done) {
               done = true;
-              metrics.grpcDone(type, service, method, err ? (err.code ?? grpc.status.UNKNOWN) : grpc.status.OK);
+              metrics.grpcDone(type, service, method, err ? (err.code ?? grpc.status.UNKNOWN) : grpc.status.OK, (performance.now() - started) / 1000);
             }
             callback(err, ...rest);
           });
