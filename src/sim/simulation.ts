@@ -1712,6 +1712,7 @@ export class Simulation {
     const l = this.currentLeader();
     if (!l || this.phase !== 'faults') return;
     const r = this.workRng;
+    if (r.chance(0.5) && this.bootRace(l)) return;
     this.stats.partitions++;
     this.net.healAll();
     this.net.split([l.id], [...this.nodes.keys()].filter((x) => x !== l.id));
@@ -1723,6 +1724,45 @@ export class Simulation {
       this.net.healAll();
       this.note('FAULT network healed');
     });
+  }
+
+  /**
+   * The race the boot window must win: a follower F that the leader's lease counts on restarts
+   * at once, while a member C that has not heard the leader for a while (but whose log is as
+   * long: no writes reach the leader meanwhile) campaigns. F has forgotten its leader; without
+   * waiting an election timeout after starting it would vote for C at once, and C could commit
+   * writes while the old leader still answers reads from its lease.
+   */
+  private bootRace(l: SimNode): boolean {
+    const cs = l.core!.status().confState;
+    if (cs.votersOutgoing.length > 0 || cs.voters.length < 3) return false;
+    const r = this.workRng;
+    const others = shuffle(r, cs.voters.filter((x) => x !== l.id));
+    const f = this.nodes.get(others[0]!)!;
+    const cutFromLeader = [...this.nodes.keys()].filter((x) => x !== l.id && x !== f.id);
+    this.stats.partitions++;
+    this.net.healAll();
+    this.net.split([l.id], cutFromLeader);
+    const wait = r.int(120 * MS, 300 * MS);
+    this.note(`FAULT boot race: n${l.id} leads with n${f.id} only; in ${(wait / MS).toFixed(0)}ms n${f.id} restarts and n${l.id} is cut off`);
+    // No writes reach the leader from now on (the others' logs stay as long as its own).
+    this.startHunt(l.id, wait + 600 * MS);
+    this.schedule(wait, '', () => {
+      if (this.phase !== 'faults') return;
+      if (f.up) {
+        this.crash(f);
+        this.schedule(r.int(0, MS), '', () => this.restart(f));
+      }
+      this.net.healAll();
+      this.net.split([l.id], [...this.nodes.keys()].filter((x) => x !== l.id));
+      this.note(`FAULT boot race: n${l.id} cut off`);
+      this.schedule(r.int(200 * MS, 600 * MS), '', () => {
+        if (this.phase !== 'faults') return;
+        this.net.healAll();
+        this.note('FAULT network healed');
+      });
+    });
+    return true;
   }
 
   private resumeClock(n: SimNode): void {
