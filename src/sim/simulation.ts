@@ -52,6 +52,15 @@ export const FAULT_KINDS = [...BASE_FAULT_KINDS, ...WORKLOAD_FAULT_KINDS] as con
 export type FaultKind = (typeof FAULT_KINDS)[number];
 /** Chance that a seed (without explicit faults) gets each workload kind. */
 export const WORKLOAD_FAULT_CHANCE = 0.3;
+/**
+ * Clock faults within the lease-read drift margin (the core's default, electionTicks / 5): a
+ * clock's rate stays within these bounds of true time, so any two members' rates differ by less
+ * than the margin allows once tick rounding is counted (a follower may count its election
+ * timeout from a tick up to one tick late or early).
+ */
+export const CLOCK_RATE_IN_MARGIN = [0.96, 1.04] as const;
+/** Within the margin, a follower's clock jumps forward by at most this much (µs). */
+export const CLOCK_FOLLOWER_JUMP_IN_MARGIN_US = 1000;
 
 export interface SimOptions {
   readonly seed: number;
@@ -621,7 +630,8 @@ export class Simulation {
     // The member's own clock runs at its drift, and a timer never fires before its time on
     // that clock (rounded up to the next virtual microsecond).
     const clock: Clock = {
-      now: () => n.clock.read(this.now) / MS,
+      // (The pristine form keeps the exact arithmetic runs without clock faults always had.)
+      now: () => (n.clock.isPristine ? this.now / MS / n.drift : n.clock.read(this.now) / MS),
       setTimer: (ms, fn) => {
         let armed = true;
         this.afterClock(n, ms * MS, () => {
@@ -1673,7 +1683,8 @@ export class Simulation {
     const hold = r.int(50 * MS, 1500 * MS);
     switch (kind) {
       case 'rate': {
-        const rate = inMargin ? 0.96 + r.next() * 0.08 : r.pick([0.3, 0.5, 0.7, 0.85, 1.2, 1.5, 2, 3]);
+        const [lo, hi] = CLOCK_RATE_IN_MARGIN;
+        const rate = inMargin ? lo + r.next() * (hi - lo) : r.pick([0.3, 0.5, 0.7, 0.85, 1.2, 1.5, 2, 3]);
         v.clock.setRate(rate, this.now);
         this.note(`FAULT clock of n${v.id} runs at ${rate.toFixed(3)}x`);
         // The clock is the machine's: it keeps its fault across a crash of the member.
@@ -1684,7 +1695,7 @@ export class Simulation {
         return;
       }
       case 'jump': {
-        const us = inMargin && !isLeader ? r.int(1, MS + 1) : r.int(1 * MS, 800 * MS);
+        const us = inMargin && !isLeader ? r.int(1, CLOCK_FOLLOWER_JUMP_IN_MARGIN_US + 1) : r.int(1 * MS, 800 * MS);
         v.clock.jump(us, this.now);
         // The core driver, like the shell with lease reads, delivers the ticks the jump skipped.
         if (this.driver === 'core' && lease) v.missedTicks += Math.floor(us / this.setting.tickUs);
