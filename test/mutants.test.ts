@@ -91,6 +91,7 @@ describe('the simulator catches the targeted mutants', () => {
     // Joint replaces under partitions of one half: an entry committed by the incoming half only
     // is lost when the outgoing majority elects a leader.
     { mutant: 'commits with only the incoming half', sweep: { faults: ['joint'], nodes: 4, driver: 'core' }, cap: 400, transcript: 'joint_replace.txt' },
+    { mutant: 'commits with only the outgoing half', sweep: { faults: ['joint'], nodes: 4, driver: 'core' }, cap: 400, transcript: 'joint_replace.txt' },
     { mutant: 'counts votes with only the incoming half', sweep: { faults: ['joint', 'crash'], driver: 'core' }, cap: 400, transcript: 'joint_replace.txt' },
     // A correct leader's probing always lands on the divergence, so no simulated run sends
     // the append this rule is for (see bench/README.md); the transcript crafts it.

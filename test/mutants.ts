@@ -51,6 +51,13 @@ class VotesIncomingHalfOnly extends RaftCore {
   }
 }
 
+/** Joint consensus: commits once the outgoing half (the whole configuration when not joint) has matched an index. */
+class CommitOutgoingHalfOnly extends RaftCore {
+  protected override quorumMatched(acked: (id: NodeId) => Index): Index {
+    return majorityCommitted([...(this.config.outgoing.size > 0 ? this.config.outgoing : this.config.voters)], acked);
+  }
+}
+
 /** A follower commits up to the leader's commit index or its own last entry, verified or not. */
 class CommitPastVerified extends RaftCore {
   protected override followerCommitBound(_lastNew: Index): Index {
@@ -93,6 +100,7 @@ export const MUTANTS: readonly { name: string; makeCore: CoreFactory }[] = [
 export const TARGETED_MUTANTS: readonly { name: string; makeCore: CoreFactory }[] = [
   { name: 'commits with only the incoming half of a joint configuration', makeCore: make(CommitIncomingHalfOnly) },
   { name: 'counts votes with only the incoming half of a joint configuration', makeCore: make(VotesIncomingHalfOnly) },
+  { name: 'commits with only the outgoing half of a joint configuration', makeCore: make(CommitOutgoingHalfOnly) },
   { name: 'follower commits past the last entry verified against this leader', makeCore: make(CommitPastVerified) },
   { name: 'leader never steps down without a quorum (check-quorum)', makeCore: make(NeverStepsDown) },
   { name: 'lease read without the drift margin', makeCore: (config, initial) => new RaftCore({ ...config, leaseDriftTicks: 0 }, initial) },
