@@ -975,7 +975,7 @@ export class Simulation {
       else if (target.id === hunted) target = this.nodes.get(this.workRng.pick([...this.nodes.keys()].filter((x) => x !== hunted)))!;
     }
     this.stats.ops++;
-    this.schedule(this.clientDelay(), `client ${c.process} -> n${c.target}: ${req.op} ${key}${req.cmd ? ` (${opId})` : ''}`, () => {
+    this.schedule(this.clientDelay(), `client ${c.process} -> n${target.id}: ${req.op} ${key}${req.cmd ? ` (${opId})` : ''}`, () => {
       this.onNode(target, () => this.handleRequest(target, req));
     });
     this.schedule(this.setting.clientTimeoutUs, '', () => {
