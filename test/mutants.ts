@@ -5,7 +5,8 @@
  */
 import type { InitialState, RaftConfig } from '../src/raft/config.js';
 import { RaftCore } from '../src/raft/raft.js';
-import type { HardState, Index, Term } from '../src/raft/types.js';
+import { majorityCommitted, majorityVote, type VoteResult } from '../src/raft/quorum.js';
+import type { HardState, Index, NodeId, Term } from '../src/raft/types.js';
 import type { CoreFactory } from '../src/sim/simulation.js';
 
 /** Grants votes without the §5.4.1 up-to-date check. */
@@ -36,6 +37,48 @@ class VoteBeforeDurable extends RaftCore {
   }
 }
 
+/** Joint consensus: commits once the incoming half has matched an index, ignoring the outgoing half. */
+class CommitIncomingHalfOnly extends RaftCore {
+  protected override quorumMatched(acked: (id: NodeId) => Index): Index {
+    return majorityCommitted([...this.config.voters], acked);
+  }
+}
+
+/** Joint consensus: elections (and check-quorum, lease rounds) decided by the incoming half alone. */
+class VotesIncomingHalfOnly extends RaftCore {
+  protected override jointVote(votes: (id: NodeId) => boolean | undefined): VoteResult {
+    return majorityVote([...this.config.voters], votes);
+  }
+}
+
+/** Joint consensus: commits once the outgoing half (the whole configuration when not joint) has matched an index. */
+class CommitOutgoingHalfOnly extends RaftCore {
+  protected override quorumMatched(acked: (id: NodeId) => Index): Index {
+    return majorityCommitted([...(this.config.outgoing.size > 0 ? this.config.outgoing : this.config.voters)], acked);
+  }
+}
+
+/** A follower commits up to the leader's commit index or its own last entry, verified or not. */
+class CommitPastVerified extends RaftCore {
+  protected override followerCommitBound(_lastNew: Index): Index {
+    return this.lastIndex();
+  }
+}
+
+/** Check-quorum that never finds the quorum missing: a leader cut off with a minority leads on. */
+class NeverStepsDown extends RaftCore {
+  protected override quorumActive(): boolean {
+    return true;
+  }
+}
+
+/** Lease reads: a member that just restarted votes at once (no boot window). */
+class LeaseWithoutBootWindow extends RaftCore {
+  protected override inBootWindow(): boolean {
+    return false;
+  }
+}
+
 const make =
   (C: new (c: RaftConfig, i: InitialState) => RaftCore): CoreFactory =>
   (config, initial) =>
@@ -46,6 +89,22 @@ export const MUTANTS: readonly { name: string; makeCore: CoreFactory }[] = [
   { name: 'prior-term entry committed by counting replicas', makeCore: make(CommitPriorTermByCounting) },
   { name: 'AppendEntries accepted without the prevLogTerm check', makeCore: make(AppendWithoutPrevCheck) },
   { name: 'vote sent before it is durable', makeCore: make(VoteBeforeDurable) },
+];
+
+/**
+ * Broken cores that only show under the workloads built for them (joint replaces under
+ * partitions of one half, leaders cut off with a minority, lease reads under clock faults and
+ * hunting readers, or a crafted append to a follower with a stale tail). Each names the targeted
+ * sweep that catches it; test/mutants.test.ts runs them with fixed seeds.
+ */
+export const TARGETED_MUTANTS: readonly { name: string; makeCore: CoreFactory }[] = [
+  { name: 'commits with only the incoming half of a joint configuration', makeCore: make(CommitIncomingHalfOnly) },
+  { name: 'counts votes with only the incoming half of a joint configuration', makeCore: make(VotesIncomingHalfOnly) },
+  { name: 'commits with only the outgoing half of a joint configuration', makeCore: make(CommitOutgoingHalfOnly) },
+  { name: 'follower commits past the last entry verified against this leader', makeCore: make(CommitPastVerified) },
+  { name: 'leader never steps down without a quorum (check-quorum)', makeCore: make(NeverStepsDown) },
+  { name: 'lease read without the drift margin', makeCore: (config, initial) => new RaftCore({ ...config, leaseDriftTicks: 0 }, initial) },
+  { name: 'lease read without the boot window after a restart', makeCore: make(LeaseWithoutBootWindow) },
 ];
 
 /** Lease reads: once a quorum has acknowledged a heartbeat, the lease never runs out. */

@@ -62,6 +62,17 @@ describe('simulator', () => {
     expect(r.failure!.trace.length).toBeGreaterThan(5);
   });
 
+  it('the targeted workloads happen: joint replaces, clock faults, divergent tails, hunts for a deposed leader', async () => {
+    const joint = await runSweep({ firstSeed: 1, runs: 3, faults: ['joint'], nodes: 4, driver: 'core' });
+    expect(joint.failures.map(formatFailure)).toEqual([]);
+    expect(joint.totals.jointChanges).toBeGreaterThan(5);
+    const rest = await runSweep({ firstSeed: 1, runs: 3, faults: ['clock', 'divergence'], nodes: 3, readOnly: 'lease', driver: 'core' });
+    expect(rest.failures.map(formatFailure)).toEqual([]);
+    expect(rest.totals.clockFaults).toBeGreaterThan(4);
+    expect(rest.totals.divergences).toBeGreaterThan(4);
+    expect(rest.totals.hunts).toBeGreaterThan(4);
+  });
+
   it('a sweep covers every cluster size and fault kind', async () => {
     const s = await runSweep({ firstSeed: 1000, runs: 40 });
     expect(s.failures.map(formatFailure)).toEqual([]);

@@ -9,6 +9,9 @@ import { formatFailure, runSweep } from '../src/sim/sweep.js';
  * bare core, every cluster size 3..7 and every fault kind. A failure prints its seed, the broken invariant and the last
  * events; `npx flotilla sim --seed S --runs 1 [--driver core]` replays it.
  */
+/** Generous: a slice takes about a minute alone on 2 cores, several when the machine is busy. */
+export const SWEEP_TIMEOUT_MS = 900_000;
+
 export function sweepCase(firstSeed: number, runs: number, driver: SimDriver = 'node'): void {
   const last = firstSeed + runs - 1;
   it(`${driver} driver: seeds ${firstSeed}..${last} run clean`, async () => {
@@ -21,5 +24,6 @@ export function sweepCase(firstSeed: number, runs: number, driver: SimDriver = '
     );
     expect(s.failures.map(formatFailure).join('\n\n')).toBe('');
     expect(s.runs).toBe(runs);
-  });
+    // A sweep is a fixed amount of work: on a loaded machine it takes longer, it does not fail.
+  }, SWEEP_TIMEOUT_MS);
 }

@@ -73,7 +73,8 @@ export async function runSimCommand(o: SimCommandOptions, out: (line: string) =>
     `${summary.runs} runs clean (seeds ${o.seed}..${o.seed + summary.runs - 1}) in ${secs.toFixed(1)}s: ` +
       `${t.events} events, ${t.leaders} leaders elected, ${t.opsOk}/${t.ops} client ops ok, ${t.crashes} crashes, ` +
       `${t.partitions} partitions, ${t.pauses} pauses, ${t.transfers} transfers, ${t.confChanges} conf changes, ` +
-      `${t.snapshotsInstalled} snapshots installed, ${(t.virtualMs / 1000).toFixed(0)}s virtual`,
+      `${t.snapshotsInstalled} snapshots installed, ${t.jointChanges} joint replaces, ${t.clockFaults} clock faults, ` +
+      `${t.divergences} divergent tails, ${t.hunts} hunts for a deposed leader, ${(t.virtualMs / 1000).toFixed(0)}s virtual`,
   );
   out(`  sizes: ${Object.entries(summary.sizes).map(([k, v]) => `${k} members x${v}`).join(', ')}`);
   out(`  fault kinds: ${Object.entries(summary.faultRuns).map(([k, v]) => `${k} x${v}`).join(', ')}`);

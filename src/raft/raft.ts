@@ -553,6 +553,19 @@ export class RaftCore {
     return this.log.matchTerm(prevIndex, prevTerm);
   }
 
+  /** Joint consensus (§4.3): an index is committed once a majority of both halves has matched it. */
+  protected quorumMatched(acked: (id: NodeId) => Index): Index {
+    return jointCommitted([...this.config.voters], [...this.config.outgoing], acked);
+  }
+
+  /**
+   * A follower commits no further than the last entry of the append just accepted (`lastNew`):
+   * entries beyond it may be a stale tail of an earlier term that this leader never verified.
+   */
+  protected followerCommitBound(lastNew: Index): Index {
+    return lastNew;
+  }
+
   /** What must be durable before the next messages leave. */
   protected hardState(): HardState {
     return { term: this.term, vote: this.vote, commit: this.log.commit };
@@ -718,7 +731,8 @@ export class RaftCore {
     }
   }
 
-  private quorumActive(): boolean {
+  /** Check-quorum: whether a (joint) quorum has been heard from within the last election timeout. */
+  protected quorumActive(): boolean {
     const votes = (id: NodeId): boolean | undefined => (id === this.id ? true : (this.progress.get(id)?.recentActive ?? false));
     return this.jointVote(votes) === 'won';
   }
@@ -791,7 +805,8 @@ export class RaftCore {
     return this.jointVote((id) => this.votes.get(id));
   }
 
-  private jointVote(votes: (id: NodeId) => boolean | undefined): VoteResult {
+  /** A (joint) decision among the voters: elections, check-quorum and lease rounds need both halves (§4.3). */
+  protected jointVote(votes: (id: NodeId) => boolean | undefined): VoteResult {
     return jointVote([...this.config.voters], [...this.config.outgoing], votes);
   }
 
@@ -956,7 +971,7 @@ export class RaftCore {
       const lastNew = this.log.appendFromLeader(m.prevLogIndex, m.entries);
       this.verifiedIndex = Math.max(this.verifiedIndex, lastNew);
       // Never commit past what we have verified to match this leader.
-      this.log.commitTo(Math.min(m.commit, lastNew));
+      this.log.commitTo(Math.min(m.commit, this.followerCommitBound(lastNew)));
       reply(lastNew, false);
       return;
     }
@@ -1194,7 +1209,7 @@ export class RaftCore {
    */
   protected maybeCommit(): boolean {
     const acked = (id: NodeId): Index => this.progress.get(id)?.match ?? 0;
-    const idx = jointCommitted([...this.config.voters], [...this.config.outgoing], acked);
+    const idx = this.quorumMatched(acked);
     if (idx <= this.log.commit || !Number.isFinite(idx)) return false;
     if (!this.commitRuleOk(idx)) return false;
     const prev = this.log.commit;

@@ -34,6 +34,8 @@ export class Network {
   profile: NetworkProfile;
   /** While false, loss and duplication are off (the liveness phase). */
   faulty = true;
+  /** Bumped on every change of the blocked links (observers re-evaluate reachability). */
+  version = 0;
 
   constructor(
     profile: NetworkProfile,
@@ -70,6 +72,7 @@ export class Network {
 
   block(from: NodeId, to: NodeId): void {
     if (from !== to) this.blocked.add(`${from}>${to}`);
+    this.version++;
   }
 
   /** Cuts both directions between every member of `a` and every member of `b`. */
@@ -84,6 +87,7 @@ export class Network {
 
   healAll(): void {
     this.blocked.clear();
+    this.version++;
   }
 
   describe(): string {

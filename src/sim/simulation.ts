@@ -11,6 +11,7 @@ import { AssertionError } from '../lib/assert.js';
 import { rng as makeRng, type Rng } from '../lib/prng.js';
 import type { InitialState, RaftConfig } from '../raft/config.js';
 import type { Message } from '../raft/messages.js';
+import { jointVote } from '../raft/quorum.js';
 import { RaftCore } from '../raft/raft.js';
 import type { ConfChange, ConfState, Entry, HardState, NodeId, Snapshot } from '../raft/types.js';
 import type { Ready } from '../raft/ready.js';
@@ -19,6 +20,7 @@ import { MemFs } from '../storage/fs.js';
 import { DiskStorage, type Storage } from '../storage/storage.js';
 import { SimDisk } from './disk.js';
 import { decodeCommand, encodeCommand, KvStateMachine, type KvCommand } from './kv.js';
+import { SimClock } from './clock.js';
 import { Network, randomProfile } from './network.js';
 import { EventQueue } from './queue.js';
 import { InvariantViolation } from './violation.js';
@@ -33,8 +35,33 @@ export type CoreFactory = (config: RaftConfig, initial: InitialState) => RaftCor
  */
 export type SimDriver = 'node' | 'core';
 
-export const FAULT_KINDS = ['partition', 'crash', 'pause', 'lossy', 'transfer', 'membership', 'compaction'] as const;
+/** The fault kinds every seed draws from (in this order, from the seed's main stream). */
+const BASE_FAULT_KINDS = ['partition', 'crash', 'pause', 'lossy', 'transfer', 'membership', 'compaction'] as const;
+/**
+ * Workloads aimed at rules the base kinds rarely reach, drawn from their own stream (so the base
+ * settings of every seed stay what they were):
+ * - `joint`: joint changes that replace voters ({a,b,c} -> {a,b,d}, or several at once, so the
+ *   incoming and outgoing majorities can be disjoint), entered with or without automatic leave,
+ *   followed by partitions that cut off the outgoing or the incoming majority;
+ * - `clock`: members' clocks change rate, jump forward, or stop for a while (with lease reads,
+ *   within the drift margin the core is configured for unless `clockBeyondMargin`);
+ * - `divergence`: small messages (maxMsgBytes 64..128) and a leader cut off with a minority
+ *   while it takes a burst of writes, so followers hold long divergent tails of an old term.
+ */
+export const WORKLOAD_FAULT_KINDS = ['joint', 'clock', 'divergence'] as const;
+export const FAULT_KINDS = [...BASE_FAULT_KINDS, ...WORKLOAD_FAULT_KINDS] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
+/** Chance that a seed (without explicit faults) gets each workload kind. */
+export const WORKLOAD_FAULT_CHANCE = 0.3;
+/**
+ * Clock faults within the lease-read drift margin (the core's default, electionTicks / 5): a
+ * clock's rate stays within these bounds of true time, so any two members' rates differ by less
+ * than the margin allows once tick rounding is counted (a follower may count its election
+ * timeout from a tick up to one tick late or early).
+ */
+export const CLOCK_RATE_IN_MARGIN = [0.96, 1.04] as const;
+/** Within the margin, a follower's clock jumps forward by at most this much (µs). */
+export const CLOCK_FOLLOWER_JUMP_IN_MARGIN_US = 1000;
 
 export interface SimOptions {
   readonly seed: number;
@@ -65,6 +92,13 @@ export interface SimOptions {
   readonly driver?: SimDriver;
   /** Node driver: wraps each member's storage; tests pass deliberately broken storage here. */
   readonly wrapStorage?: (s: Storage) => Storage;
+  /**
+   * With lease reads, clock faults normally stay within the drift margin the core is configured
+   * for (rates within ±4%, a leader's clock never stops, a follower's jumps by at most 1 ms).
+   * True breaks the margin on purpose (slow or stopped leader clocks, big follower jumps): a
+   * test shows the sweep then finds stale reads.
+   */
+  readonly clockBeyondMargin?: boolean;
 }
 
 export interface SimFailure {
@@ -95,6 +129,14 @@ export interface SimStats {
   virtualMs: number;
   /** Virtual ms from the end of faults to a leader every member follows. */
   leaderAfterHealMs: number;
+  /** Joint changes proposed that replace voters or change several at once. */
+  jointChanges: number;
+  /** Clock faults (rate changes, jumps, stops). */
+  clockFaults: number;
+  /** Leaders cut off with a minority while taking a burst of writes (divergent tails). */
+  divergences: number;
+  /** Partitions timed to a stale leader, with readers sent to it (lease reads). */
+  hunts: number;
 }
 
 export interface SimResult {
@@ -167,6 +209,12 @@ class SimNode {
   /** Work that arrived while paused, run in order on resume. */
   deferred: (() => void)[] = [];
   outstanding: Ready | null = null;
+  /** The member's clock (rate, jumps, stops); reads `real / drift` until a clock fault. */
+  readonly clock: SimClock;
+  /** Timers waiting for a stopped clock to run again. */
+  clockWaiters: (() => void)[] = [];
+  /** Ticks its cores have been given (the minority-leader check counts in them). */
+  ticks = 0;
   pendingWrites = new Map<string, { req: ClientRequest; index: number }>();
   pendingAt = new Map<number, string>();
   pendingReads = new Map<string, ClientRequest>();
@@ -186,7 +234,9 @@ class SimNode {
     readonly id: NodeId,
     readonly disk: SimDisk,
     readonly drift: number,
-  ) {}
+  ) {
+    this.clock = new SimClock(drift);
+  }
 }
 
 class SimClient {
@@ -198,6 +248,8 @@ class SimClient {
   final = false;
   finalAttempts = 0;
   done = false;
+  /** Lease reads: a client that only acts during hunts (reads from the hunted member, or writes at the new leader). */
+  racer: 'reader' | 'writer' | null = null;
 
   constructor(
     readonly id: number,
@@ -215,8 +267,8 @@ function chooseSetting(rng: Rng, o: SimOptions): Setting {
   let faults: FaultKind[];
   if (o.faults) faults = [...o.faults];
   else {
-    faults = FAULT_KINDS.filter(() => rng.chance(0.55));
-    if (faults.length === 0) faults = [rng.pick(FAULT_KINDS)];
+    faults = BASE_FAULT_KINDS.filter(() => rng.chance(0.55));
+    if (faults.length === 0) faults = [rng.pick(BASE_FAULT_KINDS)];
   }
   const voters = nodes >= 4 && rng.chance(0.3) ? nodes - rng.int(1, Math.min(3, nodes - 2)) : nodes;
   const learners = voters < nodes && rng.chance(0.5) ? 1 : 0;
@@ -295,7 +347,19 @@ export class Simulation {
     commitIndex: 0,
     virtualMs: 0,
     leaderAfterHealMs: -1,
+    jointChanges: 0,
+    clockFaults: 0,
+    divergences: 0,
+    hunts: 0,
   };
+  /** Draws of the workload kinds (joint, clock, divergence, hunting readers): their own stream. */
+  private readonly workRng: Rng;
+  /** Readers hunting a member that led when a partition began (lease reads), until `until`. */
+  private hunt: { target: NodeId; until: number } | null = null;
+  /** Minority-leader check: per leader, the term and its tick count when it was first seen cut off. */
+  private readonly cutOff = new Map<NodeId, { term: number; sinceTicks: number; netVersion: number; liveEpoch: number; evalTicks: number; reach: string; reachable: ReadonlySet<NodeId> }>();
+  /** Bumped whenever a member crashes, restarts, pauses or resumes. */
+  private liveEpoch = 0;
 
   // Invariant bookkeeping.
   private readonly leaderOfTerm = new Map<number, NodeId>();
@@ -319,6 +383,9 @@ export class Simulation {
     // Lease reads for half the runs that have check-quorum, drawn from their own stream so the
     // rest of every seed's run is what it was before they existed.
     if (this.setting.checkQuorum && (opts.readOnly ?? (this.leaseRng.chance(0.5) ? 'lease' : 'safe')) === 'lease') this.setting.readOnly = 'lease';
+    this.workRng = makeRng(opts.seed ^ 0x14c0de);
+    if (!opts.faults) for (const k of WORKLOAD_FAULT_KINDS) if (this.workRng.chance(WORKLOAD_FAULT_CHANCE)) this.setting.faults.push(k);
+    this.adjustForWorkloads();
     this.netRng = this.rng.fork();
     this.faultRng = this.rng.fork();
     this.clientRng = this.rng.fork();
@@ -448,6 +515,7 @@ export class Simulation {
       this.clients.push(client);
       this.schedule(this.clientRng.int(0, 50 * MS), '', () => this.issue(client));
     }
+    this.addRacers();
     this.scheduleFault();
   }
 
@@ -488,7 +556,9 @@ export class Simulation {
         n.core!.tick();
         this.pump(n);
       }
-      this.schedule(tickEvery, '', tick);
+      // A member's ticks follow its clock (exactly as before for a clock no fault touched).
+      if (n.clock.isPristine) this.schedule(tickEvery, '', tick);
+      else this.afterClock(n, s.tickUs, tick);
     };
     this.schedule(this.diskRng.int(0, s.tickUs), '', tick);
     this.pump(n);
@@ -496,6 +566,8 @@ export class Simulation {
 
   /** A member (re)starts: a new incarnation, running, with nothing pending. */
   private newIncarnation(n: SimNode): void {
+    this.liveEpoch++;
+    n.clockWaiters = [];
     n.incarnation++;
     n.up = true;
     n.paused = false;
@@ -507,6 +579,12 @@ export class Simulation {
   /** The member's new core, and the per-member invariant bookkeeping that starts from it. */
   private adoptCore(n: SimNode, core: RaftCore): RaftCore {
     n.core = core;
+    // Count the ticks the member's cores are given (the minority-leader check measures in them).
+    const tick = core.tick.bind(core);
+    core.tick = () => {
+      n.ticks++;
+      tick();
+    };
     n.lastCommit = core.commitIndex;
     n.lastTerm = core.currentTerm;
     n.checkedCommit = Math.min(n.checkedCommit, core.commitIndex);
@@ -553,10 +631,11 @@ export class Simulation {
     // The member's own clock runs at its drift, and a timer never fires before its time on
     // that clock (rounded up to the next virtual microsecond).
     const clock: Clock = {
-      now: () => this.now / MS / n.drift,
+      // (The pristine form keeps the exact arithmetic runs without clock faults always had.)
+      now: () => (n.clock.isPristine ? this.now / MS / n.drift : n.clock.read(this.now) / MS),
       setTimer: (ms, fn) => {
         let armed = true;
-        this.schedule(Math.ceil(ms * MS * n.drift), '', () => {
+        this.afterClock(n, ms * MS, () => {
           if (armed && alive()) this.onNode(n, () => armed && alive() && fn());
         });
         return { cancel: () => (armed = false) };
@@ -840,6 +919,7 @@ export class Simulation {
     const inc = to.incarnation;
     this.onNode(to, () => {
       if (to.incarnation !== inc) return;
+      this.heardFromCutOff(to, m.from);
       if (this.driver === 'node') to.receive?.(m);
       else {
         to.core!.step(m);
@@ -855,6 +935,7 @@ export class Simulation {
   private issue(c: SimClient): void {
     if (c.done || c.waiting) return;
     if (this.phase === 'settle') return;
+    if (c.racer && !c.final && !this.hunting()) return; // racers wait for the next hunt
     const r = this.clientRng;
     const key = `k${r.int(0, this.setting.keys)}`;
     const opId = `c${c.id}-${++c.seq}`;
@@ -874,14 +955,28 @@ export class Simulation {
       expected = r.chance(0.2) ? null : `v${r.int(1, this.setting.clients + 1)}.${Math.max(1, c.seq - r.int(1, 4))}`;
       req = { client: c, reqId, op: 'cas', key, cmd: { id: opId, op: 'cas', key, expected, value } };
     }
+    // A hunting reader only reads (from the member that led when the partition began): a write
+    // there would keep it waiting for its outcome through the window where stale reads show.
+    if (this.isHunter(c) && req.op !== 'read') req = { client: c, reqId, op: 'read', key };
+    if (c.racer === 'writer' && !c.final && req.op !== 'write') req = { client: c, reqId, op: 'write', key, cmd: { id: opId, op: 'write', key, value } };
     c.waiting = { req, call: this.now, ...(req.op === 'write' || req.op === 'cas' ? { value } : {}), ...(req.op === 'cas' ? { expected: expected ?? null } : {}) };
     // With lease reads, half the requests go to any member, not the one the client follows: a
     // deposed leader that still answers from its lease meets readers while writers find the
     // new leader (so stale reads show).
     const stray = this.setting.readOnly === 'lease' && this.leaseRng.chance(0.5);
-    const target = this.nodes.get(stray ? this.leaseRng.int(1, this.setting.nodes + 1) : c.target)!;
+    let target = this.nodes.get(stray ? this.leaseRng.int(1, this.setting.nodes + 1) : c.target)!;
+    if (this.isHunter(c)) target = this.nodes.get(this.hunt!.target)!;
+    else if (this.hunting()) {
+      // The other clients write where a new leader has just been elected (they know at once),
+      // or, until there is one, anywhere but at the hunted member.
+      const hunted = this.hunt!.target;
+      let l: SimNode | undefined;
+      for (const n of this.nodes.values()) if (n.id !== hunted && n.up && n.core?.currentRole === 'leader' && (!l || n.core.currentTerm > l.core!.currentTerm)) l = n;
+      if (l) target = l;
+      else if (target.id === hunted) target = this.nodes.get(this.workRng.pick([...this.nodes.keys()].filter((x) => x !== hunted)))!;
+    }
     this.stats.ops++;
-    this.schedule(this.clientDelay(), `client ${c.process} -> n${c.target}: ${req.op} ${key}${req.cmd ? ` (${opId})` : ''}`, () => {
+    this.schedule(this.clientDelay(), `client ${c.process} -> n${target.id}: ${req.op} ${key}${req.cmd ? ` (${opId})` : ''}`, () => {
       this.onNode(target, () => this.handleRequest(target, req));
     });
     this.schedule(this.setting.clientTimeoutUs, '', () => {
@@ -954,7 +1049,7 @@ export class Simulation {
       this.stats.opsUnknown++;
       // A client whose op has an unknown outcome is a new process from now on (the old one may
       // still be "in" that op), and it looks for the leader elsewhere.
-      c.process += this.setting.clients;
+      c.process += this.clients.length;
       c.target = this.clientRng.int(1, this.setting.nodes + 1);
     }
     if (c.final) {
@@ -969,7 +1064,8 @@ export class Simulation {
     } else if (this.phase !== 'faults') {
       c.final = true;
     }
-    this.schedule(this.clientRng.int(0, 20 * MS), '', () => this.issue(c));
+    // During a hunt every client hurries: stale reads show only in a short window.
+    this.schedule(this.hunting() ? this.workRng.int(0, 2 * MS) : this.clientRng.int(0, 20 * MS), '', () => this.issue(c));
   }
 
   // -------------------------------------------------------------------------------------
@@ -1010,6 +1106,7 @@ export class Simulation {
         this.net.healAll();
         const shape = r.pick(['isolate', 'split', 'oneWay', 'ring', 'bridge', 'flapping'] as const);
         const hold = r.int(50 * MS, 1500 * MS);
+        const ledBefore = this.currentLeader();
         const apply = (): string => {
           this.net.healAll();
           const shuffled = shuffle(r, ids);
@@ -1056,6 +1153,7 @@ export class Simulation {
           }
         };
         this.note(`FAULT partition: ${apply()}`);
+        if (ledBefore) this.startHunt(ledBefore.id, hold);
         if (shape === 'flapping') {
           const flips = r.int(3, 12);
           for (let i = 1; i <= flips; i++) {
@@ -1088,6 +1186,7 @@ export class Simulation {
         if (!v.up || v.paused) return;
         this.stats.pauses++;
         v.paused = true;
+        this.liveEpoch++;
         this.note(`FAULT pause n${v.id}`);
         const inc = v.incarnation;
         this.schedule(r.int(50 * MS, 800 * MS), '', () => {
@@ -1107,6 +1206,7 @@ export class Simulation {
             l.node.transferLeadership(to);
             this.note(`FAULT transfer leadership n${l.id} -> n${to}: started`);
             this.stats.transfers++;
+            this.transferStarted(l);
           } catch (e) {
             if (!(e instanceof ProposalRefusedError)) throw e;
             this.note(`FAULT transfer leadership n${l.id} -> n${to}: ${e.reason}`);
@@ -1115,7 +1215,10 @@ export class Simulation {
         }
         const res = l.core!.transferLeader(to);
         this.note(`FAULT transfer leadership n${l.id} -> n${to}: ${res.ok ? 'started' : res.reason}`);
-        if (res.ok) this.stats.transfers++;
+        if (res.ok) {
+          this.stats.transfers++;
+          this.transferStarted(l);
+        }
         this.pump(l);
         return;
       }
@@ -1148,6 +1251,15 @@ export class Simulation {
         this.maybeSnapshot(v);
         return;
       }
+      case 'joint':
+        this.jointFault();
+        return;
+      case 'clock':
+        this.clockFault();
+        return;
+      case 'divergence':
+        this.divergenceFault();
+        return;
       case 'lossy':
         return;
     }
@@ -1159,6 +1271,8 @@ export class Simulation {
    * paper's Figure 8 far more often than faults at uniformly random times do.
    */
   private onNewLeader(n: SimNode): void {
+    // Within the lease-read margin a leader's clock never stops: one that wins gets it back.
+    if (n.clock.paused && this.setting.readOnly === 'lease' && !this.opts.clockBeyondMargin) this.resumeClock(n);
     if (this.phase !== 'faults') return;
     const r = this.faultRng;
     const f = this.setting.faults;
@@ -1180,7 +1294,9 @@ export class Simulation {
         this.net.healAll();
         this.net.split([n.id], [...this.nodes.keys()].filter((x) => x !== n.id));
         this.note(`FAULT partition: isolate new leader n${n.id}`);
-        this.schedule(r.int(20 * MS, 500 * MS), '', () => {
+        const hold = r.int(20 * MS, 500 * MS);
+        this.startHunt(n.id, hold);
+        this.schedule(hold, '', () => {
           if (this.phase !== 'faults') return;
           this.net.healAll();
           this.note('FAULT network healed');
@@ -1234,6 +1350,8 @@ export class Simulation {
     n.outstanding = null;
     n.core = null;
     n.incarnation++;
+    n.clockWaiters = [];
+    this.liveEpoch++;
   }
 
   private restart(n: SimNode): void {
@@ -1259,6 +1377,7 @@ export class Simulation {
     if (!n.paused) return;
     this.note(`FAULT resume n${n.id}`);
     n.paused = false;
+    this.liveEpoch++;
     if (this.driver === 'core') this.catchUp(n);
     const work = n.deferred;
     n.deferred = [];
@@ -1267,6 +1386,404 @@ export class Simulation {
       f();
     }
     this.pump(n);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Workloads for the rules the base faults rarely reach (issue 14): joint replaces under
+  // partitions of one half, divergent tails under small messages, clock faults, readers that
+  // hunt a deposed leader, and the check that a leader cut off with a minority steps down.
+  // -------------------------------------------------------------------------------------
+
+  /** Setting changes the workload kinds need (only for seeds that drew them). */
+  private adjustForWorkloads(): void {
+    const s = this.setting;
+    const r = this.workRng;
+    if (s.faults.includes('joint') && s.voters === s.nodes) {
+      // Spare members outside the configuration, so voters can be replaced.
+      s.voters = Math.max(2, s.nodes - r.int(1, s.nodes >= 5 ? 3 : 2));
+      s.learners = 0;
+    }
+    if (s.faults.includes('divergence')) {
+      s.maxMsgBytes = r.pick([64, 128]);
+      s.inflightMsgsMax = r.pick([1, 4]);
+    }
+  }
+
+  /** Runs `fn` once member `n`'s clock has advanced by `clockUs` (never earlier on that clock). */
+  private afterClock(n: SimNode, clockUs: number, fn: () => void): void {
+    if (n.clock.isPristine) {
+      // Exactly the timing the simulator always had, for runs without clock faults.
+      const target = n.clock.read(this.now) + clockUs;
+      this.schedule(Math.ceil(clockUs * n.drift), '', () => (n.clock.isPristine ? fn() : this.atClock(n, target, fn)));
+      return;
+    }
+    this.atClock(n, n.clock.read(this.now) + clockUs, fn);
+  }
+
+  /** Runs `fn` when member `n`'s clock reads `reading` (a stopped clock keeps it waiting). */
+  private atClock(n: SimNode, reading: number, fn: () => void): void {
+    const d = n.clock.realUntil(reading, this.now);
+    if (d === 0) {
+      fn();
+      return;
+    }
+    if (d === Infinity) {
+      n.clockWaiters.push(() => this.atClock(n, reading, fn));
+      return;
+    }
+    // The clock may change rate or stop meanwhile: look again when the time comes.
+    this.schedule(d, '', () => this.atClock(n, reading, fn));
+  }
+
+  /**
+   * Check-quorum liveness: a leader cut off from a quorum of its configuration (both halves of a
+   * joint one) — by partitions, crashes or pauses of the others — stops leading within two
+   * election timeouts of its own ticks (plus one: the first check may still see answers from
+   * just before the cut), while the partition is still up. A paused leader is not held to it
+   * until it runs again.
+   */
+  private checkMinorityLeaders(): void {
+    const bound = 2 * this.setting.electionTicks + 1;
+    for (const n of this.nodes.values()) {
+      const core = n.core;
+      if (!n.up || !core || core.currentRole !== 'leader' || n.paused) {
+        this.cutOff.delete(n.id);
+        continue;
+      }
+      const term = core.currentTerm;
+      let c = this.cutOff.get(n.id);
+      if (!c || c.term !== term) {
+        c = { term, sinceTicks: n.ticks, netVersion: -1, liveEpoch: -1, evalTicks: -1, reach: '', reachable: new Set() };
+        this.cutOff.set(n.id, c);
+      }
+      if (c.netVersion !== this.net.version || c.liveEpoch !== this.liveEpoch || c.evalTicks !== n.ticks) {
+        // The clock starts again whenever the set of members the leader can reach changes: a
+        // check-quorum round that spans the change may count answers from both sides of it.
+        const [reach, reachable] = this.cutOffReach(n);
+        if (reach !== c.reach) c.sinceTicks = n.ticks;
+        c.reach = reach;
+        c.reachable = reachable;
+        c.netVersion = this.net.version;
+        c.liveEpoch = this.liveEpoch;
+        c.evalTicks = n.ticks;
+      }
+      if (c.reach !== '' && n.ticks - c.sinceTicks > bound) {
+        throw new InvariantViolation(
+          'minority leader steps down',
+          `n${n.id} still leads term ${term} after ${n.ticks - c.sinceTicks} of its ticks cut off from a quorum, reaching only ${c.reach} (check-quorum: at most ${bound}, two election timeouts): ${this.net.describe()}; ${this.roles()}`,
+        );
+      }
+    }
+  }
+
+  /**
+   * If leader `l` cannot exchange messages with a quorum of its configuration right now, the
+   * members it can reach (as a key); '' if it can reach a quorum.
+   */
+  private cutOffReach(l: SimNode): [string, ReadonlySet<NodeId>] {
+    const cs = l.core!.status().confState;
+    const reach = (id: NodeId): boolean => {
+      if (id === l.id) return true;
+      const x = this.nodes.get(id);
+      return !!x && x.up && !x.paused && this.net.canPass(l.id, id) && this.net.canPass(id, l.id);
+    };
+    const reachable = new Set([...this.nodes.keys()].filter(reach));
+    if (jointVote(cs.voters, cs.votersOutgoing, reach) === 'won') return ['', reachable];
+    return [`[${[...reachable].join(',')}] of (${cs.voters.join(',')})${cs.votersOutgoing.length ? `&&(${cs.votersOutgoing.join(',')})` : ''}`, reachable];
+  }
+
+  /** A transfer restarts the leader's election timer (as etcd's does): its check-quorum round waits for it. */
+  private transferStarted(l: SimNode): void {
+    const c = this.cutOff.get(l.id);
+    if (c) c.sinceTicks = l.ticks;
+  }
+
+  /**
+   * A message reached a leader from a member it is cut off from: one sent before a crash or a
+   * pause, arriving late. The leader has heard from that member, so its two election timeouts
+   * start again.
+   */
+  private heardFromCutOff(to: SimNode, from: NodeId): void {
+    const c = this.cutOff.get(to.id);
+    if (c && c.reach !== '' && !c.reachable.has(from)) c.sinceTicks = to.ticks;
+  }
+
+  /** Lease reads: for a while, odd-numbered clients read from the member that led when a partition began. */
+  private startHunt(target: NodeId, holdUs: number): void {
+    if (this.setting.readOnly !== 'lease' || this.phase !== 'faults') return;
+    this.stats.hunts++;
+    this.hunt = { target, until: this.now + holdUs + 2 * this.setting.electionTicks * this.setting.tickUs };
+    this.note(`HUNT: odd clients read from n${target}, the others write elsewhere`);
+    for (const c of this.clients) {
+      if (c.racer && !c.waiting && !c.final) this.schedule(0, '', () => this.issue(c));
+      else if (c.id % 2 === 0 && c.target === target) c.target = this.workRng.pick([...this.nodes.keys()].filter((x) => x !== target));
+    }
+  }
+
+  /**
+   * Lease reads: two more clients that act only while a hunt is on — one reads from the hunted
+   * member, one writes at whoever leads elsewhere — so neither is stuck in an earlier request
+   * when the window for a stale read opens.
+   */
+  private addRacers(): void {
+    if (this.setting.readOnly !== 'lease') return;
+    for (const racer of ['reader', 'writer'] as const) {
+      const c = new SimClient(this.clients.length + 1, this.workRng.pick([...this.nodes.keys()]));
+      c.racer = racer;
+      this.clients.push(c);
+    }
+  }
+
+  private hunting(): boolean {
+    return this.hunt !== null && this.now < this.hunt.until && this.phase === 'faults';
+  }
+
+  private isHunter(c: SimClient): boolean {
+    return (c.racer === 'reader' || (c.racer === null && c.id % 2 === 1)) && !c.final && this.hunting();
+  }
+
+  /**
+   * A joint change at the leader: leave an explicit joint configuration, or replace voters by
+   * members outside the configuration (one, several, or all of them at once), sometimes with a
+   * voter added or removed besides; then, often, a partition that cuts off a majority of one half.
+   */
+  private jointFault(): void {
+    const l = this.currentLeader();
+    if (!l) return;
+    const r = this.workRng;
+    const cs = l.core!.status().confState;
+    let cc: ConfChange | undefined;
+    if (cs.votersOutgoing.length > 0) {
+      if (!cs.autoLeave && r.chance(0.5)) cc = { changes: [] };
+    } else {
+      const outside = shuffle(r, [...this.nodes.keys()].filter((x) => !cs.voters.includes(x)));
+      const voters = shuffle(r, cs.voters);
+      if (outside.length > 0 && voters.length > 0) {
+        const k = r.int(1, Math.min(outside.length, voters.length) + 1);
+        const changes: ConfChange['changes'][number][] = [];
+        for (let i = 0; i < k; i++) changes.push({ kind: 'removeNode', nodeId: voters[i]! }, { kind: 'addVoter', nodeId: outside[i]! });
+        // Sometimes the sizes change too: one more voter added, or one fewer kept.
+        if (outside.length > k && r.chance(0.3)) changes.push({ kind: 'addVoter', nodeId: outside[k]! });
+        else if (voters.length - k > 1 && r.chance(0.3)) changes.push({ kind: 'removeNode', nodeId: voters[k]! });
+        cc = { changes, joint: true, autoLeave: r.chance(0.5) };
+      }
+    }
+    if (cc) {
+      if (cc.changes.length > 0) this.stats.jointChanges++;
+      this.stats.confChanges++;
+      if (this.driver === 'node') {
+        if (!l.node) return;
+        this.note(`FAULT joint change ${describeConfChange(cc)}${cc.autoLeave ? ' auto-leave' : ''} at n${l.id}: proposed`);
+        l.node.proposeConfChange(cc).catch(() => {});
+      } else {
+        const res = l.core!.proposeConfChange(cc);
+        this.note(`FAULT joint change ${describeConfChange(cc)}${cc.autoLeave ? ' auto-leave' : ''} at n${l.id}: ${res.ok ? `proposed at ${res.index}` : res.reason}`);
+        this.pump(l);
+      }
+    }
+    // Once the joint configuration is in force (a few round trips), cut off a majority of one half.
+    if (r.chance(0.7)) this.schedule(r.int(1 * MS, 60 * MS), '', () => this.splitJointHalves());
+  }
+
+  /**
+   * With the leader in a joint configuration: a partition whose one side holds a majority of one
+   * half but not of the other (the outgoing majority cut off, or the incoming one), the leader
+   * usually on that side.
+   */
+  private splitJointHalves(): void {
+    if (this.phase !== 'faults') return;
+    const l = this.currentLeader();
+    if (!l) return;
+    const cs = l.core!.status().confState;
+    if (cs.votersOutgoing.length === 0) return;
+    const r = this.workRng;
+    const cutOutgoing = r.chance(0.5);
+    const keep = cutOutgoing ? cs.voters : cs.votersOutgoing;
+    const starve = cutOutgoing ? cs.votersOutgoing : cs.voters;
+    const side = new Set<NodeId>();
+    if (r.chance(0.75)) side.add(l.id);
+    // A majority of `keep`, taking members outside `starve` first.
+    const need = (keep.length >> 1) + 1;
+    const order = [...shuffle(r, keep.filter((x) => !starve.includes(x))), ...shuffle(r, keep.filter((x) => starve.includes(x)))];
+    for (const x of order) {
+      if ([...side].filter((y) => keep.includes(y)).length >= need) break;
+      side.add(x);
+    }
+    const a = [...side];
+    const b = [...this.nodes.keys()].filter((x) => !side.has(x));
+    if (b.length === 0) return;
+    this.stats.partitions++;
+    this.net.healAll();
+    this.net.split(a, b);
+    this.note(`FAULT partition: joint halves (${cutOutgoing ? 'outgoing' : 'incoming'} majority cut off): {${a.join(',')}} | {${b.join(',')}}`);
+    const hold = r.int(50 * MS, 1000 * MS);
+    this.startHunt(l.id, hold);
+    this.schedule(hold, '', () => {
+      if (this.phase !== 'faults') return;
+      this.net.healAll();
+      this.note('FAULT network healed');
+    });
+  }
+
+  /**
+   * A leader cut off with a minority (itself and up to half the others minus one) while a burst
+   * of writes arrives at it: the minority's logs grow a long tail of its term that the majority's
+   * next leader overwrites; with small messages, the catch-up takes many batches.
+   */
+  private divergenceFault(): void {
+    const l = this.currentLeader();
+    if (!l || !l.up || l.paused) return;
+    const r = this.workRng;
+    const cs = l.core!.status().confState;
+    if (cs.votersOutgoing.length > 0) return;
+    const others = shuffle(r, cs.voters.filter((x) => x !== l.id));
+    const minority = [l.id, ...others.slice(0, ((cs.voters.length - 1) >> 1) - 1)];
+    const rest = [...this.nodes.keys()].filter((x) => !minority.includes(x));
+    this.stats.divergences++;
+    this.stats.partitions++;
+    this.net.healAll();
+    this.net.split(minority, rest);
+    const burst = r.int(10, 41);
+    this.note(`FAULT divergence: {${minority.join(',')}} cut off with leader n${l.id}, ${burst} writes to it`);
+    for (let i = 0; i < burst; i++) {
+      // Writes nobody waits for, to a key no client reads (the invariants check them, not the history).
+      const cmd: KvCommand = { id: `tail-${this.stats.divergences}-${i}`, op: 'write', key: 'tail', value: `t${i}` };
+      if (this.driver === 'node') l.node?.propose(encodeCommand(cmd)).catch(() => {});
+      else l.core!.propose(encodeCommand(cmd));
+    }
+    this.pump(l);
+    const hold = r.int(100 * MS, 1200 * MS);
+    this.startHunt(l.id, hold);
+    this.schedule(hold, '', () => {
+      if (this.phase !== 'faults') return;
+      this.net.healAll();
+      this.note('FAULT network healed');
+    });
+  }
+
+  /**
+   * A member's clock runs at another rate for a while, jumps forward, or stops for a while.
+   * With lease reads (unless `clockBeyondMargin`) the faults stay within the drift margin the
+   * core allows for: rates within ±4% of true time, forward jumps of at most 1 ms except on the
+   * leader (whose lease then only ends sooner), and a stopped clock never on the leader (one that
+   * becomes leader gets its clock back at once).
+   */
+  private clockFault(): void {
+    const r = this.workRng;
+    const v = this.victim();
+    if (!v.up) return;
+    const lease = this.setting.readOnly === 'lease';
+    const inMargin = lease && !this.opts.clockBeyondMargin;
+    const isLeader = v.core?.currentRole === 'leader';
+    const kind = r.pick(['rate', 'rate', 'jump', 'stop', 'race', 'race'] as const);
+    if (kind === 'race') {
+      this.leaseRace();
+      return;
+    }
+    this.stats.clockFaults++;
+    const hold = r.int(50 * MS, 1500 * MS);
+    switch (kind) {
+      case 'rate': {
+        const [lo, hi] = CLOCK_RATE_IN_MARGIN;
+        const rate = inMargin ? lo + r.next() * (hi - lo) : r.pick([0.3, 0.5, 0.7, 0.85, 1.2, 1.5, 2, 3]);
+        v.clock.setRate(rate, this.now);
+        this.note(`FAULT clock of n${v.id} runs at ${rate.toFixed(3)}x`);
+        // The clock is the machine's: it keeps its fault across a crash of the member.
+        this.schedule(hold, '', () => {
+          v.clock.setRate(1 / v.drift, this.now);
+          this.note(`FAULT clock of n${v.id} back to its own rate`);
+        });
+        return;
+      }
+      case 'jump': {
+        const us = inMargin && !isLeader ? r.int(1, CLOCK_FOLLOWER_JUMP_IN_MARGIN_US + 1) : r.int(1 * MS, 800 * MS);
+        v.clock.jump(us, this.now);
+        // The core driver, like the shell with lease reads, delivers the ticks the jump skipped.
+        if (this.driver === 'core' && lease) v.missedTicks += Math.floor(us / this.setting.tickUs);
+        this.note(`FAULT clock of n${v.id} jumps ${(us / MS).toFixed(3)}ms forward`);
+        return;
+      }
+      case 'stop': {
+        if (inMargin && isLeader) return;
+        v.clock.pause(this.now);
+        this.note(`FAULT clock of n${v.id} stops`);
+        this.schedule(Math.min(hold, 800 * MS), '', () => this.resumeClock(v));
+        return;
+      }
+    }
+  }
+
+  /**
+   * The race a lease must win: the leader is cut off from everyone for longer than an election
+   * takes, while hunting readers keep reading from it and the other clients write to whoever
+   * is elected on the other side. The old leader may answer from its lease only until a new
+   * leader could have been elected: its lease, shortened by the drift margin, must end before
+   * the followers stop ignoring votes (their own clocks, counted from when they last heard it).
+   */
+  private leaseRace(): void {
+    const l = this.currentLeader();
+    if (!l || this.phase !== 'faults') return;
+    const r = this.workRng;
+    if (r.chance(0.5) && this.bootRace(l)) return;
+    this.stats.partitions++;
+    this.net.healAll();
+    this.net.split([l.id], [...this.nodes.keys()].filter((x) => x !== l.id));
+    const hold = r.int(200 * MS, 1000 * MS);
+    this.note(`FAULT lease race: isolate leader n${l.id} for ${(hold / MS).toFixed(0)}ms`);
+    this.startHunt(l.id, hold);
+    this.schedule(hold, '', () => {
+      if (this.phase !== 'faults') return;
+      this.net.healAll();
+      this.note('FAULT network healed');
+    });
+  }
+
+  /**
+   * The race the boot window must win: a follower F that the leader's lease counts on restarts
+   * at once, while a member C that has not heard the leader for a while (but whose log is as
+   * long: no writes reach the leader meanwhile) campaigns. F has forgotten its leader; without
+   * waiting an election timeout after starting it would vote for C at once, and C could commit
+   * writes while the old leader still answers reads from its lease.
+   */
+  private bootRace(l: SimNode): boolean {
+    const cs = l.core!.status().confState;
+    if (cs.votersOutgoing.length > 0 || cs.voters.length < 3) return false;
+    const r = this.workRng;
+    const others = shuffle(r, cs.voters.filter((x) => x !== l.id));
+    const f = this.nodes.get(others[0]!)!;
+    const cutFromLeader = [...this.nodes.keys()].filter((x) => x !== l.id && x !== f.id);
+    this.stats.partitions++;
+    this.net.healAll();
+    this.net.split([l.id], cutFromLeader);
+    const wait = r.int(120 * MS, 300 * MS);
+    this.note(`FAULT boot race: n${l.id} leads with n${f.id} only; in ${(wait / MS).toFixed(0)}ms n${f.id} restarts and n${l.id} is cut off`);
+    // No writes reach the leader from now on (the others' logs stay as long as its own).
+    this.startHunt(l.id, wait + 600 * MS);
+    this.schedule(wait, '', () => {
+      if (this.phase !== 'faults') return;
+      if (f.up) {
+        this.crash(f);
+        this.schedule(r.int(0, MS), '', () => this.restart(f));
+      }
+      this.net.healAll();
+      this.net.split([l.id], [...this.nodes.keys()].filter((x) => x !== l.id));
+      this.note(`FAULT boot race: n${l.id} cut off`);
+      this.schedule(r.int(200 * MS, 600 * MS), '', () => {
+        if (this.phase !== 'faults') return;
+        this.net.healAll();
+        this.note('FAULT network healed');
+      });
+    });
+    return true;
+  }
+
+  private resumeClock(n: SimNode): void {
+    if (!n.clock.paused) return;
+    n.clock.resume(this.now);
+    this.note(`FAULT clock of n${n.id} runs again`);
+    const waiting = n.clockWaiters;
+    n.clockWaiters = [];
+    for (const f of waiting) f();
   }
 
   // -------------------------------------------------------------------------------------
@@ -1281,6 +1798,7 @@ export class Simulation {
     for (const n of this.nodes.values()) {
       if (!n.up) this.restart(n);
       else if (n.paused) this.resume(n);
+      this.resumeClock(n);
     }
     await this.settle();
     for (const c of this.clients) {
@@ -1407,6 +1925,7 @@ export class Simulation {
         }
       }
     }
+    if (this.setting.checkQuorum && this.phase === 'faults') this.checkMinorityLeaders();
   }
 
   /** Records entries newly committed at `n`; a different entry already committed at an index is a safety violation. */

@@ -18,7 +18,23 @@ export interface SweepSummary {
   faultRuns: Record<FaultKind, number>;
   /** Runs per cluster size. */
   sizes: Record<number, number>;
-  totals: { events: number; ops: number; opsOk: number; crashes: number; partitions: number; pauses: number; transfers: number; confChanges: number; snapshotsInstalled: number; leaders: number; virtualMs: number };
+  totals: {
+    events: number;
+    ops: number;
+    opsOk: number;
+    crashes: number;
+    partitions: number;
+    pauses: number;
+    transfers: number;
+    confChanges: number;
+    snapshotsInstalled: number;
+    leaders: number;
+    virtualMs: number;
+    jointChanges: number;
+    clockFaults: number;
+    divergences: number;
+    hunts: number;
+  };
 }
 
 export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
@@ -28,7 +44,7 @@ export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
     failures: [],
     faultRuns,
     sizes: {},
-    totals: { events: 0, ops: 0, opsOk: 0, crashes: 0, partitions: 0, pauses: 0, transfers: 0, confChanges: 0, snapshotsInstalled: 0, leaders: 0, virtualMs: 0 },
+    totals: { events: 0, ops: 0, opsOk: 0, crashes: 0, partitions: 0, pauses: 0, transfers: 0, confChanges: 0, snapshotsInstalled: 0, leaders: 0, virtualMs: 0, jointChanges: 0, clockFaults: 0, divergences: 0, hunts: 0 },
   };
   for (let i = 0; i < o.runs; i++) {
     const seed = (o.firstSeed + i) >>> 0;
@@ -49,6 +65,10 @@ export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
     t.snapshotsInstalled += s.snapshotsInstalled;
     t.leaders += s.leaders;
     t.virtualMs += s.virtualMs;
+    t.jointChanges += s.jointChanges;
+    t.clockFaults += s.clockFaults;
+    t.divergences += s.divergences;
+    t.hunts += s.hunts;
     o.onResult?.(r);
     if (!r.ok) {
       summary.failures.push(r);

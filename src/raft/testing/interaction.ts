@@ -10,7 +10,7 @@
  * Pure: the caller reads and writes files; this module only parses, runs and formats.
  */
 import { rng as makeRng } from '../../lib/prng.js';
-import type { Logger } from '../config.js';
+import type { InitialState, Logger, RaftConfig } from '../config.js';
 import type { Message } from '../messages.js';
 import { RaftCore } from '../raft.js';
 import type { ConfChange, ConfChangeSingle, ConfState, Entry, NodeId } from '../types.js';
@@ -136,8 +136,13 @@ interface Member {
   applied: number;
 }
 
+/** Builds each member's core (tests pass deliberately broken cores to see a transcript catch them). */
+export type TranscriptCoreFactory = (config: RaftConfig, initial: InitialState) => RaftCore;
+
 /** The environment one transcript runs in. */
 export class InteractionEnv {
+  constructor(private readonly coreFactory: TranscriptCoreFactory = (c, i) => new RaftCore(c, i)) {}
+
   private readonly members = new Map<NodeId, Member>();
   /** Messages in flight, per recipient, in send order. */
   private readonly inbox = new Map<NodeId, Message[]>();
@@ -156,7 +161,7 @@ export class InteractionEnv {
   }
 
   private makeCore(id: NodeId, disk: Disk, opts: { preVote: boolean; checkQuorum: boolean; maxMsgBytes?: number }): RaftCore {
-    return new RaftCore(
+    return this.coreFactory(
       { id, electionTicks: this.electionTicks, heartbeatTicks: this.heartbeatTicks, rng: this.rng.fork(), ...opts, logger: this.logger() },
       { hardState: disk.hardState, snapshot: disk.snapshot, entries: disk.entries.slice(), applied: disk.snapshot.meta.index },
     );
@@ -252,6 +257,36 @@ export class InteractionEnv {
           m.disk.snapshot = s;
           m.disk.entries = m.disk.entries.filter((e) => e.index > s.meta.index);
         } else this.out.push('no snapshot taken');
+        break;
+      }
+      case 'inject-append': {
+        // A crafted append, queued for `to` as if `from` had sent it: a late copy of an earlier
+        // append, or one from a leader that probed from further back. The receiver's rules must
+        // hold for any append its leader could have sent. Positions are index/term:
+        // inject-append from=2 to=5 term=2 prev=1/1 entries=(2/1,3/2) commit=6
+        const to = Number(a.kv.get('to'));
+        if (!this.members.has(to)) throw new Error(`inject-append: no member ${a.kv.get('to')}`);
+        const [prevIndex, prevTerm] = (a.kv.get('prev') ?? '0/0').split('/').map(Number);
+        const entries: Entry[] = (a.kv.get('entries') ?? '')
+          .replace(/[()]/g, '')
+          .split(',')
+          .filter((x) => x !== '')
+          .map((x) => {
+            const [index, term] = x.split('/').map(Number);
+            return { index: index!, term: term!, type: 'normal', data: enc.encode(`injected ${index}/${term}`) };
+          });
+        const m: Message = {
+          type: 'append',
+          from: Number(a.kv.get('from')),
+          to,
+          term: Number(a.kv.get('term')),
+          prevLogIndex: prevIndex!,
+          prevLogTerm: prevTerm!,
+          entries,
+          commit: Number(a.kv.get('commit')),
+        };
+        this.inbox.get(to)!.push(m);
+        this.out.push(`queued ${describeMsg(m)}`);
         break;
       }
       case 'process-ready':
@@ -351,9 +386,9 @@ export class InteractionEnv {
 }
 
 /** Runs a transcript; returns the blocks with their actual output. */
-export function runTranscript(text: string): { blocks: Block[]; actual: Block[] } {
+export function runTranscript(text: string, makeCore?: TranscriptCoreFactory): { blocks: Block[]; actual: Block[] } {
   const blocks = parseTranscript(text);
-  const env = new InteractionEnv();
+  const env = new InteractionEnv(makeCore);
   const actual = blocks.map((b) => {
     if (!b.command) return b;
     let output: string[];
