@@ -12,7 +12,6 @@
 import type { Message } from '../raft/messages.js';
 import type { NodeId } from '../raft/types.js';
 import type { TraceEvent } from '../trace/event.js';
-import { messageTraceText, messageTraceType } from '../trace/messages.js';
 import { TraceRecorder, type Stamp } from '../trace/recorder.js';
 
 /** Simulator notes that are local events of one member: the event type and the member. */
@@ -45,11 +44,11 @@ export class SimTracer {
   }
 
   send(m: Message): Stamp {
-    return this.of(m.from).send(String(m.to), messageTraceType(m), messageTraceText(m));
+    return this.of(m.from).sendMessage(String(m.to), m);
   }
 
   receive(m: Message, stamp: Stamp): void {
-    this.of(m.to).receive(String(m.from), messageTraceType(m), stamp, messageTraceText(m));
+    this.of(m.to).receiveMessage(String(m.from), m, stamp);
   }
 
   /** A simulator note: a local event when it is about one member. */

@@ -3,8 +3,15 @@
  * case, pre-votes told apart from votes) and a short `text` for people (term and indexes; never
  * entry payloads, which hold users' keys and values). Shared by the member transport and the
  * simulator so both traces name messages alike.
+ *
+ * A member records a message as its numbers (MESSAGE_FIELDS of them, `messageFields`) and makes
+ * the text only when someone reads the trace (`messageFieldsText`): building strings for every
+ * message would cost more than the clocks themselves.
  */
 import type { Message } from '../raft/messages.js';
+
+/** Numbers kept per message event: the term and up to four more. */
+export const MESSAGE_FIELDS = 5;
 
 export function messageTraceType(m: Message): string {
   switch (m.type) {
@@ -17,25 +24,84 @@ export function messageTraceType(m: Message): string {
   }
 }
 
-export function messageTraceText(m: Message): string {
+/** Writes the message's numbers at `out[at..at + MESSAGE_FIELDS)`. */
+export function messageFields(m: Message, out: Float64Array, at: number): void {
+  out[at] = m.term;
+  out[at + 1] = 0;
+  out[at + 2] = 0;
+  out[at + 3] = 0;
+  out[at + 4] = 0;
   switch (m.type) {
     case 'append':
-      return `term ${m.term} prev ${m.prevLogIndex}/${m.prevLogTerm} entries ${m.entries.length} commit ${m.commit}`;
+      out[at + 1] = m.prevLogIndex;
+      out[at + 2] = m.prevLogTerm;
+      out[at + 3] = m.entries.length;
+      out[at + 4] = m.commit;
+      break;
     case 'appendResponse':
-      return `term ${m.term} index ${m.index}${m.reject ? ` reject hint ${m.hintIndex}/${m.hintTerm}` : ''}`;
+      out[at + 1] = m.index;
+      out[at + 2] = m.reject ? 1 : 0;
+      out[at + 3] = m.hintIndex;
+      out[at + 4] = m.hintTerm;
+      break;
     case 'heartbeat':
-      return `term ${m.term} commit ${m.commit}`;
+      out[at + 1] = m.commit;
+      break;
     case 'vote':
-      return `term ${m.term} last ${m.lastLogIndex}/${m.lastLogTerm}${m.transfer ? ' transfer' : ''}`;
+      out[at + 1] = m.lastLogIndex;
+      out[at + 2] = m.lastLogTerm;
+      out[at + 3] = m.transfer ? 1 : 0;
+      break;
     case 'voteResponse':
-      return `term ${m.term}${m.reject ? ' rejected' : ' granted'}`;
+      out[at + 1] = m.reject ? 1 : 0;
+      break;
     case 'snapshot':
-      return `term ${m.term} snapshot ${m.snapshot.meta.index}/${m.snapshot.meta.term}`;
+      out[at + 1] = m.snapshot.meta.index;
+      out[at + 2] = m.snapshot.meta.term;
+      break;
     case 'readIndexResponse':
-      return `term ${m.term} index ${m.index}${m.reject ? ' reject' : ''}`;
+      out[at + 1] = m.index;
+      out[at + 2] = m.reject ? 1 : 0;
+      break;
     default:
-      return `term ${m.term}`;
+      break;
   }
+}
+
+/** The text of a message event of trace type `type` from its numbers. */
+export function messageFieldsText(type: string, f: Float64Array, at: number): string {
+  const term = f[at]!;
+  const a = f[at + 1]!;
+  const b = f[at + 2]!;
+  const c = f[at + 3]!;
+  const d = f[at + 4]!;
+  switch (type) {
+    case 'append':
+      return `term ${term} prev ${a}/${b} entries ${c} commit ${d}`;
+    case 'appendResponse':
+      return `term ${term} index ${a}${b ? ` reject hint ${c}/${d}` : ''}`;
+    case 'heartbeat':
+      return `term ${term} commit ${a}`;
+    case 'vote':
+    case 'preVote':
+      return `term ${term} last ${a}/${b}${c ? ' transfer' : ''}`;
+    case 'voteResponse':
+    case 'preVoteResponse':
+      return `term ${term}${a ? ' rejected' : ' granted'}`;
+    case 'snapshot':
+      return `term ${term} snapshot ${a}/${b}`;
+    case 'readIndexResponse':
+      return `term ${term} index ${a}${b ? ' reject' : ''}`;
+    default:
+      return `term ${term}`;
+  }
+}
+
+const scratch = new Float64Array(MESSAGE_FIELDS);
+
+export function messageTraceText(m: Message): string {
+  messageFields(m, scratch, 0);
+  return messageFieldsText(messageTraceType(m), scratch, 0);
 }
 
 /** A log line's event type in a trace: leader changes get their own, the rest are 'log'. */

@@ -33,12 +33,30 @@ export const CLOCK_HEADER_BYTES_MAX = 1 + 8 + 1 + CLOCK_VC_ENTRIES_MAX * (5 + 8)
 const scratch = new Uint8Array(CLOCK_HEADER_BYTES_MAX);
 
 function putVarint(buf: Uint8Array, at: number, v: number): number {
-  while (v >= 0x80) {
+  // Above 2^31 bit operations would truncate: divide until the rest fits them.
+  while (v >= 0x80000000) {
     buf[at++] = (v % 0x80) | 0x80;
     v = Math.floor(v / 0x80);
   }
+  while (v >= 0x80) {
+    buf[at++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
   buf[at++] = v;
   return at;
+}
+
+/** Vector keys that are member ids (a decimal u32 above 0) -> the id, others -> 0 (bounded cache: keys are member ids). */
+const idCache = new Map<string, number>();
+const ID_CACHE_MAX = 4096;
+function idOf(k: string): number {
+  let id = idCache.get(k);
+  if (id === undefined) {
+    const n = Number(k);
+    id = Number.isInteger(n) && n > 0 && n <= 0xffffffff && String(n) === k ? n : 0;
+    if (idCache.size < ID_CACHE_MAX) idCache.set(k, id);
+  }
+  return id;
 }
 
 /**
@@ -48,30 +66,56 @@ function putVarint(buf: Uint8Array, at: number, v: number): number {
  * then the largest are kept.
  */
 export function encodeClockEnvelope(stamp: Stamp, from: number, frame: Uint8Array): Uint8Array {
-  const own = String(from);
-  let entries: [number, number][] = [];
-  for (const k of Object.keys(stamp.vc)) {
+  const { lamport, vc } = stamp;
+  let at = 0;
+  scratch[at++] = CLOCK_FRAME_KIND;
+  at = putVarint(scratch, at, lamport);
+  const countAt = at++;
+  let count = 0;
+  for (const k in vc) {
+    const v = vc[k]!;
+    const id = idOf(k);
+    if (id === 0 || !(v > 0) || v > lamport) continue;
+    if (count === CLOCK_VC_ENTRIES_MAX) return encodeTrimmed(stamp, from, frame);
+    at = putVarint(scratch, at, id);
+    at = putVarint(scratch, at, lamport - v);
+    count++;
+  }
+  scratch[countAt] = count;
+  return wrap(at, frame);
+}
+
+/** More components than an envelope carries (a cluster with a long membership history): the sender's own, then the largest. */
+function encodeTrimmed(stamp: Stamp, from: number, frame: Uint8Array): Uint8Array {
+  const entries: [number, number][] = [];
+  for (const k in stamp.vc) {
     const v = stamp.vc[k]!;
-    const id = Number(k);
-    if (v > 0 && v <= stamp.lamport && Number.isInteger(id) && id > 0 && id <= 0xffffffff && String(id) === k) entries.push([id, v]);
+    const id = idOf(k);
+    if (id !== 0 && v > 0 && v <= stamp.lamport) entries.push([id, v]);
   }
-  if (entries.length > CLOCK_VC_ENTRIES_MAX) {
-    entries.sort((a, b) => (String(a[0]) === own ? -1 : String(b[0]) === own ? 1 : b[1] - a[1]));
-    entries = entries.slice(0, CLOCK_VC_ENTRIES_MAX);
-  }
+  entries.sort((a, b) => (a[0] === from ? -1 : b[0] === from ? 1 : b[1] - a[1]));
   let at = 0;
   scratch[at++] = CLOCK_FRAME_KIND;
   at = putVarint(scratch, at, stamp.lamport);
-  scratch[at++] = entries.length;
-  for (const [id, v] of entries) {
+  scratch[at++] = CLOCK_VC_ENTRIES_MAX;
+  for (const [id, v] of entries.slice(0, CLOCK_VC_ENTRIES_MAX)) {
     at = putVarint(scratch, at, id);
     at = putVarint(scratch, at, stamp.lamport - v);
   }
+  return wrap(at, frame);
+}
+
+/** The envelope frame: length prefix, the header in `scratch[0..headerBytes)`, the frame's body. */
+function wrap(headerBytes: number, frame: Uint8Array): Uint8Array {
   const innerBytes = frame.length - 4;
-  const out = new Uint8Array(4 + at + innerBytes);
-  new DataView(out.buffer).setUint32(0, at + innerBytes, true);
-  out.set(scratch.subarray(0, at), 4);
-  out.set(frame.subarray(4), 4 + at);
+  const out = new Uint8Array(4 + headerBytes + innerBytes);
+  const len = headerBytes + innerBytes;
+  out[0] = len & 0xff;
+  out[1] = (len >>> 8) & 0xff;
+  out[2] = (len >>> 16) & 0xff;
+  out[3] = len >>> 24;
+  out.set(scratch.subarray(0, headerBytes), 4);
+  out.set(frame.subarray(4), 4 + headerBytes);
   return out;
 }
 
@@ -89,42 +133,49 @@ export interface ClockEnvelope {
  */
 export function decodeClockEnvelope(body: Uint8Array, from: number, known: (id: number) => boolean): ClockEnvelope | null {
   if (body[0] !== CLOCK_FRAME_KIND) return null;
-  let at = 1;
-  const varint = (what: string): number => {
-    let v = 0;
-    let mul = 1;
-    for (let i = 0; i < 8; i++) {
-      if (at >= body.length) throw new FrameError(`truncated clock envelope (${what})`);
-      const b = body[at++]!;
-      v += (b & 0x7f) * mul;
-      if (b < 0x80) {
-        if (v > CLOCK_VALUE_MAX) throw new FrameError(`clock envelope: ${what} ${v} exceeds ${CLOCK_VALUE_MAX}`);
-        return v;
-      }
-      mul *= 0x80;
-    }
-    throw new FrameError(`clock envelope: ${what} is longer than 8 bytes`);
-  };
-  const lamport = varint('Lamport time');
+  cursor = 1;
+  const lamport = readVarint(body, 'Lamport time');
   if (lamport < 1) throw new FrameError('clock envelope: Lamport time 0');
-  if (at >= body.length) throw new FrameError('truncated clock envelope (entry count)');
-  const n = body[at++]!;
+  if (cursor >= body.length) throw new FrameError('truncated clock envelope (entry count)');
+  const n = body[cursor++]!;
   if (n > CLOCK_VC_ENTRIES_MAX) throw new FrameError(`clock envelope: ${n} vector entries exceed the limit of ${CLOCK_VC_ENTRIES_MAX}`);
   const vc: Record<string, number> = {};
   let unknownIds = 0;
-  const seen = new Set<number>();
+  let sawSender = false;
   for (let i = 0; i < n; i++) {
-    const id = varint('member id');
+    const id = readVarint(body, 'member id');
     if (id < 1 || id > 0xffffffff) throw new FrameError(`clock envelope: member id ${id} out of range`);
-    const distance = varint('vector entry');
+    const distance = readVarint(body, 'vector entry');
     if (distance >= lamport) throw new FrameError(`clock envelope: vector entry for ${id} is not in [1, ${lamport}]`);
-    if (seen.has(id)) throw new FrameError(`clock envelope: member id ${id} twice`);
-    seen.add(id);
-    if (id === from || known(id)) vc[String(id)] = lamport - distance;
+    // Duplicates: entries are few (at most CLOCK_VC_ENTRIES_MAX), a scan beats a Set.
+    for (let j = 0; j < i; j++) if (seenIds[j] === id) throw new FrameError(`clock envelope: member id ${id} twice`);
+    seenIds[i] = id;
+    if (id === from) sawSender = true;
+    if (id === from || known(id)) vc[id] = lamport - distance;
     else unknownIds++;
   }
-  if (!seen.has(from)) throw new FrameError(`clock envelope: no vector entry for the sender ${from}`);
-  if (at >= body.length) throw new FrameError('clock envelope: no message inside');
-  if (body[at] === CLOCK_FRAME_KIND) throw new FrameError('clock envelope inside a clock envelope');
-  return { stamp: { lamport, vc }, inner: body.subarray(at), unknownIds };
+  if (!sawSender) throw new FrameError(`clock envelope: no vector entry for the sender ${from}`);
+  if (cursor >= body.length) throw new FrameError('clock envelope: no message inside');
+  if (body[cursor] === CLOCK_FRAME_KIND) throw new FrameError('clock envelope inside a clock envelope');
+  return { stamp: { lamport, vc }, inner: body.subarray(cursor), unknownIds };
+}
+
+/** Decoding state (decoding is synchronous and not reentrant). */
+let cursor = 0;
+const seenIds = new Float64Array(CLOCK_VC_ENTRIES_MAX);
+
+function readVarint(body: Uint8Array, what: string): number {
+  let v = 0;
+  let mul = 1;
+  for (let i = 0; i < 8; i++) {
+    if (cursor >= body.length) throw new FrameError(`truncated clock envelope (${what})`);
+    const b = body[cursor++]!;
+    v += (b & 0x7f) * mul;
+    if (b < 0x80) {
+      if (v > CLOCK_VALUE_MAX) throw new FrameError(`clock envelope: ${what} ${v} exceeds ${CLOCK_VALUE_MAX}`);
+      return v;
+    }
+    mul *= 0x80;
+  }
+  throw new FrameError(`clock envelope: ${what} is longer than 8 bytes`);
 }

@@ -57,7 +57,6 @@ import {
 import { decodeJoinQuery, encodeJoinAnswer } from './join.js';
 import { decodeClockEnvelope, encodeClockEnvelope, type ClockEnvelope } from './clock-envelope.js';
 import type { TraceRecorder } from '../trace/recorder.js';
-import { messageTraceText, messageTraceType } from '../trace/messages.js';
 
 /** A connection that has not completed its handshake by then is closed (ms). */
 export const PEER_HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -207,6 +206,7 @@ export class TcpTransport implements Transport, MemberChannel {
   private readonly tlsPending = new Map<string, { secure(s: TLSSocket): void; failed(why: string): void }>();
   /** Every member id this transport was told of (self and peers, also removed ones): the ids a clock envelope may carry into our vector. */
   private readonly knownIds = new Set<NodeId>();
+  private readonly idNames = new Map<NodeId, string>();
 
   private constructor(
     private readonly o: TcpTransportOptions,
@@ -605,15 +605,22 @@ export class TcpTransport implements Transport, MemberChannel {
   private stamped(to: NodeId, frame: Uint8Array, m: Message | null): Uint8Array {
     const c = this.o.clocks;
     if (!c) return frame;
-    const s = m ? c.send(String(to), messageTraceType(m), messageTraceText(m)) : c.send(String(to), 'member');
+    const s = m ? c.sendMessage(this.nameOf(to), m) : c.send(this.nameOf(to), 'member');
     return encodeClockEnvelope(s, this.o.id, frame);
   }
 
   private clockReceived(peer: NodeId, e: ClockEnvelope, m: Message | null): void {
     const c = this.o.clocks;
     if (!c) return;
-    if (m) c.receive(String(peer), messageTraceType(m), e.stamp, messageTraceText(m));
-    else c.receive(String(peer), 'member', e.stamp);
+    if (m) c.receiveMessage(this.nameOf(peer), m, e.stamp);
+    else c.receive(this.nameOf(peer), 'member', e.stamp);
+  }
+
+  /** A member id as the trace names it (one string per id, not one per message). */
+  private nameOf(id: NodeId): string {
+    let s = this.idNames.get(id);
+    if (s === undefined) this.idNames.set(id, (s = String(id)));
+    return s;
   }
 
   async close(): Promise<void> {
