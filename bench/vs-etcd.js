@@ -102,7 +102,7 @@ try {
   const results = {};
   const kinds = String(o.kinds).split(',');
   for (const kind of kinds) {
-    const c = await startCluster(kind, dir);
+    const c = await startCluster(kind, join(dir, String(clusters.length)));
     clusters.push(c);
     const ep = `127.0.0.1:${c.leader.client}`;
     for (const op of ['put', 'get']) {
