@@ -158,6 +158,26 @@ describe('clocks on TCP', () => {
     expect(t2.stats.malformed).toBe(0);
   });
 
+  it('a frame the envelope could push over the frame limit goes unstamped', async () => {
+    const c1 = new TraceRecorder('1');
+    const c2 = new TraceRecorder('2');
+    const t1 = await TcpTransport.start({ id: 1, clusterId: 'c', clocks: c1, frameBytesMax: 2000 });
+    const t2 = await TcpTransport.start({ id: 2, clusterId: 'c', clocks: c2, frameBytesMax: 2000 });
+    closers.push(() => t1.close(), () => t2.close());
+    t1.setPeer(2, { host: '127.0.0.1', port: t2.port });
+    t2.setPeer(1, { host: '127.0.0.1', port: t1.port });
+    const got: Message[] = [];
+    t2.listen((m) => got.push(m));
+    const big: Message = { type: 'append', from: 1, to: 2, term: 1, prevLogIndex: 0, prevLogTerm: 0, commit: 0, entries: [{ index: 1, term: 1, type: 'normal', data: new Uint8Array(1930) }] };
+    // Fits the limit alone (1,996 bytes), not with an envelope around it.
+    expect(encodeMessage(big).length - 4).toBe(1996);
+    t1.send([big, hb(1, 2, 1)]);
+    await until('both messages', () => got.length === 2);
+    expect(c1.since(0).map((e) => e.type)).toEqual(['heartbeat']);
+    expect(c2.since(0).map((e) => e.type)).toEqual(['heartbeat']);
+    expect(t2.stats.malformed).toBe(0);
+  });
+
   it('a hostile envelope closes that connection, nothing is delivered, the clock is untouched', async () => {
     const c2 = new TraceRecorder('2');
     const t2 = await TcpTransport.start({ id: 2, clusterId: 'c', clocks: c2 });

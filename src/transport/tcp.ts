@@ -55,7 +55,7 @@ import {
   PROTOCOL_VERSION,
 } from './codec.js';
 import { decodeJoinQuery, encodeJoinAnswer } from './join.js';
-import { decodeClockEnvelope, encodeClockEnvelope, type ClockEnvelope } from './clock-envelope.js';
+import { CLOCK_HEADER_BYTES_MAX, decodeClockEnvelope, encodeClockEnvelope, type ClockEnvelope } from './clock-envelope.js';
 import type { TraceRecorder } from '../trace/recorder.js';
 
 /** A connection that has not completed its handshake by then is closed (ms). */
@@ -604,7 +604,8 @@ export class TcpTransport implements Transport, MemberChannel {
   /** `frame` in a clock envelope with a new send stamp (as is without clocks); `m` null for a member frame. */
   private stamped(to: NodeId, frame: Uint8Array, m: Message | null): Uint8Array {
     const c = this.o.clocks;
-    if (!c) return frame;
+    // A frame so large that the envelope could push it over the receiver's limit goes unstamped.
+    if (!c || frame.length - 4 + CLOCK_HEADER_BYTES_MAX > (this.o.frameBytesMax ?? FRAME_BYTES_MAX)) return frame;
     const s = m ? c.sendMessage(this.nameOf(to), m) : c.send(this.nameOf(to), 'member');
     return encodeClockEnvelope(s, this.o.id, frame);
   }
