@@ -15,7 +15,7 @@ const SRC = path.join(path.dirname(fileURLToPath(import.meta.url)), 'src');
  */
 export const LAYERS = {
   'lib': [],
-  'trace': ['lib'],
+  'trace': ['lib', 'raft'],
   'check': ['lib'],
   'raft': ['lib'],
   'storage': ['lib', 'raft'],

@@ -2,7 +2,10 @@
 /**
  * Benchmark: Flotilla against real etcd on the same machine, same client, same workload.
  *
- *   node bench/vs-etcd.js [--seconds S] [--clients 1,16,64] [--etcd /usr/bin/etcd]
+ *   node bench/vs-etcd.js [--seconds S] [--clients 1,16,64] [--etcd /usr/bin/etcd] [--kinds etcd,flotilla]
+ *
+ * --kinds picks the clusters, in order: etcd, flotilla, and flotilla-noclocks (Flotilla with
+ * --trace-clocks=false: the A/B for the cost of logical clocks on peer traffic).
  *
  * Starts a 3-member cluster of each (separate processes, loopback, real disks in a temp dir,
  * default timings), then for each client count runs that many concurrent gRPC clients (one
@@ -24,6 +27,7 @@ const o = new Command()
   .option('--seconds <s>', 'seconds per case', Number, 5)
   .option('--clients <list>', 'concurrent clients per case', '1,16,64')
   .option('--etcd <path>', 'etcd binary', '/usr/bin/etcd')
+  .option('--kinds <list>', 'clusters to run: etcd, flotilla, flotilla-noclocks', 'etcd,flotilla')
   .parse()
   .opts();
 
@@ -43,6 +47,7 @@ async function startCluster(kind, dir) {
       '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
       '--initial-cluster', initial, '--initial-cluster-token', `bench-${kind}`, '--initial-cluster-state', 'new',
     ];
+    if (kind === 'flotilla-noclocks') args.push('--trace-clocks', 'false');
     m.proc = kind === 'etcd' ? spawn(o.etcd, args, { stdio: 'ignore' }) : spawn(process.execPath, [bin, 'serve', ...args], { stdio: 'ignore' });
   }
   // Wait for a leader that commits.
@@ -95,23 +100,27 @@ const dir = await mkdtemp(join(tmpdir(), 'flotilla-vs-etcd-'));
 const clusters = [];
 try {
   const results = {};
-  for (const kind of ['etcd', 'flotilla']) {
-    const c = await startCluster(kind, dir);
+  const kinds = String(o.kinds).split(',');
+  for (const kind of kinds) {
+    const c = await startCluster(kind, join(dir, String(clusters.length)));
     clusters.push(c);
     const ep = `127.0.0.1:${c.leader.client}`;
     for (const op of ['put', 'get']) {
       for (const n of String(o.clients).split(',').map(Number)) {
         const r = await run(ep, n, o.seconds, op);
         results[`${kind} ${op} ${n}`] = r;
-        console.log(`${kind.padEnd(8)} ${op} ${String(n).padStart(3)} clients: ${r.ops.toFixed(0).padStart(7)} ops/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms`);
+        console.log(`${kind.padEnd(17)} ${op} ${String(n).padStart(3)} clients: ${r.ops.toFixed(0).padStart(7)} ops/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms`);
       }
     }
     for (const m of c.members) m.proc.kill('SIGKILL');
   }
-  console.log('\nFlotilla / etcd (ops/s):');
-  for (const op of ['put', 'get']) {
-    for (const n of String(o.clients).split(',').map(Number)) {
-      console.log(`  ${op} ${String(n).padStart(3)} clients: ${(results[`flotilla ${op} ${n}`].ops / results[`etcd ${op} ${n}`].ops).toFixed(2)}`);
+  for (const [a, b] of [['flotilla', 'etcd'], ['flotilla', 'flotilla-noclocks']]) {
+    if (!kinds.includes(a) || !kinds.includes(b)) continue;
+    console.log(`\n${a} / ${b} (ops/s):`);
+    for (const op of ['put', 'get']) {
+      for (const n of String(o.clients).split(',').map(Number)) {
+        console.log(`  ${op} ${String(n).padStart(3)} clients: ${(results[`${a} ${op} ${n}`].ops / results[`${b} ${op} ${n}`].ops).toFixed(2)}`);
+      }
     }
   }
 } finally {

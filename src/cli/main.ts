@@ -12,6 +12,7 @@ import { registerStart } from './start.js';
 import { registerClientCommands } from './client.js';
 import { EXIT_USAGE } from './command.js';
 import { registerSnapshot } from './snapshot.js';
+import { registerTrace } from './trace.js';
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerStart(program);
   registerClientCommands(program);
   registerSnapshot(program);
+  registerTrace(program);
 
   program
     .command('demo')
@@ -51,7 +53,8 @@ export function buildProgram(): Command {
     .option('--driver <d>', 'what drives each member: node (the server shell with the WAL on a crashing in-memory disk) or core (the bare core, faster)', 'node')
     .option('-v, --verbose', 'print one line per run')
     .option('--history', 'with --verbose: print each run\'s client history (JSON lines)')
-    .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; verbose?: boolean; history?: boolean }) => {
+    .option('--trace <file>', 'with --runs 1: write the run\'s trace there (TraceEvent JSON lines with Lamport and vector clocks; deterministic)')
+    .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; verbose?: boolean; history?: boolean; trace?: string }) => {
       const { runSimCommand } = await import('./sim.js');
       process.exitCode = await runSimCommand(o, (l) => console.log(l));
     });

@@ -57,6 +57,7 @@ export function registerServe(program: Command): void {
     .option('--grpc-keepalive-interval <duration>', 'the server pings each HTTP/2 client connection this often (default 2h)')
     .option('--grpc-keepalive-timeout <duration>', 'and closes it when the ping is not answered within (default 20s)')
     .option('--unsafe-fault-injection', 'TEST ONLY: accept POST /debug/faults (drop Raft messages per link, slow fsync, disk errors) on the client port')
+    .option('--trace-clocks <bool>', 'Lamport and vector clocks on peer messages and log lines, and the trace ring at GET /debug/trace (default true; false only to measure their cost)')
     .option('--quota-backend-bytes <n>', 'store size at which the NOSPACE alarm is raised and writes that grow the store are refused (default 2147483648 = 2 GiB; 0 = default)')
     .option('--cert-file <path>', 'client TLS: the server certificate (PEM) for https:// client URLs; reloaded when the file changes')
     .option('--key-file <path>', 'client TLS: the certificate\'s private key (PEM)')

@@ -4,6 +4,41 @@
  */
 import { FAULT_KINDS, type FaultKind } from '../sim/simulation.js';
 import { formatFailure, runSweep } from '../sim/sweep.js';
+import type { TraceEvent } from '../trace/event.js';
+import { closeSync, openSync, writeSync } from 'node:fs';
+
+/** Trace events as JSON lines, written in batches of about a MiB. */
+class TraceFile {
+  private readonly fd: number;
+  private pending: string[] = [];
+  private pendingChars = 0;
+  private count = 0;
+
+  constructor(path: string) {
+    this.fd = openSync(path, 'w');
+  }
+
+  write(e: TraceEvent): void {
+    const line = `${JSON.stringify(e)}\n`;
+    this.pending.push(line);
+    this.pendingChars += line.length;
+    this.count++;
+    if (this.pendingChars >= 1 << 20) this.flush();
+  }
+
+  private flush(): void {
+    if (this.pending.length > 0) writeSync(this.fd, this.pending.join(''));
+    this.pending = [];
+    this.pendingChars = 0;
+  }
+
+  /** Flushes and closes; returns the number of events written. */
+  close(): number {
+    this.flush();
+    closeSync(this.fd);
+    return this.count;
+  }
+}
 
 export interface SimCommandOptions {
   readonly seed: number;
@@ -14,6 +49,8 @@ export interface SimCommandOptions {
   readonly driver?: string;
   readonly verbose?: boolean;
   readonly history?: boolean;
+  /** Write the run's trace to this file (one run only). */
+  readonly trace?: string;
 }
 
 export function parseFaults(s: string | undefined): FaultKind[] | undefined {
@@ -40,6 +77,19 @@ export async function runSimCommand(o: SimCommandOptions, out: (line: string) =>
     out(`flotilla sim: ${(e as Error).message}`);
     return 2;
   }
+  if (o.trace !== undefined && o.runs !== 1) {
+    out('flotilla sim: --trace writes the trace of one run: use it with --runs 1');
+    return 2;
+  }
+  let trace: TraceFile | null = null;
+  if (o.trace !== undefined) {
+    try {
+      trace = new TraceFile(o.trace);
+    } catch (e) {
+      out(`flotilla sim: cannot write the trace: ${(e as Error).message}`);
+      return 2;
+    }
+  }
   const started = performance.now();
   let lastReport = started;
   const summary = await runSweep({
@@ -49,6 +99,7 @@ export async function runSimCommand(o: SimCommandOptions, out: (line: string) =>
     ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
     ...(faults ? { faults } : {}),
     ...(o.faultMs !== undefined ? { faultPhaseMs: o.faultMs } : {}),
+    ...(trace ? { onTrace: (e: TraceEvent) => trace.write(e) } : {}),
     onResult: (r) => {
       if (o.verbose) {
         const s = r.stats;
@@ -63,6 +114,7 @@ export async function runSimCommand(o: SimCommandOptions, out: (line: string) =>
       }
     },
   });
+  if (trace) out(`trace: ${trace.close()} events written to ${o.trace}`);
   const secs = (performance.now() - started) / 1000;
   if (summary.failures.length > 0) {
     for (const f of summary.failures) out(formatFailure(f));

@@ -58,8 +58,17 @@ export class LogicalClock {
   private lamportTime = 0;
   private readonly vector: Record<string, number> = {};
 
-  constructor(readonly id: string) {
-    this.vector[id] = 0;
+  /**
+   * `start` (default 0) is where both clocks begin: a restarted member starts above every stamp
+   * it gave before (its own vector component must never go back, or its new events would look
+   * concurrent with, or before, its old ones).
+   */
+  constructor(
+    readonly id: string,
+    start = 0,
+  ) {
+    this.lamportTime = start;
+    this.vector[id] = start;
   }
 
   /** A local event or a send: both clocks advance. */

@@ -77,6 +77,12 @@ export interface ServerConfig {
   readonly grpcKeepaliveTimeoutMs: number;
   /** Test-only: per-link drops and slow fsync, driven over POST /debug/faults (never in production). */
   readonly unsafeFaultInjection: boolean;
+  /**
+   * Logical clocks on peer traffic (--trace-clocks, default true; undefined counts as true):
+   * Lamport and vector stamps on every peer frame, on log lines, and the trace ring served at
+   * GET /debug/trace. Off only for measuring their cost.
+   */
+  readonly traceClocks?: boolean;
   /** The store size (MvccStore.dbSizeBytes) at which this member raises the NOSPACE alarm (etcd --quota-backend-bytes). */
   readonly quotaBackendBytes: number;
   /** TLS of the https:// client URLs (null: no client URL is https). */
@@ -230,6 +236,7 @@ export interface RawConfig {
   grpcKeepaliveInterval?: string | number;
   grpcKeepaliveTimeout?: string | number;
   unsafeFaultInjection?: string | boolean;
+  traceClocks?: string | boolean;
   quotaBackendBytes?: string | number;
   certFile?: string;
   keyFile?: string;
@@ -260,7 +267,7 @@ export function withEnv(raw: RawConfig, env: NodeJS.ProcessEnv = process.env): R
     'initialClusterState', 'initialClusterToken', 'heartbeatInterval', 'electionTimeout', 'leaseReads', 'leaseDrift', 'snapshotCount', 'snapshotCatchupEntries', 'backendBatchInterval', 'backendBatchLimit', 'maxRequestBytes', 'maxTxnOps',
     'requestTimeout', 'watchProgressNotifyInterval', 'maxConcurrentStreams', 'maxClientConnections', 'clientIdleTimeout', 'clientHeaderTimeout',
     'clientBodyTimeout', 'grpcKeepaliveMinTime', 'grpcKeepaliveInterval', 'grpcKeepaliveTimeout', 'unsafeFaultInjection',
-    'quotaBackendBytes',
+    'traceClocks', 'quotaBackendBytes',
     'certFile', 'keyFile', 'trustedCaFile', 'clientCertAuth', 'autoTls', 'peerCertFile', 'peerKeyFile', 'peerTrustedCaFile', 'peerClientCertAuth', 'peerAutoTls',
     'peerCertAllowedCn', 'cipherSuites',
     'authToken', 'authTokenTtl', 'bcryptCost',
@@ -544,6 +551,7 @@ function resolveWith(input: RawConfig, warnings: string[]): ServerConfig {
     grpcKeepaliveIntervalMs: durationMs('grpc-keepalive-interval', raw.grpcKeepaliveInterval, CONFIG_DEFAULTS.grpcKeepaliveIntervalMs, 1000, 2 ** 31 - 2),
     grpcKeepaliveTimeoutMs: durationMs('grpc-keepalive-timeout', raw.grpcKeepaliveTimeout, CONFIG_DEFAULTS.grpcKeepaliveTimeoutMs, 1000, 2 ** 31 - 2),
     unsafeFaultInjection: bool('unsafe-fault-injection', raw.unsafeFaultInjection),
+    traceClocks: raw.traceClocks === undefined ? true : bool('trace-clocks', raw.traceClocks),
     // 0 means the default, as in etcd (etcd's negative "no quota" is refused: use a large value).
     quotaBackendBytes: int('quota-backend-bytes', raw.quotaBackendBytes, 0, 0, Number.MAX_SAFE_INTEGER) || QUOTA_BACKEND_BYTES_DEFAULT,
     clientTls,

@@ -8,8 +8,15 @@
  * JSON.stringify (no hand-made escaping: a key or message with quotes, newlines or control
  * characters stays one valid line). Text: `<ts> <level> [<member>] <msg> key=value ...`,
  * where a value with spaces, quotes or control characters is JSON-quoted.
+ *
+ * Logical clocks: once the member runs with clocks (`traceTo`), every line written is a local
+ * event of its trace and carries the member's Raft id and both clocks: JSON fields `node`,
+ * `lamport`, `vc`; in text, the line ends with ` node=<id> lamport=<n> vc=<JSON object>`
+ * (`flotilla trace merge` reads both forms).
  */
 import type { Logger } from '../raft/config.js';
+import type { TraceRecorder } from '../trace/recorder.js';
+import { logEventType } from '../trace/messages.js';
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -20,7 +27,7 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 export type LogFields = Readonly<Record<string, unknown>>;
 
 /** The keys every JSON line has; fields of the same name are written with a `field_` prefix. */
-const RESERVED = new Set(['ts', 'level', 'member', 'term', 'msg']);
+const RESERVED = new Set(['ts', 'level', 'member', 'term', 'msg', 'node', 'lamport', 'vc']);
 
 export interface OperatorLogOptions {
   readonly level?: LogLevel;
@@ -42,6 +49,7 @@ export class OperatorLog implements Logger {
   private readonly now: () => number;
   /** The current Raft term, once the member runs (lines before it carry term 0). */
   term: () => number = () => 0;
+  private recorder: TraceRecorder | null = null;
 
   constructor(o: OperatorLogOptions) {
     this.level = o.level ?? 'info';
@@ -50,6 +58,11 @@ export class OperatorLog implements Logger {
     this.member = o.member;
     this.out = o.write ?? ((l) => void process.stderr.write(l));
     this.now = o.now ?? Date.now;
+  }
+
+  /** From now on, each line written is a local event of `r`'s trace and carries its clocks (null: no more). */
+  traceTo(r: TraceRecorder | null): void {
+    this.recorder = r;
   }
 
   enabled(level: LogLevel): boolean {
@@ -81,15 +94,19 @@ export class OperatorLog implements Logger {
     } catch {
       // A member that failed still logs (its last lines matter most).
     }
+    const r = this.recorder;
+    const stamp = r ? r.local(logEventType(msg), msg) : null;
     if (this.format === 'json') {
       const line: Record<string, unknown> = { ts, level, member: this.member, term, msg };
       for (const [k, v] of Object.entries(fields)) line[RESERVED.has(k) ? `field_${k}` : k] = v;
+      if (r && stamp) Object.assign(line, { node: r.node, lamport: stamp.lamport, vc: stamp.vc });
       this.out(`${JSON.stringify(line, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
       return;
     }
     const extra = Object.entries(fields).map(([k, v]) => ` ${oneLine(k)}=${textValue(v)}`).join('');
     // Messages may carry text from outside (a peer's cluster id): one event stays one line.
-    this.out(`${ts} ${level} [${this.member}] ${oneLine(msg)}${extra}\n`);
+    const clocks = r && stamp ? ` node=${r.node} lamport=${stamp.lamport} vc=${JSON.stringify(stamp.vc)}` : '';
+    this.out(`${ts} ${level} [${this.member}] ${oneLine(msg)}${extra}${clocks}\n`);
   }
 }
 

@@ -21,6 +21,7 @@ import type { ConfChange, NodeId } from '../raft/types.js';
 import { DiskStorage, type StorageObserver } from '../storage/storage.js';
 import { FRAME_BYTES_MAX, MEMBER_FRAME_HEADER_BYTES } from '../transport/codec.js';
 import { loadTls } from './tls.js';
+import { clockStartOf, TraceRecorder } from '../trace/recorder.js';
 import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel, type PeerAddress, type TransportObserver } from '../transport/tcp.js';
 import { queryJoin, type JoinTls } from '../transport/join.js';
 import type { TlsFiles } from '../lib/tls-files.js';
@@ -232,6 +233,8 @@ export class EtcdMember {
   /** This member's peer certificate (--peer-cert-file ...), for its join queries to https:// peers. */
   private peerTlsFiles: TlsFiles | null = null;
   private removalCheck: Promise<void> = Promise.resolve();
+  /** This member's logical clocks and trace ring (null with --trace-clocks=false). */
+  clocks: TraceRecorder | null = null;
 
   private constructor(
     readonly config: ServerConfig,
@@ -342,7 +345,9 @@ export class EtcdMember {
     const peers = new Map(initialPeers.filter((x) => x.raftId !== identity.raftId).map((x) => [x.raftId, addressOf(x.peerUrls[0]!)] as const));
     // A forward carries a request of up to --max-request-bytes in one peer frame.
     if (config.maxRequestBytes + FORWARD_HEADER_BYTES + MEMBER_FRAME_HEADER_BYTES > FRAME_BYTES_MAX) throw new Error(`--max-request-bytes ${config.maxRequestBytes} exceeds the peer frame limit`);
+    if (config.traceClocks !== false) m.clocks = new TraceRecorder(String(identity.raftId), { start: clockStartOf(Date.now()) });
     m.transport = await TcpTransport.start({
+      ...(m.clocks ? { clocks: m.clocks } : {}),
       id: identity.raftId,
       clusterId: `${config.initialClusterToken}/${identity.clusterId.toString(16)}`,
       onJoinQuery: (token) => m.answerJoin(token),

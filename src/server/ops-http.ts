@@ -8,8 +8,15 @@
  * livez (is the process able to serve at all): serializable_read.
  * readyz (should traffic be sent here): data_corruption, serializable_read, linearizable_read,
  * non_learner.
+ *
+ * `GET /debug/trace?since=LAMPORT`: this member's recent trace events (src/trace/recorder.ts)
+ * with a Lamport time above LAMPORT (default 0), oldest first, as JSON lines (one TraceEvent
+ * per line); 404 when the member runs with --trace-clocks=false. While auth is on, only root
+ * may read it (the `Authorization` header carries a token, as for the JSON gateway): events
+ * carry log lines. TLS is the listener's, as for every route here.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TraceRecorder } from '../trace/recorder.js';
 
 export interface ProbeCheck {
   readonly name: string;
@@ -23,6 +30,10 @@ export interface OpsRoutes {
   readonly readyz: readonly ProbeCheck[];
   /** Told of excluded names that are not checks (etcd logs them). */
   readonly warn?: (msg: string) => void;
+  /** GET /debug/trace: the member's trace (null with clocks off). */
+  readonly trace?: () => TraceRecorder | null;
+  /** Who may read /debug/trace: resolves null when `req` may, else the refusal's status and text. */
+  readonly authorizeDebug?: (req: IncomingMessage) => Promise<{ status: number; message: string } | null>;
 }
 
 /** A route handler that answers the operator routes and returns true, or returns false for anything else. */
@@ -42,6 +53,11 @@ export function opsRoute(o: OpsRoutes): (req: IncomingMessage, res: ServerRespon
           res.end(`collecting metrics failed: ${(e as Error).message}\n`);
         },
       );
+      return true;
+    }
+    if (path === '/debug/trace' && o.trace) {
+      if (!getOnly(req, res)) return true;
+      serveTrace(o, url, req, res);
       return true;
     }
     const m = /^\/(livez|readyz)(?:\/([^/]+))?$/.exec(path);
@@ -70,6 +86,28 @@ export function opsRoute(o: OpsRoutes): (req: IncomingMessage, res: ServerRespon
     });
     return true;
   };
+}
+
+function plain(res: ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff' });
+  res.end(`${text}\n`);
+}
+
+function serveTrace(o: OpsRoutes, url: URL, req: IncomingMessage, res: ServerResponse): void {
+  const raw = url.searchParams.get('since') ?? '0';
+  const since = /^\d{1,16}$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(since)) return plain(res, 400, `since: "${raw.slice(0, 40)}" is not a Lamport time (a non-negative integer)`);
+  const recorder = o.trace!();
+  if (!recorder) return plain(res, 404, 'no trace: this member runs with --trace-clocks=false');
+  (o.authorizeDebug ? o.authorizeDebug(req) : Promise.resolve(null)).then(
+    (refused) => {
+      if (refused) return plain(res, refused.status, refused.message);
+      const events = recorder.since(since);
+      res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+      res.end(events.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    },
+    (e: unknown) => plain(res, 500, `authorization failed: ${(e as Error).message}`),
+  );
 }
 
 function getOnly(req: IncomingMessage, res: ServerResponse): boolean {

@@ -10,12 +10,14 @@ import { serviceDefinition } from '../api/proto.js';
 import { buildHandlers, CLUSTER_VERSION, ETCD_API_VERSION } from '../api/services.js';
 import type { Wire } from '../api/convert.js';
 import { clientCertCommonName, type CallWithMetadata } from '../api/tls-identity.js';
+import { checkAdmin } from '../api/auth.js';
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../raft/config.js';
 import type { ServerConfig } from './config.js';
 import { faultRoute } from './faults.js';
 import { EtcdMember } from './member.js';
 import { measureFdatasync, WAL_SLOW_FDATASYNC_MS } from './disk-check.js';
-import { logWith } from './log.js';
+import { logWith, OperatorLog } from './log.js';
 import { MemberMetrics, type GrpcType } from './metrics.js';
 import { opsRoute, type ProbeCheck } from './ops-http.js';
 import { loadTls } from './tls.js';
@@ -78,6 +80,8 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
   let running: EtcdMember | null = null;
   const member = await EtcdMember.start(config, logger, metrics.observers((raftId) => running?.memberIdOfRaft(raftId) || initialIds.get(raftId) || 0n));
   running = member;
+  // Log lines carry the member's clocks from here on (each is a local event of its trace).
+  if (logger instanceof OperatorLog) logger.traceTo(member.clocks);
   metrics.attach(member, { server: ETCD_API_VERSION, cluster: CLUSTER_VERSION });
   const sizes = new WeakMap<object, number>();
   const server = new grpc.Server({
@@ -141,7 +145,13 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
     version: { etcdserver: ETCD_API_VERSION, etcdcluster: CLUSTER_VERSION },
     health,
   });
-  const ops = opsRoute({ metrics: () => metrics.scrape(), ...probes(member), warn: (msg) => logWith(logger, 'warn', msg) });
+  const ops = opsRoute({
+    metrics: () => metrics.scrape(),
+    ...probes(member),
+    warn: (msg) => logWith(logger, 'warn', msg),
+    trace: () => member.clocks,
+    authorizeDebug: (req) => rootOnly(member, req),
+  });
   const faultsRoute = config.unsafeFaultInjection ? faultRoute(member.faults, () => [
         // Bootstrap members not yet published go by their flags' Raft ids.
         ...(member.raftId === config.self.raftId ? config.initialCluster.filter((x) => !member.sm.members.has(x.id)) : []),
@@ -179,6 +189,20 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
 }
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/** While auth is on, only root passes (a token in the Authorization header, as for the JSON gateway). */
+async function rootOnly(member: EtcdMember, req: IncomingMessage): Promise<{ status: number; message: string } | null> {
+  if (!member.sm.auth.enabled) return null;
+  const token = req.headers.authorization;
+  if (typeof token !== 'string' || token === '') return { status: 401, message: 'etcdserver: user name is empty' };
+  try {
+    checkAdmin(member, await member.authInfoFromToken(token));
+    return null;
+  } catch (e) {
+    const message = (e as Error).message;
+    return { status: /invalid auth token/.test(message) ? 401 : 403, message };
+  }
+}
 
 /** Rejects after `ms` with `why`, unless `p` settles first. */
 function within<T>(p: Promise<T>, ms: number, why: string): Promise<T> {

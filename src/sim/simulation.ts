@@ -22,6 +22,9 @@ import { SimDisk } from './disk.js';
 import { decodeCommand, encodeCommand, KvStateMachine, type KvCommand } from './kv.js';
 import { SimClock } from './clock.js';
 import { Network, randomProfile } from './network.js';
+import { SimTracer } from './trace.js';
+import type { Stamp } from '../trace/recorder.js';
+import type { TraceEvent } from '../trace/event.js';
 import { EventQueue } from './queue.js';
 import { InvariantViolation } from './violation.js';
 
@@ -99,6 +102,8 @@ export interface SimOptions {
    * test shows the sweep then finds stale reads.
    */
   readonly clockBeyondMargin?: boolean;
+  /** Told of every trace event (messages sent and received with logical clocks, local events): see trace.ts. */
+  readonly onTrace?: (e: TraceEvent) => void;
 }
 
 export interface SimFailure {
@@ -320,6 +325,8 @@ export class Simulation {
   private readonly history: HistoryOp[] = [];
   private readonly trace: string[] = [];
   private readonly traceLength: number;
+  /** Logical clocks and trace events, when asked for (opts.onTrace). */
+  private readonly tracer: SimTracer | null;
   private readonly makeCore: CoreFactory;
   private now = 0;
   private readonly driver: SimDriver;
@@ -395,6 +402,7 @@ export class Simulation {
     const lossy = this.setting.faults.includes('lossy');
     this.net = new Network(lossy ? profile : { ...profile, loss: 0, dup: 0 }, this.netRng);
     this.traceLength = opts.traceLength ?? 60;
+    this.tracer = opts.onTrace ? new SimTracer(opts.onTrace, () => this.now / MS) : null;
     this.makeCore = opts.makeCore ?? ((config, initial) => new RaftCore(config, initial));
     this.driver = opts.driver ?? 'node';
   }
@@ -445,6 +453,7 @@ export class Simulation {
   }
 
   private note(line: string): void {
+    this.tracer?.note(line);
     this.trace.push(`${(this.now / MS).toFixed(3).padStart(10)}ms  ${line}`);
     if (this.trace.length > this.traceLength) this.trace.shift();
   }
@@ -903,14 +912,15 @@ export class Simulation {
 
   private send(m: Message): void {
     this.stats.messagesSent++;
+    const stamp = this.tracer?.send(m);
     const copies = this.net.copies();
     if (copies === 0) this.stats.messagesDropped++;
     for (let i = 0; i < copies; i++) {
-      this.schedule(this.net.delayUs(), `deliver ${describeMessage(m)}`, () => this.deliver(m));
+      this.schedule(this.net.delayUs(), `deliver ${describeMessage(m)}`, () => this.deliver(m, stamp));
     }
   }
 
-  private deliver(m: Message): void {
+  private deliver(m: Message, stamp?: Stamp): void {
     const to = this.nodes.get(m.to);
     if (!to || !to.up || !this.net.canPass(m.from, m.to)) {
       this.stats.messagesDropped++;
@@ -920,6 +930,7 @@ export class Simulation {
     this.onNode(to, () => {
       if (to.incarnation !== inc) return;
       this.heardFromCutOff(to, m.from);
+      if (stamp) this.tracer?.receive(m, stamp);
       if (this.driver === 'node') to.receive?.(m);
       else {
         to.core!.step(m);

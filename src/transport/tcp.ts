@@ -27,6 +27,11 @@
  * Besides Raft messages, a connection carries member-channel frames: opaque bodies between the
  * servers (forwarded proposals, lease calls), delivered to `onMember` with the sender's id as
  * the handshake named it.
+ *
+ * Logical clocks (option `clocks`): every Raft message and member frame sent is stamped with
+ * this member's Lamport and vector clock in a clock envelope (clock-envelope.ts) and recorded
+ * as a send event; an enveloped frame received is validated, merged and recorded as a receive
+ * event (src/trace/recorder.ts). Envelopes are understood with or without the option.
  */
 import { createServer, connect, isIP, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
@@ -50,6 +55,8 @@ import {
   PROTOCOL_VERSION,
 } from './codec.js';
 import { decodeJoinQuery, encodeJoinAnswer } from './join.js';
+import { CLOCK_HEADER_BYTES_MAX, decodeClockEnvelope, encodeClockEnvelope, type ClockEnvelope } from './clock-envelope.js';
+import type { TraceRecorder } from '../trace/recorder.js';
 
 /** A connection that has not completed its handshake by then is closed (ms). */
 export const PEER_HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -139,6 +146,8 @@ export interface TcpTransportOptions {
    * back, or null to refuse. Without it, join queries are refused.
    */
   readonly onJoinQuery?: (token: string) => Uint8Array | null;
+  /** This member's logical clocks and trace: peer frames are stamped and merged (see the top of this file). */
+  readonly clocks?: TraceRecorder;
 }
 
 export interface TransportStats {
@@ -195,6 +204,9 @@ export class TcpTransport implements Transport, MemberChannel {
   private tlsServer: ReturnType<typeof createTlsServer> | null = null;
   private tlsGeneration = -1;
   private readonly tlsPending = new Map<string, { secure(s: TLSSocket): void; failed(why: string): void }>();
+  /** Every member id this transport was told of (self and peers, also removed ones): the ids a clock envelope may carry into our vector. */
+  private readonly knownIds = new Set<NodeId>();
+  private readonly idNames = new Map<NodeId, string>();
 
   private constructor(
     private readonly o: TcpTransportOptions,
@@ -204,6 +216,7 @@ export class TcpTransport implements Transport, MemberChannel {
     this.qMsgs = o.queueMessagesMax ?? 4096;
     this.qBytes = o.queueBytesMax ?? 64 << 20;
     this.backoff = o.backoffMs ?? [50, 2000];
+    this.knownIds.add(o.id);
     for (const [id, addr] of o.peers ?? []) this.setPeer(id, addr);
     if (o.tls?.listen) this.tlsServer = this.createTlsServer(o.tls);
   }
@@ -268,6 +281,7 @@ export class TcpTransport implements Transport, MemberChannel {
     const old = this.peers.get(id);
     if (old && old.addr.host === addr.host && old.addr.port === addr.port) return;
     if (old) old.socket?.destroy();
+    this.knownIds.add(id);
     this.peers.set(id, { addr, socket: null, connected: false, connecting: false, queue: [], queuedBytes: 0, backoff: this.backoff[0], nextAttempt: 0, lastError: '' });
   }
 
@@ -307,7 +321,7 @@ export class TcpTransport implements Transport, MemberChannel {
           const now = performance.now();
           if (at === undefined || now - at > PEER_RTT_PENDING_MS_MAX) this.heartbeatSentAt.set(m.to, now);
         }
-        this.enqueue(p, encodeMessage(m));
+        this.enqueue(p, this.stamped(m.to, encodeMessage(m), m));
       } else this.stats.dropped++;
     }
   }
@@ -329,7 +343,7 @@ export class TcpTransport implements Transport, MemberChannel {
       this.dial(to, p);
       return false;
     }
-    return this.enqueue(p, encodeMemberFrame(this.o.id, to, body));
+    return this.enqueue(p, this.stamped(to, encodeMemberFrame(this.o.id, to, body), null));
   }
 
   private enqueue(p: Peer, frame: Uint8Array): boolean {
@@ -559,7 +573,10 @@ export class TcpTransport implements Transport, MemberChannel {
   private deliver(peer: NodeId, body: Uint8Array, drop: (why: string, counter: 'malformed') => void): void {
     let member: ReturnType<typeof decodeMemberFrame>;
     let m: Message | null = null;
+    let clock: ClockEnvelope | null = null;
     try {
+      clock = decodeClockEnvelope(body, peer, (id) => this.knownIds.has(id));
+      if (clock) body = clock.inner;
       member = decodeMemberFrame(body);
       if (!member) m = decodeMessage(body);
     } catch (e) {
@@ -577,8 +594,34 @@ export class TcpTransport implements Transport, MemberChannel {
       }
     }
     this.lastHeard.set(peer, Date.now());
+    if (clock) this.clockReceived(peer, clock, m);
     if (member) this.memberReceiver(peer, member.body);
     else this.receiver(m!);
+  }
+
+  // ---- Logical clocks: stamping on send, merging on receive (the envelope is clock-envelope.ts) ----
+
+  /** `frame` in a clock envelope with a new send stamp (as is without clocks); `m` null for a member frame. */
+  private stamped(to: NodeId, frame: Uint8Array, m: Message | null): Uint8Array {
+    const c = this.o.clocks;
+    // A frame so large that the envelope could push it over the receiver's limit goes unstamped.
+    if (!c || frame.length - 4 + CLOCK_HEADER_BYTES_MAX > (this.o.frameBytesMax ?? FRAME_BYTES_MAX)) return frame;
+    const s = m ? c.sendMessage(this.nameOf(to), m) : c.send(this.nameOf(to), 'member');
+    return encodeClockEnvelope(s, this.o.id, frame);
+  }
+
+  private clockReceived(peer: NodeId, e: ClockEnvelope, m: Message | null): void {
+    const c = this.o.clocks;
+    if (!c) return;
+    if (m) c.receiveMessage(this.nameOf(peer), m, e.stamp);
+    else c.receive(this.nameOf(peer), 'member', e.stamp);
+  }
+
+  /** A member id as the trace names it (one string per id, not one per message). */
+  private nameOf(id: NodeId): string {
+    let s = this.idNames.get(id);
+    if (s === undefined) this.idNames.set(id, (s = String(id)));
+    return s;
   }
 
   async close(): Promise<void> {
