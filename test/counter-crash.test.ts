@@ -132,11 +132,13 @@ describe.skipIf(!built)('counter example under SIGKILL (real processes)', () => 
     try {
       for (const m of c.members) c.start(m);
       let stopped = false;
-      const w = writer(c, () => stopped, 'k');
+      let progress = 0;
+      const w = writer(c, (n) => ((progress = n), stopped), 'k');
       const end = Date.now() + 30_000;
       let kills = 0;
-      // At least 30 s and at least 7 kills (a slow machine stretches the run rather than thinning it).
-      while (Date.now() < end || kills < 7) {
+      // At least 30 s, at least 7 kills and more than 50 acknowledged writes (conditions, not
+      // counts in a time: a slow machine stretches the run rather than thinning it).
+      while (Date.now() < end || kills < 7 || progress <= 50) {
         await sleep(2500 + Math.floor(Math.random() * 1500));
         const statuses = await Promise.all(c.members.map((m) => http(m.http, 'GET', '/status')));
         const leader = c.members.find((_, i) => statuses[i]?.body.role === 'leader');
@@ -150,14 +152,13 @@ describe.skipIf(!built)('counter example under SIGKILL (real processes)', () => 
       const { acked, attempts } = await w;
       const states = await converged(c, 20_000);
       console.log(`kill test: ${kills} kills, ${acked.length}/${attempts} writes acknowledged, ${states[0]!.ops.length} applied`);
-      expect(acked.length).toBeGreaterThan(50);
       expectNoneMissing(states, acked);
       for (const s of states) expect(new Set(s.ops).size, 'an op applied twice').toBe(s.ops.length);
       for (const m of c.members) expect(m.unexpected, `member ${m.id} died on its own`).toEqual([]);
     } finally {
       await c.stopAll();
     }
-  }, 90_000);
+  }, 180_000);
 
   it('loses no acknowledged write when the whole cluster is killed at once', async () => {
     const c = new Cluster('all');
@@ -190,9 +191,9 @@ describe.skipIf(!built)('counter example under SIGKILL (real processes)', () => 
     await c.init();
     try {
       for (const m of c.members) c.start(m);
+      // Until 20 writes are acknowledged (a condition: no count in a time).
       const { acked } = await writer(c, (n) => n > 20, 'w');
-      expect(acked.length).toBeGreaterThan(20);
-      await converged(c, 10_000);
+      await converged(c, 30_000);
       await c.stopAll();
       const m = c.members[0]!;
       const walDir = join(m.data, 'wal');
@@ -205,7 +206,7 @@ describe.skipIf(!built)('counter example under SIGKILL (real processes)', () => 
       writeSync(fd, new Uint8Array(20), 0, 20, end - 20);
       closeSync(fd);
       for (const x of c.members) c.start(x);
-      const states = await converged(c, 20_000);
+      const states = await converged(c, 30_000);
       expectNoneMissing(states.slice(0, 1), acked);
       await c.stopAll();
       // A flipped byte in the middle of the log: refuse to start, say where.
@@ -223,5 +224,5 @@ describe.skipIf(!built)('counter example under SIGKILL (real processes)', () => 
     } finally {
       await c.stopAll();
     }
-  }, 60_000);
+  }, 120_000);
 });

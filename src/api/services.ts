@@ -284,12 +284,19 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     },
     LeaseTimeToLive: unary(async (req) => {
       const id = big(req.ID);
+      // The granted TTL and the keys are read here: first this member catches up with every
+      // write acknowledged before (a lagging follower would answer without a lease granted or
+      // keys attached a moment ago); the time left is the leader's.
+      await m.readBarrier();
       const remaining = await m.leaseRemaining(id);
       const l = m.sm.store.lease(id);
       if (remaining < 0 || !l) return { header: h(), ID: id.toString(), TTL: '-1', grantedTTL: '0', keys: [] };
       return { header: h(), ID: id.toString(), TTL: String(remaining), grantedTTL: String(l.ttl), keys: req.keys ? l.keys.map(buf) : [] };
     }),
-    LeaseLeases: unary(async () => ({ header: h(), leases: m.sm.store.leaseIds().map((id) => ({ ID: id.toString() })) })),
+    LeaseLeases: unary(async () => {
+      await m.readBarrier();
+      return { header: h(), leases: m.sm.store.leaseIds().map((id) => ({ ID: id.toString() })) };
+    }),
   };
 
   const oneMember = (x: MemberInfo) => ({ ID: x.id.toString(), name: x.name, peerURLs: [...x.peerUrls], clientURLs: [...x.clientUrls], isLearner: x.isLearner });
