@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 /**
  * The `flotilla` command. Each subcommand validates its flags and exits non-zero with a
- * readable message on bad input.
+ * readable message on bad input (EXIT_USAGE when the command line is not understood).
+ *
+ * Registering a command must stay cheap: a module that registers commands imports only
+ * commander and light helpers at its top, and loads what a command does (the server, gRPC, the
+ * simulator, the store) with `await import(...)` in the command's action, so `flotilla get`
+ * starts without loading the server (test/cli-cold-start.test.ts checks it).
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { runDemo } from './demo.js';
 import { registerServe } from './serve.js';
 import { registerStart } from './start.js';
 import { registerClientCommands } from './client.js';
@@ -37,6 +41,7 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'seed of the simulated cluster', intArg('--seed', 0, 2 ** 32 - 1), 1)
     .option('--pause-ms <ms>', 'real-time pause between narrated steps', intArg('--pause-ms', 0, 60_000), 600)
     .action(async (o: { seed: number; pauseMs: number }) => {
+      const { runDemo } = await import('./demo.js');
       await runDemo({ seed: o.seed, pauseMs: o.pauseMs, out: (l) => console.log(l) });
     });
 
