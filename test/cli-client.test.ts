@@ -111,7 +111,7 @@ describe.skipIf(missing !== null)(`flotilla client commands against ${TARGET}`, 
       const [ours, theirs] = both(['txn', '-w', 'json'], ro);
       expect(ours).toBe(theirs);
     }
-    expect(cli(['txn'], 'bogus\n\n\n')).toEqual({ code: 1, out: '', err: 'Error: malformed comparison: bogus\n' });
+    expect(cli(['txn'], 'bogus\n\n\n')).toEqual({ code: 2, out: '', err: 'Error: malformed comparison: bogus\n' });
   });
 
   it('leases: grant, attach, timetolive, list, keep-alive --once, revoke', () => {

@@ -1,18 +1,26 @@
 #!/usr/bin/env node
 /**
  * The `flotilla` command. Each subcommand validates its flags and exits non-zero with a
- * readable message on bad input.
+ * readable message on bad input (EXIT_USAGE when the command line is not understood).
+ *
+ * Registering a command must stay cheap: a module that registers commands imports only
+ * commander and light helpers at its top, and loads what a command does (the server, gRPC, the
+ * simulator, the store) with `await import(...)` in the command's action, so `flotilla get`
+ * starts without loading the server (test/cli-cold-start.test.ts checks it).
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { runDemo } from './demo.js';
 import { registerServe } from './serve.js';
 import { registerStart } from './start.js';
 import { registerClientCommands } from './client.js';
 import { EXIT_USAGE } from './command.js';
 import { registerSnapshot } from './snapshot.js';
 import { registerTrace } from './trace.js';
+
+/** Where `flotilla faults` writes its history unless told: data/ (like `flotilla start`'s data), ignored by git. */
+const FAULTS_HISTORY_DEFAULT = 'data/faults-history.jsonl';
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -39,6 +47,7 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'seed of the simulated cluster', intArg('--seed', 0, 2 ** 32 - 1), 1)
     .option('--pause-ms <ms>', 'real-time pause between narrated steps', intArg('--pause-ms', 0, 60_000), 600)
     .action(async (o: { seed: number; pauseMs: number }) => {
+      const { runDemo } = await import('./demo.js');
       await runDemo({ seed: o.seed, pauseMs: o.pauseMs, out: (l) => console.log(l) });
     });
 
@@ -67,7 +76,7 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'seed of the fault schedule and the workload', intArg('--seed', 0, 2 ** 32 - 1), 1)
     .option('--members <n>', 'cluster size', intArg('--members', 3, 7), 3)
     .option('--clients <n>', 'concurrent clients', intArg('--clients', 1, 64), 4)
-    .option('--history <file>', 'where to write the history (JSON lines; re-check with flotilla check)', 'faults-history.jsonl')
+    .option('--history <file>', 'where to write the history (JSON lines; re-check with flotilla check); the default is under data/, which git ignores', FAULTS_HISTORY_DEFAULT)
     .option('--lease-reads', 'members answer linearizable reads from the leader\'s lease (serve --lease-reads)')
     .action(async (o: { time: number; faults: string; seed: number; members: number; clients: number; history: string; leaseReads?: boolean }) => {
       const { runFaults, FAULT_KINDS } = await import('../faults/run.js');
@@ -78,6 +87,7 @@ export function buildProgram(): Command {
         process.exitCode = 2;
         return;
       }
+      mkdirSync(dirname(resolve(o.history)), { recursive: true });
       const r = await runFaults({ timeSec: o.time, faults: kinds as typeof FAULT_KINDS[number][], seed: o.seed, members: o.members, clients: o.clients, leaseReads: o.leaseReads === true, historyFile: o.history, log: (l) => console.log(l) });
       console.log('');
       for (const v of r.verdicts) console.log(`${v.ok ? 'PASS' : 'FAIL'} ${v.name}: ${v.detail}`);

@@ -9,14 +9,14 @@
  * Either way the process ends: it never lingers accepting connections.
  */
 import type { Command } from 'commander';
-import { ConfigError, configWarnings, plainPeerWarnings, resolveConfig, withEnv, type RawConfig } from '../server/config.js';
+import type { RawConfig } from '../server/config.js';
 import { LOG_FORMATS, LOG_LEVELS, OperatorLog, type LogFormat, type LogLevel } from '../server/log.js';
 
-/** `value` if it is one of `allowed`; `dflt` when not given; else a ConfigError naming the flag. */
-function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], dflt: T): T {
+/** `value` if it is one of `allowed`; `dflt` when not given; else `bad` (a ConfigError) naming the flag. */
+function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], dflt: T, bad: (msg: string) => Error): T {
   if (value === undefined || value === '') return dflt;
   if ((allowed as readonly string[]).includes(value)) return value as T;
-  throw new ConfigError(`--${flag}: "${value}" is not one of ${allowed.join(', ')}`);
+  throw bad(`--${flag}: "${value}" is not one of ${allowed.join(', ')}`);
 }
 
 /** The member failed while running (storage, Ready loop). */
@@ -79,13 +79,16 @@ export function registerServe(program: Command): void {
     .option('--log-format <format>', `text, or json: one object per line with ts, level, member, term, msg and fields (default text)`)
     .action(async (opts: RawConfig & { logLevel?: string; logFormat?: string }) => {
       const { logLevel, logFormat, ...o } = opts;
+      // Loaded here, not at the top: the other commands start without the server's modules.
+      const { ConfigError, configWarnings, plainPeerWarnings, resolveConfig, withEnv } = await import('../server/config.js');
+      const bad = (msg: string): Error => new ConfigError(msg);
       let config;
       let level: LogLevel;
       let format: LogFormat;
       try {
         config = resolveConfig(withEnv(o));
-        level = oneOf('log-level', logLevel ?? process.env.FLOTILLA_LOG_LEVEL, LOG_LEVELS, 'info');
-        format = oneOf('log-format', logFormat ?? process.env.FLOTILLA_LOG_FORMAT, LOG_FORMATS, 'text');
+        level = oneOf('log-level', logLevel ?? process.env.FLOTILLA_LOG_LEVEL, LOG_LEVELS, 'info', bad);
+        format = oneOf('log-format', logFormat ?? process.env.FLOTILLA_LOG_FORMAT, LOG_FORMATS, 'text', bad);
       } catch (e) {
         if (e instanceof ConfigError) {
           console.error(`flotilla serve: ${e.message}`);

@@ -10,14 +10,13 @@
  * with its own last words (`fatal: ...`) and exit code; before the cluster was ready that ends
  * `flotilla start` too (the others are stopped; exit code EXIT_MEMBER_EXITED).
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { clientConstructor } from '../api/proto.js';
-import { resolveConfig, type RawConfig } from '../server/config.js';
+import type { RawConfig } from '../server/config.js';
 
 const BIN = fileURLToPath(new URL('../../bin/flotilla.js', import.meta.url));
 /** How often the leader is polled for the "leader is" lines. */
@@ -82,6 +81,10 @@ export function registerStart(program: Command): void {
         process.exitCode = 2;
         return;
       }
+      // Loaded here, not at the top: the other commands start without gRPC and the server's modules.
+      const { credentials } = await import('@grpc/grpc-js');
+      const { clientConstructor } = await import('../api/proto.js');
+      const { resolveConfig } = await import('../server/config.js');
       const dir = resolve(o.dataDir);
       if (o.fresh) rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true });
@@ -147,7 +150,7 @@ export function registerStart(program: Command): void {
       });
 
       const Ctor = clientConstructor('etcdserverpb.Maintenance');
-      const clients = client.map((p) => new Ctor(`${o.host}:${p}`, grpc.credentials.createInsecure()) as unknown as StatusClient);
+      const clients = client.map((p) => new Ctor(`${o.host}:${p}`, credentials.createInsecure()) as unknown as StatusClient);
       const up = names.map(() => false);
       const impostor = names.map(() => false);
       let leader = '';
