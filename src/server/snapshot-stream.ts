@@ -70,6 +70,8 @@ export const SNAPSHOT_SENDS_MAX = 4;
 export const SNAPSHOT_PARTIAL_ABANDON_MS = 10 * 60_000;
 /** A chunk that could not be queued (no connection yet, a full queue) is tried again after this (ms). */
 const SNAPSHOT_RETRY_MS = 100;
+/** An ack that could not be queued is tried this many times (SNAPSHOT_RETRY_MS apart). */
+const ACK_RETRIES = 10;
 
 /** Tests and benchmarks watch the streams through these (must not throw). */
 export interface SnapshotStreamObserver {
@@ -189,6 +191,7 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
   private raftReceiver: (m: Message) => void = () => {};
   private memberReceiver: (from: NodeId, body: Uint8Array) => void = () => {};
   private closed = false;
+  private ackRetry: { cancel(): void } | null = null;
   private readonly abandonTimer: NodeJS.Timeout;
   private readonly chunkBytes: number;
   private readonly inflightChunksMax: number;
@@ -253,6 +256,7 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.abandonTimer);
+    this.ackRetry?.cancel();
     for (const s of [...this.sends.values()]) this.endSend(s, 'abandoned');
     const r = this.receiving;
     this.receiving = null;
@@ -444,8 +448,21 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
     this.onChunk(from, f);
   }
 
+  /**
+   * Acknowledges to the sender. Our connection to it may not be up yet (a restarted member's
+   * first ack): the latest ack is tried again a few times before the sender's ack timeout.
+   */
   private ack(to: NodeId, id: string, next: number, status: AckStatus, reason = ''): void {
-    this.inner.sendMember(to, encodeAck({ id, next, status, reason }));
+    this.ackRetry?.cancel();
+    this.ackRetry = null;
+    const body = encodeAck({ id, next, status, reason });
+    let tries = 0;
+    const attempt = (): void => {
+      this.ackRetry = null;
+      if (this.closed || this.inner.sendMember(to, body) || ++tries >= ACK_RETRIES) return;
+      this.ackRetry = after(SNAPSHOT_RETRY_MS, attempt);
+    };
+    attempt();
   }
 
   /** Refuses stream `id` from `from`: logged, its partial (if it is ours) removed, the sender told. */
