@@ -21,8 +21,8 @@ import { KvStateMachine } from '../kv/state-machine.js';
 import type { Logger } from '../raft/config.js';
 import type { Message } from '../raft/messages.js';
 import { TcpTransport } from '../transport/tcp.js';
-import { encodeChunk, imageDigest, RecordWriter, sha256, SNAPSHOT_CHUNK_BYTES_MAX } from './snapshot-stream-codec.js';
-import { SnapshotStreamTransport, type SnapshotStreamObserver } from './snapshot-stream.js';
+import { decodeStreamFrame, encodeChunk, imageDigest, RecordWriter, sha256, SNAPSHOT_CHUNK_BYTES_MAX } from './snapshot-stream-codec.js';
+import { SNAPSHOT_INFLIGHT_CHUNKS_MAX, SnapshotStreamTransport, type SnapshotStreamObserver } from './snapshot-stream.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -103,7 +103,7 @@ interface Side {
   log: string[];
 }
 
-const LIMITS = { chunkBytes: 16 * 1024, ackTimeoutMs: 500 };
+const LIMITS = { chunkBytes: 16 * 1024, ackTimeoutMs: 1000 };
 
 async function side(o: {
   id: number;
@@ -180,19 +180,24 @@ describe('streamed snapshots over TCP', () => {
     a.streams.send([snapshotMessage(smA.appliedIndex)]);
     await until('some chunks stored', () => stored >= 20);
     proxy.cut();
+    const storedAtCut = stored;
     const sentBeforeCut = sent.length;
+    const resumesBeforeCut = resumedAt.length;
     await until('the snapshot delivered', () => b.delivered.length > 0);
     await until('the send ended', () => ended.length > 0);
     expect(ended).toEqual(['done']);
 
-    // Resumed, and from a chunk the receiver held — never from zero: chunk 0 went out once.
-    expect(resumedAt.length).toBeGreaterThan(0);
-    expect(Math.min(...resumedAt)).toBeGreaterThanOrEqual(20);
-    expect(sent.filter((s) => s === 0)).toHaveLength(1);
+    // Resumed after the cut from the last chunk the receiver acknowledged (its acks trail what it
+    // stored by at most the window), never from zero.
+    const resumedAfter = resumedAt.slice(resumesBeforeCut);
+    const sentAfter = sent.slice(sentBeforeCut);
+    expect(resumedAfter.length).toBeGreaterThan(0);
+    expect(Math.min(...resumedAfter)).toBeGreaterThanOrEqual(Math.max(1, storedAtCut - SNAPSHOT_INFLIGHT_CHUNKS_MAX));
+    expect(sentAfter).not.toContain(0);
     const chunks = Math.max(...sent) + 1;
     expect(chunks).toBeGreaterThan(40);
-    // Only what was in flight at the cut was sent twice (the window: a few chunks).
-    expect(sent.length - chunks).toBeLessThanOrEqual(sentBeforeCut - 20 + 4 * resumedAt.length);
+    // After the cut, only the chunks the receiver did not hold, and those in flight at each rewind, went out.
+    expect(sentAfter.length).toBeLessThanOrEqual(chunks - storedAtCut + SNAPSHOT_INFLIGHT_CHUNKS_MAX * (resumedAfter.length + 1));
 
     install(b);
     expect(smB.store.hashKv()).toEqual(smA.store.hashKv());
@@ -227,15 +232,18 @@ describe('streamed snapshots over TCP', () => {
     await b.streams.close();
     await (smB.backend as LmdbBackend).abandon();
     const heldAtCrash = stored;
+    const resumesBeforeCrash = resumedAt.length;
+    const sentBeforeCrash = sent.length;
     const log: string[] = [];
     smB = new KvStateMachine({}, LmdbBackend.open(join(dirB, 'db'), { batchIntervalMs: 0 }));
     b = await side({ id: 2, port: portB, peers: new Map([[1, { host: '127.0.0.1', port: a.transport.port }]]), dir: dirB, sm: smB, observer, log });
     expect(log.some((l) => /kept partial snapshot [0-9a-f]{32} \[index: \d+\] from 1: \d+ chunks/.test(l))).toBe(true);
 
     await until('the snapshot delivered', () => b.delivered.length > 0);
-    expect(resumedAt.length).toBeGreaterThan(0);
-    expect(Math.min(...resumedAt)).toBeGreaterThanOrEqual(heldAtCrash - 1);
-    expect(sent.filter((s) => s === 0)).toHaveLength(1);
+    const resumedAfter = resumedAt.slice(resumesBeforeCrash);
+    expect(resumedAfter.length).toBeGreaterThan(0);
+    expect(Math.min(...resumedAfter)).toBeGreaterThanOrEqual(Math.max(1, heldAtCrash - SNAPSHOT_INFLIGHT_CHUNKS_MAX));
+    expect(sent.slice(sentBeforeCrash)).not.toContain(0);
     install(b);
     expect(smB.store.hashKv()).toEqual(smA.store.hashKv());
   }, 60_000);
@@ -304,6 +312,12 @@ describe('hostile snapshot chunks', () => {
     const send = async (body: Uint8Array) => {
       await until('the peer connected', () => peer.sendMember(2, body));
     };
+    const peer3 = await TcpTransport.start({ id: 3, clusterId: 'snap-test', peers: new Map([[2, { host: '127.0.0.1', port: transport.port }]]), backoffMs: [10, 100] });
+    transport.setPeer(3, { host: '127.0.0.1', port: peer3.port });
+    cleanups.push(() => peer3.close());
+    const sendFrom3 = async (body: Uint8Array) => {
+      await until('member 3 connected', () => peer3.sendMember(2, body));
+    };
     const hash0 = sm.store.hashKv();
     return {
       dir,
@@ -311,6 +325,7 @@ describe('hostile snapshot chunks', () => {
       refused,
       acks,
       send,
+      sendFrom3,
       /** Nothing installed, nothing delivered, no partial left. */
       expectNothing: async () => {
         await until('the partial removed', () => !existsSync(join(dir, 'snap-recv')) || readdirSync(join(dir, 'snap-recv')).length === 0);
@@ -363,11 +378,26 @@ describe('hostile snapshot chunks', () => {
     await r.expectNothing();
   });
 
+  it('a chunk of a stream the receiver has nothing of is asked for again from chunk 0', async () => {
+    const r = await receiver();
+    await r.send(encodeChunk({ id: ID, term: 2, index: 5, seq: 3, digest: sha256(good), payload: good }));
+    await until('the rewind ack', () => r.acks.length > 0);
+    const ack = decodeStreamFrame(r.acks[0]!);
+    expect(ack).toMatchObject({ type: 'ack', id: ID, next: 0, status: 'rewind' });
+    expect(r.refused).toEqual([]);
+    await r.expectNothing();
+  });
+
   it('a chunk of an unknown stream, malformed records and an image whose digest does not match are refused', async () => {
     const r = await receiver();
-    // Chunk 3 of a stream the receiver never started.
+    // While a stream is being received, chunk 3 of another one.
+    await r.send(encodeChunk({ id: 'ef'.repeat(16), term: 2, index: 5, seq: 0, digest: sha256(good), payload: good }));
+    await until('the first chunk stored', () => r.log.some((l) => l.includes('receiving snapshot')));
     await r.send(encodeChunk({ id: ID, term: 2, index: 5, seq: 3, digest: sha256(good), payload: good }));
-    await until('the unknown stream refused', () => r.refused.some((x) => /unknown snapshot stream/.test(x)));
+    await until('the unknown stream refused', () => r.refused.some((x) => /unknown snapshot stream \(receiving efef/.test(x)));
+    // A chunk of the stream being received from another member.
+    await r.sendFrom3(encodeChunk({ id: 'ef'.repeat(16), term: 2, index: 5, seq: 1, digest: sha256(good), payload: good }));
+    await until('the other member refused', () => r.refused.some((x) => /the stream comes from member 1/.test(x)));
     // Keys out of order.
     const unordered = payload([['mrev', new Uint8Array(8)], ['mapplied', new Uint8Array(8)]]);
     await r.send(encodeChunk({ id: ID, term: 2, index: 5, seq: 0, digest: sha256(unordered), payload: unordered }));

@@ -68,6 +68,8 @@ export const SNAPSHOT_SEND_IDLE_MS = 60_000;
 export const SNAPSHOT_SENDS_MAX = 4;
 /** A partial snapshot that receives no chunk for this long is removed (ms). */
 export const SNAPSHOT_PARTIAL_ABANDON_MS = 10 * 60_000;
+/** Reading a chunk from the view yields to the event loop after this long, and goes on at the next turn (ms). */
+export const SNAPSHOT_SLICE_MS = 5;
 /** A chunk that could not be queued (no connection yet, a full queue) is tried again after this (ms). */
 const SNAPSHOT_RETRY_MS = 100;
 /** An ack that could not be queued is tried this many times (SNAPSHOT_RETRY_MS apart). */
@@ -140,6 +142,8 @@ interface Send {
   iter: Iterator<[Uint8Array, Uint8Array]> | null;
   iterSeq: number;
   peeked: IteratorResult<[Uint8Array, Uint8Array]> | null;
+  /** The chunk being read from the view (over several event-loop turns when it is slow to read). */
+  building: { seq: number; writer: RecordWriter; lastKey: Uint8Array | undefined } | null;
   /** When the receiver last acknowledged progress (the idle limit counts from here). */
   lastAckAt: number;
   /** When the ack timeout counts from: the last progress or the last rewind. */
@@ -305,6 +309,7 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
       iter: null,
       iterSeq: -1,
       peeked: null,
+      building: null,
       lastAckAt: now,
       waitingSince: now,
       timer: null,
@@ -346,6 +351,8 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
     const windowOpen = s.inflight.size < this.inflightChunksMax && (s.inflight.size === 0 || inflightBytes < this.inflightBytesMax);
     if (windowOpen && (s.lastSeq === null || s.next <= s.lastSeq)) {
       const frame = this.produce(s, s.next);
+      // Not read whole within SNAPSHOT_SLICE_MS: go on at the next turn.
+      if (!frame) return this.schedule(s);
       if (!this.inner.sendMember(s.to, frame)) {
         s.timer = after(SNAPSHOT_RETRY_MS, () => this.pump(s));
         return;
@@ -365,24 +372,37 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
     this.o.observer?.resumed?.(s.to, s.id, to);
     this.log.info(`${this.o.id} snapshot ${s.id} to ${s.to}: resuming from chunk ${to}`);
     s.next = to;
+    s.building = null;
     for (const seq of [...s.inflight.keys()]) if (seq >= to) s.inflight.delete(seq);
   }
 
-  /** Chunk `seq` as a frame, read from the view (the same bytes each time: one read transaction). */
-  private produce(s: Send, seq: number): Uint8Array {
-    if (s.iterSeq !== seq || !s.iter) {
+  /**
+   * Chunk `seq` as a frame, read from the view — or null when SNAPSHOT_SLICE_MS went by first
+   * (the next call goes on where this one stopped). A chunk ends after the record that fills
+   * it to chunkBytes, whatever the time: chunks are the same bytes each time they are read
+   * (one read transaction), so a chunk sent again matches what the receiver may already hold.
+   */
+  private produce(s: Send, seq: number): Uint8Array | null {
+    if (s.building?.seq !== seq || s.iterSeq !== seq || !s.iter) {
       s.iter = s.view.entries(s.starts.get(seq));
       s.peeked = s.iter.next();
       s.iterSeq = seq;
+      s.building = { seq, writer: new RecordWriter(), lastKey: undefined };
     }
-    const w = new RecordWriter();
-    let lastKey: Uint8Array | undefined;
+    const b = s.building;
+    const w = b.writer;
+    const until = performance.now() + SNAPSHOT_SLICE_MS;
+    let n = 0;
     while (!s.peeked!.done && w.bytes < this.chunkBytes) {
       const [k, v] = s.peeked!.value;
       w.add(k, v);
-      lastKey = k;
+      b.lastKey = k;
       s.peeked = s.iter.next();
+      // The clock is read every 64 records only.
+      if ((++n & 63) === 0 && performance.now() > until) return null;
     }
+    s.building = null;
+    const lastKey = b.lastKey;
     const payload = w.finish();
     const digest = sha256(payload);
     s.digests[seq] = digest;
@@ -405,6 +425,11 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
       return this.endSend(s, 'refused');
     }
     if (a.status === 'done') return this.endSend(s, 'done');
+    if (a.status === 'rewind' && a.next === 0 && s.acked > 0) {
+      // The receiver lost what it had acknowledged (its receive area): only a start over is possible.
+      s.acked = 0;
+      s.inflight.clear();
+    }
     // `next` can only be a chunk we produced (or the one after the last).
     const limit = s.lastSeq === null ? s.next : s.lastSeq + 1;
     if (a.next > limit) return;
@@ -476,7 +501,12 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
   private onChunk(from: NodeId, c: ChunkFrame): void {
     let r = this.receiving;
     if (!r || r.manifest.id !== c.id) {
-      if (c.seq !== 0) return this.refuse(from, c.id, r ? `a chunk of an unknown snapshot stream (receiving ${r.manifest.id})` : 'a chunk of an unknown snapshot stream (nothing kept for it: it must start again)');
+      if (c.seq !== 0 && r) return this.refuse(from, c.id, `a chunk of an unknown snapshot stream (receiving ${r.manifest.id})`);
+      if (c.seq !== 0) {
+        // Nothing kept of it (its first chunk was lost, or our receive area was): from the start.
+        this.log.info(`${this.o.id} has nothing of snapshot ${c.id} from ${from}: asking for it from chunk 0`);
+        return this.ack(from, c.id, 0, 'rewind');
+      }
       if (c.index < 1 || c.term < 1) return this.refuse(from, c.id, 'a stream at index or term 0');
       // A new stream (a new leader, or the old one started over) replaces a partial.
       if (r) {
