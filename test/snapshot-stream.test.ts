@@ -8,6 +8,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SNAPSHOT_CHUNK_BYTES } from '../src/server/snapshot-stream-codec.js';
 import { SNAPSHOT_INFLIGHT_CHUNKS_MAX } from '../src/server/snapshot-stream.js';
 import { startCluster, type Cluster } from './support/cluster.js';
 import { rawClient } from './support/grpc.js';
@@ -84,6 +85,11 @@ describe('streamed snapshot between member processes', () => {
     const resumed = [...leaderLog.matchAll(new RegExp(`snapshot ${kept.id} to \\d+: resuming from chunk (\\d+)`, 'g'))].map((m) => Number(m[1]));
     expect(resumed.length).toBeGreaterThan(0);
     expect(resumed.at(-1)).toBeGreaterThanOrEqual(Math.max(1, kept.chunks - SNAPSHOT_INFLIGHT_CHUNKS_MAX));
-    expect(leaderLog).toMatch(new RegExp(`snapshot ${kept.id} to \\d+: sent, \\d+ bytes in \\d+ chunks`));
+    const sentLine = new RegExp(`snapshot ${kept.id} to \\d+: sent, (\\d+) bytes in (\\d+) chunks`).exec(leaderLog);
+    expect(sentLine).not.toBeNull();
+    // Every chunk but the last holds at least SNAPSHOT_CHUNK_BYTES, and at most that plus one record (a 1 MiB value).
+    const [bytes, chunks] = [Number(sentLine![1]), Number(sentLine![2])];
+    expect(chunks).toBeLessThanOrEqual(Math.ceil(bytes / SNAPSHOT_CHUNK_BYTES));
+    expect(chunks).toBeGreaterThanOrEqual(Math.floor(bytes / (SNAPSHOT_CHUNK_BYTES + (1 << 20) + 1024)));
   }, 120_000);
 });

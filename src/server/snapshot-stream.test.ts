@@ -160,8 +160,15 @@ describe('streamed snapshots over TCP', () => {
     const resumedAt: number[] = [];
     let stored = 0;
     const ended: string[] = [];
+    let acked = 0;
+    let overWindow = 0;
     const observer: SnapshotStreamObserver = {
-      chunkSent: (_to, _id, seq) => sent.push(seq),
+      chunkSent: (_to, _id, seq) => {
+        sent.push(seq);
+        // Flow control: never more than the window ahead of what the receiver acknowledged.
+        if (seq >= acked + SNAPSHOT_INFLIGHT_CHUNKS_MAX) overWindow++;
+      },
+      acked: (_to, _id, next) => (acked = next),
       resumed: (_to, _id, seq) => resumedAt.push(seq),
       chunkStored: () => stored++,
       sendEnded: (_to, _id, how) => ended.push(how),
@@ -186,6 +193,7 @@ describe('streamed snapshots over TCP', () => {
     await until('the snapshot delivered', () => b.delivered.length > 0);
     await until('the send ended', () => ended.length > 0);
     expect(ended).toEqual(['done']);
+    expect(overWindow).toBe(0);
 
     // Resumed after the cut from the last chunk the receiver acknowledged (its acks trail what it
     // stored by at most the window), never from zero.
@@ -282,7 +290,7 @@ describe('streamed snapshots over TCP', () => {
 
 describe('hostile snapshot chunks', () => {
   /** A receiver (id 2) and a raw peer (id 1) that sends crafted stream frames over the member channel. */
-  async function receiver(opts: { imageBytesMax?: number } = {}) {
+  async function receiver(opts: { imageBytesMax?: number; partialAbandonMs?: number } = {}) {
     const dir = tempDir();
     const sm = new KvStateMachine({}, LmdbBackend.open(join(dir, 'db'), { batchIntervalMs: 0 }));
     const log: string[] = [];
@@ -296,6 +304,7 @@ describe('hostile snapshot chunks', () => {
       logger: logger(log),
       observer: { refused: (_from, _id, reason) => refused.push(reason) },
       ...(opts.imageBytesMax ? { imageBytesMax: opts.imageBytesMax } : {}),
+      ...(opts.partialAbandonMs ? { partialAbandonMs: opts.partialAbandonMs } : {}),
     });
     const delivered: Message[] = [];
     streams.listen((m) => delivered.push(m));
@@ -375,6 +384,14 @@ describe('hostile snapshot chunks', () => {
     const big = payload([['mbig', new Uint8Array(200)]]);
     await r.send(encodeChunk({ id: 'cd'.repeat(16), term: 2, index: 5, seq: 0, digest: sha256(big), payload: big }));
     await until('the image bound', () => r.refused.some((x) => /SNAPSHOT_IMAGE_BYTES_MAX/.test(x)));
+    await r.expectNothing();
+  });
+
+  it('a partial snapshot that receives nothing for SNAPSHOT_PARTIAL_ABANDON_MS is removed', async () => {
+    const r = await receiver({ partialAbandonMs: 300 });
+    await r.send(encodeChunk({ id: ID, term: 2, index: 5, seq: 0, digest: sha256(good), payload: good }));
+    await until('the partial kept', () => existsSync(join(r.dir, 'snap-recv', ID, 'manifest.json')));
+    await until('the partial removed', () => r.log.some((l) => l.includes(`removing partial snapshot ${ID} from 1: nothing received for 300 ms`)));
     await r.expectNothing();
   });
 

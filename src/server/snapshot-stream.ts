@@ -79,6 +79,8 @@ const ACK_RETRIES = 10;
 export interface SnapshotStreamObserver {
   /** Chunk `seq` of stream `id` was queued for `to`. */
   chunkSent?(to: NodeId, id: string, seq: number, bytes: number): void;
+  /** The receiver of stream `id` acknowledged every chunk below `next`. */
+  acked?(to: NodeId, id: string, next: number): void;
   /** The sender goes back to chunk `seq` (the receiver's ack after a loss or a restart). */
   resumed?(to: NodeId, id: string, seq: number): void;
   /** A stream to `to` ended: 'done', 'refused' (by the receiver), 'abandoned' or 'replaced'. */
@@ -440,6 +442,7 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
       }
       s.acked = a.next;
       s.lastAckAt = s.waitingSince = performance.now();
+      this.o.observer?.acked?.(from, s.id, s.acked);
       if (s.next < s.acked) s.next = s.acked;
     }
     if (a.status === 'rewind') this.rewind(s, a.next);
