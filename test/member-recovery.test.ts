@@ -41,6 +41,7 @@ describe('member recovery', () => {
     }
     expect(count).toBe(300);
     expect(cluster.members[2]!.output, 'member 3 installed a snapshot from the leader').toMatch(/restoring snapshot \[index: \d+/);
+    expect(cluster.members[2]!.output, 'the snapshot was streamed (snapshot-stream.ts)').toMatch(/received snapshot [0-9a-f]{32} \[index: \d+, term: \d+\] from \d+: \d+ bytes in \d+ chunks/);
     const hashes = await Promise.all([e1, e2, e3].map((e) => rawClient(e).call('etcdserverpb.Maintenance', 'HashKV', { revision: String(mid) })));
     expect(new Set(hashes.map((h) => h.hash)).size, JSON.stringify(hashes.map((h) => [h.hash, h.compact_revision]))).toBe(1);
     expect(hashes.every((h) => Number(h.compact_revision) === mid - 100)).toBe(true);

@@ -9,7 +9,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
-import { BACKEND_BATCH_INTERVAL_MS, BACKEND_BATCH_OPS_MAX, OverlayBackend, type Batch, type BackendBatchLimits } from './backend.js';
+import { BACKEND_BATCH_INTERVAL_MS, BACKEND_BATCH_OPS_MAX, OverlayBackend, type Backend, type BackendReadView, type Batch, type BackendBatchLimits } from './backend.js';
 
 /** The LMDB map (address space reserved for the file); lmdb-js grows it when it fills. */
 const LMDB_MAP_BYTES_INITIAL = 256 * 1024 * 1024;
@@ -43,6 +43,10 @@ export class LmdbBackend extends OverlayBackend {
   /** While a defragmenting copy runs: the batches committed since it started, to carry over. */
   private duringCopy: Batch[] | null = null;
   private defrags = 0;
+  /** Read views open on each database (a database replaced by defragment or adopt is closed once its last view is). */
+  private readonly views = new Map<Db, number>();
+  /** Bumped by adopt: a defragmentation that started before must not put its copy back. */
+  private generation = 0;
 
   private constructor(
     readonly path: string,
@@ -98,9 +102,11 @@ export class LmdbBackend extends OverlayBackend {
     // A fresh name each time: the copy's environment keeps its lock file by that name.
     const tmp = `${this.path}.defrag-${++this.defrags}-${process.pid}`;
     this.duringCopy = [];
+    const generation = this.generation;
     try {
       await this.db.backup(tmp, true);
       if (this.closed) throw new Error('the storage backend was closed during defragmentation');
+      if (this.generation !== generation) throw new Error('a snapshot was installed during defragmentation');
       // From here to the swap nothing else runs (no await): no commit can slip between.
       const copy = openDb(tmp);
       for (const b of this.duringCopy) writeBatch(copy, b);
@@ -108,7 +114,7 @@ export class LmdbBackend extends OverlayBackend {
       syncDir(dirname(this.path));
       const old = this.db;
       this.db = copy;
-      void old.close();
+      this.retire(old);
     } catch (e) {
       rmSync(tmp, { force: true });
       rmSync(`${tmp}-lock`, { force: true });
@@ -117,6 +123,67 @@ export class LmdbBackend extends OverlayBackend {
       this.duringCopy = null;
     }
     return { beforeBytes, afterBytes: this.dbSizeBytes() };
+  }
+
+  /**
+   * A read transaction on the current database. Defragmentation and adopt may replace the
+   * database meanwhile: the view keeps reading the one it was opened on (closed after it).
+   */
+  readView(): BackendReadView {
+    const db = this.db;
+    const txn = db.useReadTransaction();
+    this.views.set(db, (this.views.get(db) ?? 0) + 1);
+    let open = true;
+    const done = (): void => {
+      if (!open) return;
+      open = false;
+      txn.done();
+      const n = (this.views.get(db) ?? 1) - 1;
+      if (n > 0) this.views.set(db, n);
+      else {
+        this.views.delete(db);
+        if (db !== this.db) void db.close();
+      }
+    };
+    return {
+      *entries(after?: Uint8Array): IterableIterator<[Uint8Array, Uint8Array]> {
+        if (!open) throw new Error('the read view is closed');
+        const range = db.getRange({ transaction: txn, ...(after ? { start: Buffer.from(after), exclusiveStart: true } : {}) });
+        for (const { key, value } of range) {
+          if (!open) throw new Error('the read view is closed');
+          yield [key, value];
+        }
+      },
+      close: done,
+    };
+  }
+
+  /**
+   * Installs a staging backend (another LmdbBackend, in the same file system): its file is
+   * renamed over this one's (atomic; the directory synced), and this backend goes on with the
+   * staging database, whose pending writes are committed first and ours dropped.
+   */
+  adopt(staged: Backend): void {
+    if (!(staged instanceof LmdbBackend)) throw new TypeError('an LMDB backend adopts only an LMDB backend');
+    if (staged === this) throw new Error('a backend cannot adopt itself');
+    staged.commit();
+    this.dropPending();
+    renameSync(staged.path, this.path);
+    syncDir(dirname(this.path));
+    const old = this.db;
+    this.db = staged.db;
+    this.generation++;
+    // The staging instance lets go of its database (now ours) without closing it.
+    staged.dropPending();
+    staged.stopTimer();
+    staged.closed = true;
+    staged.db = null as unknown as Db;
+    this.retire(old);
+  }
+
+  /** Closes a database replaced by another, once no read view uses it. */
+  private retire(old: Db): void {
+    if (!this.views.has(old)) void old.close();
   }
 
   override async close(): Promise<void> {

@@ -5,7 +5,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BACKEND_BATCH_OPS_MAX, BACKEND_KEY_BYTES_MAX, MemoryBackend, type Backend } from './backend.js';
@@ -15,6 +15,8 @@ interface Subject {
   readonly backend: Backend;
   /** The process dies (uncommitted writes lost) and restarts on the same storage. */
   crashAndReopen(): Promise<Subject>;
+  /** A staging backend of the same kind, for adopt (a received snapshot). */
+  staging(): Backend;
 }
 
 const dirs: string[] = [];
@@ -23,7 +25,7 @@ afterAll(() => {
 });
 
 function memory(b = new MemoryBackend({ durable: true, batchOpsMax: 5 })): Subject {
-  return { backend: b, crashAndReopen: async () => memory(b.reopen({ batchOpsMax: 5 })) };
+  return { backend: b, crashAndReopen: async () => memory(b.reopen({ batchOpsMax: 5 })), staging: () => new MemoryBackend({ durable: true }) };
 }
 
 function lmdbAt(path: string): Subject {
@@ -34,6 +36,7 @@ function lmdbAt(path: string): Subject {
       await b.abandon();
       return lmdbAt(path);
     },
+    staging: () => LmdbBackend.open(join(dirname(path), 'snap-recv', 'x', 'db'), { batchIntervalMs: 0 }),
   };
 }
 
@@ -136,6 +139,50 @@ describe.each([
     expect(all(x.backend)).toHaveLength(52);
     expect(s(x.backend.get(k('during')))).toBe('yes');
     expect(s(x.backend.get(k('after')))).toBe('yes');
+    await x.backend.close();
+  });
+
+  it('a read view sees the commits made before it opened, nothing after; entries(after) starts past `after`', async () => {
+    const x = make();
+    x.backend.put(k('a'), k('1'));
+    x.backend.put(k('b'), k('2'));
+    x.backend.put(k('c'), k('3'));
+    x.backend.commit();
+    x.backend.put(k('pending'), k('p'));
+    const view = x.backend.readView();
+    x.backend.del(k('a'));
+    x.backend.put(k('d'), k('4'));
+    x.backend.commit();
+    const read = (after?: string) => [...view.entries(after === undefined ? undefined : k(after))].map(([a, v]) => `${s(a)}=${s(v)}`);
+    expect(read()).toEqual(['a=1', 'b=2', 'c=3']);
+    expect(read('a')).toEqual(['b=2', 'c=3']);
+    expect(read('bb')).toEqual(['c=3']);
+    expect(read('c')).toEqual([]);
+    view.close();
+    expect(() => [...view.entries()]).toThrow(/closed/);
+    expect(all(x.backend)).toEqual(['b=2', 'c=3', 'd=4', 'pending=p']);
+    await x.backend.close();
+  });
+
+  it('adopts a staging backend atomically: its committed data replaces everything, and survives a crash', async () => {
+    let x = make();
+    x.backend.put(k('old'), k('1'));
+    x.backend.commit();
+    x.backend.put(k('pending'), k('2'));
+    const view = x.backend.readView();
+    const staged = x.staging();
+    staged.put(k('new'), k('3'));
+    staged.commit();
+    staged.put(k('new2'), k('4'));
+    x.backend.adopt(staged);
+    expect(all(x.backend)).toEqual(['new=3', 'new2=4']);
+    // A view opened before goes on reading what it saw.
+    expect([...view.entries()].map(([a]) => s(a))).toEqual(['old']);
+    view.close();
+    x.backend.put(k('later'), k('5'));
+    x.backend.commit();
+    x = await x.crashAndReopen();
+    expect(all(x.backend)).toEqual(['later=5', 'new=3', 'new2=4']);
     await x.backend.close();
   });
 

@@ -60,7 +60,27 @@ export interface Backend {
    * and after. Commits made meanwhile are carried over into the new copy.
    */
   defragment(): Promise<{ beforeBytes: number; afterBytes: number }>;
+  /**
+   * A consistent view of the committed data as it is now (LMDB: a read transaction; memory:
+   * the committed tree, which commits replace rather than change). Writes committed later are
+   * not seen. What a snapshot stream sends (src/server/snapshot-stream.ts). Close it when done:
+   * an open LMDB read transaction keeps the pages it sees from being reused.
+   */
+  readView(): BackendReadView;
+  /**
+   * Replaces everything this backend holds, committed and pending, by what `staged` has
+   * committed, atomically (a crash leaves the one or the other, whole): a snapshot received
+   * into a staging backend of the same kind is installed this way. `staged` is consumed.
+   */
+  adopt(staged: Backend): void;
   close(): Promise<void>;
+}
+
+/** A consistent read of a backend's committed data (Backend.readView). */
+export interface BackendReadView {
+  /** The entries with key > `after` (every entry without it), ascending. */
+  entries(after?: Uint8Array): IterableIterator<[Uint8Array, Uint8Array]>;
+  close(): void;
 }
 
 export interface BackendBatchLimits {
@@ -115,6 +135,8 @@ export abstract class OverlayBackend implements Backend {
   abstract dbSizeBytes(): number;
   abstract dbSizeInUseBytes(): number;
   abstract defragment(): Promise<{ beforeBytes: number; afterBytes: number }>;
+  abstract readView(): BackendReadView;
+  abstract adopt(staged: Backend): void;
 
   get pendingOps(): number {
     return this.opsSinceCommit;
@@ -297,6 +319,36 @@ export class MemoryBackend extends OverlayBackend {
 
   async defragment(): Promise<{ beforeBytes: number; afterBytes: number }> {
     return { beforeBytes: this.bytes, afterBytes: this.bytes };
+  }
+
+  readView(): BackendReadView {
+    const tree = this.committed;
+    let closed = false;
+    return {
+      *entries(after?: Uint8Array): IterableIterator<[Uint8Array, Uint8Array]> {
+        const afterS = after === undefined ? undefined : binKey(after);
+        for (const [k, v] of tree.entries(afterS)) {
+          if (closed) throw new Error('the read view is closed');
+          if (k === afterS) continue;
+          yield [unbinKey(k), v];
+        }
+      },
+      close: () => {
+        closed = true;
+      },
+    };
+  }
+
+  adopt(staged: Backend): void {
+    if (!(staged instanceof MemoryBackend)) throw new TypeError('a memory backend adopts only a memory backend');
+    staged.commit();
+    this.dropPending();
+    this.committed = staged.committed;
+    this.bytes = staged.bytes;
+    this.commits++;
+    staged.dropPending();
+    staged.stopTimer();
+    staged.closed = true;
   }
 
   /** A crash: every write since the last commit is lost. The instance stays usable. */

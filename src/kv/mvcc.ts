@@ -248,6 +248,32 @@ export function u64Of(b: Uint8Array | undefined): number {
   return b === undefined || b.length !== 8 ? 0 : getU64(b, 0);
 }
 
+/**
+ * Why one backend entry (key, value) cannot be part of a store (null: it can): the layout
+ * above, checked entry by entry — for entries from outside (a snapshot streamed by a peer)
+ * before they are written. Cross-entry invariants are checked when a store opens over them.
+ */
+export function backendEntryProblem(key: Uint8Array, value: Uint8Array): string | null {
+  switch (key[0]) {
+    case REV: {
+      if (key.length !== 17) return `a revision key of ${key.length} bytes (17)`;
+      if (value.length < REC_HEADER_BYTES || value[0]! > 1) return 'a revision record with a bad header';
+      const len = new DataView(value.buffer, value.byteOffset, value.byteLength).getUint32(25);
+      if (len === 0 || REC_HEADER_BYTES + len > value.length) return `a revision record whose key length ${len} does not fit`;
+      return null;
+    }
+    case IDX:
+      if (key.length !== 17) return `an index key of ${key.length} bytes (17)`;
+      return value.length < 10 || value[0]! > 1 ? 'an index entry with a bad header' : null;
+    case LEASE:
+      return key.length === 9 && value.length === 8 ? null : 'a lease entry of the wrong size';
+    case META:
+      return key.length >= 2 ? null : 'a metadata key without a name';
+    default:
+      return `a key of unknown kind ${key[0]}`;
+  }
+}
+
 const META_REV = metaKey('rev');
 const META_COMPACT = metaKey('compact');
 

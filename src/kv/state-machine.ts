@@ -10,7 +10,7 @@ import { AuthStore, isAuthCommand, type AuthCommand, type AuthHeader, type AuthI
 import { ALARM_TYPES, decodeRequest, encodeValue, type AlarmCommand, type AlarmMember, type AlarmType, type ApplyResult, type Command, type CommandValue, type LeaseCheckpoint, type MemberAttributes } from './commands.js';
 import { ERR, KvError, type ErrorCode } from './errors.js';
 import { decodeMemberChange, MemberTable, type MemberChange } from './membership.js';
-import { MemoryBackend, type Backend } from './backend.js';
+import { MemoryBackend, type Backend, type BackendReadView } from './backend.js';
 import { metaKey, MvccStore, u64Bytes, u64Of, type KvEvent, type MvccLimits, type TxnRequest, type ValidatedStoreImage } from './mvcc.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, MEMBER_ID_MAX, parseImageJson, preview, readLeaseCheckpoints, safeInt, SnapshotImageError } from './snapshot-image.js';
 
@@ -69,6 +69,29 @@ interface StoredImage {
 }
 
 /**
+ * The image of a snapshot streamed from the leader (src/server/snapshot-stream.ts): the store
+ * itself was received, checked and kept in a staging backend under the stream's id; restoring
+ * this image installs that backend. What the core and the snapshot file see is only this.
+ */
+export interface StreamedImage {
+  readonly v: 'streamed';
+  readonly index: number;
+  readonly id: string;
+}
+
+/** The bytes of a StreamedImage (what the receiving side hands its core in the snapshot message). */
+export function streamedImage(index: Index, id: string): Uint8Array {
+  const image: StreamedImage = { v: 'streamed', index, id };
+  return new TextEncoder().encode(JSON.stringify(image));
+}
+
+/** Where restore finds the staging backend a stream with this id filled (null: none complete). */
+export type StreamedSnapshots = (id: string, index: Index) => Backend | null;
+
+/** A snapshot stream's id: what snapshot-stream.ts makes (hex), checked wherever an image names one. */
+export const STREAM_ID_PATTERN = /^[0-9a-f]{32}$/;
+
+/**
  * Backend metadata, written in the same batch as the entry that changed it, so that a member
  * that restarts from its backend (replaying only the log after its applied index) holds
  * everything the log gave it: the applied index, the published members, and the replicated
@@ -105,6 +128,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   /** The replicated member table (membership.ts): changed only by configuration changes in the log. */
   private table: MemberTable;
   private membershipListeners: ((c: MemberChange | null) => void)[] = [];
+  private streamed: StreamedSnapshots = () => null;
 
   /** Where the store, the applied index and the rest of the replicated state are kept. */
   readonly backend: Backend;
@@ -266,6 +290,33 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     return result;
   }
 
+  /**
+   * Installs the staging backend a snapshot stream filled: it is checked first as this
+   * member's own backend is at open (the store's index rebuilt, the state sections read with
+   * the image checks) and must record `index` as applied; only then does the backend adopt it
+   * (atomically) and the state reload from it. Refused: SnapshotImageError, nothing changed.
+   */
+  private installStreamed(id: string, index: Index): void {
+    // Already installed (a restart after the install, before the snapshot was superseded).
+    if (this.applied >= index) return;
+    const staged = this.streamed(id, index);
+    if (!staged) imageFail('image', `the snapshot at index ${index} was streamed (id ${id}), but no complete received image with that id is kept: was the receive area lost?`);
+    const probe = explainImage(() => new KvStateMachine({ ...this.limits, bootstrapMembers: this.bootstrapMembers }, staged));
+    if (probe.applied !== index) imageFail('image', `the received store records index ${probe.applied} as applied, not the snapshot's ${index}`);
+    this.backend.adopt(staged);
+    this.kv = new MvccStore(this.limits, this.backend);
+    this.authState = new AuthStore();
+    this.table = MemberTable.bootstrap(this.bootstrapMembers);
+    this.members.clear();
+    this.alarmList = [];
+    this.leaseRemaining.clear();
+    this.applied = u64Of(this.backend.get(META_APPLIED));
+    explainImage(() => this.loadState());
+    this.kv.onCommit((e, r) => this.emitCommit(e, r));
+    for (const l of this.restoreListeners) l();
+    for (const l of this.membershipListeners) l(null);
+  }
+
   /** The last index whose effects the state holds (what the backend held at open, then every apply or restore). */
   lastAppliedIndex(): Index {
     return this.applied;
@@ -286,6 +337,21 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     if (!this.backend.durable) return this.snapshot();
     const image: StoredImage = { v: 'stored', applied: this.applied };
     return new TextEncoder().encode(JSON.stringify(image));
+  }
+
+  /**
+   * A consistent view of the whole state at `index` (the applied index), to stream to a
+   * lagging member: the backend is committed with `index` recorded as applied (as persistTo),
+   * then read in one read transaction. The caller closes the view.
+   */
+  snapshotView(index: Index): BackendReadView {
+    this.persistTo(index);
+    return this.backend.readView();
+  }
+
+  /** Where `restore` of a streamed image finds its staging backend (set by the snapshot stream's receiver). */
+  setStreamedSnapshots(source: StreamedSnapshots): void {
+    this.streamed = source;
   }
 
   private runRequest(cmd: Command, auth: AuthHeader | undefined, index: Index): ApplyResult {
@@ -447,6 +513,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   restore(data: Uint8Array, index: Index): void {
     const image = readImage(data, index, this.applied);
     if (image === 'stored') return;
+    if (image.streamed !== undefined) return this.installStreamed(image.streamed, index);
     // Everything was checked above; MvccStore.restoreValidated rewrites the backend (as one
     // batch, committed below), then the state beside the key space is written with it.
     this.kv = MvccStore.restoreValidated(image.store, this.limits, this.backend);
@@ -478,7 +545,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
  * the shape); the store's own image is checked by MvccStore.restore. Empty bytes: an empty
  * state machine (what a member without a snapshot restores).
  */
-function readImage(data: Uint8Array, index: Index, held: Index): { store: ValidatedStoreImage; members: MemberAttributes[]; cluster: MemberTable | null; leaseCheckpoints: LeaseCheckpoint[]; alarms: AlarmMember[]; auth: AuthStore } | 'stored' {
+function readImage(data: Uint8Array, index: Index, held: Index): { streamed?: undefined; store: ValidatedStoreImage; members: MemberAttributes[]; cluster: MemberTable | null; leaseCheckpoints: LeaseCheckpoint[]; alarms: AlarmMember[]; auth: AuthStore } | { streamed: string } | 'stored' {
   try {
     if (data.length === 0) return { store: MvccStore.validate(data), members: [], cluster: null, leaseCheckpoints: [], alarms: [], auth: new AuthStore() };
     const json = parseImageJson(data, 'image');
@@ -487,6 +554,12 @@ function readImage(data: Uint8Array, index: Index, held: Index): { store: Valida
       safeInt(o.applied, 'image.applied', index, index);
       if (held < index) imageFail('image', `the snapshot at index ${index} is kept in the store's own backend, which holds only up to index ${held}: was the backend file lost?`);
       return 'stored';
+    }
+    if (json !== null && typeof json === 'object' && !Array.isArray(json) && (json as Record<string, unknown>).v === 'streamed') {
+      const o = exactObject(json, 'image', ['v', 'index', 'id']);
+      safeInt(o.index, 'image.index', index, index);
+      if (typeof o.id !== 'string' || !STREAM_ID_PATTERN.test(o.id)) imageFail('image.id', `not a snapshot stream id: ${preview(o.id)}`);
+      return { streamed: o.id };
     }
     if (json === null || typeof json !== 'object' || Array.isArray(json)) return exactObject(json, 'image', []) as never;
     const version = (json as Record<string, unknown>).v;

@@ -36,6 +36,12 @@ export interface Transport {
   /** Registers the receiver for messages addressed to this member. */
   listen(receive: (m: Message) => void): void;
   close(): Promise<void>;
+  /**
+   * True when this transport streams a snapshot's state itself (src/server/snapshot-stream.ts:
+   * chunks from a read view of the state machine, taken when the message is sent): the node
+   * then sends snapshot messages with the metadata only, and builds no image.
+   */
+  readonly streamsSnapshots?: boolean;
 }
 
 /**
@@ -611,15 +617,17 @@ export class RaftNode<R = unknown> {
    * index — committed, with the configuration in force there — rather than the older
    * snapshot the core picked. Sending happens before this Ready's entries are applied, so the
    * state is exactly at the core's applied index. The image is kept for repeated sends until
-   * the state moves on.
-   * TODO(issue 11 item 3): stream it in chunks from a read transaction instead.
+   * the state moves on. A transport that streams snapshots gets no image (empty data): it
+   * reads the state itself when it sends the message, still before this Ready's entries apply.
    */
   private currentSnapshot(m: Extract<Message, { type: 'snapshot' }>): Message {
     const index = this.core.appliedIndex;
     const term = this.core.termAt(index);
     assert(term !== undefined && index >= m.snapshot.meta.index, () => `snapshot for ${m.to}: applied index ${index} (term ${term}) is behind the snapshot at ${m.snapshot.meta.index}`);
+    const meta = { index, term, confState: this.core.status().confState };
+    if (this.o.transport.streamsSnapshots) return { ...m, snapshot: { meta, data: new Uint8Array(0) } };
     if (this.sendImage?.index !== index) this.sendImage = { index, data: this.o.stateMachine.snapshot() };
-    return { ...m, snapshot: { meta: { index, term, confState: this.core.status().confState }, data: this.sendImage.data } };
+    return { ...m, snapshot: { meta, data: this.sendImage.data } };
   }
 }
 

@@ -13,6 +13,7 @@ import { AUTH_ERR, type AuthHeader } from '../kv/auth-store.js';
 import { ERR, isErrorCode, KvError, type ErrorCode } from '../kv/errors.js';
 import { LEARNERS_MAX, MemberTable, RAFT_ID_MAX, encodeMemberChange, newMemberId, normalisePeerUrls, type ClusterMember, type MemberChange } from '../kv/membership.js';
 import { LmdbBackend } from '../kv/backend-lmdb.js';
+import { SnapshotStreamTransport } from './snapshot-stream.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WatchHub } from '../kv/watch.js';
 import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, StoppedError, type NodeObserver, type Transport } from '../node/node.js';
@@ -205,6 +206,8 @@ export class EtcdMember {
   private transport!: TcpTransport;
   /** The transport as Raft and the member channel use it (with fault injection when enabled). */
   private channel!: Transport & MemberChannel;
+  /** The channel with snapshots streamed (the last layer of `channel`). */
+  private streams!: SnapshotStreamTransport;
   /** This member's Raft id (from its identity: the bootstrap flags, or the cluster it joined). */
   readonly raftId: number;
   private readonly requestIds: RequestIdGenerator;
@@ -370,7 +373,16 @@ export class EtcdMember {
       logger,
       ...(observers.transport ? { observer: observers.transport } : {}),
     });
-    m.channel = config.unsafeFaultInjection ? faultyTransport(m.transport, m.faults) : m.transport;
+    // Snapshots for lagging members are streamed in chunks beside Raft's message (snapshot-stream.ts).
+    m.streams = new SnapshotStreamTransport(config.unsafeFaultInjection ? faultyTransport(m.transport, m.faults) : m.transport, {
+      id: identity.raftId,
+      openView: (index) => m.sm.snapshotView(index),
+      receiveDir: join(config.dataDir, 'member', 'snap-recv'),
+      openStaging: (path) => LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: Number.MAX_SAFE_INTEGER }),
+      logger,
+    });
+    m.sm.setStreamedSnapshots((id, index) => m.streams.takeStreamed(id, index));
+    m.channel = m.streams;
     m.channel.onMember((from, body) => m.onPeerCall(from, body));
     m.sm.onMembership((c) => m.onMembershipChange(c));
     m.node = await RaftNode.start<ApplyResult>({
@@ -391,6 +403,9 @@ export class EtcdMember {
       },
       logger,
       ...(observers.node ? { observer: observers.node } : {}),
+    });
+    m.node.onLeadershipChange((leading) => {
+      if (!leading) m.streams.abortSends();
     });
     m.syncPeers();
     m.lessor.start();
