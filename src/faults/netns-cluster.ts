@@ -28,6 +28,8 @@ export const PEER_PORT = 2380;
 export const PROXY_PORT_BASE = 20000;
 /** The proxy's control port, on its member's address. */
 export const PROXY_CONTROL_PORT = 29000;
+/** How long to wait for a member's /health after (re)starting it in the lab. */
+export const LAB_MEMBER_READY_TIMEOUT_MS = 90_000;
 /** How long a proxy has to start. */
 const PROXY_READY_TIMEOUT_MS = 30_000;
 /** The environment variable that carries the lab to the driver process inside it. */
@@ -77,6 +79,11 @@ export class NetnsCluster extends FaultCluster implements FaultTarget {
       throw e;
     }
     return c;
+  }
+
+  /** Members in a lab start slower (a namespace each, names to resolve): more time than on loopback. */
+  override waitReady(m: Member, timeoutMs = LAB_MEMBER_READY_TIMEOUT_MS): Promise<void> {
+    return super.waitReady(m, timeoutMs);
   }
 
   protected override command(m: Member, args: string[]): [string, string[]] {
@@ -165,9 +172,9 @@ export class NetnsCluster extends FaultCluster implements FaultTarget {
  * The outer process of `flotilla faults --net netns`: makes the lab (one namespace per member
  * and one for the driver), runs `flotilla <args>` again inside the driver's namespace, and
  * removes the lab afterwards, also when the run fails or this process is interrupted.
- * Returns the exit code.
+ * Returns the exit code. `script` is the program run inside (default: the flotilla command).
  */
-export async function runInLab(members: number, args: readonly string[], log: (l: string) => void = console.error): Promise<number> {
+export async function runInLab(members: number, args: readonly string[], log: (l: string) => void = console.error, script: string = BIN): Promise<number> {
   const why = await labUnavailableReason();
   if (why !== null) {
     log(`flotilla faults --net netns: cannot run: ${why}`);
@@ -182,7 +189,7 @@ export async function runInLab(members: number, args: readonly string[], log: (l
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    child = spawn('ip', ['netns', 'exec', lab.host('driver').ns, process.execPath, BIN, ...args], { stdio: 'inherit', env: { ...process.env, [LAB_ENV]: JSON.stringify(lab.desc) } });
+    child = spawn('ip', ['netns', 'exec', lab.host('driver').ns, process.execPath, script, ...args], { stdio: 'inherit', env: { ...process.env, [LAB_ENV]: JSON.stringify(lab.desc) } });
     const c = child;
     return await new Promise<number>((resolve) => c.once('exit', (code, sig) => resolve(code ?? (sig ? 1 : 0))));
   } finally {
