@@ -37,7 +37,7 @@ describe.skipIf(skipReason !== null)('members on a real network (network namespa
   it(FULL ? 'flotilla faults --net netns: 5 members, 120 s, every fault kind, no violation' : 'flotilla faults --net netns: a short run with partitions and delays, no violation, nothing left behind', async () => {
     const seed = Date.now() % 1_000_000;
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-netns-test-'));
-    const args = FULL ? ['--members', '5', '--time', '120', '--faults', 'all'] : ['--members', '3', '--time', '6', '--faults', 'partition,delay'];
+    const args = FULL ? ['--members', '5', '--time', '120', '--faults', 'all'] : ['--members', '3', '--time', '10', '--faults', 'partition,delay'];
     console.log(`netns fault run seed ${seed}: flotilla faults --net netns ${args.join(' ')} --seed ${seed}`);
     try {
       const p = spawn(process.execPath, [FLOTILLA_BIN, 'faults', '--net', 'netns', ...args, '--seed', String(seed), '--history', join(dir, 'history.jsonl')], { stdio: ['ignore', 'pipe', 'pipe'] });

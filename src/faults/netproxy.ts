@@ -47,6 +47,8 @@ export interface ProxyStats {
   connections: number;
   resets: number;
   bytes: number;
+  /** The most bytes held at once for one connection and direction. */
+  heldMax: number;
 }
 
 /** Checks a shape from outside (the control port); throws with what is wrong. */
@@ -102,6 +104,7 @@ function shapedPipe(src: Socket, dst: Socket, shape: () => LinkShape, stats: Pro
     }
     queue.push({ at, chunk });
     queued += chunk.length;
+    stats.heldMax = Math.max(stats.heldMax, queued);
     if (queued > PROXY_BUFFER_BYTES_MAX) src.pause();
     if (timer === null) timer = setTimeout(pump, Math.max(0, queue[0]!.at - now));
   });
@@ -125,7 +128,7 @@ export class NetProxy {
     for (const r of routes) {
       this.shapes.set(r.name, NO_SHAPE);
       this.open.set(r.name, new Set());
-      this.stats.set(r.name, { connections: 0, resets: 0, bytes: 0 });
+      this.stats.set(r.name, { connections: 0, resets: 0, bytes: 0, heldMax: 0 });
     }
   }
 
