@@ -112,10 +112,11 @@ describe.skipIf(skipReason !== null)('members on a real network (network namespa
       await sleep(500);
       await l.readdress('flotilla-1', `${LAB_SUBNET}.51`);
       expect(l.host('flotilla-1').ip).not.toBe(oldIp);
-      await ctl(['put', 'during', '2'], ['flotilla-0', 'flotilla-2']);
+      // (If flotilla-1 led, the other two elect a leader first: the put is retried until then.)
+      await until('a write while flotilla-1 is away', async () => (await ctl(['put', 'during', '2'], ['flotilla-0', 'flotilla-2'])).includes('OK'));
       start('flotilla-1');
       // It catches up: a serializable read on flotilla-1 itself sees a write made after it came back...
-      await ctl(['put', 'after', '3'], ['flotilla-0', 'flotilla-2']);
+      await until('a write after flotilla-1 is back', async () => (await ctl(['put', 'after', '3'], ['flotilla-0', 'flotilla-2'])).includes('OK'));
       await until('flotilla-1 serves the latest write from its own state', async () => (await ctl(['get', 'after', '--consistency=s', '--print-value-only'], ['flotilla-1'])).trim() === '3');
       // ...and takes writes and linearizable reads through its new address.
       await until('flotilla-1 takes a write', async () => (await ctl(['put', 'via-1', '4'], ['flotilla-1'])).includes('OK'));
