@@ -72,15 +72,21 @@ export function buildProgram(): Command {
     .command('faults')
     .description('the fault harness: a real cluster under SIGKILL, SIGSTOP, partitions and slow disks while clients run a register workload; checks linearizability, watches, acknowledged writes and HashKV; exit 1 on any violation')
     .option('--time <s>', 'seconds of faults and workload', intArg('--time', 1, 86_400), 60)
-    .option('--faults <kinds>', 'comma-separated: kill,pause,partition,slowdisk (or all, none)', 'all')
+    .option('--faults <kinds>', 'comma-separated: kill,pause,partition,slowdisk,clock, and with --net netns delay,reset (or all, none)', 'all')
     .option('--seed <n>', 'seed of the fault schedule and the workload', intArg('--seed', 0, 2 ** 32 - 1), 1)
     .option('--members <n>', 'cluster size', intArg('--members', 3, 7), 3)
     .option('--clients <n>', 'concurrent clients', intArg('--clients', 1, 64), 4)
     .option('--history <file>', 'where to write the history (JSON lines; re-check with flotilla check); the default is under data/, which git ignores', FAULTS_HISTORY_DEFAULT)
     .option('--lease-reads', 'members answer linearizable reads from the leader\'s lease (serve --lease-reads)')
-    .action(async (o: { time: number; faults: string; seed: number; members: number; clients: number; history: string; leaseReads?: boolean }) => {
-      const { runFaults, FAULT_KINDS } = await import('../faults/run.js');
-      const kinds = o.faults === 'all' ? [...FAULT_KINDS] : o.faults === 'none' ? [] : o.faults.split(',').map((s) => s.trim());
+    .option('--net <mode>', 'where members run: loopback, or netns (a network namespace per member with its own address and DNS name; partitions as nftables rules; root only)', 'loopback')
+    .action(async (o: { time: number; faults: string; seed: number; members: number; clients: number; history: string; leaseReads?: boolean; net: string }) => {
+      const { runFaults, FAULT_KINDS, LOOPBACK_FAULT_KINDS, LINK_FAULT_KINDS } = await import('../faults/run.js');
+      if (o.net !== 'loopback' && o.net !== 'netns') {
+        console.error(`flotilla faults: --net must be loopback or netns, not ${o.net}`);
+        process.exitCode = 2;
+        return;
+      }
+      const kinds = o.faults === 'all' ? [...(o.net === 'netns' ? FAULT_KINDS : LOOPBACK_FAULT_KINDS)] : o.faults === 'none' ? [] : o.faults.split(',').map((s) => s.trim());
       const bad = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
       if (bad.length > 0) {
         console.error(`flotilla faults: unknown fault kind ${bad.join(', ')} (known: ${FAULT_KINDS.join(', ')}, all, none)`);
@@ -88,7 +94,22 @@ export function buildProgram(): Command {
         return;
       }
       mkdirSync(dirname(resolve(o.history)), { recursive: true });
-      const r = await runFaults({ timeSec: o.time, faults: kinds as typeof FAULT_KINDS[number][], seed: o.seed, members: o.members, clients: o.clients, leaseReads: o.leaseReads === true, historyFile: o.history, log: (l) => console.log(l) });
+      if (o.net === 'loopback' && kinds.some((k) => (LINK_FAULT_KINDS as readonly string[]).includes(k))) {
+        console.error(`flotilla faults: ${LINK_FAULT_KINDS.join(' and ')} shape real links: they need --net netns`);
+        process.exitCode = 2;
+        return;
+      }
+      let cluster: Parameters<typeof runFaults>[0]['cluster'];
+      if (o.net === 'netns') {
+        const { labFromEnv, runInLab, NetnsCluster } = await import('../faults/netns-cluster.js');
+        const lab = labFromEnv();
+        // Outside the lab: make it, run this same command inside it, remove it.
+        if (!lab) return void (process.exitCode = await runInLab(o.members, process.argv.slice(2)));
+        const { NetnsLab } = await import('../faults/netns.js');
+        const proxy = kinds.some((k) => (LINK_FAULT_KINDS as readonly string[]).includes(k));
+        cluster = (n, serveArgs) => NetnsCluster.startIn(NetnsLab.attach(lab), n, serveArgs, { proxy, log: (l) => console.log(l) });
+      }
+      const r = await runFaults({ timeSec: o.time, faults: kinds as typeof FAULT_KINDS[number][], seed: o.seed, members: o.members, clients: o.clients, leaseReads: o.leaseReads === true, historyFile: o.history, log: (l) => console.log(l), ...(cluster ? { cluster } : {}) });
       console.log('');
       for (const v of r.verdicts) console.log(`${v.ok ? 'PASS' : 'FAIL'} ${v.name}: ${v.detail}`);
       console.log(r.ok ? `\nno violations (${r.injected.length} fault events, ${r.ops} operations)` : '\nVIOLATIONS FOUND');

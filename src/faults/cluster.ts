@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, killAndWait } from '../lib/proc.js';
 
-const BIN = fileURLToPath(new URL('../../bin/flotilla.js', import.meta.url));
+export const BIN = fileURLToPath(new URL('../../bin/flotilla.js', import.meta.url));
 /** How long to wait for a member's /health after (re)starting it. */
 export const MEMBER_READY_TIMEOUT_MS = 30_000;
 
@@ -20,6 +20,9 @@ export interface Member {
   readonly client: string;
   readonly peerUrl: string;
   readonly dataDir: string;
+  /** Where it listens, when not on its client address and peer URL (a member in a lab namespace listens on all its addresses). */
+  readonly listenClientUrl?: string;
+  readonly listenPeerUrl?: string;
   proc: ChildProcess | null;
   paused: boolean;
   log: string;
@@ -32,16 +35,24 @@ export interface Faults {
   /** Writes and/or fsyncs (diskErrorOn, default both) fail with this error; null clears it. */
   diskError?: 'ENOSPC' | 'EIO' | null;
   diskErrorOn?: 'write' | 'fsync' | 'all';
+  /** The member's clock: an offset (a jump when it changes) and a rate (1: real time). */
+  clockOffsetMs?: number;
+  clockRate?: number;
 }
 
 export class FaultCluster {
-  private constructor(
+  protected constructor(
     readonly members: Member[],
     readonly dir: string,
     private readonly token: string,
     /** Extra `flotilla serve` flags for every member (e.g. --lease-reads). */
     private readonly serveArgs: readonly string[],
   ) {}
+
+  /** The command that runs member `m` with `flotilla` arguments `args` (a lab puts it in its namespace). */
+  protected command(_m: Member, args: string[]): [string, string[]] {
+    return [process.execPath, [BIN, ...args]];
+  }
 
   static async start(size: number, serveArgs: readonly string[] = []): Promise<FaultCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-faults-'));
@@ -50,29 +61,31 @@ export class FaultCluster {
       members.push({ name: `m${i + 1}`, client: `127.0.0.1:${await freePort()}`, peerUrl: `http://127.0.0.1:${await freePort()}`, dataDir: join(dir, `m${i + 1}`), proc: null, paused: false, log: '' });
     }
     const c = new FaultCluster(members, dir, `faults-${process.pid}-${Date.now()}`, serveArgs);
-    for (const m of members) c.launch(m, 'new');
-    await Promise.all(members.map((m) => c.waitReady(m)));
+    await c.launchAll();
     return c;
+  }
+
+  /** Starts every member (a new cluster) and waits until each is healthy. */
+  protected async launchAll(): Promise<void> {
+    for (const m of this.members) this.launch(m, 'new');
+    await Promise.all(this.members.map((m) => this.waitReady(m)));
   }
 
   get endpoints(): string[] {
     return this.members.map((m) => m.client);
   }
 
-  private launch(m: Member, state: 'new' | 'existing'): void {
-    const p = spawn(
-      process.execPath,
-      [
-        BIN, 'serve', '--unsafe-fault-injection',
-        '--name', m.name, '--data-dir', m.dataDir,
-        '--listen-client-urls', `http://${m.client}`, '--advertise-client-urls', `http://${m.client}`,
-        '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
-        '--initial-cluster', this.members.map((x) => `${x.name}=${x.peerUrl}`).join(','),
-        '--initial-cluster-state', state, '--initial-cluster-token', this.token,
-        ...this.serveArgs,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+  protected launch(m: Member, state: 'new' | 'existing'): void {
+    const [cmd, args] = this.command(m, [
+      'serve', '--unsafe-fault-injection',
+      '--name', m.name, '--data-dir', m.dataDir,
+      '--listen-client-urls', m.listenClientUrl ?? `http://${m.client}`, '--advertise-client-urls', `http://${m.client}`,
+      '--listen-peer-urls', m.listenPeerUrl ?? m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
+      '--initial-cluster', this.members.map((x) => `${x.name}=${x.peerUrl}`).join(','),
+      '--initial-cluster-state', state, '--initial-cluster-token', this.token,
+      ...this.serveArgs,
+    ]);
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (d: Buffer) => {
       m.log = (m.log + d.toString()).slice(-20_000);
     };
@@ -139,7 +152,7 @@ export class FaultCluster {
   async healAll(): Promise<void> {
     for (let i = 0; i < this.members.length; i++) this.resume(i);
     await Promise.all(this.members.map((_, i) => this.restart(i)));
-    await Promise.all(this.members.map((_, i) => this.setFaults(i, { dropTo: [], dropFrom: [], fsyncDelayMs: 0 }).catch(() => undefined)));
+    await Promise.all(this.members.map((_, i) => this.setFaults(i, { dropTo: [], dropFrom: [], fsyncDelayMs: 0, clockOffsetMs: 0, clockRate: 1 }).catch(() => undefined)));
     await Promise.all(this.members.map((m) => this.waitReady(m)));
   }
 

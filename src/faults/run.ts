@@ -11,12 +11,38 @@ import { checkLinearizable, describeOp, formatHistory, type HistoryOp } from '..
 import { Cmp, FlotillaClient, Op, type Lock, type WatchEvent } from '../client/index.js';
 import { rng, type Rng } from '../lib/prng.js';
 import { checkAcknowledged, checkHashes, checkWatches, FencedStoreModel, type Verdict, type WatchRecord } from './checks.js';
-import { FaultCluster } from './cluster.js';
+import { FaultCluster, type Faults, type Member } from './cluster.js';
+import { NO_SHAPE, type LinkShape } from './netproxy.js';
 
 export type { Verdict } from './checks.js';
 
-export const FAULT_KINDS = ['kill', 'pause', 'partition', 'slowdisk'] as const;
+/**
+ * Every fault kind. `delay` (latency, jitter, bandwidth) and `reset` (TCP resets) shape real
+ * links and need a network lab (--net netns); the others work on loopback too.
+ */
+export const FAULT_KINDS = ['kill', 'pause', 'partition', 'slowdisk', 'clock', 'delay', 'reset'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
+/** What `--faults all` means on loopback (no links to shape there). */
+export const LOOPBACK_FAULT_KINDS: readonly FaultKind[] = ['kill', 'pause', 'partition', 'slowdisk'];
+export const LINK_FAULT_KINDS: readonly FaultKind[] = ['delay', 'reset'];
+
+/** What the harness drives: member processes on loopback (FaultCluster) or in a network lab. */
+export interface FaultTarget {
+  readonly members: Member[];
+  readonly endpoints: string[];
+  kill(i: number): void;
+  restart(i: number): Promise<void>;
+  pause(i: number): void;
+  resume(i: number): void;
+  setFaults(i: number, f: Faults): Promise<void>;
+  healAll(): Promise<void>;
+  stop(): Promise<void>;
+  /** Real links between members (a network lab): shape or reset member i's connections to its peers (all of them when `to` is undefined). */
+  readonly links?: {
+    shape(i: number, shape: LinkShape, to?: string): Promise<void>;
+    reset(i: number, to?: string): Promise<void>;
+  };
+}
 
 export interface FaultRunOptions {
   /** Seconds of faults and workload. */
@@ -29,6 +55,8 @@ export interface FaultRunOptions {
   readonly leaseReads?: boolean;
   /** Where the history goes (JSON lines). */
   readonly historyFile: string;
+  /** Starts the cluster (default: member processes on loopback). */
+  readonly cluster?: (members: number, serveArgs: readonly string[]) => Promise<FaultTarget>;
   readonly log?: (line: string) => void;
 }
 
@@ -76,7 +104,8 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
   };
   const n = o.members ?? 3;
   log(`starting ${n} members (fault injection on), seed ${o.seed}, faults ${o.faults.join(',') || 'none'}, ${o.timeSec} s${o.leaseReads ? ', lease reads' : ''}`);
-  const cluster = await FaultCluster.start(n, o.leaseReads ? ['--lease-reads'] : []);
+  if (!o.cluster && o.faults.some((k) => LINK_FAULT_KINDS.includes(k))) throw new Error(`fault kinds ${LINK_FAULT_KINDS.join(', ')} need real links (--net netns)`);
+  const cluster: FaultTarget = await (o.cluster ?? ((k, a) => FaultCluster.start(k, a)))(n, o.leaseReads ? ['--lease-reads'] : []);
   const clients: FlotillaClient[] = [];
   const history: HistoryOp[] = [];
   const watches: WatchRecord[] = [];
@@ -231,6 +260,34 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunResult> {
         await sleep(hold);
         await Promise.all(names.map((_, i) => cluster.setFaults(i, { dropTo: [], dropFrom: [] }).catch(() => undefined)));
         note('partition healed');
+      } else if (kind === 'clock') {
+        const i = await target();
+        const jump = nemesisRng.chance(0.5);
+        const f = jump ? { clockOffsetMs: nemesisRng.int(-2000, 2000), clockRate: 1 } : { clockOffsetMs: 0, clockRate: nemesisRng.pick([0.5, 0.75, 1.25, 1.5, 2]) };
+        note(`clock on ${names[i]}: ${jump ? `jumps ${f.clockOffsetMs > 0 ? '+' : ''}${f.clockOffsetMs} ms` : `runs at ${f.clockRate}x`} for ${hold} ms`);
+        await cluster.setFaults(i, f).catch(() => undefined);
+        await sleep(hold);
+        await cluster.setFaults(i, { clockOffsetMs: 0, clockRate: 1 }).catch(() => undefined);
+        note(`clock on ${names[i]} back to normal`);
+      } else if (kind === 'delay') {
+        // Latency on every link, or on one member's links only (a slow host), sometimes with a bandwidth cap.
+        const all = nemesisRng.chance(0.5);
+        const i = all ? -1 : await target();
+        const shape: LinkShape = { delayMs: nemesisRng.pick([5, 20, 50, 100]), jitterMs: nemesisRng.pick([0, 10, 40]), bandwidthBytesPerS: nemesisRng.chance(0.3) ? nemesisRng.pick([64, 256, 1024]) * 1024 : 0 };
+        const what = `${shape.delayMs} ms +0..${shape.jitterMs} ms jitter${shape.bandwidthBytesPerS ? `, ${shape.bandwidthBytesPerS / 1024} KiB/s` : ''}`;
+        note(`delay ${all ? 'on every link' : `on ${names[i]}'s links to its peers`}: ${what} for ${hold} ms`);
+        const ms = all ? names.map((_, j) => j) : [i];
+        await Promise.all(ms.map((j) => cluster.links!.shape(j, shape).catch(() => undefined)));
+        await sleep(hold);
+        await Promise.all(ms.map((j) => cluster.links!.shape(j, NO_SHAPE).catch(() => undefined)));
+        note('links back to normal');
+      } else if (kind === 'reset') {
+        const i = await target();
+        note(`reset ${names[i]}'s connections to its peers (TCP RST), twice over ${hold} ms`);
+        await cluster.links!.reset(i).catch(() => undefined);
+        await sleep(hold / 2);
+        await cluster.links!.reset(i).catch(() => undefined);
+        await sleep(hold / 2);
       } else {
         const i = await target();
         const delay = nemesisRng.int(50, 300);

@@ -11,7 +11,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { ConfState } from '../raft/types.js';
 import { StorageIoError } from '../storage/fs.js';
 import { DiskStorage } from '../storage/storage.js';
-import { faultRoute, faultyFs, noFaults } from './faults.js';
+import { CLOCK_OFFSET_MS_MAX, CLOCK_RATE_MAX, CLOCK_RATE_MIN, faultRoute, faultyClock, faultyFs, noFaults } from './faults.js';
 
 const conf: ConfState = { voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
 const root = mkdtempSync(join(tmpdir(), 'flotilla-faultyfs-'));
@@ -85,5 +85,64 @@ describe('POST /debug/faults: disk errors', () => {
     r = await post({ diskError: null });
     expect(r.status).toBe(200);
     expect(faults.diskError).toBeNull();
+  });
+});
+
+describe('clock faults', () => {
+  /** A clock whose real time the test moves, with timers recorded. */
+  const manual = () => {
+    let t = 1000;
+    const timers: number[] = [];
+    return {
+      advance: (ms: number) => (t += ms),
+      timers,
+      clock: { now: () => t, setTimer: (ms: number) => (timers.push(ms), { cancel: () => undefined }) },
+    };
+  };
+
+  it('faultyClock: an offset jumps, a rate runs from the moment it is set without a jump, timers scale', () => {
+    const faults = noFaults();
+    const m = manual();
+    const c = faultyClock(faults, m.clock);
+    const t0 = c.now();
+    m.advance(100);
+    expect(c.now() - t0).toBe(100);
+    faults.clockOffsetMs = 5000;
+    expect(c.now() - t0).toBe(5100);
+    faults.clockOffsetMs = 0;
+    faults.clockRate = 2;
+    const t1 = c.now();
+    expect(t1 - t0).toBe(100);
+    m.advance(100);
+    expect(c.now() - t1).toBe(200);
+    c.setTimer(1000, () => undefined);
+    expect(m.timers.at(-1)).toBe(500);
+    faults.clockRate = 0.5;
+    const t2 = c.now();
+    expect(t2 - t1).toBe(200);
+    m.advance(100);
+    expect(c.now() - t2).toBe(50);
+  });
+
+  it('POST /debug/faults sets the clock within CLOCK_OFFSET_MS_MAX and CLOCK_RATE_MIN..MAX and refuses the rest', async () => {
+    const faults = noFaults();
+    const route = faultRoute(faults, [{ name: 'm1', peerUrls: ['http://127.0.0.1:1'], id: 1n, raftId: 1 }]);
+    const server = createServer((req, res) => void route(req, res));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const post = (body: unknown) => fetch(`http://127.0.0.1:${port}/debug/faults`, { method: 'POST', body: JSON.stringify(body) });
+      let r = await post({ clockOffsetMs: -1500, clockRate: 1.5 });
+      expect(r.status).toBe(200);
+      expect(await r.json()).toMatchObject({ clockOffsetMs: -1500, clockRate: 1.5 });
+      for (const bad of [{ clockOffsetMs: CLOCK_OFFSET_MS_MAX + 1 }, { clockOffsetMs: '5' }, { clockRate: CLOCK_RATE_MIN / 2 }, { clockRate: CLOCK_RATE_MAX * 2 }, { clockRate: null }]) {
+        r = await post(bad);
+        expect(r.status, JSON.stringify(bad)).toBe(400);
+      }
+      expect(faults.clockOffsetMs).toBe(-1500);
+      expect(faults.clockRate).toBe(1.5);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });

@@ -1,10 +1,11 @@
 /**
  * Test-only fault injection, enabled by `flotilla serve --unsafe-fault-injection` and never
  * otherwise: per-link message drops (partitions of any shape, one-way included), slow
- * fsync, and a failing disk (writes and/or fsyncs fail with ENOSPC or EIO). The fault harness (src/faults) drives it over `POST /debug/faults` on the client port.
+ * fsync, a failing disk (writes and/or fsyncs fail with ENOSPC or EIO), and a member clock
+ * that is offset (jumps) or runs fast or slow (the clock Raft's ticks and the lessor read). The fault harness (src/faults) drives it over `POST /debug/faults` on the client port.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Transport } from '../node/node.js';
+import { realClock, type Clock, type Transport } from '../node/node.js';
 import type { Message } from '../raft/messages.js';
 import type { MemberChannel } from '../transport/tcp.js';
 import { realFs, type FileSystem } from '../storage/fs.js';
@@ -12,6 +13,12 @@ import type { InitialMember } from './config.js';
 
 /** The largest fsync delay accepted. */
 export const FSYNC_DELAY_MS_MAX = 10_000;
+
+/** The largest clock offset accepted, either way (ms). */
+export const CLOCK_OFFSET_MS_MAX = 3_600_000;
+/** The slowest and fastest clock rates accepted (1: real time). */
+export const CLOCK_RATE_MIN = 0.25;
+export const CLOCK_RATE_MAX = 4;
 
 /** The disk errors that can be injected: a full disk, a failing device. */
 export const DISK_ERRORS = ['ENOSPC', 'EIO'] as const;
@@ -30,10 +37,38 @@ export interface FaultState {
   /** When set, the operations `diskErrorOn` names fail with this error, as a full or broken disk's would. */
   diskError: DiskErrorCode | null;
   diskErrorOn: DiskErrorOps;
+  /** Added to the member's clock: changing it makes the clock jump by the difference. */
+  clockOffsetMs: number;
+  /** How fast the member's clock runs against real time, from now on (timers scale with it). */
+  clockRate: number;
 }
 
 export function noFaults(): FaultState {
-  return { dropTo: new Set(), dropFrom: new Set(), fsyncDelayMs: 0, diskError: null, diskErrorOn: 'all' };
+  return { dropTo: new Set(), dropFrom: new Set(), fsyncDelayMs: 0, diskError: null, diskErrorOn: 'all', clockOffsetMs: 0, clockRate: 1 };
+}
+
+/**
+ * The member's clock under the fault state: `now()` runs at `clockRate` times real time (a
+ * change of rate takes effect from that moment, without a jump) plus `clockOffsetMs`; a timer
+ * of `ms` on this clock fires after `ms / clockRate` real ms (the rate when it is set).
+ */
+export function faultyClock(faults: FaultState, base: Clock = realClock): Clock {
+  let anchorReal = base.now();
+  let anchorSkewed = anchorReal;
+  let rate = 1;
+  const skewed = (): number => {
+    const real = base.now();
+    if (faults.clockRate !== rate) {
+      anchorSkewed += (real - anchorReal) * rate;
+      anchorReal = real;
+      rate = faults.clockRate;
+    }
+    return anchorSkewed + (real - anchorReal) * rate;
+  };
+  return {
+    now: () => skewed() + faults.clockOffsetMs,
+    setTimer: (ms, fn) => (skewed(), base.setTimer(ms / rate, fn)),
+  };
 }
 
 /**
@@ -88,7 +123,8 @@ export function faultyFs(faults: FaultState, base: FileSystem = realFs): FileSys
 
 /**
  * `GET|POST /debug/faults` with `{dropTo?: names[], dropFrom?: names[], fsyncDelayMs?: n,
- * diskError?: 'ENOSPC' | 'EIO' | null, diskErrorOn?: 'write' | 'fsync' | 'all'}`. Returns true
+ * diskError?: 'ENOSPC' | 'EIO' | null, diskErrorOn?: 'write' | 'fsync' | 'all',
+ * clockOffsetMs?: n, clockRate?: x}`. Returns true
  * if it handled the request.
  */
 export function faultRoute(
@@ -103,7 +139,7 @@ export function faultRoute(
     byName = new Map(members().map((m) => [m.name, m.raftId]));
     nameOf = new Map(members().map((m) => [m.raftId, m.name]));
   };
-  const show = () => JSON.stringify({ dropTo: [...faults.dropTo].map((i) => nameOf.get(i)), dropFrom: [...faults.dropFrom].map((i) => nameOf.get(i)), fsyncDelayMs: faults.fsyncDelayMs, diskError: faults.diskError, diskErrorOn: faults.diskErrorOn });
+  const show = () => JSON.stringify({ dropTo: [...faults.dropTo].map((i) => nameOf.get(i)), dropFrom: [...faults.dropFrom].map((i) => nameOf.get(i)), fsyncDelayMs: faults.fsyncDelayMs, diskError: faults.diskError, diskErrorOn: faults.diskErrorOn, clockOffsetMs: faults.clockOffsetMs, clockRate: faults.clockRate });
   return (req, res) => {
     if ((req.url ?? '').split('?')[0] !== '/debug/faults') return false;
     refresh();
@@ -119,7 +155,7 @@ export function faultRoute(
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
       try {
-        const o = JSON.parse(body || '{}') as { dropTo?: unknown; dropFrom?: unknown; fsyncDelayMs?: unknown; diskError?: unknown; diskErrorOn?: unknown };
+        const o = JSON.parse(body || '{}') as { dropTo?: unknown; dropFrom?: unknown; fsyncDelayMs?: unknown; diskError?: unknown; diskErrorOn?: unknown; clockOffsetMs?: unknown; clockRate?: unknown };
         const ids = (v: unknown, field: string): Set<number> => {
           if (!Array.isArray(v)) throw new Error(`${field} must be a list of member names`);
           return new Set(
@@ -145,6 +181,16 @@ export function faultRoute(
         if (o.diskErrorOn !== undefined) {
           if (!DISK_ERROR_OPS.includes(o.diskErrorOn as DiskErrorOps)) throw new Error(`diskErrorOn must be one of ${DISK_ERROR_OPS.join(', ')}`);
           next.diskErrorOn = o.diskErrorOn as DiskErrorOps;
+        }
+        if (o.clockOffsetMs !== undefined) {
+          const d = o.clockOffsetMs;
+          if (typeof d !== 'number' || !Number.isFinite(d) || Math.abs(d) > CLOCK_OFFSET_MS_MAX) throw new Error(`clockOffsetMs must be a number in [-${CLOCK_OFFSET_MS_MAX}, ${CLOCK_OFFSET_MS_MAX}]`);
+          next.clockOffsetMs = d;
+        }
+        if (o.clockRate !== undefined) {
+          const x = o.clockRate;
+          if (typeof x !== 'number' || !Number.isFinite(x) || x < CLOCK_RATE_MIN || x > CLOCK_RATE_MAX) throw new Error(`clockRate must be a number in [${CLOCK_RATE_MIN}, ${CLOCK_RATE_MAX}]`);
+          next.clockRate = x;
         }
         Object.assign(faults, next);
         reply(200, show());

@@ -16,7 +16,7 @@ import { LmdbBackend } from '../kv/backend-lmdb.js';
 import { SnapshotStreamTransport } from './snapshot-stream.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WatchHub } from '../kv/watch.js';
-import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, StoppedError, type NodeObserver, type Transport } from '../node/node.js';
+import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, realClock, StoppedError, type Clock, type NodeObserver, type Transport } from '../node/node.js';
 import type { Logger } from '../raft/config.js';
 import type { ConfChange, NodeId } from '../raft/types.js';
 import { DiskStorage, type StorageObserver } from '../storage/storage.js';
@@ -27,7 +27,7 @@ import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel, type PeerAddres
 import { queryJoin, type JoinTls } from '../transport/join.js';
 import type { TlsFiles } from '../lib/tls-files.js';
 import type { ServerConfig } from './config.js';
-import { faultyFs, faultyTransport, noFaults, type FaultState } from './faults.js';
+import { faultyClock, faultyFs, faultyTransport, noFaults, type FaultState } from './faults.js';
 import { ApplyWaits } from './apply-waits.js';
 import { Lessor } from './lessor.js';
 import { overQuota, quotaAvailable, quotaStartWarnings } from './quota.js';
@@ -228,6 +228,8 @@ export class EtcdMember {
   private stopped = false;
   /** Test-only faults (see faults.ts); inert unless --unsafe-fault-injection. */
   readonly faults: FaultState = noFaults();
+  /** The clock Raft's ticks and the lessor read: the real one, or under injected clock faults. */
+  private readonly clock: Clock;
   private publishLoop: Promise<void> = Promise.resolve();
   /** This member's NOSPACE activation in flight (one at a time; callers wait for it). */
   private noSpaceRaise: Promise<void> | null = null;
@@ -252,7 +254,8 @@ export class EtcdMember {
     const backend = LmdbBackend.open(join(config.dataDir, 'member', 'db'), { batchIntervalMs: config.backendBatchIntervalMs, batchOpsMax: config.backendBatchLimit });
     this.sm = new KvStateMachine({ maxTxnOps: config.maxTxnOps, bootstrapMembers: identity.bootstrap === 'new' ? config.initialCluster : [] }, backend);
     this.hub = new WatchHub(this.sm, { progressIntervalMs: config.watchProgressNotifyIntervalMs });
-    this.lessor = new Lessor(this);
+    this.clock = config.unsafeFaultInjection ? faultyClock(this.faults) : realClock;
+    this.lessor = new Lessor(this, { clock: this.clock });
     this.requestIds = new RequestIdGenerator(identity.raftId);
     this.sm.onApplied((requestId, index, result) => this.waits.applied(requestId, index, result));
     this.sm.onRestore(() => this.waits.restored(this.sm.appliedIndex));
@@ -391,6 +394,7 @@ export class EtcdMember {
       transport: m.channel,
       stateMachine: m.sm,
       tickMs: config.heartbeatMs,
+      clock: m.clock,
       electionTicks: Math.round(config.electionMs / config.heartbeatMs),
       heartbeatTicks: 1,
       snapshotEntries: config.snapshotCount,

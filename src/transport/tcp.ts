@@ -33,7 +33,7 @@
  * as a send event; an enveloped frame received is validated, merged and recorded as a receive
  * event (src/trace/recorder.ts). Envelopes are understood with or without the option.
  */
-import { createServer, connect, isIP, type Server, type Socket } from 'node:net';
+import { createServer, connect, isIP, type LookupFunction, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { commonNameOf, TLS_HANDSHAKE_TIMEOUT_MS, type TlsFiles } from '../lib/tls-files.js';
 import type { Logger } from '../raft/config.js';
@@ -68,6 +68,9 @@ export const PEER_UNAUTHENTICATED_CONNECTIONS_MAX = 64;
 export const PEER_UNAUTHENTICATED_PER_ADDRESS_MAX = 8;
 /** Authenticated inbound connections per member: a newer one replaces the older (a restarted peer's old connection may linger). */
 export const PEER_CONNECTIONS_PER_MEMBER_MAX = 1;
+
+/** A dial not connected (and, with TLS, past its TLS handshake) by then is abandoned and retried (ms): a silent network drops SYNs, and the kernel would wait for minutes. */
+export const PEER_DIAL_TIMEOUT_MS = 3_000;
 
 /** A heartbeat unanswered this long is taken as lost for the round-trip measurement (ms). */
 export const PEER_RTT_PENDING_MS_MAX = 5_000;
@@ -137,6 +140,10 @@ export interface TcpTransportOptions {
   readonly unauthenticatedPerAddressMax?: number;
   /** TLS on the listener and to https:// peers. */
   readonly tls?: PeerTls;
+  /** Default PEER_DIAL_TIMEOUT_MS. */
+  readonly dialTimeoutMs?: number;
+  /** Resolves peer URL host names (default: the system's, as node:net does; tests replace it). */
+  readonly lookup?: LookupFunction;
   /** Reconnect backoff bounds, ms (default 50 .. 2000). */
   readonly backoffMs?: readonly [number, number];
   readonly logger?: Logger;
@@ -176,6 +183,8 @@ interface Peer {
   nextAttempt: number;
   /** The last dial failure logged (a failing TLS dial is logged once per distinct reason). */
   lastError: string;
+  /** The address this peer's last authenticated connection to us came from: when it changes, the peer has moved. */
+  inboundFrom: string | null;
 }
 
 export class TcpTransport implements Transport, MemberChannel {
@@ -282,7 +291,7 @@ export class TcpTransport implements Transport, MemberChannel {
     if (old && old.addr.host === addr.host && old.addr.port === addr.port) return;
     if (old) old.socket?.destroy();
     this.knownIds.add(id);
-    this.peers.set(id, { addr, socket: null, connected: false, connecting: false, queue: [], queuedBytes: 0, backoff: this.backoff[0], nextAttempt: 0, lastError: '' });
+    this.peers.set(id, { addr, socket: null, connected: false, connecting: false, queue: [], queuedBytes: 0, backoff: this.backoff[0], nextAttempt: 0, lastError: '', inboundFrom: null });
   }
 
   /** Forgets peer `id` (a removed member): its queue is dropped, its connections closed, its handshakes refused from now on. */
@@ -398,10 +407,15 @@ export class TcpTransport implements Transport, MemberChannel {
           rejectUnauthorized: t.verifyPeer,
           ...(isIP(p.addr.host) ? {} : { servername: p.addr.host }),
         })
-      : connect({ host: p.addr.host, port: p.addr.port });
+      : connect({ host: p.addr.host, port: p.addr.port, ...(this.o.lookup ? { lookup: this.o.lookup } : {}) });
     p.socket = s;
     s.setNoDelay(true);
+    // The name in the peer URL is resolved by each dial (connect looks it up every time), so a
+    // peer that moved to a new address under its name is found on the next reconnect.
+    const dialMs = this.o.dialTimeoutMs ?? PEER_DIAL_TIMEOUT_MS;
+    s.setTimeout(dialMs, () => s.destroy(new Error(`no connection within ${dialMs} ms`)));
     s.once(p.addr.tls ? 'secureConnect' : 'connect', () => {
+      s.setTimeout(0);
       p.lastError = '';
       p.connecting = false;
       p.connected = true;
@@ -428,6 +442,25 @@ export class TcpTransport implements Transport, MemberChannel {
       p.backoff = Math.min(this.backoff[1], p.backoff * 2);
       if (was) this.log.info(`${this.o.id} lost its connection to ${id}; reconnecting`);
     });
+  }
+
+  /**
+   * A peer's connection to us came from `addr`. When that differs from where its previous one
+   * came from, the peer has moved (a host or pod back under its name with a new address), and
+   * our connection to its old address may be silently dead (nothing told us: no FIN, no RST
+   * from a host that vanished): it is closed, and the next send dials the name again.
+   */
+  private peerConnectedFrom(id: NodeId, addr: string): void {
+    const p = this.peers.get(id);
+    if (!p) return;
+    const moved = p.inboundFrom !== null && p.inboundFrom !== addr;
+    p.inboundFrom = addr;
+    if (moved && p.socket && (p.connected || p.connecting)) {
+      this.log.info(`${this.o.id}: member ${id} now connects from ${addr}: it moved; dialing it again`);
+      p.nextAttempt = 0;
+      p.backoff = this.backoff[0];
+      p.socket.destroy();
+    }
   }
 
   private accept(s: Socket): void {
@@ -514,6 +547,7 @@ export class TcpTransport implements Transport, MemberChannel {
         old.destroy();
       }
       this.byMember.set(peer, s);
+      this.peerConnectedFrom(peer, addr);
       reader.maxFrame = this.o.frameBytesMax ?? FRAME_BYTES_MAX;
       const idleMs = this.o.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS;
       io!.setTimeout(idleMs, () => drop(`silent for ${idleMs} ms`, 'timedOut'));
