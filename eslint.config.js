@@ -69,4 +69,19 @@ export default tseslint.config(
     ignores: ['src/raft/**/*.test.ts'],
     rules: pureCoreRestrictions,
   },
+  // src/chain (the chain replication protocol core) is pure in the same way as src/raft.
+  {
+    files: ['src/chain/**/*.ts'],
+    ignores: ['src/chain/**/*.test.ts'],
+    rules: {
+      ...pureCoreRestrictions,
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['node:*'], message: 'src/chain is pure: no node:* imports.' },
+          { group: ['fs', 'fs/*', 'net', 'os', 'path', 'child_process', 'timers', 'timers/*', 'crypto', 'http', 'https', 'dgram', 'worker_threads', 'process'], message: 'src/chain is pure: no I/O modules.' },
+          { group: ['../*', '!../lib', '!../lib/*'], message: 'src/chain imports only src/lib.' },
+        ],
+      }],
+    },
+  },
 );

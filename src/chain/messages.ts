@@ -28,6 +28,8 @@ export interface UpdateMsg extends Base {
 export interface AckMsg extends Base {
   readonly type: 'ack';
   readonly received: Seq;
+  /** The assign epoch of the update at `received` (an ack doubles as a syncReq for a predecessor that restarted). */
+  readonly receivedAssignEpoch: Epoch;
   readonly committed: Seq;
 }
 

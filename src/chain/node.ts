@@ -80,6 +80,11 @@ export type ChainEffect =
   | { readonly type: 'persistSnapshot'; readonly token: number; readonly image: SnapshotImage }
   /** A joiner caught up with the tail in this epoch: tell the master (registration value). */
   | { readonly type: 'caughtUp'; readonly epoch: Epoch }
+  /**
+   * A member with a predecessor caught up with it in this epoch. The first time after it was
+   * appended, the master learns from it that the new tail holds everything committed.
+   */
+  | { readonly type: 'synced'; readonly epoch: Epoch }
   /** A message or request of a newer epoch arrived: read the configuration again. */
   | { readonly type: 'newerEpoch'; readonly epoch: Epoch };
 
@@ -320,6 +325,12 @@ export class ChainNode {
       case 'ack': {
         const s = this.streams.find((x) => x.to === msg.from);
         if (!s) break;
+        if (!s.synced) {
+          // We lost the sync of this epoch (a restart) while the successor still has it: its
+          // acknowledgement says where its history ends, as a syncReq would.
+          this.syncWith(s, msg.received, msg.receivedAssignEpoch);
+          break;
+        }
         const received = Math.min(msg.received, this.lastSeqV);
         if (received > s.received) {
           s.received = received;
@@ -332,21 +343,7 @@ export class ChainNode {
       }
       case 'syncReq': {
         const s = this.streams.find((x) => x.to === msg.from);
-        // Only a node caught up itself can vouch for a successor (a new tail's joiner, say).
-        if (!s || this.durableSeqV < 0 || !this.synced) break;
-        s.ticksSinceProgress = 0;
-        if (!this.holds(msg.lastSeq, msg.lastAssignEpoch)) {
-          // Its history is not a prefix of ours (a joiner that was once ahead, or diverged): it
-          // gets our committed state; once installed, its next syncReq finds a point we hold.
-          this.sendSnapshot(s, msg.lastSeq, msg.lastAssignEpoch);
-          break;
-        }
-        const from = this.resumeFrom(msg.lastSeq);
-        s.nextSeq = from + 1;
-        s.received = from;
-        s.synced = true;
-        this.pump(s);
-        this.send({ type: 'syncDone', epoch: this.epoch, from: this.name, to: s.to, upTo: this.durableSeqV });
+        if (s) this.syncWith(s, msg.lastSeq, msg.lastAssignEpoch);
         break;
       }
       case 'syncDone':
@@ -445,6 +442,25 @@ export class ChainNode {
     const result = this.appendUpdate(u);
     this.waiters.set(u.seq, { client: req.client, id: req.id, result, bytes });
     this.inflightBytes += bytes;
+  }
+
+  /** The successor's history ends at (lastSeq, lastAssignEpoch): resend from there, or a snapshot. */
+  private syncWith(s: Stream, lastSeq: Seq, lastAssignEpoch: Epoch): void {
+    // Only a node caught up itself can vouch for a successor (a new tail's joiner, say).
+    if (this.durableSeqV < 0 || !this.synced) return;
+    s.ticksSinceProgress = 0;
+    if (!this.holds(lastSeq, lastAssignEpoch)) {
+      // Its history is not a prefix of ours (a joiner that was once ahead, or diverged): it
+      // gets our committed state; once installed, its next syncReq finds a point we hold.
+      this.sendSnapshot(s, lastSeq, lastAssignEpoch);
+      return;
+    }
+    const from = this.resumeFrom(lastSeq);
+    s.nextSeq = from + 1;
+    s.received = from;
+    s.synced = true;
+    this.pump(s);
+    this.send({ type: 'syncDone', epoch: this.epoch, from: this.name, to: s.to, upTo: this.durableSeqV });
   }
 
   private onUpdate(m: UpdateMsg): void {
@@ -660,11 +676,11 @@ export class ChainNode {
     if (this.ackDirty && this.upstream !== null && this.durableSeqV >= 0) {
       this.ackDirty = false;
       this.ackAge = 0;
-      this.send({ type: 'ack', epoch: this.epoch, from: this.name, to: this.upstream, received: this.durableSeqV, committed: this.isJoiner ? 0 : this.ackedSeqV });
+      this.send({ type: 'ack', epoch: this.epoch, from: this.name, to: this.upstream, received: this.durableSeqV, receivedAssignEpoch: this.assignAt(this.durableSeqV) ?? 0, committed: this.isJoiner ? 0 : this.ackedSeqV });
     }
-    if (this.isJoiner && !this.joinReported && this.synced) {
+    if (this.upstream !== null && !this.joinReported && this.synced) {
       this.joinReported = true;
-      this.effects.push({ type: 'caughtUp', epoch: this.epoch });
+      this.effects.push({ type: this.isJoiner ? 'caughtUp' : 'synced', epoch: this.epoch });
     }
   }
 

@@ -50,7 +50,14 @@ export function buildProgram(): Command {
     .option('--driver <d>', 'what drives each member: node (the server shell with the WAL on a crashing in-memory disk) or core (the bare core, faster)', 'node')
     .option('-v, --verbose', 'print one line per run')
     .option('--history', 'with --verbose: print each run\'s client history (JSON lines)')
-    .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; verbose?: boolean; history?: boolean }) => {
+    .option('--chain', 'the chain replication mode: chain nodes, masters and a simulated control cluster (--nodes 2..6, --reads, --faults crash,partition,lossy,master,replay)')
+    .option('--reads <mode>', 'with --chain: tail or craq (default: by seed)')
+    .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; verbose?: boolean; history?: boolean; chain?: boolean; reads?: string }) => {
+      if (o.chain) {
+        const { runChainSimCommand } = await import('./chain-sim.js');
+        process.exitCode = runChainSimCommand(o, (l) => console.log(l));
+        return;
+      }
       const { runSimCommand } = await import('./sim.js');
       process.exitCode = await runSimCommand(o, (l) => console.log(l));
     });

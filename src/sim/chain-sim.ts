@@ -97,6 +97,7 @@ const NODE_PREFIX = 'nodes/';
 interface StoreKey {
   value: unknown;
   modRevision: number;
+  createRevision: number;
   lease: number;
 }
 
@@ -127,8 +128,9 @@ class ControlStore {
   }
   put(key: string, value: unknown, lease: number): number | null {
     if (lease !== 0 && !this.leases.has(lease)) return null;
-    this.kv.set(key, { value, modRevision: ++this.revision, lease });
-    return this.revision;
+    const rev = ++this.revision;
+    this.kv.set(key, { value, modRevision: rev, createRevision: this.kv.get(key)?.createRevision ?? rev, lease });
+    return rev;
   }
   cas(key: string, expectedModRevision: number, value: unknown): number | null {
     if ((this.kv.get(key)?.modRevision ?? 0) !== expectedModRevision) return null;
@@ -166,6 +168,9 @@ interface NodeProc {
   hist: string[];
   durableHist: string[];
   polling: boolean;
+  /** What the registration value says (kept across restarts: the driver's own small durable state). */
+  caughtUpEpoch: number | null;
+  syncedEpoch: number | null;
   /** Bumped whenever a history is replaced or cut (not on appends): invalidates checked prefixes. */
   gen: number;
 }
@@ -362,6 +367,8 @@ export class ChainSimulation {
         hist: [],
         durableHist: [],
         polling: false,
+        caughtUpEpoch: null,
+        syncedEpoch: null,
         gen: 0,
       };
       this.nodes.push(p);
@@ -415,8 +422,8 @@ export class ChainSimulation {
       'register',
       (s) => {
         const lease = s.grant(this.now, LEASE_TTL_US);
-        const rev = s.put(NODE_PREFIX + p.name, { caughtUpEpoch: null }, lease)!;
-        return { lease, rev };
+        s.put(NODE_PREFIX + p.name, { caughtUpEpoch: p.caughtUpEpoch, syncedEpoch: p.syncedEpoch }, lease);
+        return { lease, rev: s.get(NODE_PREFIX + p.name)!.createRevision };
       },
       ({ lease, rev }) => {
         if (!alive()) return;
@@ -518,13 +525,20 @@ export class ChainSimulation {
           this.write(p, inc, e, src);
           break;
         }
-        case 'caughtUp': {
-          // Told the master through the registration, again until the configuration changes.
+        case 'caughtUp':
+        case 'synced': {
+          // A joiner tells the master it caught up, a new tail that it holds everything committed
+          // (after that, members need not report), through the registration value, again until
+          // the configuration changes.
+          if (e.type === 'caughtUp') p.caughtUpEpoch = e.epoch;
+          else if (p.caughtUpEpoch !== null && (p.syncedEpoch === null || p.syncedEpoch <= p.caughtUpEpoch)) p.syncedEpoch = e.epoch;
+          else break;
+          const value = { caughtUpEpoch: p.caughtUpEpoch, syncedEpoch: p.syncedEpoch };
           const report = (): void => {
-            if (!(p.up && p.incarnation === inc && p.core.isJoiner && p.core.epoch === e.epoch)) return;
+            if (!(p.up && p.incarnation === inc && p.core.epoch === e.epoch)) return;
             const lease = p.leaseId;
-            this.rpc(p.name, 'caught up', (s) => s.put(NODE_PREFIX + p.name, { caughtUpEpoch: e.epoch }, lease), () => {});
-            this.at(2 * POLL_US, `${p.name} caught up again`, report);
+            this.rpc(p.name, e.type, (s) => s.put(NODE_PREFIX + p.name, value, lease), () => {});
+            this.at(2 * POLL_US, `${p.name} ${e.type} again`, report);
           };
           report();
           break;
@@ -593,7 +607,10 @@ export class ChainSimulation {
         if (!m.up || m.incarnation !== inc || !config) return;
         const v = config.value as { members: string[]; joining: string | null };
         const current: ChainConfig = { epoch: config.modRevision, members: v.members, joining: v.joining };
-        const registered: Registration[] = regs.map(([k, r]) => ({ name: k.slice(NODE_PREFIX.length), modRevision: r.modRevision, caughtUpEpoch: (r.value as { caughtUpEpoch: number | null }).caughtUpEpoch }));
+        const registered: Registration[] = regs.map(([k, r]) => {
+          const v = r.value as { caughtUpEpoch: number | null; syncedEpoch: number | null };
+          return { name: k.slice(NODE_PREFIX.length), createRevision: r.createRevision, caughtUpEpoch: v.caughtUpEpoch, syncedEpoch: v.syncedEpoch };
+        });
         const next = nextConfig(current, registered, { membersMax: this.nodeCount, bootstrapMembers: 1 });
         if (next === null) return;
         this.rpc(name, `cas config [${next.members.join(',')}] joining ${next.joining} over e${config.modRevision}`, (s) => s.cas(CONFIG_KEY, config.modRevision, next), (rev) => {
