@@ -289,6 +289,20 @@ describe('ChainNode', () => {
     expect(h.sent.some((m) => m.type === 'versionQuery' && m.from === 'a')).toBe(true);
   });
 
+  it('bounds what is in flight to the successor by count and bytes, and the head by count', () => {
+    const h = new Harness(['a', 'b'], 'tail', (name) => new ChainNode({ name, sendWindowBytes: 15, inflightUpdatesMax: 3 }));
+    h.configure(['a', 'b']);
+    h.stabilize();
+    h.drop = (m) => m.type === 'ack';
+    const ids = [1, 2, 3, 4].map((i) => h.put(`k${i}`, '0123456789'));
+    expect(h.replies.get(ids[3]!)).toMatchObject({ ok: false, reason: 'busy' });
+    h.stabilize(0);
+    expect(h.sent.filter((m) => m.type === 'update').length).toBe(2); // 10 + 10 bytes reach 15: the third waits
+    h.drop = () => false;
+    h.stabilize();
+    expect(ids.slice(0, 3).map((id) => h.replies.get(id)?.ok)).toEqual([true, true, true]);
+  });
+
   it('hostile messages are ignored: absurd counts, sequence numbers and senders', () => {
     const h = chain3();
     h.put('k', 'v1');

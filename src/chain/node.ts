@@ -38,6 +38,7 @@ import {
   CHAIN_INFLIGHT_UPDATES_MAX,
   CHAIN_LOG_RETAIN_MAX,
   CHAIN_PENDING_READS_MAX,
+  CHAIN_SEND_WINDOW_BYTES,
   CHAIN_SEND_WINDOW_UPDATES,
   CHAIN_SNAPSHOT_CHUNK_BYTES_MAX,
   CHAIN_SNAPSHOT_CHUNKS_MAX,
@@ -68,6 +69,8 @@ export interface ChainNodeOptions {
   readonly inflightUpdatesMax?: number;
   readonly inflightBytesMax?: number;
   readonly sendWindowUpdates?: number;
+  /** Value bytes sent ahead of the successor's acknowledgement, and kept ahead of a gap (CHAIN_SEND_WINDOW_BYTES). */
+  readonly sendWindowBytes?: number;
   readonly snapshotChunkBytesMax?: number;
 }
 
@@ -122,6 +125,7 @@ export class ChainNode {
   private readonly inflightUpdatesMax: number;
   private readonly inflightBytesMax: number;
   private readonly sendWindow: number;
+  private readonly sendWindowBytes: number;
   private readonly chunkBytesMax: number;
 
   protected config: ChainConfig | null = null;
@@ -156,6 +160,7 @@ export class ChainNode {
   private pendingReads = new Map<number, PendingRead>();
   /** Updates from upstream that arrived ahead of a gap (at most sendWindowUpdates). */
   private ahead = new Map<Seq, UpdateMsg>();
+  private aheadBytes = 0;
   private nextQid = 1;
   private joinReported = false;
   private effects: ChainEffect[] = [];
@@ -168,6 +173,7 @@ export class ChainNode {
     this.inflightUpdatesMax = opts.inflightUpdatesMax ?? CHAIN_INFLIGHT_UPDATES_MAX;
     this.inflightBytesMax = opts.inflightBytesMax ?? CHAIN_INFLIGHT_BYTES_MAX;
     this.sendWindow = opts.sendWindowUpdates ?? CHAIN_SEND_WINDOW_UPDATES;
+    this.sendWindowBytes = opts.sendWindowBytes ?? CHAIN_SEND_WINDOW_BYTES;
     this.chunkBytesMax = opts.snapshotChunkBytesMax ?? CHAIN_SNAPSHOT_CHUNK_BYTES_MAX;
     for (const [n, v] of [['resendTicks', this.resendTicks], ['syncRetryTicks', this.syncRetryTicks], ['inflightUpdatesMax', this.inflightUpdatesMax], ['sendWindowUpdates', this.sendWindow]] as const) {
       if (!(Number.isSafeInteger(v) && v >= 1)) throw new RangeError(`ChainNode: ${n} must be a positive integer, got ${v}`);
@@ -276,7 +282,7 @@ export class ChainNode {
     for (const [, r] of this.pendingReads) this.refuse(r.client, r.id, 'epoch');
     this.pendingReads.clear();
     this.assembling = null;
-    this.ahead.clear();
+    this.clearAhead();
     this.joinReported = false;
     const i = c.members.indexOf(this.name);
     this.streams = [];
@@ -472,15 +478,31 @@ export class ChainNode {
     }
     if (m.seq > this.lastSeqV + 1) {
       // The network reorders: keep what is within the send window until the gap is filled.
-      if (m.seq <= this.lastSeqV + this.sendWindow && this.ahead.size < this.sendWindow) this.ahead.set(m.seq, m);
+      const bytes = opBytes(m.op);
+      if (m.seq <= this.lastSeqV + this.sendWindow && this.ahead.size < this.sendWindow && !this.ahead.has(m.seq) && this.aheadBytes + bytes <= this.sendWindowBytes) {
+        this.ahead.set(m.seq, m);
+        this.aheadBytes += bytes;
+      }
       return;
     }
     this.appendFromUpstream(m);
     for (let next = this.ahead.get(this.lastSeqV + 1); next !== undefined; next = this.ahead.get(this.lastSeqV + 1)) {
-      this.ahead.delete(next.seq);
+      this.dropAhead(next.seq);
       if (!this.appendFromUpstream(next)) break;
     }
-    for (const k of this.ahead.keys()) if (k <= this.lastSeqV) this.ahead.delete(k);
+    for (const k of this.ahead.keys()) if (k <= this.lastSeqV) this.dropAhead(k);
+  }
+
+  private dropAhead(seq: Seq): void {
+    const m = this.ahead.get(seq);
+    if (m === undefined) return;
+    this.ahead.delete(seq);
+    this.aheadBytes -= opBytes(m.op);
+  }
+
+  private clearAhead(): void {
+    this.ahead.clear();
+    this.aheadBytes = 0;
   }
 
   private appendFromUpstream(m: UpdateMsg): boolean {
@@ -553,12 +575,15 @@ export class ChainNode {
 
   private pump(s: Stream): void {
     if (!s.synced || this.durableSeqV < 0) return;
-    while (s.nextSeq <= this.durableSeqV && s.nextSeq - s.received <= this.sendWindow) {
+    let bytes = 0;
+    for (let q = Math.max(s.received + 1, this.baseSeq + 1); q < s.nextSeq && q <= this.lastSeqV; q++) bytes += opBytes(this.log[q - this.baseSeq - 1]!.op);
+    while (s.nextSeq <= this.durableSeqV && s.nextSeq - s.received <= this.sendWindow && (bytes === 0 || bytes < this.sendWindowBytes)) {
       if (s.nextSeq <= this.baseSeq) {
         this.sendSnapshot(s, -1, 0);
         continue;
       }
       const u = this.log[s.nextSeq - this.baseSeq - 1]!;
+      bytes += opBytes(u.op);
       const prev = this.assignAt(s.nextSeq - 1)!;
       this.send({ type: 'update', epoch: this.epoch, from: this.name, to: s.to, seq: u.seq, assignEpoch: u.assignEpoch, prevAssignEpoch: prev, op: u.op });
       s.nextSeq++;
@@ -625,7 +650,7 @@ export class ChainNode {
     this.lastSeqV = image.seq;
     this.ackedSeqV = image.seq; // a snapshot is of its sender's committed state
     this.durableSeqV = -1;
-    this.ahead.clear();
+    this.clearAhead();
     for (const p of this.persistQueue) p.seqAfter = -1;
     const token = this.nextToken++;
     this.persistQueue.push({ token, seqAfter: image.seq });
@@ -695,6 +720,10 @@ export class ChainNode {
   private refuse(client: string, id: number, reason: RefusalReason, detail?: string): void {
     this.reply(client, id, { ok: false, reason, epoch: this.epoch, ...(detail !== undefined ? { detail } : {}) });
   }
+}
+
+function opBytes(op: ChainOp): number {
+  return op.type === 'delete' ? 0 : op.value.length;
 }
 
 function newStream(to: NodeName, counts: boolean): Stream {

@@ -117,6 +117,11 @@ export const CHAIN_INFLIGHT_UPDATES_MAX = 1024;
 export const CHAIN_INFLIGHT_BYTES_MAX = 256 * 1024 * 1024;
 /** Updates a node sends its successor ahead of the successor's last acknowledgement. */
 export const CHAIN_SEND_WINDOW_UPDATES = 256;
+/**
+ * Value bytes a node sends ahead of the successor's last acknowledgement (at least one update
+ * always goes), and a receiver keeps of updates that arrived ahead of a gap.
+ */
+export const CHAIN_SEND_WINDOW_BYTES = 128 * 1024 * 1024;
 /** Value bytes of one snapshot chunk (a single larger entry travels alone). */
 export const CHAIN_SNAPSHOT_CHUNK_BYTES_MAX = 4 * 1024 * 1024;
 /** Chunks of one snapshot a receiver assembles at most. */
