@@ -11,6 +11,7 @@ import { registerServe } from './serve.js';
 import { registerStart } from './start.js';
 import { registerClientCommands } from './client.js';
 import { registerSnapshot } from './snapshot.js';
+import { registerChainCommands } from './chain.js';
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerStart(program);
   registerClientCommands(program);
   registerSnapshot(program);
+  registerChainCommands(program);
 
   program
     .command('demo')
