@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkLinearizable, type HistoryOp } from '../src/check/index.js';
+import { connect } from 'node:net';
 import { ChainClient, ChainOutcomeUnknownError } from '../src/chainnode/client.js';
+import { encodeHello, frame } from '../src/chainnode/control.js';
 import { FLOTILLA_BIN, freePort, startCluster, type Cluster } from './support/cluster.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-chain-'));
@@ -63,8 +65,10 @@ describe('chain replication on real processes', () => {
     cluster = await startCluster('flotilla', { size: 3 });
     const control = cluster.endpoints.join(',');
     for (const m of ['m1', 'm2']) launch(m, ['chain-master', '--chain', 't', '--name', m, '--control', control, '--bootstrap-members', '3', '--members-max', '4']);
+    const ports = new Map<string, number>();
     for (const n of ['a', 'b', 'c', 'd']) {
       const port = await freePort();
+      ports.set(n, port);
       launch(n, ['chain-node', '--chain', 't', '--name', n, '--data-dir', join(dir, n), '--listen', `127.0.0.1:${port}`, '--control', control, '--lease-ttl', '2']);
     }
     const client = new ChainClient({ chain: 't', control: cluster.endpoints, timeoutMs: 20_000 });
@@ -112,6 +116,22 @@ describe('chain replication on real processes', () => {
       await until(`writes to continue after ${what}`, async () => acked > before + 5);
     };
     await progress('the start');
+
+    // Hostile bytes on a node's port: a length beyond the hello limit, then garbage after a
+    // valid hello; each connection is closed, and the chain keeps serving.
+    const closedAfter = (bytes: Buffer[]): Promise<boolean> =>
+      new Promise((resolve) => {
+        const s = connect(ports.get('a')!, '127.0.0.1');
+        s.on('error', () => {});
+        s.on('close', () => resolve(true));
+        s.on('connect', () => bytes.forEach((b) => s.write(b)));
+      });
+    const huge = Buffer.alloc(4);
+    huge.writeUInt32LE(0xfffffff0, 0);
+    expect(await closedAfter([huge])).toBe(true);
+    expect(await closedAfter([frame(encodeHello('peer', 't', 'x')), frame(new Uint8Array([1, 2, 3, 4, 5]))])).toBe(true);
+    expect(await closedAfter([frame(encodeHello('client', 't', 'x')), frame(new Uint8Array([1, 99]))])).toBe(true);
+    await progress('garbage on a node\'s port');
     for (const pick of ['head', 'middle', 'tail'] as const) {
       const m = await members();
       const victim = pick === 'head' ? m[0]! : pick === 'tail' ? m[m.length - 1]! : m[1]!;

@@ -1,8 +1,9 @@
 /**
  * `flotilla chain-node`: a ChainNode with durable storage (ChainStorage), TCP to its peers and
  * clients, and the control cluster as its master's medium: it registers under a lease at
- * /flotilla/chains/NAME/nodes/NODE and follows /flotilla/chains/NAME/config (polled every
- * pollMs, and at once when a newer epoch shows up).
+ * /flotilla/chains/NAME/nodes/NODE and follows /flotilla/chains/NAME/config by watching the
+ * chain's keys (each change reads the configuration and the registrations again, in one
+ * linearizable range read), and by polling every pollMs in case a watch event is missed.
  *
  * Time: the core's ticks follow the clock (missed ticks are delivered at once), so the read
  * lease computed in ticks never outlives the real one: it ends TTL less CHAIN_LEASE_MARGIN_MS
@@ -15,7 +16,8 @@ import { ChainNode, type ChainEffect } from '../chain/node.js';
 import type { PeerMessage } from '../chain/messages.js';
 import type { ReadMode } from '../chain/types.js';
 import { ChainStorage } from './storage.js';
-import { checkChainName, configKey, decodeHello, encodeHello, frame, nodesPrefix, onFrames, readChain } from './control.js';
+import type { Watcher } from '../client/watch.js';
+import { chainPrefix, checkChainName, configKey, decodeHello, encodeHello, frame, nodesPrefix, onFrames, readChain } from './control.js';
 
 /** Bytes queued for one peer before further messages to it are dropped (the protocol resends). */
 export const CHAIN_PEER_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
@@ -23,6 +25,8 @@ export const CHAIN_PEER_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
 export const CHAIN_CONNECTIONS_MAX = 1024;
 /** How much earlier than the control cluster's lease the node stops serving reads. */
 export const CHAIN_LEASE_MARGIN_MS = 1000;
+/** A connection must say who it is (its first frame) within this time. */
+export const CHAIN_HELLO_TIMEOUT_MS = 5000;
 
 export interface ChainNodeProcessOptions {
   readonly chain: string;
@@ -64,6 +68,8 @@ export class ChainNodeProcess {
   private syncedEpoch: number | null = null;
   private stopped = false;
   private polling = false;
+  private repoll = false;
+  private watcher: Watcher | null = null;
   private failWith!: (e: Error) => void;
   /** Resolves when the node stops for good on an error (storage failure, lost data directory...). */
   readonly fatal: Promise<Error> = new Promise((r) => (this.failWith = r));
@@ -106,10 +112,11 @@ export class ChainNodeProcess {
     this.control = new FlotillaClient({ endpoints: [...this.o.control], requestTimeoutMs: 3000 });
     this.startedAt = performance.now();
     this.timers.push(setInterval(() => this.tick(), this.tickMs));
-    this.timers.push(setInterval(() => void this.poll(), this.o.pollMs ?? 200));
+    this.timers.push(setInterval(() => void this.poll(), this.o.pollMs ?? 1000));
     const ttl = this.o.leaseTtlSec ?? 5;
     this.timers.push(setInterval(() => void this.keepAlive(), Math.max(200, (ttl * 1000) / 3)));
     await this.register().catch((e: Error) => this.log(`registration failed (will retry): ${e.message}`));
+    this.watcher = this.control.watch(chainPrefix(this.o.chain), { prefix: true }, () => void this.poll());
     await this.poll();
   }
 
@@ -179,8 +186,13 @@ export class ChainNodeProcess {
   }
 
   private async poll(): Promise<void> {
-    if (this.stopped || this.polling) return;
+    if (this.stopped) return;
+    if (this.polling) {
+      this.repoll = true; // a change arrived during a read: read again after it
+      return;
+    }
     this.polling = true;
+    this.repoll = false;
     try {
       const v = await readChain(this.control, this.o.chain);
       for (const [name, info] of v.nodes) {
@@ -202,6 +214,7 @@ export class ChainNodeProcess {
     } finally {
       this.polling = false;
     }
+    if (this.repoll) void this.poll();
   }
 
   private drain(): void {
@@ -271,7 +284,7 @@ export class ChainNodeProcess {
       this.clients.delete(id);
     });
     // A connection that does not say who it is within a few seconds is closed.
-    const helloDeadline = setTimeout(() => s.destroy(), 5000);
+    const helloDeadline = setTimeout(() => s.destroy(), CHAIN_HELLO_TIMEOUT_MS);
     onFrames(s, (body, first) => {
       if (first) {
         clearTimeout(helloDeadline);
@@ -305,6 +318,7 @@ export class ChainNodeProcess {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    await this.watcher?.cancel().catch(() => {});
     for (const p of this.peers.values()) p.socket?.destroy();
     for (const s of this.clients.values()) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
