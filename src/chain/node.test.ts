@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ChainNode, type ChainEffect } from './node.js';
 import type { PeerMessage } from './messages.js';
 import { nextConfig, type Registration } from './master.js';
-import { CHAIN_KEY_BYTES_MAX, type ChainConfig, type ClientOp, type ClientReply, type ReadMode } from './types.js';
+import { CHAIN_KEY_BYTES_MAX, CHAIN_PENDING_READS_MAX, type ChainConfig, type ClientOp, type ClientReply, type ReadMode } from './types.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -301,6 +301,56 @@ describe('ChainNode', () => {
     h.drop = () => false;
     h.stabilize();
     expect(ids.slice(0, 3).map((id) => h.replies.get(id)?.ok)).toEqual([true, true, true]);
+  });
+
+  it('bounds the value bytes in flight at the head', () => {
+    const h = new Harness(['a', 'b'], 'tail', (name) => new ChainNode({ name, inflightBytesMax: 15 }));
+    h.configure(['a', 'b']);
+    h.stabilize();
+    const first = h.put('k', '0123456789');
+    const second = h.put('k', '0123456789');
+    expect(h.replies.get(second)).toMatchObject({ ok: false, reason: 'busy' });
+    h.stabilize();
+    expect(h.replies.get(first)).toMatchObject({ ok: true });
+    expect(h.replies.get(h.put('k', '0123456789'))).toBeUndefined(); // room again
+  });
+
+  it('sends a snapshot in chunks of at most snapshotChunkBytesMax; a lost chunk means asking again', () => {
+    const h = new Harness(['a', 'b', 'c'], 'tail', (name) => new ChainNode({ name, snapshotChunkBytesMax: 8 }));
+    h.configure(['a', 'b']);
+    h.stabilize();
+    for (const k of ['k1', 'k2', 'k3', 'k4']) h.put(k, 'vvv');
+    h.stabilize();
+    h.configure(['a', 'b'], 'c');
+    h.stabilize();
+    const chunks = h.sent.filter((m) => m.type === 'snapshotChunk');
+    expect(chunks.length).toBeGreaterThanOrEqual(4);
+    expect(chunks.every((m) => m.type === 'snapshotChunk' && m.entries.length === 1)).toBe(true);
+    expect(h.node('c').entries().map((e) => e.key)).toEqual(['k1', 'k2', 'k3', 'k4']);
+    const reversed = new Harness(['a', 'b', 'c'], 'tail', (name) => new ChainNode({ name, snapshotChunkBytesMax: 8 }));
+    reversed.configure(['a', 'b']);
+    reversed.stabilize();
+    for (const k of ['k1', 'k2', 'k3', 'k4']) reversed.put(k, 'vvv');
+    reversed.stabilize();
+    reversed.drop = (m) => m.type === 'snapshotChunk' && m.index === 0;
+    reversed.configure(['a', 'b'], 'c');
+    reversed.stabilize(20);
+    expect(reversed.sent.some((m) => m.type === 'snapshotChunk' && m.index > 0)).toBe(true);
+    expect(reversed.node('c').entries()).toEqual([]); // one chunk missing: nothing installed
+    reversed.drop = () => false;
+    reversed.stabilize(); // the joiner asks again; the whole snapshot comes again
+    expect(reversed.node('c').entries().map((e) => e.key)).toEqual(['k1', 'k2', 'k3', 'k4']);
+  });
+
+  it('bounds the CRAQ reads waiting for the tail (CHAIN_PENDING_READS_MAX)', () => {
+    const h = chain3('craq');
+    h.drop = (m) => m.type === 'update' && m.from === 'b';
+    h.put('k', 'v1');
+    h.stabilize(0);
+    h.drop = (m) => m.type === 'versionQuery' || (m.type === 'update' && m.from === 'b');
+    const ids = Array.from({ length: CHAIN_PENDING_READS_MAX + 1 }, () => h.send('a', { type: 'get', key: 'k' }));
+    expect(h.replies.get(ids[CHAIN_PENDING_READS_MAX - 1]!)).toBeUndefined();
+    expect(h.replies.get(ids[CHAIN_PENDING_READS_MAX]!)).toMatchObject({ ok: false, reason: 'busy' });
   });
 
   it('hostile messages are ignored: absurd counts, sequence numbers and senders', () => {
