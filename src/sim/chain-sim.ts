@@ -171,6 +171,8 @@ interface NodeProc {
   /** What the registration value says (kept across restarts: the driver's own small durable state). */
   caughtUpEpoch: number | null;
   syncedEpoch: number | null;
+  /** This node's clock rate: its ticks come every TICK_US × rate (±5% drift, per seed). */
+  rate: number;
   /** Bumped whenever a history is replaced or cut (not on appends): invalidates checked prefixes. */
   gen: number;
 }
@@ -369,6 +371,7 @@ export class ChainSimulation {
         polling: false,
         caughtUpEpoch: null,
         syncedEpoch: null,
+        rate: 1 + (r.next() - 0.5) * 0.1,
         gen: 0,
       };
       this.nodes.push(p);
@@ -410,7 +413,7 @@ export class ChainSimulation {
       if (!alive()) return;
       p.core.tick();
       this.drain(p);
-      this.at(TICK_US, `${p.name} tick`, tick);
+      this.at(TICK_US * p.rate, `${p.name} tick`, tick);
     };
     this.at(this.rng.int(1, TICK_US), `${p.name} tick`, tick);
   }
@@ -452,6 +455,11 @@ export class ChainSimulation {
     });
   }
 
+  /**
+   * The node counts the lease in its own ticks, believing each is TICK_US: with a slow clock
+   * (rate > 1) the lease lasts longer in real time, which LEASE_MARGIN_US must cover (±5% of
+   * the TTL is 20 ms of the 60).
+   */
   private setLease(p: NodeProc, sentAt: number): void {
     const end = sentAt + LEASE_TTL_US - LEASE_MARGIN_US;
     const ticks = Math.floor((end - this.now) / TICK_US);
