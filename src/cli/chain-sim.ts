@@ -17,8 +17,8 @@ export interface ChainSimCommandOptions {
 }
 
 export function runChainSimCommand(o: ChainSimCommandOptions, out: (line: string) => void): number {
-  if (o.nodes !== undefined && !(o.nodes >= 2 && o.nodes <= 6)) {
-    out(`flotilla sim --chain: --nodes must be in 2..6 for a chain, got ${o.nodes}`);
+  if (o.nodes !== undefined && !(o.nodes >= 3 && o.nodes <= 6)) {
+    out(`flotilla sim --chain: --nodes must be in 3..6 for a chain, got ${o.nodes}`);
     return 2;
   }
   let reads: ReadMode | undefined;

@@ -52,7 +52,7 @@ export function buildProgram(): Command {
     .option('--driver <d>', 'what drives each member: node (the server shell with the WAL on a crashing in-memory disk) or core (the bare core, faster)', 'node')
     .option('-v, --verbose', 'print one line per run')
     .option('--history', 'with --verbose: print each run\'s client history (JSON lines)')
-    .option('--chain', 'the chain replication mode: chain nodes, masters and a simulated control cluster (--nodes 2..6, --reads, --faults crash,partition,lossy,master,replay)')
+    .option('--chain', 'the chain replication mode: chain nodes, masters and a simulated control cluster (--nodes 3..6, --reads, --faults crash,partition,lossy,master,replay)')
     .option('--reads <mode>', 'with --chain: tail or craq (default: by seed)')
     .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; verbose?: boolean; history?: boolean; chain?: boolean; reads?: string }) => {
       if (o.chain) {
