@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { formatChainFailure, runChainSimulation } from '../src/sim/chain-sim.js';
+import { runChainSimCommand } from '../src/cli/chain-sim.js';
 
 const SEEDS = 1000;
 
@@ -15,6 +16,18 @@ describe('chain simulator', () => {
     expect(a.ok).toBe(true);
     expect(JSON.stringify(b.history)).toBe(JSON.stringify(a.history));
     expect(b.stats).toEqual(a.stats);
+  });
+
+  it('flotilla sim --chain: runs seeds, reports, refuses bad flags with exit code 2', () => {
+    const out: string[] = [];
+    expect(runChainSimCommand({ seed: 3, runs: 2, reads: 'craq', faults: 'crash,replay', verbose: true }, (l) => out.push(l))).toBe(0);
+    expect(out[0]).toMatch(/^seed 3: ok .*reads=craq faults=crash,replay/);
+    expect(out.at(-1)).toMatch(/^chain: 2 runs ok \(seeds 3\.\.4\)/);
+    for (const bad of [{ reads: 'head' }, { faults: 'crash,flood' }, { nodes: 9 }]) {
+      const lines: string[] = [];
+      expect(runChainSimCommand({ seed: 1, runs: 1, ...bad }, (l) => lines.push(l))).toBe(2);
+      expect(lines[0]).toMatch(/^flotilla sim --chain: /);
+    }
   });
 
   it(`holds the invariants over ${SEEDS} seeds (both read modes, every fault kind)`, () => {
