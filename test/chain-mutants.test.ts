@@ -2,7 +2,8 @@
  * Broken chain nodes the chain simulator must catch (each overrides one of ChainNode's protected
  * rule hooks, test-only): a predecessor that does not resend what its new successor lacks after a
  * middle failure, a non-tail node that answers reads from its own latest state (no CRAQ check),
- * and a node that accepts messages of another epoch.
+ * a node that accepts messages of another epoch, and a tail that serves reads without a valid
+ * lease from the control plane.
  */
 import { describe, expect, it } from 'vitest';
 import { ChainNode, type ReadPlan } from '../src/chain/node.js';
@@ -18,6 +19,12 @@ class NoResendAfterMiddleFailure extends ChainNode {
 class ReadsAtAnyNode extends ChainNode {
   protected override readPlan(key: string): ReadPlan {
     return this.isTail ? super.readPlan(key) : 'latest';
+  }
+}
+
+class IgnoresItsLease extends ChainNode {
+  protected override leaseValid(): boolean {
+    return true; // an old tail cut off from the control plane keeps serving reads
   }
 }
 
@@ -45,6 +52,12 @@ describe('chain mutants are caught by the simulator', () => {
 
   it('a read served by a non-tail node without CRAQ\'s check', () => {
     const c = firstCaught((o, d) => new ReadsAtAnyNode(o, d));
+    expect(c).not.toBeNull();
+    expect(c!.invariant).toBe('linearizability');
+  });
+
+  it('reads served without a valid lease', () => {
+    const c = firstCaught((o, d) => new IgnoresItsLease(o, d));
     expect(c).not.toBeNull();
     expect(c!.invariant).toBe('linearizability');
   });

@@ -408,7 +408,8 @@ export class ChainNode {
     return this.config !== null && this.config.members[this.config.members.length - 1] === n;
   }
 
-  private leaseValid(): boolean {
+  /** Whether reads may be served now (the lease from the control plane). */
+  protected leaseValid(): boolean {
     return this.now < this.leaseUntil && this.epoch >= this.leaseFromEpoch;
   }
 
