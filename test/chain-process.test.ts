@@ -133,7 +133,10 @@ describe('chain replication on real processes', () => {
     expect(await closedAfter([frame(encodeHello('client', 't', 'x')), frame(new Uint8Array([1, 99]))])).toBe(true);
     await progress('garbage on a node\'s port');
     for (const pick of ['head', 'middle', 'tail'] as const) {
-      const m = await members();
+      const m = await until('the configuration', async () => {
+        const ms = await members();
+        return ms.length === 4 && ms;
+      });
       const victim = pick === 'head' ? m[0]! : pick === 'tail' ? m[m.length - 1]! : m[1]!;
       kill(victim);
       await until(`${victim} (${pick}) to leave the chain`, async () => !(await members()).includes(victim));
@@ -148,7 +151,10 @@ describe('chain replication on real processes', () => {
       await progress(`killing master ${m}`);
       restart(m);
     }
-    const victim = (await members())[1]!;
+    const victim = (await until('the configuration', async () => {
+      const ms = await members();
+      return ms.length === 4 && ms;
+    }))[1]!;
     kill(victim);
     await until(`${victim} to leave the chain under the new master`, async () => !(await members()).includes(victim));
     restart(victim);
@@ -158,9 +164,12 @@ describe('chain replication on real processes', () => {
     await Promise.all([writer, reader]);
     // Every acknowledged write is there: a final read of each key, checked with everything else.
     for (const key of keys) {
-      const call = ns();
-      const r = await client.get(key);
-      history.push({ process: 2, op: 'read', key, ok: true, output: r.value === null ? null : Buffer.from(r.value).toString(), call, return: ns() });
+      await until(`a final read of ${key}`, async () => {
+        const call = ns();
+        const r = await client.get(key);
+        history.push({ process: 2, op: 'read', key, ok: true, output: r.value === null ? null : Buffer.from(r.value).toString(), call, return: ns() });
+        return true;
+      });
     }
     await client.close();
     await readerClient.close();

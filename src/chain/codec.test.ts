@@ -91,7 +91,7 @@ describe('chain codec', () => {
         totally(() => decodeClientRequest(b));
         totally(() => decodeClientReply(b));
       }),
-      { numRuns: 5000 },
+      { numRuns: 2000 },
     );
   });
 
@@ -104,7 +104,7 @@ describe('chain codec', () => {
         if (!(r instanceof ChainCodecError)) expect(decodePeerMessage(encodePeerMessage(r))).toEqual(r);
         totally(() => decodePeerMessage(b.subarray(0, at % b.length)));
       }),
-      { numRuns: 5000 },
+      { numRuns: 2000 },
     );
   });
 
