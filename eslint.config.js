@@ -25,12 +25,14 @@ export const LAYERS = {
   'server': ['lib', 'trace', 'raft', 'storage', 'transport', 'node', 'kv', 'api', 'ui'],
   'api': ['lib', 'trace', 'kv', 'server'],
   'client': ['lib', 'trace', 'api'],
-  'sim': ['lib', 'trace', 'check', 'raft', 'storage', 'node'],
+  'sim': ['lib', 'trace', 'check', 'raft', 'storage', 'node', 'chain'],
   'bench': ['lib', 'raft'],
   'faults': ['lib', 'trace', 'check', 'client'],
   'fuzz': ['lib', 'trace', 'raft', 'storage', 'transport', 'node', 'kv', 'server', 'api', 'client', 'faults'],
   'ui': ['lib', 'trace'],
-  'cli': ['lib', 'trace', 'check', 'raft', 'storage', 'transport', 'node', 'kv', 'server', 'api', 'client', 'sim', 'bench', 'faults', 'fuzz'],
+  'chain': ['lib'],
+  'chainnode': ['lib', 'raft', 'storage', 'transport', 'chain', 'client'],
+  'cli': ['lib', 'trace', 'check', 'raft', 'storage', 'transport', 'node', 'kv', 'server', 'api', 'client', 'sim', 'bench', 'faults', 'fuzz', 'chain', 'chainnode'],
   'index.ts': ['lib', 'trace', 'check', 'raft', 'storage', 'transport', 'node', 'kv', 'client'],
   'types': [],
 };
@@ -144,5 +146,20 @@ export default tseslint.config(
     files: ['src/raft/**/*.ts'],
     ignores: ['src/raft/**/*.test.ts'],
     rules: pureCoreRestrictions,
+  },
+  // src/chain (the chain replication protocol core) is pure in the same way as src/raft.
+  {
+    files: ['src/chain/**/*.ts'],
+    ignores: ['src/chain/**/*.test.ts'],
+    rules: {
+      ...pureCoreRestrictions,
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['node:*'], message: 'src/chain is pure: no node:* imports.' },
+          { group: ['fs', 'fs/*', 'net', 'os', 'path', 'child_process', 'timers', 'timers/*', 'crypto', 'http', 'https', 'dgram', 'worker_threads', 'process'], message: 'src/chain is pure: no I/O modules.' },
+          { group: ['../*', '!../lib', '!../lib/*'], message: 'src/chain imports only src/lib.' },
+        ],
+      }],
+    },
   },
 );

@@ -21,6 +21,7 @@ import { registerTrace } from './trace.js';
 
 /** Where `flotilla faults` writes its history unless told: data/ (like `flotilla start`'s data), ignored by git. */
 const FAULTS_HISTORY_DEFAULT = 'data/faults-history.jsonl';
+import { registerChainCommands } from './chain.js';
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerClientCommands(program);
   registerSnapshot(program);
   registerTrace(program);
+  registerChainCommands(program);
 
   program
     .command('demo')
@@ -63,7 +65,14 @@ export function buildProgram(): Command {
     .option('-v, --verbose', 'print one line per run')
     .option('--history', 'with --verbose: print each run\'s client history (JSON lines)')
     .option('--trace <file>', 'with --runs 1: write the run\'s trace there (TraceEvent JSON lines with Lamport and vector clocks; deterministic)')
-    .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; verbose?: boolean; history?: boolean; trace?: string }) => {
+    .option('--chain', 'the chain replication mode: chain nodes, masters and a simulated control cluster (--nodes 3..6, --reads, --faults crash,partition,lossy,master,replay)')
+    .option('--reads <mode>', 'with --chain: tail or craq (default: by seed)')
+    .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; verbose?: boolean; history?: boolean; trace?: string; chain?: boolean; reads?: string }) => {
+      if (o.chain) {
+        const { runChainSimCommand } = await import('./chain-sim.js');
+        process.exitCode = runChainSimCommand(o, (l) => console.log(l));
+        return;
+      }
       const { runSimCommand } = await import('./sim.js');
       process.exitCode = await runSimCommand(o, (l) => console.log(l));
     });

@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import {
+  ChainCodecError,
+  CHAIN_MESSAGE_BYTES_MAX,
+  decodeClientReply,
+  decodeClientRequest,
+  decodePeerMessage,
+  encodeClientReply,
+  encodeClientRequest,
+  encodePeerMessage,
+} from './codec.js';
+import type { PeerMessage } from './messages.js';
+import type { ChainOp, ClientOp, ClientReply } from './types.js';
+
+const nameArb = fc.string({ minLength: 1, maxLength: 20 });
+const keyArb = fc.string({ minLength: 1, maxLength: 30 });
+const u = fc.integer({ min: 0, max: 2 ** 40 });
+const pos = fc.integer({ min: 1, max: 2 ** 40 });
+const valueArb = fc.uint8Array({ maxLength: 64 });
+const chainOpArb: fc.Arbitrary<ChainOp> = fc.oneof(
+  fc.record({ type: fc.constant('put' as const), key: keyArb, value: valueArb }),
+  fc.record({ type: fc.constant('delete' as const), key: keyArb }),
+  fc.record({ type: fc.constant('cas' as const), key: keyArb, expectedVersion: u, value: valueArb }),
+);
+const clientOpArb: fc.Arbitrary<ClientOp> = fc.oneof(chainOpArb, fc.record({ type: fc.constant('get' as const), key: keyArb }));
+const base = { epoch: pos, from: nameArb, to: nameArb };
+
+const peerArb: fc.Arbitrary<PeerMessage> = fc.oneof(
+  fc.record({ ...base, type: fc.constant('update' as const), seq: pos, assignEpoch: pos, prevAssignEpoch: u, op: chainOpArb }),
+  fc.record({ ...base, type: fc.constant('ack' as const), received: u, receivedAssignEpoch: u, committed: u }),
+  fc.record({ ...base, type: fc.constant('syncReq' as const), lastSeq: u, lastAssignEpoch: u }),
+  fc.record({ ...base, type: fc.constant('syncDone' as const), upTo: u }),
+  fc
+    .record({ ...base, seq: fc.integer({ min: 1, max: 2 ** 40 }), assignEpoch: u, forSeq: fc.integer({ min: -1, max: 2 ** 40 }), forAssignEpoch: u, count: fc.integer({ min: 1, max: 100 }), keys: fc.uniqueArray(keyArb, { maxLength: 5 }), value: valueArb })
+    .map(({ keys, value, count, forSeq, forAssignEpoch, ...r }) => ({
+      ...r,
+      type: 'snapshotChunk' as const,
+      forSeq,
+      forAssignEpoch,
+      count,
+      index: count - 1,
+      entries: keys.map((key, i) => ({ key, value, version: Math.min(r.seq, i + 1) })),
+    })),
+  fc.record({ ...base, type: fc.constant('versionQuery' as const), qid: fc.integer({ min: 0, max: 2 ** 32 - 1 }), key: keyArb }),
+  fc.record({ ...base, type: fc.constant('versionAnswer' as const), qid: fc.integer({ min: 0, max: 2 ** 32 - 1 }), key: keyArb, version: fc.option(u, { nil: null }) }),
+);
+
+const replyArb: fc.Arbitrary<ClientReply> = fc.oneof(
+  fc.record({ ok: fc.constant(null), reason: fc.constant('unknown' as const), epoch: u }),
+  fc.record({ ok: fc.constant(false as const), reason: fc.constantFrom('epoch', 'not-head', 'not-tail', 'no-lease', 'not-synced', 'busy', 'invalid' as const), epoch: u }),
+  fc.record({ ok: fc.constant(true as const), result: fc.oneof(fc.record({ type: fc.constant('put' as const), version: u }), fc.record({ type: fc.constant('delete' as const), deleted: fc.boolean() }), fc.record({ type: fc.constant('cas' as const), swapped: fc.boolean(), version: u }), fc.record({ type: fc.constant('get' as const), version: u, value: fc.option(valueArb, { nil: null }) })) }),
+);
+
+/** Decoding either succeeds or throws ChainCodecError, nothing else. */
+function totally<T>(f: () => T): T | ChainCodecError {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof ChainCodecError) return e;
+    throw e;
+  }
+}
+
+describe('chain codec', () => {
+  it('round-trips every peer message, request and reply', () => {
+    fc.assert(
+      fc.property(peerArb, (m) => {
+        expect(decodePeerMessage(encodePeerMessage(m))).toEqual(m);
+      }),
+      { numRuns: 2000 },
+    );
+    fc.assert(
+      fc.property(nameArb, fc.integer({ min: 0, max: 2 ** 32 - 1 }), u, clientOpArb, (client, id, epoch, op) => {
+        const q = { client, id, epoch, op };
+        expect(decodeClientRequest(encodeClientRequest(q))).toEqual(q);
+      }),
+      { numRuns: 1000 },
+    );
+    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 32 - 1 }), replyArb, (id, reply) => {
+      const back = decodeClientReply(encodeClientReply(id, reply));
+      expect(back.id).toBe(id);
+      expect(back.reply).toEqual(reply.ok === true ? { ok: true, result: reply.result } : reply);
+    }), { numRuns: 1000 });
+  });
+
+  it('any bytes decode to a message or a ChainCodecError, never another error', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (b) => {
+        totally(() => decodePeerMessage(b));
+        totally(() => decodeClientRequest(b));
+        totally(() => decodeClientReply(b));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('mutated valid messages decode to valid messages or a ChainCodecError', () => {
+    fc.assert(
+      fc.property(peerArb, fc.nat(), fc.integer({ min: 0, max: 255 }), (m, at, byte) => {
+        const b = encodePeerMessage(m);
+        b[at % b.length] = byte;
+        const r = totally(() => decodePeerMessage(b));
+        if (!(r instanceof ChainCodecError)) expect(decodePeerMessage(encodePeerMessage(r))).toEqual(r);
+        totally(() => decodePeerMessage(b.subarray(0, at % b.length)));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('refuses lying counts and sizes before allocating', () => {
+    const m = encodePeerMessage({ type: 'snapshotChunk', epoch: 1, from: 'a', to: 'b', seq: 1, assignEpoch: 1, forSeq: -1, forAssignEpoch: 0, index: 0, count: 1, entries: [] });
+    const lie = new Uint8Array(m);
+    new DataView(lie.buffer).setUint32(lie.length - 4, 0xffffffff, true);
+    expect(() => decodePeerMessage(lie)).toThrow(ChainCodecError);
+    expect(() => decodePeerMessage(new Uint8Array(CHAIN_MESSAGE_BYTES_MAX + 1))).toThrow(/exceeds/);
+    const put = encodePeerMessage({ type: 'update', epoch: 1, from: 'a', to: 'b', seq: 1, assignEpoch: 1, prevAssignEpoch: 0, op: { type: 'put', key: 'k', value: new Uint8Array(4) } });
+    const big = new Uint8Array(put);
+    new DataView(big.buffer).setUint32(big.length - 8, 0x7fffffff, true);
+    expect(() => decodePeerMessage(big)).toThrow(/exceeds/);
+    expect(() => decodePeerMessage(encodePeerMessage({ type: 'update', epoch: 1, from: 'a', to: 'b', seq: 1, assignEpoch: 1, prevAssignEpoch: 0, op: { type: 'put', key: '', value: new Uint8Array(1) } }))).toThrow(/key is empty/);
+  });
+});

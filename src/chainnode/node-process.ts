@@ -1,0 +1,337 @@
+/**
+ * `flotilla chain-node`: a ChainNode with durable storage (ChainStorage), TCP to its peers and
+ * clients, and the control cluster as its master's medium: it registers under a lease at
+ * /flotilla/chains/NAME/nodes/NODE and follows /flotilla/chains/NAME/config by watching the
+ * chain's keys (each change reads the configuration and the registrations again, in one
+ * linearizable range read), and by polling every pollMs in case a watch event is missed.
+ *
+ * Time: the core's ticks follow the clock (missed ticks are delivered at once), so the read
+ * lease computed in ticks never outlives the real one: it ends TTL less CHAIN_LEASE_MARGIN_MS
+ * after the keep-alive that renewed it was sent.
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { FlotillaClient } from '../client/client.js';
+import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodePeerMessage } from '../chain/codec.js';
+import { ChainNode, type ChainEffect } from '../chain/node.js';
+import type { PeerMessage } from '../chain/messages.js';
+import type { ReadMode } from '../chain/types.js';
+import { ChainStorage } from './storage.js';
+import type { Watcher } from '../client/watch.js';
+import { chainPrefix, checkChainName, configKey, decodeHello, encodeHello, frame, nodesPrefix, onFrames, readChain } from './control.js';
+
+/** Bytes queued for one peer before further messages to it are dropped (the protocol resends). */
+export const CHAIN_PEER_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
+/** Connections (peers and clients) one node accepts. */
+export const CHAIN_CONNECTIONS_MAX = 1024;
+/** How much earlier than the control cluster's lease the node stops serving reads. */
+export const CHAIN_LEASE_MARGIN_MS = 1000;
+/** A connection must say who it is (its first frame) within this time. */
+export const CHAIN_HELLO_TIMEOUT_MS = 5000;
+
+export interface ChainNodeProcessOptions {
+  readonly chain: string;
+  readonly name: string;
+  readonly dataDir: string;
+  /** host:port to listen on (port 0: any). */
+  readonly listen: string;
+  /** host:port others dial (default: the listening address). */
+  readonly advertise?: string;
+  readonly control: readonly string[];
+  readonly reads?: ReadMode;
+  readonly leaseTtlSec?: number;
+  readonly tickMs?: number;
+  readonly pollMs?: number;
+  readonly log?: (line: string) => void;
+}
+
+interface Peer {
+  socket: Socket | null;
+  address: string;
+  queued: number;
+}
+
+export class ChainNodeProcess {
+  private core!: ChainNode;
+  private storage!: ChainStorage;
+  private server!: Server;
+  private control!: FlotillaClient;
+  private readonly peers = new Map<string, Peer>();
+  private readonly clients = new Map<string, Socket>();
+  private nextConn = 1;
+  private connections = 0;
+  private startedAt = 0;
+  private ticks = 0;
+  private timers: NodeJS.Timeout[] = [];
+  private leaseId = 0n;
+  private registeredRev = 0;
+  private caughtUpEpoch: number | null = null;
+  private syncedEpoch: number | null = null;
+  private stopped = false;
+  private polling = false;
+  private repoll = false;
+  private watcher: Watcher | null = null;
+  private failWith!: (e: Error) => void;
+  /** Resolves when the node stops for good on an error (storage failure, lost data directory...). */
+  readonly fatal: Promise<Error> = new Promise((r) => (this.failWith = r));
+  address = '';
+
+  private constructor(private readonly o: ChainNodeProcessOptions) {}
+
+  static async start(o: ChainNodeProcessOptions): Promise<ChainNodeProcess> {
+    checkChainName(o.chain);
+    checkChainName(o.name, 'node name');
+    const p = new ChainNodeProcess(o);
+    await p.init();
+    return p;
+  }
+
+  private log(line: string): void {
+    this.o.log?.(`chain ${this.o.chain} node ${this.o.name}: ${line}`);
+  }
+
+  private get tickMs(): number {
+    return this.o.tickMs ?? 50;
+  }
+
+  private async init(): Promise<void> {
+    const { storage, state } = await ChainStorage.open(this.o.dataDir, (token) => {
+      this.core.persisted(token);
+      this.drain();
+    });
+    this.storage = storage;
+    this.core = new ChainNode({ name: this.o.name, reads: this.o.reads ?? 'tail', resendTicks: 4, syncRetryTicks: 4 }, state);
+    this.log(`recovered ${state.snapshot ? `a snapshot at ${state.snapshot.seq} and ` : ''}${state.updates.length} updates`);
+    this.server = createServer((s) => this.accept(s));
+    const [host, port] = splitHostPort(this.o.listen);
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => resolve());
+    });
+    const addr = this.server.address();
+    this.address = this.o.advertise ?? (typeof addr === 'object' && addr ? `${host}:${addr.port}` : this.o.listen);
+    this.control = new FlotillaClient({ endpoints: [...this.o.control], requestTimeoutMs: 3000 });
+    this.startedAt = performance.now();
+    this.timers.push(setInterval(() => this.tick(), this.tickMs));
+    this.timers.push(setInterval(() => void this.poll(), this.o.pollMs ?? 1000));
+    const ttl = this.o.leaseTtlSec ?? 5;
+    this.timers.push(setInterval(() => void this.keepAlive(), Math.max(200, (ttl * 1000) / 3)));
+    await this.register().catch((e: Error) => this.log(`registration failed (will retry): ${e.message}`));
+    this.watcher = this.control.watch(chainPrefix(this.o.chain), { prefix: true }, () => void this.poll());
+    await this.poll();
+  }
+
+  private tick(): void {
+    if (this.stopped) return;
+    // Deliver every tick the clock says is due (timers run late on a busy machine).
+    const due = Math.floor((performance.now() - this.startedAt) / this.tickMs);
+    while (this.ticks < due) {
+      this.ticks++;
+      this.core.tick();
+    }
+    this.drain();
+    const f = this.storage.failure;
+    if (f) void this.fail(f);
+  }
+
+  private registrationValue(): string {
+    return JSON.stringify({ address: this.address, caughtUpEpoch: this.caughtUpEpoch, syncedEpoch: this.syncedEpoch });
+  }
+
+  private registering: Promise<void> | null = null;
+
+  /** One registration at a time (the keep-alive timer may ask while one is under way). */
+  private register(): Promise<void> {
+    this.registering ??= this.registerOnce().finally(() => (this.registering = null));
+    return this.registering;
+  }
+
+  private async registerOnce(): Promise<void> {
+    const ttl = this.o.leaseTtlSec ?? 5;
+    const sentAt = performance.now();
+    const g = await this.control.leaseGrant(ttl);
+    await this.control.put(nodesPrefix(this.o.chain) + this.o.name, this.registrationValue(), { lease: g.id });
+    const r = await this.control.get(nodesPrefix(this.o.chain) + this.o.name);
+    const kv = r.kvs[0];
+    if (!kv || kv.lease !== g.id) throw new Error('the registration vanished at once');
+    this.leaseId = g.id;
+    this.registeredRev = Number(kv.createRevision);
+    this.setLease(sentAt, g.ttl);
+    this.log(`registered (lease ${g.id.toString(16)}, ttl ${g.ttl} s) at ${this.address}`);
+  }
+
+  private setLease(sentAt: number, ttlSec: number): void {
+    const validUntil = sentAt + ttlSec * 1000 - CHAIN_LEASE_MARGIN_MS;
+    const ticks = Math.floor((validUntil - performance.now()) / this.tickMs);
+    this.core.setReadLease(this.core.tickNow + ticks, this.registeredRev + 1);
+  }
+
+  private async keepAlive(): Promise<void> {
+    if (this.stopped) return;
+    if (this.leaseId === 0n) {
+      await this.register().catch(() => {});
+      return;
+    }
+    const sentAt = performance.now();
+    try {
+      const r = await this.control.leaseKeepAliveOnce(this.leaseId);
+      if (r.ttl > 0) this.setLease(sentAt, r.ttl);
+      else {
+        this.log('the lease expired: registering again');
+        this.leaseId = 0n;
+        await this.register();
+      }
+    } catch {
+      // unreachable control cluster: the lease runs out on its own
+    }
+  }
+
+  private async poll(): Promise<void> {
+    if (this.stopped) return;
+    if (this.polling) {
+      this.repoll = true; // a change arrived during a read: read again after it
+      return;
+    }
+    this.polling = true;
+    this.repoll = false;
+    try {
+      const v = await readChain(this.control, this.o.chain);
+      for (const [name, info] of v.nodes) {
+        const p = this.peers.get(name);
+        if (!p) this.peers.set(name, { socket: null, address: info.address, queued: 0 });
+        else if (p.address !== info.address) {
+          p.socket?.destroy();
+          p.socket = null;
+          p.address = info.address;
+        }
+      }
+      if (v.config && v.config.epoch > this.core.epoch) {
+        this.log(`configuration epoch ${v.config.epoch}: [${v.config.members.join(', ')}]${v.config.joining ? ` joining ${v.config.joining}` : ''}`);
+        this.core.setConfig(v.config);
+        this.drain();
+      }
+    } catch {
+      // try again at the next poll
+    } finally {
+      this.polling = false;
+    }
+    if (this.repoll) void this.poll();
+  }
+
+  private drain(): void {
+    for (const e of this.core.takeEffects()) this.effect(e);
+  }
+
+  private effect(e: ChainEffect): void {
+    switch (e.type) {
+      case 'send':
+        this.sendPeer(e.msg);
+        break;
+      case 'reply': {
+        const s = this.clients.get(e.client);
+        if (s && !s.destroyed) s.write(frame(encodeClientReply(e.id, e.reply)));
+        break;
+      }
+      case 'persist':
+      case 'persistSnapshot':
+        this.storage.persist(e);
+        break;
+      case 'caughtUp':
+      case 'synced': {
+        if (e.type === 'caughtUp') this.caughtUpEpoch = e.epoch;
+        else if (this.caughtUpEpoch !== null && (this.syncedEpoch === null || this.syncedEpoch <= this.caughtUpEpoch)) this.syncedEpoch = e.epoch;
+        else break;
+        if (this.leaseId !== 0n) void this.control.put(nodesPrefix(this.o.chain) + this.o.name, this.registrationValue(), { lease: this.leaseId }).catch(() => {});
+        break;
+      }
+      case 'newerEpoch':
+        void this.poll();
+        break;
+    }
+  }
+
+  private sendPeer(m: PeerMessage): void {
+    const p = this.peers.get(m.to);
+    if (!p) return;
+    if (!p.socket || p.socket.destroyed) {
+      const [host, port] = splitHostPort(p.address);
+      const s = connect(port, host);
+      s.setNoDelay(true);
+      s.on('error', () => {});
+      s.on('close', () => {
+        if (p.socket === s) p.socket = null;
+      });
+      s.on('drain', () => (p.queued = s.writableLength));
+      s.write(frame(encodeHello('peer', this.o.chain, this.o.name)));
+      p.socket = s;
+    }
+    const bytes = frame(encodePeerMessage(m));
+    if (p.socket.writableLength + bytes.length > CHAIN_PEER_QUEUE_BYTES_MAX) return; // dropped: resent later
+    p.socket.write(bytes);
+  }
+
+  private accept(s: Socket): void {
+    if (this.stopped || this.connections >= CHAIN_CONNECTIONS_MAX) {
+      s.destroy();
+      return;
+    }
+    this.connections++;
+    s.setNoDelay(true);
+    const id = `c${this.nextConn++}`;
+    let peer: string | null = null;
+    s.on('error', () => {});
+    s.on('close', () => {
+      this.connections--;
+      this.clients.delete(id);
+    });
+    // A connection that does not say who it is within a few seconds is closed.
+    const helloDeadline = setTimeout(() => s.destroy(), CHAIN_HELLO_TIMEOUT_MS);
+    onFrames(s, (body, first) => {
+      if (first) {
+        clearTimeout(helloDeadline);
+        const h = decodeHello(body);
+        if (h.chain !== this.o.chain) throw new Error('another chain');
+        if (h.role === 'peer') peer = h.name;
+        else this.clients.set(id, s);
+        return;
+      }
+      if (peer !== null) {
+        const m = decodePeerMessage(body);
+        // A peer speaks only for itself. (Peers are not authenticated yet: see README.)
+        if (m.from !== peer || m.to !== this.o.name) throw new Error('a message for someone else');
+        this.core.step(m);
+      } else {
+        const q = decodeClientRequest(body);
+        this.core.request({ ...q, client: id });
+      }
+      this.drain();
+    });
+  }
+
+  private async fail(e: Error): Promise<void> {
+    if (this.stopped) return;
+    this.log(`fatal: ${e.message}`);
+    this.failWith(e);
+    await this.stop();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.watcher?.cancel().catch(() => {});
+    for (const p of this.peers.values()) p.socket?.destroy();
+    for (const s of this.clients.values()) s.destroy();
+    await new Promise<void>((r) => this.server.close(() => r()));
+    if (this.leaseId !== 0n) await this.control.leaseRevoke(this.leaseId).catch(() => {});
+    await this.control.close();
+    await this.storage.close();
+  }
+}
+
+export function splitHostPort(a: string): [string, number] {
+  const m = /^(.*):(\d{1,5})$/.exec(a.replace(/^[a-z]+:\/\//, ''));
+  if (!m || Number(m[2]) > 65535) throw new Error(`expected host:port, got ${JSON.stringify(a)}`);
+  return [m[1]!.replace(/^\[|\]$/g, ''), Number(m[2])];
+}
+
+export { configKey };

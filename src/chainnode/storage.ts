@@ -1,0 +1,171 @@
+/**
+ * ChainStorage: a chain node's durable state on the WAL and snapshot files of src/storage.
+ *
+ * - An update is a WAL entry: index = seq, term = assignEpoch, data = the encoded operation
+ *   (src/chain/codec.ts). Every append also writes the hard state with `commit` = the last seq of
+ *   the history (the WAL's `commit` field is this store's "the valid history ends here"): a
+ *   snapshot that replaces a history (a joiner whose history diverged) writes `commit` = the
+ *   snapshot's seq, so entries beyond it that were written before are void at recovery.
+ * - A snapshot (the node's committed state sent by its predecessor) is a snapshot file: meta
+ *   index = seq, term = assignEpoch, data = the entries; then the hard state; then the WAL marker
+ *   (which lets the WAL drop segments below it).
+ *
+ * Persist effects are written in order, consecutive ones batched into one append (one
+ * fdatasync); each resolves once durable, and `onDurable(token)` reports the last token of each
+ * write to the node (ChainNode.persisted).
+ */
+import { join } from 'node:path';
+import { ByteReader, ByteWriter } from '../lib/bytes.js';
+import { ChainCodecError, readOp, writeOp } from '../chain/codec.js';
+import { imageProblem, type ChainEffect } from '../chain/node.js';
+import type { Entry as ChainEntry, SnapshotImage, Update } from '../chain/types.js';
+import type { Entry } from '../raft/types.js';
+import type { FileSystem } from '../storage/fs.js';
+import { SnapshotStore } from '../storage/snapshots.js';
+import { Wal } from '../storage/wal.js';
+
+export class ChainStorageCorruptionError extends Error {
+  override name = 'ChainStorageCorruptionError';
+}
+
+type PersistEffect = Extract<ChainEffect, { type: 'persist' | 'persistSnapshot' }>;
+
+export interface DurableChainState {
+  readonly snapshot: SnapshotImage | null;
+  readonly updates: readonly Update[];
+}
+
+export class ChainStorage {
+  private queue: PersistEffect[] = [];
+  private writing: Promise<void> | null = null;
+  private failed: Error | null = null;
+
+  private constructor(
+    private readonly wal: Wal,
+    private readonly snapshots: SnapshotStore,
+    private readonly onDurable: (token: number) => void,
+  ) {}
+
+  static async open(dir: string, onDurable: (token: number) => void, opts: { fs?: FileSystem; segmentBytes?: number } = {}): Promise<{ storage: ChainStorage; state: DurableChainState }> {
+    const snapshots = new SnapshotStore(join(dir, 'snap'), opts.fs ? { fs: opts.fs } : {});
+    const snap = await snapshots.loadNewest();
+    const { wal, state } = await Wal.open(join(dir, 'wal'), { ...(opts.fs ? { fs: opts.fs } : {}), ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}) });
+    try {
+      let image: SnapshotImage | null = null;
+      if (snap) {
+        image = { seq: snap.meta.index, assignEpoch: snap.meta.term, entries: decodeEntries(snap.data, snap.meta.index) };
+        const p = imageProblem(image);
+        if (p !== null) throw new ChainStorageCorruptionError(`chain snapshot at ${image.seq}: ${p}`);
+      }
+      const validEnd = state.hardState.commit;
+      let entries = state.entries.filter((e) => e.index <= validEnd);
+      if (image) {
+        const marked = state.snapshot.index === image.seq && state.snapshot.term === image.assignEpoch;
+        const at = entries.find((e) => e.index === image!.seq);
+        // The WAL extends the snapshot only if it holds the snapshot's own point (or the marker
+        // says the snapshot was completed); otherwise its entries belong to a replaced history.
+        entries = marked || (at !== undefined && at.term === image.assignEpoch) ? entries.filter((e) => e.index > image!.seq) : [];
+      } else if (state.snapshot.index !== 0) {
+        throw new ChainStorageCorruptionError(`the WAL has a snapshot marker at ${state.snapshot.index} but there is no snapshot file`);
+      }
+      const updates: Update[] = [];
+      let next = (image?.seq ?? 0) + 1;
+      for (const e of entries) {
+        if (e.index !== next) throw new ChainStorageCorruptionError(`update ${e.index} after ${next - 1}`);
+        let op;
+        try {
+          op = readOp(new ByteReader(e.data, (m) => new ChainCodecError(m)));
+        } catch (err) {
+          throw new ChainStorageCorruptionError(`update ${e.index}: ${(err as Error).message}`);
+        }
+        if (op.type === 'get') throw new ChainStorageCorruptionError(`update ${e.index} is a read`);
+        updates.push({ seq: e.index, assignEpoch: e.term, op });
+        next++;
+      }
+      return { storage: new ChainStorage(wal, snapshots, onDurable), state: { snapshot: image, updates } };
+    } catch (e) {
+      await wal.close();
+      throw e;
+    }
+  }
+
+  /** Queues a persist effect; it is written after everything queued before. */
+  persist(e: PersistEffect): void {
+    if (this.failed) return;
+    this.queue.push(e);
+    if (this.writing === null) this.writing = this.drain();
+  }
+
+  /** Resolves once everything queued so far is durable (rejects with the storage failure). */
+  async flush(): Promise<void> {
+    while (this.writing !== null) await this.writing;
+    if (this.failed) throw this.failed;
+  }
+
+  get failure(): Error | null {
+    return this.failed;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const first = this.queue[0]!;
+        if (first.type === 'persistSnapshot') {
+          this.queue.shift();
+          const img = first.image;
+          await this.snapshots.save({ meta: { index: img.seq, term: img.assignEpoch, confState: { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data: encodeEntries(img.entries) });
+          await this.wal.append({ hardState: { term: 0, vote: 0, commit: img.seq } }, true);
+          await this.wal.markSnapshot(img.seq, img.assignEpoch);
+          this.onDurable(first.token);
+          continue;
+        }
+        // Consecutive update batches go in one append: one fdatasync.
+        const batch: PersistEffect[] = [];
+        while (this.queue.length > 0 && this.queue[0]!.type === 'persist') batch.push(this.queue.shift()!);
+        const entries: Entry[] = [];
+        for (const b of batch) if (b.type === 'persist') for (const u of b.updates) entries.push({ index: u.seq, term: u.assignEpoch, type: 'normal', data: encodeOp(u) });
+        const last = entries[entries.length - 1];
+        if (last) await this.wal.append({ entries, hardState: { term: 0, vote: 0, commit: last.index } }, true);
+        this.onDurable(batch[batch.length - 1]!.token);
+      }
+    } catch (e) {
+      // A failed write stops the node for good (as RaftNode's fatal): nothing after it may be acknowledged.
+      this.failed = e as Error;
+      this.queue = [];
+    } finally {
+      this.writing = null;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.flush().catch(() => {});
+    await this.wal.close();
+  }
+}
+
+function encodeOp(u: Update): Uint8Array {
+  const w = new ByteWriter(32);
+  writeOp(w, u.op);
+  return w.written();
+}
+
+function encodeEntries(entries: readonly ChainEntry[]): Uint8Array {
+  const w = new ByteWriter(64);
+  w.u32(entries.length);
+  for (const e of entries) {
+    w.str(e.key);
+    w.u64(e.version);
+    w.bytes(e.value);
+  }
+  return w.written();
+}
+
+function decodeEntries(b: Uint8Array, seq: number): ChainEntry[] {
+  const r = new ByteReader(b, (m) => new ChainStorageCorruptionError(`chain snapshot at ${seq}: ${m}`));
+  const n = r.u32();
+  if (n > r.remaining / 14) throw new ChainStorageCorruptionError(`chain snapshot at ${seq}: ${n} entries in ${r.remaining} bytes`);
+  const out: ChainEntry[] = [];
+  for (let i = 0; i < n; i++) out.push({ key: r.str(), version: r.u64(), value: r.bytes() });
+  r.end();
+  return out;
+}
