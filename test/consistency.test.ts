@@ -87,7 +87,7 @@ describe('consistency levels', () => {
       rmSync(dir, { recursive: true, force: true });
     }
     const noFile = spawnSync(process.execPath, [FLOTILLA_BIN, 'get', 'c/cli', '--consistency', 'session', '--endpoints', cluster.endpoints[0]!], { encoding: 'utf8', env: { ...process.env, FLOTILLA_SESSION_FILE: '' } });
-    expect(noFile.status).toBe(1);
+    expect(noFile.status).toBe(2);
     expect(noFile.stderr).toContain('--consistency session needs --session-file');
   }, 60_000);
 });
