@@ -149,7 +149,7 @@ describe('a member that cannot go on exits', () => {
     expect(code).toBe(1);
     const lines = fatalLines(f.log);
     expect(lines, f.log).toHaveLength(1);
-    expect(lines[0]).toMatch(/fatal: WAL write failed: ENOSPC: no space left on device, write '.*\.wal' \(injected\); exiting with code 1$/);
+    expect(lines[0]).toMatch(/fatal: WAL write failed: ENOSPC: no space left on device, write '.*\.wal' \(injected\); exiting with code 1( node=\d+ lamport=\d+ vc=\{.*\})?$/);
     // Nothing lingers: both ports refuse, writes through it fail.
     expect(await refused(f.client)).toBe(true);
     expect(await refused(f.peerUrl)).toBe(true);
@@ -183,7 +183,7 @@ describe('a member that cannot go on exits', () => {
     expect(code).toBe(1);
     const lines = fatalLines(l.log);
     expect(lines, l.log).toHaveLength(1);
-    expect(lines[0]).toMatch(/fatal: WAL fsync failed: EIO: i\/o error, fdatasync '.*\.wal' \(injected\); exiting with code 1$/);
+    expect(lines[0]).toMatch(/fatal: WAL fsync failed: EIO: i\/o error, fdatasync '.*\.wal' \(injected\); exiting with code 1( node=\d+ lamport=\d+ vc=\{.*\})?$/);
     expect(await refused(l.client)).toBe(true);
 
     const survivors = [0, 1, 2].filter((i) => i !== li);
