@@ -285,11 +285,24 @@ export class TcpTransport implements Transport, MemberChannel {
     return typeof a === 'object' && a ? a.port : 0;
   }
 
-  /** Adds peer `id`, or moves it to a new address (its connection is closed); the same address again changes nothing. */
+  /**
+   * Adds peer `id`, or gives it a new address (a member update); the same address again changes
+   * nothing. As etcd's rafthttp UpdatePeer: an open connection stays in use (the member is still
+   * where it was until it restarts at the new address, and it must learn the commit of its own
+   * update through it), and the new address is what the next dial uses.
+   */
   setPeer(id: NodeId, addr: PeerAddress): void {
     const old = this.peers.get(id);
-    if (old && old.addr.host === addr.host && old.addr.port === addr.port) return;
-    if (old) old.socket?.destroy();
+    if (old && old.addr.host === addr.host && old.addr.port === addr.port && old.addr.tls === addr.tls) return;
+    if (old) {
+      old.addr = addr;
+      old.lastError = '';
+      if (!old.connected && !old.connecting) {
+        old.backoff = this.backoff[0];
+        old.nextAttempt = 0;
+      }
+      return;
+    }
     this.knownIds.add(id);
     this.peers.set(id, { addr, socket: null, connected: false, connecting: false, queue: [], queuedBytes: 0, backoff: this.backoff[0], nextAttempt: 0, lastError: '', inboundFrom: null });
   }

@@ -16,6 +16,13 @@ export { freePort };
 
 export type Target = 'flotilla' | 'etcd';
 
+/**
+ * How long startCluster, restart and join wait for a member's /health by default (ms). Three
+ * members starting at once on a loaded 2-core machine (several test files in parallel) take
+ * well over 20 s at times; a healthy cluster answers long before this.
+ */
+export const CLUSTER_READY_TIMEOUT_MS = 60_000;
+
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const FLOTILLA_BIN = join(ROOT, 'bin/flotilla.js');
 
@@ -31,7 +38,8 @@ export function which(tool: string): string | null {
 export interface MemberProc {
   readonly name: string;
   readonly clientUrl: string;
-  readonly peerUrl: string;
+  /** Changed by a test that moves the member (member update, then restart it there). */
+  peerUrl: string;
   readonly dataDir: string;
   proc: ChildProcess | null;
   /** Everything the process printed (stdout and stderr), for failure messages. */
@@ -68,7 +76,7 @@ export interface ClusterOptions {
   readonly size?: number;
   /** Extra flags for every member. */
   readonly extraArgs?: string[];
-  /** ms to wait for every member's /health (default 20 s). */
+  /** ms to wait for every member's /health (default CLUSTER_READY_TIMEOUT_MS). */
   readonly readyTimeoutMs?: number;
   /** https:// client URLs (pass the certificate flags in extraArgs or memberArgs). */
   readonly clientTls?: boolean;
@@ -187,7 +195,7 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
     },
     async restart(i) {
       launch(members[i]!, 'existing', initial.includes(members[i]!) ? initial : [...initial, members[i]!]);
-      await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? 20_000, dump, o.healthTls);
+      await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? CLUSTER_READY_TIMEOUT_MS, dump, o.healthTls);
     },
     async prepare(name) {
       const m: MemberProc = {
@@ -203,7 +211,7 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
     },
     async join(i, all) {
       launch(members[i]!, 'existing', all);
-      await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? 20_000, dump, o.healthTls);
+      await waitHealthy([members[i]!.clientUrl], o.readyTimeoutMs ?? CLUSTER_READY_TIMEOUT_MS, dump, o.healthTls);
     },
     wipe(i) {
       rmSync(members[i]!.dataDir, { recursive: true, force: true });
@@ -214,7 +222,7 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
     },
   };
   try {
-    await waitHealthy(members.map((m) => m.clientUrl), o.readyTimeoutMs ?? 20_000, dump, o.healthTls);
+    await waitHealthy(members.map((m) => m.clientUrl), o.readyTimeoutMs ?? CLUSTER_READY_TIMEOUT_MS, dump, o.healthTls);
   } catch (e) {
     await cluster.stop();
     throw e;
