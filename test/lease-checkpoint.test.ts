@@ -5,11 +5,16 @@
  * LeaseTimeToLive never jumps back towards the full TTL at a new leader; a lease with
  * keep-alives survives the same changes. Before checkpoints, every new leader gave every lease
  * its full TTL again, so the first lease would have lived as long as leaders kept changing.
+ *
+ * And a leader paused (SIGSTOP) past its leases' deadlines: the new leader's checkpointed
+ * remaining time governs a lease without keep-alives (neither the paused leader's deadline nor a
+ * full TTL), and the old leader, resumed and deposed, revokes nothing — a lease kept alive
+ * through the new leader keeps its key although its deadline on the old leader's clock passed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlotillaClient, type WatchEvent } from '../src/client/index.js';
 import { LEASE_CHECKPOINT_INTERVAL_MS } from '../src/server/lessor.js';
-import { startCluster, type Cluster } from './support/cluster.js';
+import { CLUSTER_READY_TIMEOUT_MS, startCluster, type Cluster } from './support/cluster.js';
 import { rawClient } from './support/grpc.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -25,7 +30,7 @@ describe('leases across leader changes', () => {
   beforeAll(async () => {
     cluster = await startCluster('flotilla');
     c = new FlotillaClient({ endpoints: cluster.endpoints, requestTimeoutMs: 10_000 });
-  }, 60_000);
+  }, CLUSTER_READY_TIMEOUT_MS + 10_000);
 
   afterAll(async () => {
     await c?.close();
@@ -124,4 +129,103 @@ describe('leases across leader changes', () => {
     expect((await c.get('lc/kept')).kvs.map((kv) => kv.valueString())).toEqual(['k']);
     console.log(`lease expired ${expiredAt! - t1} ms after its grant (TTL ${TTL_S * 1000} ms, checkpoint interval ${LEASE_CHECKPOINT_INTERVAL_MS} ms), ${moves} leader moves`);
   }, 120_000);
+
+  it('a paused leader never revokes, while paused or once deposed; the new leader continues from the checkpointed TTL', async () => {
+    const PAUSED_TTL_S = 20;
+    const KEPT_TTL_S = 10;
+    // Paused after two checkpoint intervals: at least one checkpoint of the lease has committed.
+    const PAUSE_AFTER_MS = 2 * LEASE_CHECKPOINT_INTERVAL_MS + 1000;
+    // From the revoke's proposal to the watch event: rate limiter, commit, apply, delivery.
+    const REVOKE_SLACK_MS = 2000;
+    let l = -1;
+    for (const deadline = Date.now() + 20_000; l < 0; await sleep(100)) {
+      expect(Date.now(), 'a leader').toBeLessThan(deadline);
+      l = await leaderIndex();
+    }
+    const old = cluster.members[l]!;
+    const others = cluster.endpoints.filter((_, i) => i !== l);
+    // Everything through the two other members (their requests reach whoever leads).
+    const f = new FlotillaClient({ endpoints: others, requestTimeoutMs: 10_000 });
+    const paused = old.proc!.pid!;
+    let stopped = false;
+    try {
+      const deletes = new Map<string, number>();
+      const w = f.watch('lp/', { prefix: true, filters: ['NOPUT'] }, (evs: WatchEvent[]) => {
+        for (const e of evs) deletes.set(e.kv.key.toString(), Date.now());
+      });
+      await w.ready;
+      const kept = await f.leaseGrant(KEPT_TTL_S);
+      await f.put('lp/kept', 'k', { lease: kept.id });
+      const ka = f.leaseKeepAlive(kept.id);
+      const t0 = Date.now();
+      const free = await f.leaseGrant(PAUSED_TTL_S);
+      const t1 = Date.now();
+      await f.put('lp/free', 'f', { lease: free.id });
+      // Waiting for a checkpoint to have committed (none is observable from outside).
+      await sleep(Math.max(0, t1 + PAUSE_AFTER_MS - Date.now()));
+      expect(await leaderIndex(), 'the leader did not change before the pause').toBe(l);
+
+      const tPause = Date.now();
+      process.kill(paused, 'SIGSTOP');
+      stopped = true;
+      let tNew = 0;
+      for (const deadline = Date.now() + 30_000; tNew === 0; await sleep(50)) {
+        expect(Date.now(), 'a new leader while the old one is paused').toBeLessThan(deadline);
+        for (const e of others) {
+          const s = await f.status(e).catch(() => null);
+          if (s && s.leader !== 0n && s.leader === s.header.memberId) tNew = Date.now();
+        }
+      }
+      // Paused until the free lease expired and past the kept lease's deadline on the paused clock.
+      for (const deadline = Date.now() + PAUSED_TTL_S * 1000 + 20_000; !deletes.has('lp/free') || Date.now() < tPause + KEPT_TTL_S * 1000 + 1000; await sleep(100)) {
+        expect(Date.now(), 'the free lease expires under the new leader').toBeLessThan(deadline);
+      }
+      const expiredAt = deletes.get('lp/free')!;
+      // Never early: not before its TTL from the grant.
+      expect(expiredAt - t0).toBeGreaterThanOrEqual(PAUSED_TTL_S * 1000);
+      // The new leader counted from the remaining time at the last checkpoint (no more than an
+      // interval before the pause), not from the full TTL (that would be tNew + 20 s or later).
+      const remainingAtCheckpointMax = t1 + PAUSED_TTL_S * 1000 - (tPause - LEASE_CHECKPOINT_INTERVAL_MS);
+      expect(expiredAt, `expired ${expiredAt - tNew} ms after the new leader was seen`).toBeLessThanOrEqual(tNew + remainingAtCheckpointMax + REVOKE_SLACK_MS);
+      expect(deletes.has('lp/kept'), 'the kept-alive lease lives while the old leader is paused').toBe(false);
+
+      // Resumed: its lease timers fire at once, past the kept lease's deadline on its clock. It is
+      // deposed and must revoke nothing: wait until it follows the new leader and has applied
+      // what the new leader had committed by then, plus a write after that.
+      process.kill(paused, 'SIGCONT');
+      stopped = false;
+      const oldEp = cluster.endpoints[l]!;
+      let caughtUp = false;
+      for (const deadline = Date.now() + 30_000; !caughtUp; await sleep(100)) {
+        expect(Date.now(), 'the resumed member follows the new leader and catches up').toBeLessThan(deadline);
+        const s = await c.status(oldEp).catch(() => null);
+        if (!s || s.leader === 0n || s.leader === s.header.memberId) continue;
+        await f.put('lp/after', String(Date.now()));
+        const committed = (await Promise.all(others.map((e) => f.status(e).then((x) => x.raftIndex, () => 0n)))).reduce((a, b) => (a > b ? a : b));
+        for (const until = Date.now() + 10_000; !caughtUp && Date.now() < until; await sleep(100)) {
+          const s2 = await c.status(oldEp).catch(() => null);
+          caughtUp = s2 !== null && s2.raftAppliedIndex >= committed;
+        }
+      }
+      // A little longer than a revoke retry on its clock, then: the kept lease and its key live, everywhere.
+      await sleep(1000);
+      expect(deletes.has('lp/kept'), 'the deposed leader revoked a kept-alive lease').toBe(false);
+      for (const e of cluster.endpoints) {
+        const one = new FlotillaClient({ endpoints: [e], requestTimeoutMs: 10_000 });
+        try {
+          expect((await one.get('lp/kept', { serializable: true })).kvs.map((kv) => kv.valueString()), `lp/kept on ${e}`).toEqual(['k']);
+        } finally {
+          await one.close();
+        }
+      }
+      expect((await f.leaseTimeToLive(kept.id)).ttl).toBeGreaterThan(0);
+      expect(ka.ttl).toBe(KEPT_TTL_S);
+      await ka.stop();
+      w.cancel();
+      console.log(`paused leader: the free lease expired ${expiredAt - t1} ms after its grant (TTL ${PAUSED_TTL_S * 1000} ms), ${expiredAt - tNew} ms after the new leader was seen; the kept one survived the old leader's resume`);
+    } finally {
+      if (stopped) process.kill(paused, 'SIGCONT');
+      await f.close();
+    }
+  }, 150_000);
 });
