@@ -4,12 +4,13 @@
  * cluster's (names, types, label names; values that must move); /health, /livez and /readyz
  * with and without a leader; `flotilla endpoint status|health -w table|json` against
  * etcdctl's output for the same cluster; a slow WAL fdatasync (injected) warned about, counted
- * in /metrics and shown by `endpoint status -w json`; `--log-format json` lines.
+ * in /metrics and shown by `endpoint status -w json`; `--log-format json` lines; `--log-level`
+ * (one member at debug, one at the default info, one at warn) honoured.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FLOTILLA_BIN, startCluster, which, type Cluster } from './support/cluster.js';
+import { CLUSTER_READY_TIMEOUT_MS, FLOTILLA_BIN, startCluster, which, type Cluster } from './support/cluster.js';
 import { mergeFamilies, scrape, valueOf, type Family } from './support/prom.js';
 
 const run = promisify(execFile);
@@ -82,12 +83,20 @@ async function get(url: string): Promise<{ status: number; body: string; type: s
 const flotilla = (...args: string[]) => run(process.execPath, [FLOTILLA_BIN, ...args], { timeout: 20_000 });
 const etcdctl = (...args: string[]) => run(ETCDCTL!, args, { timeout: 20_000, env: { ...process.env, ETCDCTL_API: '3' } });
 
+/** --log-level per member: m1 debug, m2 the default (info), m3 warn (the member the slow fdatasync warning is made on). */
+const LOG_LEVEL_ARGS: readonly string[][] = [['--log-level', 'debug'], [], ['--log-level', 'warn']];
+const LEVELS = ['debug', 'info', 'warn', 'error'];
+const levelsIn = (output: string): string[] => output.split('\n').filter((l) => l.trim() !== '').map((l) => String((JSON.parse(l) as { level: unknown }).level));
+
 describe.skipIf(missing.length > 0)('operations: metrics, health, disk, logs', () => {
   let fl: Cluster;
   let et: Cluster;
   beforeAll(async () => {
-    [fl, et] = await Promise.all([startCluster('flotilla', { extraArgs: ['--unsafe-fault-injection', '--log-format', 'json'] }), startCluster('etcd')]);
-  }, 90_000);
+    [fl, et] = await Promise.all([
+      startCluster('flotilla', { extraArgs: ['--unsafe-fault-injection', '--log-format', 'json'], memberArgs: (i) => LOG_LEVEL_ARGS[i] ?? [] }),
+      startCluster('etcd'),
+    ]);
+  }, CLUSTER_READY_TIMEOUT_MS + 30_000);
   afterAll(async () => {
     await Promise.all([fl?.stop(), et?.stop()]);
   });
@@ -226,6 +235,8 @@ describe.skipIf(missing.length > 0)('operations: metrics, health, disk, logs', (
     for (const m of fl.members) {
       const lines = m.output.split('\n').filter((l) => l.trim() !== '');
       expect(lines.length).toBeGreaterThan(0);
+      // The member at --log-level warn prints no verdict (an info line): its lines are checked below.
+      if (m === fl.members[2]) continue;
       for (const l of lines) {
         const o = JSON.parse(l) as Record<string, unknown>;
         expect(Object.keys(o).slice(0, 5)).toEqual(['ts', 'level', 'member', 'term', 'msg']);
@@ -259,5 +270,19 @@ describe.skipIf(missing.length > 0)('operations: metrics, health, disk, logs', (
     const h = await flotilla('endpoint', 'health', '--endpoints', fl.endpoints[0]!, '-w', 'table').catch((e: { stdout: string; stderr: string; code: number }) => e);
     expect((h as { code?: number }).code).toBe(1);
     expect(h.stdout).toMatch(/\| +false \|/);
+  });
+
+  it('--log-level: a member prints no line below its level (debug, the default info, warn)', async () => {
+    const [debug, info, warn] = fl.members as [(typeof fl.members)[0], (typeof fl.members)[0], (typeof fl.members)[0]];
+    // m1 lost both peers (above): its failing dials are logged at debug.
+    await until(() => `a debug line from m1 in\n${debug.output.slice(-2000)}`, 15_000, async () => (levelsIn(debug.output).includes('debug') ? true : undefined));
+    expect(levelsIn(debug.output)).toContain('info');
+    const atInfo = levelsIn(info.output);
+    expect(atInfo).toContain('info');
+    expect(atInfo).not.toContain('debug');
+    const atWarn = levelsIn(warn.output);
+    // The slow fdatasync warning (above) is printed; nothing below warn is.
+    expect(atWarn).toContain('warn');
+    expect(atWarn.filter((l) => LEVELS.indexOf(l) < LEVELS.indexOf('warn'))).toEqual([]);
   });
 });
