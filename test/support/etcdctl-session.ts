@@ -37,6 +37,12 @@ export function etcdctl(bin: string, endpoints: string[], args: string[], o: { i
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // An etcdctl that exits before reading all of its input (a usage error, a refused command)
+    // closes the pipe: the write fails with EPIPE, which would otherwise be an uncaught error
+    // of the test process. Its exit code and output say what happened.
+    p.stdin.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') stderr += `(stdin: ${e.message})\n`;
+    });
     p.stdin.end(o.input ?? '');
   });
 }
