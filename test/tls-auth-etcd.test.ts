@@ -9,12 +9,14 @@
  *   forbidden op, admin calls by CN, the advertised https:// URLs in member list and health;
  * - the etcd3 npm client with TLS and auth at once;
  * - the cipher suites each side accepts over TLS 1.2 and 1.3;
- * - who can open the peer port: a member certificate, none, another CA's, another CN.
+ * - who can open the peer port: a member certificate, none, another CA's, another CN;
+ * - the client port's certificate files replaced: new connections get the new certificate.
  * And `flotilla serve` warning about a plain peer URL beyond loopback before it listens.
  * Skipped with the reason when etcd, etcdctl or openssl are missing.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -186,7 +188,6 @@ describe.skipIf(missing.length > 0)('TLS and auth from environment variables: Fl
 
   it('etcdctl and the etcd3 client: the same session, the same answers; the CN is the user', async () => {
     const [ours, theirs] = await Promise.all([session(flotilla, certs), session(etcd, certs)]);
-    if (process.env.DUMP) console.log(ours.map((s) => `## ${s.name}\n${s.out}`).join("\n"));
     expect(ours.map((s) => s.name)).toEqual(theirs.map((s) => s.name));
     for (let i = 0; i < theirs.length; i++) expect(ours[i]!.out, `step "${theirs[i]!.name}"`).toBe(theirs[i]!.out);
     // What the session is about, so that two sides broken alike fail it.
@@ -239,6 +240,39 @@ describe.skipIf(missing.length > 0)('TLS and auth from environment variables: Fl
     expect(log).toMatch(/certificate is not trusted \(no certificate\)/);
     expect(log).toMatch(/certificate is not trusted \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/);
     expect(log).toMatch(/CN "intruder" is not the allowed CN "member"/);
+  }, 60_000);
+
+  // Last: it replaces the client port's certificate files both members use.
+  it('the client port certificate replaced on disk: both serve the new one to new connections, without a restart', async () => {
+    const serial = (port: number) =>
+      new Promise<string>((resolve) => {
+        const s = tlsConnect({ host: '127.0.0.1', port, ca: readFileSync(certs.ca.cert), cert: readFileSync(certs.client.cert), key: readFileSync(certs.client.key) }, () => {
+          resolve(s.getPeerCertificate().serialNumber);
+          s.destroy();
+        });
+        s.on('error', () => resolve(''));
+      });
+    const ports = [flotilla, etcd].map((cl) => Number(new URL(cl.members[0]!.clientUrl).port));
+    const old = new X509Certificate(readFileSync(certs.server.cert)).serialNumber;
+    expect(await Promise.all(ports.map(serial))).toEqual([old, old]);
+    // The new pair, each file by an atomic rename (key first).
+    const fresh = issue(dir, certs.ca, 'server-rotated', { cn: 'flotilla-server' });
+    renameSync(fresh.key, certs.server.key);
+    renameSync(fresh.cert, certs.server.cert);
+    const now = new X509Certificate(readFileSync(certs.server.cert)).serialNumber;
+    expect(now).not.toBe(old);
+    const start = Date.now();
+    for (;;) {
+      const got = await Promise.all(ports.map(serial));
+      if (got.every((x) => x === now)) break;
+      if (Date.now() - start > 20_000) throw new Error(`not rotated within 20 s: ${got.join(', ')} (want ${now})`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(flotilla.members[0]!.output).toMatch(/client TLS: reloaded/);
+    // And etcdctl, on new connections, still gets its answers from both.
+    const [a, b] = await Promise.all([flotilla, etcd].map((cl) => etcdctl(ETCDCTL!, [cl.members[0]!.clientUrl], ['--cacert', certs.ca.cert, '--cert', certs.client.cert, '--key', certs.client.key, 'get', '/other'])));
+    expect(a).toEqual(b);
+    expect(b!.stdout).toBe('/other\n2\n');
   }, 60_000);
 });
 
