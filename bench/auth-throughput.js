@@ -12,7 +12,9 @@
  * are added, auth is enabled, every client authenticates once, and the same run is repeated with
  * the token in each call's metadata (every put checked against the user's permissions at apply).
  * Off and on alternate `--rounds` times on the same cluster (auth disabled again between them).
- * Prints ops/s and latency percentiles and the on/off ratio per system.
+ * Prints ops/s, latency percentiles and the three members' CPU time (user + system, from /proc)
+ * per acknowledged put, and the on/off ratios per system: on a shared machine throughput is set
+ * by contention, CPU per operation much less so.
  */
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
@@ -22,7 +24,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { clientConstructor } from '../dist/api/proto.js';
-import { freePort, sleep } from './lib.js';
+import { cpuMs, freePort, sleep } from './lib.js';
 
 const o = new Command()
   .option('--seconds <s>', 'seconds per case', Number, 5)
@@ -71,6 +73,14 @@ async function startCluster(kind, dir) {
     }
     await sleep(200);
   }
+}
+
+/** run() with the members' CPU time per acknowledged put, ms. */
+async function measured(c, endpoint, clients, seconds, tokens) {
+  const cpu = () => c.members.reduce((a, m) => a + cpuMs(m.proc.pid), 0);
+  const cpu0 = cpu();
+  const r = await run(endpoint, clients, seconds, tokens);
+  return { ...r, cpuMsPerOp: (cpu() - cpu0) / (r.ops * seconds) };
 }
 
 async function run(endpoint, clients, seconds, tokens) {
@@ -133,7 +143,7 @@ async function authOff(endpoint) {
 
 const dir = await mkdtemp(join(tmpdir(), 'flotilla-auth-bench-'));
 const clusters = [];
-const fmt = (r) => `${r.ops.toFixed(0).padStart(6)} ops/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms${r.errors ? `  (${r.errors} errors)` : ''}`;
+const fmt = (r) => `${r.ops.toFixed(0).padStart(6)} ops/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  server CPU ${r.cpuMsPerOp.toFixed(3)} ms/put${r.errors ? `  (${r.errors} errors)` : ''}`;
 try {
   const summary = [];
   for (const kind of o.only ? [o.only] : ['etcd', 'flotilla']) {
@@ -142,18 +152,22 @@ try {
     const ep = `127.0.0.1:${c.leader.client}`;
     const off = [];
     const on = [];
+    const offCpu = [];
+    const onCpu = [];
     for (let round = 0; round < o.rounds; round++) {
-      const r0 = await run(ep, o.clients, o.seconds, null);
+      const r0 = await measured(c, ep, o.clients, o.seconds, null);
       off.push(r0.ops);
+      offCpu.push(r0.cpuMsPerOp);
       console.log(`${kind.padEnd(8)} round ${round + 1} auth off: ${fmt(r0)}`);
       const tokens = await authOn(ep, o.clients, round === 0);
-      const r1 = await run(ep, o.clients, o.seconds, tokens);
+      const r1 = await measured(c, ep, o.clients, o.seconds, tokens);
       on.push(r1.ops);
+      onCpu.push(r1.cpuMsPerOp);
       console.log(`${kind.padEnd(8)} round ${round + 1} auth on:  ${fmt(r1)}`);
       await authOff(ep);
     }
     const avg = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
-    summary.push(`${kind}: off ${avg(off).toFixed(0)} ops/s, on ${avg(on).toFixed(0)} ops/s, on/off ${(avg(on) / avg(off)).toFixed(2)}`);
+    summary.push(`${kind}: off ${avg(off).toFixed(0)} ops/s, on ${avg(on).toFixed(0)} ops/s, on/off ${(avg(on) / avg(off)).toFixed(2)}; server CPU ${avg(offCpu).toFixed(3)} -> ${avg(onCpu).toFixed(3)} ms/put, on/off ${(avg(onCpu) / avg(offCpu)).toFixed(2)}`);
     for (const m of c.members) m.proc.kill('SIGKILL');
   }
   console.log(`\n${o.clients} clients, puts, mean over ${o.rounds} rounds:`);

@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { clientConstructor } from '../dist/api/proto.js';
-import { freePort, sleep } from './lib.js';
+import { cpuMs, freePort, sleep } from './lib.js';
 
 const o = new Command()
   .option('--seconds <s>', 'seconds per case', Number, 10)
@@ -47,15 +47,6 @@ function makeCerts(dir) {
   return { ca: join(dir, 'ca.pem'), server: join(dir, 'server.pem'), serverKey: join(dir, 'server-key.pem'), client: join(dir, 'client.pem'), clientKey: join(dir, 'client-key.pem') };
 }
 
-/** CPU time (user + system) a process has used, ms, from /proc (Linux; clock ticks of 10 ms). */
-function cpuMs(pid) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return NaN;
-  }
-}
 
 function credentials(tls, certs) {
   return tls ? grpc.credentials.createSsl(readFileSync(certs.ca), readFileSync(certs.clientKey), readFileSync(certs.client)) : grpc.credentials.createInsecure();

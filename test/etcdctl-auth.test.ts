@@ -1,7 +1,8 @@
 /**
  * Auth as etcd has it: one etcdctl 3.4 session (users, roles, a prefix permission, auth enable,
  * refused without credentials, allowed with --user, denied outside the prefix, a txn with one
- * forbidden op refused whole, a watch outside the permission cancelled, admin-only calls,
+ * forbidden op refused whole, a watch outside the permission cancelled, lock and elect inside
+ * and outside the permission, a lease revoke refused for a key the lease holds, admin-only calls,
  * revocations, auth disable) against a Flotilla cluster and against real etcd, transcripts
  * compared step by step. Then the etcd3 npm client with auth against Flotilla, and the JSON
  * gateway with an Authorization header. Skipped with the reason when etcd/etcdctl are absent.
@@ -10,7 +11,7 @@ import { Etcd3 } from 'etcd3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, which, type Cluster } from './support/cluster.js';
-import { etcdctl, Normalizer, type Step } from './support/etcdctl-session.js';
+import { Background, etcdctl, Normalizer, type Step } from './support/etcdctl-session.js';
 
 const ETCDCTL = which('etcdctl');
 const ETCD = which('etcd');
@@ -20,9 +21,13 @@ if (missing.length > 0) console.log(`skipping the etcdctl auth comparison: ${mis
 async function authSession(cluster: Cluster): Promise<Step[]> {
   const steps: Step[] = [];
   const n = new Normalizer(cluster);
+  /** Lease ids (hex) as they appear in output, replaced by placeholders in order of appearance. */
+  let lease = '';
   const step = async (name: string, args: string[], input?: string): Promise<void> => {
     const r = await etcdctl(ETCDCTL!, cluster.endpoints, args, input === undefined ? {} : { input });
-    steps.push({ name, out: n.text(`exit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`) });
+    lease ||= /lease ([0-9a-f]+) granted/.exec(r.stdout)?.[1] ?? '';
+    const out = n.text(`exit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`);
+    steps.push({ name, out: lease ? out.split(lease).join(n.lease(lease)) : out });
   };
   const alice = ['--user', 'alice:apw'];
   const root = ['--user', 'root:rootpw'];
@@ -56,6 +61,22 @@ async function authSession(cluster: Cluster): Promise<Step[]> {
   await step('txn with a forbidden compare', [...alice, 'txn'], 'value("/other") = "1"\n\nput /app/y 2\n\n\n');
   await step('nothing of the txns was written', [...alice, 'get', '/app/', '--prefix']);
   await step('watch outside the permission', [...alice, 'watch', '/other']);
+  // Lock and Election check the caller's permission on their prefix (etcd's v3lock/v3election
+  // act through the KV API with the caller's credentials).
+  await step('lock inside the prefix, with a command', [...alice, 'lock', '/app/l', 'echo', 'held']);
+  await step('lock outside the prefix', [...alice, 'lock', '/other-lock', 'echo', 'held']);
+  await step('lock without credentials', ['lock', '/app/l', 'echo', 'held']);
+  await step('elect outside the prefix', [...alice, 'elect', '/other-elect', 'p1']);
+  const elected = new Background(ETCDCTL!, cluster.endpoints, [...alice, 'elect', '/app/e', 'p1']);
+  const won = await elected.waitFor(/p1\n/);
+  await elected.stop('SIGINT');
+  steps.push({ name: 'elect inside the prefix', out: `elected: ${won}\n${elected.stdout.replace(/\/app\/e\/[0-9a-f]+/g, '/app/e/<lease>')}` });
+  // A lease holding a key outside alice's permission: she may not revoke it (etcd checks every attached key).
+  await step('lease grant as root', [...root, 'lease', 'grant', '100']);
+  await step('put /other-leased with the lease as root', [...root, 'put', '/other-leased', 'v', `--lease=${lease}`]);
+  await step('lease revoke by alice', [...alice, 'lease', 'revoke', lease]);
+  await step('lease timetolive --keys by alice', [...alice, 'lease', 'timetolive', lease, '--keys']);
+  await step('lease revoke by root', [...root, 'lease', 'revoke', lease]);
   await step('del --prefix inside', [...alice, 'del', '/app/x']);
   await step('user list as alice', [...alice, 'user', 'list']);
   await step('user get self as alice', [...alice, 'user', 'get', 'alice']);
@@ -115,6 +136,12 @@ describe.skipIf(missing.length > 0)('auth: etcdctl answers as with etcd', () => 
     expect(out('txn with one forbidden op')).toContain('Error: etcdserver: permission denied');
     expect(out('nothing of the txns was written')).not.toContain('/app/y');
     expect(out('watch outside the permission')).toContain('permission denied');
+    expect(out('lock inside the prefix, with a command')).toMatch(/^exit 0\n--- stdout\nheld\n/);
+    expect(out('lock outside the prefix')).toContain('permission denied');
+    expect(out('elect outside the prefix')).toContain('permission denied');
+    expect(out('elect inside the prefix')).toMatch(/^elected: true\n\/app\/e\/<lease>\np1\n/);
+    expect(out('lease revoke by alice')).toContain('permission denied');
+    expect(out('lease revoke by root')).toMatch(/^exit 0/);
     expect(out('wrong password')).toContain('authentication failed, invalid user ID or password');
     expect(out('get after disable')).toMatch(/^exit 0/);
   });

@@ -1,8 +1,8 @@
 /**
  * A 3-member Flotilla cluster with peer mutual TLS (https:// peer URLs, --peer-client-cert-auth,
  * --peer-cert-allowed-cn), each member with its own certificate from the cluster's CA:
- * - issue 12's attacks fail: a process with no certificate (plain TCP, or TLS without one) and
- *   one with a certificate from another CA connect to a member's peer port and send a valid
+ * - issue 12's attacks fail: a process with no certificate (plain TCP, or TLS without one), one
+ *   with a certificate from another CA, and one with the CA's certificate but another CN connect to a member's peer port and send a valid
  *   member handshake, a forged AppendEntries at the leader's id and term, and forged
  *   timeoutNow messages: every connection is closed, the member logs each refusal, the leader
  *   and term do not change (8 forged timeoutNows made 8 leader changes before);
@@ -43,6 +43,7 @@ describe.skipIf(!which('openssl'))('peer mutual TLS: a 3-member cluster', () => 
   let ca: KeyPair;
   let otherCa: KeyPair;
   let stranger: KeyPair;
+  let intruder: KeyPair;
   let memberCerts: KeyPair[];
   let cluster: Cluster;
   let client: FlotillaClient;
@@ -51,6 +52,7 @@ describe.skipIf(!which('openssl'))('peer mutual TLS: a 3-member cluster', () => 
     ca = makeCa(dir, 'ca');
     otherCa = makeCa(dir, 'other-ca');
     stranger = issue(dir, otherCa, 'stranger', { cn: 'member' });
+    intruder = issue(dir, ca, 'intruder', { cn: 'intruder' });
     memberCerts = [0, 1, 2].map((i) => issue(dir, ca, `m${i + 1}`, { cn: 'member' }));
     cluster = await startCluster('flotilla', {
       peerTls: true,
@@ -71,7 +73,7 @@ describe.skipIf(!which('openssl'))('peer mutual TLS: a 3-member cluster', () => 
     return { leader: s.leader, term: s.raftTerm };
   }
 
-  it('no certificate, or another CA\'s: the forged AppendEntries and timeoutNow attacks fail and are logged', async () => {
+  it('no certificate, another CA\'s, or the CA\'s with another CN: the forged AppendEntries and timeoutNow attacks fail and are logged', async () => {
     const initial = cluster.members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
     const members = parseInitialCluster(initial, cluster.token);
     const clusterId = `${cluster.token}/${clusterIdOf(members.map((m) => m.id)).toString(16)}`;
@@ -87,11 +89,11 @@ describe.skipIf(!which('openssl'))('peer mutual TLS: a 3-member cluster', () => 
       encodeMessage({ type: 'append', from: leaderRaftId, to: targetId, term, prevLogIndex: 0, prevLogTerm: 0, commit: 1_000_000, entries: [{ term, index: 1, type: 'normal', data: new Uint8Array([1, 2, 3]) }] } as Message),
       ...Array.from({ length: 8 }, () => encodeMessage({ type: 'timeoutNow', from: leaderRaftId, to: targetId, term } as Message)),
     ]);
-    const attack = (how: 'plain' | 'tls-no-cert' | 'other-ca'): Promise<boolean> =>
+    const attack = (how: 'plain' | 'tls-no-cert' | 'other-ca' | 'wrong-cn'): Promise<boolean> =>
       new Promise((resolve) => {
         const s: Socket = how === 'plain'
           ? netConnect({ host: '127.0.0.1', port })
-          : tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...(how === 'other-ca' ? { cert: readFileSync(stranger.cert), key: readFileSync(stranger.key) } : {}) });
+          : tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...(how === 'tls-no-cert' ? {} : { cert: readFileSync((how === 'other-ca' ? stranger : intruder).cert), key: readFileSync((how === 'other-ca' ? stranger : intruder).key) }) });
         s.on('error', () => {});
         const timer = setTimeout(() => {
           s.destroy();
@@ -109,9 +111,10 @@ describe.skipIf(!which('openssl'))('peer mutual TLS: a 3-member cluster', () => 
     expect(await attack('plain'), 'plain TCP closed').toBe(true);
     expect(await attack('tls-no-cert'), 'TLS without a certificate closed').toBe(true);
     expect(await attack('other-ca'), 'another CA\'s certificate closed').toBe(true);
+    expect(await attack('wrong-cn'), 'the CA\'s certificate with another CN than --peer-cert-allowed-cn closed').toBe(true);
     await until('the refusals in the log', () => {
       const tail = logged().slice(start);
-      return /closed a connection from 127\.0\.0\.1:\d+: TLS handshake failed/.test(tail) && /certificate is not trusted \(no certificate\)/.test(tail) && /certificate is not trusted \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/.test(tail);
+      return /closed a connection from 127\.0\.0\.1:\d+: TLS handshake failed/.test(tail) && /certificate is not trusted \(no certificate\)/.test(tail) && /certificate is not trusted \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/.test(tail) && /CN "intruder" is not the allowed CN "member"/.test(tail);
     });
     // Had any timeoutNow landed, the target would have started an election (a new term).
     await sleep(1000);

@@ -52,6 +52,8 @@ const RUN_BY: Record<string, string> = {
   'README.md: Backup and restore': 'test/snapshot.test.ts',
   'README.md: Watching a cluster: metrics, health, logs': 'test/readme-ops.test.ts',
   'README.md: Changing the membership (add, replace, remove a member)': 'test/readme-membership.test.ts',
+  'README.md: Security: TLS, client certificates, peers': 'test/readme-security.test.ts',
+  'README.md: Authentication and role-based access': 'test/readme-security.test.ts',
 };
 
 /** Outlines of an example's code: the example's source file. */
@@ -63,10 +65,8 @@ const OUTLINE_OF: Record<string, string> = {
 const NOT_RUN_YET: readonly string[] = [
   'README.md: Flotilla',
   'README.md: Running a cluster',
-  'README.md: Security: TLS, client certificates, peers',
   'README.md: Where a member keeps its data',
   'README.md: Space quota and alarms',
-  'README.md: Authentication and role-based access',
   'README.md: Chain replication (a second data plane)',
   'README.md: Proving it under faults',
   'README.md: The dashboard: `/ui` on every member',

@@ -107,6 +107,9 @@ export function registerServe(program: Command): void {
         line('error', `fatal: ${cause}; exiting with code ${code}`);
         process.exitCode = code;
       };
+      // Before anything listens: a member that then fails to start has still said what is unsafe.
+      for (const w of configWarnings(withEnv(o))) line('warn', w);
+      for (const w of plainPeerWarnings(config)) line('warn', w);
       let server;
       try {
         server = await startServer(config, logger);
@@ -119,8 +122,6 @@ export function registerServe(program: Command): void {
       }
       if (config.leaseReads) line('info', `lease reads on: the leader answers linearizable reads from its lease (election timeout ${config.electionMs} ms minus ${config.leaseDriftMs} ms for clock drift)`);
       if (config.unsafeFaultInjection) line('warn', 'fault injection is ON (--unsafe-fault-injection): for tests only');
-      for (const w of configWarnings(withEnv(o))) line('warn', w);
-      for (const w of plainPeerWarnings(config)) line('warn', w);
       line('info', `member ${server.member.memberId.toString(16)} of cluster ${server.member.clusterId.toString(16)}: serving clients on ${config.listenClientUrls.map((u) => u.host).join(', ')}, peers on ${config.listenPeerUrls.map((u) => u.host).join(', ')}, data in ${config.dataDir}`);
       let stopping = false;
       void server.fatal.then(async (e) => {

@@ -86,6 +86,8 @@ export interface ClusterOptions {
   readonly memberArgs?: (i: number) => string[];
   /** With clientTls: the CA (and client certificate, if the members require one) /health is checked with. */
   readonly healthTls?: HealthTls;
+  /** Environment variables for every member process, over the test's own (FLOTILLA_* settings, etcd's ETCD_*). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export interface HealthTls {
@@ -169,9 +171,8 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
   const initial: readonly MemberProc[] = [...members];
   const launch = (m: MemberProc, state: 'new' | 'existing', all: readonly MemberProc[] = initial) => {
     const a = args(m, all, token, state).concat(o.extraArgs ?? [], o.memberArgs?.(members.indexOf(m)) ?? []);
-    const p = target === 'etcd'
-      ? spawn(which('etcd') ?? 'etcd', a, { stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(process.execPath, [FLOTILLA_BIN, 'serve', ...a], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const spawnOptions = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], ...(o.env ? { env: { ...process.env, ...o.env } } : {}) };
+    const p = target === 'etcd' ? spawn(which('etcd') ?? 'etcd', a, spawnOptions) : spawn(process.execPath, [FLOTILLA_BIN, 'serve', ...a], spawnOptions);
     p.stdout!.on('data', (d: Buffer) => (m.output += d.toString()));
     p.stderr!.on('data', (d: Buffer) => (m.output += d.toString()));
     m.proc = p;
