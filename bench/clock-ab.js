@@ -26,6 +26,8 @@ const o = new Command()
   .option('--ops <n>', 'operations per phase (puts, then gets)', Number, 3000)
   .option('--clients <n>', 'concurrent clients', Number, 16)
   .option('--rounds <n>', 'on/off pairs', Number, 2)
+  .option('--clocks <which>', 'both (alternating), on or off (one cluster kind: a whole process to time from outside)', 'both')
+  .option('--prof <dir>', 'members run with node --cpu-prof, profiles written to DIR when they stop')
   .parse()
   .opts();
 
@@ -51,7 +53,8 @@ async function startCluster(dir, clocks) {
       '--initial-cluster', initial, '--initial-cluster-token', 'bench-clocks', '--initial-cluster-state', 'new',
       '--trace-clocks', String(clocks),
     ];
-    m.proc = spawn(process.execPath, [bin, 'serve', ...args], { stdio: 'ignore' });
+    const prof = o.prof ? ['--cpu-prof', '--cpu-prof-dir', o.prof, '--cpu-prof-name', `${clocks ? 'on' : 'off'}-${m.name}-${Date.now()}.cpuprofile`] : [];
+    m.proc = spawn(process.execPath, [...prof, bin, 'serve', ...args], { stdio: 'ignore' });
   }
   for (;;) {
     for (const m of members) {
@@ -89,7 +92,7 @@ async function phase(endpoint, op) {
 
 const rows = [];
 for (let r = 0; r < o.rounds; r++) {
-  for (const clocks of [true, false]) {
+  for (const clocks of o.clocks === 'both' ? [true, false] : [o.clocks === 'on']) {
     const dir = await mkdtemp(join(tmpdir(), 'flotilla-clock-ab-'));
     const c = await startCluster(dir, clocks);
     try {
@@ -104,12 +107,21 @@ for (let r = 0; r < o.rounds; r++) {
         console.log(`clocks ${clocks ? 'on ' : 'off'} ${op}: ${row.opsPerSec.toFixed(0).padStart(6)} ops/s, member CPU ${row.cpuUsPerOp.toFixed(0)} µs per op (3 members)`);
       }
     } finally {
-      for (const m of c.members) m.proc.kill('SIGKILL');
-      await sleep(300);
+      // SIGTERM: a member stops cleanly (and writes its CPU profile); waited for, so its CPU
+      // time counts in this process's children.
+      await Promise.all(
+        c.members.map((m) => {
+          const gone = new Promise((r) => m.proc.once('exit', r));
+          m.proc.kill('SIGTERM');
+          const t = setTimeout(() => m.proc.kill('SIGKILL'), 10_000);
+          return gone.then(() => clearTimeout(t));
+        }),
+      );
       await rm(dir, { recursive: true, force: true });
     }
   }
 }
+if (o.clocks !== 'both') process.exit(0);
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 for (const op of ['put', 'get']) {
   const on = rows.filter((x) => x.op === op && x.clocks);

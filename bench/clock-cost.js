@@ -7,12 +7,13 @@
  * Members exchange heartbeats and one-entry appends (300-byte payload, a put's size) in one
  * process; each message is encoded, sent and decoded as the TCP transport does it: without
  * clocks (encodeMessage / decodeMessage), and with them (the send stamp and trace event, the
- * envelope, its validation, the merge and the receive event). Clocks start at wall-clock
+ * envelope, its validation, the merge and the receive event), on the path the TCP transport
+ * takes (tcp.ts: stampSend, encodeClockEnvelopeFrom, readClockEnvelope, stampReceive). Clocks start at wall-clock
  * microseconds as a member's do. Prints envelope bytes and ns per message for each.
  */
 import { Command } from 'commander';
 import { decodeMessage, encodeMessage } from '../dist/transport/codec.js';
-import { decodeClockEnvelope, encodeClockEnvelope } from '../dist/transport/clock-envelope.js';
+import { ClockHeader, encodeClockEnvelopeFrom, readClockEnvelope } from '../dist/transport/clock-envelope.js';
 import { clockStartOf, TraceRecorder } from '../dist/trace/recorder.js';
 
 const o = new Command()
@@ -32,6 +33,8 @@ function bench(members, kind, clocks) {
   const start = clockStartOf(Date.now());
   const recs = Array.from({ length: members }, (_, k) => new TraceRecorder(String(k + 1), { start: start + k * 17 }));
   const known = () => true;
+  const header = new ClockHeader();
+  const names = Array.from({ length: members + 1 }, (_, k) => String(k));
   let bytes = 0;
   let envelopeBytes = 0;
   const run = (n) => {
@@ -43,15 +46,16 @@ function bench(members, kind, clocks) {
         let frame = encodeMessage(m);
         if (clocks) {
           const plain = frame.length;
-          frame = encodeClockEnvelope(recs[from - 1].sendMessage(String(dest), m), from, frame);
+          recs[from - 1].stampSend(names[dest], m);
+          frame = encodeClockEnvelopeFrom(recs[from - 1], frame);
           envelopeBytes += frame.length - plain;
         }
         bytes += frame.length;
         let body = frame.subarray(4);
-        const env = decodeClockEnvelope(body, from, known);
-        if (env) body = env.inner;
+        const at = readClockEnvelope(body, from, known, header);
+        if (at > 0) body = body.subarray(at);
         const got = decodeMessage(body);
-        if (env) recs[dest - 1].receiveMessage(String(from), got, env.stamp);
+        if (at > 0) recs[dest - 1].stampReceive(names[from], got, header.lamport, header.ids, header.values, header.count);
       }
     }
   };

@@ -5,7 +5,8 @@
  * Screenshots go to test-artifacts/dashboard/ (git-ignored).
  *
  * Also, without the browser: the /ui routes serve only the bundled files, with their types,
- * and /ui/api/status answers CORS only to the cluster's own origins and wants a token with auth on.
+ * /ui/api/status answers CORS only to the cluster's own origins and wants a token with auth on,
+ * and /ui/api/history serves the charts' samples.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,7 +19,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareClocks, LogicalClock } from '../src/lib/vector-clock.js';
 import { rng } from '../src/lib/prng.js';
 import type { TraceEvent } from '../src/trace/event.js';
-import type { UiStatus } from '../src/ui/api.js';
+import { UI_HISTORY_INTERVAL_MS, UI_HISTORY_SAMPLES } from '../src/server/ui-history.js';
+import type { UiHistory, UiStatus } from '../src/ui/api.js';
 import { TRACE_EVENTS_MAX } from '../src/ui/web/causal.js';
 import { FLOTILLA_BIN, ROOT, startCluster, which, type Cluster } from './support/cluster.js';
 
@@ -197,6 +199,55 @@ describe.skipIf(missing.length > 0)('the dashboard in a browser, on a 3-member c
     await page.click('nav button[data-tab="charts"]');
     expect(await page.locator('#tab-charts .uplot').count()).toBe(4);
     await shot('charts');
+  });
+
+  it('keeps one chart sample a second and serves them at /ui/api/history', async () => {
+    await etcdctl('put', 'dash/history/k', 'v');
+    const other = new URL(cluster.members[1]!.clientUrl).origin;
+    const histories = async () =>
+      Promise.all(cluster.members.map(async (m) => JSON.parse((await rawGet(m.clientUrl, '/ui/api/history', 'GET', { origin: other })).body) as UiHistory));
+    // The put is counted by the member etcdctl called, in the sample of the second it came in.
+    const deadline = Date.now() + SHOW_MS;
+    let hs = await histories();
+    while (hs.every((h) => h.samples.every((s) => s.writes === 0)) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      hs = await histories();
+    }
+    expect(hs.some((h) => h.samples.some((s) => s.writes > 0))).toBe(true);
+    for (const h of hs) {
+      expect(h.intervalMs).toBe(UI_HISTORY_INTERVAL_MS);
+      expect(h.samplesMax).toBe(UI_HISTORY_SAMPLES);
+      expect(h.samples.length).toBeGreaterThan(0);
+      expect(h.samples.length).toBeLessThanOrEqual(UI_HISTORY_SAMPLES);
+      const ts = h.samples.map((s) => s.t);
+      expect(ts).toEqual([...ts].sort((a, b) => a - b));
+      // ?since= gives only the samples after it.
+      const after = JSON.parse((await rawGet(cluster.members[0]!.clientUrl, `/ui/api/history?since=${ts[0]}`)).body) as UiHistory;
+      expect(after.samples.every((s) => s.t > ts[0]!)).toBe(true);
+    }
+    const url = cluster.members[0]!.clientUrl;
+    const cors = await rawGet(url, '/ui/api/history', 'GET', { origin: other });
+    expect(cors.headers['access-control-allow-origin']).toBe(other);
+    expect((await rawGet(url, '/ui/api/history', 'GET', { origin: 'http://evil.example' })).headers['access-control-allow-origin']).toBeUndefined();
+    for (const bad of ['-1', '1e3', 'abc', '12345678901234567', '']) expect((await rawGet(url, `/ui/api/history?since=${bad}`)).status, bad).toBe(400);
+    expect((await rawGet(url, '/ui/api/history', 'POST')).status).toBe(405);
+  });
+
+  it('a page opened (or reloaded) charts the last minutes at once, from the members\' history', async () => {
+    // The cluster has run for a while: its members hold samples from before this page existed.
+    const loadedAt = Date.now();
+    await page.goto(`${cluster.members[served]!.clientUrl}/ui/#charts`);
+    await page.waitForFunction(
+      (before) => {
+        const el = document.querySelector('#charts');
+        const first = Number(el?.getAttribute('data-first-t') || 'NaN');
+        return Number(el?.getAttribute('data-points') ?? 0) >= 3 && first <= before / 1000 - 3 && Number(el?.getAttribute('data-writes') ?? 0) > 0;
+      },
+      loadedAt,
+      { timeout: SHOW_MS },
+    );
+    expect(await page.locator('#tab-charts .uplot').count()).toBe(4);
+    await shot('charts-after-load');
   });
 
   it('a lock taken with etcdctl lock shows its holder and fencing token, and its lease with the key', async () => {

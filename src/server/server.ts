@@ -22,7 +22,8 @@ import { MemberMetrics, type GrpcType } from './metrics.js';
 import { opsRoute, type ProbeCheck } from './ops-http.js';
 import { loadTls } from './tls.js';
 import { Deadline, withDeadline } from './wait.js';
-import { uiRoute } from './ui-http.js';
+import { uiCounters, uiRoute } from './ui-http.js';
+import { MetricHistory } from './ui-history.js';
 
 /** gRPC's receive limit (etcd: max request bytes + 512 KiB; 2 MiB at the default). */
 export const GRPC_RECEIVE_BYTES_MAX = 2 * 1024 * 1024;
@@ -158,7 +159,10 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
         ...member.members().filter((x) => x.name).map((x) => ({ name: x.name, raftId: member.raftIdOfMember(x.id) })),
       ]) : null;
   // The dashboard first: it also adds CORS headers to /debug/trace before the ops routes answer it.
-  const ui = uiRoute({ member, metrics });
+  // The charts' history: sampled from now on, served at /ui/api/history.
+  const history = new MetricHistory(() => uiCounters(metrics));
+  history.start();
+  const ui = uiRoute({ member, metrics, history });
   const gateway: typeof api = (req, res) => void (ui(req, res) || ops(req, res) || faultsRoute?.(req, res) || api(req, res));
   const listeners: { port: number; close(): Promise<void> }[] = [];
   const budget = new ConnectionBudget(config.maxClientConnections);
@@ -166,6 +170,7 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
+      history.stop();
       await Promise.all(listeners.map((l) => l.close()));
       server.forceShutdown();
       await member.stop();

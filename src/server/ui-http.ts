@@ -11,17 +11,22 @@
  *   peer, the disk verdict, alarms, and the counters and histograms the charts are drawn from.
  *   Read-only, made without a Raft round. With auth on it needs a valid token in the
  *   `Authorization` header (as the gateway takes it), else 401.
- * - CORS for the dashboard of one member reading the others: `GET /ui/api/status` and
- *   `GET /debug/trace` answer cross-origin reads (and their preflight, for the Authorization
+ * - `GET /ui/api/history[?since=MS]`: the chart samples this member keeps (UiHistory;
+ *   MetricHistory in ui-history.ts: one a second for the last ten minutes) that ended after
+ *   `since` (ms since epoch, default 0: all). Same access rules as the status; a `since` that
+ *   is not a whole number of ms is a 400.
+ * - CORS for the dashboard of one member reading the others: `GET /ui/api/status`,
+ *   `GET /ui/api/history` and `GET /debug/trace` answer cross-origin reads (and their preflight, for the Authorization
  *   header) only from the origins of the cluster's own client URLs. A page of any other origin
  *   gets no CORS headers, so a browser keeps the answer from it.
  */
 import { readFileSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { TRACE_PATH, UI_PREFIX, UI_STATUS_PATH, type UiHistogram, type UiPeer, type UiStatus } from '../ui/api.js';
+import { TRACE_PATH, UI_HISTORY_PATH, UI_PREFIX, UI_STATUS_PATH, type UiHistogram, type UiPeer, type UiStatus } from '../ui/api.js';
 import type { EtcdMember } from './member.js';
 import type { MemberMetrics } from './metrics.js';
+import type { CounterReading, MetricHistory } from './ui-history.js';
 
 /** The dashboard's files and their content types: the whole set the routes serve. */
 export const UI_FILES: Readonly<Record<string, string>> = {
@@ -57,6 +62,8 @@ export function defaultUiDir(): string {
 export interface UiRouteOptions {
   readonly member: EtcdMember;
   readonly metrics: MemberMetrics;
+  /** The chart samples served at UI_HISTORY_PATH (none: that path answers 404). */
+  readonly history?: MetricHistory;
   /** Where the bundle is (default: defaultUiDir()). */
   readonly dir?: string;
 }
@@ -97,11 +104,11 @@ export function uiRoute(o: UiRouteOptions): (req: IncomingMessage, res: ServerRe
       return true;
     }
     if (!path.startsWith(UI_PREFIX)) return false;
-    if (path === UI_STATUS_PATH) {
+    if (path === UI_STATUS_PATH || (path === UI_HISTORY_PATH && o.history)) {
       const allowed = cors(o.member, req, res);
       if (req.method === 'OPTIONS' && allowed) return preflight(res), true;
       if (req.method !== 'GET') return methodNotAllowed(res), true;
-      void serveStatus(o, req, res);
+      void serveJson(o, req, res, path === UI_STATUS_PATH ? () => uiStatus(o.member, o.metrics) : () => historySince(o.history!, req.url ?? ''));
       return true;
     }
     const name = path === UI_PREFIX ? 'index.html' : path.slice(UI_PREFIX.length);
@@ -162,7 +169,21 @@ function preflight(res: ServerResponse): void {
   res.end();
 }
 
-async function serveStatus(o: UiRouteOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** A request the route refuses with a 400 (its message goes to the caller). */
+class BadRequest extends Error {}
+
+/** Largest `since` accepted: 16 decimal digits of ms. */
+const SINCE_RE = /^[0-9]{1,16}$/;
+
+function historySince(h: MetricHistory, url: string): ReturnType<MetricHistory['since']> {
+  const q = url.indexOf('?');
+  const since = q < 0 ? null : new URLSearchParams(url.slice(q + 1)).get('since');
+  if (since !== null && !SINCE_RE.test(since)) throw new BadRequest('since must be a whole number of milliseconds since the epoch');
+  return h.since(since === null ? 0 : Number(since));
+}
+
+/** A JSON answer made by `make`, after the auth check (a valid token while auth is on). */
+async function serveJson(o: UiRouteOptions, req: IncomingMessage, res: ServerResponse, make: () => unknown): Promise<void> {
   const json = (code: number, body: unknown): void => {
     res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
     res.end(JSON.stringify(body));
@@ -177,8 +198,9 @@ async function serveStatus(o: UiRouteOptions, req: IncomingMessage, res: ServerR
         return json(401, { error: (e as Error).message, code: 16 });
       }
     }
-    json(200, await uiStatus(o.member, o.metrics));
+    json(200, await make());
   } catch (e) {
+    if (e instanceof BadRequest) return json(400, { error: e.message, code: 3 });
     json(500, { error: `status failed: ${(e as Error).message}`, code: 13 });
   }
 }
@@ -203,15 +225,7 @@ export async function uiStatus(m: EtcdMember, metrics: MemberMetrics): Promise<U
       ...(pr ? { match: pr.match, lag: Math.max(0, st.lastIndex - pr.match), state: pr.state } : {}),
     });
   }
-  const handled = await values(metrics, 'grpc_server_handled_total');
-  let reads = 0;
-  let writes = 0;
-  for (const v of handled) {
-    if (v.labels['grpc_service'] !== KV) continue;
-    if (v.labels['grpc_method'] === 'Range') reads += v.value;
-    else if (WRITE_METHODS.has(String(v.labels['grpc_method']))) writes += v.value;
-  }
-  const one = async (name: string): Promise<number> => (await values(metrics, name)).reduce((a, v) => a + v.value, 0);
+  const c = await uiCounters(metrics);
   const disk = metrics.diskCheck;
   return {
     now: Date.now(),
@@ -235,7 +249,28 @@ export async function uiStatus(m: EtcdMember, metrics: MemberMetrics): Promise<U
     alarms: m.sm.alarms().map((a) => ({ memberId: a.memberId.toString(16), alarm: a.alarm })),
     members: members.map((x) => ({ id: x.id.toString(16), name: x.name, clientUrls: x.clientUrls, peerUrls: x.peerUrls, isLearner: x.isLearner })),
     peers,
-    counters: { reads, writes, leaderChanges: await one('etcd_server_leader_changes_seen_total'), proposalsFailed: await one('etcd_server_proposals_failed_total') },
+    counters: { reads: c.reads, writes: c.writes, leaderChanges: c.leaderChanges, proposalsFailed: c.proposalsFailed },
+    latency: c.latency,
+    walFsync: c.walFsync,
+  };
+}
+
+/** The member's cumulative counters and histograms the charts are drawn from (the status's, and each history sample's). */
+export async function uiCounters(metrics: MemberMetrics): Promise<CounterReading & { readonly proposalsFailed: number }> {
+  const handled = await values(metrics, 'grpc_server_handled_total');
+  let reads = 0;
+  let writes = 0;
+  for (const v of handled) {
+    if (v.labels['grpc_service'] !== KV) continue;
+    if (v.labels['grpc_method'] === 'Range') reads += v.value;
+    else if (WRITE_METHODS.has(String(v.labels['grpc_method']))) writes += v.value;
+  }
+  const one = async (name: string): Promise<number> => (await values(metrics, name)).reduce((a, v) => a + v.value, 0);
+  return {
+    reads,
+    writes,
+    leaderChanges: await one('etcd_server_leader_changes_seen_total'),
+    proposalsFailed: await one('etcd_server_proposals_failed_total'),
     latency: histogram(await values(metrics, 'grpc_server_handling_seconds'), (l) => l['grpc_service'] === KV),
     walFsync: histogram(await values(metrics, 'etcd_disk_wal_fsync_duration_seconds'), () => true),
   };

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, resolveConfig, withEnv } from '../server/config.js';
 import { compareClocks } from '../lib/vector-clock.js';
@@ -41,6 +42,52 @@ describe('TraceRecorder', () => {
     for (let i = 2; i <= TRACE_VC_COLUMNS_MAX + 10; i++) many[String(i)] = 1;
     r.receive('2', 'heartbeat', { lamport: 40, vc: many });
     expect(Object.keys(r.since(40)[0]!.vc)).toHaveLength(TRACE_VC_COLUMNS_MAX);
+    // The dense path keeps the same bound: an id beyond it is left out of the clock.
+    r.stampReceive('2', null, 50, [TRACE_VC_COLUMNS_MAX + 500, 2], [45, 44], 2);
+    expect(Object.keys(r.vc)).toHaveLength(TRACE_VC_COLUMNS_MAX);
+    expect(r.vc[String(TRACE_VC_COLUMNS_MAX + 500)]).toBeUndefined();
+    expect(r.vc['2']).toBe(44);
+  });
+
+  it('the transport\'s dense path (stampSend / stampReceive) records and stamps exactly what the object path does', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 })), { maxLength: 60 }), (steps) => {
+        // Two worlds of 4 members exchanging the same messages: one through each path.
+        const mk = () => Array.from({ length: 4 }, (_, i) => new TraceRecorder(String(i + 1), { start: 1000 * i, now: () => 0 }));
+        const objs = mk();
+        const dense = mk();
+        const inFlight: { from: number; to: number; stamp: ReturnType<TraceRecorder['send']>; lamport: number; ids: number[]; values: number[] }[] = [];
+        for (const [what, a, b] of steps) {
+          if (what === 0 && a !== b) {
+            const m = append(a, b);
+            const stamp = objs[a - 1]!.sendMessage(String(b), m);
+            const d = dense[a - 1]!;
+            d.stampSend(String(b), m);
+            const ids: number[] = [];
+            const values: number[] = [];
+            for (let c = 0; c < d.columnCount; c++) {
+              if (d.vector[c]! === 0) continue;
+              ids.push(d.columnIds[c]!);
+              values.push(d.vector[c]!);
+            }
+            inFlight.push({ from: a, to: b, stamp, lamport: d.lamport, ids, values });
+          } else if (what === 1 && inFlight.length > 0) {
+            const x = inFlight.splice((a * 7 + b) % inFlight.length, 1)[0]!;
+            objs[x.to - 1]!.receiveMessage(String(x.from), append(x.from, x.to), x.stamp);
+            dense[x.to - 1]!.stampReceive(String(x.from), append(x.from, x.to), x.lamport, x.ids, x.values, x.ids.length);
+          } else {
+            objs[a - 1]!.local('log', 'x');
+            dense[a - 1]!.local('log', 'x');
+          }
+        }
+        for (let i = 0; i < 4; i++) {
+          expect(dense[i]!.since(0)).toEqual(objs[i]!.since(0));
+          expect(dense[i]!.vc).toEqual(objs[i]!.vc);
+          expect(dense[i]!.lamport).toBe(objs[i]!.lamport);
+        }
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('a member restarted later stamps above its earlier life', () => {

@@ -8,7 +8,7 @@
  * `<sender>-<sender's Lamport time at the send>`: unique, since a member's Lamport time grows
  * with every event, also across restarts (see `clockStartOf`).
  */
-import { LogicalClock, type VectorClock } from '../lib/vector-clock.js';
+import type { VectorClock } from '../lib/vector-clock.js';
 import type { Message } from '../raft/messages.js';
 import type { TraceEvent } from './event.js';
 import { MESSAGE_FIELDS, messageFields, messageFieldsText, messageTraceType } from './messages.js';
@@ -53,12 +53,35 @@ const RECEIVE = 1;
 const LOCAL = 2;
 
 /**
- * The ring holds events as columns of numbers and shared strings, and makes TraceEvents only
- * when they are read (`since`): stamping a peer message then costs a clock tick, a vector copy
- * and a few array stores, no string building (a msgId or a message's text is made on reading).
+ * A member's clocks, as the clock envelope reads them on a send (transport/clock-envelope.ts):
+ * the Lamport time, and the vector as `count` columns of (member id, component).
  */
-export class TraceRecorder {
-  readonly clock: LogicalClock;
+export interface DenseClock {
+  readonly lamport: number;
+  /** Columns in use. */
+  readonly columnCount: number;
+  /** Each column's member id as a number (0: an id that is not a decimal u32 above 0). */
+  readonly columnIds: readonly number[];
+  /** Each column's component (0 = none). */
+  readonly vector: Float64Array;
+}
+
+/**
+ * The clocks and the ring are kept as numbers, so that stamping a peer message allocates
+ * nothing: the vector clock is one dense row (a column per member id, this member's first),
+ * the ring holds events as columns of numbers and shared strings, and TraceEvents, msgIds and
+ * message texts are made only when the trace is read (`since`). The transport's hot path
+ * (`stampSend`, `stampReceive`) takes and gives clocks in that dense form; the methods that
+ * take and return Stamp objects (`send`, `receive`, ... : the simulator, the log, tests) do the
+ * same work plus one object.
+ *
+ * A vector has at most TRACE_VC_COLUMNS_MAX components: ids beyond that many (a cluster with a
+ * very long membership history) are left out of this member's clock and of its events.
+ */
+export class TraceRecorder implements DenseClock {
+  private lamportNow: number;
+  /** This member's vector clock: component of column c at vector[c]; length = vcWidth. */
+  vector: Float64Array;
   private readonly slots: number;
   private readonly tAt: Float64Array;
   private readonly lamportAt: Float64Array;
@@ -75,7 +98,9 @@ export class TraceRecorder {
   private vcCells: Float64Array;
   private vcWidth = 8;
   private readonly columns: string[] = [];
+  readonly columnIds: number[] = [];
   private readonly columnOf = new Map<string, number>();
+  private readonly columnOfId = new Map<number, number>();
   private readonly textAt: (string | undefined)[];
   /** A message's numbers (messages.ts), when hasFieldsAt says so; its text is made from them. */
   private readonly fieldsAt: Float64Array;
@@ -92,9 +117,13 @@ export class TraceRecorder {
     readonly node: string,
     o: TraceRecorderOptions = {},
   ) {
-    this.clock = new LogicalClock(node, o.start ?? 0);
     const n = o.ringEvents ?? TRACE_RING_EVENTS;
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`trace ring size ${n} must be a positive integer`);
+    const start = o.start ?? 0;
+    this.lamportNow = start;
+    this.vector = new Float64Array(this.vcWidth);
+    this.column(node);
+    this.vector[0] = start;
     this.slots = n;
     this.tAt = new Float64Array(n);
     this.lamportAt = new Float64Array(n);
@@ -110,39 +139,81 @@ export class TraceRecorder {
     this.onEvent = o.onEvent;
   }
 
+  /** This member's Lamport time (that of its latest event). */
+  get lamport(): number {
+    return this.lamportNow;
+  }
+
+  /** Columns of the vector in use. */
+  get columnCount(): number {
+    return this.columns.length;
+  }
+
+  /** This member's vector clock as an object (a copy). */
+  get vc(): VectorClock {
+    const vc: Record<string, number> = {};
+    for (let c = 0; c < this.columns.length; c++) if (this.vector[c]! > 0) vc[this.columns[c]!] = this.vector[c]!;
+    return vc;
+  }
+
+  // ---- The transport's path: no objects made ----
+
+  /** A send to `peer` (a Raft message, or null for a member frame): the clocks tick; read them from this object (DenseClock). */
+  stampSend(peer: string, m: Message | null): void {
+    this.tick();
+    this.push(SEND, m ? messageTraceType(m) : 'member', peer, this.lamportNow, undefined, m);
+  }
+
+  /**
+   * A receive from `peer` of a message stamped (lamport, ids[i] -> values[i] for i < count),
+   * already validated (clock-envelope.ts): merge, tick, record.
+   */
+  stampReceive(peer: string, m: Message | null, lamport: number, ids: ArrayLike<number>, values: ArrayLike<number>, count: number): void {
+    for (let i = 0; i < count; i++) {
+      const id = ids[i]!;
+      let c = this.columnOfId.get(id);
+      if (c === undefined) c = this.column(String(id));
+      if (c > 0 && values[i]! > this.vector[c]!) this.vector[c] = values[i]!;
+    }
+    this.receiveTick(lamport);
+    this.push(RECEIVE, m ? messageTraceType(m) : 'member', peer, lamport, undefined, m);
+  }
+
+  // ---- Stamps as objects (simulator, log lines, tests) ----
+
   /** A send to `peer`: the stamp the message carries (its msgId is `<node>-<stamp.lamport>`). */
   send(peer: string, type: string, text?: string): Stamp {
-    const s = this.clock.tick();
-    this.push(SEND, s, type, peer, s.lamport, text, null);
-    return s;
+    this.tick();
+    this.push(SEND, type, peer, this.lamportNow, text, null);
+    return this.stamp();
   }
 
   /** A Raft message sent to `peer` (its text is made only when the trace is read). */
   sendMessage(peer: string, m: Message): Stamp {
-    const s = this.clock.tick();
-    this.push(SEND, s, messageTraceType(m), peer, s.lamport, undefined, m);
-    return s;
+    this.tick();
+    this.push(SEND, messageTraceType(m), peer, this.lamportNow, undefined, m);
+    return this.stamp();
   }
 
   /** A receive from `peer` of a message stamped `stamp` (already validated). */
   receive(peer: string, type: string, stamp: Stamp, text?: string): Stamp {
-    const s = this.clock.receive(stamp.lamport, stamp.vc);
-    this.push(RECEIVE, s, type, peer, stamp.lamport, text, null);
-    return s;
+    this.mergeObject(stamp);
+    this.push(RECEIVE, type, peer, stamp.lamport, text, null);
+    return this.stamp();
   }
 
   /** A Raft message from `peer` stamped `stamp` (already validated). */
   receiveMessage(peer: string, m: Message, stamp: Stamp): Stamp {
-    const s = this.clock.receive(stamp.lamport, stamp.vc);
-    this.push(RECEIVE, s, messageTraceType(m), peer, stamp.lamport, undefined, m);
-    return s;
+    this.mergeObject(stamp);
+    this.push(RECEIVE, messageTraceType(m), peer, stamp.lamport, undefined, m);
+    return this.stamp();
   }
 
   /** A local event (a log line, an election won...). */
   local(type: string, text?: string): Stamp {
-    const s = this.clock.tick();
-    this.push(LOCAL, s, type, undefined, 0, text, null);
-    return s;
+    this.tick();
+    this.push(LOCAL, type, undefined, 0, text, null);
+    return this.stamp();
   }
 
   /** The events the ring holds with a Lamport time above `lamport`, oldest first. */
@@ -154,6 +225,49 @@ export class TraceRecorder {
       if (this.lamportAt[k]! > lamport) out.push(this.event(k));
     }
     return out;
+  }
+
+  // ---- The clocks (seed texts 001, 002: a local event or send ticks; a receive merges, then ticks) ----
+
+  private tick(): void {
+    this.lamportNow += 1;
+    this.vector[0] = this.vector[0]! + 1;
+  }
+
+  private receiveTick(lamport: number): void {
+    if (lamport > this.lamportNow) this.lamportNow = lamport;
+    this.tick();
+  }
+
+  private mergeObject(stamp: Stamp): void {
+    const vc = stamp.vc;
+    for (const id in vc) {
+      let c = this.columnOf.get(id);
+      if (c === undefined) c = this.column(id);
+      const y = vc[id]!;
+      if (c > 0 && y > this.vector[c]!) this.vector[c] = y;
+    }
+    this.receiveTick(stamp.lamport);
+  }
+
+  private stamp(): Stamp {
+    return { lamport: this.lamportNow, vc: this.vc };
+  }
+
+  /** The column of member id `id`, made if new: -1 once TRACE_VC_COLUMNS_MAX ids are known (left out). */
+  private column(id: string): number {
+    const known = this.columnOf.get(id);
+    if (known !== undefined) return known;
+    if (this.columns.length === TRACE_VC_COLUMNS_MAX) return -1;
+    const c = this.columns.length;
+    this.columns.push(id);
+    this.columnOf.set(id, c);
+    const n = Number(id);
+    const num = Number.isInteger(n) && n > 0 && n <= 0xffffffff && String(n) === id ? n : 0;
+    this.columnIds.push(num);
+    if (num !== 0) this.columnOfId.set(num, c);
+    if (c === this.vcWidth) this.widen();
+    return c;
   }
 
   private event(k: number): TraceEvent {
@@ -174,44 +288,27 @@ export class TraceRecorder {
     return e;
   }
 
-  private storeVector(k: number, vc: VectorClock): void {
-    let row = k * this.vcWidth;
-    this.vcCells.fill(0, row, row + this.vcWidth);
-    for (const id in vc) {
-      let c = this.columnOf.get(id);
-      if (c === undefined) {
-        // A member id not seen before (bounded: the envelope admits only known ids, at most CLOCK_VC_ENTRIES_MAX).
-        if (this.columns.length === TRACE_VC_COLUMNS_MAX) continue;
-        c = this.columns.length;
-        this.columns.push(id);
-        this.columnOf.set(id, c);
-        if (c === this.vcWidth) {
-          this.widen();
-          row = k * this.vcWidth;
-        }
-      }
-      this.vcCells[row + c] = vc[id]!;
-    }
-  }
-
-  /** Doubles the columns of the vector rows. */
+  /** Doubles the columns of the vector and of the ring's rows. */
   private widen(): void {
     const w = this.vcWidth * 2;
     const cells = new Float64Array(this.slots * w);
     for (let k = 0; k < this.slots; k++) cells.set(this.vcCells.subarray(k * this.vcWidth, (k + 1) * this.vcWidth), k * w);
     this.vcCells = cells;
+    const v = new Float64Array(w);
+    v.set(this.vector);
+    this.vector = v;
     this.vcWidth = w;
   }
 
-  private push(kind: number, s: Stamp, type: string, peer: string | undefined, msgLamport: number, text: string | undefined, m: Message | null): void {
+  private push(kind: number, type: string, peer: string | undefined, msgLamport: number, text: string | undefined, m: Message | null): void {
     const k = this.head;
     this.tAt[k] = this.now();
-    this.lamportAt[k] = s.lamport;
+    this.lamportAt[k] = this.lamportNow;
     this.kindAt[k] = kind;
     this.msgLamportAt[k] = msgLamport;
     this.typeAt[k] = type;
     this.peerAt[k] = peer;
-    this.storeVector(k, s.vc);
+    this.vcCells.set(this.vector, k * this.vcWidth);
     this.textAt[k] = text;
     if (m) messageFields(m, this.fieldsAt, k * MESSAGE_FIELDS);
     this.hasFieldsAt[k] = m ? 1 : 0;

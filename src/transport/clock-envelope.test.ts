@@ -35,7 +35,7 @@ describe('clock envelope codec', () => {
         vc[String(from)] = lamport;
         const frame = encodeMessage(hb(from, 2, 7));
         const env = encodeClockEnvelope({ lamport, vc }, from, frame);
-        expect(new DataView(env.buffer).getUint32(0, true)).toBe(env.length - 4);
+        expect(new DataView(env.buffer, env.byteOffset).getUint32(0, true)).toBe(env.length - 4);
         const d = decodeClockEnvelope(env.subarray(4), from, all)!;
         expect(d.stamp).toEqual({ lamport, vc });
         expect(decodeMessage(d.inner)).toEqual(hb(from, 2, 7));
@@ -200,7 +200,7 @@ describe('clocks on TCP', () => {
     await until('the connection closed', () => closed);
     expect(t2.stats.malformed).toBe(1);
     expect(got).toEqual([]);
-    expect(c2.clock.lamport).toBe(0);
+    expect(c2.lamport).toBe(0);
     expect(c2.since(0)).toEqual([]);
     // A member frame in a valid envelope from the same peer on a new connection still works.
     const ok: Uint8Array[] = [];

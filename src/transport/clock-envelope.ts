@@ -18,7 +18,7 @@
  * know (not a member it has heard of) are left out of the merge, so a peer cannot grow the
  * receiver's vector with made-up ids.
  */
-import type { Stamp } from '../trace/recorder.js';
+import type { DenseClock, Stamp } from '../trace/recorder.js';
 import { FrameError } from './codec.js';
 
 /** The frame kind of a clock envelope (above MEMBER_FRAME_KIND). */
@@ -31,6 +31,8 @@ export const CLOCK_VALUE_MAX = Number.MAX_SAFE_INTEGER - 2 ** 32;
 export const CLOCK_HEADER_BYTES_MAX = 1 + 8 + 1 + CLOCK_VC_ENTRIES_MAX * (5 + 8);
 
 const scratch = new Uint8Array(CLOCK_HEADER_BYTES_MAX);
+/** Typed arrays up to this size are allocated on V8's heap (cheap); above it, with a backing store. */
+const ON_HEAP_BYTES_MAX = 64;
 
 function putVarint(buf: Uint8Array, at: number, v: number): number {
   // Above 2^31 bit operations would truncate: divide until the rest fits them.
@@ -85,6 +87,33 @@ export function encodeClockEnvelope(stamp: Stamp, from: number, frame: Uint8Arra
   return wrap(at, frame);
 }
 
+/**
+ * The same envelope from a member's clocks as the trace recorder keeps them (no objects: the
+ * transport's path). The recorder keeps at most TRACE_VC_COLUMNS_MAX (= CLOCK_VC_ENTRIES_MAX)
+ * columns, so nothing is ever trimmed here.
+ */
+export function encodeClockEnvelopeFrom(clock: DenseClock, frame: Uint8Array): Uint8Array {
+  const lamport = clock.lamport;
+  const ids = clock.columnIds;
+  const vector = clock.vector;
+  const columns = Math.min(clock.columnCount, CLOCK_VC_ENTRIES_MAX);
+  let at = 0;
+  scratch[at++] = CLOCK_FRAME_KIND;
+  at = putVarint(scratch, at, lamport);
+  const countAt = at++;
+  let count = 0;
+  for (let c = 0; c < columns; c++) {
+    const id = ids[c]!;
+    const v = vector[c]!;
+    if (id === 0 || !(v > 0) || v > lamport) continue;
+    at = putVarint(scratch, at, id);
+    at = putVarint(scratch, at, lamport - v);
+    count++;
+  }
+  scratch[countAt] = count;
+  return wrap(at, frame);
+}
+
 /** More components than an envelope carries (a cluster with a long membership history): the sender's own, then the largest. */
 function encodeTrimmed(stamp: Stamp, from: number, frame: Uint8Array): Uint8Array {
   const entries: [number, number][] = [];
@@ -108,7 +137,10 @@ function encodeTrimmed(stamp: Stamp, from: number, frame: Uint8Array): Uint8Arra
 /** The envelope frame: length prefix, the header in `scratch[0..headerBytes)`, the frame's body. */
 function wrap(headerBytes: number, frame: Uint8Array): Uint8Array {
   const innerBytes = frame.length - 4;
-  const out = new Uint8Array(4 + headerBytes + innerBytes);
+  // A fresh ArrayBuffer per message costs more than the rest of the envelope: small frames
+  // live on V8's heap, larger ones are cut from Node's buffer pool.
+  const total = 4 + headerBytes + innerBytes;
+  const out = total <= ON_HEAP_BYTES_MAX ? new Uint8Array(total) : Buffer.allocUnsafe(total);
   const len = headerBytes + innerBytes;
   out[0] = len & 0xff;
   out[1] = (len >>> 8) & 0xff;
@@ -128,18 +160,33 @@ export interface ClockEnvelope {
 }
 
 /**
- * The envelope in a frame body, or null when the body is not one. `from` is the sender as its
- * handshake named it; `known` says which ids may enter the receiver's vector.
+ * A decoded envelope header, filled in place by readClockEnvelope (the transport keeps one:
+ * decoding a frame makes no objects). Entries are those whose ids the receiver knows.
  */
-export function decodeClockEnvelope(body: Uint8Array, from: number, known: (id: number) => boolean): ClockEnvelope | null {
-  if (body[0] !== CLOCK_FRAME_KIND) return null;
+export class ClockHeader {
+  lamport = 0;
+  count = 0;
+  readonly ids = new Float64Array(CLOCK_VC_ENTRIES_MAX);
+  readonly values = new Float64Array(CLOCK_VC_ENTRIES_MAX);
+  /** Components left out because `known` did not know their id. */
+  unknownIds = 0;
+}
+
+/**
+ * Reads the envelope at the start of a frame body into `out` and returns where the wrapped
+ * body starts, or 0 when the body is not an envelope. `from` is the sender as its handshake
+ * named it; `known` says which ids may enter the receiver's vector. Throws FrameError for a
+ * malformed envelope (see the top of this file).
+ */
+export function readClockEnvelope(body: Uint8Array, from: number, known: (id: number) => boolean, out: ClockHeader): number {
+  if (body[0] !== CLOCK_FRAME_KIND) return 0;
   cursor = 1;
   const lamport = readVarint(body, 'Lamport time');
   if (lamport < 1) throw new FrameError('clock envelope: Lamport time 0');
   if (cursor >= body.length) throw new FrameError('truncated clock envelope (entry count)');
   const n = body[cursor++]!;
   if (n > CLOCK_VC_ENTRIES_MAX) throw new FrameError(`clock envelope: ${n} vector entries exceed the limit of ${CLOCK_VC_ENTRIES_MAX}`);
-  const vc: Record<string, number> = {};
+  let count = 0;
   let unknownIds = 0;
   let sawSender = false;
   for (let i = 0; i < n; i++) {
@@ -151,13 +198,29 @@ export function decodeClockEnvelope(body: Uint8Array, from: number, known: (id: 
     for (let j = 0; j < i; j++) if (seenIds[j] === id) throw new FrameError(`clock envelope: member id ${id} twice`);
     seenIds[i] = id;
     if (id === from) sawSender = true;
-    if (id === from || known(id)) vc[id] = lamport - distance;
-    else unknownIds++;
+    if (id === from || known(id)) {
+      out.ids[count] = id;
+      out.values[count] = lamport - distance;
+      count++;
+    } else unknownIds++;
   }
   if (!sawSender) throw new FrameError(`clock envelope: no vector entry for the sender ${from}`);
   if (cursor >= body.length) throw new FrameError('clock envelope: no message inside');
   if (body[cursor] === CLOCK_FRAME_KIND) throw new FrameError('clock envelope inside a clock envelope');
-  return { stamp: { lamport, vc }, inner: body.subarray(cursor), unknownIds };
+  out.lamport = lamport;
+  out.count = count;
+  out.unknownIds = unknownIds;
+  return cursor;
+}
+
+/** The envelope in a frame body as objects, or null when the body is not one (readClockEnvelope's answer, for tests and tools). */
+export function decodeClockEnvelope(body: Uint8Array, from: number, known: (id: number) => boolean): ClockEnvelope | null {
+  const h = new ClockHeader();
+  const at = readClockEnvelope(body, from, known, h);
+  if (at === 0) return null;
+  const vc: Record<string, number> = {};
+  for (let i = 0; i < h.count; i++) vc[h.ids[i]!] = h.values[i]!;
+  return { stamp: { lamport: h.lamport, vc }, inner: body.subarray(at), unknownIds: h.unknownIds };
 }
 
 /** Decoding state (decoding is synchronous and not reentrant). */

@@ -55,7 +55,7 @@ import {
   PROTOCOL_VERSION,
 } from './codec.js';
 import { decodeJoinQuery, encodeJoinAnswer } from './join.js';
-import { CLOCK_HEADER_BYTES_MAX, decodeClockEnvelope, encodeClockEnvelope, type ClockEnvelope } from './clock-envelope.js';
+import { CLOCK_HEADER_BYTES_MAX, ClockHeader, encodeClockEnvelopeFrom, readClockEnvelope } from './clock-envelope.js';
 import type { TraceRecorder } from '../trace/recorder.js';
 
 /** A connection that has not completed its handshake by then is closed (ms). */
@@ -216,6 +216,9 @@ export class TcpTransport implements Transport, MemberChannel {
   /** Every member id this transport was told of (self and peers, also removed ones): the ids a clock envelope may carry into our vector. */
   private readonly knownIds = new Set<NodeId>();
   private readonly idNames = new Map<NodeId, string>();
+  /** The clock envelope of the frame being delivered (decoding is synchronous: one will do). */
+  private readonly clockIn = new ClockHeader();
+  private readonly isKnownId = (id: number): boolean => this.knownIds.has(id);
 
   private constructor(
     private readonly o: TcpTransportOptions,
@@ -620,10 +623,13 @@ export class TcpTransport implements Transport, MemberChannel {
   private deliver(peer: NodeId, body: Uint8Array, drop: (why: string, counter: 'malformed') => void): void {
     let member: ReturnType<typeof decodeMemberFrame>;
     let m: Message | null = null;
-    let clock: ClockEnvelope | null = null;
+    let clocked = false;
     try {
-      clock = decodeClockEnvelope(body, peer, (id) => this.knownIds.has(id));
-      if (clock) body = clock.inner;
+      const at = readClockEnvelope(body, peer, this.isKnownId, this.clockIn);
+      if (at > 0) {
+        body = body.subarray(at);
+        clocked = true;
+      }
       member = decodeMemberFrame(body);
       if (!member) m = decodeMessage(body);
     } catch (e) {
@@ -641,7 +647,7 @@ export class TcpTransport implements Transport, MemberChannel {
       }
     }
     this.lastHeard.set(peer, Date.now());
-    if (clock) this.clockReceived(peer, clock, m);
+    if (clocked) this.clockReceived(peer, m);
     if (member) this.memberReceiver(peer, member.body);
     else this.receiver(m!);
   }
@@ -653,15 +659,16 @@ export class TcpTransport implements Transport, MemberChannel {
     const c = this.o.clocks;
     // A frame so large that the envelope could push it over the receiver's limit goes unstamped.
     if (!c || frame.length - 4 + CLOCK_HEADER_BYTES_MAX > (this.o.frameBytesMax ?? FRAME_BYTES_MAX)) return frame;
-    const s = m ? c.sendMessage(this.nameOf(to), m) : c.send(this.nameOf(to), 'member');
-    return encodeClockEnvelope(s, this.o.id, frame);
+    c.stampSend(this.nameOf(to), m);
+    return encodeClockEnvelopeFrom(c, frame);
   }
 
-  private clockReceived(peer: NodeId, e: ClockEnvelope, m: Message | null): void {
+  /** The envelope just read (clockIn) merged into this member's clocks. */
+  private clockReceived(peer: NodeId, m: Message | null): void {
     const c = this.o.clocks;
     if (!c) return;
-    if (m) c.receiveMessage(this.nameOf(peer), m, e.stamp);
-    else c.receive(this.nameOf(peer), 'member', e.stamp);
+    const h = this.clockIn;
+    c.stampReceive(this.nameOf(peer), m, h.lamport, h.ids, h.values, h.count);
   }
 
   /** A member id as the trace names it (one string per id, not one per message). */

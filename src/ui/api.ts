@@ -7,6 +7,8 @@
 /** The dashboard's static files, served from dist/ui under UI_PREFIX; nothing else is. */
 export const UI_PREFIX = '/ui/';
 export const UI_STATUS_PATH = '/ui/api/status';
+/** GET /ui/api/history[?since=MS]: the member's chart samples (UiHistory) taken after `since`. */
+export const UI_HISTORY_PATH = '/ui/api/history';
 /** The members' trace ring (issue 16 item 2; served by the ops routes once the clocks work is in). */
 export const TRACE_PATH = '/debug/trace';
 
@@ -73,4 +75,34 @@ export interface UiStatus {
   readonly latency: UiHistogram;
   /** WAL fdatasync latency (etcd_disk_wal_fsync_duration_seconds), seconds. */
   readonly walFsync: UiHistogram;
+}
+
+/** Observations of one histogram during one sample's interval: counts per bound of the history's bounds (cumulative), [] when there were none. */
+export interface UiHistogramDelta {
+  readonly counts: readonly number[];
+  readonly count: number;
+}
+
+/** What one member counted during one sampling interval (UI_HISTORY_INTERVAL_MS, src/server/ui-history.ts). */
+export interface UiSample {
+  /** When the interval ended (ms since epoch; intervals end on whole seconds, a few ms after). */
+  readonly t: number;
+  /** The interval's length, ms. */
+  readonly dtMs: number;
+  readonly writes: number;
+  readonly reads: number;
+  readonly leaderChanges: number;
+  readonly latency: UiHistogramDelta;
+  readonly walFsync: UiHistogramDelta;
+}
+
+/** GET /ui/api/history: the member's recent samples, oldest first (at most `samplesMax`, one per `intervalMs`). */
+export interface UiHistory {
+  readonly now: number;
+  readonly intervalMs: number;
+  readonly samplesMax: number;
+  /** Upper bounds (seconds) of the samples' latency and WAL fdatasync counts. */
+  readonly latencyBounds: readonly number[];
+  readonly walFsyncBounds: readonly number[];
+  readonly samples: readonly UiSample[];
 }

@@ -1,13 +1,16 @@
 /**
  * The dashboard's pure parts, in node: the space-time view's causal past and future against an
  * independent computation (reachability in the graph of process order and message edges, not
- * vector clocks), trace parsing of hostile lines, message pairing, histogram quantiles.
+ * vector clocks), trace parsing of hostile lines, message pairing, histogram quantiles, the
+ * charts' data from the members' history samples.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LogicalClock } from '../lib/vector-clock.js';
 import type { TraceEvent } from '../trace/event.js';
 import { causalSets, pairMessages, parseTrace, TRACE_CLOCK_ENTRIES_MAX, TRACE_EVENTS_MAX, TRACE_FIELD_CHARS_MAX } from './web/causal.js';
+import type { UiHistory, UiSample } from './api.js';
+import { CHART_WINDOW_S, ChartData } from './web/chart-data.js';
 import { quantileOfDelta } from './web/histogram.js';
 
 /** A trace from a script of steps: [0, node] local, [1, from, to] send, [2, k] deliver the k-th message in flight. */
@@ -136,5 +139,45 @@ describe('quantileOfDelta', () => {
   it('is null without observations, and the last bound beyond it', () => {
     expect(quantileOfDelta(h([1, 1, 1], 1), h([1, 1, 1], 1), 0.5)).toBeNull();
     expect(quantileOfDelta(h([0, 0, 0], 4), undefined, 0.99)).toBe(0.004);
+  });
+});
+
+describe('chart data from the members\' history samples', () => {
+  const bounds = [0.001, 0.01, 0.1];
+  const sample = (t: number, writes: number, reads: number, lat: number[], leaderChanges = 0): UiSample => ({
+    t,
+    dtMs: 1000,
+    writes,
+    reads,
+    leaderChanges,
+    latency: { counts: lat, count: lat.length ? lat[lat.length - 1]! : 0 },
+    walFsync: { counts: [], count: 0 },
+  });
+  const history = (samples: UiSample[]): UiHistory => ({ now: 0, intervalMs: 1000, samplesMax: 600, latencyBounds: bounds, walFsyncBounds: [], samples });
+
+  it('adds up the members per second, takes each sample once, and charts only the serving member\'s leader changes', () => {
+    const d = new ChartData();
+    d.add('a', history([sample(10_005, 10, 100, [0, 10, 10], 1), sample(11_004, 20, 0, [])]), true);
+    d.add('b', history([sample(10_007, 5, 50, [0, 0, 10], 2)]), false);
+    // The same samples again (a call that overlapped): not counted twice.
+    d.add('b', history([sample(10_007, 5, 50, [0, 0, 10], 2), sample(11_006, 1, 1, [])]), false);
+    expect(d.sinceOf('b')).toBe(11_006);
+    const s = d.series();
+    expect(s.t).toEqual([10, 11]);
+    expect(s.writes).toEqual([15, 21]);
+    expect(s.reads).toEqual([150, 1]);
+    expect(s.leaderChanges).toEqual([1, 0]);
+    // 20 calls in second 10: 10 at most 10 ms, 10 at most 100 ms; the median is the 10th, at 10 ms.
+    expect(s.latP50[0]).toBeCloseTo(quantileOfDelta({ bounds, counts: [0, 10, 20], count: 20 }, undefined, 0.5)! * 1000);
+    expect(s.latP99[0]).toBeGreaterThan(10);
+    expect(s.latP50[1]).toBeNull();
+  });
+
+  it(`keeps ${CHART_WINDOW_S} s before the newest second`, () => {
+    const d = new ChartData();
+    d.add('a', history(Array.from({ length: CHART_WINDOW_S + 50 }, (_, i) => sample(1_000_000 + i * 1000, 1, 1, []))), true);
+    const s = d.series();
+    expect(s.t).toHaveLength(CHART_WINDOW_S + 1);
+    expect(s.t[s.t.length - 1]! - s.t[0]!).toBe(CHART_WINDOW_S);
   });
 });

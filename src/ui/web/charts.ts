@@ -1,91 +1,34 @@
 /**
  * Live charts (uPlot): writes/s and reads/s summed over the members that answer, p50/p99 of
- * client call latency and of WAL fdatasync (from the members' histograms, bucket deltas between
- * two polls), and the leader changes the serving member saw. Kept for CHART_WINDOW_S in the page.
+ * client call latency and of WAL fdatasync (the members' histograms added up per second), and
+ * the leader changes the serving member saw. Drawn from the samples each member keeps (GET
+ * /ui/api/history, chart-data.ts): a page opened or reloaded shows the last minutes at once;
+ * each cluster poll then asks every member for its samples since the last one it gave.
  */
 import uPlot from 'uplot';
-import type { UiHistogram, UiStatus } from '../api.js';
+import { ChartData } from './chart-data.js';
 import type { ClusterView } from './cluster.js';
 import { byId } from './dom.js';
-import { quantileOfDelta } from './histogram.js';
+import { memberHistory } from './gateway.js';
 
-/** Seconds of history the charts keep (one point per cluster poll). */
-export const CHART_WINDOW_S = 300;
-
-interface Series {
-  t: number[];
-  writes: number[];
-  reads: number[];
-  latP50: (number | null)[];
-  latP99: (number | null)[];
-  fsyncP50: (number | null)[];
-  fsyncP99: (number | null)[];
-  leaderChanges: number[];
-}
-
-const data: Series = { t: [], writes: [], reads: [], latP50: [], latP99: [], fsyncP50: [], fsyncP99: [], leaderChanges: [] };
-const prev = new Map<string, UiStatus>();
-let prevLeaderChanges = 0;
+const data = new ChartData();
+/** Members whose history call is under way (one at a time each: a slow member is not asked twice). */
+const asking = new Set<string>();
 let plots: uPlot[] = [];
 
-function mergeDelta(hs: { now: UiHistogram; before: UiHistogram | undefined }[]): { now: UiHistogram; before: UiHistogram } | null {
-  const bounds = hs.find((x) => x.now.bounds.length > 0)?.now.bounds;
-  if (!bounds) return null;
-  const nowC = bounds.map(() => 0);
-  const befC = bounds.map(() => 0);
-  let nowN = 0;
-  let befN = 0;
-  for (const x of hs) {
-    if (x.now.bounds.length !== bounds.length) continue;
-    x.now.counts.forEach((c, i) => (nowC[i]! += c));
-    x.before?.counts.forEach((c, i) => (befC[i]! += c));
-    nowN += x.now.count;
-    befN += x.before?.count ?? 0;
-  }
-  return { now: { bounds, counts: nowC, count: nowN }, before: { bounds, counts: befC, count: befN } };
-}
-
-export function addSample(v: ClusterView): void {
-  const t = Date.now() / 1000;
-  let writes = 0;
-  let reads = 0;
-  const lat: { now: UiHistogram; before: UiHistogram | undefined }[] = [];
-  const fsync: { now: UiHistogram; before: UiHistogram | undefined }[] = [];
-  let any = false;
+/** Asks every member that answers for its newer samples, and redraws as each answers. */
+export function refreshCharts(v: ClusterView): void {
   for (const m of v.members) {
-    const s = m.status;
-    if (!s) continue;
-    const p = prev.get(s.id);
-    prev.set(s.id, s);
-    // A member seen for the first time, or restarted (counters went back): no rate yet.
-    if (!p || s.counters.writes < p.counters.writes || s.now <= p.now) continue;
-    const dt = (s.now - p.now) / 1000;
-    writes += (s.counters.writes - p.counters.writes) / dt;
-    reads += (s.counters.reads - p.counters.reads) / dt;
-    lat.push({ now: s.latency, before: p.latency });
-    fsync.push({ now: s.walFsync, before: p.walFsync });
-    any = true;
+    if (!m.status || asking.has(m.id)) continue;
+    asking.add(m.id);
+    memberHistory(m.base, data.sinceOf(m.id)).then(
+      (h) => {
+        data.add(m.id, h, m.base === '');
+        redraw();
+      },
+      () => undefined, // unreachable for now: the cluster page says so; its samples come next time
+    ).finally(() => asking.delete(m.id));
   }
-  const self = v.self;
-  if (!any) {
-    if (self) prevLeaderChanges = self.counters.leaderChanges;
-    return;
-  }
-  const l = mergeDelta(lat);
-  const f = mergeDelta(fsync);
-  const ms = (x: number | null): number | null => (x === null ? null : x * 1000);
-  data.t.push(t);
-  data.writes.push(writes);
-  data.reads.push(reads);
-  data.latP50.push(ms(l ? quantileOfDelta(l.now, l.before, 0.5) : null));
-  data.latP99.push(ms(l ? quantileOfDelta(l.now, l.before, 0.99) : null));
-  data.fsyncP50.push(ms(f ? quantileOfDelta(f.now, f.before, 0.5) : null));
-  data.fsyncP99.push(ms(f ? quantileOfDelta(f.now, f.before, 0.99) : null));
-  const lc = self ? self.counters.leaderChanges : prevLeaderChanges;
-  data.leaderChanges.push(Math.max(0, lc - prevLeaderChanges));
-  prevLeaderChanges = lc;
-  while (data.t.length > 0 && data.t[0]! < t - CHART_WINDOW_S) for (const k of Object.keys(data) as (keyof Series)[]) data[k].shift();
-  redraw();
 }
 
 function make(el: HTMLElement, title: string, series: { label: string; stroke: string; unit: string }[], bars = false): uPlot {
@@ -120,11 +63,17 @@ export function initCharts(): void {
 
 function redraw(): void {
   if (plots.length === 0) return;
+  const d = data.series();
   const [ops, lat, fs, lc] = plots;
-  ops!.setData([data.t, data.writes, data.reads]);
-  lat!.setData([data.t, data.latP50, data.latP99]);
-  fs!.setData([data.t, data.fsyncP50, data.fsyncP99]);
-  lc!.setData([data.t, data.leaderChanges]);
+  ops!.setData([d.t, d.writes, d.reads]);
+  lat!.setData([d.t, d.latP50, d.latP99]);
+  fs!.setData([d.t, d.fsyncP50, d.fsyncP99]);
+  lc!.setData([d.t, d.leaderChanges]);
+  // What the charts hold, for people reading the page's HTML and for the browser test.
+  const el = byId('charts');
+  el.dataset['points'] = String(d.t.length);
+  el.dataset['firstT'] = String(d.t[0] ?? '');
+  el.dataset['writes'] = String(d.writes.reduce((a, b) => a + b, 0));
 }
 
 /** Charts drawn while hidden have no width: resize them when their tab shows. */

@@ -4,8 +4,8 @@
  * members' GET /ui/api/status. With auth on, the token from the login form goes in the
  * Authorization header, as the gateway takes it.
  */
-import type { UiStatus } from '../api.js';
-import { UI_STATUS_PATH } from '../api.js';
+import type { UiHistory, UiStatus } from '../api.js';
+import { UI_HISTORY_PATH, UI_STATUS_PATH } from '../api.js';
 
 /** A gateway or status call taking longer than this is abandoned (the member is slow or gone). */
 export const CALL_TIMEOUT_MS = 5_000;
@@ -120,12 +120,12 @@ export async function stream(path: string, body: unknown, onResult: (r: Record<s
   }
 }
 
-/** GET /ui/api/status of the member at `base` ('' = the one that served the page). */
-export async function memberStatus(base: string): Promise<UiStatus> {
+/** GET of one of a member's dashboard JSON paths at `base` ('' = the one that served the page). */
+async function memberJson<T>(base: string, path: string): Promise<T> {
   const sentWith = token;
   const h: Record<string, string> = {};
   if (token) h['authorization'] = token;
-  const r = await fetch(`${base}${UI_STATUS_PATH}`, { headers: h, signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
+  const r = await fetch(`${base}${path}`, { headers: h, signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
   if (!r.ok) {
     const t = await r.text();
     let msg = `HTTP ${r.status}`;
@@ -137,7 +137,17 @@ export async function memberStatus(base: string): Promise<UiStatus> {
     if (base === '') checkAuth(r.status, msg, sentWith);
     throw new GatewayError(r.status, msg);
   }
-  return (await r.json()) as UiStatus;
+  return (await r.json()) as T;
+}
+
+/** GET /ui/api/status of the member at `base` ('' = the one that served the page). */
+export function memberStatus(base: string): Promise<UiStatus> {
+  return memberJson<UiStatus>(base, UI_STATUS_PATH);
+}
+
+/** GET /ui/api/history of the member at `base`: its chart samples that ended after `sinceMs`. */
+export function memberHistory(base: string, sinceMs: number): Promise<UiHistory> {
+  return memberJson<UiHistory>(base, `${UI_HISTORY_PATH}?since=${Math.max(0, Math.floor(sinceMs))}`);
 }
 
 // etcd's JSON carries bytes as base64; keys and values are shown as UTF-8 text where they are.

@@ -5,7 +5,7 @@
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { onCluster, renderCluster, startClusterPolling } from './cluster.js';
-import { addSample, initCharts, resizeCharts } from './charts.js';
+import { initCharts, refreshCharts, resizeCharts } from './charts.js';
 import { byId } from './dom.js';
 import { call, onAuthNeeded, setToken } from './gateway.js';
 import { initKeys, onKeys, restartWatch, startKeys } from './keys.js';
@@ -64,7 +64,7 @@ function main(): void {
   initSpacetime();
   onCluster((v) => {
     renderCluster(v);
-    addSample(v);
+    refreshCharts(v);
   });
   onKeys(() => {
     if (tab === 'locks') void renderLocks();
