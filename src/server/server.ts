@@ -11,6 +11,7 @@ import { buildHandlers, CLUSTER_VERSION, ETCD_API_VERSION } from '../api/service
 import type { Wire } from '../api/convert.js';
 import { clientCertCommonName, type CallWithMetadata } from '../api/tls-identity.js';
 import { checkAdmin } from '../api/auth.js';
+import { KvError } from '../kv/errors.js';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../raft/config.js';
 import type { ServerConfig } from './config.js';
@@ -199,8 +200,7 @@ async function rootOnly(member: EtcdMember, req: IncomingMessage): Promise<{ sta
     checkAdmin(member, await member.authInfoFromToken(token));
     return null;
   } catch (e) {
-    const message = (e as Error).message;
-    return { status: /invalid auth token/.test(message) ? 401 : 403, message };
+    return { status: e instanceof KvError && e.code === 'invalidAuthToken' ? 401 : 403, message: (e as Error).message };
   }
 }
 
