@@ -4,16 +4,16 @@
  */
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type Cluster } from './support/cluster.js';
+import { startInProcessCluster, type InProcessCluster } from './support/in-process.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('the etcd3 npm client against Flotilla', () => {
-  let cluster: Cluster;
+  let cluster: InProcessCluster;
   let a: Etcd3;
   let b: Etcd3;
   beforeAll(async () => {
-    cluster = await startCluster('flotilla');
+    cluster = await startInProcessCluster();
     const hosts = cluster.endpoints.map((e) => `http://${e}`);
     a = new Etcd3({ hosts });
     b = new Etcd3({ hosts: [...hosts].reverse() });

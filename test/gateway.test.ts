@@ -4,15 +4,15 @@
  * port as gRPC, with /health and /version.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type Cluster } from './support/cluster.js';
+import { startInProcessCluster, type InProcessCluster } from './support/in-process.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 describe('JSON gateway', () => {
-  let cluster: Cluster;
+  let cluster: InProcessCluster;
   let url: string;
   beforeAll(async () => {
-    cluster = await startCluster('flotilla');
+    cluster = await startInProcessCluster();
     url = cluster.members[1]!.clientUrl;
   }, 60_000);
   afterAll(async () => {

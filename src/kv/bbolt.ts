@@ -25,6 +25,7 @@
  *
  * Pure: no file system here (a ByteSource is given); nothing imported from the store.
  */
+import { compareBytes } from '../lib/bytes.js';
 
 export const BOLT_MAGIC = 0xed0cdaed;
 export const BOLT_VERSION = 2;
@@ -138,12 +139,6 @@ const u64num = (dv: DataView, off: number, what: string): number => {
   if (v > BigInt(Number.MAX_SAFE_INTEGER)) fail(`${what} ${v} is out of range`);
   return Number(v);
 };
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return a.length - b.length;
-}
 
 function readMeta(b: Uint8Array, at: number): BoltMeta | string {
   if (b.length < BOLT_PAGE_HEADER_BYTES + META_BYTES) return 'too short for a meta page';

@@ -9,6 +9,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { assert } from '../lib/assert.js';
+import { compareBytes } from '../lib/bytes.js';
 import { BTree, binKey, MemoryBackend, unbinKey, type Backend } from './backend.js';
 import { ERR } from './errors.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, LEASE_ID_MAX, parseImageJson, preview, safeInt } from './snapshot-image.js';
@@ -324,12 +325,6 @@ function realSub(s: number): number {
 /** The byte string as a binary string (one char per byte), whose order is the bytes' order. */
 export const bin = binKey;
 export const unbin = unbinKey;
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return a.length - b.length;
-}
 
 /** The interval a request names: [start, end) in binary strings; end null = one key, '' = to the end. */
 export interface BinInterval {

@@ -217,3 +217,10 @@ export function readEntry(r: ByteReader, fail: (message: string) => Error = (m) 
   if (t > 1) throw fail(`bad entry type ${t}`);
   return { index, term, type: t === 1 ? 'conf' : 'normal', data: r.bytes() };
 }
+
+/** Orders byte strings as etcd orders keys: bytewise, a prefix before its extensions. */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}

@@ -55,18 +55,11 @@ import type {
   Term,
 } from './types.js';
 import type { Ready } from './ready.js';
+import { ReadOnly } from './read-only.js';
 
 const EMPTY = new Uint8Array(0);
 
 type CampaignKind = 'preElection' | 'election' | 'transfer';
-
-/** A batch of ReadIndex requests confirmed together by one heartbeat round (thesis §6.4). */
-interface ReadRound {
-  round: number;
-  /** The commit index when the last request joined the batch: every read waits for it. */
-  index: Index;
-  requests: { from: NodeId; ctx: string }[];
-}
 
 export interface ProgressStatus {
   readonly match: Index;
@@ -124,20 +117,10 @@ export class RaftCore {
   /** Leader: whether an entry of the current term has committed (§6.4: no read before that). */
   protected committedInTerm = false;
 
-  // ReadIndex bookkeeping (leader).
-  private readRoundSeq = 0;
   /** Ticks since this core was created (its notion of elapsed time). */
   private tickCount = 0;
-  /** Lease reads: the tick at which each unconfirmed heartbeat round was sent. */
-  private roundSentTick = new Map<number, number>();
-  /** Lease reads: when the newest heartbeat round a quorum acknowledged was sent. */
-  private leaseStartTick = -Infinity;
-  /** Lease reads: a transfer was started this term (its target may win at once, lease or not). */
-  private transferStarted = false;
-  private openReadRound: ReadRound | null = null;
-  private pendingReadRounds: ReadRound[] = [];
-  /** Reads that arrived before the leader committed an entry of its term. */
-  private readsAwaitingCommit: { from: NodeId; ctx: string }[] = [];
+  /** ReadIndex and lease bookkeeping (leader): read-only.ts. */
+  private readonly reads: ReadOnly;
 
   // Latest snapshot this member holds (to send to followers whose entries are compacted).
   protected latestSnapshot: Snapshot;
@@ -156,6 +139,7 @@ export class RaftCore {
   constructor(config: RaftConfig, initial: InitialState) {
     this.cfg = resolveConfig(config);
     this.id = this.cfg.id;
+    this.reads = new ReadOnly(this.cfg.readOnly === 'lease');
     const hs = initial.hardState;
     this.log = new RaftLog(initial.snapshot, initial.entries, hs.commit, initial.applied ?? initial.snapshot.meta.index);
     this.term = hs.term;
@@ -328,7 +312,7 @@ export class RaftCore {
     if (this.role !== 'leader') return this.refuse('notLeader', 'only the leader can transfer leadership');
     if (!this.config.voters.has(to)) return this.refuse('invalidTarget', `${to} is not a voter of the configuration`);
     if (to === this.id) return { ok: true };
-    this.transferStarted = true;
+    this.reads.transferStart();
     if (this.leadTransferee === to) return { ok: true };
     if (this.leadTransferee !== 0) this.cfg.logger.info(`${this.id} [term ${this.term}] abandons transfer to ${this.leadTransferee}`);
     this.cfg.logger.info(`${this.id} [term ${this.term}] starts to transfer leadership to ${to}`);
@@ -387,7 +371,7 @@ export class RaftCore {
 
   hasReady(): boolean {
     if (this.outstanding !== null) return false;
-    if (this.msgs.length > 0 || this.readStates.length > 0 || this.bcastDue || this.openReadRound !== null) return true;
+    if (this.msgs.length > 0 || this.readStates.length > 0 || this.bcastDue || this.reads.hasOpenRound) return true;
     if (this.pendingSnapshot) return true;
     if (this.log.unstableFrom <= this.log.lastIndex()) return true;
     if (this.committedToApply() > this.log.applied) return true;
@@ -594,12 +578,7 @@ export class RaftCore {
     this.votes.clear();
     this.verifiedIndex = 0;
     this.committedInTerm = false;
-    this.openReadRound = null;
-    this.pendingReadRounds = [];
-    this.readsAwaitingCommit = [];
-    this.roundSentTick.clear();
-    this.leaseStartTick = -Infinity;
-    this.transferStarted = false;
+    this.reads.reset();
     this.bcastDue = false;
     this.uncommittedBytes = 0;
     this.progress.clear();
@@ -727,7 +706,7 @@ export class RaftCore {
     if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
       this.heartbeatElapsed = 0;
       // With lease reads every heartbeat is a round whose acknowledgements extend the lease.
-      this.bcastHeartbeat(this.cfg.readOnly === 'lease' ? ++this.readRoundSeq : 0);
+      this.bcastHeartbeat(this.cfg.readOnly === 'lease' ? this.reads.nextRound() : 0);
     }
   }
 
@@ -1073,11 +1052,9 @@ export class RaftCore {
       this.bcastDue = false;
       for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id, false);
     }
-    if (this.openReadRound) {
-      const r = this.openReadRound;
-      this.openReadRound = null;
-      this.pendingReadRounds.push(r);
-      this.bcastHeartbeat(r.round);
+    const round = this.reads.closeOpenRound();
+    if (round > 0) {
+      this.bcastHeartbeat(round);
       this.releaseConfirmedReads();
     }
   }
@@ -1132,7 +1109,7 @@ export class RaftCore {
   }
 
   private bcastHeartbeat(round: number): void {
-    if (round > 0 && this.cfg.readOnly === 'lease') this.roundSentTick.set(round, this.tickCount);
+    this.reads.roundSent(round, this.tickCount);
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
       // Never tell a follower to commit beyond what it is known to hold.
@@ -1198,7 +1175,7 @@ export class RaftCore {
     if (pr.match < this.log.lastIndex() || m.needAppend) this.sendAppend(m.from, true);
     if (m.round > 0 && m.round > pr.ackedRound) {
       pr.ackedRound = m.round;
-      if (this.cfg.readOnly === 'lease') this.extendLease();
+      if (this.cfg.readOnly === 'lease') this.reads.extendLease((r) => this.roundConfirmed(r));
       this.releaseConfirmedReads();
     }
   }
@@ -1221,9 +1198,7 @@ export class RaftCore {
     if (this.uncommittedBytes < 0) this.uncommittedBytes = 0;
     if (!this.committedInTerm && this.log.term(idx) === this.term) {
       this.committedInTerm = true;
-      const waiting = this.readsAwaitingCommit;
-      this.readsAwaitingCommit = [];
-      for (const r of waiting) this.handleReadRequest(r.from, r.ctx);
+      for (const r of this.reads.takeAwaitingCommit()) this.handleReadRequest(r.from, r.ctx);
     }
     return true;
   }
@@ -1235,32 +1210,14 @@ export class RaftCore {
   private handleReadRequest(from: NodeId, ctx: string): void {
     if (!this.committedInTerm) {
       // Thesis §6.4: until an entry of our term commits we do not know the full commit index.
-      this.readsAwaitingCommit.push({ from, ctx });
+      this.reads.awaitCommit({ from, ctx });
       return;
     }
     if (this.cfg.readOnly === 'lease' && this.inLease()) {
       this.answerRead(from, ctx, this.log.commit);
       return;
     }
-    let r = this.openReadRound;
-    if (!r) {
-      r = { round: ++this.readRoundSeq, index: this.log.commit, requests: [] };
-      this.openReadRound = r;
-    }
-    // Commit only grows, so the batch's index covers every request in it.
-    r.index = this.log.commit;
-    r.requests.push({ from, ctx });
-  }
-
-  /** Moves the lease start to when the newest round a quorum has acknowledged was sent. */
-  private extendLease(): void {
-    // Rounds are kept in the order sent, and a quorum that acknowledged a round acknowledged
-    // every earlier one: take confirmed rounds from the front.
-    for (const [round, sentAt] of this.roundSentTick) {
-      if (!this.roundConfirmed(round)) return;
-      this.leaseStartTick = Math.max(this.leaseStartTick, sentAt);
-      this.roundSentTick.delete(round);
-    }
+    this.reads.add({ from, ctx }, this.log.commit);
   }
 
   /** Whether a (joint) quorum has acknowledged heartbeat round `round` or a later one. */
@@ -1270,12 +1227,12 @@ export class RaftCore {
 
   /** Whether this leader may answer a read without a heartbeat round (see RaftConfig.readOnly). */
   protected inLease(): boolean {
-    return !this.transferStarted && this.leadTransferee === 0 && this.tickCount < this.leaseStartTick + this.cfg.electionTicks - this.cfg.leaseDriftTicks;
+    return this.leadTransferee === 0 && this.reads.leaseValid(this.tickCount, this.cfg.electionTicks - this.cfg.leaseDriftTicks);
   }
 
   /** Lease reads: whether the lease was ever established this term (for tests of the rule). */
   protected leaseEstablished(): boolean {
-    return this.leaseStartTick > -Infinity;
+    return this.reads.leaseEstablished;
   }
 
   /** Lease reads: whether a member that just started must still ignore votes (it may have acknowledged a leader's heartbeat before it crashed). */
@@ -1285,12 +1242,7 @@ export class RaftCore {
 
   /** Releases every pending read round that a quorum has confirmed (by acking it or a later round). */
   private releaseConfirmedReads(): void {
-    while (this.pendingReadRounds.length > 0) {
-      const r = this.pendingReadRounds[0]!;
-      if (!this.roundConfirmed(r.round)) return;
-      this.pendingReadRounds.shift();
-      for (const q of r.requests) this.answerRead(q.from, q.ctx, r.index);
-    }
+    for (const a of this.reads.releaseConfirmed((r) => this.roundConfirmed(r))) this.answerRead(a.from, a.ctx, a.index);
   }
 
   private answerRead(from: NodeId, ctx: string, index: Index): void {
@@ -1314,8 +1266,7 @@ export class RaftCore {
       `${this.id} switched to configuration voters=(${[...next.voters].join(' ')})${isJoint(next) ? `&&(${[...next.outgoing].join(' ')})` : ''} learners=(${[...next.learners].join(' ')})`,
     );
     // A new configuration has new quorums: earlier acknowledgements prove nothing about them.
-    this.leaseStartTick = -Infinity;
-    this.roundSentTick.clear();
+    this.reads.forgetLease();
     this.switchConfig(next);
   }
 

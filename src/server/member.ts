@@ -13,6 +13,7 @@ import { AUTH_ERR, type AuthHeader } from '../kv/auth-store.js';
 import { ERR, isErrorCode, KvError, type ErrorCode } from '../kv/errors.js';
 import { LEARNERS_MAX, MemberTable, RAFT_ID_MAX, encodeMemberChange, newMemberId, normalisePeerUrls, type ClusterMember, type MemberChange } from '../kv/membership.js';
 import { LmdbBackend } from '../kv/backend-lmdb.js';
+import type { Backend, BackendBatchLimits } from '../kv/backend.js';
 import { SnapshotStreamTransport } from './snapshot-stream.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WatchHub } from '../kv/watch.js';
@@ -20,10 +21,11 @@ import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, Prop
 import type { Logger } from '../raft/config.js';
 import type { ConfChange, NodeId } from '../raft/types.js';
 import { DiskStorage, type StorageObserver } from '../storage/storage.js';
+import type { FileSystem } from '../storage/fs.js';
 import { FRAME_BYTES_MAX, MEMBER_FRAME_HEADER_BYTES } from '../transport/codec.js';
 import { loadTls } from './tls.js';
 import { clockStartOf, TraceRecorder } from '../trace/recorder.js';
-import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel, type PeerAddress, type TransportObserver } from '../transport/tcp.js';
+import { PEER_IDLE_TIMEOUT_MS, TcpTransport, type MemberChannel, type PeerAddress, type PeerLink, type TransportObserver } from '../transport/tcp.js';
 import { queryJoin, type JoinTls } from '../transport/join.js';
 import type { TlsFiles } from '../lib/tls-files.js';
 import type { ServerConfig } from './config.js';
@@ -195,6 +197,24 @@ export interface MemberObservers {
  */
 export const LEASE_CALL_ATTEMPT_MS = 1_000;
 
+/**
+ * What a member runs on besides its configuration. By default: TCP between members, the WAL
+ * and snapshots on the disk, the key-value store in LMDB. The in-process server harness
+ * (test/support/in-process.ts) gives memory instead: a MemoryNetwork link, a MemFs, a
+ * MemoryBackend; such a member bootstraps only (joining asks peers over TCP).
+ */
+export interface MemberEnv {
+  /** This member's peer link, by Raft id (default: TcpTransport on --listen-peer-urls). */
+  readonly peerLink?: (raftId: NodeId) => PeerLink;
+  /** The file system of the WAL and snapshots (default: the disk). */
+  readonly fs?: FileSystem;
+  /** Size of a WAL segment file (default the WAL's, 64 MiB; a MemFs copies a file on every sync). */
+  readonly walSegmentBytes?: number;
+  /** Opens a key-value backend at `path` (default: LMDB). */
+  readonly openBackend?: (path: string, limits: BackendBatchLimits) => Backend;
+}
+
+const openLmdb = (path: string, limits: BackendBatchLimits): Backend => LmdbBackend.open(path, limits);
 
 export class EtcdMember {
   readonly memberId: bigint;
@@ -203,7 +223,7 @@ export class EtcdMember {
   readonly hub: WatchHub;
   readonly lessor: Lessor;
   node!: RaftNode<ApplyResult>;
-  private transport!: TcpTransport;
+  private transport!: PeerLink;
   /** The transport as Raft and the member channel use it (with fault injection when enabled). */
   private channel!: Transport & MemberChannel;
   /** The channel with snapshots streamed (the last layer of `channel`). */
@@ -245,13 +265,14 @@ export class EtcdMember {
     readonly config: ServerConfig,
     private readonly logger: Logger,
     identity: Identity,
+    private readonly env: MemberEnv,
   ) {
     this.identity = identity;
     this.memberId = identity.memberId;
     this.clusterId = identity.clusterId;
     this.raftId = identity.raftId;
     // The key-value store on disk: <data-dir>/member/db (LMDB), beside the WAL and snapshots.
-    const backend = LmdbBackend.open(join(config.dataDir, 'member', 'db'), { batchIntervalMs: config.backendBatchIntervalMs, batchOpsMax: config.backendBatchLimit });
+    const backend = (env.openBackend ?? openLmdb)(join(config.dataDir, 'member', 'db'), { batchIntervalMs: config.backendBatchIntervalMs, batchOpsMax: config.backendBatchLimit });
     this.sm = new KvStateMachine({ maxTxnOps: config.maxTxnOps, bootstrapMembers: identity.bootstrap === 'new' ? config.initialCluster : [] }, backend);
     this.hub = new WatchHub(this.sm, { progressIntervalMs: config.watchProgressNotifyIntervalMs });
     this.clock = config.unsafeFaultInjection ? faultyClock(this.faults) : realClock;
@@ -330,11 +351,11 @@ export class EtcdMember {
     }
   }
 
-  static async start(config: ServerConfig, logger: Logger, observers: MemberObservers = {}): Promise<EtcdMember> {
+  static async start(config: ServerConfig, logger: Logger, observers: MemberObservers = {}, env: MemberEnv = {}): Promise<EtcdMember> {
     // Before storage is opened: unusable certificate files stop the member at once.
     const peerTls = config.peerTls ? loadTls('peer', config.peerTls, [...config.listenPeerUrls, ...config.initialAdvertisePeerUrls.map((u) => new URL(u))], logger) : null;
     const identity = await EtcdMember.identify(config, logger, peerTls);
-    const m = new EtcdMember(config, logger, identity);
+    const m = new EtcdMember(config, logger, identity, env);
     m.peerTlsFiles = peerTls;
     m.tokens = await tokenProvider(config.authToken, config.authTokenTtlMs);
     await quotaStartWarnings(config.dataDir, config.quotaBackendBytes, logger);
@@ -344,7 +365,11 @@ export class EtcdMember {
     const storage = await DiskStorage.open(
       config.dataDir,
       { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false },
-      { ...(config.unsafeFaultInjection ? { fs: faultyFs(m.faults) } : {}), ...(observers.storage ? { observer: observers.storage } : {}) },
+      {
+        ...(config.unsafeFaultInjection ? { fs: faultyFs(m.faults, env.fs) } : env.fs ? { fs: env.fs } : {}),
+        ...(env.walSegmentBytes ? { segmentBytes: env.walSegmentBytes } : {}),
+        ...(observers.storage ? { observer: observers.storage } : {}),
+      },
     );
     const listen = config.listenPeerUrls[0]!;
     const initialPeers = identity.bootstrap === 'new' ? config.initialCluster : identity.peers;
@@ -352,7 +377,7 @@ export class EtcdMember {
     // A forward carries a request of up to --max-request-bytes in one peer frame.
     if (config.maxRequestBytes + FORWARD_HEADER_BYTES + MEMBER_FRAME_HEADER_BYTES > FRAME_BYTES_MAX) throw new Error(`--max-request-bytes ${config.maxRequestBytes} exceeds the peer frame limit`);
     if (config.traceClocks !== false) m.clocks = new TraceRecorder(String(identity.raftId), { start: clockStartOf(Date.now()) });
-    m.transport = await TcpTransport.start({
+    m.transport = env.peerLink ? m.linkTo(env.peerLink, peers) : await TcpTransport.start({
       ...(m.clocks ? { clocks: m.clocks } : {}),
       id: identity.raftId,
       clusterId: `${config.initialClusterToken}/${identity.clusterId.toString(16)}`,
@@ -381,7 +406,7 @@ export class EtcdMember {
       id: identity.raftId,
       openView: (index) => m.sm.snapshotView(index),
       receiveDir: join(config.dataDir, 'member', 'snap-recv'),
-      openStaging: (path) => LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: Number.MAX_SAFE_INTEGER }),
+      openStaging: (path) => (env.openBackend ?? openLmdb)(path, { batchIntervalMs: 0, batchOpsMax: Number.MAX_SAFE_INTEGER }),
       logger,
     });
     m.sm.setStreamedSnapshots((id, index) => m.streams.takeStreamed(id, index));
@@ -1110,6 +1135,13 @@ export class EtcdMember {
     const r = await this.sm.backend.defragment();
     this.logger.info(`finished defragmenting the backend in ${Math.round(performance.now() - startedMs)} ms: ${r.beforeBytes} -> ${r.afterBytes} bytes, ${r.beforeBytes - r.afterBytes} bytes reclaimed`);
     return r;
+  }
+
+  /** The environment's peer link (MemberEnv.peerLink) for this member, with its initial peers. */
+  private linkTo(make: (raftId: NodeId) => PeerLink, peers: ReadonlyMap<NodeId, PeerAddress>): PeerLink {
+    const link = make(this.raftId);
+    for (const [id, a] of peers) link.setPeer(id, a);
+    return link;
   }
 
   async stop(): Promise<void> {

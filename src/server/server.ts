@@ -11,11 +11,12 @@ import { buildHandlers, CLUSTER_VERSION, ETCD_API_VERSION } from '../api/service
 import type { Wire } from '../api/convert.js';
 import { clientCertCommonName, type CallWithMetadata } from '../api/tls-identity.js';
 import { checkAdmin } from '../api/auth.js';
+import { KvError } from '../kv/errors.js';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../raft/config.js';
 import type { ServerConfig } from './config.js';
 import { faultRoute } from './faults.js';
-import { EtcdMember } from './member.js';
+import { EtcdMember, type MemberEnv } from './member.js';
 import { measureFdatasync, WAL_SLOW_FDATASYNC_MS } from './disk-check.js';
 import { logWith, OperatorLog } from './log.js';
 import { MemberMetrics, type GrpcType } from './metrics.js';
@@ -60,6 +61,8 @@ export interface RunningServer {
 export interface ServerOptions {
   /** The user a call's verified client certificate names (TLS with client cert auth): see src/api/auth.ts. */
   readonly identityFromCall?: (call: unknown) => string | undefined;
+  /** What the member runs on (default: TCP, the disk, LMDB); see MemberEnv. */
+  readonly env?: MemberEnv;
 }
 
 export async function startServer(config: ServerConfig, logger: Logger, opts: ServerOptions = {}): Promise<RunningServer> {
@@ -70,16 +73,17 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
   });
   // Disk self-diagnosis: how long fdatasync takes where the WAL will live.
   await mkdir(config.dataDir, { recursive: true });
-  const disk = await measureFdatasync(config.dataDir);
-  metrics.setDiskCheck(disk);
+  // (Not with the WAL in memory: there is no disk to measure.)
+  const disk = opts.env?.fs ? null : await measureFdatasync(config.dataDir);
+  if (disk) metrics.setDiskCheck(disk);
   // Before the member starts: unusable certificate files stop the server at once.
   const clientTls = config.clientTls ? loadTls('client', config.clientTls, [...config.listenClientUrls, ...config.advertiseClientUrls.map((u) => new URL(u))], logger) : null;
-  logWith(logger, disk.good ? 'info' : 'warn', disk.verdict, { syncs: disk.syncs, 'p50-ms': round3(disk.p50Ms), 'p99-ms': round3(disk.p99Ms), 'max-ms': round3(disk.maxMs), 'data-dir': config.dataDir });
+  if (disk) logWith(logger, disk.good ? 'info' : 'warn', disk.verdict, { syncs: disk.syncs, 'p50-ms': round3(disk.p50Ms), 'p99-ms': round3(disk.p99Ms), 'max-ms': round3(disk.maxMs), 'data-dir': config.dataDir });
   // Peers' member ids for metric labels: from the replicated member table once the member runs
   // (members added at runtime), from the flags before that.
   const initialIds = new Map(config.initialCluster.map((x) => [x.raftId, x.id]));
   let running: EtcdMember | null = null;
-  const member = await EtcdMember.start(config, logger, metrics.observers((raftId) => running?.memberIdOfRaft(raftId) || initialIds.get(raftId) || 0n));
+  const member = await EtcdMember.start(config, logger, metrics.observers((raftId) => running?.memberIdOfRaft(raftId) || initialIds.get(raftId) || 0n), opts.env);
   running = member;
   // Log lines carry the member's clocks from here on (each is a local event of its trace).
   if (logger instanceof OperatorLog) logger.traceTo(member.clocks);
@@ -204,8 +208,7 @@ async function rootOnly(member: EtcdMember, req: IncomingMessage): Promise<{ sta
     checkAdmin(member, await member.authInfoFromToken(token));
     return null;
   } catch (e) {
-    const message = (e as Error).message;
-    return { status: /invalid auth token/.test(message) ? 401 : 403, message };
+    return { status: e instanceof KvError && e.code === 'invalidAuthToken' ? 401 : 403, message: (e as Error).message };
   }
 }
 

@@ -84,6 +84,21 @@ export interface MemberChannel {
 }
 
 /**
+ * A member's link to its peers: Raft's messages, the member channel and the set of peers
+ * (TcpTransport; MemoryNetwork.link in one process, for the in-process server harness).
+ */
+export interface PeerLink extends Transport, MemberChannel {
+  /** Adds peer `id`, or moves it to a new address. */
+  setPeer(id: NodeId, addr: PeerAddress): void;
+  /** Forgets peer `id` (a removed member). */
+  removePeer(id: NodeId): void;
+  /** The peers' ids. */
+  peerIds(): NodeId[];
+  /** When a frame from peer `id` last arrived (ms since epoch); 0 if never. */
+  heardFrom(id: NodeId): number;
+}
+
+/**
  * What the transport measures for metrics (etcd's etcd_network_peer_*): bytes per peer and the
  * round trip of a leader's heartbeat. Callbacks must not throw.
  */
@@ -187,7 +202,7 @@ interface Peer {
   inboundFrom: string | null;
 }
 
-export class TcpTransport implements Transport, MemberChannel {
+export class TcpTransport implements PeerLink {
   readonly stats: TransportStats = { sent: 0, received: 0, dropped: 0, refused: 0, malformed: 0, timedOut: 0, overLimit: 0 };
   private readonly peers = new Map<NodeId, Peer>();
   private readonly inbound = new Set<Socket>();

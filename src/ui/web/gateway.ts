@@ -190,15 +190,3 @@ export function showBytes(b64s: string | undefined): string {
   const b = fromB64(b64s);
   return asText(b) ?? `0x ${hex(b)}`;
 }
-
-/** The key after every key with prefix `p` (etcd's GetPrefixRangeEnd), as base64; "\0" for the whole key space. */
-export function prefixEnd(p: Uint8Array): string {
-  const end = p.slice();
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
-      return bytesToB64(end.subarray(0, i + 1));
-    }
-  }
-  return bytesToB64(new Uint8Array([0]));
-}
