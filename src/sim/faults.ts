@@ -408,7 +408,7 @@ export class FaultInjector {
   private clock(): void {
     const h = this.host;
     const r = this.rng('clock');
-    const v = this.victim(this.rng('schedule')); // TEMPORARY (byte-identical check): the old stream
+    const v = this.victim(r);
     if (!v.up) return;
     const lease = h.setting.readOnly === 'lease';
     const inMargin = lease && !h.opts.clockBeyondMargin;

@@ -3,11 +3,11 @@
  * (Setting: cluster shape, timing, limits, fault kinds), and what a run reports (SimResult).
  */
 import type { HistoryOp } from '../check/history.js';
-import type { Rng } from '../lib/prng.js';
 import type { InitialState, RaftConfig } from '../raft/config.js';
 import type { RaftCore } from '../raft/raft.js';
 import type { Storage } from '../storage/storage.js';
 import type { TraceEvent } from '../trace/event.js';
+import { stream } from './streams.js';
 
 export type CoreFactory = (config: RaftConfig, initial: InitialState) => RaftCore;
 
@@ -19,11 +19,10 @@ export type CoreFactory = (config: RaftConfig, initial: InitialState) => RaftCor
  */
 export type SimDriver = 'node' | 'core';
 
-/** The fault kinds every seed draws from (in this order, from the seed's main stream). */
+/** The fault kinds every seed draws from (each its own chance, BASE_FAULT_CHANCE). */
 export const BASE_FAULT_KINDS = ['partition', 'crash', 'pause', 'lossy', 'transfer', 'membership', 'compaction'] as const;
 /**
- * Workloads aimed at rules the base kinds rarely reach, drawn from their own stream (so the base
- * settings of every seed stay what they were):
+ * Workloads aimed at rules the base kinds rarely reach (each with WORKLOAD_FAULT_CHANCE):
  * - `joint`: joint changes that replace voters ({a,b,c} -> {a,b,d}, or several at once, so the
  *   incoming and outgoing majorities can be disjoint), entered with or without automatic leave,
  *   followed by partitions that cut off the outgoing or the incoming majority;
@@ -166,20 +165,36 @@ export interface Setting {
   strikeChance: number;
 }
 
-export function chooseSetting(rng: Rng, o: SimOptions): Setting {
+/** Chance that a seed (without explicit faults) gets each base fault kind. */
+export const BASE_FAULT_CHANCE = 0.55;
+
+/**
+ * The seed's fault kinds: each kind is in with its chance, drawn from a stream of its own
+ * (`choose <kind>`), so adding a kind changes no other kind's draw. A seed that draws no base
+ * kind gets the base kind whose draw came closest.
+ */
+function chooseFaults(seed: number): FaultKind[] {
+  const draws = new Map<FaultKind, number>(FAULT_KINDS.map((k) => [k, stream(seed, `choose ${k}`).next()]));
+  const faults = FAULT_KINDS.filter((k) => draws.get(k)! < ((BASE_FAULT_KINDS as readonly string[]).includes(k) ? BASE_FAULT_CHANCE : WORKLOAD_FAULT_CHANCE));
+  if (!faults.some((k) => (BASE_FAULT_KINDS as readonly string[]).includes(k))) {
+    const closest = [...BASE_FAULT_KINDS].sort((a, b) => draws.get(a)! - draws.get(b)!)[0]!;
+    faults.unshift(closest);
+  }
+  return faults;
+}
+
+/** What the seed chooses (each group of draws from its own stream), overridden by the options given. */
+export function chooseSetting(o: SimOptions): Setting {
   // Sizes cycle with the seed so a sweep covers 3..7 members evenly.
   const nodes = o.nodes ?? 3 + (o.seed % 5);
   if (nodes < 1 || nodes > 9) throw new RangeError(`nodes must be in [1, 9], got ${nodes}`);
-  let faults: FaultKind[];
-  if (o.faults) faults = [...o.faults];
-  else {
-    faults = BASE_FAULT_KINDS.filter(() => rng.chance(0.55));
-    if (faults.length === 0) faults = [rng.pick(BASE_FAULT_KINDS)];
-  }
+  const faults = o.faults ? [...o.faults] : chooseFaults(o.seed);
+  const rng = stream(o.seed, 'setting');
   const voters = nodes >= 4 && rng.chance(0.3) ? nodes - rng.int(1, Math.min(3, nodes - 2)) : nodes;
   const learners = voters < nodes && rng.chance(0.5) ? 1 : 0;
   const electionTicks = 10;
-  return {
+  const snapshotEvery = rng.pick([5, 15, 40]);
+  const s: Setting = {
     nodes,
     voters,
     learners,
@@ -192,7 +207,7 @@ export function chooseSetting(rng: Rng, o: SimOptions): Setting {
     readOnly: 'safe',
     maxMsgBytes: rng.pick([64, 256, 4096, 1 << 20]),
     inflightMsgsMax: rng.pick([1, 4, 256]),
-    snapshotEvery: faults.includes('compaction') ? rng.pick([5, 15, 40]) : 1_000_000,
+    snapshotEvery: faults.includes('compaction') ? snapshotEvery : 1_000_000,
     snapshotRetain: rng.pick([0, 0, 3, 10]),
     fsyncUs: rng.pick([
       [20, 100],
@@ -203,10 +218,28 @@ export function chooseSetting(rng: Rng, o: SimOptions): Setting {
     keys: rng.int(1, 4),
     clientTimeoutUs: 400 * MS,
     strikeChance: o.strikeChance ?? rng.pick([0.1, 0.3, 0.7]),
-    // Drawn last so the settings above stay what they were for a seed.
     segmentBytes: rng.pick([4096, 16384, 65536]),
     tearChance: rng.pick([0, 0.5, 1]),
   };
+  // Lease reads for half the runs that have check-quorum.
+  const lease = stream(o.seed, 'lease').chance(0.5);
+  if (s.checkQuorum && (o.readOnly ?? (lease ? 'lease' : 'safe')) === 'lease') s.readOnly = 'lease';
+  adjustForWorkloads(o.seed, s);
+  return s;
+}
+
+/** Setting changes the workload kinds need (only for seeds that have them). */
+function adjustForWorkloads(seed: number, s: Setting): void {
+  if (s.faults.includes('joint') && s.voters === s.nodes) {
+    // Spare members outside the configuration, so voters can be replaced.
+    s.voters = Math.max(2, s.nodes - stream(seed, 'setting joint').int(1, s.nodes >= 5 ? 3 : 2));
+    s.learners = 0;
+  }
+  if (s.faults.includes('divergence')) {
+    const r = stream(seed, 'setting divergence');
+    s.maxMsgBytes = r.pick([64, 128]);
+    s.inflightMsgsMax = r.pick([1, 4]);
+  }
 }
 
 export function newStats(): SimStats {

@@ -12,7 +12,7 @@
  * state-checker.ts, storage-checker.ts and liveness-checker.ts (the invariants).
  */
 import { AssertionError } from '../lib/assert.js';
-import { rng as makeRng, type Rng } from '../lib/prng.js';
+import type { Rng } from '../lib/prng.js';
 import type { Message } from '../raft/messages.js';
 import { RaftCore } from '../raft/raft.js';
 import type { ConfState, NodeId } from '../raft/types.js';
@@ -26,13 +26,15 @@ import { checkHistory, LivenessChecker } from './liveness-checker.js';
 import { Network, randomProfile } from './network.js';
 import { NodeDriver } from './node-driver.js';
 import { EventQueue } from './queue.js';
-import { chooseSetting, MS, newStats, WORKLOAD_FAULT_CHANCE, WORKLOAD_FAULT_KINDS, type CoreFactory, type Setting, type SimFailure, type SimOptions, type SimResult } from './settings.js';
+import { chooseSetting, MS, newStats, type CoreFactory, type Setting, type SimFailure, type SimOptions, type SimResult } from './settings.js';
 import { StateChecker } from './state-checker.js';
+import { stream } from './streams.js';
 import { SimTracer } from './trace.js';
 import { InvariantViolation } from './violation.js';
 import { Workload, type WorkloadHost } from './workload.js';
 
 export {
+  BASE_FAULT_CHANCE,
   BASE_FAULT_KINDS,
   CLOCK_FOLLOWER_JUMP_IN_MARGIN_US,
   CLOCK_RATE_IN_MARGIN,
@@ -46,16 +48,8 @@ export type { CoreFactory, FaultKind, SimDriver, SimFailure, SimOptions, SimResu
 const LIVENESS_BOUND_US = 10_000 * MS;
 
 export class Simulation implements SimHost, FaultHost, WorkloadHost {
-  private readonly rng: Rng;
-  private readonly netRng: Rng;
-  private readonly faultRng: Rng;
-  private readonly clientRng: Rng;
-  /** Lease-read choices, from their own stream (the rest of a seed's run stays what it was). */
-  private readonly leaseRng: Rng;
   readonly diskRng: Rng;
   readonly coreRng: Rng;
-  /** Draws of the workload kinds (joint, clock, divergence, hunting readers): their own stream. */
-  private readonly workRng: Rng;
   readonly setting: Setting;
   readonly net: Network;
   private readonly queue = new EventQueue();
@@ -77,47 +71,30 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
   private readonly faults: FaultInjector;
 
   constructor(readonly opts: SimOptions) {
-    this.rng = makeRng(opts.seed);
-    this.setting = chooseSetting(this.rng.fork(), opts);
-    this.leaseRng = makeRng(opts.seed ^ 0x1ea5e);
-    // Lease reads for half the runs that have check-quorum, drawn from their own stream so the
-    // rest of every seed's run is what it was before they existed.
-    if (this.setting.checkQuorum && (opts.readOnly ?? (this.leaseRng.chance(0.5) ? 'lease' : 'safe')) === 'lease') this.setting.readOnly = 'lease';
-    this.workRng = makeRng(opts.seed ^ 0x14c0de);
-    if (!opts.faults) for (const k of WORKLOAD_FAULT_KINDS) if (this.workRng.chance(WORKLOAD_FAULT_CHANCE)) this.setting.faults.push(k);
-    this.adjustForWorkloads();
-    this.netRng = this.rng.fork();
-    this.faultRng = this.rng.fork();
-    this.clientRng = this.rng.fork();
-    this.diskRng = this.rng.fork();
-    this.coreRng = this.rng.fork();
-    const profile = randomProfile(this.netRng);
+    // Every purpose draws from a stream of its own (streams.ts), so a new draw for one purpose
+    // or a new fault kind leaves every other draw of a seed as it was.
+    const seed = opts.seed;
+    this.setting = chooseSetting(opts);
+    this.diskRng = stream(seed, 'disk');
+    this.coreRng = stream(seed, 'core');
+    const netRng = stream(seed, 'network');
+    const profile = randomProfile(netRng);
     const lossy = this.setting.faults.includes('lossy');
-    this.net = new Network(lossy ? profile : { ...profile, loss: 0, dup: 0 }, this.netRng);
+    this.net = new Network(lossy ? profile : { ...profile, loss: 0, dup: 0 }, netRng);
     this.traceLength = opts.traceLength ?? 60;
     this.tracer = opts.onTrace ? new SimTracer(opts.onTrace, () => this.now / MS) : null;
     this.makeCore = opts.makeCore ?? ((config, initial) => new RaftCore(config, initial));
     this.driver = (opts.driver ?? 'node') === 'node' ? new NodeDriver(this) : new CoreDriver(this);
     this.checker = new StateChecker(this.stats);
     this.liveness = new LivenessChecker(this);
-    this.workload = new Workload(this, { client: this.clientRng, lease: this.leaseRng, hunt: this.workRng });
-    const faultStreams = (s: FaultStream): Rng => (s === 'joint' || s === 'clock' || s === 'divergence' ? this.workRng : this.faultRng);
-    this.faults = new FaultInjector(this, this.driver, { startHunt: (t, hold) => this.workload.startHunt(t, hold), transferStarted: (l) => this.liveness.transferStarted(l) }, faultStreams);
-  }
-
-  /** Setting changes the workload kinds need (only for seeds that drew them). */
-  private adjustForWorkloads(): void {
-    const s = this.setting;
-    const r = this.workRng;
-    if (s.faults.includes('joint') && s.voters === s.nodes) {
-      // Spare members outside the configuration, so voters can be replaced.
-      s.voters = Math.max(2, s.nodes - r.int(1, s.nodes >= 5 ? 3 : 2));
-      s.learners = 0;
-    }
-    if (s.faults.includes('divergence')) {
-      s.maxMsgBytes = r.pick([64, 128]);
-      s.inflightMsgsMax = r.pick([1, 4]);
-    }
+    this.workload = new Workload(this, { client: stream(seed, 'clients'), lease: stream(seed, 'stray reads'), hunt: stream(seed, 'hunt') });
+    const faultStreams = new Map<FaultStream, Rng>();
+    const faultStream = (name: FaultStream): Rng => {
+      let r = faultStreams.get(name);
+      if (!r) faultStreams.set(name, (r = stream(seed, `fault ${name}`)));
+      return r;
+    };
+    this.faults = new FaultInjector(this, this.driver, { startHunt: (t, hold) => this.workload.startHunt(t, hold), transferStarted: (l) => this.liveness.transferStarted(l) }, faultStream);
   }
 
   describeSetting(): string {
@@ -211,8 +188,9 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
     const learners = ids.slice(s.voters, s.voters + s.learners);
     const conf: ConfState = { voters, votersOutgoing: [], learners, learnersNext: [], autoLeave: false };
     this.bootstrap = conf;
+    const driftRng = stream(this.opts.seed, 'drift');
     for (const id of ids) {
-      const drift = 1 + (this.rng.next() - 0.5) * 0.1; // clocks differ by up to ±5%
+      const drift = 1 + (driftRng.next() - 0.5) * 0.1; // clocks differ by up to ±5%
       this.nodes.set(id, new SimNode(id, new SimDisk(id, conf), drift));
     }
     this.note(`start: ${this.describeSetting()}`);
