@@ -66,7 +66,8 @@ describe('simulator', () => {
     const joint = await runSweep({ firstSeed: 1, runs: 3, faults: ['joint'], nodes: 4, driver: 'core' });
     expect(joint.failures.map(formatFailure)).toEqual([]);
     expect(joint.totals.jointChanges).toBeGreaterThan(5);
-    const rest = await runSweep({ firstSeed: 1, runs: 3, faults: ['clock', 'divergence'], nodes: 3, readOnly: 'lease', driver: 'core' });
+    // Hunts need lease reads, which need check-quorum: seeds 2 and 4 draw it (seeds 1 and 3 do not).
+    const rest = await runSweep({ firstSeed: 2, runs: 3, faults: ['clock', 'divergence'], nodes: 3, readOnly: 'lease', driver: 'core' });
     expect(rest.failures.map(formatFailure)).toEqual([]);
     expect(rest.totals.clockFaults).toBeGreaterThan(4);
     expect(rest.totals.divergences).toBeGreaterThan(4);

@@ -146,7 +146,7 @@ describe('flotilla sim --trace and flotilla trace merge (bin/flotilla.js)', () =
     try {
       const files = [join(dir, 'a.jsonl'), join(dir, 'b.jsonl')];
       for (const f of files) {
-        const { stdout } = await run(process.execPath, [FLOTILLA_BIN, 'sim', '--seed', '1', '--nodes', '3', '--fault-ms', '300', '--trace', f], { maxBuffer: 16 << 20 });
+        const { stdout } = await run(process.execPath, [FLOTILLA_BIN, 'sim', '--seed', '2', '--nodes', '3', '--fault-ms', '300', '--trace', f], { maxBuffer: 16 << 20 });
         expect(stdout).toMatch(/trace: \d+ events written to/);
       }
       const a = readFileSync(files[0]!);

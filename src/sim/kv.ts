@@ -20,7 +20,7 @@ export function decodeCommand(b: Uint8Array): KvCommand {
   return JSON.parse(decoder.decode(b)) as KvCommand;
 }
 
-export class KvStateMachine {
+export class SimKv {
   private data = new Map<string, string>();
   /** Ids of every operation applied, in order. */
   private applied: string[] = [];
@@ -60,8 +60,8 @@ export class KvStateMachine {
     return encoder.encode(JSON.stringify({ index: this.appliedIndex, data: [...this.data], applied: this.applied }));
   }
 
-  static restore(b: Uint8Array, index: number): KvStateMachine {
-    const sm = new KvStateMachine();
+  static restore(b: Uint8Array, index: number): SimKv {
+    const sm = new SimKv();
     sm.appliedIndex = index;
     if (b.length === 0) return sm;
     const o = JSON.parse(decoder.decode(b)) as { index: number; data: [string, string][]; applied: string[] };
