@@ -224,6 +224,16 @@ export class ChainNode {
     return [...this.latest.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
+  /**
+   * The committed state (at ackedSeq) as a snapshot image, for the driver's compaction of its
+   * storage; null while an installed snapshot is not yet durable. A committed prefix is never
+   * replaced (a snapshot from upstream is never below it), so the image stays true.
+   */
+  committedImage(): SnapshotImage | null {
+    if (this.durableSeqV < 0) return null;
+    return { seq: this.ackedSeqV, assignEpoch: this.assignAt(this.ackedSeqV)!, entries: [...this.clean.values()] };
+  }
+
   takeEffects(): ChainEffect[] {
     const e = this.effects;
     this.effects = [];

@@ -129,6 +129,13 @@ export class ChainNodeProcess {
       this.core.tick();
     }
     this.drain();
+    if (this.storage.compactionDue) {
+      const image = this.core.committedImage();
+      if (image !== null) {
+        this.storage.compact(image);
+        this.log(`compacting the WAL: a snapshot at ${image.seq} (${image.entries.length} keys)`);
+      }
+    }
     const f = this.storage.failure;
     if (f) void this.fail(f);
   }

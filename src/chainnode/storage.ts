@@ -13,6 +13,13 @@
  * Persist effects are written in order, consecutive ones batched into one append (one
  * fdatasync); each resolves once durable, and `onDurable(token)` reports the last token of each
  * write to the node (ChainNode.persisted).
+ *
+ * Compaction: the WAL would otherwise grow forever. Once the updates written since the last
+ * snapshot exceed CHAIN_COMPACT_LOG_BYTES_MIN and the size of that snapshot (so rewriting the
+ * state costs in proportion to what was written), `compactionDue` is true and the driver queues
+ * `compact(node.committedImage())`: a snapshot of the committed state (which no later snapshot can
+ * replace with less), then the WAL marker, which releases the segments below it. Unlike a
+ * persistSnapshot it leaves the end of the valid history where it is: the updates after it stay.
  */
 import { join } from 'node:path';
 import { ByteReader, ByteWriter } from '../lib/bytes.js';
@@ -29,6 +36,10 @@ export class ChainStorageCorruptionError extends Error {
 }
 
 type PersistEffect = Extract<ChainEffect, { type: 'persist' | 'persistSnapshot' }>;
+type Queued = PersistEffect | { readonly type: 'compact'; readonly image: SnapshotImage };
+
+/** Bytes of updates the WAL takes after the last snapshot before a compaction is due (at least). */
+export const CHAIN_COMPACT_LOG_BYTES_MIN = 64 * 1024 * 1024;
 
 export interface DurableChainState {
   readonly snapshot: SnapshotImage | null;
@@ -36,17 +47,31 @@ export interface DurableChainState {
 }
 
 export class ChainStorage {
-  private queue: PersistEffect[] = [];
+  private queue: Queued[] = [];
   private writing: Promise<void> | null = null;
   private failed: Error | null = null;
+  /** Update bytes written since the last snapshot, and how many make a compaction due. */
+  private logBytes = 0;
+  private compactAt: number;
+  private compacting = false;
+  /** Compactions written (for tests and logs). */
+  compactions = 0;
 
   private constructor(
     private readonly wal: Wal,
     private readonly snapshots: SnapshotStore,
     private readonly onDurable: (token: number) => void,
-  ) {}
+    private readonly compactMin: number,
+    snapshotBytes: number,
+  ) {
+    this.compactAt = Math.max(compactMin, snapshotBytes);
+  }
 
-  static async open(dir: string, onDurable: (token: number) => void, opts: { fs?: FileSystem; segmentBytes?: number } = {}): Promise<{ storage: ChainStorage; state: DurableChainState }> {
+  static async open(
+    dir: string,
+    onDurable: (token: number) => void,
+    opts: { fs?: FileSystem; segmentBytes?: number; compactLogBytesMin?: number } = {},
+  ): Promise<{ storage: ChainStorage; state: DurableChainState }> {
     const snapshots = new SnapshotStore(join(dir, 'snap'), opts.fs ? { fs: opts.fs } : {});
     const snap = await snapshots.loadNewest();
     const { wal, state } = await Wal.open(join(dir, 'wal'), { ...(opts.fs ? { fs: opts.fs } : {}), ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}) });
@@ -82,7 +107,9 @@ export class ChainStorage {
         updates.push({ seq: e.index, assignEpoch: e.term, op });
         next++;
       }
-      return { storage: new ChainStorage(wal, snapshots, onDurable), state: { snapshot: image, updates } };
+      const storage = new ChainStorage(wal, snapshots, onDurable, opts.compactLogBytesMin ?? CHAIN_COMPACT_LOG_BYTES_MIN, snap?.data.length ?? 0);
+      for (const e of entries) storage.logBytes += e.data.length;
+      return { storage, state: { snapshot: image, updates } };
     } catch (e) {
       await wal.close();
       throw e;
@@ -93,6 +120,23 @@ export class ChainStorage {
   persist(e: PersistEffect): void {
     if (this.failed) return;
     this.queue.push(e);
+    if (this.writing === null) this.writing = this.drain();
+  }
+
+  /** Whether the WAL grew enough since the last snapshot for a compaction (and none is queued). */
+  get compactionDue(): boolean {
+    return this.failed === null && !this.compacting && this.logBytes >= this.compactAt;
+  }
+
+  /**
+   * Queues a snapshot of the committed state `image` (ChainNode.committedImage()), after which the
+   * WAL's segments below it are released. Written after everything queued before, so the WAL
+   * holds the update at image.seq when the snapshot is taken.
+   */
+  compact(image: SnapshotImage): void {
+    if (this.failed) return;
+    this.compacting = true;
+    this.queue.push({ type: 'compact', image });
     if (this.writing === null) this.writing = this.drain();
   }
 
@@ -110,22 +154,31 @@ export class ChainStorage {
     try {
       while (this.queue.length > 0) {
         const first = this.queue[0]!;
-        if (first.type === 'persistSnapshot') {
+        if (first.type === 'persistSnapshot' || first.type === 'compact') {
           this.queue.shift();
           const img = first.image;
-          await this.snapshots.save({ meta: { index: img.seq, term: img.assignEpoch, confState: { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data: encodeEntries(img.entries) });
-          await this.wal.append({ hardState: { term: 0, vote: 0, commit: img.seq } }, true);
+          const data = encodeEntries(img.entries);
+          await this.snapshots.save({ meta: { index: img.seq, term: img.assignEpoch, confState: { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data });
+          // A snapshot that replaces the history also ends it; a compaction keeps what follows.
+          if (first.type === 'persistSnapshot') await this.wal.append({ hardState: { term: 0, vote: 0, commit: img.seq } }, true);
           await this.wal.markSnapshot(img.seq, img.assignEpoch);
-          this.onDurable(first.token);
+          this.logBytes = 0;
+          this.compactAt = Math.max(this.compactMin, data.length);
+          if (first.type === 'persistSnapshot') this.onDurable(first.token);
+          else {
+            this.compacting = false;
+            this.compactions++;
+          }
           continue;
         }
         // Consecutive update batches go in one append: one fdatasync.
         const batch: PersistEffect[] = [];
-        while (this.queue.length > 0 && this.queue[0]!.type === 'persist') batch.push(this.queue.shift()!);
+        while (this.queue.length > 0 && this.queue[0]!.type === 'persist') batch.push(this.queue.shift() as PersistEffect);
         const entries: Entry[] = [];
         for (const b of batch) if (b.type === 'persist') for (const u of b.updates) entries.push({ index: u.seq, term: u.assignEpoch, type: 'normal', data: encodeOp(u) });
         const last = entries[entries.length - 1];
         if (last) await this.wal.append({ entries, hardState: { term: 0, vote: 0, commit: last.index } }, true);
+        for (const e of entries) this.logBytes += e.data.length;
         this.onDurable(batch[batch.length - 1]!.token);
       }
     } catch (e) {
