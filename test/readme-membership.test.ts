@@ -19,20 +19,14 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/index.js';
 import { killAndWait } from '../src/lib/proc.js';
-import { CLUSTER_READY_TIMEOUT_MS, FLOTILLA_BIN, freePort, ROOT, waitHealthy } from './support/cluster.js';
+import { CLUSTER_READY_TIMEOUT_MS, FLOTILLA_BIN, freePort, waitHealthy } from './support/cluster.js';
+import { shSnippets } from './support/readme.js';
 
 const run = promisify(execFile);
 const SECTION = '### Changing the membership (add, replace, remove a member)';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function snippets(): string[] {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const start = readme.indexOf(SECTION);
-  if (start < 0) throw new Error(`README.md has no section "${SECTION}"`);
-  const end = readme.indexOf('\n### ', start + SECTION.length);
-  const section = readme.slice(start, end < 0 ? undefined : end);
-  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
-}
+const snippets = (): string[] => shSnippets(SECTION);
 
 /** A command of a snippet (continuation lines joined, its trailing remark dropped) and the `# ` lines after it (shown output or instructions). */
 interface Command {
