@@ -13,7 +13,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlotillaClient, type WatchEvent } from '../src/client/index.js';
-import { LEASE_CHECKPOINT_INTERVAL_MS } from '../src/server/lessor.js';
+import { LEASE_CHECKPOINT_INTERVAL_MS, LEASE_REVOKE_RETRY_MS } from '../src/server/lessor.js';
 import { CLUSTER_READY_TIMEOUT_MS, startCluster, type Cluster } from './support/cluster.js';
 import { rawClient } from './support/grpc.js';
 
@@ -204,8 +204,9 @@ describe('leases across leader changes', () => {
           caughtUp = s2 !== null && s2.raftAppliedIndex >= committed;
         }
       }
-      // A little longer than a revoke retry on its clock, then: the kept lease and its key live, everywhere.
-      await sleep(1000);
+      // Longer than a revoke retry (a refused revoke is proposed again after LEASE_REVOKE_RETRY_MS
+      // while the lessor believes it leads), then: the kept lease and its key live, everywhere.
+      await sleep(LEASE_REVOKE_RETRY_MS + 1000);
       expect(deletes.has('lp/kept'), 'the deposed leader revoked a kept-alive lease').toBe(false);
       for (const e of cluster.endpoints) {
         const one = new FlotillaClient({ endpoints: [e], requestTimeoutMs: 10_000 });
