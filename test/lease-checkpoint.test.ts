@@ -13,7 +13,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlotillaClient, type WatchEvent } from '../src/client/index.js';
-import { LEASE_CHECKPOINT_INTERVAL_MS } from '../src/server/lessor.js';
+import { LEASE_CHECKPOINT_INTERVAL_MS, LEASE_REVOKE_RETRY_MS } from '../src/server/lessor.js';
 import { CLUSTER_READY_TIMEOUT_MS, startCluster, type Cluster } from './support/cluster.js';
 import { rawClient } from './support/grpc.js';
 
@@ -22,6 +22,26 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const TTL_S = 10;
 const MOVE_EVERY_MS = 2000;
 const MOVES_FOR_MS = 30_000;
+
+/**
+ * Under `prefix`: a watch noting when each key is deleted (its lease revoked), a lease kept alive
+ * with key `kept`, and a lease without keep-alives with key `free`, granted between t0 and t1.
+ */
+async function twoLeases(c: FlotillaClient, prefix: string, keptTtl: number, freeTtl: number) {
+  const deletes = new Map<string, number>();
+  const w = c.watch(prefix, { prefix: true, filters: ['NOPUT'] }, (evs: WatchEvent[]) => {
+    for (const e of evs) deletes.set(e.kv.key.toString(), Date.now());
+  });
+  await w.ready;
+  const kept = await c.leaseGrant(keptTtl);
+  await c.put(`${prefix}kept`, 'k', { lease: kept.id });
+  const ka = c.leaseKeepAlive(kept.id);
+  const t0 = Date.now();
+  const free = await c.leaseGrant(freeTtl);
+  const t1 = Date.now();
+  await c.put(`${prefix}free`, 'f', { lease: free.id });
+  return { deletes, w, kept, ka, free, t0, t1 };
+}
 
 describe('leases across leader changes', () => {
   let cluster: Cluster;
@@ -61,19 +81,7 @@ describe('leases across leader changes', () => {
         }
       }
     }
-    const deletes = new Map<string, number>();
-    const w = c.watch('lc/', { prefix: true, filters: ['NOPUT'] }, (evs: WatchEvent[]) => {
-      for (const e of evs) deletes.set(e.kv.key.toString(), Date.now());
-    });
-    await w.ready;
-
-    const kept = await c.leaseGrant(TTL_S);
-    await c.put('lc/kept', 'k', { lease: kept.id });
-    const ka = c.leaseKeepAlive(kept.id);
-    const t0 = Date.now();
-    const free = await c.leaseGrant(TTL_S);
-    const t1 = Date.now();
-    await c.put('lc/free', 'f', { lease: free.id });
+    const { deletes, w, kept, ka, free, t0, t1 } = await twoLeases(c, 'lc/', TTL_S, TTL_S);
 
     // Leadership moves every 2 s, from whoever leads to the next member.
     let moves = 0;
@@ -149,18 +157,7 @@ describe('leases across leader changes', () => {
     const paused = old.proc!.pid!;
     let stopped = false;
     try {
-      const deletes = new Map<string, number>();
-      const w = f.watch('lp/', { prefix: true, filters: ['NOPUT'] }, (evs: WatchEvent[]) => {
-        for (const e of evs) deletes.set(e.kv.key.toString(), Date.now());
-      });
-      await w.ready;
-      const kept = await f.leaseGrant(KEPT_TTL_S);
-      await f.put('lp/kept', 'k', { lease: kept.id });
-      const ka = f.leaseKeepAlive(kept.id);
-      const t0 = Date.now();
-      const free = await f.leaseGrant(PAUSED_TTL_S);
-      const t1 = Date.now();
-      await f.put('lp/free', 'f', { lease: free.id });
+      const { deletes, w, kept, ka, t0, t1 } = await twoLeases(f, 'lp/', KEPT_TTL_S, PAUSED_TTL_S);
       // Waiting for a checkpoint to have committed (none is observable from outside).
       await sleep(Math.max(0, t1 + PAUSE_AFTER_MS - Date.now()));
       expect(await leaderIndex(), 'the leader did not change before the pause').toBe(l);
@@ -207,8 +204,9 @@ describe('leases across leader changes', () => {
           caughtUp = s2 !== null && s2.raftAppliedIndex >= committed;
         }
       }
-      // A little longer than a revoke retry on its clock, then: the kept lease and its key live, everywhere.
-      await sleep(1000);
+      // Longer than a revoke retry (a refused revoke is proposed again after LEASE_REVOKE_RETRY_MS
+      // while the lessor believes it leads), then: the kept lease and its key live, everywhere.
+      await sleep(LEASE_REVOKE_RETRY_MS + 1000);
       expect(deletes.has('lp/kept'), 'the deposed leader revoked a kept-alive lease').toBe(false);
       for (const e of cluster.endpoints) {
         const one = new FlotillaClient({ endpoints: [e], requestTimeoutMs: 10_000 });

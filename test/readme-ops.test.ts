@@ -5,25 +5,19 @@
  * a member that logs JSON lines.
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killAndWait } from '../src/lib/proc.js';
-import { FLOTILLA_BIN, freePort, ROOT, startCluster, type Cluster } from './support/cluster.js';
+import { FLOTILLA_BIN, freePort, startCluster, type Cluster } from './support/cluster.js';
+import { shSnippets } from './support/readme.js';
 
 const run = promisify(execFile);
 const SECTION = '### Watching a cluster: metrics, health, logs';
 
-function snippets(): string[] {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const start = readme.indexOf(SECTION);
-  if (start < 0) throw new Error(`README.md has no section "${SECTION}"`);
-  const end = readme.indexOf('\n### ', start + SECTION.length);
-  const section = readme.slice(start, end < 0 ? undefined : end);
-  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
-}
+const snippets = (): string[] => shSnippets(SECTION);
 
 const commands = (block: string) => block.split('\n').map((l) => l.replace(/\s+#.*$/, '').trim()).filter((l) => l !== '' && !l.startsWith('#'));
 
