@@ -266,18 +266,21 @@ describe.skipIf(missing.length > 0)('TLS and auth from environment variables: Fl
     expect(theirs).toEqual(['open TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256', 'refused', 'refused', 'open TLSv1.3']);
   }, 60_000);
 
-  it('the peer port: a member certificate gets in; none, another CA\'s, another CN than --peer-cert-allowed-cn do not (and Flotilla logs why)', async () => {
+  it('the peer port: a member certificate gets in; none, another CA\'s, another CN than --peer-cert-allowed-cn, a suite not in --cipher-suites do not (and Flotilla logs why)', async () => {
     const cases = (port: number) =>
       Promise.all([
         probe(port, { ca: certs.ca.cert, cert: certs.member }),
         probe(port, { ca: certs.ca.cert }),
         probe(port, { ca: certs.ca.cert, cert: certs.otherClient }),
         probe(port, { ca: certs.ca.cert, cert: certs.intruder }),
+        // --cipher-suites holds on the peer port too.
+        probe(port, { ca: certs.ca.cert, cert: certs.member, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' }),
+        probe(port, { ca: certs.ca.cert, cert: certs.member, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES256-GCM-SHA384' }),
       ]);
     const port = (cl: Cluster) => Number(new URL(cl.members[0]!.peerUrl).port);
     const [ours, theirs] = await Promise.all([cases(port(flotilla)), cases(port(etcd))]);
     expect(ours).toEqual(theirs);
-    expect(theirs.map((r) => r.split(' ')[0])).toEqual(['open', 'refused', 'refused', 'refused']);
+    expect(theirs.map((r) => r.split(' ')[0])).toEqual(['open', 'refused', 'refused', 'refused', 'open', 'refused']);
     const log = flotilla.members[0]!.output;
     expect(log).toMatch(/certificate is not trusted \(no certificate\)/);
     expect(log).toMatch(/certificate is not trusted \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/);
