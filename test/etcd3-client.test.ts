@@ -1,6 +1,8 @@
 /**
  * The etcd3 npm client (1.1.2, a plain connection) works against a Flotilla cluster for KV,
- * txn, watch, lease, lock and election, unchanged.
+ * txn, watch, lease, lock and election, unchanged. (The same client with TLS:
+ * test/tls.test.ts; with auth: test/etcdctl-auth.test.ts; with both at once, next to etcd:
+ * test/tls-auth-etcd.test.ts.)
  */
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

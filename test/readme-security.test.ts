@@ -7,7 +7,8 @@
  *   without a client certificate prints the reason the README shows;
  * - the auth one drives our CLI's user, role and auth commands (FLOTILLA_ENDPOINTS, --user)
  *   and the gateway with a token against a real member, and every command answers as its
- *   comment says.
+ *   comment says; then --password, FLOTILLA_USER / FLOTILLA_PASSWORD and a --user without a
+ *   password.
  * Skipped with the reason when openssl, curl or etcdctl are missing.
  */
 import { spawn } from 'node:child_process';
@@ -129,5 +130,20 @@ describe.skipIf(missing.length > 0)('README: security and auth snippets, as writ
       expect(body.kvs.map((kv) => [Buffer.from(kv.key, 'base64').toString(), Buffer.from(kv.value, 'base64').toString()])).toEqual([['/app/x', '1']]);
       expect(r.code, r.stderr).toBe(0);
     }, 120_000);
+
+    it('after it: our CLI\'s --password, FLOTILLA_USER / FLOTILLA_PASSWORD, and a --user without a password', async () => {
+      // The snippet left alice, root and auth off.
+      const env = { FLOTILLA_ENDPOINTS: cluster.endpoints[0]! };
+      const run = (line: string, extra: NodeJS.ProcessEnv = {}) => bash(`${CLI} ${line}`, cluster.dir, { ...env, ...extra });
+      expect((await run('auth enable')).stdout).toBe('Authentication Enabled\n');
+      expect(await run('get /app/x --user alice --password apw')).toMatchObject({ code: 0, stdout: '/app/x\n1\n' });
+      expect(await run('get /app/x', { FLOTILLA_USER: 'alice', FLOTILLA_PASSWORD: 'apw' })).toMatchObject({ code: 0, stdout: '/app/x\n1\n' });
+      expect(await run('get /app/x', { FLOTILLA_USER: 'alice:apw' })).toMatchObject({ code: 0, stdout: '/app/x\n1\n' });
+      expect(await run('get /app/x --user alice --password wrong')).toMatchObject({ code: 1, stderr: 'Error: etcdserver: authentication failed, invalid user ID or password\n' });
+      const noPassword = await run('get /app/x --user alice');
+      expect(noPassword.code).toBe(2);
+      expect(noPassword.stderr).toMatch(/--user alice has no password: give --user name:password, --password, or FLOTILLA_PASSWORD/);
+      expect(await run('auth disable --user root --password rootpw')).toMatchObject({ code: 0, stdout: 'Authentication Disabled\n' });
+    }, 60_000);
   });
 });

@@ -6,12 +6,15 @@
  * keys made here by openssl — and the same etcdctl session against both:
  * - with --client-cert-auth and auth enabled, the certificate's CN is the user (no --user
  *   needed); a CN that names no user, a password that wins over the CN, a txn with one
- *   forbidden op, admin calls by CN, the advertised https:// URLs in member list and health;
+ *   forbidden op, admin calls by CN, the gateway refusing a certificate with a CN while auth is
+ *   on (etcd 3.4.10+), the advertised https:// URLs in member list and health;
  * - the etcd3 npm client with TLS and auth at once;
  * - the cipher suites each side accepts over TLS 1.2 and 1.3;
  * - who can open the peer port: a member certificate, none, another CA's, another CN;
  * - the client port's certificate files replaced: new connections get the new certificate.
- * And `flotilla serve` warning about a plain peer URL beyond loopback before it listens.
+ * With --trusted-ca-file alone (no --client-cert-auth) a certificate is required but its CN is
+ * no user, in etcdctl's answers and the gateway's. And `flotilla serve` warning about a plain
+ * peer URL beyond loopback before it listens.
  * Skipped with the reason when etcd, etcdctl or openssl are missing.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -62,8 +65,16 @@ function environment(prefix: 'FLOTILLA' | 'ETCD', c: Certs): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(v).map(([k, x]) => [`${prefix}_${k}`, x]));
 }
 
-/** The same etcdctl session on one member; each step as "exit, stdout, stderr" with ports and ids replaced. */
-async function session(cluster: Cluster, c: Certs): Promise<{ name: string; out: string }[]> {
+interface Recorder {
+  readonly steps: { name: string; out: string }[];
+  /** etcdctl with `who`'s certificate. */
+  step(name: string, who: KeyPair, args: string[], input?: string): Promise<void>;
+  /** curl POST to the gateway with `who`'s certificate; the body and the HTTP status. */
+  gateway(name: string, who: KeyPair, path: string, body: unknown): Promise<void>;
+}
+
+/** Steps against one member, each as "exit, stdout, stderr" with its ports and ids replaced. */
+function recorder(cluster: Cluster, c: Certs): Recorder {
   const m = cluster.members[0]!;
   const steps: { name: string; out: string }[] = [];
   const clientPort = new URL(m.clientUrl).port;
@@ -80,18 +91,45 @@ async function session(cluster: Cluster, c: Certs): Promise<{ name: string; out:
       .replace(/^[0-9a-f]{1,16}, started/gm, '<id>, started')
       .replace(/took = [\d.]+(ms|µs|s)/g, 'took = <t>');
   const as = (who: KeyPair) => ['--cacert', c.ca.cert, '--cert', who.cert, '--key', who.key];
-  const step = async (name: string, who: KeyPair, args: string[], input?: string) => {
-    const r = await etcdctl(ETCDCTL!, [m.clientUrl], [...as(who), ...args], input === undefined ? {} : { input });
-    steps.push({ name, out: normalize(`exit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`) });
+  return {
+    steps,
+    async step(name, who, args, input) {
+      const r = await etcdctl(ETCDCTL!, [m.clientUrl], [...as(who), ...args], input === undefined ? {} : { input });
+      steps.push({ name, out: normalize(`exit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`) });
+    },
+    async gateway(name, who, path, body) {
+      const out = await new Promise<string>((resolve) => {
+        const p = spawn('curl', ['-sS', ...as(who), '-w', '\n%{http_code}', '-X', 'POST', `${m.clientUrl}${path}`, '-d', JSON.stringify(body)]);
+        let o = '';
+        p.stdout.on('data', (d: Buffer) => (o += d.toString()));
+        p.on('close', () => resolve(o));
+      });
+      steps.push({ name, out: normalize(out) });
+    },
   };
-  await step('user add root (auth off)', c.root, ['user', 'add', 'root:rootpw']);
-  await step('user grant-role root root', c.root, ['user', 'grant-role', 'root', 'root']);
-  await step('role add app', c.root, ['role', 'add', 'app']);
-  await step('grant readwrite /app/ --prefix', c.root, ['role', 'grant-permission', 'app', 'readwrite', '/app/', '--prefix']);
-  await step('user add alice', c.root, ['user', 'add', 'alice:apw']);
-  await step('user grant-role alice app', c.root, ['user', 'grant-role', 'alice', 'app']);
-  await step('put outside before auth (CN alice)', c.client, ['put', '/other', 'before']);
-  await step('auth enable (CN root)', c.root, ['auth', 'enable']);
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+/** Users root and alice (READWRITE on /app/), auth enabled, with etcdctl presenting root's certificate. */
+async function setUpAuth(r: Recorder, c: Certs): Promise<void> {
+  await r.step('user add root (auth off)', c.root, ['user', 'add', 'root:rootpw']);
+  await r.step('user grant-role root root', c.root, ['user', 'grant-role', 'root', 'root']);
+  await r.step('role add app', c.root, ['role', 'add', 'app']);
+  await r.step('grant readwrite /app/ --prefix', c.root, ['role', 'grant-permission', 'app', 'readwrite', '/app/', '--prefix']);
+  await r.step('user add alice', c.root, ['user', 'add', 'alice:apw']);
+  await r.step('user grant-role alice app', c.root, ['user', 'grant-role', 'alice', 'app']);
+  await r.step('put outside before auth (CN alice)', c.client, ['put', '/other', 'before']);
+  await r.step('auth enable (CN root)', c.root, ['auth', 'enable']);
+}
+
+/** The session with --client-cert-auth: the CN is the user. */
+async function session(cluster: Cluster, c: Certs): Promise<{ name: string; out: string }[]> {
+  const m = cluster.members[0]!;
+  const r = recorder(cluster, c);
+  const { steps } = r;
+  const step = r.step.bind(r);
+  await setUpAuth(r, c);
   await step('put inside, CN alice, no --user', c.client, ['put', '/app/x', '1']);
   await step('get inside, CN alice', c.client, ['get', '/app/x']);
   await step('put outside, CN alice: denied', c.client, ['put', '/other', '1']);
@@ -105,6 +143,9 @@ async function session(cluster: Cluster, c: Certs): Promise<{ name: string; out:
   await step('user list, CN alice: denied', c.client, ['user', 'list']);
   await step('user list, CN root', c.root, ['user', 'list']);
   await step('role get app, CN root', c.root, ['role', 'get', 'app']);
+  // etcd 3.4 refuses gateway requests with a CN'd certificate while auth is on (its gateway could not pass the CN on).
+  await r.gateway('gateway, CN alice, no token', c.client, '/v3/kv/range', { key: b64('/app/x') });
+  await r.gateway('gateway authenticate, CN alice', c.client, '/v3/auth/authenticate', { name: 'alice', password: 'apw' });
   await step('member list shows the https URLs', c.root, ['member', 'list']);
   await step('endpoint health --cluster (advertised https URL)', c.root, ['endpoint', 'health', '--cluster']);
   // The etcd3 npm client with TLS and a password at once.
@@ -201,6 +242,7 @@ describe.skipIf(missing.length > 0)('TLS and auth from environment variables: Fl
     expect(out('wrong password over a good CN')).toContain('authentication failed, invalid user ID or password');
     expect(out('user list, CN root')).toMatch(/^exit 0\n--- stdout\nalice\nroot\n/);
     expect(out('member list shows the https URLs')).toContain('https://<peer>, https://<client>');
+    expect(out('gateway, CN alice, no token')).toBe('CommonName of client sending a request against gateway will be ignored and not used as expected\n\n400');
     expect(out('etcd3 (TLS and auth): get inside')).toBe('ok "v"');
     expect(out('etcd3 (TLS and auth): put outside')).toMatch(/permission denied/);
     expect(out('CN of no user after auth disable')).toMatch(/^exit 0\n--- stdout\n\/other\n2\n/);
@@ -224,18 +266,21 @@ describe.skipIf(missing.length > 0)('TLS and auth from environment variables: Fl
     expect(theirs).toEqual(['open TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256', 'refused', 'refused', 'open TLSv1.3']);
   }, 60_000);
 
-  it('the peer port: a member certificate gets in; none, another CA\'s, another CN than --peer-cert-allowed-cn do not (and Flotilla logs why)', async () => {
+  it('the peer port: a member certificate gets in; none, another CA\'s, another CN than --peer-cert-allowed-cn, a suite not in --cipher-suites do not (and Flotilla logs why)', async () => {
     const cases = (port: number) =>
       Promise.all([
         probe(port, { ca: certs.ca.cert, cert: certs.member }),
         probe(port, { ca: certs.ca.cert }),
         probe(port, { ca: certs.ca.cert, cert: certs.otherClient }),
         probe(port, { ca: certs.ca.cert, cert: certs.intruder }),
+        // --cipher-suites holds on the peer port too.
+        probe(port, { ca: certs.ca.cert, cert: certs.member, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' }),
+        probe(port, { ca: certs.ca.cert, cert: certs.member, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES256-GCM-SHA384' }),
       ]);
     const port = (cl: Cluster) => Number(new URL(cl.members[0]!.peerUrl).port);
     const [ours, theirs] = await Promise.all([cases(port(flotilla)), cases(port(etcd))]);
     expect(ours).toEqual(theirs);
-    expect(theirs.map((r) => r.split(' ')[0])).toEqual(['open', 'refused', 'refused', 'refused']);
+    expect(theirs.map((r) => r.split(' ')[0])).toEqual(['open', 'refused', 'refused', 'refused', 'open', 'refused']);
     const log = flotilla.members[0]!.output;
     expect(log).toMatch(/certificate is not trusted \(no certificate\)/);
     expect(log).toMatch(/certificate is not trusted \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/);
@@ -274,6 +319,44 @@ describe.skipIf(missing.length > 0)('TLS and auth from environment variables: Fl
     expect(a).toEqual(b);
     expect(b!.stdout).toBe('/other\n2\n');
   }, 60_000);
+});
+
+describe.skipIf(missing.length > 0)('--trusted-ca-file without --client-cert-auth: a certificate is required, its CN is no user (as etcd 3.4)', () => {
+  let dir: string;
+  let certs: Certs;
+  let flotilla: Cluster;
+  let etcd: Cluster;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'flotilla-tls-ca-only-'));
+    const base = makeTestCerts(dir);
+    // (No JWT keys or peer certificates here: simple tokens, plain peers.)
+    certs = { ...base, root: issue(dir, base.ca, 'root', { cn: 'root', sans: [] }), nobody: base.otherClient, member: base.server, intruder: base.otherClient, jwtPriv: '', jwtPub: '' };
+    const o = { size: 1, clientTls: true, extraArgs: ['--cert-file', certs.server.cert, '--key-file', certs.server.key, '--trusted-ca-file', certs.ca.cert], healthTls: { ca: certs.ca.cert, cert: certs.root.cert, key: certs.root.key } };
+    [flotilla, etcd] = await Promise.all([startCluster('flotilla', o), startCluster('etcd', o)]);
+  }, 90_000);
+  afterAll(async () => {
+    await Promise.all([flotilla?.stop(), etcd?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('etcdctl and the gateway: the same answers', async () => {
+    const run = async (cl: Cluster) => {
+      const r = recorder(cl, certs);
+      await setUpAuth(r, certs);
+      await r.step('get inside, CN alice, no --user', certs.client, ['get', '/app/x']);
+      await r.step('put inside, CN alice, --user alice', certs.client, ['--user', 'alice:apw', 'put', '/app/x', '1']);
+      await r.gateway('gateway, CN alice, no token', certs.client, '/v3/kv/range', { key: b64('/app/x') });
+      await r.step('auth disable', certs.root, ['--user', 'root:rootpw', 'auth', 'disable']);
+      return r.steps;
+    };
+    const [ours, theirs] = await Promise.all([run(flotilla), run(etcd)]);
+    expect(ours.map((s) => s.name)).toEqual(theirs.map((s) => s.name));
+    for (let i = 0; i < theirs.length; i++) expect(ours[i]!.out, `step "${theirs[i]!.name}"`).toBe(theirs[i]!.out);
+    const out = (name: string) => ours.find((s) => s.name === name)!.out;
+    expect(out('get inside, CN alice, no --user')).toContain('Error: etcdserver: user name is empty');
+    expect(out('put inside, CN alice, --user alice')).toMatch(/^exit 0\n--- stdout\nOK\n/);
+    expect(out('gateway, CN alice, no token')).toContain('etcdserver: user name is empty');
+  }, 90_000);
 });
 
 describe.skipIf(!OPENSSL)('flotilla serve: a plain peer URL beyond loopback', () => {

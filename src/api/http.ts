@@ -524,7 +524,16 @@ export interface GatewayOptions {
   readonly handlers: Handlers;
   readonly version: { etcdserver: string; etcdcluster: string };
   readonly health: () => Promise<{ health: boolean; reason?: string }>;
+  /**
+   * Whether a /v3/ request over TLS with a verified client certificate that has a CN is refused
+   * (GATEWAY_CN_REFUSED): etcd 3.4 (since 3.4.10) does so with --client-cert-auth while auth is
+   * enabled, since the gateway cannot pass the CN on as the user.
+   */
+  readonly refuseCertCn?: () => boolean;
 }
+
+/** etcd's answer (400, text) to a gateway request refused by refuseCertCn. */
+export const GATEWAY_CN_REFUSED = 'CommonName of client sending a request against gateway will be ignored and not used as expected';
 
 export function createGateway(o: GatewayOptions): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
@@ -539,6 +548,11 @@ export function createGateway(o: GatewayOptions): (req: IncomingMessage, res: Se
         res.writeHead(h.health ? 200 : 503, { 'content-type': 'application/json' });
         res.end(JSON.stringify(h.health ? { health: 'true' } : { health: 'false', reason: h.reason ?? '' }));
       });
+      return;
+    }
+    if (path.startsWith('/v3/') && verifiedCommonName(req.socket) !== undefined && o.refuseCertCn?.()) {
+      res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff' });
+      res.end(`${GATEWAY_CN_REFUSED}\n`);
       return;
     }
     const r = route(path);

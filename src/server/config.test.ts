@@ -84,7 +84,10 @@ describe('server config', () => {
         { FLOTILLA_TRUSTED_CA_FILE: 'ca.pem', FLOTILLA_PEER_AUTO_TLS: 'true', FLOTILLA_CIPHER_SUITES: 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305' },
       ),
     );
-    expect(c.clientTls).toEqual({ certFile: 's.pem', keyFile: 's-key.pem', trustedCaFile: 'ca.pem', clientCertAuth: true, autoTls: false, allowedCn: null, ciphers: 'ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305' });
+    expect(c.clientTls).toEqual({ certFile: 's.pem', keyFile: 's-key.pem', trustedCaFile: 'ca.pem', clientCertAuth: true, certCnIsUser: false, autoTls: false, allowedCn: null, ciphers: 'ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305' });
+    // The CN is a user only with --client-cert-auth itself (FLOTILLA_CLIENT_CERT_AUTH), as etcd's ClientCertAuthEnabled.
+    const tlsFlags = { listenClientUrls: 'https://127.0.0.1:2379', certFile: 's.pem', keyFile: 's-key.pem', trustedCaFile: 'ca.pem' };
+    expect(resolveConfig(withEnv(tlsFlags, { FLOTILLA_CLIENT_CERT_AUTH: 'true' })).clientTls).toMatchObject({ clientCertAuth: true, certCnIsUser: true });
     expect(c.peerTls).toMatchObject({ certFile: '/d/fixtures/peer/cert.pem', keyFile: '/d/fixtures/peer/key.pem', autoTls: true, clientCertAuth: false });
     expect(c.advertiseClientUrls).toEqual(['https://127.0.0.1:2379']);
     // https changes the member id, as in etcd (the id hashes the peer URLs).
@@ -92,7 +95,7 @@ describe('server config', () => {
     // http:// URLs: no TLS, and certificate flags are ignored with a warning.
     expect(resolveConfig({ certFile: 's.pem', keyFile: 'k.pem' }).clientTls).toBeNull();
     expect(configWarnings({ certFile: 's.pem', keyFile: 'k.pem' })).toEqual([expect.stringMatching(/the client URLs are http:\/\/: --cert-file, --key-file, --trusted-ca-file and --auto-tls are ignored/)]);
-    expect(resolveConfig({ listenPeerUrls: 'https://127.0.0.1:2380', peerCertFile: 'p.pem', peerKeyFile: 'pk.pem', peerTrustedCaFile: 'ca.pem', peerCertAllowedCn: 'member' }).peerTls).toMatchObject({ clientCertAuth: true, allowedCn: 'member' });
+    expect(resolveConfig({ listenPeerUrls: 'https://127.0.0.1:2380', peerCertFile: 'p.pem', peerKeyFile: 'pk.pem', peerTrustedCaFile: 'ca.pem', peerCertAllowedCn: 'member' }).peerTls).toMatchObject({ clientCertAuth: true, certCnIsUser: false, allowedCn: 'member' });
   });
 
   it('a plain peer URL beyond loopback is warned about; loopback and https are not', () => {

@@ -146,6 +146,12 @@ export interface TlsSettings {
   readonly trustedCaFile: string | null;
   /** A client (peer) certificate from trustedCaFile is required at the handshake. */
   readonly clientCertAuth: boolean;
+  /**
+   * Client side: --client-cert-auth as given. A verified certificate's CN is then the user of a
+   * call without a token, and the gateway refuses certificates with a CN while auth is on (both
+   * as etcd 3.4); --trusted-ca-file alone requires a certificate but makes no user of its CN.
+   */
+  readonly certCnIsUser: boolean;
   /** The cert and key are self-signed ones generated in the data dir: peers dial without verifying (etcd's InsecureSkipVerify). */
   readonly autoTls: boolean;
   /** Peers only: the client certificate's CN must be exactly this (etcd --peer-cert-allowed-cn). */
@@ -441,6 +447,7 @@ function tlsSettings(
     keyFile: given ? o.keyFile! : `${fixtures}/key.pem`,
     trustedCaFile: o.trustedCaFile || null,
     clientCertAuth: o.clientCertAuth || Boolean(o.trustedCaFile),
+    certCnIsUser: side === 'client' && o.clientCertAuth,
     autoTls: !given,
     allowedCn: o.allowedCn || null,
     ciphers: o.ciphers,

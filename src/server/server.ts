@@ -104,7 +104,8 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
   });
   const handlers = buildHandlers(member, {
     // The verified client certificate's CN is the user of a call without a token (etcd's --client-cert-auth).
-    identityFromCall: opts.identityFromCall ?? ((call: unknown) => clientCertCommonName(call as CallWithMetadata)),
+    // (Only with --client-cert-auth itself: --trusted-ca-file alone makes no user of the CN, as in etcd.)
+    identityFromCall: opts.identityFromCall ?? (config.clientTls?.certCnIsUser ? (call: unknown) => clientCertCommonName(call as CallWithMetadata) : undefined),
     // Requests from the JSON gateway were not received as protobuf: measure them encoded.
     requestBytes: (req: Wire, method: string) => sizes.get(req) ?? serviceDefinition('etcdserverpb.KV')[method]!.requestSerialize(req).length,
   });
@@ -149,6 +150,7 @@ export async function startServer(config: ServerConfig, logger: Logger, opts: Se
     handlers,
     version: { etcdserver: ETCD_API_VERSION, etcdcluster: CLUSTER_VERSION },
     health,
+    refuseCertCn: () => Boolean(config.clientTls?.certCnIsUser) && member.sm.auth.enabled,
   });
   const ops = opsRoute({
     metrics: () => metrics.scrape(),
