@@ -7,9 +7,11 @@
  *
  * This file is the cluster: the agenda, the network between members, member life cycles
  * (crash, restart, pause, resume, clocks) and the phases. The rest has a file each:
- * settings.ts (what a seed chooses), driver.ts with node-driver.ts and core-driver.ts (what
- * runs each member), faults.ts (fault injection), workload.ts (clients and their history),
- * state-checker.ts, storage-checker.ts and liveness-checker.ts (the invariants).
+ * settings.ts (what a seed chooses), streams.ts (a random stream per purpose), cluster.ts
+ * (members, clients, the view the parts get), driver.ts with node-driver.ts and
+ * core-driver.ts (what runs each member), faults.ts (fault injection), workload.ts (clients
+ * and their history), state-checker.ts, storage-checker.ts and liveness-checker.ts (the
+ * invariants).
  */
 import { AssertionError } from '../lib/assert.js';
 import type { Rng } from '../lib/prng.js';
