@@ -20,6 +20,7 @@ const o = new Command()
   .option('--messages <n>', 'messages per case', Number, 200_000)
   .option('--members <list>', 'cluster sizes', '3,5')
   .option('--repeat <n>', 'alternating runs per case (medians are printed)', Number, 5)
+  .option('--only <side>', 'on or off: only that side, heartbeats and appends (a whole process to time from outside)')
   .parse()
   .opts();
 
@@ -70,6 +71,10 @@ function bench(members, kind, clocks) {
   return { nsPerMsg: ((cpu.user + cpu.system) * 1000) / o.messages, wallNsPerMsg: (wall * 1e6) / o.messages, bytesPerMsg: bytes / o.messages, envelopeBytesPerMsg: envelopeBytes / o.messages };
 }
 
+if (o.only) {
+  for (const members of String(o.members).split(',').map(Number)) for (const kind of ['heartbeat', 'append']) for (let r = 0; r < o.repeat; r++) bench(members, kind, o.only === 'on');
+  process.exit(0);
+}
 console.log(`node ${process.version}, ${o.messages} messages per case (send + receive of each, one process)`);
 const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
 for (const members of String(o.members).split(',').map(Number)) {
