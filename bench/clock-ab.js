@@ -2,7 +2,12 @@
 /**
  * Benchmark: the cost of logical clocks on a real 3-member cluster, as CPU per operation.
  *
- *   node bench/clock-ab.js [--ops 3000] [--clients 16] [--rounds 2]
+ *   node bench/clock-ab.js [--ops 3000] [--clients 16] [--rounds 2] [--clocks both|on|off] [--prof DIR]
+ *
+ * --clocks on (or off) runs only that kind, once per round: a whole process to time from
+ * outside (the members are waited for after SIGTERM, so their CPU time is this process's
+ * children's), e.g. `/usr/bin/time -v node bench/clock-ab.js --clocks on --rounds 1` against
+ * the same with off. --prof runs the members under `node --cpu-prof` (profiles in DIR).
  *
  * Starts 3-member Flotilla clusters (loopback, temp dirs) alternately with clocks on (the
  * default) and off (--trace-clocks=false), runs a fixed number of puts (256-byte values) and

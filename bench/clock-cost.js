@@ -8,18 +8,19 @@
  * process; each message is encoded, sent and decoded as the TCP transport does it: without
  * clocks (encodeMessage / decodeMessage), and with them (the send stamp and trace event, the
  * envelope, its validation, the merge and the receive event), on the path the TCP transport
- * takes (tcp.ts: stampSend, encodeClockEnvelopeFrom, readClockEnvelope, stampReceive). Clocks start at wall-clock
+ * takes (tcp.ts: encodeMessageAfter, stampSend, envelopeInPlace, readClockEnvelope, stampReceive). Clocks start at wall-clock
  * microseconds as a member's do. Prints envelope bytes and ns per message for each.
  */
 import { Command } from 'commander';
-import { decodeMessage, encodeMessage } from '../dist/transport/codec.js';
-import { ClockHeader, encodeClockEnvelopeFrom, readClockEnvelope } from '../dist/transport/clock-envelope.js';
+import { decodeMessage, encodeMessage, encodeMessageAfter } from '../dist/transport/codec.js';
+import { ClockHeader, clockHeaderBytesMax, envelopeInPlace, readClockEnvelope } from '../dist/transport/clock-envelope.js';
 import { clockStartOf, TraceRecorder } from '../dist/trace/recorder.js';
 
 const o = new Command()
   .option('--messages <n>', 'messages per case', Number, 200_000)
   .option('--members <list>', 'cluster sizes', '3,5')
   .option('--repeat <n>', 'alternating runs per case (medians are printed)', Number, 5)
+  .option('--only <side>', 'on or off: only that side, heartbeats and appends (a whole process to time from outside)')
   .parse()
   .opts();
 
@@ -43,13 +44,15 @@ function bench(members, kind, clocks) {
       const to = 2 + (i % (members - 1));
       for (const [from, dest] of [[1, to], [to, 1]]) {
         const m = message(kind, from, dest, i);
-        let frame = encodeMessage(m);
+        let frame;
         if (clocks) {
-          const plain = frame.length;
-          recs[from - 1].stampSend(names[dest], m);
-          frame = encodeClockEnvelopeFrom(recs[from - 1], frame);
-          envelopeBytes += frame.length - plain;
-        }
+          // As tcp.ts encodeStamped: the body after room for the envelope, written in front of it.
+          const rec = recs[from - 1];
+          const body = encodeMessageAfter(m, 4 + clockHeaderBytesMax(rec));
+          rec.stampSend(names[dest], m);
+          frame = envelopeInPlace(rec, body.buf, body.start, body.end);
+          envelopeBytes += frame.length - 4 - (body.end - body.start);
+        } else frame = encodeMessage(m);
         bytes += frame.length;
         let body = frame.subarray(4);
         const at = readClockEnvelope(body, from, known, header);
@@ -70,6 +73,10 @@ function bench(members, kind, clocks) {
   return { nsPerMsg: ((cpu.user + cpu.system) * 1000) / o.messages, wallNsPerMsg: (wall * 1e6) / o.messages, bytesPerMsg: bytes / o.messages, envelopeBytesPerMsg: envelopeBytes / o.messages };
 }
 
+if (o.only) {
+  for (const members of String(o.members).split(',').map(Number)) for (const kind of ['heartbeat', 'append']) for (let r = 0; r < o.repeat; r++) bench(members, kind, o.only === 'on');
+  process.exit(0);
+}
 console.log(`node ${process.version}, ${o.messages} messages per case (send + receive of each, one process)`);
 const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
 for (const members of String(o.members).split(',').map(Number)) {

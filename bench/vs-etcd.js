@@ -3,9 +3,14 @@
  * Benchmark: Flotilla against real etcd on the same machine, same client, same workload.
  *
  *   node bench/vs-etcd.js [--seconds S] [--clients 1,16,64] [--etcd /usr/bin/etcd] [--kinds etcd,flotilla]
+ *                         [--rounds N] [--warmup S]
  *
  * --kinds picks the clusters, in order: etcd, flotilla, and flotilla-noclocks (Flotilla with
- * --trace-clocks=false: the A/B for the cost of logical clocks on peer traffic).
+ * --trace-clocks=false: the A/B for the cost of logical clocks on peer traffic). --rounds runs
+ * them N times, the order reversed every other round (A B, B A, ...), and the ratios are of the
+ * medians: the cluster measured first must not always be the one measured on a cold client.
+ * Each cluster first gets --warmup seconds of puts and gets (not counted), which also warms up
+ * this process's gRPC client code.
  *
  * Starts a 3-member cluster of each (separate processes, loopback, real disks in a temp dir,
  * default timings), then for each client count runs that many concurrent gRPC clients (one
@@ -28,6 +33,8 @@ const o = new Command()
   .option('--clients <list>', 'concurrent clients per case', '1,16,64')
   .option('--etcd <path>', 'etcd binary', '/usr/bin/etcd')
   .option('--kinds <list>', 'clusters to run: etcd, flotilla, flotilla-noclocks', 'etcd,flotilla')
+  .option('--rounds <n>', 'times each cluster kind is run, order reversed every other round', Number, 1)
+  .option('--warmup <s>', 'seconds of puts and then gets on each cluster before measuring', Number, 1)
   .parse()
   .opts();
 
@@ -101,25 +108,34 @@ const clusters = [];
 try {
   const results = {};
   const kinds = String(o.kinds).split(',');
-  for (const kind of kinds) {
-    const c = await startCluster(kind, join(dir, String(clusters.length)));
-    clusters.push(c);
-    const ep = `127.0.0.1:${c.leader.client}`;
-    for (const op of ['put', 'get']) {
-      for (const n of String(o.clients).split(',').map(Number)) {
-        const r = await run(ep, n, o.seconds, op);
-        results[`${kind} ${op} ${n}`] = r;
-        console.log(`${kind.padEnd(17)} ${op} ${String(n).padStart(3)} clients: ${r.ops.toFixed(0).padStart(7)} ops/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms`);
+  const counts = String(o.clients).split(',').map(Number);
+  const median = (xs) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  };
+  for (let round = 0; round < o.rounds; round++) {
+    for (const kind of round % 2 === 0 ? kinds : [...kinds].reverse()) {
+      const c = await startCluster(kind, join(dir, String(clusters.length)));
+      clusters.push(c);
+      const ep = `127.0.0.1:${c.leader.client}`;
+      if (o.warmup > 0) for (const op of ['put', 'get']) await run(ep, Math.max(...counts), o.warmup, op);
+      for (const op of ['put', 'get']) {
+        for (const n of counts) {
+          const r = await run(ep, n, o.seconds, op);
+          (results[`${kind} ${op} ${n}`] ??= []).push(r);
+          console.log(`${o.rounds > 1 ? `round ${round + 1} ` : ''}${kind.padEnd(17)} ${op} ${String(n).padStart(3)} clients: ${r.ops.toFixed(0).padStart(7)} ops/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms`);
+        }
       }
+      for (const m of c.members) m.proc.kill('SIGKILL');
     }
-    for (const m of c.members) m.proc.kill('SIGKILL');
   }
+  const ops = (key) => median(results[key].map((r) => r.ops));
   for (const [a, b] of [['flotilla', 'etcd'], ['flotilla', 'flotilla-noclocks']]) {
     if (!kinds.includes(a) || !kinds.includes(b)) continue;
-    console.log(`\n${a} / ${b} (ops/s):`);
+    console.log(`\n${a} / ${b} (ops/s${o.rounds > 1 ? `, medians of ${o.rounds} rounds` : ''}):`);
     for (const op of ['put', 'get']) {
-      for (const n of String(o.clients).split(',').map(Number)) {
-        console.log(`  ${op} ${String(n).padStart(3)} clients: ${(results[`${a} ${op} ${n}`].ops / results[`${b} ${op} ${n}`].ops).toFixed(2)}`);
+      for (const n of counts) {
+        console.log(`  ${op} ${String(n).padStart(3)} clients: ${(ops(`${a} ${op} ${n}`) / ops(`${b} ${op} ${n}`)).toFixed(2)}`);
       }
     }
   }

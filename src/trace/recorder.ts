@@ -308,7 +308,11 @@ export class TraceRecorder implements DenseClock {
     this.msgLamportAt[k] = msgLamport;
     this.typeAt[k] = type;
     this.peerAt[k] = peer;
-    this.vcCells.set(this.vector, k * this.vcWidth);
+    // A loop: TypedArray#set costs a call into the runtime, more than copying a few numbers.
+    const cells = this.vcCells;
+    const vector = this.vector;
+    const row = k * this.vcWidth;
+    for (let c = 0; c < vector.length; c++) cells[row + c] = vector[c]!;
     this.textAt[k] = text;
     if (m) messageFields(m, this.fieldsAt, k * MESSAGE_FIELDS);
     this.hasFieldsAt[k] = m ? 1 : 0;

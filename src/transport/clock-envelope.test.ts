@@ -9,8 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { compareClocks } from '../lib/vector-clock.js';
 import type { Message } from '../raft/messages.js';
 import { TraceRecorder } from '../trace/recorder.js';
-import { CLOCK_FRAME_KIND, CLOCK_VALUE_MAX, CLOCK_VC_ENTRIES_MAX, decodeClockEnvelope, encodeClockEnvelope } from './clock-envelope.js';
-import { decodeMessage, encodeHandshake, encodeMemberFrame, encodeMessage, FrameError, PROTOCOL_VERSION } from './codec.js';
+import { CLOCK_FRAME_KIND, CLOCK_VALUE_MAX, CLOCK_VC_ENTRIES_MAX, clockHeaderBytesMax, decodeClockEnvelope, encodeClockEnvelope, encodeClockEnvelopeFrom, envelopeInPlace } from './clock-envelope.js';
+import { decodeMessage, encodeHandshake, encodeMemberFrame, encodeMessage, encodeMessageAfter, FrameError, plainFrame, PROTOCOL_VERSION } from './codec.js';
 import { TcpTransport } from './tcp.js';
 
 const hb = (from: number, to: number, commit: number): Message => ({ type: 'heartbeat', from, to, term: 1, commit, round: 0 });
@@ -50,6 +50,28 @@ describe('clock envelope codec', () => {
     const env = encodeClockEnvelope({ lamport: base + 500, vc: { 1: base + 500, 2: base + 480, 3: base + 300 } }, 1, frame);
     // kind 1 + Lamport 8 + count 1 + 3 × (id 1 + distance 1..2)
     expect(env.length - frame.length).toBeLessThanOrEqual(1 + 8 + 1 + 3 * 3);
+  });
+
+  it('written in place in front of a body, is byte for byte the envelope made by copying', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 1, max: 5 }), fc.boolean()), { maxLength: 40 }), fc.integer({ min: 0, max: 1000 }), (steps, commit) => {
+        const recs = [1, 2, 3, 4, 5].map((i) => new TraceRecorder(String(i), { start: 1_764_576_000_000_000 + i * 37 }));
+        // Some traffic so that the clocks have several components.
+        for (const [to, heartbeat] of steps) {
+          const m = heartbeat ? hb(1, to, commit) : hb(to, 1, commit);
+          const body = encodeMessageAfter(m, 4 + clockHeaderBytesMax(recs[m.from - 1]!));
+          recs[m.from - 1]!.stampSend(String(m.to), m);
+          const inPlace = envelopeInPlace(recs[m.from - 1]!, body.buf, body.start, body.end);
+          expect([...inPlace]).toEqual([...encodeClockEnvelopeFrom(recs[m.from - 1]!, encodeMessage(m))]);
+          const d = decodeClockEnvelope(inPlace.subarray(4), m.from, all)!;
+          expect(decodeMessage(d.inner)).toEqual(m);
+          recs[m.to - 1]!.receiveMessage(String(m.from), m, d.stamp);
+        }
+        const body = encodeMessageAfter(hb(1, 2, commit), 4);
+        expect([...plainFrame(body)]).toEqual([...encodeMessage(hb(1, 2, commit))]);
+      }),
+      { numRuns: 100 },
+    );
   });
 
   it('is not an envelope when the kind differs', () => {

@@ -93,6 +93,11 @@ export function encodeClockEnvelope(stamp: Stamp, from: number, frame: Uint8Arra
  * columns, so nothing is ever trimmed here.
  */
 export function encodeClockEnvelopeFrom(clock: DenseClock, frame: Uint8Array): Uint8Array {
+  return wrap(writeHeader(clock), frame);
+}
+
+/** The envelope header from `clock` in `scratch`; returns its length. */
+function writeHeader(clock: DenseClock): number {
   const lamport = clock.lamport;
   const ids = clock.columnIds;
   const vector = clock.vector;
@@ -111,7 +116,30 @@ export function encodeClockEnvelopeFrom(clock: DenseClock, frame: Uint8Array): U
     count++;
   }
   scratch[countAt] = count;
-  return wrap(at, frame);
+  return at;
+}
+
+/** The most bytes an envelope header made from `clock` (as it is now) can take. */
+export function clockHeaderBytesMax(clock: DenseClock): number {
+  return 1 + 8 + 1 + Math.min(clock.columnCount, CLOCK_VC_ENTRIES_MAX) * (5 + 8);
+}
+
+/**
+ * The envelope from `clock` written in place, in front of a body at buf[start..end) that left
+ * room for it (at least 4 + clockHeaderBytesMax(clock) bytes before `start`): the frame is a
+ * view of `buf`, and nothing is allocated or copied.
+ */
+export function envelopeInPlace(clock: DenseClock, buf: Uint8Array, start: number, end: number): Uint8Array {
+  const headerBytes = writeHeader(clock);
+  const at = start - headerBytes - 4;
+  if (at < 0) throw new RangeError(`no room for a ${headerBytes}-byte clock envelope before the body`);
+  const len = end - start + headerBytes;
+  buf[at] = len & 0xff;
+  buf[at + 1] = (len >>> 8) & 0xff;
+  buf[at + 2] = (len >>> 16) & 0xff;
+  buf[at + 3] = len >>> 24;
+  for (let i = 0; i < headerBytes; i++) buf[at + 4 + i] = scratch[i]!;
+  return buf.subarray(at, end);
 }
 
 /** More components than an envelope carries (a cluster with a long membership history): the sender's own, then the largest. */
@@ -142,12 +170,14 @@ function wrap(headerBytes: number, frame: Uint8Array): Uint8Array {
   const total = 4 + headerBytes + innerBytes;
   const out = total <= ON_HEAP_BYTES_MAX ? new Uint8Array(total) : Buffer.allocUnsafe(total);
   const len = headerBytes + innerBytes;
+  // The whole frame at headerBytes puts its body where the envelope's goes; its length prefix
+  // is then overwritten by the header (no subarray views to allocate).
+  out.set(frame, headerBytes);
   out[0] = len & 0xff;
   out[1] = (len >>> 8) & 0xff;
   out[2] = (len >>> 16) & 0xff;
   out[3] = len >>> 24;
-  out.set(scratch.subarray(0, headerBytes), 4);
-  out.set(frame.subarray(4), 4 + headerBytes);
+  for (let i = 0; i < headerBytes; i++) out[4 + i] = scratch[i]!;
   return out;
 }
 

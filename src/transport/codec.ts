@@ -70,7 +70,41 @@ function finish(w: ByteWriter): Uint8Array {
 
 /** One message as a frame (length prefix included). */
 export function encodeMessage(m: Message): Uint8Array {
-  const w = frameWriter(m.type === 'append' ? 64 + m.entries.reduce((a, e) => a + e.data.length + 24, 0) : 64);
+  const w = frameWriter(sizeHint(m));
+  writeMessage(w, m);
+  return finish(w);
+}
+
+/** A message's body encoded after `room` free bytes (for a length prefix and a header written in front later, clock-envelope.ts). */
+export interface RoomyBody {
+  readonly buf: Uint8Array;
+  /** Where the body starts (= room). */
+  readonly start: number;
+  readonly end: number;
+}
+
+export function encodeMessageAfter(m: Message, room: number): RoomyBody {
+  const w = new ByteWriter(room + sizeHint(m), room);
+  writeMessage(w, m);
+  return { buf: w.buf, start: room, end: w.pos };
+}
+
+/** The frame of a body encoded by encodeMessageAfter, with nothing in front but its length (a view of its buffer). */
+export function plainFrame(b: RoomyBody): Uint8Array {
+  const at = b.start - 4;
+  const len = b.end - b.start;
+  b.buf[at] = len & 0xff;
+  b.buf[at + 1] = (len >>> 8) & 0xff;
+  b.buf[at + 2] = (len >>> 16) & 0xff;
+  b.buf[at + 3] = len >>> 24;
+  return b.buf.subarray(at, b.end);
+}
+
+function sizeHint(m: Message): number {
+  return m.type === 'append' ? 64 + m.entries.reduce((a, e) => a + e.data.length + 24, 0) : 64;
+}
+
+function writeMessage(w: ByteWriter, m: Message): void {
   w.u8(KIND[m.type]);
   w.u32(m.from);
   w.u32(m.to);
@@ -122,7 +156,6 @@ export function encodeMessage(m: Message): Uint8Array {
       w.bool(m.reject);
       break;
   }
-  return finish(w);
 }
 
 function snapshotMeta(raw: Uint8Array): Snapshot['meta'] {

@@ -48,6 +48,8 @@ import {
   encodeHandshake,
   encodeMemberFrame,
   encodeMessage,
+  encodeMessageAfter,
+  plainFrame,
   FRAME_BYTES_MAX,
   FrameError,
   FrameReader,
@@ -55,7 +57,7 @@ import {
   PROTOCOL_VERSION,
 } from './codec.js';
 import { decodeJoinQuery, encodeJoinAnswer } from './join.js';
-import { CLOCK_HEADER_BYTES_MAX, ClockHeader, encodeClockEnvelopeFrom, readClockEnvelope } from './clock-envelope.js';
+import { CLOCK_HEADER_BYTES_MAX, ClockHeader, clockHeaderBytesMax, encodeClockEnvelopeFrom, envelopeInPlace, readClockEnvelope } from './clock-envelope.js';
 import type { TraceRecorder } from '../trace/recorder.js';
 
 /** A connection that has not completed its handshake by then is closed (ms). */
@@ -361,7 +363,7 @@ export class TcpTransport implements PeerLink {
           const now = performance.now();
           if (at === undefined || now - at > PEER_RTT_PENDING_MS_MAX) this.heartbeatSentAt.set(m.to, now);
         }
-        this.enqueue(p, this.stamped(m.to, encodeMessage(m), m));
+        this.enqueue(p, this.encodeStamped(m));
       } else this.stats.dropped++;
     }
   }
@@ -668,6 +670,20 @@ export class TcpTransport implements PeerLink {
   }
 
   // ---- Logical clocks: stamping on send, merging on receive (the envelope is clock-envelope.ts) ----
+
+  /**
+   * A Raft message's frame, in a clock envelope with a new send stamp when clocks are on: the
+   * body is encoded after room for the envelope, which is then written in front of it (no copy).
+   */
+  private encodeStamped(m: Message): Uint8Array {
+    const c = this.o.clocks;
+    if (!c) return encodeMessage(m);
+    const body = encodeMessageAfter(m, 4 + clockHeaderBytesMax(c));
+    // A frame so large that the envelope could push it over the receiver's limit goes unstamped.
+    if (body.end - body.start + CLOCK_HEADER_BYTES_MAX > (this.o.frameBytesMax ?? FRAME_BYTES_MAX)) return plainFrame(body);
+    c.stampSend(this.nameOf(m.to), m);
+    return envelopeInPlace(c, body.buf, body.start, body.end);
+  }
 
   /** `frame` in a clock envelope with a new send stamp (as is without clocks); `m` null for a member frame. */
   private stamped(to: NodeId, frame: Uint8Array, m: Message | null): Uint8Array {
