@@ -25,8 +25,8 @@ export const CHAIN_CODEC_VERSION = 1;
 /** Longest node or client name, in UTF-8 bytes. */
 export const CHAIN_NAME_BYTES_MAX = 255;
 /**
- * Largest encoded message: one whole value and its envelope. (Values travel whole in one frame
- * for now; streaming a 64 MiB value in pieces is the next step.)
+ * Largest encoded message: one whole value and its envelope. (On TCP a large one travels in
+ * pieces: src/chainnode/wire.ts.)
  */
 export const CHAIN_MESSAGE_BYTES_MAX = CHAIN_VALUE_BYTES_MAX + 1024 * 1024;
 
@@ -56,11 +56,12 @@ function epoch(r: ByteReader): number {
   return e;
 }
 
+/** A value: a view of the input, not a copy (a 64 MiB value is copied no more than it must be). */
 function value(r: ByteReader): Uint8Array {
   const n = r.u32();
   if (n > CHAIN_VALUE_BYTES_MAX) throw fail(`value of ${n} bytes exceeds ${CHAIN_VALUE_BYTES_MAX}`);
   r.pos -= 4;
-  return r.bytes();
+  return r.bytesView();
 }
 
 export function writeOp(w: ByteWriter, op: ClientOp): void {

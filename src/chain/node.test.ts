@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ChainNode, type ChainEffect } from './node.js';
 import type { PeerMessage } from './messages.js';
 import { nextConfig, type Registration } from './master.js';
-import { CHAIN_KEY_BYTES_MAX, CHAIN_PENDING_READS_MAX, type ChainConfig, type ClientOp, type ClientReply, type ReadMode } from './types.js';
+import { CHAIN_KEY_BYTES_MAX, CHAIN_PENDING_READS_MAX, CHAIN_RESEND_BACKOFF_MAX, type ChainConfig, type ClientOp, type ClientReply, type ReadMode } from './types.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -157,6 +157,32 @@ describe('ChainNode', () => {
     expect(h.replies.get(id)).toBeUndefined();
     h.slowDisk.clear();
     for (const t of h.unpersisted.get('b')!) h.node('b').persisted(t);
+    h.flush('b');
+    h.stabilize();
+    expect(h.replies.get(id)).toMatchObject({ ok: true });
+  });
+
+  it('resends to a successor that does not acknowledge, each time waiting twice as long (CHAIN_RESEND_BACKOFF_MAX)', () => {
+    const h = chain3();
+    h.slowDisk.add('b'); // b receives but never acknowledges
+    h.sent = [];
+    const id = h.put('k', 'v1');
+    const ticks = 5 * (2 ** (CHAIN_RESEND_BACKOFF_MAX + 3));
+    h.stabilize(ticks);
+    const at: number[] = [];
+    let sends = 0;
+    for (const m of h.sent) if (m.type === 'update' && m.from === 'a') sends++;
+    // resendTicks 5: the first send, then resends after 5, 10, 20, 40, 80, 160, 160, ... ticks.
+    let t = 0;
+    for (let k = 0; t <= ticks; k++) {
+      t += 5 * 2 ** Math.min(k, CHAIN_RESEND_BACKOFF_MAX);
+      if (t <= ticks) at.push(t);
+    }
+    expect(sends).toBe(1 + at.length);
+    expect(sends).toBeLessThan(ticks / 5 / 4);
+    // Progress resets the wait: once b's disk catches up the write completes.
+    h.slowDisk.clear();
+    for (const tok of h.unpersisted.get('b')!) h.node('b').persisted(tok);
     h.flush('b');
     h.stabilize();
     expect(h.replies.get(id)).toMatchObject({ ok: true });

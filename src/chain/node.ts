@@ -38,6 +38,7 @@ import {
   CHAIN_INFLIGHT_UPDATES_MAX,
   CHAIN_LOG_RETAIN_MAX,
   CHAIN_PENDING_READS_MAX,
+  CHAIN_RESEND_BACKOFF_MAX,
   CHAIN_SEND_WINDOW_BYTES,
   CHAIN_SEND_WINDOW_UPDATES,
   CHAIN_SNAPSHOT_CHUNK_BYTES_MAX,
@@ -62,7 +63,10 @@ import {
 export interface ChainNodeOptions {
   readonly name: NodeName;
   readonly reads?: ReadMode;
-  /** Ticks without progress before a node resends to its successor (go-back-N) and re-acknowledges upstream. */
+  /**
+   * Ticks without progress before a node resends to its successor (go-back-N; doubling after each
+   * resend without progress, CHAIN_RESEND_BACKOFF_MAX) and re-acknowledges upstream.
+   */
   readonly resendTicks?: number;
   /** Ticks between syncReq repeats until the sync of the epoch completed. */
   readonly syncRetryTicks?: number;
@@ -102,6 +106,8 @@ interface Stream {
   nextSeq: Seq;
   received: Seq;
   ticksSinceProgress: number;
+  /** Resends since the last progress: the next waits resendTicks << min(this, CHAIN_RESEND_BACKOFF_MAX). */
+  resends: number;
 }
 
 interface Waiter {
@@ -252,9 +258,12 @@ export class ChainNode {
         s.ticksSinceProgress = 0;
         continue;
       }
-      if (++s.ticksSinceProgress >= this.resendTicks) {
+      if (++s.ticksSinceProgress >= this.resendTicks * 2 ** Math.min(s.resends, CHAIN_RESEND_BACKOFF_MAX)) {
         // Go-back-N: the network may lose or reorder; the receiver keeps only the next in order.
+        // Each resend without progress waits twice as long as the one before: a large update
+        // still on its way (or a slow disk behind it) is not sent again and again.
         s.ticksSinceProgress = 0;
+        s.resends++;
         s.nextSeq = s.received + 1;
         this.pump(s);
       }
@@ -351,6 +360,7 @@ export class ChainNode {
         if (received > s.received) {
           s.received = received;
           s.ticksSinceProgress = 0;
+          s.resends = 0;
         }
         if (s.counts && this.durableSeqV >= 0) this.advanceAcked(Math.min(msg.committed, this.durableSeqV));
         this.pump(s);
@@ -466,6 +476,7 @@ export class ChainNode {
     // Only a node caught up itself can vouch for a successor (a new tail's joiner, say).
     if (this.durableSeqV < 0 || !this.synced) return;
     s.ticksSinceProgress = 0;
+    s.resends = 0;
     if (!this.holds(lastSeq, lastAssignEpoch)) {
       // Its history is not a prefix of ours (a joiner that was once ahead, or diverged): it
       // gets our committed state; once installed, its next syncReq finds a point we hold.
@@ -738,7 +749,7 @@ function opBytes(op: ChainOp): number {
 }
 
 function newStream(to: NodeName, counts: boolean): Stream {
-  return { to, counts, synced: false, nextSeq: 1, received: 0, ticksSinceProgress: 0 };
+  return { to, counts, synced: false, nextSeq: 1, received: 0, ticksSinceProgress: 0, resends: 0 };
 }
 
 /** Applies `op` at `seq` to `state`; the same on every node (the history decides everything). */

@@ -8,10 +8,10 @@
  */
 import { connect, type Socket } from 'node:net';
 import { FlotillaClient } from '../client/client.js';
-import { FrameReader } from '../transport/codec.js';
-import { CHAIN_MESSAGE_BYTES_MAX, decodeClientReply, encodeClientRequest } from '../chain/codec.js';
+import { decodeClientReply, encodeClientRequest } from '../chain/codec.js';
 import type { ClientOp, ClientReply, OpResult, ReadMode } from '../chain/types.js';
-import { checkChainName, encodeHello, frame, readChain, type ChainView } from './control.js';
+import { checkChainName, readChain, type ChainView } from './control.js';
+import { AssemblyBudget, helloFrame, readMessages, writeMessage } from './wire.js';
 import { splitHostPort } from './node-process.js';
 
 export class ChainOutcomeUnknownError extends Error {
@@ -36,6 +36,8 @@ export class ChainClient {
   private view: ChainView | null = null;
   private readonly conns = new Map<string, Conn>();
   private nextId = 1;
+  /** What replies arriving in pieces may hold (CHAIN_ASSEMBLY_BYTES_MAX). */
+  private readonly budget = new AssemblyBudget();
 
   constructor(private readonly o: ChainClientOptions) {
     checkChainName(o.chain);
@@ -101,17 +103,10 @@ export class ChainClient {
     const socket = connect(port, host);
     socket.setNoDelay(true);
     const c: Conn = { socket, waiting: new Map() };
-    const reader = new FrameReader(CHAIN_MESSAGE_BYTES_MAX);
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        for (const b of reader.push(chunk)) {
-          const { id, reply } = decodeClientReply(b);
-          c.waiting.get(id)?.(reply);
-          c.waiting.delete(id);
-        }
-      } catch {
-        socket.destroy();
-      }
+    readMessages(socket, this.budget, { hello: false }, (b) => {
+      const { id, reply } = decodeClientReply(b);
+      c.waiting.get(id)?.(reply);
+      c.waiting.delete(id);
     });
     const fail = (e: Error): void => {
       for (const w of c.waiting.values()) w(e);
@@ -119,7 +114,7 @@ export class ChainClient {
     };
     socket.on('error', (e) => fail(e));
     socket.on('close', () => fail(new Error('connection closed')));
-    socket.write(frame(encodeHello('client', this.o.chain, 'client')));
+    socket.write(helloFrame('client', this.o.chain, 'client'));
     this.conns.set(address, c);
     return c;
   }
@@ -138,7 +133,7 @@ export class ChainClient {
         if (r instanceof Error) reject(sent ? r : new Error('not sent'));
         else resolve(r);
       });
-      c.socket.write(frame(encodeClientRequest(q)));
+      writeMessage(c.socket, encodeClientRequest(q));
     });
   }
 

@@ -17,7 +17,8 @@ import type { PeerMessage } from '../chain/messages.js';
 import type { ReadMode } from '../chain/types.js';
 import { ChainStorage } from './storage.js';
 import type { Watcher } from '../client/watch.js';
-import { chainPrefix, checkChainName, configKey, decodeHello, encodeHello, frame, nodesPrefix, onFrames, readChain } from './control.js';
+import { chainPrefix, checkChainName, configKey, nodesPrefix, readChain } from './control.js';
+import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, decodeHello, helloFrame, readMessages, writeMessage } from './wire.js';
 
 /** Bytes queued for one peer before further messages to it are dropped (the protocol resends). */
 export const CHAIN_PEER_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
@@ -57,6 +58,8 @@ export class ChainNodeProcess {
   private control!: FlotillaClient;
   private readonly peers = new Map<string, Peer>();
   private readonly clients = new Map<string, Socket>();
+  /** What all connections hold for messages arriving in pieces (CHAIN_ASSEMBLY_BYTES_MAX). */
+  private readonly budget = new AssemblyBudget();
   private nextConn = 1;
   private connections = 0;
   private startedAt = 0;
@@ -99,7 +102,7 @@ export class ChainNodeProcess {
       this.drain();
     });
     this.storage = storage;
-    this.core = new ChainNode({ name: this.o.name, reads: this.o.reads ?? 'tail', resendTicks: 4, syncRetryTicks: 4 }, state);
+    this.core = new ChainNode({ name: this.o.name, reads: this.o.reads ?? 'tail', resendTicks: 10, syncRetryTicks: 4 }, state);
     this.log(`recovered ${state.snapshot ? `a snapshot at ${state.snapshot.seq} and ` : ''}${state.updates.length} updates`);
     this.server = createServer((s) => this.accept(s));
     const [host, port] = splitHostPort(this.o.listen);
@@ -235,7 +238,7 @@ export class ChainNodeProcess {
         break;
       case 'reply': {
         const s = this.clients.get(e.client);
-        if (s && !s.destroyed) s.write(frame(encodeClientReply(e.id, e.reply)));
+        if (s && !s.destroyed) writeMessage(s, encodeClientReply(e.id, e.reply));
         break;
       }
       case 'persist':
@@ -268,12 +271,13 @@ export class ChainNodeProcess {
         if (p.socket === s) p.socket = null;
       });
       s.on('drain', () => (p.queued = s.writableLength));
-      s.write(frame(encodeHello('peer', this.o.chain, this.o.name)));
+      s.setTimeout(CHAIN_IDLE_TIMEOUT_MS, () => s.destroy());
+      s.write(helloFrame('peer', this.o.chain, this.o.name));
       p.socket = s;
     }
-    const bytes = frame(encodePeerMessage(m));
-    if (p.socket.writableLength + bytes.length > CHAIN_PEER_QUEUE_BYTES_MAX) return; // dropped: resent later
-    p.socket.write(bytes);
+    const body = encodePeerMessage(m);
+    if (p.socket.writableLength + body.length > CHAIN_PEER_QUEUE_BYTES_MAX) return; // dropped: resent later
+    writeMessage(p.socket, body);
   }
 
   private accept(s: Socket): void {
@@ -292,7 +296,7 @@ export class ChainNodeProcess {
     });
     // A connection that does not say who it is within a few seconds is closed.
     const helloDeadline = setTimeout(() => s.destroy(), CHAIN_HELLO_TIMEOUT_MS);
-    onFrames(s, (body, first) => {
+    readMessages(s, this.budget, { hello: true, idleMs: CHAIN_IDLE_TIMEOUT_MS }, (body, first) => {
       if (first) {
         clearTimeout(helloDeadline);
         const h = decodeHello(body);

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { MemFs } from '../storage/fs.js';
 import { SnapshotStore } from '../storage/snapshots.js';
 import { ChainNode } from '../chain/node.js';
-import { ChainStorage, ChainStorageCorruptionError, type DurableChainState } from './storage.js';
-import type { SnapshotImage, Update } from '../chain/types.js';
+import { CHAIN_WAL_RECORD_BYTES, ChainStorage, ChainStorageCorruptionError, type DurableChainState } from './storage.js';
+import { CHAIN_KEY_BYTES_MAX, CHAIN_VALUE_BYTES_MAX, type SnapshotImage, type Update } from '../chain/types.js';
 
 const enc = new TextEncoder();
 const up = (seq: number, assignEpoch: number, v = `v${seq}`): Update => ({ seq, assignEpoch, op: { type: 'put', key: `k${seq % 3}`, value: enc.encode(v) } });
@@ -172,5 +172,28 @@ describe('ChainStorage', () => {
     await expect(ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 })).rejects.toThrow(ChainStorageCorruptionError);
     await new SnapshotStore('/d/snap', { fs }).save({ meta: { index: 3, term: 1, confState: { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data: new Uint8Array([1, 0, 0, 0, 1, 0, 107, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) });
     await expect(ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 })).rejects.toThrow(/version 9 outside/);
+  });
+});
+
+describe('ChainStorage and large values', () => {
+  it('writes a batch beyond CHAIN_WAL_RECORD_BYTES in several records, and a value of CHAIN_VALUE_BYTES_MAX with the longest key', async () => {
+    const fs = new MemFs();
+    const key = 'k'.repeat(CHAIN_KEY_BYTES_MAX);
+    const huge: Update = { seq: 1, assignEpoch: 1, op: { type: 'put', key, value: new Uint8Array(CHAIN_VALUE_BYTES_MAX).fill(7) } };
+    const mid = (seq: number): Update => ({ seq, assignEpoch: 1, op: { type: 'put', key: `m${seq}`, value: new Uint8Array(CHAIN_WAL_RECORD_BYTES / 2 + 1).fill(seq) } });
+    let durable = 0;
+    const { storage } = await ChainStorage.open('/d', (t) => (durable = t), { fs, segmentBytes: 4096 });
+    storage.persist({ type: 'persist', token: 1, updates: [huge] });
+    storage.persist({ type: 'persist', token: 2, updates: [mid(2)] });
+    storage.persist({ type: 'persist', token: 3, updates: [mid(3), mid(4)] });
+    await storage.flush();
+    expect(storage.failure).toBe(null);
+    expect(durable).toBe(3);
+    await storage.close();
+    const back = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
+    expect(ids(back.state)).toEqual(['1@1', '2@1', '3@1', '4@1']);
+    const v = back.state.updates[0]!.op;
+    expect(v.type === 'put' && v.key === key && v.value.length === CHAIN_VALUE_BYTES_MAX && v.value[CHAIN_VALUE_BYTES_MAX - 1] === 7).toBe(true);
+    await back.storage.close();
   });
 });

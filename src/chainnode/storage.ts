@@ -38,6 +38,11 @@ export class ChainStorageCorruptionError extends Error {
 type PersistEffect = Extract<ChainEffect, { type: 'persist' | 'persistSnapshot' }>;
 type Queued = PersistEffect | { readonly type: 'compact'; readonly image: SnapshotImage };
 
+/**
+ * Update bytes written as one WAL record at most (a batch beyond it goes in several records, one
+ * fdatasync for all); a single larger update is a record alone (RECORD_BYTES_MAX allows 65 MiB).
+ */
+export const CHAIN_WAL_RECORD_BYTES = 16 * 1024 * 1024;
 /** Bytes of updates the WAL takes after the last snapshot before a compaction is due (at least). */
 export const CHAIN_COMPACT_LOG_BYTES_MIN = 64 * 1024 * 1024;
 
@@ -176,9 +181,15 @@ export class ChainStorage {
         while (this.queue.length > 0 && this.queue[0]!.type === 'persist') batch.push(this.queue.shift() as PersistEffect);
         const entries: Entry[] = [];
         for (const b of batch) if (b.type === 'persist') for (const u of b.updates) entries.push({ index: u.seq, term: u.assignEpoch, type: 'normal', data: encodeOp(u) });
-        const last = entries[entries.length - 1];
-        if (last) await this.wal.append({ entries, hardState: { term: 0, vote: 0, commit: last.index } }, true);
-        for (const e of entries) this.logBytes += e.data.length;
+        // Records of at most CHAIN_WAL_RECORD_BYTES (a large update alone), synced once at the end.
+        for (let i = 0; i < entries.length; ) {
+          let j = i + 1;
+          let bytes = entries[i]!.data.length;
+          while (j < entries.length && bytes + entries[j]!.data.length <= CHAIN_WAL_RECORD_BYTES) bytes += entries[j++]!.data.length;
+          await this.wal.append({ entries: entries.slice(i, j), hardState: { term: 0, vote: 0, commit: entries[j - 1]!.index } }, j === entries.length);
+          this.logBytes += bytes;
+          i = j;
+        }
         this.onDurable(batch[batch.length - 1]!.token);
       }
     } catch (e) {

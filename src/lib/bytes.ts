@@ -176,6 +176,15 @@ export class ByteReader {
     return out;
   }
 
+  /** u32 length, then the bytes as a view of the input (no copy: the caller owns the input and keeps it unchanged). */
+  bytesView(): Uint8Array {
+    const n = this.u32();
+    this.need(n);
+    const out = this.b.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
   str(): string {
     const n = this.u16();
     this.need(n);
