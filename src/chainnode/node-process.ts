@@ -9,7 +9,9 @@
  * lease computed in ticks never outlives the real one: it ends TTL less CHAIN_LEASE_MARGIN_MS
  * after the keep-alive that renewed it was sent.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
+import type { TlsFiles } from '../lib/tls-files.js';
 import { FlotillaClient } from '../client/client.js';
 import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodePeerMessage } from '../chain/codec.js';
 import { ChainNode, type ChainEffect } from '../chain/node.js';
@@ -18,6 +20,7 @@ import type { ReadMode } from '../chain/types.js';
 import { ChainStorage } from './storage.js';
 import type { Watcher } from '../client/watch.js';
 import { chainPrefix, checkChainName, configKey, nodesPrefix, readChain } from './control.js';
+import { chainServer, dialNode, loadChainTls, peerCommonName, type ChainTlsFileNames } from './tls.js';
 import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, decodeHello, helloFrame, readMessages, writeMessage } from './wire.js';
 
 /** Bytes queued for one peer before further messages to it are dropped (the protocol resends). */
@@ -43,6 +46,8 @@ export interface ChainNodeProcessOptions {
   readonly tickMs?: number;
   readonly pollMs?: number;
   readonly log?: (line: string) => void;
+  /** TLS on the chain port with certificates as identities (tls.ts); none: plain TCP. */
+  readonly tls?: ChainTlsFileNames;
 }
 
 interface Peer {
@@ -54,10 +59,13 @@ interface Peer {
 export class ChainNodeProcess {
   private core!: ChainNode;
   private storage!: ChainStorage;
-  private server!: Server;
+  private server!: Server | TlsServer;
+  private tls: TlsFiles | null = null;
   private control!: FlotillaClient;
   private readonly peers = new Map<string, Peer>();
   private readonly clients = new Map<string, Socket>();
+  /** Every accepted connection (peers' too): closed when the node stops. */
+  private readonly accepted = new Set<Socket>();
   /** What all connections hold for messages arriving in pieces (CHAIN_ASSEMBLY_BYTES_MAX). */
   private readonly budget = new AssemblyBudget();
   private nextConn = 1;
@@ -104,7 +112,8 @@ export class ChainNodeProcess {
     this.storage = storage;
     this.core = new ChainNode({ name: this.o.name, reads: this.o.reads ?? 'tail', resendTicks: 10, syncRetryTicks: 4 }, state);
     this.log(`recovered ${state.snapshot ? `a snapshot at ${state.snapshot.seq} and ` : ''}${state.updates.length} updates`);
-    this.server = createServer((s) => this.accept(s));
+    this.tls = this.o.tls ? loadChainTls(this.o.tls, { info: (m) => this.log(m), warn: (m) => this.log(m) }) : null;
+    this.server = chainServer(this.tls, (s) => this.accept(s));
     const [host, port] = splitHostPort(this.o.listen);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
@@ -264,7 +273,7 @@ export class ChainNodeProcess {
     if (!p) return;
     if (!p.socket || p.socket.destroyed) {
       const [host, port] = splitHostPort(p.address);
-      const s = connect(port, host);
+      const s = dialNode(host, port, m.to, this.tls ? { files: this.tls } : null);
       s.setNoDelay(true);
       s.on('error', () => {});
       s.on('close', () => {
@@ -286,12 +295,14 @@ export class ChainNodeProcess {
       return;
     }
     this.connections++;
+    this.accepted.add(s);
     s.setNoDelay(true);
     const id = `c${this.nextConn++}`;
     let peer: string | null = null;
     s.on('error', () => {});
     s.on('close', () => {
       this.connections--;
+      this.accepted.delete(s);
       this.clients.delete(id);
     });
     // A connection that does not say who it is within a few seconds is closed.
@@ -301,6 +312,8 @@ export class ChainNodeProcess {
         clearTimeout(helloDeadline);
         const h = decodeHello(body);
         if (h.chain !== this.o.chain) throw new Error('another chain');
+        // With TLS a node is who its certificate says (its CN), and no one else.
+        if (h.role === 'peer' && this.tls && peerCommonName(s) !== h.name) throw new Error('a peer whose certificate names another');
         if (h.role === 'peer') peer = h.name;
         else this.clients.set(id, s);
         return;
@@ -331,7 +344,7 @@ export class ChainNodeProcess {
     for (const t of this.timers) clearInterval(t);
     await this.watcher?.cancel().catch(() => {});
     for (const p of this.peers.values()) p.socket?.destroy();
-    for (const s of this.clients.values()) s.destroy();
+    for (const s of this.accepted) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
     if (this.leaseId !== 0n) await this.control.leaseRevoke(this.leaseId).catch(() => {});
     await this.control.close();
