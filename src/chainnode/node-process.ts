@@ -48,6 +48,10 @@ export interface ChainNodeProcessOptions {
   readonly log?: (line: string) => void;
   /** TLS on the chain port with certificates as identities (tls.ts); none: plain TCP. */
   readonly tls?: ChainTlsFileNames;
+  /** Limits (tests set them lower): CHAIN_CONNECTIONS_MAX, CHAIN_HELLO_TIMEOUT_MS, CHAIN_IDLE_TIMEOUT_MS. */
+  readonly connectionsMax?: number;
+  readonly helloTimeoutMs?: number;
+  readonly idleTimeoutMs?: number;
 }
 
 interface Peer {
@@ -290,7 +294,7 @@ export class ChainNodeProcess {
   }
 
   private accept(s: Socket): void {
-    if (this.stopped || this.connections >= CHAIN_CONNECTIONS_MAX) {
+    if (this.stopped || this.connections >= (this.o.connectionsMax ?? CHAIN_CONNECTIONS_MAX)) {
       s.destroy();
       return;
     }
@@ -306,8 +310,8 @@ export class ChainNodeProcess {
       this.clients.delete(id);
     });
     // A connection that does not say who it is within a few seconds is closed.
-    const helloDeadline = setTimeout(() => s.destroy(), CHAIN_HELLO_TIMEOUT_MS);
-    readMessages(s, this.budget, { hello: true, idleMs: CHAIN_IDLE_TIMEOUT_MS }, (body, first) => {
+    const helloDeadline = setTimeout(() => s.destroy(), this.o.helloTimeoutMs ?? CHAIN_HELLO_TIMEOUT_MS);
+    readMessages(s, this.budget, { hello: true, idleMs: this.o.idleTimeoutMs ?? CHAIN_IDLE_TIMEOUT_MS }, (body, first) => {
       if (first) {
         clearTimeout(helloDeadline);
         const h = decodeHello(body);
