@@ -98,6 +98,37 @@ export function readOp(r: ByteReader): ClientOp {
   return op;
 }
 
+/** Entries (a snapshot's, or a chunk of one): a count, then key, version, value each. */
+export function writeEntries(w: ByteWriter, entries: readonly Entry[]): void {
+  w.u32(entries.length);
+  for (const e of entries) {
+    w.str(e.key);
+    w.u64(e.version);
+    w.bytes(e.value);
+  }
+}
+
+/** Entries of a state at `seq`: distinct keys, versions in 1..seq, keys and values within limits. */
+export function readEntries(r: ByteReader, seq: number): Entry[] {
+  const n = r.u32();
+  // Each entry takes at least 2 + 8 + 4 bytes: a count beyond that is a lie.
+  if (n > r.remaining / 14) throw fail(`${n} entries in ${r.remaining} bytes`);
+  const entries: Entry[] = [];
+  const keys = new Set<string>();
+  for (let i = 0; i < n; i++) {
+    const key = r.str();
+    const version = r.u64();
+    const v = value(r);
+    if (keys.has(key)) throw fail(`key ${JSON.stringify(key)} twice`);
+    keys.add(key);
+    if (version === 0 || version > seq) throw fail(`version ${version} outside 1..${seq}`);
+    const p = opProblem({ type: 'put', key, value: v });
+    if (p !== null) throw fail(p);
+    entries.push({ key, version, value: v });
+  }
+  return entries;
+}
+
 function readChainOp(r: ByteReader): ChainOp {
   const op = readOp(r);
   if (op.type === 'get') throw fail('a read is not an update');
@@ -138,12 +169,7 @@ export function encodePeerMessage(m: PeerMessage): Uint8Array {
       w.u64(m.forAssignEpoch);
       w.u32(m.index);
       w.u32(m.count);
-      w.u32(m.entries.length);
-      for (const e of m.entries) {
-        w.str(e.key);
-        w.u64(e.version);
-        w.bytes(e.value);
-      }
+      writeEntries(w, m.entries);
       break;
     case 'versionQuery':
       w.u32(m.qid);
@@ -194,22 +220,7 @@ export function decodePeerMessage(b: Uint8Array): PeerMessage {
       const index = r.u32();
       const count = r.u32();
       if (count === 0 || count > CHAIN_SNAPSHOT_CHUNKS_MAX || index >= count) throw fail(`chunk ${index} of ${count}`);
-      const n = r.u32();
-      // Each entry takes at least 2 + 8 + 4 bytes: a count beyond that is a lie.
-      if (n > r.remaining / 14) throw fail(`${n} entries in ${r.remaining} bytes`);
-      const entries: Entry[] = [];
-      const keys = new Set<string>();
-      for (let i = 0; i < n; i++) {
-        const key = r.str();
-        const version = r.u64();
-        const v = value(r);
-        if (keys.has(key)) throw fail(`key ${JSON.stringify(key)} twice`);
-        keys.add(key);
-        if (version === 0 || version > s) throw fail(`version ${version} outside 1..${s}`);
-        const p = opProblem({ type: 'put', key, value: v });
-        if (p !== null) throw fail(p);
-        entries.push({ key, version, value: v });
-      }
+      const entries = readEntries(r, s);
       m = { ...base, type: 'snapshotChunk', seq: s, assignEpoch, forSeq: asked ? forSeq : -1, forAssignEpoch, index, count, entries };
       break;
     }

@@ -43,15 +43,20 @@ function intOrNull(v: unknown): number | null | undefined {
   return Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : undefined;
 }
 
-export function parseConfig(value: Buffer, epoch: number): ChainConfig | null {
+/** A JSON object from the control cluster, or null for anything else. */
+function jsonObject(value: Buffer): Record<string, unknown> | null {
   let v: unknown;
   try {
     v = JSON.parse(value.toString('utf8'));
   } catch {
     return null;
   }
-  if (typeof v !== 'object' || v === null) return null;
-  const o = v as Record<string, unknown>;
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+
+export function parseConfig(value: Buffer, epoch: number): ChainConfig | null {
+  const o = jsonObject(value);
+  if (o === null) return null;
   if (!Array.isArray(o.members) || !o.members.every((m) => typeof m === 'string')) return null;
   if (!(o.joining === null || typeof o.joining === 'string')) return null;
   const c: ChainConfig = { epoch, members: o.members as string[], joining: o.joining as string | null };
@@ -59,14 +64,8 @@ export function parseConfig(value: Buffer, epoch: number): ChainConfig | null {
 }
 
 export function parseRegistration(name: string, value: Buffer, createRevision: number): NodeInfo | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(value.toString('utf8'));
-  } catch {
-    return null;
-  }
-  if (typeof v !== 'object' || v === null) return null;
-  const o = v as Record<string, unknown>;
+  const o = jsonObject(value);
+  if (o === null) return null;
   const caughtUpEpoch = intOrNull(o.caughtUpEpoch ?? null);
   const syncedEpoch = intOrNull(o.syncedEpoch ?? null);
   if (typeof o.address !== 'string' || !/^[^\s:]+:\d{1,5}$/.test(o.address) || caughtUpEpoch === undefined || syncedEpoch === undefined) return null;

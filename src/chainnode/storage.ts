@@ -23,7 +23,7 @@
  */
 import { join } from 'node:path';
 import { ByteReader, ByteWriter } from '../lib/bytes.js';
-import { ChainCodecError, readOp, writeOp } from '../chain/codec.js';
+import { ChainCodecError, readEntries, readOp, writeEntries, writeOp } from '../chain/codec.js';
 import { imageProblem, type ChainEffect } from '../chain/node.js';
 import type { Entry as ChainEntry, SnapshotImage, Update } from '../chain/types.js';
 import type { Entry } from '../raft/types.js';
@@ -215,21 +215,17 @@ function encodeOp(u: Update): Uint8Array {
 
 function encodeEntries(entries: readonly ChainEntry[]): Uint8Array {
   const w = new ByteWriter(64);
-  w.u32(entries.length);
-  for (const e of entries) {
-    w.str(e.key);
-    w.u64(e.version);
-    w.bytes(e.value);
-  }
+  writeEntries(w, entries);
   return w.written();
 }
 
 function decodeEntries(b: Uint8Array, seq: number): ChainEntry[] {
-  const r = new ByteReader(b, (m) => new ChainStorageCorruptionError(`chain snapshot at ${seq}: ${m}`));
-  const n = r.u32();
-  if (n > r.remaining / 14) throw new ChainStorageCorruptionError(`chain snapshot at ${seq}: ${n} entries in ${r.remaining} bytes`);
-  const out: ChainEntry[] = [];
-  for (let i = 0; i < n; i++) out.push({ key: r.str(), version: r.u64(), value: r.bytes() });
-  r.end();
-  return out;
+  try {
+    const r = new ByteReader(b, (m) => new ChainCodecError(m));
+    const entries = readEntries(r, seq);
+    r.end();
+    return entries;
+  } catch (e) {
+    throw new ChainStorageCorruptionError(`chain snapshot at ${seq}: ${(e as Error).message}`);
+  }
 }
