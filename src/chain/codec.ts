@@ -135,6 +135,10 @@ function readChainOp(r: ByteReader): ChainOp {
   return op;
 }
 
+function u64s(w: ByteWriter, ...values: number[]): void {
+  for (const v of values) w.u64(v);
+}
+
 export function encodePeerMessage(m: PeerMessage): Uint8Array {
   const w = new ByteWriter(64);
   w.u8(CHAIN_CODEC_VERSION);
@@ -144,29 +148,22 @@ export function encodePeerMessage(m: PeerMessage): Uint8Array {
   w.str(m.to);
   switch (m.type) {
     case 'update':
-      w.u64(m.seq);
-      w.u64(m.assignEpoch);
-      w.u64(m.prevAssignEpoch);
+      u64s(w, m.seq, m.assignEpoch, m.prevAssignEpoch);
       writeOp(w, m.op);
       break;
     case 'ack':
-      w.u64(m.received);
-      w.u64(m.receivedAssignEpoch);
-      w.u64(m.committed);
+      u64s(w, m.received, m.receivedAssignEpoch, m.committed);
       break;
     case 'syncReq':
-      w.u64(m.lastSeq);
-      w.u64(m.lastAssignEpoch);
+      u64s(w, m.lastSeq, m.lastAssignEpoch);
       break;
     case 'syncDone':
-      w.u64(m.upTo);
+      u64s(w, m.upTo);
       break;
     case 'snapshotChunk':
-      w.u64(m.seq);
-      w.u64(m.assignEpoch);
+      u64s(w, m.seq, m.assignEpoch);
       w.bool(m.forSeq >= 0);
-      w.u64(Math.max(0, m.forSeq));
-      w.u64(m.forAssignEpoch);
+      u64s(w, Math.max(0, m.forSeq), m.forAssignEpoch);
       w.u32(m.index);
       w.u32(m.count);
       writeEntries(w, m.entries);
