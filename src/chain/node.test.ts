@@ -172,7 +172,7 @@ describe('ChainNode', () => {
     const at: number[] = [];
     let sends = 0;
     for (const m of h.sent) if (m.type === 'update' && m.from === 'a') sends++;
-    // resendTicks 5: the first send, then resends after 5, 10, 20, 40, 80, 160, 160, ... ticks.
+    // resendTicks 5: the first send, then resends after 5, 10, 20, ... up to 5 * 2^max ticks apart.
     let t = 0;
     for (let k = 0; t <= ticks; k++) {
       t += 5 * 2 ** Math.min(k, CHAIN_RESEND_BACKOFF_MAX);
@@ -254,6 +254,34 @@ describe('ChainNode', () => {
     h.stabilize();
     expect(value(h.get('d', 'k1'))).toBe('w1');
     expect(h.get('c', 'k1')).toMatchObject({ ok: false, reason: 'not-tail' });
+  });
+
+  it('the tail keeps at most logRetainMax committed updates for a lagging joiner; beyond, the joiner gets a snapshot', () => {
+    const retain = 8;
+    const h = new Harness(['a', 'b', 'c', 'd'], 'tail', (name) => new ChainNode({ name, logRetainMax: retain }));
+    h.configure(['a', 'b', 'c']);
+    h.stabilize();
+    h.put('k0', 'v0');
+    h.stabilize();
+    // d joins, catches up, then hears nothing from the tail while 3 * retain writes commit.
+    h.configure(['a', 'b', 'c'], 'd');
+    h.stabilize();
+    expect(h.node('d').lastSeq).toBe(1);
+    h.drop = (m) => m.to === 'd' || m.from === 'd';
+    for (let i = 0; i < 3 * retain; i++) h.put(`k${i % 5}`, `w${i}`);
+    h.stabilize();
+    const tail = h.node('c');
+    expect(tail.ackedSeq).toBe(1 + 3 * retain);
+    // The tail holds no update older than retain behind its committed point.
+    expect(tail.updateAt(tail.ackedSeq - retain)).toBeUndefined();
+    expect(tail.updateAt(tail.ackedSeq - retain + 1)).toBeDefined();
+    h.drop = () => false;
+    h.sent = [];
+    // The next resend comes within the longest backoff.
+    h.stabilize(5 * 2 ** CHAIN_RESEND_BACKOFF_MAX + 10);
+    expect(h.sent.some((m) => m.type === 'snapshotChunk' && m.to === 'd')).toBe(true);
+    expect(h.node('d').lastSeq).toBe(tail.lastSeq);
+    expect(h.node('d').entries()).toEqual(tail.entries());
   });
 
   it('a joiner whose history diverged gets a snapshot of the committed state', () => {

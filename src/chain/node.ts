@@ -76,6 +76,8 @@ export interface ChainNodeOptions {
   /** Value bytes sent ahead of the successor's acknowledgement, and kept ahead of a gap (CHAIN_SEND_WINDOW_BYTES). */
   readonly sendWindowBytes?: number;
   readonly snapshotChunkBytesMax?: number;
+  /** Committed updates the tail keeps for a lagging joiner (CHAIN_LOG_RETAIN_MAX). */
+  readonly logRetainMax?: number;
 }
 
 export type ChainEffect =
@@ -133,6 +135,7 @@ export class ChainNode {
   private readonly sendWindow: number;
   private readonly sendWindowBytes: number;
   private readonly chunkBytesMax: number;
+  private readonly logRetainMax: number;
 
   protected config: ChainConfig | null = null;
   private now = 0;
@@ -181,6 +184,7 @@ export class ChainNode {
     this.sendWindow = opts.sendWindowUpdates ?? CHAIN_SEND_WINDOW_UPDATES;
     this.sendWindowBytes = opts.sendWindowBytes ?? CHAIN_SEND_WINDOW_BYTES;
     this.chunkBytesMax = opts.snapshotChunkBytesMax ?? CHAIN_SNAPSHOT_CHUNK_BYTES_MAX;
+    this.logRetainMax = opts.logRetainMax ?? CHAIN_LOG_RETAIN_MAX;
     for (const [n, v] of [['resendTicks', this.resendTicks], ['syncRetryTicks', this.syncRetryTicks], ['inflightUpdatesMax', this.inflightUpdatesMax], ['sendWindowUpdates', this.sendWindow]] as const) {
       if (!(Number.isSafeInteger(v) && v >= 1)) throw new RangeError(`ChainNode: ${n} must be a positive integer, got ${v}`);
     }
@@ -587,7 +591,7 @@ export class ChainNode {
   private trimLog(): void {
     let keep = this.ackedSeqV;
     const joiner = this.streams.find((s) => !s.counts);
-    if (joiner) keep = Math.max(Math.min(keep, joiner.received), this.ackedSeqV - CHAIN_LOG_RETAIN_MAX);
+    if (joiner) keep = Math.max(Math.min(keep, joiner.received), this.ackedSeqV - this.logRetainMax);
     const drop = keep - this.baseSeq;
     if (drop <= 0) return;
     this.baseAssign = this.log[drop - 1]!.assignEpoch;
@@ -613,7 +617,8 @@ export class ChainNode {
   }
 
   /**
-   * The committed state (at ackedSeq) in chunks; sending resumes after it. `forSeq`/`forAssign`:
+   * The committed state (at ackedSeq) in chunks; sending resumes after it (once the receiver
+   * acknowledged it, beyond the send window). `forSeq`/`forAssign`:
    * the end of the receiver's history it answers (-1: a receiver that lags beyond our log).
    */
   private sendSnapshot(s: Stream, forSeq: Seq, forAssignEpoch: Epoch): void {
@@ -634,8 +639,9 @@ export class ChainNode {
     chunks.forEach((entries, index) =>
       this.send({ type: 'snapshotChunk', epoch: this.epoch, from: this.name, to: s.to, seq, assignEpoch, forSeq, forAssignEpoch, index, count: chunks.length, entries }),
     );
+    // Sending resumes after it, but what the receiver holds is known only from its
+    // acknowledgement: if the snapshot is lost, the resend after no progress sends it again.
     s.nextSeq = seq + 1;
-    s.received = seq;
   }
 
   private onChunk(m: SnapshotChunkMsg): void {
