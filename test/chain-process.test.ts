@@ -6,8 +6,8 @@
  * turn; afterwards every acknowledged write is read back and the whole history must be
  * linearizable.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -185,5 +185,11 @@ describe('chain replication on real processes', () => {
     const check = checkLinearizable(history);
     expect(check.failure?.message ?? '').toBe('');
     expect(check.ok).toBe(true);
+    // The same history through the command line: `flotilla check FILE`.
+    const file = join(dir, 'history.jsonl');
+    writeFileSync(file, history.map((h) => JSON.stringify(h)).join('\n') + '\n');
+    const cli = spawnSync(process.execPath, [FLOTILLA_BIN, 'check', file], { encoding: 'utf8', timeout: 120_000 });
+    expect(cli.stdout + cli.stderr).toMatch(/^linearizable: \d+ ops over \d+ keys/);
+    expect(cli.status).toBe(0);
   }, 600_000);
 });
