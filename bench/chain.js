@@ -28,13 +28,13 @@ import { freePort, sleep } from './lib.js';
 const o = new Command()
   .option('--seconds <s>', 'seconds per measurement', Number, 3)
   .option('--clients <n>', 'concurrent operations for throughput', Number, 8)
-  .option('--sizes <list>', 'value sizes in bytes', '4096,65536,1048576')
+  .option('--sizes <list>', 'value sizes in bytes (empty: only the chain lengths)', '4096,65536,1048576')
   .option('--lengths <list>', 'chain lengths for the write latency', '2,3,4,5,6')
   .option('--rounds <n>', 'rounds of the chain-length measurement', Number, 4)
   .option('--dir <dir>', 'where the processes keep their data', tmpdir())
   .parse()
   .opts();
-const sizes = o.sizes.split(',').map(Number);
+const sizes = o.sizes.split(',').filter(Boolean).map(Number);
 const lengths = o.lengths.split(',').map(Number);
 const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'flotilla.js');
 const root = await mkdtemp(join(o.dir, 'flotilla-chainbench-'));
