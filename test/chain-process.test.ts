@@ -6,15 +6,15 @@
  * turn; afterwards every acknowledged write is read back and the whole history must be
  * linearizable.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkLinearizable, type HistoryOp } from '../src/check/index.js';
 import { connect } from 'node:net';
 import { ChainClient, ChainOutcomeUnknownError } from '../src/chainnode/client.js';
-import { encodeHello, frame } from '../src/chainnode/control.js';
+import { helloFrame } from '../src/chainnode/wire.js';
 import { FLOTILLA_BIN, freePort, startCluster, type Cluster } from './support/cluster.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-chain-'));
@@ -74,6 +74,12 @@ describe('chain replication on real processes', () => {
     const client = new ChainClient({ chain: 't', control: cluster.endpoints, timeoutMs: 20_000 });
     const members = async (): Promise<string[]> => (await client.status()).config?.members.slice() ?? [];
     await until('a chain of four', async () => (await members()).length === 4);
+    // A large value streams in pieces (wire.ts) through all four nodes and back from the tail.
+    const large = new Uint8Array(2 * 1024 * 1024 + 17).map((_, i) => (i * 31) & 255);
+    const putLarge = await until('a large put', async () => client.put('large', large));
+    const gotLarge = await client.get('large');
+    expect(gotLarge.version).toBe(putLarge.version);
+    expect(Buffer.compare(Buffer.from(gotLarge.value!), Buffer.from(large))).toBe(0);
 
     // The workload: one writer (unique values on rotating keys), one reader.
     const history: HistoryOp[] = [];
@@ -126,11 +132,12 @@ describe('chain replication on real processes', () => {
         s.on('close', () => resolve(true));
         s.on('connect', () => bytes.forEach((b) => s.write(b)));
       });
+    const frame = (body: Uint8Array): Buffer => Buffer.concat([Buffer.from(new Uint32Array([body.length]).buffer), body]);
     const huge = Buffer.alloc(4);
     huge.writeUInt32LE(0xfffffff0, 0);
     expect(await closedAfter([huge])).toBe(true);
-    expect(await closedAfter([frame(encodeHello('peer', 't', 'x')), frame(new Uint8Array([1, 2, 3, 4, 5]))])).toBe(true);
-    expect(await closedAfter([frame(encodeHello('client', 't', 'x')), frame(new Uint8Array([1, 99]))])).toBe(true);
+    expect(await closedAfter([helloFrame('peer', 't', 'x'), frame(new Uint8Array([0, 1, 2, 3, 4, 5]))])).toBe(true);
+    expect(await closedAfter([helloFrame('client', 't', 'x'), frame(new Uint8Array([0, 1, 99]))])).toBe(true);
     await progress('garbage on a node\'s port');
     for (const pick of ['head', 'middle', 'tail'] as const) {
       const m = await until('the configuration', async () => {
@@ -178,5 +185,11 @@ describe('chain replication on real processes', () => {
     const check = checkLinearizable(history);
     expect(check.failure?.message ?? '').toBe('');
     expect(check.ok).toBe(true);
+    // The same history through the command line: `flotilla check FILE`.
+    const file = join(dir, 'history.jsonl');
+    writeFileSync(file, history.map((h) => JSON.stringify(h)).join('\n') + '\n');
+    const cli = spawnSync(process.execPath, [FLOTILLA_BIN, 'check', file], { encoding: 'utf8', timeout: 120_000 });
+    expect(cli.stdout + cli.stderr).toMatch(/^linearizable: \d+ ops over \d+ keys/);
+    expect(cli.status).toBe(0);
   }, 600_000);
 });

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import {
   ChainCodecError,
   CHAIN_MESSAGE_BYTES_MAX,
+  CHAIN_NAME_BYTES_MAX,
   decodeClientReply,
   decodeClientRequest,
   decodePeerMessage,
@@ -11,7 +12,7 @@ import {
   encodePeerMessage,
 } from './codec.js';
 import type { PeerMessage } from './messages.js';
-import type { ChainOp, ClientOp, ClientReply } from './types.js';
+import { CHAIN_SNAPSHOT_CHUNKS_MAX, type ChainOp, type ClientOp, type ClientReply } from './types.js';
 
 const nameArb = fc.string({ minLength: 1, maxLength: 20 });
 const keyArb = fc.string({ minLength: 1, maxLength: 30 });
@@ -119,5 +120,15 @@ describe('chain codec', () => {
     new DataView(big.buffer).setUint32(big.length - 8, 0x7fffffff, true);
     expect(() => decodePeerMessage(big)).toThrow(/exceeds/);
     expect(() => decodePeerMessage(encodePeerMessage({ type: 'update', epoch: 1, from: 'a', to: 'b', seq: 1, assignEpoch: 1, prevAssignEpoch: 0, op: { type: 'put', key: '', value: new Uint8Array(1) } }))).toThrow(/key is empty/);
+  });
+
+  it(`refuses names beyond CHAIN_NAME_BYTES_MAX and snapshots beyond CHAIN_SNAPSHOT_CHUNKS_MAX chunks`, () => {
+    const ack = (from: string) => encodePeerMessage({ type: 'ack', epoch: 1, from, to: 'b', received: 0, receivedAssignEpoch: 0, committed: 0 });
+    expect(decodePeerMessage(ack('x'.repeat(CHAIN_NAME_BYTES_MAX))).from.length).toBe(CHAIN_NAME_BYTES_MAX);
+    expect(() => decodePeerMessage(ack('x'.repeat(CHAIN_NAME_BYTES_MAX + 1)))).toThrow(/a name of 1\.\.255 bytes/);
+    expect(() => decodePeerMessage(ack('é'.repeat(128)))).toThrow(ChainCodecError); // 256 bytes in UTF-8
+    const chunk = (count: number) => encodePeerMessage({ type: 'snapshotChunk', epoch: 1, from: 'a', to: 'b', seq: 1, assignEpoch: 1, forSeq: -1, forAssignEpoch: 0, index: 0, count, entries: [] });
+    expect(decodePeerMessage(chunk(CHAIN_SNAPSHOT_CHUNKS_MAX)).type).toBe('snapshotChunk');
+    expect(() => decodePeerMessage(chunk(CHAIN_SNAPSHOT_CHUNKS_MAX + 1))).toThrow(/chunk 0 of/);
   });
 });

@@ -25,8 +25,8 @@ export const CHAIN_CODEC_VERSION = 1;
 /** Longest node or client name, in UTF-8 bytes. */
 export const CHAIN_NAME_BYTES_MAX = 255;
 /**
- * Largest encoded message: one whole value and its envelope. (Values travel whole in one frame
- * for now; streaming a 64 MiB value in pieces is the next step.)
+ * Largest encoded message: one whole value and its envelope. (On TCP a large one travels in
+ * pieces: src/chainnode/wire.ts.)
  */
 export const CHAIN_MESSAGE_BYTES_MAX = CHAIN_VALUE_BYTES_MAX + 1024 * 1024;
 
@@ -56,11 +56,12 @@ function epoch(r: ByteReader): number {
   return e;
 }
 
+/** A value: a view of the input, not a copy (a 64 MiB value is copied no more than it must be). */
 function value(r: ByteReader): Uint8Array {
   const n = r.u32();
   if (n > CHAIN_VALUE_BYTES_MAX) throw fail(`value of ${n} bytes exceeds ${CHAIN_VALUE_BYTES_MAX}`);
   r.pos -= 4;
-  return r.bytes();
+  return r.bytesView();
 }
 
 export function writeOp(w: ByteWriter, op: ClientOp): void {
@@ -97,10 +98,45 @@ export function readOp(r: ByteReader): ClientOp {
   return op;
 }
 
+/** Entries (a snapshot's, or a chunk of one): a count, then key, version, value each. */
+export function writeEntries(w: ByteWriter, entries: readonly Entry[]): void {
+  w.u32(entries.length);
+  for (const e of entries) {
+    w.str(e.key);
+    w.u64(e.version);
+    w.bytes(e.value);
+  }
+}
+
+/** Entries of a state at `seq`: distinct keys, versions in 1..seq, keys and values within limits. */
+export function readEntries(r: ByteReader, seq: number): Entry[] {
+  const n = r.u32();
+  // Each entry takes at least 2 + 8 + 4 bytes: a count beyond that is a lie.
+  if (n > r.remaining / 14) throw fail(`${n} entries in ${r.remaining} bytes`);
+  const entries: Entry[] = [];
+  const keys = new Set<string>();
+  for (let i = 0; i < n; i++) {
+    const key = r.str();
+    const version = r.u64();
+    const v = value(r);
+    if (keys.has(key)) throw fail(`key ${JSON.stringify(key)} twice`);
+    keys.add(key);
+    if (version === 0 || version > seq) throw fail(`version ${version} outside 1..${seq}`);
+    const p = opProblem({ type: 'put', key, value: v });
+    if (p !== null) throw fail(p);
+    entries.push({ key, version, value: v });
+  }
+  return entries;
+}
+
 function readChainOp(r: ByteReader): ChainOp {
   const op = readOp(r);
   if (op.type === 'get') throw fail('a read is not an update');
   return op;
+}
+
+function u64s(w: ByteWriter, ...values: number[]): void {
+  for (const v of values) w.u64(v);
 }
 
 export function encodePeerMessage(m: PeerMessage): Uint8Array {
@@ -112,37 +148,25 @@ export function encodePeerMessage(m: PeerMessage): Uint8Array {
   w.str(m.to);
   switch (m.type) {
     case 'update':
-      w.u64(m.seq);
-      w.u64(m.assignEpoch);
-      w.u64(m.prevAssignEpoch);
+      u64s(w, m.seq, m.assignEpoch, m.prevAssignEpoch);
       writeOp(w, m.op);
       break;
     case 'ack':
-      w.u64(m.received);
-      w.u64(m.receivedAssignEpoch);
-      w.u64(m.committed);
+      u64s(w, m.received, m.receivedAssignEpoch, m.committed);
       break;
     case 'syncReq':
-      w.u64(m.lastSeq);
-      w.u64(m.lastAssignEpoch);
+      u64s(w, m.lastSeq, m.lastAssignEpoch);
       break;
     case 'syncDone':
-      w.u64(m.upTo);
+      u64s(w, m.upTo);
       break;
     case 'snapshotChunk':
-      w.u64(m.seq);
-      w.u64(m.assignEpoch);
+      u64s(w, m.seq, m.assignEpoch);
       w.bool(m.forSeq >= 0);
-      w.u64(Math.max(0, m.forSeq));
-      w.u64(m.forAssignEpoch);
+      u64s(w, Math.max(0, m.forSeq), m.forAssignEpoch);
       w.u32(m.index);
       w.u32(m.count);
-      w.u32(m.entries.length);
-      for (const e of m.entries) {
-        w.str(e.key);
-        w.u64(e.version);
-        w.bytes(e.value);
-      }
+      writeEntries(w, m.entries);
       break;
     case 'versionQuery':
       w.u32(m.qid);
@@ -193,22 +217,7 @@ export function decodePeerMessage(b: Uint8Array): PeerMessage {
       const index = r.u32();
       const count = r.u32();
       if (count === 0 || count > CHAIN_SNAPSHOT_CHUNKS_MAX || index >= count) throw fail(`chunk ${index} of ${count}`);
-      const n = r.u32();
-      // Each entry takes at least 2 + 8 + 4 bytes: a count beyond that is a lie.
-      if (n > r.remaining / 14) throw fail(`${n} entries in ${r.remaining} bytes`);
-      const entries: Entry[] = [];
-      const keys = new Set<string>();
-      for (let i = 0; i < n; i++) {
-        const key = r.str();
-        const version = r.u64();
-        const v = value(r);
-        if (keys.has(key)) throw fail(`key ${JSON.stringify(key)} twice`);
-        keys.add(key);
-        if (version === 0 || version > s) throw fail(`version ${version} outside 1..${s}`);
-        const p = opProblem({ type: 'put', key, value: v });
-        if (p !== null) throw fail(p);
-        entries.push({ key, version, value: v });
-      }
+      const entries = readEntries(r, s);
       m = { ...base, type: 'snapshotChunk', seq: s, assignEpoch, forSeq: asked ? forSeq : -1, forAssignEpoch, index, count, entries };
       break;
     }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ChainNode, type ChainEffect } from './node.js';
 import type { PeerMessage } from './messages.js';
 import { nextConfig, type Registration } from './master.js';
-import { CHAIN_KEY_BYTES_MAX, CHAIN_PENDING_READS_MAX, type ChainConfig, type ClientOp, type ClientReply, type ReadMode } from './types.js';
+import { CHAIN_KEY_BYTES_MAX, CHAIN_PENDING_READS_MAX, CHAIN_RESEND_BACKOFF_MAX, type ChainConfig, type ClientOp, type ClientReply, type ReadMode } from './types.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -162,6 +162,32 @@ describe('ChainNode', () => {
     expect(h.replies.get(id)).toMatchObject({ ok: true });
   });
 
+  it('resends to a successor that does not acknowledge, each time waiting twice as long (CHAIN_RESEND_BACKOFF_MAX)', () => {
+    const h = chain3();
+    h.slowDisk.add('b'); // b receives but never acknowledges
+    h.sent = [];
+    const id = h.put('k', 'v1');
+    const ticks = 5 * (2 ** (CHAIN_RESEND_BACKOFF_MAX + 3));
+    h.stabilize(ticks);
+    const at: number[] = [];
+    let sends = 0;
+    for (const m of h.sent) if (m.type === 'update' && m.from === 'a') sends++;
+    // resendTicks 5: the first send, then resends after 5, 10, 20, ... up to 5 * 2^max ticks apart.
+    let t = 0;
+    for (let k = 0; t <= ticks; k++) {
+      t += 5 * 2 ** Math.min(k, CHAIN_RESEND_BACKOFF_MAX);
+      if (t <= ticks) at.push(t);
+    }
+    expect(sends).toBe(1 + at.length);
+    expect(sends).toBeLessThan(ticks / 5 / 4);
+    // Progress resets the wait: once b's disk catches up the write completes.
+    h.slowDisk.clear();
+    for (const tok of h.unpersisted.get('b')!) h.node('b').persisted(tok);
+    h.flush('b');
+    h.stabilize();
+    expect(h.replies.get(id)).toMatchObject({ ok: true });
+  });
+
   it('middle failure: the predecessor resends what the new successor lacks', () => {
     const h = chain3();
     h.drop = (m) => m.from === 'b' && m.to === 'c'; // b never passes anything on: then it fails
@@ -228,6 +254,34 @@ describe('ChainNode', () => {
     h.stabilize();
     expect(value(h.get('d', 'k1'))).toBe('w1');
     expect(h.get('c', 'k1')).toMatchObject({ ok: false, reason: 'not-tail' });
+  });
+
+  it('the tail keeps at most logRetainMax committed updates for a lagging joiner; beyond, the joiner gets a snapshot', () => {
+    const retain = 8;
+    const h = new Harness(['a', 'b', 'c', 'd'], 'tail', (name) => new ChainNode({ name, logRetainMax: retain }));
+    h.configure(['a', 'b', 'c']);
+    h.stabilize();
+    h.put('k0', 'v0');
+    h.stabilize();
+    // d joins, catches up, then hears nothing from the tail while 3 * retain writes commit.
+    h.configure(['a', 'b', 'c'], 'd');
+    h.stabilize();
+    expect(h.node('d').lastSeq).toBe(1);
+    h.drop = (m) => m.to === 'd' || m.from === 'd';
+    for (let i = 0; i < 3 * retain; i++) h.put(`k${i % 5}`, `w${i}`);
+    h.stabilize();
+    const tail = h.node('c');
+    expect(tail.ackedSeq).toBe(1 + 3 * retain);
+    // The tail holds no update older than retain behind its committed point.
+    expect(tail.updateAt(tail.ackedSeq - retain)).toBeUndefined();
+    expect(tail.updateAt(tail.ackedSeq - retain + 1)).toBeDefined();
+    h.drop = () => false;
+    h.sent = [];
+    // The next resend comes within the longest backoff.
+    h.stabilize(5 * 2 ** CHAIN_RESEND_BACKOFF_MAX + 10);
+    expect(h.sent.some((m) => m.type === 'snapshotChunk' && m.to === 'd')).toBe(true);
+    expect(h.node('d').lastSeq).toBe(tail.lastSeq);
+    expect(h.node('d').entries()).toEqual(tail.entries());
   });
 
   it('a joiner whose history diverged gets a snapshot of the committed state', () => {

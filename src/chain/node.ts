@@ -38,6 +38,7 @@ import {
   CHAIN_INFLIGHT_UPDATES_MAX,
   CHAIN_LOG_RETAIN_MAX,
   CHAIN_PENDING_READS_MAX,
+  CHAIN_RESEND_BACKOFF_MAX,
   CHAIN_SEND_WINDOW_BYTES,
   CHAIN_SEND_WINDOW_UPDATES,
   CHAIN_SNAPSHOT_CHUNK_BYTES_MAX,
@@ -62,7 +63,10 @@ import {
 export interface ChainNodeOptions {
   readonly name: NodeName;
   readonly reads?: ReadMode;
-  /** Ticks without progress before a node resends to its successor (go-back-N) and re-acknowledges upstream. */
+  /**
+   * Ticks without progress before a node resends to its successor (go-back-N; doubling after each
+   * resend without progress, CHAIN_RESEND_BACKOFF_MAX) and re-acknowledges upstream.
+   */
   readonly resendTicks?: number;
   /** Ticks between syncReq repeats until the sync of the epoch completed. */
   readonly syncRetryTicks?: number;
@@ -72,6 +76,8 @@ export interface ChainNodeOptions {
   /** Value bytes sent ahead of the successor's acknowledgement, and kept ahead of a gap (CHAIN_SEND_WINDOW_BYTES). */
   readonly sendWindowBytes?: number;
   readonly snapshotChunkBytesMax?: number;
+  /** Committed updates the tail keeps for a lagging joiner (CHAIN_LOG_RETAIN_MAX). */
+  readonly logRetainMax?: number;
 }
 
 export type ChainEffect =
@@ -102,6 +108,8 @@ interface Stream {
   nextSeq: Seq;
   received: Seq;
   ticksSinceProgress: number;
+  /** Resends since the last progress: the next waits resendTicks << min(this, CHAIN_RESEND_BACKOFF_MAX). */
+  resends: number;
 }
 
 interface Waiter {
@@ -127,6 +135,7 @@ export class ChainNode {
   private readonly sendWindow: number;
   private readonly sendWindowBytes: number;
   private readonly chunkBytesMax: number;
+  private readonly logRetainMax: number;
 
   protected config: ChainConfig | null = null;
   private now = 0;
@@ -175,6 +184,7 @@ export class ChainNode {
     this.sendWindow = opts.sendWindowUpdates ?? CHAIN_SEND_WINDOW_UPDATES;
     this.sendWindowBytes = opts.sendWindowBytes ?? CHAIN_SEND_WINDOW_BYTES;
     this.chunkBytesMax = opts.snapshotChunkBytesMax ?? CHAIN_SNAPSHOT_CHUNK_BYTES_MAX;
+    this.logRetainMax = opts.logRetainMax ?? CHAIN_LOG_RETAIN_MAX;
     for (const [n, v] of [['resendTicks', this.resendTicks], ['syncRetryTicks', this.syncRetryTicks], ['inflightUpdatesMax', this.inflightUpdatesMax], ['sendWindowUpdates', this.sendWindow]] as const) {
       if (!(Number.isSafeInteger(v) && v >= 1)) throw new RangeError(`ChainNode: ${n} must be a positive integer, got ${v}`);
     }
@@ -252,9 +262,12 @@ export class ChainNode {
         s.ticksSinceProgress = 0;
         continue;
       }
-      if (++s.ticksSinceProgress >= this.resendTicks) {
+      if (++s.ticksSinceProgress >= this.resendTicks * 2 ** Math.min(s.resends, CHAIN_RESEND_BACKOFF_MAX)) {
         // Go-back-N: the network may lose or reorder; the receiver keeps only the next in order.
+        // Each resend without progress waits twice as long as the one before: a large update
+        // still on its way (or a slow disk behind it) is not sent again and again.
         s.ticksSinceProgress = 0;
+        s.resends++;
         s.nextSeq = s.received + 1;
         this.pump(s);
       }
@@ -351,6 +364,7 @@ export class ChainNode {
         if (received > s.received) {
           s.received = received;
           s.ticksSinceProgress = 0;
+          s.resends = 0;
         }
         if (s.counts && this.durableSeqV >= 0) this.advanceAcked(Math.min(msg.committed, this.durableSeqV));
         this.pump(s);
@@ -466,6 +480,7 @@ export class ChainNode {
     // Only a node caught up itself can vouch for a successor (a new tail's joiner, say).
     if (this.durableSeqV < 0 || !this.synced) return;
     s.ticksSinceProgress = 0;
+    s.resends = 0;
     if (!this.holds(lastSeq, lastAssignEpoch)) {
       // Its history is not a prefix of ours (a joiner that was once ahead, or diverged): it
       // gets our committed state; once installed, its next syncReq finds a point we hold.
@@ -576,7 +591,7 @@ export class ChainNode {
   private trimLog(): void {
     let keep = this.ackedSeqV;
     const joiner = this.streams.find((s) => !s.counts);
-    if (joiner) keep = Math.max(Math.min(keep, joiner.received), this.ackedSeqV - CHAIN_LOG_RETAIN_MAX);
+    if (joiner) keep = Math.max(Math.min(keep, joiner.received), this.ackedSeqV - this.logRetainMax);
     const drop = keep - this.baseSeq;
     if (drop <= 0) return;
     this.baseAssign = this.log[drop - 1]!.assignEpoch;
@@ -602,7 +617,8 @@ export class ChainNode {
   }
 
   /**
-   * The committed state (at ackedSeq) in chunks; sending resumes after it. `forSeq`/`forAssign`:
+   * The committed state (at ackedSeq) in chunks; sending resumes after it (once the receiver
+   * acknowledged it, beyond the send window). `forSeq`/`forAssign`:
    * the end of the receiver's history it answers (-1: a receiver that lags beyond our log).
    */
   private sendSnapshot(s: Stream, forSeq: Seq, forAssignEpoch: Epoch): void {
@@ -623,8 +639,9 @@ export class ChainNode {
     chunks.forEach((entries, index) =>
       this.send({ type: 'snapshotChunk', epoch: this.epoch, from: this.name, to: s.to, seq, assignEpoch, forSeq, forAssignEpoch, index, count: chunks.length, entries }),
     );
+    // Sending resumes after it, but what the receiver holds is known only from its
+    // acknowledgement: if the snapshot is lost, the resend after no progress sends it again.
     s.nextSeq = seq + 1;
-    s.received = seq;
   }
 
   private onChunk(m: SnapshotChunkMsg): void {
@@ -738,7 +755,7 @@ function opBytes(op: ChainOp): number {
 }
 
 function newStream(to: NodeName, counts: boolean): Stream {
-  return { to, counts, synced: false, nextSeq: 1, received: 0, ticksSinceProgress: 0 };
+  return { to, counts, synced: false, nextSeq: 1, received: 0, ticksSinceProgress: 0, resends: 0 };
 }
 
 /** Applies `op` at `seq` to `state`; the same on every node (the history decides everything). */

@@ -122,6 +122,8 @@ export const CHAIN_SEND_WINDOW_UPDATES = 256;
  * always goes), and a receiver keeps of updates that arrived ahead of a gap.
  */
 export const CHAIN_SEND_WINDOW_BYTES = 128 * 1024 * 1024;
+/** A resend to a successor without progress doubles the wait for the next, up to 2^this times resendTicks. */
+export const CHAIN_RESEND_BACKOFF_MAX = 3;
 /** Value bytes of one snapshot chunk (a single larger entry travels alone). */
 export const CHAIN_SNAPSHOT_CHUNK_BYTES_MAX = 4 * 1024 * 1024;
 /** Chunks of one snapshot a receiver assembles at most. */

@@ -6,12 +6,14 @@
  * deadline. A write whose outcome is unknown (a timeout, a head that lost its role with it in
  * flight) is not retried: it fails with ChainOutcomeUnknownError.
  */
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { FlotillaClient } from '../client/client.js';
-import { FrameReader } from '../transport/codec.js';
-import { CHAIN_MESSAGE_BYTES_MAX, decodeClientReply, encodeClientRequest } from '../chain/codec.js';
+import type { ClientTlsOptions } from '../client/tls.js';
+import { dialNode } from './tls.js';
+import { decodeClientReply, encodeClientRequest } from '../chain/codec.js';
 import type { ClientOp, ClientReply, OpResult, ReadMode } from '../chain/types.js';
-import { checkChainName, encodeHello, frame, readChain, type ChainView } from './control.js';
+import { checkChainName, readChain, type ChainView } from './control.js';
+import { AssemblyBudget, helloFrame, readMessages, writeMessage } from './wire.js';
 import { splitHostPort } from './node-process.js';
 
 export class ChainOutcomeUnknownError extends Error {
@@ -24,10 +26,18 @@ export interface ChainClientOptions {
   readonly reads?: ReadMode;
   /** How long one operation may take, retries included (default 10 s). */
   readonly timeoutMs?: number;
+  /**
+   * TLS to the chain's nodes (not the control cluster): the CA that signed their certificates
+   * and this client's certificate and key (nodes require one). A node must present a
+   * certificate whose CN is its name.
+   */
+  readonly tls?: ClientTlsOptions;
 }
 
 interface Conn {
   socket: Socket;
+  /** Requests written now reach the node (connected; with TLS, the handshake done). */
+  ready: boolean;
   waiting: Map<number, (r: ClientReply | Error) => void>;
 }
 
@@ -36,6 +46,8 @@ export class ChainClient {
   private view: ChainView | null = null;
   private readonly conns = new Map<string, Conn>();
   private nextId = 1;
+  /** What replies arriving in pieces may hold (CHAIN_ASSEMBLY_BYTES_MAX). */
+  private readonly budget = new AssemblyBudget();
 
   constructor(private readonly o: ChainClientOptions) {
     checkChainName(o.chain);
@@ -78,7 +90,7 @@ export class ChainClient {
       }
       let reply: ClientReply;
       try {
-        reply = await this.call(address, { client: 'c', id: this.nextId++, epoch: c.epoch, op }, deadline);
+        reply = await this.call(address, target, { client: 'c', id: this.nextId++, epoch: c.epoch, op }, deadline);
       } catch (e) {
         if (op.type !== 'get' && (e as Error).message !== 'not sent') throw new ChainOutcomeUnknownError(`${op.type} ${op.key}: outcome unknown (${(e as Error).message})`);
         this.view = null;
@@ -94,51 +106,50 @@ export class ChainClient {
     throw new Error(`chain ${this.o.chain}: ${op.type} ${op.key} did not complete in time: ${last}`);
   }
 
-  private conn(address: string): Conn {
-    const have = this.conns.get(address);
+  private conn(address: string, name: string): Conn {
+    const key = `${name}@${address}`;
+    const have = this.conns.get(key);
     if (have && !have.socket.destroyed) return have;
     const [host, port] = splitHostPort(address);
-    const socket = connect(port, host);
+    const socket = dialNode(host, port, name, this.o.tls ? { pem: this.o.tls } : null);
     socket.setNoDelay(true);
-    const c: Conn = { socket, waiting: new Map() };
-    const reader = new FrameReader(CHAIN_MESSAGE_BYTES_MAX);
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        for (const b of reader.push(chunk)) {
-          const { id, reply } = decodeClientReply(b);
-          c.waiting.get(id)?.(reply);
-          c.waiting.delete(id);
-        }
-      } catch {
-        socket.destroy();
-      }
+    const c: Conn = { socket, ready: false, waiting: new Map() };
+    socket.once(this.o.tls ? 'secureConnect' : 'connect', () => (c.ready = true));
+    readMessages(socket, this.budget, { hello: false }, (b) => {
+      const { id, reply } = decodeClientReply(b);
+      c.waiting.get(id)?.(reply);
+      c.waiting.delete(id);
     });
     const fail = (e: Error): void => {
       for (const w of c.waiting.values()) w(e);
       c.waiting.clear();
     };
-    socket.on('error', (e) => fail(e));
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      // A TLS alert is the node refusing the handshake (our certificate: TLS 1.3 reports it
+      // after our side finished): it accepted no request on this connection.
+      if (/^ERR_SSL_.*ALERT/.test(e.code ?? '')) c.ready = false;
+      fail(e);
+    });
     socket.on('close', () => fail(new Error('connection closed')));
-    socket.write(frame(encodeHello('client', this.o.chain, 'client')));
-    this.conns.set(address, c);
+    socket.write(helloFrame('client', this.o.chain, 'client'));
+    this.conns.set(key, c);
     return c;
   }
 
-  private call(address: string, q: Parameters<typeof encodeClientRequest>[0], deadline: number): Promise<ClientReply> {
-    const c = this.conn(address);
+  private call(address: string, name: string, q: Parameters<typeof encodeClientRequest>[0], deadline: number): Promise<ClientReply> {
+    const c = this.conn(address, name);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         c.waiting.delete(q.id);
         reject(new Error('timed out'));
       }, Math.max(1, deadline - performance.now()));
-      const sent = c.socket.readyState === 'open';
       c.waiting.set(q.id, (r) => {
         clearTimeout(timer);
-        // A connection that failed before the request left cannot have applied it.
-        if (r instanceof Error) reject(sent ? r : new Error('not sent'));
+        // A connection that failed before it was ever established cannot have carried the request.
+        if (r instanceof Error) reject(c.ready ? r : new Error('not sent'));
         else resolve(r);
       });
-      c.socket.write(frame(encodeClientRequest(q)));
+      writeMessage(c.socket, encodeClientRequest(q));
     });
   }
 

@@ -1,6 +1,6 @@
 /**
- * The chain's state in the control cluster (a Flotilla or etcd cluster), and the TCP framing
- * between chain nodes and their clients.
+ * The chain's state in the control cluster (a Flotilla or etcd cluster). (The TCP framing
+ * between chain nodes and their clients: wire.ts.)
  *
  *   /flotilla/chains/NAME/config        {"members":[...],"joining":null|name}; epoch = its mod revision
  *   /flotilla/chains/NAME/nodes/NODE    {"address":"host:port","caughtUpEpoch":n|null,"syncedEpoch":n|null}, under the node's lease
@@ -8,18 +8,13 @@
  *
  * Everything read from the control cluster or a socket is checked before use.
  */
-import type { Socket } from 'node:net';
-import { ByteReader, ByteWriter } from '../lib/bytes.js';
 import type { FlotillaClient } from '../client/client.js';
-import { FrameReader } from '../transport/codec.js';
-import { CHAIN_MESSAGE_BYTES_MAX, CHAIN_NAME_BYTES_MAX, ChainCodecError } from '../chain/codec.js';
+import { CHAIN_NAME_BYTES_MAX } from '../chain/codec.js';
 import type { Registration } from '../chain/master.js';
 import { configProblem, type ChainConfig } from '../chain/types.js';
 
 /** Longest chain name (it is part of keys). */
 export const CHAIN_NAME_MAX = 64;
-/** The first frame of a connection (who it is) is at most this long. */
-export const CHAIN_HELLO_BYTES_MAX = 1024;
 
 export function checkChainName(s: string, what = 'chain name'): string {
   if (!/^[A-Za-z0-9._-]+$/.test(s) || s.length > CHAIN_NAME_MAX) throw new Error(`${what} must be 1..${CHAIN_NAME_MAX} of A-Z a-z 0-9 . _ -, got ${JSON.stringify(s)}`);
@@ -48,15 +43,20 @@ function intOrNull(v: unknown): number | null | undefined {
   return Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : undefined;
 }
 
-export function parseConfig(value: Buffer, epoch: number): ChainConfig | null {
+/** A JSON object from the control cluster, or null for anything else. */
+function jsonObject(value: Buffer): Record<string, unknown> | null {
   let v: unknown;
   try {
     v = JSON.parse(value.toString('utf8'));
   } catch {
     return null;
   }
-  if (typeof v !== 'object' || v === null) return null;
-  const o = v as Record<string, unknown>;
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+
+export function parseConfig(value: Buffer, epoch: number): ChainConfig | null {
+  const o = jsonObject(value);
+  if (o === null) return null;
   if (!Array.isArray(o.members) || !o.members.every((m) => typeof m === 'string')) return null;
   if (!(o.joining === null || typeof o.joining === 'string')) return null;
   const c: ChainConfig = { epoch, members: o.members as string[], joining: o.joining as string | null };
@@ -64,14 +64,8 @@ export function parseConfig(value: Buffer, epoch: number): ChainConfig | null {
 }
 
 export function parseRegistration(name: string, value: Buffer, createRevision: number): NodeInfo | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(value.toString('utf8'));
-  } catch {
-    return null;
-  }
-  if (typeof v !== 'object' || v === null) return null;
-  const o = v as Record<string, unknown>;
+  const o = jsonObject(value);
+  if (o === null) return null;
   const caughtUpEpoch = intOrNull(o.caughtUpEpoch ?? null);
   const syncedEpoch = intOrNull(o.syncedEpoch ?? null);
   if (typeof o.address !== 'string' || !/^[^\s:]+:\d{1,5}$/.test(o.address) || caughtUpEpoch === undefined || syncedEpoch === undefined) return null;
@@ -97,58 +91,4 @@ export async function readChain(client: FlotillaClient, chain: string): Promise<
     }
   }
   return { config, configRevision, nodes };
-}
-
-// ---- framing ------------------------------------------------------------------------------
-
-export type Role = 'peer' | 'client';
-
-export function encodeHello(role: Role, chain: string, name: string): Uint8Array {
-  const w = new ByteWriter(32);
-  w.u8(role === 'peer' ? 1 : 2);
-  w.str(chain);
-  w.str(name);
-  return w.written();
-}
-
-export function decodeHello(b: Uint8Array): { role: Role; chain: string; name: string } {
-  const r = new ByteReader(b, (m) => new ChainCodecError(`hello: ${m}`));
-  const tag = r.u8();
-  if (tag !== 1 && tag !== 2) throw new ChainCodecError(`hello: unknown role ${tag}`);
-  const chain = r.str();
-  const name = r.str();
-  r.end();
-  if (name.length === 0 || name.length > CHAIN_NAME_BYTES_MAX) throw new ChainCodecError('hello: bad name');
-  return { role: tag === 1 ? 'peer' : 'client', chain, name };
-}
-
-export function frame(body: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(4 + body.length);
-  b.writeUInt32LE(body.length, 0);
-  b.set(body, 4);
-  return b;
-}
-
-/**
- * Reads frames from a socket: the first (the hello) bounded by CHAIN_HELLO_BYTES_MAX, the rest
- * by CHAIN_MESSAGE_BYTES_MAX, each length checked before its body is buffered. A framing error
- * or a handler that throws closes the connection.
- */
-export function onFrames(socket: Socket, handle: (body: Uint8Array, first: boolean) => void): void {
-  const reader = new FrameReader(CHAIN_HELLO_BYTES_MAX);
-  let first = true;
-  socket.on('data', (chunk: Buffer) => {
-    try {
-      reader.feed(chunk);
-      for (let b = reader.next(); b; b = reader.next()) {
-        handle(b, first);
-        if (first) {
-          first = false;
-          reader.maxFrame = CHAIN_MESSAGE_BYTES_MAX;
-        }
-      }
-    } catch {
-      socket.destroy();
-    }
-  });
 }

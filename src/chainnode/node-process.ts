@@ -9,7 +9,9 @@
  * lease computed in ticks never outlives the real one: it ends TTL less CHAIN_LEASE_MARGIN_MS
  * after the keep-alive that renewed it was sent.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
+import type { TlsFiles } from '../lib/tls-files.js';
 import { FlotillaClient } from '../client/client.js';
 import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodePeerMessage } from '../chain/codec.js';
 import { ChainNode, type ChainEffect } from '../chain/node.js';
@@ -17,7 +19,9 @@ import type { PeerMessage } from '../chain/messages.js';
 import type { ReadMode } from '../chain/types.js';
 import { ChainStorage } from './storage.js';
 import type { Watcher } from '../client/watch.js';
-import { chainPrefix, checkChainName, configKey, decodeHello, encodeHello, frame, nodesPrefix, onFrames, readChain } from './control.js';
+import { chainPrefix, checkChainName, configKey, nodesPrefix, readChain } from './control.js';
+import { chainServer, dialNode, loadChainTls, peerCommonName, type ChainTlsFileNames } from './tls.js';
+import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, decodeHello, helloFrame, readMessages, writeMessage } from './wire.js';
 
 /** Bytes queued for one peer before further messages to it are dropped (the protocol resends). */
 export const CHAIN_PEER_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
@@ -42,6 +46,12 @@ export interface ChainNodeProcessOptions {
   readonly tickMs?: number;
   readonly pollMs?: number;
   readonly log?: (line: string) => void;
+  /** TLS on the chain port with certificates as identities (tls.ts); none: plain TCP. */
+  readonly tls?: ChainTlsFileNames;
+  /** Limits (tests set them lower): CHAIN_CONNECTIONS_MAX, CHAIN_HELLO_TIMEOUT_MS, CHAIN_IDLE_TIMEOUT_MS. */
+  readonly connectionsMax?: number;
+  readonly helloTimeoutMs?: number;
+  readonly idleTimeoutMs?: number;
 }
 
 interface Peer {
@@ -53,10 +63,15 @@ interface Peer {
 export class ChainNodeProcess {
   private core!: ChainNode;
   private storage!: ChainStorage;
-  private server!: Server;
+  private server!: Server | TlsServer;
+  private tls: TlsFiles | null = null;
   private control!: FlotillaClient;
   private readonly peers = new Map<string, Peer>();
   private readonly clients = new Map<string, Socket>();
+  /** Every accepted connection (peers' too): closed when the node stops. */
+  private readonly accepted = new Set<Socket>();
+  /** What all connections hold for messages arriving in pieces (CHAIN_ASSEMBLY_BYTES_MAX). */
+  private readonly budget = new AssemblyBudget();
   private nextConn = 1;
   private connections = 0;
   private startedAt = 0;
@@ -99,9 +114,10 @@ export class ChainNodeProcess {
       this.drain();
     });
     this.storage = storage;
-    this.core = new ChainNode({ name: this.o.name, reads: this.o.reads ?? 'tail', resendTicks: 4, syncRetryTicks: 4 }, state);
+    this.core = new ChainNode({ name: this.o.name, reads: this.o.reads ?? 'tail', resendTicks: 10, syncRetryTicks: 4 }, state);
     this.log(`recovered ${state.snapshot ? `a snapshot at ${state.snapshot.seq} and ` : ''}${state.updates.length} updates`);
-    this.server = createServer((s) => this.accept(s));
+    this.tls = this.o.tls ? loadChainTls(this.o.tls, { info: (m) => this.log(m), warn: (m) => this.log(m) }) : null;
+    this.server = chainServer(this.tls, (s) => this.accept(s));
     const [host, port] = splitHostPort(this.o.listen);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
@@ -235,7 +251,7 @@ export class ChainNodeProcess {
         break;
       case 'reply': {
         const s = this.clients.get(e.client);
-        if (s && !s.destroyed) s.write(frame(encodeClientReply(e.id, e.reply)));
+        if (s && !s.destroyed) writeMessage(s, encodeClientReply(e.id, e.reply));
         break;
       }
       case 'persist':
@@ -261,42 +277,47 @@ export class ChainNodeProcess {
     if (!p) return;
     if (!p.socket || p.socket.destroyed) {
       const [host, port] = splitHostPort(p.address);
-      const s = connect(port, host);
+      const s = dialNode(host, port, m.to, this.tls ? { files: this.tls } : null);
       s.setNoDelay(true);
       s.on('error', () => {});
       s.on('close', () => {
         if (p.socket === s) p.socket = null;
       });
       s.on('drain', () => (p.queued = s.writableLength));
-      s.write(frame(encodeHello('peer', this.o.chain, this.o.name)));
+      s.setTimeout(CHAIN_IDLE_TIMEOUT_MS, () => s.destroy());
+      s.write(helloFrame('peer', this.o.chain, this.o.name));
       p.socket = s;
     }
-    const bytes = frame(encodePeerMessage(m));
-    if (p.socket.writableLength + bytes.length > CHAIN_PEER_QUEUE_BYTES_MAX) return; // dropped: resent later
-    p.socket.write(bytes);
+    const body = encodePeerMessage(m);
+    if (p.socket.writableLength + body.length > CHAIN_PEER_QUEUE_BYTES_MAX) return; // dropped: resent later
+    writeMessage(p.socket, body);
   }
 
   private accept(s: Socket): void {
-    if (this.stopped || this.connections >= CHAIN_CONNECTIONS_MAX) {
+    if (this.stopped || this.connections >= (this.o.connectionsMax ?? CHAIN_CONNECTIONS_MAX)) {
       s.destroy();
       return;
     }
     this.connections++;
+    this.accepted.add(s);
     s.setNoDelay(true);
     const id = `c${this.nextConn++}`;
     let peer: string | null = null;
     s.on('error', () => {});
     s.on('close', () => {
       this.connections--;
+      this.accepted.delete(s);
       this.clients.delete(id);
     });
     // A connection that does not say who it is within a few seconds is closed.
-    const helloDeadline = setTimeout(() => s.destroy(), CHAIN_HELLO_TIMEOUT_MS);
-    onFrames(s, (body, first) => {
+    const helloDeadline = setTimeout(() => s.destroy(), this.o.helloTimeoutMs ?? CHAIN_HELLO_TIMEOUT_MS);
+    readMessages(s, this.budget, { hello: true, idleMs: this.o.idleTimeoutMs ?? CHAIN_IDLE_TIMEOUT_MS }, (body, first) => {
       if (first) {
         clearTimeout(helloDeadline);
         const h = decodeHello(body);
         if (h.chain !== this.o.chain) throw new Error('another chain');
+        // With TLS a node is who its certificate says (its CN), and no one else.
+        if (h.role === 'peer' && this.tls && peerCommonName(s) !== h.name) throw new Error('a peer whose certificate names another');
         if (h.role === 'peer') peer = h.name;
         else this.clients.set(id, s);
         return;
@@ -327,7 +348,7 @@ export class ChainNodeProcess {
     for (const t of this.timers) clearInterval(t);
     await this.watcher?.cancel().catch(() => {});
     for (const p of this.peers.values()) p.socket?.destroy();
-    for (const s of this.clients.values()) s.destroy();
+    for (const s of this.accepted) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
     if (this.leaseId !== 0n) await this.control.leaseRevoke(this.leaseId).catch(() => {});
     await this.control.close();

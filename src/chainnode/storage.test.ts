@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { MemFs } from '../storage/fs.js';
 import { SnapshotStore } from '../storage/snapshots.js';
 import { ChainNode } from '../chain/node.js';
-import { ChainStorage, ChainStorageCorruptionError, type DurableChainState } from './storage.js';
-import type { SnapshotImage, Update } from '../chain/types.js';
+import { CHAIN_WAL_RECORD_BYTES, ChainStorage, ChainStorageCorruptionError, type DurableChainState } from './storage.js';
+import { CHAIN_KEY_BYTES_MAX, CHAIN_VALUE_BYTES_MAX, type SnapshotImage, type Update } from '../chain/types.js';
 
 const enc = new TextEncoder();
 const up = (seq: number, assignEpoch: number, v = `v${seq}`): Update => ({ seq, assignEpoch, op: { type: 'put', key: `k${seq % 3}`, value: enc.encode(v) } });
@@ -11,6 +11,43 @@ const up = (seq: number, assignEpoch: number, v = `v${seq}`): Update => ({ seq, 
 function ids(s: DurableChainState): string[] {
   const out = s.snapshot ? [`snap ${s.snapshot.seq}@${s.snapshot.assignEpoch}`] : [];
   return [...out, ...s.updates.map((u) => `${u.seq}@${u.assignEpoch}`)];
+}
+
+/**
+ * Crashes the storage at every I/O operation in turn while `write` runs, recovers, and checks
+ * the recovered history is one of `allowed`, never earlier than `minIndex(token reported durable)`.
+ * Returns how many crash points there were.
+ */
+async function everyCrashPoint(write: (s: ChainStorage) => void, allowed: string[][], minIndex: (durable: number) => number): Promise<number> {
+  let points = 0;
+  for (let crashAt = 1; ; crashAt++) {
+    const fs = new MemFs();
+    let durable = 0;
+    let stopped = false;
+    fs.beforeOp = (n) => {
+      if (n >= crashAt) {
+        stopped = true;
+        throw new Error('crash');
+      }
+    };
+    try {
+      const { storage } = await ChainStorage.open('/d', (t) => (durable = t), { fs, segmentBytes: 4096 });
+      write(storage);
+      await storage.flush();
+    } catch {
+      // the crash
+    }
+    if (!stopped) return points;
+    points++;
+    fs.beforeOp = () => {};
+    fs.crash((len) => Math.floor(len / 2));
+    const back = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
+    const got = ids(back.state);
+    const at = allowed.findIndex((a) => JSON.stringify(a) === JSON.stringify(got));
+    expect(at, `crash at op ${crashAt}: recovered ${got.join(' ')}`).toBeGreaterThanOrEqual(0);
+    expect(at, `crash at op ${crashAt}: token ${durable} was reported durable, recovered ${got.join(' ')}`).toBeGreaterThanOrEqual(minIndex(durable));
+    await back.storage.close();
+  }
 }
 
 describe('ChainStorage', () => {
@@ -56,36 +93,7 @@ describe('ChainStorage', () => {
       ['snap 3@1', '4@2'],
     ];
     const minByToken = new Map([[0, 0], [1, 1], [2, 2], [3, 4], [4, 5]]);
-    let points = 0;
-    for (let crashAt = 1; ; crashAt++) {
-      const fs = new MemFs();
-      let durable = 0;
-      let stopped = false;
-      fs.beforeOp = (n) => {
-        if (n >= crashAt) {
-          stopped = true;
-          throw new Error('crash');
-        }
-      };
-      let opened: Awaited<ReturnType<typeof ChainStorage.open>> | null = null;
-      try {
-        opened = await ChainStorage.open('/d', (t) => (durable = t), { fs, segmentBytes: 4096 });
-        for (const s of steps) opened.storage.persist(s.e);
-        await opened.storage.flush();
-      } catch {
-        // the crash
-      }
-      if (!stopped) break;
-      points++;
-      fs.beforeOp = () => {};
-      fs.crash((len) => Math.floor(len / 2));
-      const back = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
-      const got = ids(back.state);
-      const at = allowed.findIndex((a) => JSON.stringify(a) === JSON.stringify(got));
-      expect(at, `crash at op ${crashAt}: recovered ${got.join(' ')}`).toBeGreaterThanOrEqual(0);
-      expect(at, `crash at op ${crashAt}: token ${durable} was reported durable, recovered ${got.join(' ')}`).toBeGreaterThanOrEqual(minByToken.get(durable)!);
-      await back.storage.close();
-    }
+    const points = await everyCrashPoint((st) => steps.forEach((x) => st.persist(x.e)), allowed, (d) => minByToken.get(d)!);
     expect(points).toBeGreaterThan(10);
   });
 
@@ -132,37 +140,15 @@ describe('ChainStorage', () => {
       { type: 'persist', token: 1, updates: [up(1, 1), up(2, 1), up(3, 1)] },
     ];
     const allowed = [[], ['1@1', '2@1', '3@1'], ['snap 2@1', '3@1'], ['snap 2@1', '3@1', '4@1']];
-    let points = 0;
-    for (let crashAt = 1; ; crashAt++) {
-      const fs = new MemFs();
-      let stopped = false;
-      let durable = 0;
-      fs.beforeOp = (n) => {
-        if (n >= crashAt) {
-          stopped = true;
-          throw new Error('crash');
-        }
-      };
-      try {
-        const { storage } = await ChainStorage.open('/d', (t) => (durable = t), { fs, segmentBytes: 4096 });
-        for (const s of steps) storage.persist(s);
+    const points = await everyCrashPoint(
+      (storage) => {
+        for (const x of steps) storage.persist(x);
         storage.compact({ seq: 2, assignEpoch: 1, entries: [{ key: 'k1', value: enc.encode('v1'), version: 1 }, { key: 'k2', value: enc.encode('v2'), version: 2 }] });
         storage.persist({ type: 'persist', token: 2, updates: [up(4, 1)] });
-        await storage.flush();
-      } catch {
-        // the crash
-      }
-      if (!stopped) break;
-      points++;
-      fs.beforeOp = () => {};
-      fs.crash((len) => Math.floor(len / 2));
-      const back = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
-      const got = ids(back.state);
-      const at = allowed.findIndex((a) => JSON.stringify(a) === JSON.stringify(got));
-      expect(at, `crash at op ${crashAt}: recovered ${got.join(' ')}`).toBeGreaterThanOrEqual(0);
-      expect(at, `crash at op ${crashAt}: token ${durable} reported durable, recovered ${got.join(' ')}`).toBeGreaterThanOrEqual(durable === 2 ? 3 : durable === 1 ? 1 : 0);
-      await back.storage.close();
-    }
+      },
+      allowed,
+      (d) => (d === 2 ? 3 : d === 1 ? 1 : 0),
+    );
     expect(points).toBeGreaterThan(8);
   });
 
@@ -172,5 +158,28 @@ describe('ChainStorage', () => {
     await expect(ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 })).rejects.toThrow(ChainStorageCorruptionError);
     await new SnapshotStore('/d/snap', { fs }).save({ meta: { index: 3, term: 1, confState: { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data: new Uint8Array([1, 0, 0, 0, 1, 0, 107, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) });
     await expect(ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 })).rejects.toThrow(/version 9 outside/);
+  });
+});
+
+describe('ChainStorage and large values', () => {
+  it('writes a batch beyond CHAIN_WAL_RECORD_BYTES in several records, and a value of CHAIN_VALUE_BYTES_MAX with the longest key', async () => {
+    const fs = new MemFs();
+    const key = 'k'.repeat(CHAIN_KEY_BYTES_MAX);
+    const huge: Update = { seq: 1, assignEpoch: 1, op: { type: 'put', key, value: new Uint8Array(CHAIN_VALUE_BYTES_MAX).fill(7) } };
+    const mid = (seq: number): Update => ({ seq, assignEpoch: 1, op: { type: 'put', key: `m${seq}`, value: new Uint8Array(CHAIN_WAL_RECORD_BYTES / 2 + 1).fill(seq) } });
+    let durable = 0;
+    const { storage } = await ChainStorage.open('/d', (t) => (durable = t), { fs, segmentBytes: 4096 });
+    storage.persist({ type: 'persist', token: 1, updates: [huge] });
+    storage.persist({ type: 'persist', token: 2, updates: [mid(2)] });
+    storage.persist({ type: 'persist', token: 3, updates: [mid(3), mid(4)] });
+    await storage.flush();
+    expect(storage.failure).toBe(null);
+    expect(durable).toBe(3);
+    await storage.close();
+    const back = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
+    expect(ids(back.state)).toEqual(['1@1', '2@1', '3@1', '4@1']);
+    const v = back.state.updates[0]!.op;
+    expect(v.type === 'put' && v.key === key && v.value.length === CHAIN_VALUE_BYTES_MAX && v.value[CHAIN_VALUE_BYTES_MAX - 1] === 7).toBe(true);
+    await back.storage.close();
   });
 });

@@ -23,7 +23,7 @@
  */
 import { join } from 'node:path';
 import { ByteReader, ByteWriter } from '../lib/bytes.js';
-import { ChainCodecError, readOp, writeOp } from '../chain/codec.js';
+import { ChainCodecError, readEntries, readOp, writeEntries, writeOp } from '../chain/codec.js';
 import { imageProblem, type ChainEffect } from '../chain/node.js';
 import type { Entry as ChainEntry, SnapshotImage, Update } from '../chain/types.js';
 import type { Entry } from '../raft/types.js';
@@ -38,6 +38,11 @@ export class ChainStorageCorruptionError extends Error {
 type PersistEffect = Extract<ChainEffect, { type: 'persist' | 'persistSnapshot' }>;
 type Queued = PersistEffect | { readonly type: 'compact'; readonly image: SnapshotImage };
 
+/**
+ * Update bytes written as one WAL record at most (a batch beyond it goes in several records, one
+ * fdatasync for all); a single larger update is a record alone (RECORD_BYTES_MAX allows 65 MiB).
+ */
+export const CHAIN_WAL_RECORD_BYTES = 16 * 1024 * 1024;
 /** Bytes of updates the WAL takes after the last snapshot before a compaction is due (at least). */
 export const CHAIN_COMPACT_LOG_BYTES_MIN = 64 * 1024 * 1024;
 
@@ -176,9 +181,15 @@ export class ChainStorage {
         while (this.queue.length > 0 && this.queue[0]!.type === 'persist') batch.push(this.queue.shift() as PersistEffect);
         const entries: Entry[] = [];
         for (const b of batch) if (b.type === 'persist') for (const u of b.updates) entries.push({ index: u.seq, term: u.assignEpoch, type: 'normal', data: encodeOp(u) });
-        const last = entries[entries.length - 1];
-        if (last) await this.wal.append({ entries, hardState: { term: 0, vote: 0, commit: last.index } }, true);
-        for (const e of entries) this.logBytes += e.data.length;
+        // Records of at most CHAIN_WAL_RECORD_BYTES (a large update alone), synced once at the end.
+        for (let i = 0; i < entries.length; ) {
+          let j = i + 1;
+          let bytes = entries[i]!.data.length;
+          while (j < entries.length && bytes + entries[j]!.data.length <= CHAIN_WAL_RECORD_BYTES) bytes += entries[j++]!.data.length;
+          await this.wal.append({ entries: entries.slice(i, j), hardState: { term: 0, vote: 0, commit: entries[j - 1]!.index } }, j === entries.length);
+          this.logBytes += bytes;
+          i = j;
+        }
         this.onDurable(batch[batch.length - 1]!.token);
       }
     } catch (e) {
@@ -204,21 +215,17 @@ function encodeOp(u: Update): Uint8Array {
 
 function encodeEntries(entries: readonly ChainEntry[]): Uint8Array {
   const w = new ByteWriter(64);
-  w.u32(entries.length);
-  for (const e of entries) {
-    w.str(e.key);
-    w.u64(e.version);
-    w.bytes(e.value);
-  }
+  writeEntries(w, entries);
   return w.written();
 }
 
 function decodeEntries(b: Uint8Array, seq: number): ChainEntry[] {
-  const r = new ByteReader(b, (m) => new ChainStorageCorruptionError(`chain snapshot at ${seq}: ${m}`));
-  const n = r.u32();
-  if (n > r.remaining / 14) throw new ChainStorageCorruptionError(`chain snapshot at ${seq}: ${n} entries in ${r.remaining} bytes`);
-  const out: ChainEntry[] = [];
-  for (let i = 0; i < n; i++) out.push({ key: r.str(), version: r.u64(), value: r.bytes() });
-  r.end();
-  return out;
+  try {
+    const r = new ByteReader(b, (m) => new ChainCodecError(m));
+    const entries = readEntries(r, seq);
+    r.end();
+    return entries;
+  } catch (e) {
+    throw new ChainStorageCorruptionError(`chain snapshot at ${seq}: ${(e as Error).message}`);
+  }
 }

@@ -3,6 +3,7 @@
  * `flotilla chain put|get|del|status NAME ...`. The control cluster: --control (or
  * FLOTILLA_ENDPOINTS), a comma-separated list of host:port.
  */
+import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 
 function endpoints(v: string | undefined): string[] {
@@ -34,11 +35,20 @@ export function registerChainCommands(program: Command): void {
     .option('--control <endpoints>', 'the control cluster (default FLOTILLA_ENDPOINTS or 127.0.0.1:2379)')
     .option('--reads <mode>', 'tail or craq', reads, 'tail')
     .option('--lease-ttl <s>', 'TTL of the registration lease', positiveInt('--lease-ttl'), 5)
-    .action(async (o: { chain: string; name: string; dataDir: string; listen: string; advertise?: string; control?: string; reads: 'tail' | 'craq'; leaseTtl: number }) => {
+    .option('--cert-file <file>', 'TLS on the chain port: this node\'s certificate (its CN must be the node\'s --name)')
+    .option('--key-file <file>', 'its private key')
+    .option('--trusted-ca-file <file>', 'the CA that signed the certificates of the chain\'s nodes and clients (required of every connection)')
+    .action(async (o: { chain: string; name: string; dataDir: string; listen: string; advertise?: string; control?: string; reads: 'tail' | 'craq'; leaseTtl: number; certFile?: string; keyFile?: string; trustedCaFile?: string }) => {
+      const tlsFlags = [o.certFile, o.keyFile, o.trustedCaFile].filter((f) => f !== undefined).length;
+      if (tlsFlags !== 0 && tlsFlags !== 3) {
+        console.error('flotilla chain-node: TLS needs all of --cert-file, --key-file and --trusted-ca-file');
+        process.exit(2);
+      }
+      const tls = tlsFlags === 3 ? { certFile: o.certFile!, keyFile: o.keyFile!, trustedCaFile: o.trustedCaFile! } : undefined;
       const { ChainNodeProcess } = await import('../chainnode/node-process.js');
       let node;
       try {
-        node = await ChainNodeProcess.start({ chain: o.chain, name: o.name, dataDir: o.dataDir, listen: o.listen, ...(o.advertise ? { advertise: o.advertise } : {}), control: endpoints(o.control), reads: o.reads, leaseTtlSec: o.leaseTtl, log: (l) => console.log(l) });
+        node = await ChainNodeProcess.start({ chain: o.chain, name: o.name, dataDir: o.dataDir, listen: o.listen, ...(o.advertise ? { advertise: o.advertise } : {}), control: endpoints(o.control), reads: o.reads, leaseTtlSec: o.leaseTtl, ...(tls ? { tls } : {}), log: (l) => console.log(l) });
       } catch (e) {
         console.error(`fatal: cannot start: ${(e as Error).message}`);
         process.exit(2);
@@ -70,12 +80,19 @@ export function registerChainCommands(program: Command): void {
     });
 
   const chain = program.command('chain').description('a chain\'s client: put, get, del, cas, status');
-  const client = async (name: string, o: { control?: string; reads?: 'tail' | 'craq' }) => {
+  const client = async (name: string, o: ClientFlags) => {
     const { ChainClient } = await import('../chainnode/client.js');
-    return new ChainClient({ chain: name, control: endpoints(o.control), ...(o.reads ? { reads: o.reads } : {}) });
+    return new ChainClient({ chain: name, control: endpoints(o.control), ...(o.reads ? { reads: o.reads } : {}), ...chainTls(o) });
   };
-  const run = async (name: string, o: { control?: string; reads?: 'tail' | 'craq' }, f: (c: Awaited<ReturnType<typeof client>>) => Promise<void>): Promise<void> => {
-    const c = await client(name, o);
+  const run = async (name: string, o: ClientFlags, f: (c: Awaited<ReturnType<typeof client>>) => Promise<void>): Promise<void> => {
+    let c;
+    try {
+      c = await client(name, o);
+    } catch (e) {
+      console.error(`Error: ${(e as Error).message}`);
+      process.exitCode = 2;
+      return;
+    }
     try {
       await f(c);
     } catch (e) {
@@ -85,39 +102,29 @@ export function registerChainCommands(program: Command): void {
       await c.close();
     }
   };
-  chain
-    .command('put <chain> <key> <value>')
-    .option('--control <endpoints>', 'the control cluster')
-    .action((name: string, key: string, value: string, o: { control?: string }) => run(name, o, async (c) => console.log(`OK (version ${(await c.put(key, value)).version})`)));
-  chain
-    .command('get <chain> <key>')
-    .option('--control <endpoints>', 'the control cluster')
+  clientFlags(chain.command('put <chain> <key> <value>'))
+    .action((name: string, key: string, value: string, o: ClientFlags) => run(name, o, async (c) => console.log(`OK (version ${(await c.put(key, value)).version})`)));
+  clientFlags(chain.command('get <chain> <key>'))
     .option('--reads <mode>', 'tail or craq', reads)
-    .action((name: string, key: string, o: { control?: string; reads?: 'tail' | 'craq' }) =>
+    .action((name: string, key: string, o: ClientFlags) =>
       run(name, o, async (c) => {
         const r = await c.get(key);
         if (r.value !== null) console.log(`${key}\n${Buffer.from(r.value).toString('utf8')}`);
       }),
     );
-  chain
-    .command('del <chain> <key>')
-    .option('--control <endpoints>', 'the control cluster')
-    .action((name: string, key: string, o: { control?: string }) => run(name, o, async (c) => console.log((await c.delete(key)).deleted ? '1' : '0')));
-  chain
-    .command('cas <chain> <key> <version> <value>')
+  clientFlags(chain.command('del <chain> <key>'))
+    .action((name: string, key: string, o: ClientFlags) => run(name, o, async (c) => console.log((await c.delete(key)).deleted ? '1' : '0')));
+  clientFlags(chain.command('cas <chain> <key> <version> <value>'))
     .description('set <value> if the key\'s version is <version> (0: absent)')
-    .option('--control <endpoints>', 'the control cluster')
-    .action((name: string, key: string, version: string, value: string, o: { control?: string }) =>
+    .action((name: string, key: string, version: string, value: string, o: ClientFlags) =>
       run(name, o, async (c) => {
         const r = await c.cas(key, positiveIntOrZero(version), value);
         console.log(r.swapped ? `OK (version ${r.version})` : `FAILED (version is ${r.version})`);
         if (!r.swapped) process.exitCode = 1;
       }),
     );
-  chain
-    .command('status <chain>')
-    .option('--control <endpoints>', 'the control cluster')
-    .action((name: string, o: { control?: string }) =>
+  clientFlags(chain.command('status <chain>'))
+    .action((name: string, o: ClientFlags) =>
       run(name, o, async (c) => {
         const v = await c.status();
         if (!v.config) console.log(`chain ${name}: no configuration yet`);
@@ -129,6 +136,39 @@ export function registerChainCommands(program: Command): void {
         for (const [n, info] of v.nodes) if (!v.config?.members.includes(n) && v.config?.joining !== n) console.log(`  registered ${n} ${info.address}`);
       }),
     );
+}
+
+interface ClientFlags {
+  control?: string;
+  reads?: 'tail' | 'craq';
+  chainCacert?: string;
+  chainCert?: string;
+  chainKey?: string;
+}
+
+/** TLS to the chain's nodes from --chain-cacert/--chain-cert/--chain-key (all or none). */
+function chainTls(o: ClientFlags): { tls?: { ca: Buffer; cert: Buffer; key: Buffer } } {
+  const files = [o.chainCacert, o.chainCert, o.chainKey];
+  const given = files.filter((f) => f !== undefined).length;
+  if (given === 0) return {};
+  if (given !== 3) throw new Error('TLS to the chain needs all of --chain-cacert, --chain-cert and --chain-key');
+  const read = (flag: string, f: string): Buffer => {
+    try {
+      return readFileSync(f);
+    } catch (e) {
+      throw new Error(`${flag}: cannot read ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  };
+  return { tls: { ca: read('--chain-cacert', o.chainCacert!), cert: read('--chain-cert', o.chainCert!), key: read('--chain-key', o.chainKey!) } };
+}
+
+/** The chain client commands' flags: the control cluster and TLS to the nodes. */
+function clientFlags(c: Command): Command {
+  return c
+    .option('--control <endpoints>', 'the control cluster')
+    .option('--chain-cacert <file>', 'TLS to the chain\'s nodes: the CA that signed their certificates')
+    .option('--chain-cert <file>', 'this client\'s certificate (the nodes require one)')
+    .option('--chain-key <file>', 'its private key');
 }
 
 function positiveIntOrZero(v: string): number {

@@ -9,6 +9,9 @@
  * (another process holding a port is not taken for a member). A member that exits is reported
  * with its own last words (`fatal: ...`) and exit code; before the cluster was ready that ends
  * `flotilla start` too (the others are stopped; exit code EXIT_MEMBER_EXITED).
+ *
+ * With --chain NAME, once the cluster is ready it also starts a local 3-node chain with its
+ * master, the cluster as its control plane (start-chain.ts).
  */
 import type * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -34,6 +37,8 @@ interface StartOptions {
   clientPorts: string;
   peerPorts: string;
   host: string;
+  chain?: string;
+  chainPorts: string;
 }
 
 /** A word as a POSIX shell reads it back: bare when safe, single-quoted otherwise. */
@@ -70,12 +75,20 @@ export function registerStart(program: Command): void {
     .option('--client-ports <list>', 'the three client ports', '2379,22379,32379')
     .option('--peer-ports <list>', 'the three peer ports', '2380,22380,32380')
     .option('--host <ip>', 'loopback address to listen on', '127.0.0.1')
+    .option('--chain <name>', 'also start a local 3-node chain (chain replication) with its master, this cluster as its control plane')
+    .option('--chain-ports <list>', 'with --chain: the three chain nodes\' ports', '4301,4302,4303')
     .action(async (o: StartOptions) => {
       let client: number[];
       let peer: number[];
+      let chainPortList: number[] = [];
       try {
         client = ports('--client-ports', o.clientPorts);
         peer = ports('--peer-ports', o.peerPorts);
+        if (o.chain !== undefined) {
+          const { checkChainName } = await import('../chainnode/control.js');
+          checkChainName(o.chain, '--chain');
+          chainPortList = (await import('./start-chain.js')).chainPorts(o.chainPorts);
+        }
       } catch (e) {
         console.error(`flotilla start: ${(e as Error).message}`);
         process.exitCode = 2;
@@ -123,6 +136,7 @@ export function registerStart(program: Command): void {
 
       let stopping = false;
       let ready = false;
+      let chain: { close(): void } | null = null;
       const tails = names.map(() => '');
       const alive = (ch: ChildProcess) => ch.exitCode === null && ch.signalCode === null;
       const children: ChildProcess[] = names.map((n, i) => {
@@ -188,6 +202,15 @@ export function registerStart(program: Command): void {
               ready = true;
               console.log(`cluster ready: ${endpoints}   (Ctrl-C stops it)`);
               console.log(`dashboard: ${clientUrl(0)}/ui/   (every member serves it at /ui/)`);
+              if (o.chain !== undefined) {
+                const name = o.chain;
+                void import('./start-chain.js').then(({ startLocalChain }) => {
+                  if (stopping) return;
+                  const c = startLocalChain({ bin: BIN, chain: name, dir, host: o.host, ports: chainPortList, endpoints, pollMs: POLL_MS, isStopping: () => stopping, lastWords, shellWord });
+                  chain = c;
+                  children.push(...c.children);
+                });
+              }
             }
           });
         });
@@ -197,6 +220,7 @@ export function registerStart(program: Command): void {
         if (stopping) return;
         stopping = true;
         clearInterval(poll);
+        chain?.close();
         for (const c of clients) c.close();
         console.log('\nstopping the members...');
         const killTimer = setTimeout(() => children.forEach((ch) => ch.kill('SIGKILL')), STOP_GRACE_MS);

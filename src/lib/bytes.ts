@@ -169,9 +169,14 @@ export class ByteReader {
 
   /** u32 length, then the bytes (a copy). */
   bytes(): Uint8Array {
+    return this.bytesView().slice();
+  }
+
+  /** u32 length, then the bytes as a view of the input (no copy: the caller owns the input and keeps it unchanged). */
+  bytesView(): Uint8Array {
     const n = this.u32();
     this.need(n);
-    const out = this.b.slice(this.pos, this.pos + n);
+    const out = this.b.subarray(this.pos, this.pos + n);
     this.pos += n;
     return out;
   }

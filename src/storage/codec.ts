@@ -29,8 +29,12 @@ export type WalRecord =
   | { readonly type: 'hardState'; readonly hardState: HardState }
   | { readonly type: 'snapshotMarker'; readonly index: number; readonly term: number };
 
-/** Largest record payload accepted (a sanity bound: a garbage length never allocates gigabytes). */
-export const RECORD_BYTES_MAX = 64 << 20;
+/**
+ * Largest record payload accepted (a sanity bound: a garbage length never allocates gigabytes).
+ * 64 MiB and 1 MiB of room: a chain node's update carries a value of up to 64 MiB with its key
+ * and envelope in one record (src/chainnode/storage.ts).
+ */
+export const RECORD_BYTES_MAX = (64 << 20) + (1 << 20);
 const HEADER = 9; // length + crc + type
 
 function payloadOf(r: WalRecord): { code: RecordTypeCode; payload: Uint8Array } {
