@@ -1,5 +1,6 @@
 import { expect, it } from 'vitest';
 import type { SimDriver } from '../src/sim/simulation.js';
+import type { SimStore } from '../src/sim/settings.js';
 import { formatFailure, runSweep } from '../src/sim/sweep.js';
 
 /**
@@ -12,14 +13,15 @@ import { formatFailure, runSweep } from '../src/sim/sweep.js';
 /** Generous: a slice takes about a minute alone on 2 cores, several when the machine is busy. */
 export const SWEEP_TIMEOUT_MS = 900_000;
 
-export function sweepCase(firstSeed: number, runs: number, driver: SimDriver = 'node'): void {
+export function sweepCase(firstSeed: number, runs: number, driver: SimDriver = 'node', store: SimStore = 'sim'): void {
   const last = firstSeed + runs - 1;
-  it(`${driver} driver: seeds ${firstSeed}..${last} run clean`, async () => {
+  const what = `${driver} driver${store === 'real' ? ', real store' : ''}`;
+  it(`${what}: seeds ${firstSeed}..${last} run clean`, async () => {
     const started = performance.now();
-    const s = await runSweep({ firstSeed, runs, stopOnFailure: false, driver });
+    const s = await runSweep({ firstSeed, runs, stopOnFailure: false, driver, store });
     const t = s.totals;
     console.log(
-      `sweep (${driver} driver) ${firstSeed}..${last}: ${s.runs} runs in ${((performance.now() - started) / 1000).toFixed(1)}s, ${t.leaders} leaders, ` +
+      `sweep (${what}) ${firstSeed}..${last}: ${s.runs} runs in ${((performance.now() - started) / 1000).toFixed(1)}s, ${t.leaders} leaders, ` +
         `${t.opsOk}/${t.ops} ops ok, ${t.crashes} crashes, ${t.partitions} partitions, ${t.pauses} pauses, ${t.confChanges} conf changes`,
     );
     expect(s.failures.map(formatFailure).join('\n\n')).toBe('');
