@@ -6,8 +6,8 @@ import { formatFailure, runSweep } from '../src/sim/sweep.js';
 /**
  * One slice of the default sweep as a test. The sweep is split in files (sim-sweep-*.test.ts)
  * so the slices run in parallel; together they cover 1200 consecutive seeds with the node
- * driver (the server's shell and storage code on a crashing in-memory disk) and 1000 with the
- * bare core, every cluster size 3..7 and every fault kind. A failure prints its seed, the broken invariant and the last
+ * driver (the server's shell and storage code on a crashing in-memory disk; 1151..1200 of them
+ * on the real store, sim-store.test.ts) and 1000 with the bare core, every cluster size 3..7 and every fault kind. A failure prints its seed, the broken invariant and the last
  * events; `npx flotilla sim --seed S --runs 1 [--driver core]` replays it.
  */
 /** Generous: a slice takes about a minute alone on 2 cores, several when the machine is busy. */
