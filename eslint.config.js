@@ -25,7 +25,7 @@ export const LAYERS = {
   'server': ['lib', 'trace', 'raft', 'storage', 'transport', 'node', 'kv', 'api', 'ui'],
   'api': ['lib', 'trace', 'kv', 'server'],
   'client': ['lib', 'trace', 'api'],
-  'sim': ['lib', 'trace', 'check', 'raft', 'storage', 'node', 'chain'],
+  'sim': ['lib', 'trace', 'check', 'raft', 'storage', 'node', 'kv', 'chain'],
   'bench': ['lib', 'raft'],
   'faults': ['lib', 'trace', 'check', 'client'],
   'fuzz': ['lib', 'trace', 'raft', 'storage', 'transport', 'node', 'kv', 'server', 'api', 'client', 'faults'],

@@ -34,6 +34,19 @@ describe.skipIf(!built)('flotilla command', () => {
     expect(line(a.out)).toBe(line(b.out));
   });
 
+  it('sim --store real runs members on the real store, and names it in the setting and the replay command', () => {
+    const r = flotilla('sim', '--seed', '3', '--runs', '1', '-v', '--store', 'real');
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/seed 3: ok .* store=real batch=\d+ commitEvery=\d+ms/);
+    const bad = flotilla('sim', '--store', 'lmdb');
+    expect(bad.code).toBe(2);
+    expect(bad.out).toContain('unknown store "lmdb" (known: sim, real)');
+    const core = flotilla('sim', '--store', 'real', '--driver', 'core');
+    expect(core.code).toBe(2);
+    expect(core.out).toContain('--store real runs under the node driver only');
+  });
+
   it('sim refuses bad flags with a clear message', () => {
     const r = flotilla('sim', '--runs', 'many');
     expect(r.code).not.toBe(0);

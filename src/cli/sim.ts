@@ -47,6 +47,8 @@ export interface SimCommandOptions {
   readonly faults?: string;
   readonly faultMs?: number;
   readonly driver?: string;
+  /** What members apply the log to: sim or real (node driver only). */
+  readonly store?: string;
   readonly verbose?: boolean;
   readonly history?: boolean;
   /** Write the run's trace to this file (one run only). */
@@ -68,6 +70,15 @@ export async function runSimCommand(o: SimCommandOptions, out: (line: string) =>
   const driver = o.driver ?? 'node';
   if (driver !== 'node' && driver !== 'core') {
     out(`flotilla sim: unknown driver "${driver}" (known: node, core)`);
+    return 2;
+  }
+  const store = o.store ?? 'sim';
+  if (store !== 'sim' && store !== 'real') {
+    out(`flotilla sim: unknown store "${store}" (known: sim, real)`);
+    return 2;
+  }
+  if (store === 'real' && driver !== 'node') {
+    out('flotilla sim: --store real runs under the node driver only');
     return 2;
   }
   let faults: FaultKind[] | undefined;
@@ -94,6 +105,7 @@ export async function runSimCommand(o: SimCommandOptions, out: (line: string) =>
   let lastReport = started;
   const summary = await runSweep({
     driver,
+    store,
     firstSeed: o.seed,
     runs: o.runs,
     ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),

@@ -1,7 +1,11 @@
 /**
  * One conformance suite for every storage backend (MemoryBackend, LmdbBackend): reads see
  * writes at once, a commit is all or nothing, a crash keeps exactly the last commit, scans
- * merge pending writes in key order, defragmentation keeps every commit made while it runs.
+ * merge pending writes in key order, defragmentation keeps every commit made while it runs;
+ * under the state machine, a commit holds the applied Raft index with the data it produced (a
+ * crash at any point keeps both or neither, and replaying the log after it gives the state of a
+ * member that never crashed). The simulator's `store: 'real'` members run on MemoryBackend
+ * (src/sim/store.ts): this suite is what says it crashes as LMDB does.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +14,8 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BACKEND_BATCH_OPS_MAX, BACKEND_KEY_BYTES_MAX, MemoryBackend, type Backend } from './backend.js';
 import { LmdbBackend } from './backend-lmdb.js';
+import { encodeRequest, type Command } from './commands.js';
+import { KvStateMachine } from './state-machine.js';
 
 interface Subject {
   readonly backend: Backend;
@@ -186,6 +192,40 @@ describe.each([
     await x.backend.close();
   });
 
+  it('under the state machine: a crash at any point keeps the applied index with exactly its data; replaying the log after it gives the never-crashed state', async () => {
+    const log = entries(14);
+    const reference = new KvStateMachine({}, new MemoryBackend());
+    const hashAt = [reference.store.hashKv().hash];
+    for (const e of log) {
+      reference.apply(e);
+      hashAt.push(reference.store.hashKv().hash);
+    }
+    const committedAt = new Set<number>();
+    for (let crashAfter = 0; crashAfter <= log.length; crashAfter++) {
+      let x = make();
+      const sm = new KvStateMachine({}, x.backend);
+      // Applies commit by count (batchOpsMax 5: every entry or two), and the snapshot path commits too.
+      for (const e of log.slice(0, crashAfter)) {
+        sm.apply(e);
+        if (e.index === 4) sm.persistTo(4);
+      }
+      x = await x.crashAndReopen();
+      const again = new KvStateMachine({}, x.backend);
+      const held = again.lastAppliedIndex();
+      expect(held).toBeLessThanOrEqual(crashAfter);
+      if (crashAfter >= 4) expect(held).toBeGreaterThanOrEqual(4);
+      committedAt.add(held);
+      // The data is exactly that of the entries up to the applied index the commit recorded.
+      expect(again.store.hashKv().hash).toBe(hashAt[held]);
+      for (const e of log.slice(held)) again.apply(e);
+      expect(again.store.hashKv().hash).toBe(hashAt.at(-1));
+      expect(again.store.revision).toBe(reference.store.revision);
+      await x.backend.close();
+    }
+    // The crash points fell both right after commits and with writes pending.
+    expect(committedAt.size).toBeGreaterThan(3);
+  });
+
   it('uses etcd batch limits by default, refuses keys LMDB cannot hold', () => {
     expect(BACKEND_BATCH_OPS_MAX).toBe(10_000);
     const x = make();
@@ -195,6 +235,22 @@ describe.each([
     x.backend.commit();
   });
 });
+
+/** A log of puts, deletes and a txn on a few keys (entries 1..n). */
+function entries(n: number): { index: number; term: number; type: 'normal'; data: Uint8Array }[] {
+  const out = [];
+  for (let i = 1; i <= n; i++) {
+    const key = k(`key${i % 3}`);
+    const command: Command =
+      i % 5 === 0
+        ? { op: 'deleteRange', req: { key } }
+        : i % 4 === 0
+          ? { op: 'txn', req: { compare: [{ key, target: 'version', result: 'greater', value: 0 }], success: [{ put: { key, value: k(`t${i}`) } }], failure: [] } }
+          : { op: 'put', req: { key, value: k(`v${i}`) } };
+    out.push({ index: i, term: 1, type: 'normal' as const, data: encodeRequest({ id: BigInt(i), command }) });
+  }
+  return out;
+}
 
 describe('lmdb backend', () => {
   it('shrinks its file on defragmentation after a mass deletion', async () => {

@@ -14,6 +14,7 @@ import { MemFs } from '../storage/fs.js';
 import { SimClock } from './clock.js';
 import type { SimDisk } from './disk.js';
 import { SimKv, type KvCommand } from './kv.js';
+import type { RealKv, SimState } from './store.js';
 import type { Network } from './network.js';
 import type { Setting, SimOptions, SimStats } from './settings.js';
 
@@ -41,6 +42,8 @@ export class SimNode {
   readonly fs = new MemFs();
   receive: ((m: Message) => void) | null = null;
   sm = new SimKv();
+  /** Real store (node driver): the member's backend and KvStateMachine; survives crashes as its file system does. */
+  real: RealKv | null = null;
   incarnation = 0;
   up = false;
   paused = false;
@@ -76,6 +79,11 @@ export class SimNode {
     readonly drift: number,
   ) {
     this.clock = new SimClock(drift);
+  }
+
+  /** The state machine the checkers read: the real store when the member runs it, else the simulator's. */
+  get state(): SimState {
+    return this.real ?? this.sm;
   }
 
   /** The member (re)starts: running, with nothing pending from an earlier incarnation. */

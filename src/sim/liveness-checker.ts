@@ -119,10 +119,10 @@ export class LivenessChecker {
     const commit = l.core!.commitIndex;
     // Until an entry of its own term commits, a new leader does not know the full commit index.
     if (l.core!.termAt(commit) !== l.core!.currentTerm) return `leader n${l.id} has not committed an entry of term ${l.core!.currentTerm} yet`;
-    const digest = l.sm.digest(withIndex);
+    const digest = l.state.digest(withIndex);
     for (const n of this.finalMembers(l)) {
-      if (n.core!.appliedIndex !== commit || (withIndex && n.sm.appliedIndex !== commit)) return `n${n.id} applied ${n.core!.appliedIndex} of ${commit}`;
-      if (n.sm.digest(withIndex) !== digest) return `n${n.id} state ${n.sm.digest()} differs from leader n${l.id} state ${digest}`;
+      if (n.core!.appliedIndex !== commit || (withIndex && n.state.appliedIndex !== commit)) return `n${n.id} applied ${n.core!.appliedIndex} of ${commit}`;
+      if (n.state.digest(withIndex) !== digest) return `n${n.id} state ${n.state.digest()} differs from leader n${l.id} state ${digest}`;
     }
     return undefined;
   }
@@ -132,7 +132,7 @@ export class LivenessChecker {
     const l = this.stableLeader()!;
     for (const n of this.finalMembers(l)) {
       for (const a of acked) {
-        if (!n.sm.hasApplied(a.opId)) {
+        if (!n.state.hasApplied(a.opId)) {
           throw new InvariantViolation('acknowledged write lost', `${a.op} ${a.opId} was acknowledged to its client but member n${n.id} never applied it`);
         }
       }

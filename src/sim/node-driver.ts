@@ -15,14 +15,22 @@ import type { MemberDriver, SimHost } from './driver.js';
 import { decodeCommand, encodeCommand, SimKv, type KvCommand } from './kv.js';
 import { MS } from './settings.js';
 import { checkRecovered } from './storage-checker.js';
+import { RealKv, realCommand, realStateMachine } from './store.js';
 
 export class NodeDriver implements MemberDriver {
   readonly kind = 'node';
   readonly smCountsEveryEntry = false;
   /** An error raised inside a member's asynchronous work, rethrown after the event. */
   private asyncFailure: unknown = null;
+  /** Real store: the store's revision after each entry, as the first member to apply it had it. */
+  private readonly revisionAt = new Map<number, number>();
 
   constructor(private readonly host: SimHost) {}
+
+  /** A command as this run's members log it (the real store: an etcd txn). */
+  private encode(cmd: KvCommand): Uint8Array {
+    return this.host.setting.store === 'real' ? realCommand(cmd) : encodeCommand(cmd);
+  }
 
   /**
    * Lets every member's asynchronous work that the event started run to completion before the
@@ -95,7 +103,7 @@ export class NodeDriver implements MemberDriver {
         return { cancel: () => (armed = false) };
       },
     };
-    const stateMachine: StateMachine<boolean> = {
+    const simMachine: StateMachine<boolean> = {
       apply: (e) =>
         this.guard(() => {
           h.checker.checkSkipped(n, e.index - 1, e.index);
@@ -117,6 +125,7 @@ export class NodeDriver implements MemberDriver {
         }
       },
     };
+    const stateMachine = s.store === 'real' ? this.realMachine(n, alive) : simMachine;
     const node = await RaftNode.start<boolean>({
       id: n.id,
       storage: this.checkedStorage(n, h.opts.wrapStorage?.(disk) ?? disk, alive),
@@ -134,6 +143,52 @@ export class NodeDriver implements MemberDriver {
       makeCore: (config, initial: InitialState) => n.adopt(h.makeCore(config, initial)),
     });
     n.node = node;
+  }
+
+  /**
+   * The real store's state machine for this incarnation (store.ts), opened on what the
+   * member's backend committed before it crashed, with the time-batched commits of its backend.
+   */
+  private realMachine(n: SimNode, alive: () => boolean): StateMachine<boolean> {
+    const h = this.host;
+    const s = h.setting;
+    n.real ??= new RealKv({ batchOpsMax: s.storeBatchOps, ...(h.opts.reopenBackend ? { reopen: h.opts.reopenBackend } : {}) });
+    const real = n.real;
+    n.appliedSeen = real.kv.lastAppliedIndex();
+    if (s.storeCommitMs > 0) {
+      const every = (): void =>
+        h.afterClock(n, s.storeCommitMs * MS, () => {
+          if (!alive()) return;
+          h.onNode(n, () => {
+            if (!alive()) return;
+            this.guard(() => real.commit());
+            every();
+          });
+        });
+      every();
+    }
+    return realStateMachine(
+      n.id,
+      real,
+      {
+        applying: (upTo, e) => {
+          h.checker.checkSkipped(n, upTo, e?.index ?? upTo);
+          if (e) {
+            h.checker.checkCommittedAt(n, e);
+            n.appliedSeen = e.index;
+          }
+        },
+        restored: (index) => {
+          n.appliedSeen = index;
+          if (n.core) {
+            h.stats.snapshotsInstalled++;
+            h.note(`n${n.id} installed snapshot at ${index}`);
+          }
+        },
+        guard: (f) => this.guard(f),
+      },
+      this.revisionAt,
+    );
   }
 
   /** DiskStorage, with the simulator's checks: log matching before a write, a record of what each completed write made durable. */
@@ -181,10 +236,10 @@ export class NodeDriver implements MemberDriver {
     };
     if (req.op === 'read') {
       node.linearizableRead().then(() => {
-        if (n.incarnation === inc) h.reply(req, { ok: true, output: n.sm.get(req.key) });
+        if (n.incarnation === inc) h.reply(req, { ok: true, output: n.state.get(req.key) });
       }, failed);
     } else {
-      node.propose(encodeCommand(req.cmd!)).then((swapped) => {
+      node.propose(this.encode(req.cmd!)).then((swapped) => {
         if (n.incarnation === inc) h.reply(req, { ok: true, ...(req.cmd!.op === 'cas' ? { output: swapped } : {}) });
       }, failed);
     }
@@ -200,6 +255,8 @@ export class NodeDriver implements MemberDriver {
     const tear = h.diskRng.chance(h.setting.tearChance);
     h.note(`FAULT crash n${n.id}${tear ? ' (tearing its first unsynced write)' : ''}`);
     n.fs.crash(tear ? (len) => h.diskRng.int(0, len) : undefined);
+    // The store's backend keeps its last commit; the writes pending in its overlay are lost.
+    n.real?.crash();
     n.node = null;
     n.receive = null;
   }
@@ -231,7 +288,7 @@ export class NodeDriver implements MemberDriver {
   }
 
   propose(l: SimNode, cmd: KvCommand): void {
-    l.node?.propose(encodeCommand(cmd)).catch(() => {});
+    l.node?.propose(this.encode(cmd)).catch(() => {});
   }
 
   compact(n: SimNode): void {

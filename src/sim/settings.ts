@@ -6,6 +6,7 @@ import type { HistoryOp } from '../check/history.js';
 import type { InitialState, RaftConfig } from '../raft/config.js';
 import type { RaftCore } from '../raft/raft.js';
 import type { Storage } from '../storage/storage.js';
+import { BACKEND_BATCH_INTERVAL_MS, BACKEND_BATCH_OPS_MAX, type MemoryBackend } from '../kv/backend.js';
 import type { TraceEvent } from '../trace/event.js';
 import { stream } from './streams.js';
 
@@ -18,6 +19,12 @@ export type CoreFactory = (config: RaftConfig, initial: InitialState) => RaftCor
  * (faster; isolates core bugs).
  */
 export type SimDriver = 'node' | 'core';
+
+/**
+ * What the node driver's members apply the log to: `sim`, the simulator's register map (kv.ts);
+ * or `real`, src/kv's KvStateMachine on a MemoryBackend with LMDB's crash semantics (store.ts).
+ */
+export type SimStore = 'sim' | 'real';
 
 /** The fault kinds every seed draws from (each its own chance, BASE_FAULT_CHANCE). */
 export const BASE_FAULT_KINDS = ['partition', 'crash', 'pause', 'lossy', 'transfer', 'membership', 'compaction'] as const;
@@ -73,6 +80,13 @@ export interface SimOptions {
   readonly skipLinearizability?: boolean;
   /** What drives each member (default `node`). */
   readonly driver?: SimDriver;
+  /** What members apply the log to (default `sim`; `real` needs the node driver). */
+  readonly store?: SimStore;
+  /**
+   * Real store: builds each incarnation's backend over what the last one committed (default
+   * MemoryBackend.reopen); tests pass deliberately broken backends here.
+   */
+  readonly reopenBackend?: (crashed: MemoryBackend, batchOpsMax: number) => MemoryBackend;
   /** Node driver: wraps each member's storage; tests pass deliberately broken storage here. */
   readonly wrapStorage?: (s: Storage) => Storage;
   /**
@@ -163,6 +177,11 @@ export interface Setting {
   keys: number;
   clientTimeoutUs: number;
   strikeChance: number;
+  store: SimStore;
+  /** Real store: the backend's batch limit (writes pending before maybeCommit commits). */
+  storeBatchOps: number;
+  /** Real store: the backend's commit interval on the member's clock, ms (0: by count and at snapshots only). */
+  storeCommitMs: number;
 }
 
 /** Chance that a seed (without explicit faults) gets each base fault kind. */
@@ -220,12 +239,21 @@ export function chooseSetting(o: SimOptions): Setting {
     strikeChance: o.strikeChance ?? rng.pick([0.1, 0.3, 0.7]),
     segmentBytes: rng.pick([4096, 16384, 65536]),
     tearChance: rng.pick([0, 0.5, 1]),
+    store: o.store ?? 'sim',
+    // From a stream of their own: no other draw of the seed moves.
+    ...storeLimits(o.seed),
   };
   // Lease reads for half the runs that have check-quorum.
   const lease = stream(o.seed, 'lease').chance(0.5);
   if (s.checkQuorum && (o.readOnly ?? (lease ? 'lease' : 'safe')) === 'lease') s.readOnly = 'lease';
   adjustForWorkloads(o.seed, s);
   return s;
+}
+
+/** The real store's commit points: small batches (a commit every entry or two) up to etcd's default (only timers and snapshots commit). */
+function storeLimits(seed: number): { storeBatchOps: number; storeCommitMs: number } {
+  const r = stream(seed, 'store');
+  return { storeBatchOps: r.pick([4, 16, 64, BACKEND_BATCH_OPS_MAX]), storeCommitMs: r.pick([0, 20, BACKEND_BATCH_INTERVAL_MS]) };
 }
 
 /** Setting changes the workload kinds need (only for seeds that have them). */

@@ -86,6 +86,7 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
     this.traceLength = opts.traceLength ?? 60;
     this.tracer = opts.onTrace ? new SimTracer(opts.onTrace, () => this.now / MS) : null;
     this.makeCore = opts.makeCore ?? ((config, initial) => new RaftCore(config, initial));
+    if (this.setting.store === 'real' && (opts.driver ?? 'node') !== 'node') throw new RangeError('the real store runs under the node driver only');
     this.driver = (opts.driver ?? 'node') === 'node' ? new NodeDriver(this) : new CoreDriver(this);
     this.checker = new StateChecker(this.stats);
     this.liveness = new LivenessChecker(this);
@@ -107,7 +108,8 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
       `driver=${driver} nodes=${s.nodes} voters=${s.voters} learners=${s.learners} faults=${s.faults.join(',')} ` +
       `preVote=${s.preVote} checkQuorum=${s.checkQuorum} readOnly=${s.readOnly} heartbeat=${s.heartbeatTicks} maxMsgBytes=${s.maxMsgBytes} ` +
       `inflight=${s.inflightMsgsMax} snapshotEvery=${s.snapshotEvery} net=${p.delay}/${p.baseUs}us loss=${p.loss} dup=${p.dup} ` +
-      `fsync=${s.fsyncUs[0]}-${s.fsyncUs[1]}us${driver === 'node' ? ` segment=${s.segmentBytes} tear=${s.tearChance}` : ''} clients=${s.clients} keys=${s.keys} strike=${s.strikeChance}`
+      `fsync=${s.fsyncUs[0]}-${s.fsyncUs[1]}us${driver === 'node' ? ` segment=${s.segmentBytes} tear=${s.tearChance}` : ''}` +
+      `${s.store === 'real' ? ` store=real batch=${s.storeBatchOps} commitEvery=${s.storeCommitMs}ms` : ''} clients=${s.clients} keys=${s.keys} strike=${s.strikeChance}`
     );
   }
 

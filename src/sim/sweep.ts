@@ -85,7 +85,7 @@ export function formatFailure(r: SimResult): string {
     `FAILED seed ${r.seed}: ${f.invariant} violated at ${f.timeMs.toFixed(3)}ms`,
     `  ${f.message}`,
     `  setting: ${r.setting}`,
-    `  reproduce: npx flotilla sim --seed ${r.seed} --runs 1${r.nodes ? ` --nodes ${r.nodes}` : ''}${r.setting.startsWith('driver=core') ? ' --driver core' : ''}`,
+    `  reproduce: npx flotilla sim --seed ${r.seed} --runs 1${r.nodes ? ` --nodes ${r.nodes}` : ''}${r.setting.startsWith('driver=core') ? ' --driver core' : ''}${r.setting.includes(' store=real ') ? ' --store real' : ''}`,
     `  last events:`,
     ...f.trace.map((l) => `    ${l}`),
   ].join('\n');
