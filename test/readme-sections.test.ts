@@ -1,8 +1,9 @@
 /**
  * README sections whose ```sh blocks run here as written, one bash per block (so `export` and
- * variables carry from line to line), against a 3-member cluster in this process
- * (support/in-process.ts): only `npx flotilla` (the built CLI) and the address 127.0.0.1:2379
- * (member 1's client URL) are substituted. Every command must exit 0, except where its comment
+ * variables carry from line to line), each section against its own 3-member cluster in this
+ * process (support/in-process.ts; bcrypt at its lowest cost: the members share one event loop,
+ * and the README's commands do not depend on it): only `npx flotilla` (the built CLI) and the
+ * address 127.0.0.1:2379 (member 1's client URL) are substituted. Every command must exit 0, except where its comment
  * says `# Error: <text>`: then it must fail and print that text; `# OK` must print OK. A few
  * lines are checked further below (what they print, as the comment says).
  *
@@ -12,9 +13,10 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/index.js';
 import { FLOTILLA_BIN, ROOT, which } from './support/cluster.js';
+import { BCRYPT_COST_MIN } from '../src/server/config.js';
 import { startInProcessCluster, type InProcessCluster } from './support/in-process.js';
 
 /** How long one block may run (bcrypt and a dozen CLI starts on a loaded machine). */
@@ -93,19 +95,21 @@ const find = (ran: readonly Ran[], start: string): Ran => {
 };
 
 describe('README sections run as written', () => {
-  let cluster: InProcessCluster;
-  let endpoint: string;
-  beforeAll(async () => {
-    cluster = await startInProcessCluster();
-    endpoint = cluster.endpoints[0]!;
-  }, 60_000);
-  afterAll(async () => {
+  let cluster: InProcessCluster | undefined;
+  /** A new cluster for a section; member 1's host:port. */
+  const start = async (): Promise<string> => {
+    cluster = await startInProcessCluster({ settings: { bcryptCost: BCRYPT_COST_MIN } });
+    return cluster.endpoints[0]!;
+  };
+  afterEach(async () => {
     await cluster?.stop();
+    cluster = undefined;
   });
 
   it('Authentication and role-based access', async () => {
     const [block, ...more] = shBlocks('Authentication and role-based access');
     expect(more).toEqual([]);
+    const endpoint = await start();
     const ran = await runBlock(block!, endpoint);
     checkComments(ran);
     // "Authentication Status: true / AuthRevision: 7": two lines of output.
@@ -114,11 +118,12 @@ describe('README sections run as written', () => {
     // The gateway with alice's token reads /app/x (written by `put /app/x 1 --user alice:apw`).
     const range = JSON.parse(find(ran, 'curl -s -H "Authorization: $TOKEN"').output) as { kvs?: { key: string; value: string }[] };
     expect(range.kvs?.map((kv) => [Buffer.from(kv.key, 'base64').toString(), Buffer.from(kv.value, 'base64').toString()])).toEqual([['/app/x', '1']]);
-  }, BLOCK_TIMEOUT_MS + 10_000);
+  }, BLOCK_TIMEOUT_MS + 60_000);
 
   it.skipIf(!which('etcdctl'))('Where a member keeps its data (etcdctl)', async () => {
     const [block, ...more] = shBlocks('Where a member keeps its data');
     expect(more).toEqual([]);
+    const endpoint = await start();
     const c = new FlotillaClient({ endpoints: [endpoint] });
     try {
       const put = (i: number) => c.put(`readme/compact/${i % 50}`, String(i));
@@ -135,10 +140,11 @@ describe('README sections run as written', () => {
   it('The dashboard: `/ui` on every member', async () => {
     const [block, ...more] = shBlocks('The dashboard: `/ui` on every member');
     expect(more).toEqual([]);
+    const endpoint = await start();
     const ran = await runBlock(block!, endpoint);
     checkComments(ran);
     // "role, term, indexes, ...": the first 300 bytes of the status JSON.
     expect(ran[0]!.output).toMatch(/^\{"/);
     expect(ran[0]!.output.length).toBe(300);
-  });
+  }, 60_000);
 });
