@@ -8,14 +8,18 @@
  * lines are checked further below (what they print, as the comment says).
  *
  * Sections: "Authentication and role-based access", "Where a member keeps its data" (needs
- * etcdctl), "The dashboard: `/ui` on every member".
+ * etcdctl), "The dashboard: `/ui` on every member", and "Space quota and alarms" (needs
+ * etcdctl): its block starts a member process of its own, given its URLs (and etcdctl its
+ * endpoint) through the environment, FLOTILLA_* and ETCDCTL_ENDPOINTS, so the lines stay as
+ * written; the test waits for that member's /health before the writes, as a reader would.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/index.js';
-import { FLOTILLA_BIN, ROOT, which } from './support/cluster.js';
+import { FLOTILLA_BIN, freePort, ROOT, which } from './support/cluster.js';
 import { BCRYPT_COST_MIN } from '../src/server/config.js';
 import { startInProcessCluster, type InProcessCluster } from './support/in-process.js';
 
@@ -24,15 +28,24 @@ const BLOCK_TIMEOUT_MS = 120_000;
 /** The README's compaction example compacts at revision 1000: the cluster gets past it first. */
 const COMPACT_REVISION = 1000;
 
-/** The ```sh blocks of the README section headed `heading` (without its #s). */
+/** The ```sh blocks of the README section headed `heading` (without its #s), up to the next heading outside a block. */
 function shBlocks(heading: string): string[] {
-  const md = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const m = new RegExp(`^(#+) ${heading.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm').exec(md);
-  if (!m) throw new Error(`README.md has no section "${heading}"`);
-  const rest = md.slice(m.index + m[0].length);
-  const next = rest.search(/^#{1,6} /m);
-  const section = next < 0 ? rest : rest.slice(0, next);
-  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((x) => x[1]!);
+  const lines = readFileSync(join(ROOT, 'README.md'), 'utf8').split('\n');
+  const start = lines.findIndex((l) => /^#+ /.test(l) && l.replace(/^#+ /, '') === heading);
+  if (start < 0) throw new Error(`README.md has no section "${heading}"`);
+  const blocks: string[] = [];
+  let block: string[] | null = null;
+  for (const l of lines.slice(start + 1)) {
+    if (block === null && /^#+ /.test(l)) break;
+    if (l.startsWith('```')) {
+      if (block === null) block = l === '```sh' ? [] : ['(not sh)'];
+      else {
+        if (block[0] !== '(not sh)') blocks.push(block.join('\n'));
+        block = null;
+      }
+    } else block?.push(l);
+  }
+  return blocks;
 }
 
 interface Line {
@@ -54,24 +67,48 @@ const lines = (block: string): Line[] =>
 interface Ran extends Line {
   readonly code: number;
   readonly output: string;
+  /** The pid of the job a line started in the background (`... &`), else 0. */
+  readonly pid: number;
 }
 
-/** Runs the block's lines in one bash, each line's output (stdout and stderr) and exit code apart. */
-async function runBlock(block: string, endpoint: string): Promise<Ran[]> {
+interface RunOptions {
+  /** More substitutions (what the README names -> what this run uses). */
+  readonly replace?: Readonly<Record<string, string>>;
+  /** Environment variables for the block. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** A command run after line i (what a reader does between two lines, e.g. wait for a member to start). */
+  readonly after?: Readonly<Record<number, string>>;
+}
+
+/**
+ * Runs the block's lines in one bash (so variables carry), each line's output (stdout and
+ * stderr, into a file of its own: a job a line leaves in the background keeps writing there,
+ * not to the pipe this waits on) and exit code apart.
+ */
+async function runBlock(block: string, endpoint: string, o: RunOptions = {}): Promise<Ran[]> {
   const cli = `${JSON.stringify(process.execPath)} ${JSON.stringify(FLOTILLA_BIN)}`;
   const ls = lines(block);
-  const sub = (s: string) => s.replaceAll('npx flotilla', cli).replaceAll('127.0.0.1:2379', endpoint);
-  const script = ['exec 2>&1', ...ls.flatMap((l, i) => [`echo "@@@begin ${i}"`, sub(l.text), `echo "@@@end ${i} $?"`])].join('\n');
-  const out = await new Promise<string>((resolve, reject) =>
-    execFile('bash', ['-c', script], { timeout: BLOCK_TIMEOUT_MS, env: { ...process.env, ETCDCTL_API: '3' } }, (e, stdout) =>
-      e ? reject(new Error(`the block did not finish: ${e.message}\n${stdout}`)) : resolve(stdout),
-    ),
-  );
-  return ls.map((l, i) => {
-    const m = new RegExp(`@@@begin ${i}\\n([\\s\\S]*?)@@@end ${i} (\\d+)\\n`).exec(out);
-    if (!m) throw new Error(`no output for "${l.text}" in:\n${out}`);
-    return { ...l, comment: sub(l.comment), output: m[1]!, code: Number(m[2]) };
-  });
+  const sub = (s: string) => Object.entries(o.replace ?? {}).reduce((x, [from, to]) => x.replaceAll(from, to), s.replaceAll('npx flotilla', cli).replaceAll('127.0.0.1:2379', endpoint));
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-readme-run-'));
+  try {
+    const script = [
+    // Whatever a line left in the background ends with the block (also when it is timed out).
+    "trap 'kill $(jobs -p) 2>/dev/null' EXIT",
+    "trap 'exit 143' TERM",
+    ...ls.flatMap((l, i) => [`{\n${sub(l.text)}\n} > ${dir}/${i}.out 2>&1`, `echo "$? $!" > ${dir}/${i}.rc`, o.after?.[i] ?? '']),
+  ].join('\n');
+    await new Promise<void>((resolve, reject) =>
+      execFile('bash', ['-c', script], { timeout: BLOCK_TIMEOUT_MS, env: { ...process.env, ETCDCTL_API: '3', ...o.env } }, (e, stdout, stderr) =>
+        e ? reject(new Error(`the block did not finish: ${e.message}\n${stdout}${stderr}`)) : resolve(),
+      ),
+    );
+    return ls.map((l, i) => {
+      const [code, pid] = readFileSync(join(dir, `${i}.rc`), 'utf8').trim().split(' ');
+      return { ...l, comment: sub(l.comment), output: readFileSync(join(dir, `${i}.out`), 'utf8'), code: Number(code), pid: l.text.endsWith('&') ? Number(pid) : 0 };
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Every line exits 0 unless its comment says `Error: <text>` (then it fails with that text); `OK` prints OK. */
@@ -147,4 +184,38 @@ describe('README sections run as written', () => {
     expect(ran[0]!.output).toMatch(/^\{"/);
     expect(ran[0]!.output.length).toBe(300);
   }, 60_000);
+
+  it.skipIf(!which('etcdctl'))('Space quota and alarms (etcdctl)', async () => {
+    const [block, ...more] = shBlocks('Space quota and alarms');
+    expect(more).toEqual([]);
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-readme-quota-'));
+    const client = `127.0.0.1:${await freePort()}`;
+    const peer = `http://127.0.0.1:${await freePort()}`;
+    try {
+      const ran = await runBlock(block!, client, {
+        replace: { '/tmp/quota-demo': join(dir, 'quota-demo') },
+        env: {
+          FLOTILLA_LISTEN_CLIENT_URLS: `http://${client}`,
+          FLOTILLA_ADVERTISE_CLIENT_URLS: `http://${client}`,
+          FLOTILLA_LISTEN_PEER_URLS: peer,
+          FLOTILLA_INITIAL_ADVERTISE_PEER_URLS: peer,
+          ETCDCTL_ENDPOINTS: client,
+        },
+        after: { 0: `until curl -sf http://${client}/health >/dev/null; do sleep 0.2; done` },
+      });
+      // "N × OK, then: Error: etcdserver: mvcc: database space exceeded" (the comment line after it).
+      const fill = find(ran, 'for i in');
+      const oks = /^(\d+) × OK, then:$/.exec(fill.comment);
+      expect(oks, fill.comment).not.toBeNull();
+      expect(fill.output.match(/^OK$/gm)?.length, fill.output).toBe(Number(oks![1]));
+      expect(fill.output).toContain('Error: etcdserver: mvcc: database space exceeded');
+      expect(fill.code).not.toBe(0);
+      checkComments(ran.filter((r) => r !== fill));
+      // The alarm as the comments show it (the member id is this run's).
+      for (const start of ['etcdctl alarm list', 'etcdctl endpoint status', 'etcdctl alarm disarm']) expect(find(ran, start).output).toMatch(/memberID:\d+ alarm:NOSPACE/);
+      expect(find(ran, 'curl -s').output).toBe('{"health":"false","reason":"ALARM NOSPACE"}');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, BLOCK_TIMEOUT_MS + 30_000);
 });
