@@ -12,6 +12,9 @@
  * etcdctl): its block starts a member process of its own, given its URLs (and etcdctl its
  * endpoint) through the environment, FLOTILLA_* and ETCDCTL_ENDPOINTS, so the lines stay as
  * written; the test waits for that member's /health before the writes, as a reader would.
+ * "Security: TLS, client certificates, peers" (needs openssl, etcdctl, curl) runs in a
+ * directory of its own (the certificates it makes) with free ports for 2379 and 2380, its
+ * `flotilla` the built CLI.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -49,20 +52,38 @@ function shBlocks(heading: string): string[] {
 }
 
 interface Line {
-  /** The command as written. */
+  /** The command as written (lines continued with a backslash, and a for/while/until loop to its `done`, are one). */
   readonly text: string;
   /** Its trailing comment, if any. */
   readonly comment: string;
+  /** Comment lines right below it (what it prints, as the README shows it), joined by spaces. */
+  readonly shown: string;
 }
 
-const lines = (block: string): Line[] =>
-  block
-    .split('\n')
-    .filter((l) => l.trim() !== '' && !l.trim().startsWith('#'))
-    .map((l) => {
-      const m = /^(.*?)\s+#\s?(.*)$/.exec(l);
-      return m ? { text: m[1]!.trim(), comment: m[2]!.trim() } : { text: l.trim(), comment: '' };
-    });
+function lines(block: string): Line[] {
+  const out: { text: string; comment: string; shown: string }[] = [];
+  let open: string[] = [];
+  // Loops opened (a for/while/until line without its `done`) less loops closed (a `done` line).
+  const loops = (ls: string[]) => ls.reduce((n, l) => n + (/^(for|while|until)\b/.test(l.trim()) && !/\bdone\b/.test(l) ? 1 : 0) - (/^done\b/.test(l.trim()) ? 1 : 0), 0);
+  for (const raw of block.split('\n')) {
+    const l = raw.trimEnd();
+    if (open.length === 0) {
+      if (l.trim() === '') continue;
+      if (l.trim().startsWith('#')) {
+        const last = out[out.length - 1];
+        if (last) last.shown = `${last.shown} ${l.trim().replace(/^#\s?/, '')}`.trim();
+        continue;
+      }
+    }
+    open.push(l);
+    if (l.endsWith('\\') || loops(open) > 0) continue;
+    const text = open.join('\n');
+    open = [];
+    const m = /^([\s\S]*?)\s+#\s?([^'"]*)$/.exec(text);
+    out.push(m ? { text: m[1]!.trim(), comment: m[2]!.trim(), shown: '' } : { text: text.trim(), comment: '', shown: '' });
+  }
+  return out;
+}
 
 interface Ran extends Line {
   readonly code: number;
@@ -78,6 +99,8 @@ interface RunOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** A command run after line i (what a reader does between two lines, e.g. wait for a member to start). */
   readonly after?: Readonly<Record<number, string>>;
+  /** The block's working directory (default: this one). */
+  readonly cwd?: string;
 }
 
 /**
@@ -98,23 +121,26 @@ async function runBlock(block: string, endpoint: string, o: RunOptions = {}): Pr
     ...ls.flatMap((l, i) => [`{\n${sub(l.text)}\n} > ${dir}/${i}.out 2>&1`, `echo "$? $!" > ${dir}/${i}.rc`, o.after?.[i] ?? '']),
   ].join('\n');
     await new Promise<void>((resolve, reject) =>
-      execFile('bash', ['-c', script], { timeout: BLOCK_TIMEOUT_MS, env: { ...process.env, ETCDCTL_API: '3', ...o.env } }, (e, stdout, stderr) =>
+      execFile('bash', ['-c', script], { timeout: BLOCK_TIMEOUT_MS, env: { ...process.env, ETCDCTL_API: '3', ...o.env }, ...(o.cwd ? { cwd: o.cwd } : {}) }, (e, stdout, stderr) =>
         e ? reject(new Error(`the block did not finish: ${e.message}\n${stdout}${stderr}`)) : resolve(),
       ),
     );
     return ls.map((l, i) => {
       const [code, pid] = readFileSync(join(dir, `${i}.rc`), 'utf8').trim().split(' ');
-      return { ...l, comment: sub(l.comment), output: readFileSync(join(dir, `${i}.out`), 'utf8'), code: Number(code), pid: l.text.endsWith('&') ? Number(pid) : 0 };
+      return { ...l, comment: sub(l.comment), shown: sub(l.shown), output: readFileSync(join(dir, `${i}.out`), 'utf8'), code: Number(code), pid: l.text.endsWith('&') ? Number(pid) : 0 };
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-/** Every line exits 0 unless its comment says `Error: <text>` (then it fails with that text); `OK` prints OK. */
+/**
+ * Every line exits 0 unless its comment (or the comment lines below it) says `Error: <text>`:
+ * then it fails and prints that text; `OK` prints OK.
+ */
 function checkComments(ran: readonly Ran[]): void {
   for (const r of ran) {
-    const error = /^Error: (.*)$/.exec(r.comment);
+    const error = /^Error: (.*)$/.exec(r.comment) ?? /^Error: (.*)$/.exec(r.shown);
     if (error) {
       expect(r.code, `${r.text}\n${r.output}`).not.toBe(0);
       expect(r.output, r.text).toContain(error[1]!);
@@ -214,6 +240,29 @@ describe('README sections run as written', () => {
       // The alarm as the comments show it (the member id is this run's).
       for (const start of ['etcdctl alarm list', 'etcdctl endpoint status', 'etcdctl alarm disarm']) expect(find(ran, start).output).toMatch(/memberID:\d+ alarm:NOSPACE/);
       expect(find(ran, 'curl -s').output).toBe('{"health":"false","reason":"ALARM NOSPACE"}');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, BLOCK_TIMEOUT_MS + 30_000);
+
+  it.skipIf(!which('etcdctl') || !which('openssl') || !which('curl'))('Security: TLS, client certificates, peers (openssl, etcdctl, curl)', async () => {
+    const [block, ...more] = shBlocks('Security: TLS, client certificates, peers');
+    expect(more).toEqual([]);
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-readme-tls-'));
+    const client = `127.0.0.1:${await freePort()}`;
+    const cli = `${JSON.stringify(process.execPath)} ${JSON.stringify(FLOTILLA_BIN)}`;
+    try {
+      const ran = await runBlock(block!, client, {
+        cwd: dir,
+        replace: { '127.0.0.1:2380': `127.0.0.1:${await freePort()}`, 'flotilla serve ': `${cli} serve `, 'flotilla get ': `${cli} get ` },
+      });
+      // The member process started, then every command as its comments say; the last one,
+      // without a client certificate, fails as the comment lines below it show.
+      expect(ran.filter((r) => r.text.includes(' serve ')).map((r) => r.pid > 0)).toEqual([true]);
+      checkComments(ran);
+      expect(ran[ran.length - 1]!.shown).toMatch(/^Error: cannot connect to 127\.0\.0\.1:\d+: the server closed the connection after the TLS handshake: it requires a client certificate/);
+      expect(find(ran, 'etcdctl').output.trim()).toBe('OK');
+      expect(ran[ran.length - 2]!.output).toBe('k\nv\n');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
