@@ -51,6 +51,13 @@ function shBlocks(heading: string): string[] {
   return blocks;
 }
 
+/** The section's one ```sh block. */
+function onlyBlock(heading: string): string {
+  const blocks = shBlocks(heading);
+  expect(blocks.length, `${heading}: sh blocks`).toBe(1);
+  return blocks[0]!;
+}
+
 interface Line {
   /** The command as written (lines continued with a backslash, and a for/while/until loop to its `done`, are one). */
   readonly text: string;
@@ -157,6 +164,13 @@ const find = (ran: readonly Ran[], start: string): Ran => {
   return r;
 };
 
+/** runBlock, then checkComments. */
+async function runChecked(block: string, endpoint: string): Promise<Ran[]> {
+  const ran = await runBlock(block, endpoint);
+  checkComments(ran);
+  return ran;
+}
+
 describe('README sections run as written', () => {
   let cluster: InProcessCluster | undefined;
   /** A new cluster for a section; member 1's host:port. */
@@ -170,11 +184,8 @@ describe('README sections run as written', () => {
   });
 
   it('Authentication and role-based access', async () => {
-    const [block, ...more] = shBlocks('Authentication and role-based access');
-    expect(more).toEqual([]);
-    const endpoint = await start();
-    const ran = await runBlock(block!, endpoint);
-    checkComments(ran);
+    const block = onlyBlock('Authentication and role-based access');
+    const ran = await runChecked(block, await start());
     // "Authentication Status: true / AuthRevision: 7": two lines of output.
     const status = find(ran, 'npx flotilla auth status');
     for (const part of status.comment.split(' / ')) expect(status.output).toContain(part);
@@ -184,8 +195,7 @@ describe('README sections run as written', () => {
   }, BLOCK_TIMEOUT_MS + 60_000);
 
   it.skipIf(!which('etcdctl'))('Where a member keeps its data (etcdctl)', async () => {
-    const [block, ...more] = shBlocks('Where a member keeps its data');
-    expect(more).toEqual([]);
+    const block = onlyBlock('Where a member keeps its data');
     const endpoint = await start();
     const c = new FlotillaClient({ endpoints: [endpoint] });
     try {
@@ -194,31 +204,27 @@ describe('README sections run as written', () => {
     } finally {
       await c.close();
     }
-    const ran = await runBlock(block!, endpoint);
+    const ran = await runBlock(block, endpoint);
     checkComments(ran);
     const defrag = find(ran, 'etcdctl --endpoints=127.0.0.1:2379 defrag');
     expect(defrag.output).toContain(defrag.comment);
   }, BLOCK_TIMEOUT_MS + 60_000);
 
   it('The dashboard: `/ui` on every member', async () => {
-    const [block, ...more] = shBlocks('The dashboard: `/ui` on every member');
-    expect(more).toEqual([]);
-    const endpoint = await start();
-    const ran = await runBlock(block!, endpoint);
-    checkComments(ran);
+    const block = onlyBlock('The dashboard: `/ui` on every member');
+    const ran = await runChecked(block, await start());
     // "role, term, indexes, ...": the first 300 bytes of the status JSON.
     expect(ran[0]!.output).toMatch(/^\{"/);
     expect(ran[0]!.output.length).toBe(300);
   }, 60_000);
 
   it.skipIf(!which('etcdctl'))('Space quota and alarms (etcdctl)', async () => {
-    const [block, ...more] = shBlocks('Space quota and alarms');
-    expect(more).toEqual([]);
+    const block = onlyBlock('Space quota and alarms');
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-readme-quota-'));
     const client = `127.0.0.1:${await freePort()}`;
     const peer = `http://127.0.0.1:${await freePort()}`;
     try {
-      const ran = await runBlock(block!, client, {
+      const ran = await runBlock(block, client, {
         replace: { '/tmp/quota-demo': join(dir, 'quota-demo') },
         env: {
           FLOTILLA_LISTEN_CLIENT_URLS: `http://${client}`,
@@ -246,13 +252,12 @@ describe('README sections run as written', () => {
   }, BLOCK_TIMEOUT_MS + 30_000);
 
   it.skipIf(!which('etcdctl') || !which('openssl') || !which('curl'))('Security: TLS, client certificates, peers (openssl, etcdctl, curl)', async () => {
-    const [block, ...more] = shBlocks('Security: TLS, client certificates, peers');
-    expect(more).toEqual([]);
+    const block = onlyBlock('Security: TLS, client certificates, peers');
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-readme-tls-'));
     const client = `127.0.0.1:${await freePort()}`;
     const cli = `${JSON.stringify(process.execPath)} ${JSON.stringify(FLOTILLA_BIN)}`;
     try {
-      const ran = await runBlock(block!, client, {
+      const ran = await runBlock(block, client, {
         cwd: dir,
         replace: { '127.0.0.1:2380': `127.0.0.1:${await freePort()}`, 'flotilla serve ': `${cli} serve `, 'flotilla get ': `${cli} get ` },
       });
