@@ -1,10 +1,11 @@
 /**
- * Auth through real member processes and our client: writes through each member (followers
+ * Auth through server members (in this process: support/in-process.ts) and our client: writes through each member (followers
  * forward them; the identity travels in the entry and the leader's apply checks it like every
  * member's), simple tokens good on every member and gone after --auth-token-ttl (the client
  * authenticates again by itself), Lock and Maintenance checked, LeaseRevoke checked on the
  * attached keys; JWT tokens (ES256 keys made by openssl here) signed by one member and verified
- * by another, refreshed after an auth change; a bad --auth-token stops `flotilla serve`.
+ * by another, refreshed after an auth change; a bad --auth-token stops `flotilla serve` (a real
+ * process).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/index.js';
 import { AUTH_TOKEN_BYTES_MAX } from '../src/server/auth-tokens.js';
-import { FLOTILLA_BIN, startCluster, which, type Cluster } from './support/cluster.js';
+import { FLOTILLA_BIN, which } from './support/cluster.js';
+import { startInProcessCluster, type InProcessCluster } from './support/in-process.js';
 
 const TTL_S = 2;
 
@@ -37,9 +39,9 @@ const post = (endpoint: string, path: string, body: unknown, token?: string) =>
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 describe('auth with simple tokens on a 3-member cluster', () => {
-  let cluster: Cluster;
+  let cluster: InProcessCluster;
   beforeAll(async () => {
-    cluster = await startCluster('flotilla', { extraArgs: ['--auth-token-ttl', String(TTL_S)] });
+    cluster = await startInProcessCluster({ settings: { authTokenTtl: TTL_S } });
     await setUp(cluster.endpoints);
   }, 60_000);
   afterAll(async () => {
@@ -120,7 +122,7 @@ describe('auth with simple tokens on a 3-member cluster', () => {
 const OPENSSL = which('openssl');
 
 describe.skipIf(!OPENSSL)('auth with JWT tokens', () => {
-  let cluster: Cluster;
+  let cluster: InProcessCluster;
   let dir: string;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'flotilla-jwt-'));
@@ -128,7 +130,7 @@ describe.skipIf(!OPENSSL)('auth with JWT tokens', () => {
     const pub = join(dir, 'jwt.pub');
     expect(spawnSync(OPENSSL!, ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', priv]).status).toBe(0);
     expect(spawnSync(OPENSSL!, ['ec', '-in', priv, '-pubout', '-out', pub]).status).toBe(0);
-    cluster = await startCluster('flotilla', { extraArgs: ['--auth-token', `jwt,pub-key=${pub},priv-key=${priv},sign-method=ES256,ttl=10m`] });
+    cluster = await startInProcessCluster({ settings: { authToken: `jwt,pub-key=${pub},priv-key=${priv},sign-method=ES256,ttl=10m` } });
     await setUp(cluster.endpoints);
   }, 60_000);
   afterAll(async () => {

@@ -1,7 +1,10 @@
 /**
  * CLI cold start: a client command loads the client library and nothing of the server, the
  * store, the Raft core or the simulator (each command's heavy modules are imported in its
- * action; see src/cli/main.ts). Measured times are in bench/README.md; this checks the cause.
+ * action; see src/cli/main.ts), checked on dist/cli/main.js as tsc built it; bin/flotilla.js
+ * runs the client commands from the CLI's bundle (dist/cli-bundle, src/cli/bundle.ts: no
+ * package loaded module by module) and the others from dist/cli. Measured times are in
+ * bench/README.md; this checks the causes.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -14,9 +17,9 @@ const dir = mkdtempSync(join(tmpdir(), 'flotilla-cold-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** The dist/ modules and packages one run of `flotilla <args>` loads. */
-function loaded(name: string, args: string[]): string[] {
+function loaded(name: string, args: string[], entry = join(ROOT, 'dist/cli/main.js')): string[] {
   const log = join(dir, `${name}.txt`);
-  const r = spawnSync(process.execPath, ['--import', join(ROOT, 'test/fixtures/record-loads.mjs'), FLOTILLA_BIN, ...args], {
+  const r = spawnSync(process.execPath, ['--import', join(ROOT, 'test/fixtures/record-loads.mjs'), entry, ...args], {
     encoding: 'utf8',
     timeout: 30_000,
     env: { ...process.env, LOADED_LOG: log },
@@ -42,5 +45,14 @@ describe('flotilla cold start', () => {
     const mods = loaded('help', ['--help']);
     expect(mods).toContain('dist/cli/main.js');
     expect(mods.filter((m) => SERVER_SIDE.test(m) || m.startsWith('dist/client/client') || m.startsWith('@grpc/'))).toEqual([]);
+  });
+
+  it('bin/flotilla.js runs get from the bundle (no package or dist/cli module loaded one by one), serve --help from dist/cli', () => {
+    const get = loaded('bin-get', ['get', 'k', '--endpoints', '127.0.0.1:1'], FLOTILLA_BIN);
+    expect(get.some((m) => m.startsWith('dist/cli-bundle/'))).toBe(true);
+    expect(get.filter((m) => !m.startsWith('dist/cli-bundle/'))).toEqual([]);
+    const serve = loaded('bin-serve', ['serve', '--help'], FLOTILLA_BIN);
+    expect(serve).toContain('dist/cli/main.js');
+    expect(serve.filter((m) => m.startsWith('dist/cli-bundle/'))).toEqual([]);
   });
 });

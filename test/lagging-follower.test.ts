@@ -5,11 +5,11 @@
  * port right after a write was acknowledged, it must wait and answer fresh, never from its stale
  * state. One case per class of read: key-value ranges, lease time-to-live (with keys) and the
  * lease list, the election's leader. (Status, Hash/HashKV and MemberList are this member's own
- * view, as in etcd 3.4: not linearizable by design.) Real member processes.
+ * view, as in etcd 3.4: not linearizable by design.) Server members in this process (support/in-process.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/index.js';
-import { startCluster, type Cluster } from './support/cluster.js';
+import { startInProcessCluster, type InProcessCluster } from './support/in-process.js';
 
 /** Added to every fsync of the lagging follower: far above a round trip to the leader. */
 const LAG_FSYNC_MS = 1500;
@@ -17,14 +17,14 @@ const LAG_FSYNC_MS = 1500;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('linearizable reads on a lagging follower', () => {
-  let cluster: Cluster;
+  let cluster: InProcessCluster;
   let viaLeader: FlotillaClient;
   let viaFollower: FlotillaClient;
   let follower = -1;
 
   beforeAll(async () => {
     // A request may wait long on a loaded machine: the follower catches up through slow fsyncs.
-    cluster = await startCluster('flotilla', { extraArgs: ['--unsafe-fault-injection', '--request-timeout', '20000'], readyTimeoutMs: 60_000 });
+    cluster = await startInProcessCluster({ settings: { unsafeFaultInjection: true, requestTimeout: 20000 }, readyTimeoutMs: 60_000 });
     const admin = new FlotillaClient({ endpoints: cluster.endpoints });
     let leader = -1;
     for (const deadline = Date.now() + 30_000; leader < 0; await sleep(100)) {

@@ -54,6 +54,9 @@ const RUN_BY: Record<string, string> = {
   'README.md: Changing the membership (add, replace, remove a member)': 'test/readme-membership.test.ts',
   'README.md: Security: TLS, client certificates, peers': 'test/readme-security.test.ts',
   'README.md: Authentication and role-based access': 'test/readme-security.test.ts',
+  'README.md: Where a member keeps its data': 'test/readme-sections.test.ts',
+  'README.md: The dashboard: `/ui` on every member': 'test/readme-sections.test.ts',
+  'README.md: Space quota and alarms': 'test/readme-sections.test.ts',
 };
 
 /** Outlines of an example's code: the example's source file. */
@@ -65,11 +68,8 @@ const OUTLINE_OF: Record<string, string> = {
 const NOT_RUN_YET: readonly string[] = [
   'README.md: Flotilla',
   'README.md: Running a cluster',
-  'README.md: Where a member keeps its data',
-  'README.md: Space quota and alarms',
   'README.md: Chain replication (a second data plane)',
   'README.md: Proving it under faults',
-  'README.md: The dashboard: `/ui` on every member',
   'README.md: Tracing causality: logical clocks, `/debug/trace`, `flotilla trace`',
   'README.md: The example: a replicated counter (`examples/counter`)',
   'examples/counter/README.md: Run three members',

@@ -3,13 +3,23 @@
  * the client. Objects follow @grpc/proto-loader's conventions: snake_case field names as in the
  * .proto, 64-bit integers as decimal strings, enums as their names, bytes as Buffer, defaults
  * filled in, and the set member of a oneof named by its oneof field.
+ *
+ * Pre-parsed: `npm run build` writes the files as protobufjs JSON beside the built module
+ * (dist/api/protos.json, by proto-build.ts); loading that skips parsing the .proto text at every
+ * start of a CLI command. From src/ (tests), or when a .proto file is newer than the JSON, the
+ * text is parsed as before.
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** proto/ at the package root (the same depth from src/api and dist/api). */
 export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
+
+/** The pre-parsed .proto files beside this module (written by `npm run build`; absent in src/). */
+export const PROTOS_JSON = fileURLToPath(new URL('./protos.json', import.meta.url));
 
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,
@@ -36,9 +46,21 @@ export const PROTO_FILES: readonly string[] = ['rpc.proto', 'v3election.proto', 
 
 let cached: { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } | null = null;
 
+/** The package definition from PROTOS_JSON; null when it is absent or older than a .proto file. */
+function preparsed(): protoLoader.PackageDefinition | null {
+  let builtMs: number;
+  try {
+    builtMs = statSync(PROTOS_JSON).mtimeMs;
+  } catch {
+    return null;
+  }
+  for (const f of readdirSync(PROTO_DIR)) if (f.endsWith('.proto') && statSync(join(PROTO_DIR, f)).mtimeMs > builtMs) return null;
+  return protoLoader.fromJSON(JSON.parse(readFileSync(PROTOS_JSON, 'utf8')) as Parameters<typeof protoLoader.fromJSON>[0], LOADER_OPTIONS);
+}
+
 export function loadProtos(): { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } {
   if (!cached) {
-    const definition = protoLoader.loadSync([...PROTO_FILES], LOADER_OPTIONS);
+    const definition = preparsed() ?? protoLoader.loadSync([...PROTO_FILES], LOADER_OPTIONS);
     cached = { definition, pkg: grpc.loadPackageDefinition(definition) };
   }
   return cached;

@@ -105,7 +105,11 @@ export function faultyFs(faults: FaultState, base: FileSystem = realFs): FileSys
     if (code !== null && (faults.diskErrorOn === 'all' || faults.diskErrorOn === kind)) throw systemError(code, syscall, path);
   };
   return {
-    ...base,
+    // Each method by name: `base` may be a class instance (MemFs), whose methods a spread would miss.
+    mkdirp: (dir) => base.mkdirp(dir),
+    readdir: (dir) => base.readdir(dir),
+    readFile: (path) => base.readFile(path),
+    remove: (path) => base.remove(path),
     open: async (path, create) => {
       if (create) check('write', 'open', path);
       const f = await base.open(path, create);

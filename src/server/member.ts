@@ -201,7 +201,8 @@ export const LEASE_CALL_ATTEMPT_MS = 1_000;
  * What a member runs on besides its configuration. By default: TCP between members, the WAL
  * and snapshots on the disk, the key-value store in LMDB. The in-process server harness
  * (test/support/in-process.ts) gives memory instead: a MemoryNetwork link, a MemFs, a
- * MemoryBackend; such a member bootstraps only (joining asks peers over TCP).
+ * MemoryBackend; such a member bootstraps only, and does not ask its peers at start whether it
+ * was removed (joins and that question go over TCP).
  */
 export interface MemberEnv {
   /** This member's peer link, by Raft id (default: TcpTransport on --listen-peer-urls). */
@@ -439,7 +440,8 @@ export class EtcdMember {
     m.syncPeers();
     m.lessor.start();
     m.publishLoop = m.publish();
-    m.removalCheck = m.checkStillMember();
+    // (Asked over TCP, as joins are: not on a peer link of the environment's, which has no join queries.)
+    m.removalCheck = env.peerLink ? Promise.resolve() : m.checkStillMember();
     return m;
   }
 

@@ -36,11 +36,12 @@ export class MemoryNetwork {
 
   /**
    * Member `id`'s peer link: sends reach only the peers set on it (setPeer; the address is
-   * not used), as over TCP; a message is encoded and decoded as on the wire, so the receiver
-   * never shares the sender's objects.
+   * not used), and a removed peer is not heard any more, as over TCP; a message is encoded and
+   * decoded as on the wire, so the receiver never shares the sender's objects.
    */
   link(id: NodeId): PeerLink {
     const peers = new Set<NodeId>();
+    const removed = new Set<NodeId>();
     const heard = new Map<NodeId, number>();
     let closed = false;
     const reached = (to: NodeId): boolean => !closed && peers.has(to);
@@ -53,7 +54,7 @@ export class MemoryNetwork {
       },
       listen: (receive) => {
         this.receivers.set(id, (m) => {
-          if (closed) return;
+          if (closed || removed.has(m.from)) return;
           heard.set(m.from, Date.now());
           receive(m);
         });
@@ -76,14 +77,18 @@ export class MemoryNetwork {
       },
       onMember: (receive) => {
         this.memberReceivers.set(id, (from, body) => {
-          if (closed) return;
+          if (closed || removed.has(from)) return;
           heard.set(from, Date.now());
           receive(from, body);
         });
       },
-      setPeer: (peer: NodeId, _addr: PeerAddress) => void peers.add(peer),
+      setPeer: (peer: NodeId, _addr: PeerAddress) => {
+        peers.add(peer);
+        removed.delete(peer);
+      },
       removePeer: (peer) => {
-        peers.delete(peer);
+        if (!peers.delete(peer)) return;
+        removed.add(peer);
         heard.delete(peer);
       },
       peerIds: () => [...peers],

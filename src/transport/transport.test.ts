@@ -4,7 +4,7 @@ import type { Message } from '../raft/messages.js';
 import type { Transport } from '../node/node.js';
 import { encodeHandshake, encodeMessage } from './codec.js';
 import { MemoryNetwork } from './memory.js';
-import { TcpTransport } from './tcp.js';
+import { TcpTransport, type PeerLink } from './tcp.js';
 
 const hb = (from: number, to: number, commit: number): Message => ({ type: 'heartbeat', from, to, term: 1, commit, round: 0 });
 const app = (from: number, to: number, size: number): Message => ({
@@ -47,15 +47,69 @@ const kinds: { name: string; make(): Promise<Pair> }[] = [
   {
     name: 'tcp',
     async make() {
-      const a = await TcpTransport.start({ id: 1, clusterId: 'c1' });
-      const b = await TcpTransport.start({ id: 2, clusterId: 'c1' });
-      a.setPeer(2, { host: '127.0.0.1', port: b.port });
-      b.setPeer(1, { host: '127.0.0.1', port: a.port });
-      closers.push(() => a.close(), () => b.close());
-      return { a, b };
+      return makeTcpLinks();
+    },
+  },
+  {
+    name: 'memory link',
+    async make() {
+      return makeMemoryLinks();
     },
   },
 ];
+
+async function makeTcpLinks(): Promise<{ a: PeerLink; b: PeerLink }> {
+  const a = await TcpTransport.start({ id: 1, clusterId: 'c1' });
+  const b = await TcpTransport.start({ id: 2, clusterId: 'c1' });
+  a.setPeer(2, { host: '127.0.0.1', port: b.port });
+  b.setPeer(1, { host: '127.0.0.1', port: a.port });
+  closers.push(() => a.close(), () => b.close());
+  return { a, b };
+}
+
+async function makeMemoryLinks(): Promise<{ a: PeerLink; b: PeerLink }> {
+  const net = new MemoryNetwork();
+  const a = net.link(1);
+  const b = net.link(2);
+  a.setPeer(2, { host: 'unused', port: 0 });
+  b.setPeer(1, { host: 'unused', port: 0 });
+  closers.push(() => a.close(), () => b.close());
+  return { a, b };
+}
+
+/** What a server member needs of its peer link (PeerLink): TcpTransport and MemoryNetwork.link alike. */
+for (const k of [{ name: 'tcp', make: makeTcpLinks }, { name: 'memory link', make: makeMemoryLinks }]) {
+  describe(`peer link conformance: ${k.name}`, () => {
+    it('member frames, heardFrom, the peer set; a removed peer gets nothing more', async () => {
+      const { a, b } = await k.make();
+      const atB: [number, string][] = [];
+      let raftAtB = 0;
+      b.onMember((from, body) => atB.push([from, Buffer.from(body).toString()]));
+      b.listen(() => raftAtB++);
+      a.onMember(() => undefined);
+      a.listen(() => undefined);
+      expect(b.heardFrom(1)).toBe(0);
+      // Raft's traffic first: member frames go only over a live connection (TCP dials on a send).
+      a.send([hb(1, 2, 1)]);
+      await until('a heartbeat', () => raftAtB === 1);
+      expect(b.heardFrom(1)).toBeGreaterThan(0);
+      expect(a.sendMember(2, Buffer.from('one'))).toBe(true);
+      expect(a.sendMember(2, Buffer.from('two'))).toBe(true);
+      await until('member frames', () => atB.length === 2);
+      expect(atB).toEqual([
+        [1, 'one'],
+        [1, 'two'],
+      ]);
+      expect(a.peerIds()).toEqual([2]);
+      // An unknown peer: dropped at once.
+      expect(a.sendMember(3, Buffer.from('x'))).toBe(false);
+      a.removePeer(2);
+      expect(a.peerIds()).toEqual([]);
+      expect(a.sendMember(2, Buffer.from('three'))).toBe(false);
+      expect(atB.length).toBe(2);
+    });
+  });
+}
 
 for (const k of kinds) {
   describe(`transport conformance: ${k.name}`, () => {
