@@ -47,6 +47,13 @@ export class LmdbBackend extends OverlayBackend {
   private readonly views = new Map<Db, number>();
   /** Bumped by adopt: a defragmentation that started before must not put its copy back. */
   private generation = 0;
+  /**
+   * The database file's size as last read (null: read it again). Only our own commits,
+   * defragmentation and adopt change the file, and each forgets it; the quota check asks for
+   * the size on every put and txn, which would otherwise cost two system calls each (issue 11
+   * item 8).
+   */
+  private sizeBytes: number | null = null;
 
   private constructor(
     readonly path: string,
@@ -75,12 +82,13 @@ export class LmdbBackend extends OverlayBackend {
   }
 
   protected write(batch: Batch): void {
+    this.sizeBytes = null;
     writeBatch(this.db, batch);
     this.duringCopy?.push(batch);
   }
 
   dbSizeBytes(): number {
-    return existsSync(this.path) ? statSync(this.path).size : 0;
+    return (this.sizeBytes ??= existsSync(this.path) ? statSync(this.path).size : 0);
   }
 
   dbSizeInUseBytes(): number {
@@ -110,6 +118,7 @@ export class LmdbBackend extends OverlayBackend {
       // From here to the swap nothing else runs (no await): no commit can slip between.
       const copy = openDb(tmp);
       for (const b of this.duringCopy) writeBatch(copy, b);
+      this.sizeBytes = null;
       renameSync(tmp, this.path);
       syncDir(dirname(this.path));
       const old = this.db;
@@ -168,6 +177,7 @@ export class LmdbBackend extends OverlayBackend {
     if (staged === this) throw new Error('a backend cannot adopt itself');
     staged.commit();
     this.dropPending();
+    this.sizeBytes = null;
     renameSync(staged.path, this.path);
     syncDir(dirname(this.path));
     const old = this.db;

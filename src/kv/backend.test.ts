@@ -7,7 +7,7 @@
  * member that never crashed). The simulator's `store: 'real'` members run on MemoryBackend
  * (src/sim/store.ts): this suite is what says it crashes as LMDB does.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
@@ -264,5 +264,34 @@ describe('lmdb backend', () => {
     expect(beforeBytes).toBeGreaterThan(5_000_000);
     expect(afterBytes).toBeLessThan(beforeBytes / 10);
     await x.backend.close();
+  });
+
+  it('reports the file size as it is on disk after commits, a defragmentation and adopt (the size it remembers never goes stale)', async () => {
+    const x = lmdb();
+    const b = x.backend as LmdbBackend;
+    const onDisk = (): number => statSync(b.path).size;
+    const big = new Uint8Array(1024).fill(2);
+    const sizes = new Set<number>();
+    for (let round = 0; round < 4; round++) {
+      for (let i = 0; i < 3000; i++) b.put(k(`r${round}/${i}`), big);
+      expect(b.dbSizeBytes()).toBe(onDisk()); // asked before the commit: remembered, then...
+      b.commit();
+      expect(b.dbSizeBytes()).toBe(onDisk()); // ...read again after it: the file grew
+      sizes.add(b.dbSizeBytes());
+    }
+    expect(sizes.size).toBeGreaterThan(1);
+    for (let round = 0; round < 4; round++) for (let i = 0; i < 3000; i++) b.del(k(`r${round}/${i}`));
+    b.commit();
+    const { afterBytes } = await b.defragment();
+    expect(b.dbSizeBytes()).toBe(onDisk());
+    expect(afterBytes).toBe(onDisk());
+    const staged = x.staging();
+    for (let i = 0; i < 2000; i++) staged.put(k(`s${i}`), big);
+    staged.commit();
+    const before = b.dbSizeBytes();
+    b.adopt(staged);
+    expect(b.dbSizeBytes()).toBe(onDisk());
+    expect(b.dbSizeBytes()).not.toBe(before);
+    await b.close();
   });
 });

@@ -2,7 +2,17 @@
  * The file operations storage needs, behind an interface: the real file system for the server,
  * and an in-memory one that models what a crash keeps (for crash-point tests and the simulator).
  */
+import { writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+
+/**
+ * Writes up to this size go to the page cache synchronously (fs.writeSync on the event loop's
+ * thread) rather than through libuv's thread pool: a WAL append of a few KiB is a memory copy
+ * of microseconds, while a thread-pool write costs a hop to a worker and back, a turn of the
+ * event loop and a promise — on every member, for every Ready (issue 11 item 8). Larger writes
+ * (snapshot files) stay asynchronous, so the event loop never stalls on a big copy.
+ */
+export const SYNC_WRITE_BYTES_MAX = 256 << 10;
 
 export interface FileLike {
   write(data: Uint8Array, position: number): Promise<void>;
@@ -66,6 +76,11 @@ export const realFs: FileSystem = {
     return {
       async write(data, position) {
         let done = 0;
+        // A closed handle (fd -1) takes the thread-pool path, which fails with EBADF as before.
+        if (data.length <= SYNC_WRITE_BYTES_MAX && fh.fd >= 0) {
+          while (done < data.length) done += writeSync(fh.fd, data, done, data.length - done, position + done);
+          return;
+        }
         while (done < data.length) {
           const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
           done += bytesWritten;

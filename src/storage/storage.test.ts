@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ConfState, Entry, Snapshot } from '../raft/types.js';
-import { MemFs } from './fs.js';
+import { MemFs, SYNC_WRITE_BYTES_MAX, realFs } from './fs.js';
 import { DiskStorage, MemoryStorage, type Storage } from './storage.js';
 
 const conf: ConfState = { voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
@@ -124,5 +124,26 @@ describe('DiskStorage across crashes', () => {
     expect(s.entries.map((e) => e.index)).toEqual([1, 2]);
     expect(s.hardState.commit).toBe(1);
     await again.close();
+  });
+});
+
+describe('the real file system', () => {
+  it('writes at any position, below and above SYNC_WRITE_BYTES_MAX (synchronous and thread-pool writes), and reports a failure as the system error', async () => {
+    const path = join(root, `fs-${n++}`);
+    const fh = await realFs.open(path, true);
+    const small = new Uint8Array(SYNC_WRITE_BYTES_MAX).fill(1);
+    const large = new Uint8Array(SYNC_WRITE_BYTES_MAX + 1).fill(2);
+    await fh.write(small, 0);
+    await fh.write(large, small.length);
+    await fh.write(new Uint8Array([3, 4]), 10); // overwrites in place
+    await fh.datasync();
+    await fh.close();
+    const back = readFileSync(path);
+    expect(back.length).toBe(small.length + large.length);
+    expect([...back.subarray(8, 14)]).toEqual([1, 1, 3, 4, 1, 1]);
+    expect(back.subarray(small.length).every((b) => b === 2)).toBe(true);
+    expect(back.subarray(12, small.length).every((b) => b === 1)).toBe(true);
+    // A closed handle: the synchronous path fails as the thread-pool one does, with the code.
+    await expect(fh.write(new Uint8Array([1]), 0)).rejects.toMatchObject({ code: 'EBADF' });
   });
 });
