@@ -224,11 +224,16 @@ describe('README sections run as written', () => {
         },
         after: { 0: `until curl -sf http://${client}/health >/dev/null; do sleep 0.2; done` },
       });
-      // "N × OK, then: Error: etcdserver: mvcc: database space exceeded" (the comment line after it).
+      // "OK about N times ..., then: Error: etcdserver: mvcc: database space exceeded" (the comment line after it).
       const fill = find(ran, 'for i in');
-      const oks = /^(\d+) × OK, then:$/.exec(fill.comment);
+      // How many 100 kB puts fit depends on when the backend commits (the size the quota
+      // compares grows by commits): the comment says "about N", the test asks for some OKs and
+      // then the refusal, never all 12.
+      const oks = /^OK about (\d+) times \(the size grows by backend commits\), then:$/.exec(fill.comment);
       expect(oks, fill.comment).not.toBeNull();
-      expect(fill.output.match(/^OK$/gm)?.length, fill.output).toBe(Number(oks![1]));
+      const okCount = fill.output.match(/^OK$/gm)?.length ?? 0;
+      expect(okCount, fill.output).toBeGreaterThan(0);
+      expect(okCount, fill.output).toBeLessThan(12);
       expect(fill.output).toContain('Error: etcdserver: mvcc: database space exceeded');
       expect(fill.code).not.toBe(0);
       checkComments(ran.filter((r) => r !== fill));
