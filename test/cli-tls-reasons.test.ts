@@ -14,24 +14,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killAndWait } from '../src/lib/proc.js';
 import { issue, makeCa, type KeyPair } from './support/certs.js';
-import { FLOTILLA_BIN, freePort, which } from './support/cluster.js';
+import { FLOTILLA_BIN, freePort, runProcess, which } from './support/cluster.js';
 
 const OPENSSL = which('openssl');
 if (!OPENSSL) console.log('skipping the CLI TLS reasons: openssl not installed');
 
 function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [FLOTILLA_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr: stderr.trim() });
-    });
-  });
+  return runProcess(process.execPath, [FLOTILLA_BIN, ...args]).then((r) => ({ ...r, stderr: r.stderr.trim() }));
 }
 
 describe.skipIf(!OPENSSL)('our CLI: the server side\'s TLS failures, in words', () => {

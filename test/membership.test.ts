@@ -8,11 +8,10 @@
  * then the member restarted there). After each case: every acknowledged write is on
  * every member, and the history of the registers is linearizable.
  */
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkLinearizable, describeOp, type HistoryOp } from '../src/check/index.js';
 import { FlotillaClient } from '../src/client/index.js';
-import { CLUSTER_READY_TIMEOUT_MS, FLOTILLA_BIN, freePort, startCluster, type Cluster, type MemberProc } from './support/cluster.js';
+import { CLUSTER_READY_TIMEOUT_MS, FLOTILLA_BIN, freePort, runProcess, startCluster, type Cluster, type MemberProc } from './support/cluster.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const now = (): number => Number(process.hrtime.bigint());
@@ -25,18 +24,7 @@ interface Run {
 
 /** `flotilla <args> --endpoints <eps>` (async: the workload keeps running meanwhile). */
 function flotilla(eps: readonly string[], ...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [FLOTILLA_BIN, ...args, '--endpoints', eps.join(',')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runProcess(process.execPath, [FLOTILLA_BIN, ...args, '--endpoints', eps.join(',')]);
 }
 
 /** Runs a member command again while the cluster answers with `retryOn` (a refusal: nothing was changed), up to a bound. */

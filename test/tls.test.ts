@@ -7,14 +7,13 @@
  * Flotilla (the same answers, and a reason in words for each refusal), the etcd3 npm client
  * over TLS against both, and the JSON gateway over HTTPS.
  */
-import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FLOTILLA_BIN, startCluster, which, type Cluster } from './support/cluster.js';
+import { FLOTILLA_BIN, runProcess, startCluster, which, type Cluster } from './support/cluster.js';
 import { makeTestCerts, type TestCerts } from './support/certs.js';
 
 const ETCDCTL = which('etcdctl');
@@ -31,18 +30,7 @@ interface Result {
 }
 
 function run(bin: string[], args: string[], env: NodeJS.ProcessEnv = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    const p = spawn(bin[0]!, [...bin.slice(1), ...args], { env: { ...process.env, ETCDCTL_API: '3', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, error: stderr.trim().split('\n').pop() ?? '' });
-    });
-  });
+  return runProcess(bin[0]!, [...bin.slice(1), ...args], { ...process.env, ETCDCTL_API: '3', ...env }).then((r) => ({ code: r.code, stdout: r.stdout, error: r.stderr.trim().split('\n').pop() ?? '' }));
 }
 
 /** The session: [name, flags], each a `get` or `put` on one endpoint. */

@@ -230,3 +230,29 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
   }
   return cluster;
 }
+
+/** A command's outcome: its exit code (null when killed) and its whole output. */
+export interface ProcessRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The longest a one-shot command may run before it is SIGKILLed (a hung CLI fails its test, not the suite). */
+export const PROCESS_RUN_TIMEOUT_MS = 30_000;
+
+/** Runs `cmd args` to its end, collecting stdout and stderr; killed after PROCESS_RUN_TIMEOUT_MS. */
+export function runProcess(cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv): Promise<ProcessRun> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), PROCESS_RUN_TIMEOUT_MS);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
