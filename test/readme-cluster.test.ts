@@ -56,6 +56,8 @@ async function keysUnder(endpoints: string[], prefix: string): Promise<string[]>
   }
 }
 
+if (!which('etcdctl')) console.log('test/readme-cluster.test.ts: "Running a cluster" (its etcdctl lines) skipped: etcdctl is not installed');
+
 describe('README: the local cluster (npm start) and what runs on it', () => {
   const work = mkdtempSync(join(tmpdir(), 'flotilla-readme-cluster-'));
   /** README port -> the free one used here. */
@@ -408,6 +410,8 @@ describe('README: the local cluster (npm start) and what runs on it', () => {
     cluster.signal('SIGINT');
     await cluster.exited;
     expect(cluster.p.exitCode, cluster.out.slice(-2000)).toBe(0);
-    expect(cluster.out).toMatch(/stopped/);
+    expect(cluster.out).toMatch(/^stopped$/m);
+    // The members are gone with it: nothing answers on their client ports.
+    for (const e of endpoints) await expect(fetch(`http://${e}/health`, { signal: AbortSignal.timeout(2000) })).rejects.toThrow();
   }, 30_000);
 });

@@ -2,7 +2,7 @@
  * README.md's sections, for the tests that run a section's snippets as written: the blocks of a
  * section, their command lines, and a shell that runs those lines one by one (a line that
  * never ends on its own, such as a member or a watch, in the background until the test stops
- * it).
+ * it). README_TIMES=1 prints how long each line took.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
