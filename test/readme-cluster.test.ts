@@ -251,7 +251,7 @@ describe('README: the local cluster (npm start) and what runs on it', () => {
         async (l) => {
           // "(once all three joined)": run again until it shows them.
           let out = '';
-          await until(async () => /^ {2}tail /m.test((out = (await shell.run(l.text)).stdout)) && !/joining|registered/.test(out) && out.split('\n').length === 5, () => out);
+          await until(async () => /^ {2}tail /m.test((out = (await shell.run(l.text)).stdout)) && !/joining|registered/.test(out) && out.split('\n').length === 5, () => out, 60_000);
           const nodes = [43001, 43002, 43003].map((p) => `127.0.0.1:${ports.get(p)}`);
           expect(out).toMatch(new RegExp(`^chain photos: epoch \\d+\\n  head n\\d (${nodes.join('|')})\\n  mid  n\\d (${nodes.join('|')})\\n  tail n\\d (${nodes.join('|')})\\n$`));
         },

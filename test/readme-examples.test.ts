@@ -114,6 +114,7 @@ describe('README: the replicated counter example', () => {
         async (l) => {
           expect(l.comment).toBe('on the leader: {"total":5,"id":...}; elsewhere 421 with the leader\'s id');
           const leader = await leaderOfAll(http);
+          // As written, plus -s -w: the status code after the body (the progress meter off).
           const r = await s.ok(`${l.text} -s -w '\\n%{http_code}'`);
           const [body, code] = r.stdout.split('\n');
           if (leader === 1) {
