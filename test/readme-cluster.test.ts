@@ -121,6 +121,22 @@ describe('README: the local cluster (npm start) and what runs on it', () => {
     ]);
   });
 
+  it('Running a cluster: npm start prints what the README shows', () => {
+    // The section's first block (untagged: shown output), line by line ("…" elides), with this
+    // run's ports, paths, ids, leader and term.
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const shown = /## Running a cluster\n[\s\S]*?\n```\n([\s\S]*?)\n```/.exec(readme)![1]!.split('\n');
+    expect(shown.length).toBeGreaterThan(4);
+    for (const line of shown.filter((l) => l.trim() !== '…')) {
+      const re = local(line)
+        .replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+        .replaceAll('/…/', '/.*/')
+        .replace(/node\d is up \\\(member [0-9a-f]+\\\)/, 'node\\d is up \\(member [0-9a-f]{1,16}\\)')
+        .replace(/leader is node\d \\\(term \d+\\\)/, 'leader is node\\d \\(term \\d+\\)');
+      expect(cluster.out, line).toMatch(new RegExp(`^${re}$`, 'm'));
+    }
+  });
+
   it.skipIf(!which('etcdctl'))('Running a cluster: etcdctl, the CLI and curl against it', async () => {
     const [block, byHand] = shBlocks('Running a cluster');
     expect(byHand).toBeDefined();
