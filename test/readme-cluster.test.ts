@@ -101,6 +101,11 @@ describe('README: the local cluster (npm start) and what runs on it', () => {
           expect(scripts.prepare).toBe('npm run build');
           expect(l.comment).toMatch(/^a local 3-member cluster on 127\.0\.0\.1:2379, 22379, 32379 \(etcd v3 API; data in \.\/data; Ctrl-C stops it\)$/);
           expect(DEFAULT_ENDPOINTS).toBe(START_CLIENT_PORTS.map((p) => `127.0.0.1:${p}`).join(','));
+          // Those are flotilla start's defaults (this run passes free ports instead).
+          const help = (await shell.ok('npx flotilla start --help')).stdout.replace(/\s+/g, ' ');
+          for (const d of [`--client-ports <list> the three client ports (default: "${START_CLIENT_PORTS.join(',')}")`, `--peer-ports <list> the three peer ports (default: "${START_PEER_PORTS.join(',')}")`, '--data-dir <dir> where the members keep their data (default: "./data")', '--host <ip> loopback address to listen on (default: "127.0.0.1")']) {
+            expect(help).toContain(d);
+          }
           expect(cluster.out).toContain(`cluster ready: ${endpoints.join(',')}`);
           for (const n of ['node1', 'node2', 'node3']) expect(statSync(join(work, 'data', n)).isDirectory()).toBe(true);
           const health = await shell.ok(`curl -s ${endpoints[0]}/health`);
