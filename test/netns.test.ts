@@ -3,8 +3,11 @@
  * namespaces with their own addresses and DNS names (src/faults/netns.ts).
  *
  * - The fault harness with `--net netns`: nftables partitions and proxy-shaped links. In the
- *   default suite a short smoke run (3 members, a few seconds of faults); with
- *   FLOTILLA_NETNS_FULL=1 (`npm run test:netns`) the full run: 5 members, 120 s, every kind.
+ *   default suite the short run of README.md's "Proving it under faults" as written (3 members,
+ *   10 s of partitions and delays, its seed; `sudo` dropped: the lab needs root already), in a
+ *   temp directory (its history goes to data/faults-history.jsonl there); with
+ *   FLOTILLA_NETNS_FULL=1 (`npm run test:netns`) the full run: 5 members, 120 s, every kind, a
+ *   seed of the moment.
  * - The deployment entrypoint (deploy/entrypoint.sh) started as a StatefulSet starts it
  *   (hostnames flotilla-0..2, names under the headless Service), driven by real etcdctl from
  *   inside the lab; then one member's host vanishes without a goodbye (its packets dropped,
@@ -15,13 +18,14 @@
  * also when it fails.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { labUnavailableReason, NetnsLab, inNs, LAB_SUBNET } from '../src/faults/netns.js';
 import { FLOTILLA_BIN, ROOT, which } from './support/cluster.js';
+import { lines, onlyBlock } from './support/readme.js';
 
 const run = promisify(execFile);
 const unavailable = await labUnavailableReason();
@@ -32,15 +36,27 @@ const FULL = process.env.FLOTILLA_NETNS_FULL === '1';
 
 const namespaces = async () => (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** What the run prints for each fault kind it injects. */
+const INJECTED: Record<string, string> = { kill: 'kill m', pause: 'pause m', partition: 'partition ', slowdisk: 'slow disk on m', clock: 'clock on m', delay: 'delay ', reset: 'reset m' };
+
+/** The README's short run: `flotilla faults ...` arguments, as written (its one line, `sudo node bin/flotilla.js` dropped). */
+function readmeRun(): string[] {
+  const ls = lines(onlyBlock('Proving it under faults'));
+  expect(ls.length).toBe(1);
+  const m = /^sudo node bin\/flotilla\.js (faults --net netns .*)$/.exec(ls[0]!.text);
+  expect(m, ls[0]!.text).not.toBeNull();
+  return m![1]!.split(/\s+/);
+}
 
 describe.skipIf(skipReason !== null)('members on a real network (network namespaces)', () => {
-  it(FULL ? 'flotilla faults --net netns: 5 members, 120 s, every fault kind, no violation' : 'flotilla faults --net netns: a short run with partitions and delays, no violation, nothing left behind', async () => {
-    const seed = Date.now() % 1_000_000;
+  it(FULL ? 'flotilla faults --net netns: 5 members, 120 s, every fault kind, no violation' : 'README: Proving it under faults: the short run as written, no violation, nothing left behind', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-netns-test-'));
-    const args = FULL ? ['--members', '5', '--time', '120', '--faults', 'all'] : ['--members', '3', '--time', '10', '--faults', 'partition,delay'];
-    console.log(`netns fault run seed ${seed}: flotilla faults --net netns ${args.join(' ')} --seed ${seed}`);
+    const seed = Date.now() % 1_000_000;
+    const args = FULL ? ['faults', '--net', 'netns', '--members', '5', '--time', '120', '--faults', 'all', '--seed', String(seed)] : readmeRun();
+    const faults = args[args.indexOf('--faults') + 1]!;
+    console.log(`netns fault run: flotilla ${args.join(' ')}`);
     try {
-      const p = spawn(process.execPath, [FLOTILLA_BIN, 'faults', '--net', 'netns', ...args, '--seed', String(seed), '--history', join(dir, 'history.jsonl')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(process.execPath, [FLOTILLA_BIN, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       p.stdout.on('data', (d: Buffer) => (out += d.toString()));
       p.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -49,10 +65,15 @@ describe.skipIf(skipReason !== null)('members on a real network (network namespa
       expect(out).toContain('partitions are nftables drop rules; peer links through a delay proxy');
       expect(out).toMatch(/m1=10\.77\.0\.11 \(m1\.flotilla\.test/);
       expect(out, 'peer traffic went through the proxies').toMatch(/peer links through the proxies: [1-9]\d* connections, [1-9]\d* bytes/);
-      const kinds = FULL ? ['kill m', 'pause m', 'partition ', 'slow disk on m', 'clock on m', 'delay ', 'reset m'] : ['partition ', 'delay '];
+      const kinds = faults === 'all' ? Object.values(INJECTED) : faults.split(',').map((k) => INJECTED[k]!);
+      expect(kinds.length).toBeGreaterThan(0);
       for (const kind of kinds) expect(out, `injected ${kind}`).toContain(kind);
       for (const verdict of ['linearizable', 'watch guarantees', 'acknowledged writes', 'locks and fencing', 'HashKV equal']) expect(out).toMatch(new RegExp(`^PASS ${verdict}:`, 'm'));
-      expect(code, `seed ${seed}`).toBe(0);
+      expect(code, args.join(' ')).toBe(0);
+      // The history where the README says it goes, every operation the verdict counted.
+      const ops = Number(/^PASS linearizable: (\d+) ops/m.exec(out)![1]);
+      expect(ops).toBeGreaterThan(0);
+      expect(readFileSync(join(dir, 'data/faults-history.jsonl'), 'utf8').trim().split('\n').length).toBe(ops);
       // The lab is gone: its namespaces were named flt<pid of the command>-*.
       expect((await namespaces()).filter((n) => n.startsWith(`flt${p.pid}-`))).toEqual([]);
     } finally {

@@ -22,75 +22,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/index.js';
-import { FLOTILLA_BIN, freePort, ROOT, which } from './support/cluster.js';
+import { FLOTILLA_BIN, freePort, which } from './support/cluster.js';
 import { BCRYPT_COST_MIN } from '../src/server/config.js';
 import { startInProcessCluster, type InProcessCluster } from './support/in-process.js';
+import { lines, onlyBlock, type Line } from './support/readme.js';
 
 /** How long one block may run (bcrypt and a dozen CLI starts on a loaded machine). */
 const BLOCK_TIMEOUT_MS = 120_000;
 /** The README's compaction example compacts at revision 1000: the cluster gets past it first. */
 const COMPACT_REVISION = 1000;
-
-/** The ```sh blocks of the README section headed `heading` (without its #s), up to the next heading outside a block. */
-function shBlocks(heading: string): string[] {
-  const lines = readFileSync(join(ROOT, 'README.md'), 'utf8').split('\n');
-  const start = lines.findIndex((l) => /^#+ /.test(l) && l.replace(/^#+ /, '') === heading);
-  if (start < 0) throw new Error(`README.md has no section "${heading}"`);
-  const blocks: string[] = [];
-  let block: string[] | null = null;
-  for (const l of lines.slice(start + 1)) {
-    if (block === null && /^#+ /.test(l)) break;
-    if (l.startsWith('```')) {
-      if (block === null) block = l === '```sh' ? [] : ['(not sh)'];
-      else {
-        if (block[0] !== '(not sh)') blocks.push(block.join('\n'));
-        block = null;
-      }
-    } else block?.push(l);
-  }
-  return blocks;
-}
-
-/** The section's one ```sh block. */
-function onlyBlock(heading: string): string {
-  const blocks = shBlocks(heading);
-  expect(blocks.length, `${heading}: sh blocks`).toBe(1);
-  return blocks[0]!;
-}
-
-interface Line {
-  /** The command as written (lines continued with a backslash, and a for/while/until loop to its `done`, are one). */
-  readonly text: string;
-  /** Its trailing comment, if any. */
-  readonly comment: string;
-  /** Comment lines right below it (what it prints, as the README shows it), joined by spaces. */
-  readonly shown: string;
-}
-
-function lines(block: string): Line[] {
-  const out: { text: string; comment: string; shown: string }[] = [];
-  let open: string[] = [];
-  // Loops opened (a for/while/until line without its `done`) less loops closed (a `done` line).
-  const loops = (ls: string[]) => ls.reduce((n, l) => n + (/^(for|while|until)\b/.test(l.trim()) && !/\bdone\b/.test(l) ? 1 : 0) - (/^done\b/.test(l.trim()) ? 1 : 0), 0);
-  for (const raw of block.split('\n')) {
-    const l = raw.trimEnd();
-    if (open.length === 0) {
-      if (l.trim() === '') continue;
-      if (l.trim().startsWith('#')) {
-        const last = out[out.length - 1];
-        if (last) last.shown = `${last.shown} ${l.trim().replace(/^#\s?/, '')}`.trim();
-        continue;
-      }
-    }
-    open.push(l);
-    if (l.endsWith('\\') || loops(open) > 0) continue;
-    const text = open.join('\n');
-    open = [];
-    const m = /^([\s\S]*?)\s+#\s?([^'"]*)$/.exec(text);
-    out.push(m ? { text: m[1]!.trim(), comment: m[2]!.trim(), shown: '' } : { text: text.trim(), comment: '', shown: '' });
-  }
-  return out;
-}
 
 interface Ran extends Line {
   readonly code: number;
