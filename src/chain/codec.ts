@@ -249,6 +249,18 @@ export function encodeClientRequest(q: ClientRequest): Uint8Array {
   return w.written();
 }
 
+/**
+ * The bytes of a put or cas request up to and including its value's length (`valueBytes`): the
+ * value, the rest of the message, follows as the caller streams it (ChainClient.putStream).
+ */
+export function encodeClientRequestHead(q: ClientRequest & { readonly op: { readonly type: 'put' | 'cas' } }, valueBytes: number): Uint8Array {
+  if (!(Number.isSafeInteger(valueBytes) && valueBytes >= 0 && valueBytes <= CHAIN_VALUE_BYTES_MAX)) throw fail(`value of ${valueBytes} bytes (0..${CHAIN_VALUE_BYTES_MAX})`);
+  const b = encodeClientRequest({ ...q, op: { ...q.op, value: new Uint8Array(0) } });
+  // The value is the last field: its u32 length ends the message.
+  new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(b.length - 4, valueBytes, true);
+  return b;
+}
+
 export function decodeClientRequest(b: Uint8Array): ClientRequest {
   if (b.length > CHAIN_MESSAGE_BYTES_MAX) throw fail(`request of ${b.length} bytes exceeds ${CHAIN_MESSAGE_BYTES_MAX}`);
   const r = new ByteReader(b, fail);
@@ -292,6 +304,38 @@ export function encodeClientReply(id: number, reply: ClientReply): Uint8Array {
     }
   }
   return w.written();
+}
+
+/** The fields of a get's reply with a value before the value itself (which ends the message). */
+export interface GetReplyHead {
+  readonly id: number;
+  readonly epoch: number;
+  readonly version: number;
+  readonly valueBytes: number;
+  /** Bytes of the message before the value. */
+  readonly headBytes: number;
+}
+
+/** Bytes of a get reply with a value before the value. */
+export const GET_REPLY_HEAD_BYTES = 1 + 4 + 8 + 1 + 1 + 8 + 1 + 4;
+
+/**
+ * The head of a reply whose value follows in `totalBytes - GET_REPLY_HEAD_BYTES` more bytes
+ * (ChainClient.getStream reads a large value as it arrives), from its first GET_REPLY_HEAD_BYTES;
+ * a ChainCodecError if it is not a successful get with a value of exactly that length.
+ */
+export function decodeGetReplyHead(b: Uint8Array, totalBytes: number): GetReplyHead {
+  const r = new ByteReader(b.subarray(0, GET_REPLY_HEAD_BYTES), fail);
+  const version = r.u8();
+  if (version !== CHAIN_CODEC_VERSION) throw fail(`unknown format version ${version}`);
+  const id = r.u32();
+  const ep = r.u64();
+  if (r.u8() !== 2 || r.u8() !== OP_TAGS.get) throw fail('a reply in pieces that is not a value read');
+  const v = r.u64();
+  if (!r.bool()) throw fail('a reply in pieces without a value');
+  const n = r.u32();
+  if (n > CHAIN_VALUE_BYTES_MAX || n !== totalBytes - GET_REPLY_HEAD_BYTES) throw fail(`a value of ${n} bytes in a reply of ${totalBytes}`);
+  return { id, epoch: ep, version: v, valueBytes: n, headBytes: GET_REPLY_HEAD_BYTES };
 }
 
 export function decodeClientReply(b: Uint8Array): { id: number; reply: ClientReply } {
