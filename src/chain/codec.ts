@@ -36,7 +36,7 @@ export class ChainCodecError extends Error {
 
 const fail = (m: string): Error => new ChainCodecError(m);
 
-const PEER_TAGS = { update: 1, ack: 2, syncReq: 3, syncDone: 4, snapshotChunk: 5, versionQuery: 6, versionAnswer: 7 } as const satisfies Record<PeerMessage['type'], number>;
+const PEER_TAGS = { update: 1, ack: 2, syncReq: 3, syncDone: 4, snapshotChunk: 5, versionQuery: 6, versionAnswer: 7, snapshotAck: 8 } as const satisfies Record<PeerMessage['type'], number>;
 const OP_TAGS = { put: 1, delete: 2, cas: 3, get: 4 } as const satisfies Record<ClientOp['type'], number>;
 const REFUSALS: readonly RefusalReason[] = ['epoch', 'not-head', 'not-tail', 'no-lease', 'not-synced', 'busy', 'invalid'];
 
@@ -168,6 +168,11 @@ export function encodePeerMessage(m: PeerMessage): Uint8Array {
       w.u32(m.count);
       writeEntries(w, m.entries);
       break;
+    case 'snapshotAck':
+      u64s(w, m.seq, m.assignEpoch);
+      w.u32(m.count);
+      w.u32(m.have);
+      break;
     case 'versionQuery':
       w.u32(m.qid);
       w.str(m.key);
@@ -219,6 +224,15 @@ export function decodePeerMessage(b: Uint8Array): PeerMessage {
       if (count === 0 || count > CHAIN_SNAPSHOT_CHUNKS_MAX || index >= count) throw fail(`chunk ${index} of ${count}`);
       const entries = readEntries(r, s);
       m = { ...base, type: 'snapshotChunk', seq: s, assignEpoch, forSeq: asked ? forSeq : -1, forAssignEpoch, index, count, entries };
+      break;
+    }
+    case PEER_TAGS.snapshotAck: {
+      const s = seq(r);
+      const assignEpoch = r.u64();
+      const count = r.u32();
+      const have = r.u32();
+      if (count === 0 || count > CHAIN_SNAPSHOT_CHUNKS_MAX || have > count) throw fail(`${have} of ${count} chunks`);
+      m = { ...base, type: 'snapshotAck', seq: s, assignEpoch, count, have };
       break;
     }
     case PEER_TAGS.versionQuery:
