@@ -43,6 +43,9 @@ const peerArb: fc.Arbitrary<PeerMessage> = fc.oneof(
       index: count - 1,
       entries: keys.map((key, i) => ({ key, value, version: Math.min(r.seq, i + 1) })),
     })),
+  fc
+    .record({ ...base, seq: u, assignEpoch: u, count: fc.integer({ min: 1, max: 100 }), have: fc.integer({ min: 0, max: 100 }) })
+    .map(({ have, count, ...r }) => ({ ...r, type: 'snapshotAck' as const, count, have: Math.min(have, count) })),
   fc.record({ ...base, type: fc.constant('versionQuery' as const), qid: fc.integer({ min: 0, max: 2 ** 32 - 1 }), key: keyArb }),
   fc.record({ ...base, type: fc.constant('versionAnswer' as const), qid: fc.integer({ min: 0, max: 2 ** 32 - 1 }), key: keyArb, version: fc.option(u, { nil: null }) }),
 );

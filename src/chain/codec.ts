@@ -36,7 +36,7 @@ export class ChainCodecError extends Error {
 
 const fail = (m: string): Error => new ChainCodecError(m);
 
-const PEER_TAGS = { update: 1, ack: 2, syncReq: 3, syncDone: 4, snapshotChunk: 5, versionQuery: 6, versionAnswer: 7 } as const satisfies Record<PeerMessage['type'], number>;
+const PEER_TAGS = { update: 1, ack: 2, syncReq: 3, syncDone: 4, snapshotChunk: 5, versionQuery: 6, versionAnswer: 7, snapshotAck: 8 } as const satisfies Record<PeerMessage['type'], number>;
 const OP_TAGS = { put: 1, delete: 2, cas: 3, get: 4 } as const satisfies Record<ClientOp['type'], number>;
 const REFUSALS: readonly RefusalReason[] = ['epoch', 'not-head', 'not-tail', 'no-lease', 'not-synced', 'busy', 'invalid'];
 
@@ -168,6 +168,11 @@ export function encodePeerMessage(m: PeerMessage): Uint8Array {
       w.u32(m.count);
       writeEntries(w, m.entries);
       break;
+    case 'snapshotAck':
+      u64s(w, m.seq, m.assignEpoch);
+      w.u32(m.count);
+      w.u32(m.have);
+      break;
     case 'versionQuery':
       w.u32(m.qid);
       w.str(m.key);
@@ -221,6 +226,15 @@ export function decodePeerMessage(b: Uint8Array): PeerMessage {
       m = { ...base, type: 'snapshotChunk', seq: s, assignEpoch, forSeq: asked ? forSeq : -1, forAssignEpoch, index, count, entries };
       break;
     }
+    case PEER_TAGS.snapshotAck: {
+      const s = seq(r);
+      const assignEpoch = r.u64();
+      const count = r.u32();
+      const have = r.u32();
+      if (count === 0 || count > CHAIN_SNAPSHOT_CHUNKS_MAX || have > count) throw fail(`${have} of ${count} chunks`);
+      m = { ...base, type: 'snapshotAck', seq: s, assignEpoch, count, have };
+      break;
+    }
     case PEER_TAGS.versionQuery:
       m = { ...base, type: 'versionQuery', qid: r.u32(), key: r.str() };
       break;
@@ -247,6 +261,18 @@ export function encodeClientRequest(q: ClientRequest): Uint8Array {
   w.u64(q.epoch);
   writeOp(w, q.op);
   return w.written();
+}
+
+/**
+ * The bytes of a put or cas request up to and including its value's length (`valueBytes`): the
+ * value, the rest of the message, follows as the caller streams it (ChainClient.putStream).
+ */
+export function encodeClientRequestHead(q: ClientRequest & { readonly op: { readonly type: 'put' | 'cas' } }, valueBytes: number): Uint8Array {
+  if (!(Number.isSafeInteger(valueBytes) && valueBytes >= 0 && valueBytes <= CHAIN_VALUE_BYTES_MAX)) throw fail(`value of ${valueBytes} bytes (0..${CHAIN_VALUE_BYTES_MAX})`);
+  const b = encodeClientRequest({ ...q, op: { ...q.op, value: new Uint8Array(0) } });
+  // The value is the last field: its u32 length ends the message.
+  new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(b.length - 4, valueBytes, true);
+  return b;
 }
 
 export function decodeClientRequest(b: Uint8Array): ClientRequest {
@@ -292,6 +318,38 @@ export function encodeClientReply(id: number, reply: ClientReply): Uint8Array {
     }
   }
   return w.written();
+}
+
+/** The fields of a get's reply with a value before the value itself (which ends the message). */
+export interface GetReplyHead {
+  readonly id: number;
+  readonly epoch: number;
+  readonly version: number;
+  readonly valueBytes: number;
+  /** Bytes of the message before the value. */
+  readonly headBytes: number;
+}
+
+/** Bytes of a get reply with a value before the value. */
+export const GET_REPLY_HEAD_BYTES = 1 + 4 + 8 + 1 + 1 + 8 + 1 + 4;
+
+/**
+ * The head of a reply whose value follows in `totalBytes - GET_REPLY_HEAD_BYTES` more bytes
+ * (ChainClient.getStream reads a large value as it arrives), from its first GET_REPLY_HEAD_BYTES;
+ * a ChainCodecError if it is not a successful get with a value of exactly that length.
+ */
+export function decodeGetReplyHead(b: Uint8Array, totalBytes: number): GetReplyHead {
+  const r = new ByteReader(b.subarray(0, GET_REPLY_HEAD_BYTES), fail);
+  const version = r.u8();
+  if (version !== CHAIN_CODEC_VERSION) throw fail(`unknown format version ${version}`);
+  const id = r.u32();
+  const ep = r.u64();
+  if (r.u8() !== 2 || r.u8() !== OP_TAGS.get) throw fail('a reply in pieces that is not a value read');
+  const v = r.u64();
+  if (!r.bool()) throw fail('a reply in pieces without a value');
+  const n = r.u32();
+  if (n > CHAIN_VALUE_BYTES_MAX || n !== totalBytes - GET_REPLY_HEAD_BYTES) throw fail(`a value of ${n} bytes in a reply of ${totalBytes}`);
+  return { id, epoch: ep, version: v, valueBytes: n, headBytes: GET_REPLY_HEAD_BYTES };
 }
 
 export function decodeClientReply(b: Uint8Array): { id: number; reply: ClientReply } {

@@ -59,6 +59,19 @@ export interface SnapshotChunkMsg extends Base {
   readonly entries: readonly Entry[];
 }
 
+/**
+ * Upstream, for each snapshot chunk taken: of the snapshot (seq, assignEpoch) in `count`
+ * chunks, the receiver holds chunks 0 .. have-1. The sender keeps CHAIN_SNAPSHOT_INFLIGHT_CHUNKS
+ * beyond it; a `have` below what it knew means the receiver lost them (a restart): it goes back.
+ */
+export interface SnapshotAckMsg extends Base {
+  readonly type: 'snapshotAck';
+  readonly seq: Seq;
+  readonly assignEpoch: Epoch;
+  readonly count: number;
+  readonly have: number;
+}
+
 /** CRAQ: to the tail, which version of `key` is committed? */
 export interface VersionQueryMsg extends Base {
   readonly type: 'versionQuery';
@@ -74,7 +87,7 @@ export interface VersionAnswerMsg extends Base {
   readonly version: Seq | null;
 }
 
-export type PeerMessage = UpdateMsg | AckMsg | SyncReqMsg | SyncDoneMsg | SnapshotChunkMsg | VersionQueryMsg | VersionAnswerMsg;
+export type PeerMessage = UpdateMsg | AckMsg | SyncReqMsg | SyncDoneMsg | SnapshotChunkMsg | SnapshotAckMsg | VersionQueryMsg | VersionAnswerMsg;
 export type PeerMessageType = PeerMessage['type'];
 
 export function describePeerMessage(m: PeerMessage): string {
@@ -90,6 +103,8 @@ export function describePeerMessage(m: PeerMessage): string {
       return `${h} upTo ${m.upTo}`;
     case 'snapshotChunk':
       return `${h} seq ${m.seq}@${m.assignEpoch} chunk ${m.index + 1}/${m.count} (${m.entries.length} entries)`;
+    case 'snapshotAck':
+      return `${h} seq ${m.seq}@${m.assignEpoch} has ${m.have}/${m.count}`;
     case 'versionQuery':
       return `${h} q${m.qid} ${m.key}`;
     case 'versionAnswer':

@@ -396,6 +396,49 @@ describe('ChainNode', () => {
     expect(reversed.node('c').entries().map((e) => e.key)).toEqual(['k1', 'k2', 'k3', 'k4']);
   });
 
+  it('streams a snapshot snapshotInflightChunks chunks beyond the receiver\'s snapshotAck; a repeated syncReq goes on with it; a receiver that lost its chunks gets them again', () => {
+    const make = (name: string) => new ChainNode({ name, snapshotChunkBytesMax: 8, snapshotInflightChunks: 2 });
+    const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
+    const h = new Harness(['a', 'b', 'c'], 'tail', make);
+    h.configure(['a', 'b']);
+    h.stabilize();
+    for (const k of keys) h.put(k, 'vvv');
+    h.stabilize();
+    // Acknowledgements lost: never more than two chunks out, however often the joiner asks again.
+    h.drop = (m) => m.type === 'snapshotAck';
+    h.configure(['a', 'b'], 'c');
+    h.stabilize(30);
+    const chunks = () => h.sent.filter((m): m is Extract<PeerMessage, { type: 'snapshotChunk' }> => m.type === 'snapshotChunk');
+    expect(h.sent.filter((m) => m.type === 'syncReq' && m.from === 'c').length).toBeGreaterThan(3);
+    expect(chunks().length).toBeGreaterThan(2); // resent after no progress
+    expect(chunks().every((m) => m.index < 2 && m.count === 10)).toBe(true);
+    expect(h.node('c').entries()).toEqual([]);
+    // Acknowledged: the rest follows, each chunk once.
+    h.sent = [];
+    h.drop = () => false;
+    h.stabilize();
+    expect(h.node('c').entries().map((e) => e.key)).toEqual([...keys].sort());
+    expect(chunks().map((m) => m.index).sort((x, y) => x - y)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+
+    // A receiver that restarts mid-snapshot (its chunks gone) says so; the sender goes back.
+    const r = new Harness(['a', 'b', 'c'], 'tail', make);
+    r.configure(['a', 'b']);
+    r.stabilize();
+    for (const k of keys) r.put(k, 'vvv');
+    r.stabilize();
+    r.drop = (m) => m.type === 'snapshotChunk' && m.index >= 4;
+    r.configure(['a', 'b'], 'c');
+    r.stabilize(10);
+    expect(r.sent.filter((m) => m.type === 'snapshotAck').map((m) => (m.type === 'snapshotAck' ? m.have : -1))).toEqual([1, 2, 3, 4]);
+    const fresh = make('c');
+    fresh.setReadLease(1_000_000);
+    r.nodes.set('c', fresh);
+    fresh.setConfig(r.config);
+    r.drop = () => false;
+    r.stabilize(60);
+    expect(fresh.entries().map((e) => e.key)).toEqual([...keys].sort());
+  });
+
   it('bounds the CRAQ reads waiting for the tail (CHAIN_PENDING_READS_MAX)', () => {
     const h = chain3('craq');
     h.drop = (m) => m.type === 'update' && m.from === 'b';

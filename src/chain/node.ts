@@ -32,7 +32,7 @@
  * control plane cannot serve a stale read while a new tail acknowledges writes.
  */
 import { assert } from '../lib/assert.js';
-import type { PeerMessage, SnapshotChunkMsg, UpdateMsg } from './messages.js';
+import type { PeerMessage, SnapshotAckMsg, SnapshotChunkMsg, UpdateMsg } from './messages.js';
 import {
   CHAIN_INFLIGHT_BYTES_MAX,
   CHAIN_INFLIGHT_UPDATES_MAX,
@@ -43,6 +43,7 @@ import {
   CHAIN_SEND_WINDOW_UPDATES,
   CHAIN_SNAPSHOT_CHUNK_BYTES_MAX,
   CHAIN_SNAPSHOT_CHUNKS_MAX,
+  CHAIN_SNAPSHOT_INFLIGHT_CHUNKS,
   configProblem,
   opProblem,
   type ChainConfig,
@@ -76,6 +77,8 @@ export interface ChainNodeOptions {
   /** Value bytes sent ahead of the successor's acknowledgement, and kept ahead of a gap (CHAIN_SEND_WINDOW_BYTES). */
   readonly sendWindowBytes?: number;
   readonly snapshotChunkBytesMax?: number;
+  /** Snapshot chunks sent beyond the receiver's snapshotAck (CHAIN_SNAPSHOT_INFLIGHT_CHUNKS). */
+  readonly snapshotInflightChunks?: number;
   /** Committed updates the tail keeps for a lagging joiner (CHAIN_LOG_RETAIN_MAX). */
   readonly logRetainMax?: number;
 }
@@ -110,6 +113,26 @@ interface Stream {
   ticksSinceProgress: number;
   /** Resends since the last progress: the next waits resendTicks << min(this, CHAIN_RESEND_BACKOFF_MAX). */
   resends: number;
+  /** A snapshot being sent to the receiver, a window of chunks at a time; null: none. */
+  snapshot: SnapshotSend | null;
+}
+
+/**
+ * A snapshot streaming to one receiver: the committed state at `seq`, cut into chunks once (the
+ * chunks hold the entries themselves, no copies), sent CHAIN_SNAPSHOT_INFLIGHT_CHUNKS beyond
+ * what the receiver acknowledged having (snapshotAck), resent from there after no progress.
+ * Invariant: acked <= next <= chunks.length.
+ */
+interface SnapshotSend {
+  readonly seq: Seq;
+  readonly assignEpoch: Epoch;
+  readonly forSeq: Seq;
+  readonly forAssignEpoch: Epoch;
+  readonly chunks: readonly (readonly Entry[])[];
+  next: number;
+  acked: number;
+  ticksSinceProgress: number;
+  resends: number;
 }
 
 interface Waiter {
@@ -135,6 +158,7 @@ export class ChainNode {
   private readonly sendWindow: number;
   private readonly sendWindowBytes: number;
   private readonly chunkBytesMax: number;
+  private readonly snapshotInflight: number;
   private readonly logRetainMax: number;
 
   protected config: ChainConfig | null = null;
@@ -165,7 +189,8 @@ export class ChainNode {
   private syncReqAge = 0;
   private ackAge = 0;
   private ackDirty = false;
-  private assembling: { key: string; seq: Seq; assignEpoch: Epoch; count: number; chunks: Map<number, readonly Entry[]> } | null = null;
+  /** A snapshot arriving from upstream; `have`: chunks 0 .. have-1 are here. */
+  private assembling: { key: string; seq: Seq; assignEpoch: Epoch; count: number; chunks: Map<number, readonly Entry[]>; have: number } | null = null;
   private pendingReads = new Map<number, PendingRead>();
   /** Updates from upstream that arrived ahead of a gap (at most sendWindowUpdates). */
   private ahead = new Map<Seq, UpdateMsg>();
@@ -184,8 +209,9 @@ export class ChainNode {
     this.sendWindow = opts.sendWindowUpdates ?? CHAIN_SEND_WINDOW_UPDATES;
     this.sendWindowBytes = opts.sendWindowBytes ?? CHAIN_SEND_WINDOW_BYTES;
     this.chunkBytesMax = opts.snapshotChunkBytesMax ?? CHAIN_SNAPSHOT_CHUNK_BYTES_MAX;
+    this.snapshotInflight = opts.snapshotInflightChunks ?? CHAIN_SNAPSHOT_INFLIGHT_CHUNKS;
     this.logRetainMax = opts.logRetainMax ?? CHAIN_LOG_RETAIN_MAX;
-    for (const [n, v] of [['resendTicks', this.resendTicks], ['syncRetryTicks', this.syncRetryTicks], ['inflightUpdatesMax', this.inflightUpdatesMax], ['sendWindowUpdates', this.sendWindow]] as const) {
+    for (const [n, v] of [['resendTicks', this.resendTicks], ['syncRetryTicks', this.syncRetryTicks], ['inflightUpdatesMax', this.inflightUpdatesMax], ['sendWindowUpdates', this.sendWindow], ['snapshotInflightChunks', this.snapshotInflight]] as const) {
       if (!(Number.isSafeInteger(v) && v >= 1)) throw new RangeError(`ChainNode: ${n} must be a positive integer, got ${v}`);
     }
     if (durable) this.restore(durable.snapshot, durable.updates);
@@ -258,6 +284,15 @@ export class ChainNode {
       if (++this.syncReqAge >= this.syncRetryTicks) this.sendSyncReq();
     }
     for (const s of this.streams) {
+      const snap = s.snapshot;
+      if (snap !== null && snap.acked < snap.chunks.length && ++snap.ticksSinceProgress >= this.resendTicks * 2 ** Math.min(snap.resends, CHAIN_RESEND_BACKOFF_MAX)) {
+        // No chunk acknowledged for a while: lost on the way (or the receiver restarted). Go
+        // back to the first it lacks, waiting twice as long before the next time.
+        snap.ticksSinceProgress = 0;
+        snap.resends++;
+        snap.next = snap.acked;
+        this.pumpSnapshot(s);
+      }
       if (!s.synced || s.received >= this.durableSeqV) {
         s.ticksSinceProgress = 0;
         continue;
@@ -383,6 +418,9 @@ export class ChainNode {
       case 'snapshotChunk':
         this.onChunk(msg);
         break;
+      case 'snapshotAck':
+        this.onSnapshotAck(msg);
+        break;
       case 'versionQuery': {
         if (!this.config.members.includes(msg.from)) break;
         const ok = this.isTail && this.synced && this.leaseValid();
@@ -487,6 +525,7 @@ export class ChainNode {
       this.sendSnapshot(s, lastSeq, lastAssignEpoch);
       return;
     }
+    s.snapshot = null;
     const from = this.resumeFrom(lastSeq);
     s.nextSeq = from + 1;
     s.received = from;
@@ -617,11 +656,18 @@ export class ChainNode {
   }
 
   /**
-   * The committed state (at ackedSeq) in chunks; sending resumes after it (once the receiver
-   * acknowledged it, beyond the send window). `forSeq`/`forAssign`:
-   * the end of the receiver's history it answers (-1: a receiver that lags beyond our log).
+   * The committed state (at ackedSeq) in chunks, streamed a window at a time (pumpSnapshot);
+   * sending updates resumes after it (once the receiver acknowledged it, beyond the send window).
+   * `forSeq`/`forAssign`: the end of the receiver's history it answers (-1: a receiver that lags
+   * beyond our log). The receiver asks again (syncReq) while a snapshot is under way: the same
+   * question goes on with the snapshot already streaming, not a new one.
    */
   private sendSnapshot(s: Stream, forSeq: Seq, forAssignEpoch: Epoch): void {
+    const cur = s.snapshot;
+    if (cur !== null && cur.forSeq === forSeq && cur.forAssignEpoch === forAssignEpoch && cur.acked < cur.chunks.length) {
+      s.nextSeq = cur.seq + 1;
+      return;
+    }
     const seq = this.ackedSeqV;
     const assignEpoch = this.assignAt(seq)!;
     const all = [...this.clean.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -636,12 +682,38 @@ export class ChainNode {
       chunks[chunks.length - 1]!.push(e);
       bytes += size;
     }
-    chunks.forEach((entries, index) =>
-      this.send({ type: 'snapshotChunk', epoch: this.epoch, from: this.name, to: s.to, seq, assignEpoch, forSeq, forAssignEpoch, index, count: chunks.length, entries }),
-    );
+    s.snapshot = { seq, assignEpoch, forSeq, forAssignEpoch, chunks, next: 0, acked: 0, ticksSinceProgress: 0, resends: 0 };
+    this.pumpSnapshot(s);
     // Sending resumes after it, but what the receiver holds is known only from its
     // acknowledgement: if the snapshot is lost, the resend after no progress sends it again.
     s.nextSeq = seq + 1;
+  }
+
+  /** Sends the snapshot's chunks up to snapshotInflightChunks beyond those the receiver has. */
+  private pumpSnapshot(s: Stream): void {
+    const snap = s.snapshot;
+    if (snap === null) return;
+    while (snap.next < snap.chunks.length && snap.next < snap.acked + this.snapshotInflight) {
+      const index = snap.next++;
+      this.send({ type: 'snapshotChunk', epoch: this.epoch, from: this.name, to: s.to, seq: snap.seq, assignEpoch: snap.assignEpoch, forSeq: snap.forSeq, forAssignEpoch: snap.forAssignEpoch, index, count: snap.chunks.length, entries: snap.chunks[index]! });
+    }
+  }
+
+  private onSnapshotAck(m: SnapshotAckMsg): void {
+    const s = this.streams.find((x) => x.to === m.from);
+    const snap = s?.snapshot;
+    if (!s || !snap || m.seq !== snap.seq || m.assignEpoch !== snap.assignEpoch || m.count !== snap.chunks.length) return;
+    if (m.have > snap.acked) {
+      snap.acked = m.have;
+      snap.next = Math.max(snap.next, snap.acked);
+      snap.ticksSinceProgress = 0;
+      snap.resends = 0;
+    } else if (m.have < snap.acked) {
+      // The receiver lost chunks it had (it restarted): from its first missing one again.
+      snap.acked = m.have;
+      snap.next = m.have;
+    }
+    this.pumpSnapshot(s);
   }
 
   private onChunk(m: SnapshotChunkMsg): void {
@@ -656,9 +728,13 @@ export class ChainNode {
     if (m.seq < this.ackedSeqV) return;
     if (m.forSeq >= 0 ? !(m.forSeq === this.durableSeqV && m.forAssignEpoch === this.assignAt(this.durableSeqV)) : m.seq <= this.lastSeqV) return;
     const key = `${m.seq}@${m.assignEpoch}/${m.count}`;
-    if (this.assembling?.key !== key) this.assembling = { key, seq: m.seq, assignEpoch: m.assignEpoch, count: m.count, chunks: new Map() };
-    this.assembling.chunks.set(m.index, m.entries);
-    if (this.assembling.chunks.size < m.count) return;
+    if (this.assembling?.key !== key) this.assembling = { key, seq: m.seq, assignEpoch: m.assignEpoch, count: m.count, chunks: new Map(), have: 0 };
+    const asm = this.assembling;
+    asm.chunks.set(m.index, m.entries);
+    while (asm.chunks.has(asm.have)) asm.have++;
+    // Flow control: the sender sends a few chunks beyond what we say we have.
+    this.send({ type: 'snapshotAck', epoch: this.epoch, from: this.name, to: m.from, seq: m.seq, assignEpoch: m.assignEpoch, count: m.count, have: asm.have });
+    if (asm.chunks.size < m.count) return;
     const a = this.assembling;
     this.assembling = null;
     const entries: Entry[] = [];
@@ -755,7 +831,7 @@ function opBytes(op: ChainOp): number {
 }
 
 function newStream(to: NodeName, counts: boolean): Stream {
-  return { to, counts, synced: false, nextSeq: 1, received: 0, ticksSinceProgress: 0, resends: 0 };
+  return { to, counts, synced: false, nextSeq: 1, received: 0, ticksSinceProgress: 0, resends: 0, snapshot: null };
 }
 
 /** Applies `op` at `seq` to `state`; the same on every node (the history decides everything). */

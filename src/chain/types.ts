@@ -126,6 +126,12 @@ export const CHAIN_SEND_WINDOW_BYTES = 128 * 1024 * 1024;
 export const CHAIN_RESEND_BACKOFF_MAX = 3;
 /** Value bytes of one snapshot chunk (a single larger entry travels alone). */
 export const CHAIN_SNAPSHOT_CHUNK_BYTES_MAX = 4 * 1024 * 1024;
+/**
+ * Chunks of a snapshot a sender has out beyond the receiver's acknowledgement (snapshotAck): a
+ * large store streams a few chunks at a time, as fast as the receiver takes them, instead of
+ * all at once into the connection.
+ */
+export const CHAIN_SNAPSHOT_INFLIGHT_CHUNKS = 4;
 /** Chunks of one snapshot a receiver assembles at most. */
 export const CHAIN_SNAPSHOT_CHUNKS_MAX = 1_000_000;
 /** Updates the tail keeps for a lagging joiner beyond what is committed; past it, a snapshot. */

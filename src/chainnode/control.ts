@@ -8,10 +8,45 @@
  *
  * Everything read from the control cluster or a socket is checked before use.
  */
-import type { FlotillaClient } from '../client/client.js';
+import { FlotillaClient } from '../client/client.js';
+import type { Credentials } from '../client/connection.js';
+import { ClientError, DialError } from '../client/errors.js';
+import type { ClientTlsOptions } from '../client/tls.js';
 import { CHAIN_NAME_BYTES_MAX } from '../chain/codec.js';
 import type { Registration } from '../chain/master.js';
 import { configProblem, type ChainConfig } from '../chain/types.js';
+
+/**
+ * How a chain process (node, master, client) reaches the control cluster when it runs with
+ * client TLS and/or auth: etcdctl's --cacert/--cert/--key and --user (src/cli/command.ts reads
+ * them), handed to FlotillaClient as they are.
+ */
+export interface ControlAccess {
+  readonly tls?: ClientTlsOptions;
+  readonly auth?: Credentials;
+}
+
+/** Deadline of one request to the control cluster. */
+export const CHAIN_CONTROL_REQUEST_TIMEOUT_MS = 3000;
+
+export function controlClient(endpoints: readonly string[], access: ControlAccess = {}): FlotillaClient {
+  return new FlotillaClient({ endpoints: [...endpoints], requestTimeoutMs: CHAIN_CONTROL_REQUEST_TIMEOUT_MS, ...(access.tls ? { tls: access.tls } : {}), ...(access.auth ? { auth: access.auth } : {}) });
+}
+
+/**
+ * Refusals of the control cluster that asking again will not cure: a wrong password, a user
+ * without the permissions the chain's keys need, credentials missing while auth is on, a TLS
+ * failure (a certificate not trusted, refused, expired). A chain process stops on these with
+ * etcd's own text instead of retrying forever.
+ */
+const FINAL_REFUSALS = /^(etcdserver: (authentication failed, invalid user ID or password|permission denied|user name is empty|user name not found|role is not granted to the user)|auth: authentication failed, password was given for no password user)$/;
+
+/** etcd's text of a refusal that retrying will not cure (FINAL_REFUSALS), or null. */
+export function controlRefusal(e: unknown): string | null {
+  if (e instanceof DialError) return e.tls ? e.details : null;
+  if (e instanceof ClientError && FINAL_REFUSALS.test(e.details)) return e.details;
+  return null;
+}
 
 /** Longest chain name (it is part of keys). */
 export const CHAIN_NAME_MAX = 64;

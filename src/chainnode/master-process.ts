@@ -5,14 +5,16 @@
  * configuration's revision (a txn comparing its mod revision), so a deposed master that still
  * believes it leads can never overwrite a newer configuration.
  */
-import { FlotillaClient } from '../client/client.js';
+import type { FlotillaClient } from '../client/client.js';
 import { Cmp, Op } from '../client/requests.js';
 import { nextConfig } from '../chain/master.js';
-import { checkChainName, configKey, masterElection, readChain } from './control.js';
+import { checkChainName, configKey, controlClient, controlRefusal, masterElection, readChain, type ControlAccess } from './control.js';
 
 export interface ChainMasterOptions {
   readonly chain: string;
   readonly control: readonly string[];
+  /** TLS and credentials for the control cluster (etcdctl's --cacert/--cert/--key, --user). */
+  readonly controlAccess?: ControlAccess;
   /** This master's name in the election. */
   readonly name: string;
   readonly intervalMs?: number;
@@ -25,10 +27,13 @@ export class ChainMaster {
   private stopped = false;
   private readonly client: FlotillaClient;
   private loop: Promise<void> | null = null;
+  private failWith!: (e: Error) => void;
+  /** Resolves when the master stops for good: the control cluster refused it (a wrong password, no permission). */
+  readonly fatal: Promise<Error> = new Promise((r) => (this.failWith = r));
 
   constructor(private readonly o: ChainMasterOptions) {
     checkChainName(o.chain);
-    this.client = new FlotillaClient({ endpoints: [...o.control], requestTimeoutMs: 3000 });
+    this.client = controlClient(o.control, o.controlAccess);
   }
 
   private log(line: string): void {
@@ -49,6 +54,14 @@ export class ChainMaster {
           await new Promise((r) => setTimeout(r, this.o.intervalMs ?? 300));
         }
       } catch (e) {
+        const refused = controlRefusal(e);
+        if (refused !== null && !this.stopped) {
+          this.log(`the control cluster refused: ${refused}`);
+          this.failWith(new Error(`the control cluster refused: ${refused}`));
+          this.stopped = true;
+          await this.client.close();
+          return;
+        }
         if (!this.stopped) this.log(`lost the role or the control cluster: ${(e as Error).message}`);
         await new Promise((r) => setTimeout(r, 500));
       }

@@ -12,14 +12,14 @@
 import type { Server, Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import type { TlsFiles } from '../lib/tls-files.js';
-import { FlotillaClient } from '../client/client.js';
+import type { FlotillaClient } from '../client/client.js';
 import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodePeerMessage } from '../chain/codec.js';
 import { ChainNode, type ChainEffect } from '../chain/node.js';
 import type { PeerMessage } from '../chain/messages.js';
 import type { ReadMode } from '../chain/types.js';
 import { ChainStorage } from './storage.js';
 import type { Watcher } from '../client/watch.js';
-import { chainPrefix, checkChainName, configKey, nodesPrefix, readChain } from './control.js';
+import { chainPrefix, checkChainName, configKey, controlClient, controlRefusal, nodesPrefix, readChain, type ControlAccess } from './control.js';
 import { chainServer, dialNode, loadChainTls, peerCommonName, type ChainTlsFileNames } from './tls.js';
 import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, decodeHello, helloFrame, readMessages, writeMessage } from './wire.js';
 
@@ -41,6 +41,8 @@ export interface ChainNodeProcessOptions {
   /** host:port others dial (default: the listening address). */
   readonly advertise?: string;
   readonly control: readonly string[];
+  /** TLS and credentials for the control cluster (etcdctl's --cacert/--cert/--key, --user). */
+  readonly controlAccess?: ControlAccess;
   readonly reads?: ReadMode;
   readonly leaseTtlSec?: number;
   readonly tickMs?: number;
@@ -125,13 +127,24 @@ export class ChainNodeProcess {
     });
     const addr = this.server.address();
     this.address = this.o.advertise ?? (typeof addr === 'object' && addr ? `${host}:${addr.port}` : this.o.listen);
-    this.control = new FlotillaClient({ endpoints: [...this.o.control], requestTimeoutMs: 3000 });
+    this.control = controlClient(this.o.control, this.o.controlAccess);
     this.startedAt = performance.now();
     this.timers.push(setInterval(() => this.tick(), this.tickMs));
     this.timers.push(setInterval(() => void this.poll(), this.o.pollMs ?? 1000));
     const ttl = this.o.leaseTtlSec ?? 5;
     this.timers.push(setInterval(() => void this.keepAlive(), Math.max(200, (ttl * 1000) / 3)));
-    await this.register().catch((e: Error) => this.log(`registration failed (will retry): ${e.message}`));
+    const refused = await this.register().then(
+      () => null,
+      (e: Error) => {
+        this.log(`registration failed (will retry): ${e.message}`);
+        return controlRefusal(e);
+      },
+    );
+    if (refused !== null) {
+      // A wrong password or missing permissions: no retry will cure it.
+      await this.stop();
+      throw new Error(`the control cluster refused: ${refused}`);
+    }
     this.watcher = this.control.watch(chainPrefix(this.o.chain), { prefix: true }, () => void this.poll());
     await this.poll();
   }
@@ -191,7 +204,7 @@ export class ChainNodeProcess {
   private async keepAlive(): Promise<void> {
     if (this.stopped) return;
     if (this.leaseId === 0n) {
-      await this.register().catch(() => {});
+      await this.register().catch((e: Error) => this.refused(e));
       return;
     }
     const sentAt = performance.now();
@@ -203,9 +216,16 @@ export class ChainNodeProcess {
         this.leaseId = 0n;
         await this.register();
       }
-    } catch {
-      // unreachable control cluster: the lease runs out on its own
+    } catch (e) {
+      // An unreachable control cluster: the lease runs out on its own. A refusal: stop.
+      this.refused(e);
     }
+  }
+
+  /** Stops the node if `e` is a refusal of the control cluster that retrying will not cure. */
+  private refused(e: unknown): void {
+    const why = controlRefusal(e);
+    if (why !== null) void this.fail(new Error(`the control cluster refused: ${why}`));
   }
 
   private async poll(): Promise<void> {
@@ -232,8 +252,9 @@ export class ChainNodeProcess {
         this.core.setConfig(v.config);
         this.drain();
       }
-    } catch {
-      // try again at the next poll
+    } catch (e) {
+      // Try again at the next poll (or stop on a refusal).
+      this.refused(e);
     } finally {
       this.polling = false;
     }

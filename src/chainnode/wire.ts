@@ -74,14 +74,91 @@ export class AssemblyBudget {
   }
 }
 
+/** What one frame after the hello carries: a whole message, or a piece of one in pieces. */
+export type MessagePart =
+  | { readonly type: 'whole'; readonly body: Uint8Array }
+  /** The first piece of a message of `total` bytes. */
+  | { readonly type: 'first'; readonly total: number; readonly piece: Uint8Array }
+  /** The next piece; `last`: it completes the message. */
+  | { readonly type: 'more'; readonly piece: Uint8Array; readonly last: boolean };
+
+/**
+ * The frames of a connection (after its hello) as message parts, every rule of the format
+ * checked: a message in pieces announces 1 MiB + 1 .. CHAIN_MESSAGE_BYTES_MAX bytes, its pieces
+ * are non-empty and never go beyond it, and no message begins inside another. MessageReader
+ * assembles the parts; a streaming reader (ChainClient.getStream) hands the pieces on as they come.
+ */
+export class PartReader {
+  private readonly frames: FrameReader;
+  private helloPending: boolean;
+  /** The message under way in pieces: its size and the bytes of it seen so far. */
+  private underway: { total: number; seen: number } | null = null;
+
+  constructor(opts: { hello: boolean }) {
+    this.helloPending = opts.hello;
+    this.frames = new FrameReader(opts.hello ? CHAIN_HELLO_BYTES_MAX : CHAIN_FRAME_BYTES_MAX);
+  }
+
+  /** Whether a message is under way in pieces. */
+  get inPieces(): boolean {
+    return this.underway !== null;
+  }
+
+  /** Feeds bytes; returns the hello (first, if expected) and the parts now whole. */
+  push(chunk: Uint8Array): { hello: Uint8Array | null; parts: MessagePart[] } {
+    let hello: Uint8Array | null = null;
+    const parts: MessagePart[] = [];
+    this.frames.feed(chunk);
+    for (let f = this.frames.next(); f; f = this.frames.next()) {
+      if (this.helloPending) {
+        this.helloPending = false;
+        this.frames.maxFrame = CHAIN_FRAME_BYTES_MAX;
+        hello = f;
+        continue;
+      }
+      parts.push(this.part(f));
+    }
+    return { hello, parts };
+  }
+
+  private part(f: Uint8Array): MessagePart {
+    const kind = f[0];
+    if (kind === WHOLE) {
+      if (this.underway) throw new FrameError('a whole message inside a message in pieces');
+      if (f.length < 2) throw new FrameError('an empty message');
+      return { type: 'whole', body: f.subarray(1) };
+    }
+    if (kind === FIRST) {
+      if (this.underway) throw new FrameError('a message begins inside another');
+      if (f.length < 6) throw new FrameError('a short first piece');
+      const total = new DataView(f.buffer, f.byteOffset + 1, 4).getUint32(0, true);
+      const piece = f.subarray(5);
+      if (total <= CHAIN_PIECE_BYTES || total > CHAIN_MESSAGE_BYTES_MAX) throw new FrameError(`a message in pieces of ${total} bytes (${CHAIN_PIECE_BYTES + 1}..${CHAIN_MESSAGE_BYTES_MAX})`);
+      if (piece.length === 0 || piece.length >= total) throw new FrameError(`a first piece of ${piece.length} of ${total} bytes`);
+      this.underway = { total, seen: piece.length };
+      return { type: 'first', total, piece };
+    }
+    if (kind === MORE) {
+      const u = this.underway;
+      if (!u) throw new FrameError('a piece of no message');
+      const piece = f.subarray(1);
+      if (piece.length === 0 || u.seen + piece.length > u.total) throw new FrameError('a piece beyond the announced size');
+      u.seen += piece.length;
+      const last = u.seen === u.total;
+      if (last) this.underway = null;
+      return { type: 'more', piece, last };
+    }
+    throw new FrameError(`unknown frame kind ${kind}`);
+  }
+}
+
 /**
  * Turns a connection's bytes into its hello (optional) and its messages; any breach of the
  * format or a limit is a FrameError (the caller closes the connection and calls `close()`, which
  * returns a reservation still held).
  */
 export class MessageReader {
-  private readonly frames: FrameReader;
-  private helloPending: boolean;
+  private readonly parts: PartReader;
   private partial: { buf: Uint8Array; filled: number } | null = null;
   /** Messages begun in pieces so far (a new one restarts the caller's timer). */
   begun = 0;
@@ -90,8 +167,7 @@ export class MessageReader {
     private readonly budget: AssemblyBudget,
     opts: { hello: boolean },
   ) {
-    this.helloPending = opts.hello;
-    this.frames = new FrameReader(opts.hello ? CHAIN_HELLO_BYTES_MAX : CHAIN_FRAME_BYTES_MAX);
+    this.parts = new PartReader(opts);
   }
 
   /** Whether a message is under way in pieces (its reservation held). */
@@ -101,56 +177,32 @@ export class MessageReader {
 
   /** Feeds bytes; returns the hello (first, if expected) and every message now whole. */
   push(chunk: Uint8Array): { hello: Uint8Array | null; messages: Uint8Array[] } {
-    let hello: Uint8Array | null = null;
+    const { hello, parts } = this.parts.push(chunk);
     const messages: Uint8Array[] = [];
-    this.frames.feed(chunk);
-    for (let f = this.frames.next(); f; f = this.frames.next()) {
-      if (this.helloPending) {
-        this.helloPending = false;
-        this.frames.maxFrame = CHAIN_FRAME_BYTES_MAX;
-        hello = f;
-        continue;
-      }
-      const m = this.frame(f);
+    for (const p of parts) {
+      const m = this.part(p);
       if (m) messages.push(m);
     }
     return { hello, messages };
   }
 
-  private frame(f: Uint8Array): Uint8Array | null {
-    const kind = f[0];
-    if (kind === WHOLE) {
-      if (this.partial) throw new FrameError('a whole message inside a message in pieces');
-      if (f.length < 2) throw new FrameError('an empty message');
-      return f.subarray(1);
-    }
-    if (kind === FIRST) {
-      if (this.partial) throw new FrameError('a message begins inside another');
-      if (f.length < 6) throw new FrameError('a short first piece');
-      const total = new DataView(f.buffer, f.byteOffset + 1, 4).getUint32(0, true);
-      const piece = f.subarray(5);
-      if (total <= CHAIN_PIECE_BYTES || total > CHAIN_MESSAGE_BYTES_MAX) throw new FrameError(`a message in pieces of ${total} bytes (${CHAIN_PIECE_BYTES + 1}..${CHAIN_MESSAGE_BYTES_MAX})`);
-      if (piece.length === 0 || piece.length >= total) throw new FrameError(`a first piece of ${piece.length} of ${total} bytes`);
-      if (!this.budget.take(total)) throw new FrameError(`no room for a message of ${total} bytes (${this.budget.used} of ${this.budget.max} held)`);
-      const buf = new Uint8Array(total);
-      buf.set(piece, 0);
-      this.partial = { buf, filled: piece.length };
+  private part(p: MessagePart): Uint8Array | null {
+    if (p.type === 'whole') return p.body;
+    if (p.type === 'first') {
+      if (!this.budget.take(p.total)) throw new FrameError(`no room for a message of ${p.total} bytes (${this.budget.used} of ${this.budget.max} held)`);
+      const buf = new Uint8Array(p.total);
+      buf.set(p.piece, 0);
+      this.partial = { buf, filled: p.piece.length };
       this.begun++;
       return null;
     }
-    if (kind === MORE) {
-      const p = this.partial;
-      if (!p) throw new FrameError('a piece of no message');
-      const piece = f.subarray(1);
-      if (piece.length === 0 || p.filled + piece.length > p.buf.length) throw new FrameError('a piece beyond the announced size');
-      p.buf.set(piece, p.filled);
-      p.filled += piece.length;
-      if (p.filled < p.buf.length) return null;
-      this.partial = null;
-      this.budget.give(p.buf.length);
-      return p.buf;
-    }
-    throw new FrameError(`unknown frame kind ${kind}`);
+    const m = this.partial!;
+    m.buf.set(p.piece, m.filled);
+    m.filled += p.piece.length;
+    if (!p.last) return null;
+    this.partial = null;
+    this.budget.give(m.buf.length);
+    return m.buf;
   }
 
   /** Returns a reservation still held (the connection closed mid-message). */
@@ -199,6 +251,62 @@ export function readMessages(
       socket.destroy();
     }
   });
+}
+
+/**
+ * Writes one message whose first `head.length` bytes are `head` and whose other `bodyBytes`
+ * come from `body` as it yields them, in pieces of at most CHAIN_PIECE_BYTES, waiting for the
+ * socket to drain whenever it asks to: the sender holds a piece or so of the message, not all
+ * of it (ChainClient.putStream: a 64 MiB value from a file). Throws if `body` yields more or
+ * fewer bytes than announced; the message is then incomplete, and the caller must close the
+ * socket (the receiver drops what it began).
+ */
+export async function writeMessageFrom(socket: Socket, head: Uint8Array, body: AsyncIterable<Uint8Array>, bodyBytes: number): Promise<void> {
+  const total = head.length + bodyBytes;
+  if (head.length === 0 || total > CHAIN_MESSAGE_BYTES_MAX) throw new FrameError(`a message of ${total} bytes (1..${CHAIN_MESSAGE_BYTES_MAX})`);
+  let seen = 0;
+  const tooMany = (): FrameError => new FrameError(`the value has more than the ${bodyBytes} bytes announced`);
+  if (total <= CHAIN_PIECE_BYTES) {
+    // Small: one whole frame (a message in pieces must be larger than one piece).
+    const all = new Uint8Array(total);
+    all.set(head, 0);
+    for await (const c of body) {
+      if (seen + c.length > bodyBytes) throw tooMany();
+      all.set(c, head.length + seen);
+      seen += c.length;
+    }
+    if (seen !== bodyBytes) throw new FrameError(`the value ended after ${seen} of the ${bodyBytes} bytes announced`);
+    writeMessage(socket, all);
+    return;
+  }
+  const write = async (parts: Uint8Array[]): Promise<void> => {
+    if (socket.destroyed) throw new Error('connection closed');
+    let ok = true;
+    for (const p of parts) ok = socket.write(p);
+    if (ok) return;
+    await new Promise<void>((resolve, reject) => {
+      const done = (e?: Error): void => {
+        socket.off('drain', onDrain);
+        socket.off('close', onClose);
+        if (e) reject(e);
+        else resolve();
+      };
+      const onDrain = (): void => done();
+      const onClose = (): void => done(new Error('connection closed'));
+      socket.on('drain', onDrain);
+      socket.on('close', onClose);
+    });
+  };
+  await write([frameHead(FIRST, total, head.length), head]);
+  for await (const c of body) {
+    if (seen + c.length > bodyBytes) throw tooMany();
+    for (let at = 0; at < c.length; at += CHAIN_PIECE_BYTES) {
+      const piece = c.subarray(at, at + CHAIN_PIECE_BYTES);
+      await write([frameHead(MORE, null, piece.length), piece]);
+    }
+    seen += c.length;
+  }
+  if (seen !== bodyBytes) throw new FrameError(`the value ended after ${seen} of the ${bodyBytes} bytes announced`);
 }
 
 /** Writes one message (in pieces if large, without copying it); returns the bytes queued. */

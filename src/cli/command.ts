@@ -34,7 +34,7 @@ export interface Common {
 }
 
 /** The credentials of --user / --password (or FLOTILLA_USER / FLOTILLA_PASSWORD), as etcdctl reads them. */
-function credentialsOf(o: Common): { user: string; password: string } | undefined {
+export function credentialsOf(o: Common): { user: string; password: string } | undefined {
   const u = o.user ?? (process.env.FLOTILLA_USER || undefined);
   if (u === undefined) return undefined;
   const given = o.password ?? (process.env.FLOTILLA_PASSWORD || undefined);
@@ -109,18 +109,29 @@ export function tlsOf(o: Common): ClientTlsOptions | undefined {
   return { ca: read('--cacert', cacert), cert: read('--cert', cert), key: read('--key', key), insecureSkipVerify: skip };
 }
 
-/** Adds --endpoints, the TLS flags and -w to a command. */
+/** Adds --endpoints, the TLS flags, --user/--password, --session-file and -w to a command. */
 export function common(c: Command, formats: readonly string[] = ['simple', 'json']): Command {
+  return credentialFlags(
+    c
+      .option('--endpoints <list>', `comma-separated host:port of the members (env FLOTILLA_ENDPOINTS; default ${DEFAULT_ENDPOINTS})`)
+      .option('--session-file <path>', 'keep the highest revision seen here, for --consistency session across commands (env FLOTILLA_SESSION_FILE)'),
+  ).addOption(new Option('-w, --write-out <format>', 'output format').choices(formats).default('simple'));
+}
+
+/**
+ * etcdctl's TLS and auth flags (--cacert, --cert, --key, --insecure-skip-tls-verify, --user,
+ * --password): every command that talks to the cluster as a client has them, the client
+ * commands (common) and the chain processes to their control cluster (chain.ts). Read them with
+ * tlsOf and credentialsOf.
+ */
+export function credentialFlags(c: Command): Command {
   return c
-    .option('--endpoints <list>', `comma-separated host:port of the members (env FLOTILLA_ENDPOINTS; default ${DEFAULT_ENDPOINTS})`)
     .option('--cacert <file>', 'verify the servers\' certificates with this CA bundle, and use TLS (env FLOTILLA_CACERT)')
     .option('--cert <file>', 'TLS client certificate, for servers with client certificate auth (env FLOTILLA_CERT)')
     .option('--key <file>', 'its private key (env FLOTILLA_KEY)')
     .option('--insecure-skip-tls-verify', 'use TLS without verifying the server\'s certificate (env FLOTILLA_INSECURE_SKIP_TLS_VERIFY=true)')
-    .option('--session-file <path>', 'keep the highest revision seen here, for --consistency session across commands (env FLOTILLA_SESSION_FILE)')
     .option('--user <name[:password]>', 'authenticate as this user when the cluster has auth on (env FLOTILLA_USER)')
-    .option('--password <password>', 'the password of --user (env FLOTILLA_PASSWORD)')
-    .addOption(new Option('-w, --write-out <format>', 'output format').choices(formats).default('simple'));
+    .option('--password <password>', 'the password of --user (env FLOTILLA_PASSWORD)');
 }
 
 /** The client library, loaded when the first command runs: registering the commands (and
