@@ -30,9 +30,9 @@ describe('chain simulator', () => {
     }
   });
 
-  it(`holds the invariants over ${SEEDS} seeds (both read modes, every fault kind)`, () => {
+  it(`holds the invariants over ${SEEDS} seeds (both read modes, every fault kind, compaction)`, () => {
     const failures: string[] = [];
-    const totals = { epochs: 0, snapshots: 0, crashes: 0, replays: 0, opsOk: 0, craq: 0 };
+    const totals = { epochs: 0, snapshots: 0, crashes: 0, replays: 0, opsOk: 0, craq: 0, compacting: 0, compactionsDurable: 0, restartsFromCompaction: 0, crashesAroundCompaction: 0, snapshotsFromCompacted: 0, unaskedSnapshots: 0 };
     for (let seed = 1; seed <= SEEDS && failures.length < 3; seed++) {
       const r = runChainSimulation({ seed });
       if (!r.ok) failures.push(formatChainFailure(r));
@@ -42,6 +42,12 @@ describe('chain simulator', () => {
       totals.replays += r.stats.replays;
       totals.opsOk += r.stats.opsOk;
       if (r.setting.includes('reads=craq')) totals.craq++;
+      if (r.setting.includes(' compact=')) totals.compacting++;
+      totals.compactionsDurable += r.stats.compactionsDurable;
+      totals.restartsFromCompaction += r.stats.restartsFromCompaction;
+      totals.crashesAroundCompaction += r.stats.crashesAroundCompaction;
+      totals.snapshotsFromCompacted += r.stats.snapshotsFromCompacted;
+      totals.unaskedSnapshots += r.stats.unaskedSnapshots;
     }
     expect(failures.join('\n\n')).toBe('');
     // The sweep exercises what it claims to (configuration changes, joins, crashes, replays, both read modes).
@@ -51,5 +57,14 @@ describe('chain simulator', () => {
     expect(totals.replays).toBeGreaterThan(SEEDS);
     expect(totals.opsOk).toBeGreaterThan(SEEDS * 50);
     expect(totals.craq).toBeGreaterThan(SEEDS / 3);
+    // Compaction (most seeds): compacted disks, restarts from them (some crashing just before or
+    // after a compaction became durable), catch-ups sent from a compacted state, and joiners
+    // lagging behind a tail's retained log.
+    expect(totals.compacting).toBeGreaterThan(SEEDS / 2);
+    expect(totals.compactionsDurable).toBeGreaterThan(SEEDS * 10);
+    expect(totals.restartsFromCompaction).toBeGreaterThan(SEEDS / 2);
+    expect(totals.crashesAroundCompaction).toBeGreaterThan(SEEDS / 4);
+    expect(totals.snapshotsFromCompacted).toBeGreaterThan(SEEDS / 5);
+    expect(totals.unaskedSnapshots).toBeGreaterThan(SEEDS / 20);
   });
 });
