@@ -20,10 +20,14 @@ describe('chain simulator', () => {
 
   it('flotilla sim --chain: runs seeds, reports, refuses bad flags with exit code 2', () => {
     const out: string[] = [];
-    expect(runChainSimCommand({ seed: 3, runs: 2, reads: 'craq', faults: 'crash,replay', verbose: true }, (l) => out.push(l))).toBe(0);
-    expect(out[0]).toMatch(/^seed 3: ok .*reads=craq faults=crash,replay/);
-    expect(out.at(-1)).toMatch(/^chain: 2 runs ok \(seeds 3\.\.4\)/);
-    for (const bad of [{ reads: 'head' }, { faults: 'crash,flood' }, { nodes: 9 }]) {
+    expect(runChainSimCommand({ seed: 3, runs: 2, reads: 'craq', faults: 'crash,replay', compaction: 'on', verbose: true }, (l) => out.push(l))).toBe(0);
+    expect(out[0]).toMatch(/^seed 3: ok .*reads=craq faults=crash,replay .*compact=.* \d+ compactions/);
+    expect(out.at(-1)).toMatch(/^chain: 2 runs ok \(seeds 3\.\.4\), .* [1-9]\d* compactions/);
+    const off: string[] = [];
+    expect(runChainSimCommand({ seed: 3, runs: 1, compaction: 'off', verbose: true }, (l) => off.push(l))).toBe(0);
+    expect(off[0]).not.toMatch(/compact=/);
+    expect(off[0]).toMatch(/ 0 compactions/);
+    for (const bad of [{ reads: 'head' }, { faults: 'crash,flood' }, { nodes: 9 }, { compaction: 'sometimes' }]) {
       const lines: string[] = [];
       expect(runChainSimCommand({ seed: 1, runs: 1, ...bad }, (l) => lines.push(l))).toBe(2);
       expect(lines[0]).toMatch(/^flotilla sim --chain: /);
