@@ -559,9 +559,17 @@ export class ChainSimulation {
   private poll(p: NodeProc, alive: () => boolean): void {
     if (!alive()) return;
     p.polling = true;
-    this.rpc(p.name, 'get config', (s) => s.get(CONFIG_KEY), (k) => {
+    const lease = p.leaseId;
+    this.rpc(p.name, 'get config', (s) => ({ k: s.get(CONFIG_KEY), regLease: s.get(NODE_PREFIX + p.name)?.lease }), ({ k, regLease }) => {
       if (!alive()) return;
       p.polling = false;
+      // The registration must be under this incarnation's lease: a delayed put of an earlier
+      // incarnation (its registration or a report, under its own lease) may have taken the key
+      // over, and it vanishes with that lease while ours lives on: register again.
+      if (lease !== 0 && p.leaseId === lease && regLease !== lease) {
+        p.leaseId = 0;
+        this.register(p, alive);
+      }
       if (k) {
         const v = k.value as { members: string[]; joining: string | null };
         p.core.setConfig({ epoch: k.modRevision, members: v.members, joining: v.joining });
