@@ -33,10 +33,10 @@
  * every node that is the tail of its own configuration (committed, by ChainNode's reckoning) is
  * a prefix of every other such history ever seen (a committed update never changes); a
  * compaction's image, when taken, is the state after its seq in that committed history (nothing
- * uncommitted in it, nothing missing) and never below the snapshot already on disk. At the end (the network
- * healed, every process up): the chain converges (every node a member, all histories equal),
- * every client completes operations, every node's state is the replay of its history, and the
- * client history is linearizable.
+ * uncommitted in it, nothing missing) and never below the snapshot already on disk. At the end
+ * (the network healed, every process up): the chain converges (every node a member, all
+ * histories equal), every client completes operations, every node's state is the replay of its
+ * history, and the client history is linearizable.
  */
 import { checkLinearizable, type HistoryOp } from '../check/index.js';
 import { rng as makeRng, type Rng } from '../lib/prng.js';
