@@ -284,6 +284,51 @@ describe('ChainNode', () => {
     expect(h.node('d').entries()).toEqual(tail.entries());
   });
 
+  it('compaction: committedImage is the committed state; a node restarted from it and the updates after it continues, and catches up a joiner', () => {
+    const h = chain3();
+    h.put('k', 'v1');
+    h.put('j', 'w1');
+    h.stabilize();
+    // The head holds an update the tail has not acknowledged (its successor hears nothing).
+    h.drop = (m) => m.from === 'a';
+    h.put('k', 'v2');
+    h.stabilize();
+    const a = h.node('a');
+    expect([a.lastSeq, a.durableSeq, a.ackedSeq]).toEqual([3, 3, 2]);
+    const img = a.committedImage()!;
+    // Only what is committed: k is still v1 in it, and the image says so (seq 2, not 3).
+    expect(img.seq).toBe(2);
+    expect(img.entries.map((e) => [e.key, dec.decode(e.value), e.version]).sort()).toEqual([['j', 'w1', 2], ['k', 'v1', 1]]);
+    // A restart from the compacted disk: the image, then the updates after it.
+    const restart = (n: ChainNode, image = n.committedImage()!): ChainNode => {
+      const updates = [];
+      for (let q = image.seq + 1; q <= n.durableSeq; q++) updates.push(n.updateAt(q)!);
+      const r = new ChainNode({ name: n.name }, { snapshot: image, updates });
+      r.setReadLease(1_000_000);
+      h.nodes.set(n.name, r);
+      return r;
+    };
+    const a2 = restart(a, img);
+    expect([a2.lastSeq, a2.durableSeq, a2.ackedSeq]).toEqual([3, 3, 2]);
+    expect(a2.entries()).toEqual(a.entries());
+    // Back in the chain (a new epoch): the update after the image reaches the tail.
+    h.drop = () => false;
+    h.configure(['a', 'b', 'c']);
+    h.stabilize();
+    expect(value(h.get('c', 'k'))).toBe('v2');
+    // The tail compacts and restarts; a joiner behind its compacted point gets the state from it.
+    const c2 = restart(h.node('c'));
+    expect(c2.updateAt(3)).toBeUndefined();
+    h.configure(['a', 'b', 'c'], 'd');
+    h.stabilize();
+    expect(h.sent.some((m) => m.type === 'snapshotChunk' && m.from === 'c' && m.to === 'd')).toBe(true);
+    h.configure(['a', 'b', 'c', 'd']);
+    h.stabilize();
+    expect(h.node('d').entries()).toEqual(a2.entries());
+    expect(value(h.get('d', 'k'))).toBe('v2');
+    expect(value(h.get('d', 'j'))).toBe('w1');
+  });
+
   it('a joiner whose history diverged gets a snapshot of the committed state', () => {
     const h = chain3();
     h.put('k', 'v1');

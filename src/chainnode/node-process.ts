@@ -54,12 +54,19 @@ export interface ChainNodeProcessOptions {
   readonly connectionsMax?: number;
   readonly helloTimeoutMs?: number;
   readonly idleTimeoutMs?: number;
+  /** CHAIN_PEER_QUEUE_BYTES_MAX (tests set it lower). */
+  readonly peerQueueBytesMax?: number;
+  /** Monotonic milliseconds the ticks and the read lease follow (default performance.now; tests pass their own). */
+  readonly clock?: () => number;
 }
 
 interface Peer {
   socket: Socket | null;
   address: string;
   queued: number;
+  /** The most bytes ever queued for it, and the bytes of messages dropped at the queue bound. */
+  queuedMax: number;
+  droppedBytes: number;
 }
 
 export class ChainNodeProcess {
@@ -106,6 +113,16 @@ export class ChainNodeProcess {
     this.o.log?.(`chain ${this.o.chain} node ${this.o.name}: ${line}`);
   }
 
+  private now(): number {
+    return this.o.clock ? this.o.clock() : performance.now();
+  }
+
+  /** What is queued for peer `name` (bytes), the most ever queued, and the bytes dropped at the bound. */
+  peerQueue(name: string): { queued: number; queuedMax: number; droppedBytes: number } | null {
+    const p = this.peers.get(name);
+    return p ? { queued: p.socket?.writableLength ?? 0, queuedMax: p.queuedMax, droppedBytes: p.droppedBytes } : null;
+  }
+
   private get tickMs(): number {
     return this.o.tickMs ?? 50;
   }
@@ -128,7 +145,7 @@ export class ChainNodeProcess {
     const addr = this.server.address();
     this.address = this.o.advertise ?? (typeof addr === 'object' && addr ? `${host}:${addr.port}` : this.o.listen);
     this.control = controlClient(this.o.control, this.o.controlAccess);
-    this.startedAt = performance.now();
+    this.startedAt = this.now();
     this.timers.push(setInterval(() => this.tick(), this.tickMs));
     this.timers.push(setInterval(() => void this.poll(), this.o.pollMs ?? 1000));
     const ttl = this.o.leaseTtlSec ?? 5;
@@ -152,7 +169,7 @@ export class ChainNodeProcess {
   private tick(): void {
     if (this.stopped) return;
     // Deliver every tick the clock says is due (timers run late on a busy machine).
-    const due = Math.floor((performance.now() - this.startedAt) / this.tickMs);
+    const due = Math.floor((this.now() - this.startedAt) / this.tickMs);
     while (this.ticks < due) {
       this.ticks++;
       this.core.tick();
@@ -183,7 +200,7 @@ export class ChainNodeProcess {
 
   private async registerOnce(): Promise<void> {
     const ttl = this.o.leaseTtlSec ?? 5;
-    const sentAt = performance.now();
+    const sentAt = this.now();
     const g = await this.control.leaseGrant(ttl);
     await this.control.put(nodesPrefix(this.o.chain) + this.o.name, this.registrationValue(), { lease: g.id });
     const r = await this.control.get(nodesPrefix(this.o.chain) + this.o.name);
@@ -197,7 +214,7 @@ export class ChainNodeProcess {
 
   private setLease(sentAt: number, ttlSec: number): void {
     const validUntil = sentAt + ttlSec * 1000 - CHAIN_LEASE_MARGIN_MS;
-    const ticks = Math.floor((validUntil - performance.now()) / this.tickMs);
+    const ticks = Math.floor((validUntil - this.now()) / this.tickMs);
     this.core.setReadLease(this.core.tickNow + ticks, this.registeredRev + 1);
   }
 
@@ -207,7 +224,7 @@ export class ChainNodeProcess {
       await this.register().catch((e: Error) => this.refused(e));
       return;
     }
-    const sentAt = performance.now();
+    const sentAt = this.now();
     try {
       const r = await this.control.leaseKeepAliveOnce(this.leaseId);
       if (r.ttl > 0) this.setLease(sentAt, r.ttl);
@@ -240,7 +257,7 @@ export class ChainNodeProcess {
       const v = await readChain(this.control, this.o.chain);
       for (const [name, info] of v.nodes) {
         const p = this.peers.get(name);
-        if (!p) this.peers.set(name, { socket: null, address: info.address, queued: 0 });
+        if (!p) this.peers.set(name, { socket: null, address: info.address, queued: 0, queuedMax: 0, droppedBytes: 0 });
         else if (p.address !== info.address) {
           p.socket?.destroy();
           p.socket = null;
@@ -310,8 +327,12 @@ export class ChainNodeProcess {
       p.socket = s;
     }
     const body = encodePeerMessage(m);
-    if (p.socket.writableLength + body.length > CHAIN_PEER_QUEUE_BYTES_MAX) return; // dropped: resent later
+    if (p.socket.writableLength + body.length > (this.o.peerQueueBytesMax ?? CHAIN_PEER_QUEUE_BYTES_MAX)) {
+      p.droppedBytes += body.length; // dropped: resent later
+      return;
+    }
     writeMessage(p.socket, body);
+    p.queuedMax = Math.max(p.queuedMax, p.socket.writableLength);
   }
 
   private accept(s: Socket): void {

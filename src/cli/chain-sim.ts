@@ -12,6 +12,8 @@ export interface ChainSimCommandOptions {
   readonly reads?: string;
   readonly faults?: string;
   readonly faultMs?: number;
+  /** on | off (default: by seed). */
+  readonly compaction?: string;
   readonly verbose?: boolean;
   readonly history?: boolean;
 }
@@ -39,10 +41,20 @@ export function runChainSimCommand(o: ChainSimCommandOptions, out: (line: string
     }
     faults = kinds as ChainFaultKind[];
   }
+  let compaction: boolean | undefined;
+  if (o.compaction !== undefined) {
+    if (o.compaction !== 'on' && o.compaction !== 'off') {
+      out(`flotilla sim --chain: --compaction must be on or off, got "${o.compaction}"`);
+      return 2;
+    }
+    compaction = o.compaction === 'on';
+  }
   const started = performance.now();
   let failed = 0;
   let ops = 0;
   let epochs = 0;
+  let compactions = 0;
+  let restartsFromCompaction = 0;
   for (let seed = o.seed; seed < o.seed + o.runs; seed++) {
     const r = runChainSimulation({
       seed,
@@ -50,12 +62,15 @@ export function runChainSimCommand(o: ChainSimCommandOptions, out: (line: string
       ...(reads ? { reads } : {}),
       ...(faults ? { faults } : {}),
       ...(o.faultMs !== undefined ? { faultPhaseMs: o.faultMs } : {}),
+      ...(compaction !== undefined ? { compaction } : {}),
     });
     ops += r.stats.ops;
     epochs += r.stats.epochs;
+    compactions += r.stats.compactionsDurable;
+    restartsFromCompaction += r.stats.restartsFromCompaction;
     if (o.verbose) {
       const s = r.stats;
-      out(`seed ${seed}: ${r.ok ? 'ok' : 'FAIL'}  ${r.setting}  | ${s.events} events, ${s.epochs} epochs, ${s.opsOk}/${s.ops} ops ok, ${s.crashes} crashes, ${s.partitions} partitions, ${s.replays} replays, ${s.snapshots} snapshot chunks, final seq ${s.finalSeq}`);
+      out(`seed ${seed}: ${r.ok ? 'ok' : 'FAIL'}  ${r.setting}  | ${s.events} events, ${s.epochs} epochs, ${s.opsOk}/${s.ops} ops ok, ${s.crashes} crashes, ${s.partitions} partitions, ${s.replays} replays, ${s.snapshots} snapshot chunks, ${s.compactionsDurable} compactions, ${s.restartsFromCompaction} restarts from one, final seq ${s.finalSeq}`);
       if (o.history) for (const h of r.history) out(`  ${JSON.stringify(h)}`);
     }
     if (!r.ok) {
@@ -65,6 +80,6 @@ export function runChainSimCommand(o: ChainSimCommandOptions, out: (line: string
     }
   }
   const secs = ((performance.now() - started) / 1000).toFixed(1);
-  out(failed === 0 ? `chain: ${o.runs} runs ok (seeds ${o.seed}..${o.seed + o.runs - 1}), ${ops} operations, ${epochs} configuration changes, ${secs} s` : `chain: FAILED (replay: flotilla sim --chain --seed <seed> --runs 1 -v)`);
+  out(failed === 0 ? `chain: ${o.runs} runs ok (seeds ${o.seed}..${o.seed + o.runs - 1}), ${ops} operations, ${epochs} configuration changes, ${compactions} compactions (${restartsFromCompaction} restarts from one), ${secs} s` : `chain: FAILED (replay: flotilla sim --chain --seed <seed> --runs 1 -v)`);
   return failed === 0 ? 0 : 1;
 }

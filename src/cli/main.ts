@@ -68,7 +68,8 @@ export function buildProgram(): Command {
     .option('--trace <file>', 'with --runs 1: write the run\'s trace there (TraceEvent JSON lines with Lamport and vector clocks; deterministic)')
     .option('--chain', 'the chain replication mode: chain nodes, masters and a simulated control cluster (--nodes 3..6, --reads, --faults crash,partition,lossy,master,replay)')
     .option('--reads <mode>', 'with --chain: tail or craq (default: by seed)')
-    .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; driver?: string; store?: string; verbose?: boolean; history?: boolean; trace?: string; chain?: boolean; reads?: string }) => {
+    .option('--compaction <on|off>', 'with --chain: whether nodes compact their disks (default: by seed, most seeds)')
+    .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; driver?: string; store?: string; verbose?: boolean; history?: boolean; trace?: string; chain?: boolean; reads?: string; compaction?: string }) => {
       if (o.chain) {
         const { runChainSimCommand } = await import('./chain-sim.js');
         process.exitCode = runChainSimCommand(o, (l) => console.log(l));

@@ -13,6 +13,14 @@
  *   nextConfig() by CAS on the configuration's revision.
  * - Clients: put / get / CAS / delete on a few keys with unique values, sent to the head (writes)
  *   and the tail (reads; CRAQ: any member), now and then to any node; a history for src/check.
+ * - Compaction (most seeds): at random ticks, and whenever the disk holds more than a few updates
+ *   after its snapshot, a node's driver compacts its disk with ChainNode.committedImage() (as
+ *   ChainNodeProcess with ChainStorage.compact): written in order after the writes before it, it
+ *   replaces the snapshot and the updates up to it. A crash before it is durable leaves the disk
+ *   as it was; a restart after it rebuilds the node from the compacted snapshot and the updates
+ *   after it; now and then a crash is placed just before or just after one. The tail's
+ *   in-memory log retention for a lagging joiner (logRetainMax) is small in some seeds, so a
+ *   joiner is caught up from the committed state rather than from the log.
  * - Faults (fault phase): node crashes and restarts, master crashes, partitions (a node from
  *   everything, from the control cluster only, or from its neighbours), lossy periods, and
  *   replays of old peer messages (stale epochs). Every message may be delayed, reordered, lost or
@@ -21,10 +29,14 @@
  * Checked after every event: every member's history (the ids of its updates, by seq) is a prefix
  * of its predecessor's, in the control cluster's current configuration (the paper's invariant:
  * the tail's a prefix of every node's, every node's a prefix of the head's); every acknowledged
- * write is in the history of every member (a new tail: once caught up). At the end (the network
- * healed, every process up): the chain converges (every node a member, all histories equal),
- * every client completes operations, every node's state is the replay of its history, and the
- * client history is linearizable.
+ * write is in the history of every member (a new tail: once caught up); the durable history of
+ * every node that is the tail of its own configuration (committed, by ChainNode's reckoning) is
+ * a prefix of every other such history ever seen (a committed update never changes); a
+ * compaction's image, when taken, is the state after its seq in that committed history (nothing
+ * uncommitted in it, nothing missing) and never below the snapshot already on disk. At the end
+ * (the network healed, every process up): the chain converges (every node a member, all
+ * histories equal), every client completes operations, every node's state is the replay of its
+ * history, and the client history is linearizable.
  */
 import { checkLinearizable, type HistoryOp } from '../check/index.js';
 import { rng as makeRng, type Rng } from '../lib/prng.js';
@@ -48,6 +60,16 @@ export interface ChainSimOptions {
   /** Virtual milliseconds of the fault phase. */
   readonly faultPhaseMs?: number;
   readonly makeNode?: ChainNodeFactory;
+  /**
+   * Whether nodes compact their disk (a snapshot of ChainNode.committedImage() replaces the
+   * updates up to it, as ChainStorage.compact) at random points; default: by seed (most seeds).
+   */
+  readonly compaction?: boolean;
+  /**
+   * Whether each compaction's image is checked when taken (default true). Off only in the mutant
+   * test that shows the end-of-run checks also catch a wrong compaction by what it does.
+   */
+  readonly checkCompactionImages?: boolean;
 }
 
 export interface ChainSimStats {
@@ -59,6 +81,17 @@ export interface ChainSimStats {
   partitions: number;
   replays: number;
   snapshots: number;
+  /** Compactions issued, and made durable. */
+  compactions: number;
+  compactionsDurable: number;
+  /** Restarts from a disk whose snapshot a compaction wrote. */
+  restartsFromCompaction: number;
+  /** Crashes placed just before or just after a compaction became durable. */
+  crashesAroundCompaction: number;
+  /** Snapshot chunks sent by a node restarted from a compacted disk (a catch-up from the compacted state). */
+  snapshotsFromCompacted: number;
+  /** Snapshot chunks sent unasked: a joiner lagging behind the sender's retained log. */
+  unaskedSnapshots: number;
   finalSeq: number;
 }
 
@@ -151,7 +184,12 @@ class ControlStore {
 interface Disk {
   snapshot: SnapshotImage | null;
   updates: Update[];
+  /** The snapshot was written by a compaction (not installed from a predecessor). */
+  compacted: boolean;
 }
+
+/** A disk write in flight: a persist effect of the core, or the driver's compaction. */
+type DiskWrite = ChainEffect | { readonly type: 'compact'; readonly image: SnapshotImage };
 
 interface NodeProc {
   readonly name: string;
@@ -160,7 +198,13 @@ interface NodeProc {
   incarnation: number;
   disk: Disk;
   /** Issued, not yet durable writes, in order. */
-  pending: { token: number; effect: ChainEffect; doneAt: number }[];
+  pending: { id: number; effect: DiskWrite; doneAt: number }[];
+  /** Disk writes issued by this process (ids for the fsync order check). */
+  writes: number;
+  /** A compaction issued and not yet durable (one at a time, as ChainStorage). */
+  compacting: boolean;
+  /** This incarnation started from a disk a compaction wrote. */
+  fromCompacted: boolean;
   lastFsyncAt: number;
   leaseId: number;
   registeredRev: number;
@@ -232,8 +276,40 @@ export class ChainSimulation {
   private readonly snapHist = new Map<string, string[]>();
   private readonly keys: string[];
   private valueSeq = 0;
-  private readonly stats: ChainSimStats = { events: 0, epochs: 0, ops: 0, opsOk: 0, crashes: 0, partitions: 0, replays: 0, snapshots: 0, finalSeq: 0 };
+  private readonly stats: ChainSimStats = {
+    events: 0,
+    epochs: 0,
+    ops: 0,
+    opsOk: 0,
+    crashes: 0,
+    partitions: 0,
+    replays: 0,
+    snapshots: 0,
+    compactions: 0,
+    compactionsDurable: 0,
+    restartsFromCompaction: 0,
+    crashesAroundCompaction: 0,
+    snapshotsFromCompacted: 0,
+    unaskedSnapshots: 0,
+    finalSeq: 0,
+  };
   private readonly setting: string;
+  private readonly compaction: boolean;
+  /** Per tick, the chance a node compacts; and the disk's update count past which it does anyway. */
+  private readonly compactChance: number;
+  private readonly compactUpdates: number;
+  /** The tail's in-memory log retention for a lagging joiner (the core's own log compaction). */
+  private readonly logRetainMax: number | undefined;
+  /**
+   * The committed history: update ids by seq-1, the longest durable history seen at any node
+   * that is the tail of its own configuration (ChainNode counts that history as committed; it
+   * may never change, only grow). `committedChanges` keeps, per key, the entry after each update
+   * of it along that history, so the state after any committed prefix can be read.
+   */
+  private readonly committed: string[] = [];
+  private readonly committedModel = new Map<string, Entry>();
+  private readonly committedChanges = new Map<string, { seq: number; entry: Entry | null }[]>();
+  private readonly committedChecked = new Map<string, { gen: number; upTo: number }>();
 
   constructor(private readonly o: ChainSimOptions) {
     this.rng = makeRng(o.seed * 7919 + 17);
@@ -247,7 +323,13 @@ export class ChainSimulation {
     this.delayBaseUs = r.pick([200, 1000, 3000]);
     this.makeNode = o.makeNode ?? ((opts, durable) => new ChainNode(opts, durable));
     this.keys = Array.from({ length: r.int(1, 4) }, (_, i) => `k${i}`);
-    this.setting = `nodes=${this.nodeCount} reads=${this.reads} faults=${this.faultKinds.join(',') || 'none'} loss=${this.loss} dup=${this.dup} delay=${this.delayBaseUs}us keys=${this.keys.length}`;
+    const compaction = r.chance(0.75); // drawn either way: a seed's other choices do not depend on the option
+    this.compaction = o.compaction ?? compaction;
+    this.compactChance = r.pick([0.002, 0.01, 0.05]);
+    this.compactUpdates = r.pick([4, 16, 64]);
+    this.logRetainMax = r.pick([undefined, 0, 8]);
+    const compact = this.compaction ? ` compact=${this.compactChance}/tick,${this.compactUpdates}updates retain=${this.logRetainMax ?? 'default'}` : '';
+    this.setting = `nodes=${this.nodeCount} reads=${this.reads} faults=${this.faultKinds.join(',') || 'none'} loss=${this.loss} dup=${this.dup} delay=${this.delayBaseUs}us keys=${this.keys.length}${compact}`;
   }
 
   run(): ChainSimResult {
@@ -361,8 +443,11 @@ export class ChainSimulation {
         core: this.newCore(name, undefined),
         up: false,
         incarnation: 0,
-        disk: { snapshot: null, updates: [] },
+        disk: { snapshot: null, updates: [], compacted: false },
         pending: [],
+        writes: 0,
+        compacting: false,
+        fromCompacted: false,
         lastFsyncAt: 0,
         leaseId: 0,
         registeredRev: rev,
@@ -392,7 +477,8 @@ export class ChainSimulation {
   }
 
   private newCore(name: string, durable: Disk | undefined): ChainNode {
-    return this.makeNode({ name, reads: this.reads, resendTicks: 5, syncRetryTicks: 5 }, durable ? { snapshot: durable.snapshot, updates: durable.updates } : undefined);
+    const retain = this.compaction && this.logRetainMax !== undefined ? { logRetainMax: this.logRetainMax } : {};
+    return this.makeNode({ name, reads: this.reads, resendTicks: 5, syncRetryTicks: 5, ...retain }, durable ? { snapshot: durable.snapshot, updates: durable.updates } : undefined);
   }
 
   // ---- node processes ----------------------------------------------------------------------
@@ -401,7 +487,10 @@ export class ChainSimulation {
     p.up = true;
     p.incarnation++;
     p.pending = [];
+    p.compacting = false;
     p.leaseId = 0;
+    p.fromCompacted = p.incarnation > 1 && p.disk.compacted;
+    if (p.fromCompacted) this.stats.restartsFromCompaction++;
     p.core = this.newCore(p.name, p.incarnation === 1 ? undefined : p.disk);
     p.hist = [...p.durableHist];
     p.gen++;
@@ -413,6 +502,7 @@ export class ChainSimulation {
       if (!alive()) return;
       p.core.tick();
       this.drain(p);
+      if (this.compaction && !p.compacting && (this.rng.chance(this.compactChance) || p.disk.updates.length >= this.compactUpdates)) this.compact(p);
       this.at(TICK_US * p.rate, `${p.name} tick`, tick);
     };
     this.at(this.rng.int(1, TICK_US), `${p.name} tick`, tick);
@@ -469,9 +559,17 @@ export class ChainSimulation {
   private poll(p: NodeProc, alive: () => boolean): void {
     if (!alive()) return;
     p.polling = true;
-    this.rpc(p.name, 'get config', (s) => s.get(CONFIG_KEY), (k) => {
+    const lease = p.leaseId;
+    this.rpc(p.name, 'get config', (s) => ({ k: s.get(CONFIG_KEY), regLease: s.get(NODE_PREFIX + p.name)?.lease }), ({ k, regLease }) => {
       if (!alive()) return;
       p.polling = false;
+      // The registration must be under this incarnation's lease: a delayed put of an earlier
+      // incarnation (its registration or a report, under its own lease) may have taken the key
+      // over, and it vanishes with that lease while ours lives on: register again.
+      if (lease !== 0 && p.leaseId === lease && regLease !== lease) {
+        p.leaseId = 0;
+        this.register(p, alive);
+      }
       if (k) {
         const v = k.value as { members: string[]; joining: string | null };
         p.core.setConfig({ epoch: k.modRevision, members: v.members, joining: v.joining });
@@ -491,6 +589,8 @@ export class ChainSimulation {
           if (m.type === 'snapshotChunk') {
             this.snapHist.set(`${m.to}:${m.seq}@${m.assignEpoch}`, p.hist.slice(0, m.seq));
             this.stats.snapshots++;
+            if (p.fromCompacted) this.stats.snapshotsFromCompacted++;
+            if (m.forSeq < 0) this.stats.unaskedSnapshots++;
           }
           this.sentLog.push(m);
           if (this.sentLog.length > 200) this.sentLog.shift();
@@ -565,27 +665,108 @@ export class ChainSimulation {
   }
 
   /** A disk write: durable (in order) a virtual fsync delay after it was issued, unless the node crashes first. */
-  private write(p: NodeProc, inc: number, e: ChainEffect & { token: number }, snapHist?: string[]): void {
+  private write(p: NodeProc, inc: number, e: DiskWrite, snapHist?: string[]): number {
     const doneAt = Math.max(this.now, p.lastFsyncAt) + this.rng.int(100, 2000);
     p.lastFsyncAt = doneAt;
-    p.pending.push({ token: e.token, effect: e, doneAt });
-    this.q.push(doneAt, `${p.name} fsync #${e.token}`, () => {
+    const id = ++p.writes;
+    p.pending.push({ id, effect: e, doneAt });
+    const label = e.type === 'compact' ? `compaction at ${e.image.seq}` : e.type === 'persist' || e.type === 'persistSnapshot' ? `#${e.token}` : e.type;
+    this.q.push(doneAt, `${p.name} fsync ${label}`, () => {
       if (!p.up || p.incarnation !== inc) return;
       const w = p.pending.shift();
-      if (!w || w.token !== e.token) throw new Violation('disk', `${p.name}: fsync order`);
-      if (w.effect.type === 'persist') {
-        for (const u of w.effect.updates) {
-          p.disk.updates.push(u);
-          p.durableHist.push(idOf(u));
+      if (!w || w.id !== id) throw new Violation('disk', `${p.name}: fsync order`);
+      switch (e.type) {
+        case 'persist':
+          for (const u of e.updates) {
+            p.disk.updates.push(u);
+            p.durableHist.push(idOf(u));
+          }
+          break;
+        case 'persistSnapshot':
+          p.disk = { snapshot: e.image, updates: [], compacted: false };
+          p.durableHist = [...snapHist!];
+          p.gen++;
+          break;
+        case 'compact': {
+          // As ChainStorage: the snapshot, then the WAL marker that releases the updates up to it;
+          // the updates after it stay, the valid history's end is unchanged. (A crash between the
+          // snapshot file and the marker recovers the same state: see ChainStorage.open.)
+          const first = p.disk.updates[0]?.seq ?? (p.disk.snapshot?.seq ?? 0) + 1;
+          if (first > e.image.seq + 1) throw new Violation('compaction', `${p.name}: a compaction at ${e.image.seq} leaves a gap on the disk (its updates start at ${first})`);
+          p.disk = { snapshot: e.image, updates: p.disk.updates.filter((u) => u.seq > e.image.seq), compacted: true };
+          p.compacting = false;
+          this.stats.compactionsDurable++;
+          return;
         }
-      } else if (w.effect.type === 'persistSnapshot') {
-        p.disk = { snapshot: w.effect.image, updates: [] };
-        p.durableHist = [...snapHist!];
-        p.gen++;
+        default:
+          throw new Violation('disk', `${p.name}: a ${e.type} effect written to disk`);
       }
       p.core.persisted(e.token);
       this.drain(p);
     });
+    return doneAt;
+  }
+
+  /**
+   * The driver's compaction (as ChainNodeProcess's, at random points): a snapshot of the node's
+   * committed state, written in order after the writes before it. Checked when taken: the image
+   * is the state after its seq in the committed history (nothing uncommitted, nothing missing),
+   * and never below the snapshot already on disk. With crash faults, now and then the node
+   * crashes just before or just after the compaction becomes durable.
+   */
+  private compact(p: NodeProc): void {
+    const image = p.core.committedImage();
+    if (image === null) return;
+    if (this.o.checkCompactionImages !== false) this.checkImage(p, image);
+    p.compacting = true;
+    this.stats.compactions++;
+    const doneAt = this.write(p, p.incarnation, { type: 'compact', image });
+    if (this.faultsOn && this.faultKinds.includes('crash') && this.rng.chance(0.05)) {
+      const crashAt = doneAt + (this.rng.chance(0.5) ? -1 : 1);
+      const inc = p.incarnation;
+      this.q.push(crashAt, `crash ${p.name} around its compaction at ${image.seq}`, () => {
+        if (!(p.up && p.incarnation === inc && this.faultsOn)) return;
+        this.stats.crashesAroundCompaction++;
+        this.crash(p);
+        this.at(this.rng.int(1 * MS, 300 * MS), `restart ${p.name}`, () => {
+          if (!p.up) this.startNode(p);
+        });
+      });
+    }
+  }
+
+  private checkImage(p: NodeProc, image: SnapshotImage): void {
+    const where = `${p.name}'s compaction at ${image.seq}@${image.assignEpoch} (durable ${p.core.durableSeq}, committed ${this.committed.length})`;
+    if (image.seq > p.durableHist.length) throw new Violation('compaction', `${where}: beyond its durable history (${p.durableHist.length})`);
+    if (image.seq > this.committed.length) throw new Violation('compaction', `${where}: beyond the committed history: it would count uncommitted updates as committed`);
+    const onDisk = p.disk.snapshot?.seq ?? 0;
+    if (image.seq < onDisk) throw new Violation('compaction', `${where}: below the snapshot on disk at ${onDisk}`);
+    const want = image.seq === 0 ? '0@0' : this.committed[image.seq - 1]!;
+    if (idOf(image) !== want || (image.seq > 0 && p.durableHist[image.seq - 1] !== want)) {
+      throw new Violation('compaction', `${where}: the committed update at ${image.seq} is ${want}, the node's durable one ${p.durableHist[image.seq - 1] ?? 'nothing'}`);
+    }
+    const got = new Map(image.entries.map((e) => [e.key, e]));
+    const keys = new Set([...got.keys(), ...this.committedChanges.keys()]);
+    for (const key of keys) {
+      const w = this.committedEntryAt(key, image.seq);
+      const g = got.get(key) ?? null;
+      const show = (e: Entry | null): string => (e === null ? 'absent' : `${dec.decode(e.value)}@${e.version}`);
+      if (show(w) !== show(g)) throw new Violation('compaction', `${where}: key ${key} is ${show(g)} in the image, ${show(w)} after ${image.seq} committed updates`);
+    }
+  }
+
+  /** A key's entry after the first `seq` updates of the committed history. */
+  private committedEntryAt(key: string, seq: number): Entry | null {
+    const changes = this.committedChanges.get(key);
+    if (!changes) return null;
+    let lo = 0;
+    let hi = changes.length; // the first change after seq
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (changes[mid]!.seq <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo === 0 ? null : changes[lo - 1]!.entry;
   }
 
   private crash(p: NodeProc): void {
@@ -598,6 +779,7 @@ export class ChainSimulation {
     p.up = false;
     p.gen++;
     p.pending = [];
+    p.compacting = false;
     this.stats.crashes++;
   }
 
@@ -847,6 +1029,7 @@ export class ChainSimulation {
   }
 
   private checkInvariants(): void {
+    this.checkCommitted();
     const cfg = this.currentConfig();
     if (!cfg) return;
     const procs = cfg.members.map((m) => this.nodes.find((n) => n.name === m)!);
@@ -881,6 +1064,35 @@ export class ChainSimulation {
         const [seq, id] = this.ackedList[k]!;
         if (h[seq - 1] !== id) throw new Violation('acknowledged write lost', `${p.name} (${p.up ? 'up' : 'down'}, epoch ${p.core.epoch}) lacks acknowledged update ${id}: has ${h[seq - 1] ?? 'nothing'} at seq ${seq} (config epoch ${cfg.epoch} ${cfg.members.join(',')})`);
       }
+    }
+  }
+
+  /**
+   * The durable history of a node that is the tail of its own configuration is committed (the
+   * paper: the tail's history is what the chain has done); across all such nodes and all time,
+   * those histories must be prefixes of one another — a committed update never changes.
+   */
+  private checkCommitted(): void {
+    for (const p of this.nodes) {
+      if (!(p.up && p.core.isMember && p.core.isTail && p.core.durableSeq >= 0)) continue;
+      const h = p.durableHist;
+      const c = this.committedChecked.get(p.name);
+      const from = c && c.gen === p.gen ? Math.min(c.upTo, h.length) : 0;
+      const common = Math.min(h.length, this.committed.length);
+      for (let j = from; j < common; j++) {
+        if (h[j] !== this.committed[j]) throw new Violation('committed history changed', `${p.name}, tail in epoch ${p.core.epoch}, holds ${h[j]} at seq ${j + 1} where ${this.committed[j]} was committed; ${this.describeState()}`);
+      }
+      for (let j = this.committed.length; j < h.length; j++) {
+        const id = h[j]!;
+        const op = this.ops.get(id);
+        if (!op) throw new Violation('history', `${p.name}: no op known for committed update ${id}`);
+        this.committed.push(id);
+        applyOp(this.committedModel, op, j + 1);
+        let changes = this.committedChanges.get(op.key);
+        if (!changes) this.committedChanges.set(op.key, (changes = []));
+        changes.push({ seq: j + 1, entry: this.committedModel.get(op.key) ?? null });
+      }
+      this.committedChecked.set(p.name, { gen: p.gen, upTo: h.length });
     }
   }
 
