@@ -206,12 +206,19 @@ function metric(m, name) {
   });
 }
 
-function rssBytes(pid) {
+/**
+ * Resident memory of a process, bytes: all of it, and the anonymous part (heap, stacks: what
+ * the process allocated). The rest is file pages mapped into it — both etcd's bbolt and
+ * Flotilla's LMDB map their database file, and the pages read or written count as resident
+ * though the kernel can drop them at will.
+ */
+function rss(pid) {
   try {
-    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return kb ? Number(kb[1]) * 1024 : NaN;
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(s)?.[1] ?? NaN) * 1024;
+    return { total: kb('VmRSS'), anon: kb('RssAnon') };
   } catch {
-    return NaN;
+    return { total: NaN, anon: NaN };
   }
 }
 
@@ -354,9 +361,9 @@ async function runSystem(sys) {
     await sleep(1000); // the backends' batch commits (100 ms) land before the sizes are read
     for (const m of members) {
       const s = await status(m).catch(() => null);
-      out.members.push({ name: m.name, rss: rssBytes(m.proc.pid), du: duBytes(m.dataDir), dbSize: s ? Number(s.dbSize) : NaN });
+      out.members.push({ name: m.name, rss: rss(m.proc.pid), du: duBytes(m.dataDir), dbSize: s ? Number(s.dbSize) : NaN });
     }
-    console.log(`${sys}: ${out.members.map((x) => `${x.name} RSS ${mib(x.rss)}, data dir ${mib(x.du)}, dbSize ${mib(x.dbSize)}`).join('; ')}`);
+    console.log(`${sys}: ${out.members.map((x) => `${x.name} RSS ${mib(x.rss.total)} (anonymous ${mib(x.rss.anon)}), data dir ${mib(x.du)}, dbSize ${mib(x.dbSize)}`).join('; ')}`);
 
     // Restart the whole cluster.
     const tStop = performance.now();
@@ -439,7 +446,7 @@ function table(results) {
   }
   const pad = results.map(() => '').join(' | ');
   const row = (label, f) => lines.push(`| ${label} | ${results.map(f).join(' | ')} | ${pad} |`);
-  row('RSS per member at the end', (r) => r.members.map((m) => mib(m.rss)).join(' / '));
+  row('RSS per member at the end (anonymous: heap)', (r) => r.members.map((m) => `${mib(m.rss.total)} (${mib(m.rss.anon)})`).join(' / '));
   row('data dir per member (du)', (r) => r.members.map((m) => mib(m.du)).join(' / '));
   row('store size (Status.dbSize)', (r) => r.members.map((m) => mib(m.dbSize)).join(' / '));
   row('whole cluster: SIGTERM to all exited', (r) => `${r.stopSecs.toFixed(1)} s${r.stopKilled ? ` (${r.stopKilled} SIGKILLed)` : ''}`);
