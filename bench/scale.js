@@ -31,14 +31,15 @@
  *
  * Robustness: every wait has a bound (the constants below); every child process is SIGKILLed
  * and the temp dir removed on any exit, an exception or ctrl-c. Members' output goes to log
- * files in the temp dir; the last lines are printed when something fails. `--prof DIR` runs the
+ * files in the temp dir; the last lines are printed when something fails (`--keep-logs DIR`
+ * keeps them all). `--prof DIR` runs the
  * Flotilla members under `node --cpu-prof` (profiles written when they stop: at the restart and
  * at the end).
  */
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readdirSync, lstatSync, rmSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readFileSync, readdirSync, lstatSync, rmSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { tmpdir, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -79,6 +80,7 @@ const o = new Command()
   .option('--etcd <path>', 'etcd binary', '/usr/bin/etcd')
   .option('--quota-backend-bytes <n>', 'passed to both (etcd and Flotilla default to 2 GiB, which 1M keys of 1 KiB exceed)', Number, 8 * 1024 ** 3)
   .option('--prof <dir>', 'Flotilla members run with node --cpu-prof, profiles written to DIR')
+  .option('--keep-logs <dir>', "copy the members' logs to DIR (as <system>-<member>.log) before the temp dir is removed")
   .parse()
   .opts();
 
@@ -426,6 +428,10 @@ async function runSystem(sys) {
     throw e;
   } finally {
     await Promise.all(members.map(stop));
+    if (o.keepLogs) {
+      mkdirSync(o.keepLogs, { recursive: true });
+      for (const m of members) if (existsSync(m.log)) copyFileSync(m.log, join(o.keepLogs, `${sys}-${m.name}.log`));
+    }
   }
   return out;
 }
