@@ -3,10 +3,12 @@
  * Benchmark: Flotilla against real etcd on the same machine, same client, same workload.
  *
  *   node bench/vs-etcd.js [--seconds S] [--clients 1,16,64] [--etcd /usr/bin/etcd] [--kinds etcd,flotilla]
- *                         [--rounds N] [--warmup S]
+ *                         [--rounds N] [--warmup S] [--base DIR] [--ops put,get]
  *
- * --kinds picks the clusters, in order: etcd, flotilla, and flotilla-noclocks (Flotilla with
- * --trace-clocks=false: the A/B for the cost of logical clocks on peer traffic). --rounds runs
+ * --kinds picks the clusters, in order: etcd, flotilla, flotilla-noclocks (Flotilla with
+ * --trace-clocks=false: the A/B for the cost of logical clocks on peer traffic), and
+ * flotilla-base (the build in --base DIR: another checkout or a copy of one with its dist/,
+ * bin/ and node_modules, for an A/B of two builds in the same window). --rounds runs
  * them N times, the order reversed every other round (A B, B A, ...), and the ratios are of the
  * medians: the cluster measured first must not always be the one measured on a cold client.
  * Each cluster first gets --warmup seconds of puts and gets (not counted), which also warms up
@@ -35,6 +37,8 @@ const o = new Command()
   .option('--kinds <list>', 'clusters to run: etcd, flotilla, flotilla-noclocks', 'etcd,flotilla')
   .option('--rounds <n>', 'times each cluster kind is run, order reversed every other round', Number, 1)
   .option('--warmup <s>', 'seconds of puts and then gets on each cluster before measuring', Number, 1)
+  .option('--base <dir>', 'checkout whose bin/flotilla.js runs the flotilla-base kind')
+  .option('--ops <list>', 'operations to measure, in order: put, get', 'put,get')
   .parse()
   .opts();
 
@@ -55,7 +59,8 @@ async function startCluster(kind, dir) {
       '--initial-cluster', initial, '--initial-cluster-token', `bench-${kind}`, '--initial-cluster-state', 'new',
     ];
     if (kind === 'flotilla-noclocks') args.push('--trace-clocks', 'false');
-    m.proc = kind === 'etcd' ? spawn(o.etcd, args, { stdio: 'ignore' }) : spawn(process.execPath, [bin, 'serve', ...args], { stdio: 'ignore' });
+    const flotilla = kind === 'flotilla-base' ? join(o.base, 'bin', 'flotilla.js') : bin;
+    m.proc = kind === 'etcd' ? spawn(o.etcd, args, { stdio: 'ignore' }) : spawn(process.execPath, [flotilla, 'serve', ...args], { stdio: 'ignore' });
   }
   // Wait for a leader that commits.
   for (;;) {
@@ -109,6 +114,8 @@ try {
   const results = {};
   const kinds = String(o.kinds).split(',');
   const counts = String(o.clients).split(',').map(Number);
+  const opsList = String(o.ops).split(',');
+  if (kinds.includes('flotilla-base') && !o.base) throw new Error('--kinds flotilla-base needs --base DIR');
   const median = (xs) => {
     const v = [...xs].sort((a, b) => a - b);
     return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
@@ -118,8 +125,8 @@ try {
       const c = await startCluster(kind, join(dir, String(clusters.length)));
       clusters.push(c);
       const ep = `127.0.0.1:${c.leader.client}`;
-      if (o.warmup > 0) for (const op of ['put', 'get']) await run(ep, Math.max(...counts), o.warmup, op);
-      for (const op of ['put', 'get']) {
+      if (o.warmup > 0) for (const op of opsList) await run(ep, Math.max(...counts), o.warmup, op);
+      for (const op of opsList) {
         for (const n of counts) {
           const r = await run(ep, n, o.seconds, op);
           (results[`${kind} ${op} ${n}`] ??= []).push(r);
@@ -130,12 +137,13 @@ try {
     }
   }
   const ops = (key) => median(results[key].map((r) => r.ops));
-  for (const [a, b] of [['flotilla', 'etcd'], ['flotilla', 'flotilla-noclocks']]) {
+  const p99 = (key) => median(results[key].map((r) => r.p99));
+  for (const [a, b] of [['flotilla', 'etcd'], ['flotilla-base', 'etcd'], ['flotilla', 'flotilla-base'], ['flotilla', 'flotilla-noclocks']]) {
     if (!kinds.includes(a) || !kinds.includes(b)) continue;
     console.log(`\n${a} / ${b} (ops/s${o.rounds > 1 ? `, medians of ${o.rounds} rounds` : ''}):`);
-    for (const op of ['put', 'get']) {
+    for (const op of opsList) {
       for (const n of counts) {
-        console.log(`  ${op} ${String(n).padStart(3)} clients: ${(ops(`${a} ${op} ${n}`) / ops(`${b} ${op} ${n}`)).toFixed(2)}`);
+        console.log(`  ${op} ${String(n).padStart(3)} clients: ${(ops(`${a} ${op} ${n}`) / ops(`${b} ${op} ${n}`)).toFixed(2)}  (p99 ${p99(`${a} ${op} ${n}`).toFixed(2)} vs ${p99(`${b} ${op} ${n}`).toFixed(2)} ms)`);
       }
     }
   }

@@ -7,8 +7,11 @@
  * the file.
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { open, type RootDatabase } from 'lmdb';
+import { assert } from '../lib/assert.js';
 import { BACKEND_BATCH_INTERVAL_MS, BACKEND_BATCH_OPS_MAX, binKey, OverlayBackend, type Backend, type BackendReadView, type Batch, type BackendBatchLimits } from './backend.js';
 
 /** The LMDB map (address space reserved for the file); lmdb-js grows it when it fills. */
@@ -16,17 +19,94 @@ const LMDB_MAP_BYTES_INITIAL = 256 * 1024 * 1024;
 
 type Db = RootDatabase<Buffer, Buffer>;
 
+const LMDB_OPTIONS = {
+  noSubdir: true,
+  encoding: 'binary',
+  keyEncoding: 'binary',
+  compression: false,
+  mapSize: LMDB_MAP_BYTES_INITIAL,
+  // Every commit is a synchronous transaction (transactionSync), fsynced before it returns.
+  overlappingSync: false,
+} as const;
+
 function openDb(path: string): Db {
-  return open<Buffer, Buffer>({
-    path,
-    noSubdir: true,
-    encoding: 'binary',
-    keyEncoding: 'binary',
-    compression: false,
-    mapSize: LMDB_MAP_BYTES_INITIAL,
-    // Every commit is a synchronous transaction (transactionSync), fsynced before it returns.
-    overlappingSync: false,
+  return open<Buffer, Buffer>({ path, ...LMDB_OPTIONS });
+}
+
+/**
+ * How long a commit waits for the background commit under way before the backend gives up
+ * (a storage failure: the member stops). A healthy disk takes milliseconds.
+ */
+export const BACKEND_COMMIT_WAIT_MS_MAX = 60_000;
+/** Longest error text a failed background commit hands back (the rest is cut). */
+const COMMIT_ERROR_BYTES_MAX = 1024;
+
+/**
+ * The thread that makes batch commits (by time and count) durable: one LMDB write transaction
+ * and its fsync each, off the event loop (issue 11 item 8: a commit held the event loop for
+ * about 9 ms every 100 ms). lmdb-js shares one LMDB environment among the threads of a process
+ * that open the same file, so its commits are the main thread's, under LMDB's one write lock.
+ * A batch arrives packed in one transferred buffer (packBatch); messages are handled one at a
+ * time, in order. `done`: [last durable batch, failed, error text length] — the main thread
+ * blocks on it (Atomics.wait) when it must commit at once itself.
+ */
+const COMMIT_THREAD = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { open } = require(workerData.lmdb);
+const done = new Int32Array(workerData.done);
+const errText = new Uint8Array(workerData.errText);
+let db = open({ path: workerData.path, ...workerData.options });
+let queue = Promise.resolve();
+parentPort.on('message', (m) => { queue = queue.then(() => handle(m)); });
+async function handle(m) {
+  if (m.reopen !== undefined) { await db.close(); db = open({ path: m.reopen, ...workerData.options }); return; }
+  if (m.close) { await db.close(); parentPort.close(); return; }
+  try {
+    const buf = Buffer.from(m.buf);
+    const dv = new DataView(m.buf);
+    db.transactionSync(() => {
+      let o = 0;
+      while (o < buf.length) {
+        const kl = dv.getUint16(o); o += 2;
+        const key = buf.subarray(o, o + kl); o += kl;
+        const vl = dv.getInt32(o); o += 4;
+        if (vl < 0) void db.remove(key);
+        else { void db.put(key, buf.subarray(o, o + vl)); o += vl; }
+      }
+    });
+    Atomics.store(done, 0, m.seq);
+    Atomics.notify(done, 0);
+    parentPort.postMessage({ seq: m.seq });
+  } catch (e) {
+    const text = Buffer.from(String((e && e.message) || e)).subarray(0, errText.length);
+    errText.set(text);
+    Atomics.store(done, 2, text.length);
+    Atomics.store(done, 1, 1);
+    Atomics.notify(done, 0);
+    parentPort.postMessage({ seq: m.seq, error: String((e && e.message) || e) });
+  }
+}
+`;
+
+/** A batch as one buffer: per write, key length (u16), key, value length (i32, -1: a deletion), value. */
+function packBatch(batch: Batch): ArrayBuffer {
+  let bytes = 0;
+  batch.ops.forEach((v, k) => {
+    bytes += 6 + k.length + (v === null ? 0 : v.length);
   });
+  const buf = Buffer.allocUnsafeSlow(bytes);
+  let o = 0;
+  batch.ops.forEach((v, k) => {
+    o = buf.writeUInt16BE(k.length, o);
+    o += buf.write(k, o, 'latin1');
+    o = buf.writeInt32BE(v === null ? -1 : v.length, o);
+    if (v !== null) {
+      buf.set(v, o);
+      o += v.length;
+    }
+  });
+  assert(o === bytes, () => `packed ${o} bytes of a batch of ${bytes}`);
+  return buf.buffer as ArrayBuffer;
 }
 
 interface Stats {
@@ -54,6 +134,17 @@ export class LmdbBackend extends OverlayBackend {
    * item 8).
    */
   private sizeBytes: number | null = null;
+  /** The commit thread (COMMIT_THREAD), started with the first background commit. */
+  private worker: Worker | null = null;
+  /** Shared with the commit thread: [last durable batch, failed, error text length]. */
+  private readonly done = new Int32Array(new SharedArrayBuffer(12));
+  private readonly errText = new Uint8Array(new SharedArrayBuffer(COMMIT_ERROR_BYTES_MAX));
+  /** The last batch handed to the commit thread. */
+  private sentSeq = 0;
+  /** A background commit failed: every later write and commit throws it (the member stops). */
+  private failure: Error | null = null;
+  /** Batches the commit thread has made durable (tests, metrics). */
+  committedInBackground = 0;
 
   private constructor(
     readonly path: string,
@@ -82,9 +173,75 @@ export class LmdbBackend extends OverlayBackend {
   }
 
   protected write(batch: Batch): void {
+    if (this.failure) throw this.failure;
     this.sizeBytes = null;
     writeBatch(this.db, batch);
     this.duringCopy?.push(batch);
+  }
+
+  protected override writeInBackground(batch: Batch): boolean {
+    if (this.failure) throw this.failure;
+    const w = (this.worker ??= this.startCommitThread());
+    const buf = packBatch(batch);
+    this.sentSeq++;
+    w.postMessage({ seq: this.sentSeq, buf }, [buf]);
+    // Carried into a defragmentation's copy like any other commit made during it.
+    this.duringCopy?.push(batch);
+    return true;
+  }
+
+  protected override awaitBackground(): void {
+    const deadline = performance.now() + BACKEND_COMMIT_WAIT_MS_MAX;
+    for (;;) {
+      if (this.failure) throw this.failure;
+      const seen = Atomics.load(this.done, 0);
+      if (seen >= this.sentSeq) break;
+      if (Atomics.load(this.done, 1) !== 0) {
+        const text = Buffer.from(this.errText.subarray(0, Atomics.load(this.done, 2))).toString();
+        this.failure = new Error(`backend commit failed: ${text}`);
+        throw this.failure;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) throw (this.failure = new Error(`a backend commit did not complete within ${BACKEND_COMMIT_WAIT_MS_MAX} ms`));
+      Atomics.wait(this.done, 0, seen, left);
+    }
+    this.settled(this.sentSeq);
+  }
+
+  /** Batch `seq` is durable: the main thread's reads move to the new commit, and the overlay lets go of it. */
+  private settled(seq: number): void {
+    if (seq !== this.sentSeq || !this.committingInBackground) return;
+    this.sizeBytes = null;
+    this.committedInBackground++;
+    this.db.resetReadTxn();
+    this.backgroundCommitted();
+  }
+
+  private startCommitThread(): Worker {
+    const w = new Worker(COMMIT_THREAD, {
+      eval: true,
+      workerData: { lmdb: createRequire(import.meta.url).resolve('lmdb'), path: this.path, options: LMDB_OPTIONS, done: this.done.buffer, errText: this.errText.buffer },
+    });
+    // The thread never keeps the process alive; close() ends it.
+    w.unref();
+    w.on('message', (m: { seq: number; error?: string }) => {
+      if (m.error !== undefined) this.failure ??= new Error(`backend commit failed: ${m.error}`);
+      else this.settled(m.seq);
+    });
+    w.on('error', (e) => {
+      this.failure ??= new Error(`the backend's commit thread failed: ${e.message}`);
+    });
+    return w;
+  }
+
+  /** Ends the commit thread (after the commit under way, if any). */
+  private async stopCommitThread(): Promise<void> {
+    const w = this.worker;
+    if (!w) return;
+    this.worker = null;
+    const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    w.postMessage({ close: true });
+    await exited;
   }
 
   dbSizeBytes(): number {
@@ -116,6 +273,7 @@ export class LmdbBackend extends OverlayBackend {
       if (this.closed) throw new Error('the storage backend was closed during defragmentation');
       if (this.generation !== generation) throw new Error('a snapshot was installed during defragmentation');
       // From here to the swap nothing else runs (no await): no commit can slip between.
+      if (this.committingInBackground) this.awaitBackground();
       const copy = openDb(tmp);
       for (const b of this.duringCopy) writeBatch(copy, b);
       this.sizeBytes = null;
@@ -123,6 +281,8 @@ export class LmdbBackend extends OverlayBackend {
       syncDir(dirname(this.path));
       const old = this.db;
       this.db = copy;
+      // The commit thread goes on with the new file (messages are handled in order).
+      this.worker?.postMessage({ reopen: this.path });
       this.retire(old);
     } catch (e) {
       rmSync(tmp, { force: true });
@@ -176,16 +336,20 @@ export class LmdbBackend extends OverlayBackend {
     if (!(staged instanceof LmdbBackend)) throw new TypeError('an LMDB backend adopts only an LMDB backend');
     if (staged === this) throw new Error('a backend cannot adopt itself');
     staged.commit();
+    // The batch under way lands in the file about to be replaced, before it is.
+    if (this.committingInBackground) this.awaitBackground();
     this.dropPending();
     this.sizeBytes = null;
     renameSync(staged.path, this.path);
     syncDir(dirname(this.path));
     const old = this.db;
     this.db = staged.db;
+    this.worker?.postMessage({ reopen: this.path });
     this.generation++;
     // The staging instance lets go of its database (now ours) without closing it.
     staged.dropPending();
     staged.stopTimer();
+    void staged.stopCommitThread();
     staged.closed = true;
     staged.db = null as unknown as Db;
     this.retire(old);
@@ -199,14 +363,26 @@ export class LmdbBackend extends OverlayBackend {
   override async close(): Promise<void> {
     if (this.closed) return;
     await super.close();
+    await this.stopCommitThread();
     await this.db.close();
   }
 
-  /** The process dies: pending writes are lost, the file is left as the last commit made it. */
+  /**
+   * The process dies: pending writes are lost, the file is left as the last commit made it (a
+   * background commit under way is let finish: a crash during it leaves it or the one before).
+   */
   async abandon(): Promise<void> {
+    if (this.committingInBackground) {
+      try {
+        this.awaitBackground();
+      } catch {
+        // A crash does not care why the last commit failed.
+      }
+    }
     this.dropPending();
     this.stopTimer();
     this.closed = true;
+    await this.stopCommitThread();
     await this.db.close();
   }
 }

@@ -11,8 +11,8 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
-import { BACKEND_BATCH_OPS_MAX, BACKEND_KEY_BYTES_MAX, MemoryBackend, type Backend } from './backend.js';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { BACKEND_BATCH_OPS_MAX, BACKEND_KEY_BYTES_MAX, BACKEND_PENDING_BATCHES_MAX, MemoryBackend, type Backend } from './backend.js';
 import { LmdbBackend } from './backend-lmdb.js';
 import { encodeRequest, type Command } from './commands.js';
 import { KvStateMachine } from './state-machine.js';
@@ -99,7 +99,9 @@ describe.each([
     const model = new Map<string, string>();
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.tuple(fc.constantFrom('put', 'del', 'commit'), fc.stringMatching(/^[a-d]{1,3}$/), fc.nat(99)), { maxLength: 40 }),
+        // 'batch': a commit by count (LMDB: in the background, so later writes land while it
+        // is under way); 'turn': the event loop turns, and a background commit may complete.
+        fc.array(fc.tuple(fc.constantFrom('put', 'put', 'del', 'commit', 'batch', 'turn'), fc.stringMatching(/^[a-d]{1,3}$/), fc.nat(99)), { maxLength: 40 }),
         fc.stringMatching(/^[a-d]{0,2}$/),
         fc.option(fc.stringMatching(/^[a-e]{0,2}$/), { nil: undefined }),
         async (ops, from, to) => {
@@ -110,7 +112,14 @@ describe.each([
             } else if (op === 'del') {
               x.backend.del(k(key));
               model.delete(key);
-            } else x.backend.commit();
+            } else if (op === 'batch') {
+              for (let i = x.backend.pendingOps; i < 5; i++) {
+                x.backend.put(k(key), k(String(v + i)));
+                model.set(key, String(v + i));
+              }
+              x.backend.maybeCommit();
+            } else if (op === 'turn') await new Promise((r) => setTimeout(r, v % 3));
+            else x.backend.commit();
           }
           const want = [...model.entries()]
             .filter(([key]) => key >= from && (to === undefined || key < to))
@@ -280,6 +289,71 @@ describe('lmdb backend', () => {
     expect(keys).toEqual([...keys].sort());
     expect(Buffer.from(y.backend.get(revKey(0x72, n - 1))!)).toEqual(Buffer.from(record));
     await y.backend.close();
+  });
+
+  it('makes batch commits (by count) on its commit thread: writes made meanwhile read as written and are committed after it; a crash keeps the batch', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const path = join(d, 'member', 'db');
+    let b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 3 });
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 3; i++) b.put(k(`k${i}`), k(`r${round}`));
+      b.maybeCommit();
+      expect(b.pendingOps).toBe(0);
+      // Under way (or done): the same keys written again, one deleted.
+      b.put(k('k0'), k(`again${round}`));
+      b.del(k('k1'));
+      expect(all(b)).toEqual([`k0=again${round}`, `k2=r${round}`]);
+      if (round % 2 === 0) await new Promise((r) => setTimeout(r, 1));
+      expect(all(b)).toEqual([`k0=again${round}`, `k2=r${round}`]);
+      b.commit();
+    }
+    for (let i = 0; i < 3; i++) b.put(k(`k${i}`), k('last'));
+    b.maybeCommit();
+    b.put(k('k0'), k('lost in the crash'));
+    await b.abandon();
+    const made = b.committedInBackground;
+    b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 3 });
+    expect(all(b)).toEqual(['k0=last', 'k1=last', 'k2=last']);
+    await b.close();
+    expect(made).toBe(51);
+  });
+
+  it('lets at most BACKEND_PENDING_BATCHES_MAX batches wait behind a background commit: past that it commits at once, after the one under way', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const b = LmdbBackend.open(join(d, 'member', 'db'), { batchIntervalMs: 0, batchOpsMax: 3 });
+    for (let i = 0; i < 3; i++) b.put(k(`a${i}`), k('1'));
+    b.maybeCommit();
+    expect(b.committedInBackground).toBe(0); // under way: its completion is a message, not yet read
+    const waitingMax = BACKEND_PENDING_BATCHES_MAX * 3;
+    for (let i = 0; i < waitingMax - 1; i++) b.put(k(`b${i}`), k('2'));
+    b.maybeCommit();
+    expect(b.pendingOps).toBe(waitingMax - 1); // due, waits for the one under way
+    b.put(k('c'), k('3'));
+    b.maybeCommit();
+    // At the bound: the batch under way was waited for, and this one committed at once.
+    expect(b.committedInBackground).toBe(1);
+    expect(b.pendingOps).toBe(0);
+    await b.abandon();
+    const again = LmdbBackend.open(join(d, 'member', 'db'), { batchIntervalMs: 0 });
+    expect(all(again)).toHaveLength(3 + waitingMax);
+    await again.close();
+  });
+
+  it('commits by time on its commit thread, and the batch is durable once it says so', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const path = join(d, 'member', 'db');
+    const b = LmdbBackend.open(path, { batchIntervalMs: 5 });
+    b.put(k('a'), k('1'));
+    await vi.waitFor(() => expect(b.pendingOps).toBe(0), { timeout: 5000 });
+    // Durable once the overlay let go of it: what a crash now keeps.
+    await vi.waitFor(() => expect(b.committedInBackground).toBeGreaterThan(0), { timeout: 5000 });
+    await b.abandon();
+    const again = LmdbBackend.open(path, { batchIntervalMs: 0 });
+    expect(all(again)).toEqual(['a=1']);
+    await again.close();
   });
 
   it('shrinks its file on defragmentation after a mass deletion', async () => {

@@ -15,8 +15,12 @@
  * transactions are owned by one thread and lmdb-js exposes them only as callbacks; keeping the
  * batch in an ordered in-memory overlay lets the store write synchronously while it applies,
  * and makes a commit one `transactionSync` of the batch (one fsync per batch, like etcd's
- * batched bbolt commits).
+ * batched bbolt commits). The batches by time and count are made in the background where the
+ * backend can (LmdbBackend: on a thread of its own, as etcd's backend commits run beside its
+ * Raft loop); their writes stay readable in the overlay until they are durable. An explicit
+ * `commit()` is made at once, after the one under way.
  */
+import { assert } from '../lib/assert.js';
 import sortedBtree from 'sorted-btree';
 
 /**
@@ -31,6 +35,12 @@ export type BTree<K, V> = InstanceType<typeof sortedBtree.default<K, V>>;
 export const BACKEND_BATCH_INTERVAL_MS = 100;
 /** etcd's default backend batch limit (--backend-batch-limit): commit once this many writes wait. */
 export const BACKEND_BATCH_OPS_MAX = 10_000;
+/**
+ * Writes that may wait in memory while a background commit is under way, in batches
+ * (BACKEND_BATCH_OPS_MAX each): past that, the next commit is made at once (it waits for the
+ * one under way first), so a disk slower than the applies cannot grow the overlay without bound.
+ */
+export const BACKEND_PENDING_BATCHES_MAX = 2;
 
 /** Longest key a backend takes (LMDB's default maximum key size); keys are never empty. */
 export const BACKEND_KEY_BYTES_MAX = 511;
@@ -117,13 +127,21 @@ export abstract class OverlayBackend implements Backend {
   private pending: BTree<string, Uint8Array | null> = new BTree();
   private cleared = false;
   private opsSinceCommit = 0;
+  /**
+   * A batch commit under way in the background (LmdbBackend): its writes. They stay in
+   * `pending` (readable, shadowing the committed data) until the commit is durable; then each
+   * one that was not written again meanwhile is dropped from it (backgroundCommitted).
+   */
+  private inFlight: BTree<string, Uint8Array | null> | null = null;
+  /** The time or count for another batch came while one was under way: it starts when that one is done. */
+  private batchDue = false;
   private timer: NodeJS.Timeout | null = null;
   protected closed = false;
 
   protected constructor(protected readonly limits: BackendBatchLimits) {
     if (limits.batchIntervalMs > 0) {
       this.timer = setInterval(() => {
-        if (this.opsSinceCommit > 0 && !this.closed) this.commit();
+        if (this.opsSinceCommit > 0 && !this.closed) this.commitBatch();
       }, limits.batchIntervalMs);
       this.timer.unref();
     }
@@ -211,6 +229,11 @@ export abstract class OverlayBackend implements Backend {
 
   commit(): void {
     this.checkOpen();
+    // Batches are durable in order: a commit made now waits for the one under way (and makes
+    // the batch that was due after it itself).
+    this.batchDue = false;
+    if (this.inFlight) this.awaitBackground();
+    assert(this.inFlight === null, 'a background commit is still under way after waiting for it');
     if (this.opsSinceCommit === 0) return;
     const batch: Batch = { cleared: this.cleared, ops: this.pending };
     // The overlay is dropped only once the batch is durable: a failed write leaves it readable
@@ -222,11 +245,73 @@ export abstract class OverlayBackend implements Backend {
   }
 
   maybeCommit(): void {
-    if (this.opsSinceCommit >= this.limits.batchOpsMax) this.commit();
+    if (this.opsSinceCommit >= this.limits.batchOpsMax) this.commitBatch();
+  }
+
+  /**
+   * A commit by time or count (etcd's batched backend commits): in the background where the
+   * backend can (LmdbBackend: the write transaction and its fsync on a thread of its own, so
+   * the event loop does not stall for them), else at once. One at a time; while one is under
+   * way the writes wait in `pending` for the next — at most BACKEND_PENDING_BATCHES_MAX
+   * batches' worth: past that the commit is made at once, waiting for the one under way.
+   */
+  protected commitBatch(): void {
+    this.checkOpen();
+    if (this.opsSinceCommit === 0) return;
+    if (this.inFlight) {
+      if (this.opsSinceCommit < BACKEND_PENDING_BATCHES_MAX * this.limits.batchOpsMax) {
+        this.batchDue = true;
+        return;
+      }
+      return this.commit();
+    }
+    // A batch that starts with a clear (a snapshot installed) is rare: it is committed at once.
+    if (this.cleared) return this.commit();
+    const ops = this.pending.clone();
+    if (!this.writeInBackground({ cleared: false, ops })) return this.commit();
+    this.inFlight = ops;
+    this.opsSinceCommit = 0;
+  }
+
+  /**
+   * Starts making `batch` durable in the background; false when this backend cannot (the
+   * commit is then made at once). Once it is durable and visible to reads of the committed
+   * data, the subclass calls backgroundCommitted().
+   */
+  protected writeInBackground(_batch: Batch): boolean {
+    return false;
+  }
+
+  /** Blocks until the background commit under way is durable and backgroundCommitted() has run; throws if it failed. */
+  protected awaitBackground(): void {
+    throw new Error('this backend has no background commits to wait for');
+  }
+
+  /** The background commit under way is durable, and reads of the committed data see it. */
+  protected backgroundCommitted(): void {
+    const ops = this.inFlight;
+    if (!ops) return;
+    this.inFlight = null;
+    const pending = this.pending;
+    // What was written again since (another value, or the same key deleted) stays pending.
+    ops.forEach((v, k) => {
+      if (pending.get(k) === v) pending.delete(k);
+    });
+    if (this.batchDue) {
+      this.batchDue = false;
+      if (!this.closed) this.commitBatch();
+    }
+  }
+
+  /** True while a background commit is under way. */
+  protected get committingInBackground(): boolean {
+    return this.inFlight !== null;
   }
 
   /** Forgets the writes since the last commit (what a crash does). */
   protected dropPending(): void {
+    this.inFlight = null;
+    this.batchDue = false;
     this.pending = new BTree();
     this.cleared = false;
     this.opsSinceCommit = 0;
