@@ -148,7 +148,7 @@ describe('streamed snapshot between member processes', () => {
     const [bytes, chunks] = [Number(sentLine![1]), Number(sentLine![2])];
     expect(chunks).toBeLessThanOrEqual(Math.ceil(bytes / SNAPSHOT_CHUNK_BYTES));
     expect(chunks).toBeGreaterThanOrEqual(Math.floor(bytes / (SNAPSHOT_CHUNK_BYTES + (1 << 20) + 1024)));
-  }, 120_000);
+  }, 240_000);
 
   it('the leader SIGKILLed while it streams a snapshot: restarted, the receiver catches up from the next stream; nothing acknowledged lost, HashKV equal', async () => {
     const eps = cluster.endpoints;
@@ -179,5 +179,5 @@ describe('streamed snapshot between member processes', () => {
     await cl.call('etcdserverpb.KV', 'Put', { key: Buffer.from('lk/after'), value: Buffer.from('x') });
     cl.close();
     await converged(eps, new Map([...acked, ['lk/after', Buffer.from('x')]]), dump);
-  }, 180_000);
+  }, 300_000);
 });
