@@ -1,9 +1,13 @@
 /**
  * Streamed snapshots between real member processes: a member that was down while the log
- * moved past its compaction point receives the leader's store as a stream of chunks; it is
- * SIGKILLed mid-receive, restarted, keeps the chunks it had made durable (its receive area's
- * manifest), and the leader's send goes on from there — the same stream, not from zero —
- * until the member holds the leader's HashKV.
+ * moved past its compaction point receives the leader's store as a stream of chunks.
+ * - The receiver is SIGKILLed mid-receive, restarted, keeps the chunks it had made durable (its
+ *   receive area's manifest), and the leader's send goes on from there — the same stream, not
+ *   from zero — until the member holds the leader's HashKV.
+ * - The sending leader is SIGKILLed mid-send and restarted: the receiver catches up from the
+ *   next leader's stream.
+ * Both end with every acknowledged put on every member, with its value, and HashKV equal at
+ * a common revision.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SNAPSHOT_CHUNK_BYTES } from '../src/server/snapshot-stream-codec.js';
 import { SNAPSHOT_INFLIGHT_CHUNKS_MAX } from '../src/server/snapshot-stream.js';
 import { startCluster, type Cluster } from './support/cluster.js';
-import { rawClient } from './support/grpc.js';
+import { leaderIndex, rawClient, type Wire } from './support/grpc.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -30,6 +34,76 @@ function partial(dataDir: string): { id: string; chunks: number; complete: boole
   return null;
 }
 
+/**
+ * Waits until every member has applied what a linearizable read through `endpoints[via]` sees,
+ * then checks on each member (serializable reads) that every acknowledged put holds its value,
+ * and that HashKV at that revision is the same everywhere.
+ */
+async function converged(endpoints: readonly string[], acked: ReadonlyMap<string, Buffer>, what: () => string): Promise<void> {
+  const clients = endpoints.map((e) => rawClient(e));
+  try {
+    const leader = await leaderIndex(endpoints, 60_000);
+    let rev = 0;
+    for (let i = 0; i < 600 && rev === 0; i++) {
+      try {
+        rev = Number(((await clients[leader]!.call('etcdserverpb.KV', 'Range', { key: Buffer.from('small/0') })).header as Wire).revision);
+      } catch {
+        await sleep(100);
+      }
+    }
+    for (const [j, cl] of clients.entries()) {
+      for (let i = 0; ; i++) {
+        const got = await cl.call('etcdserverpb.KV', 'Range', { key: Buffer.from('small/0'), serializable: true }).catch(() => null);
+        if (got && Number((got.header as Wire).revision) >= rev) break;
+        if (i === 1200) throw new Error(`member ${j + 1} does not reach revision ${rev}\n${what()}`);
+        await sleep(100);
+      }
+    }
+    for (const [j, cl] of clients.entries()) {
+      const wrong: string[] = [];
+      for (const [k, v] of acked) {
+        const r = await cl.call('etcdserverpb.KV', 'Range', { key: Buffer.from(k), serializable: true, revision: String(rev) }, 30_000);
+        const kv = (r.kvs as Wire[])[0];
+        if (!kv || !(kv.value as Buffer).equals(v)) wrong.push(k);
+      }
+      expect(wrong, `acknowledged puts missing or different on member ${j + 1}`).toEqual([]);
+    }
+    const hashes = await Promise.all(clients.map((cl) => cl.call('etcdserverpb.Maintenance', 'HashKV', { revision: String(rev) })));
+    expect(new Set(hashes.map((h) => String(h.hash))).size, JSON.stringify(hashes)).toBe(1);
+  } finally {
+    for (const cl of clients) cl.close();
+  }
+}
+
+/** About 32 MiB of values, then small puts: some 32 chunks of 1 MiB to stream. Every put is acknowledged (awaited); returns them. */
+async function fill(endpoint: string, prefix: string): Promise<Map<string, Buffer>> {
+  const acked = new Map<string, Buffer>();
+  const cl = rawClient(endpoint);
+  const value = Buffer.alloc(1 << 20, 'x');
+  for (let i = 0; i < 32; i++) {
+    const [k, v] = [`${prefix}big/${i}`, Buffer.concat([Buffer.from(`${prefix}${i}:`), value])];
+    await cl.call('etcdserverpb.KV', 'Put', { key: Buffer.from(k), value: v }, 30_000);
+    acked.set(k, v);
+  }
+  for (let i = 0; i < 30; i++) {
+    const [k, v] = [`${prefix}small/${i}`, Buffer.from(`v${i}`)];
+    await cl.call('etcdserverpb.KV', 'Put', { key: Buffer.from(k), value: v });
+    acked.set(k, v);
+  }
+  cl.close();
+  return acked;
+}
+
+/** Waits (polling the receive area) until member `dataDir` holds at least `chunks` chunks of a stream. */
+async function partialWith(dataDir: string, chunks: number, what: () => string): Promise<NonNullable<ReturnType<typeof partial>>> {
+  for (let i = 0; i < 12_000; i++) {
+    const seen = partial(dataDir);
+    if (seen && seen.chunks >= chunks) return seen;
+    await sleep(5);
+  }
+  throw new Error(`no partial snapshot of ${chunks} chunks appeared\n${what()}`);
+}
+
 describe('streamed snapshot between member processes', () => {
   let cluster: Cluster;
   beforeAll(async () => {
@@ -41,21 +115,12 @@ describe('streamed snapshot between member processes', () => {
 
   it('a member SIGKILLed while receiving a snapshot resumes the same stream after its restart and ends with the leader\'s HashKV', async () => {
     const [e1, e2, e3] = cluster.endpoints as [string, string, string];
-    const c1 = rawClient(e1);
     cluster.kill(2);
-    // About 32 MiB of values: a stream of some 32 chunks of 1 MiB.
-    const value = Buffer.alloc(1 << 20, 'x');
-    for (let i = 0; i < 32; i++) await c1.call('etcdserverpb.KV', 'Put', { key: Buffer.from(`big/${i}`), value: Buffer.concat([Buffer.from(`${i}:`), value]) }, 30_000);
-    for (let i = 0; i < 30; i++) await c1.call('etcdserverpb.KV', 'Put', { key: Buffer.from(`small/${i}`), value: Buffer.from(`v${i}`) });
+    const acked = await fill(e1, '');
 
     const m3 = cluster.members[2]!;
     cluster.relaunch(2);
-    let seen: ReturnType<typeof partial> = null;
-    for (let i = 0; i < 6000 && !(seen && seen.chunks >= 3); i++) {
-      seen = partial(m3.dataDir);
-      if (!(seen && seen.chunks >= 3)) await sleep(5);
-    }
-    expect(seen, `no partial snapshot appeared\n${m3.output.slice(-2000)}`).not.toBeNull();
+    await partialWith(m3.dataDir, 3, () => m3.output.slice(-2000));
     cluster.kill(2);
     const kept = partial(m3.dataDir)!;
     expect(kept.complete, 'the member was killed mid-receive (the stream had not completed)').toBe(false);
@@ -63,15 +128,7 @@ describe('streamed snapshot between member processes', () => {
     const firstOutput = m3.output.length;
 
     await cluster.restart(2);
-    const c3 = rawClient(e3);
-    let hashes: string[] = [];
-    for (let i = 0; i < 600; i++) {
-      hashes = await Promise.all([e1, e2, e3].map(async (e) => String((await rawClient(e).call('etcdserverpb.Maintenance', 'HashKV', { revision: '0' })).hash)));
-      const count = Number((await c3.call('etcdserverpb.KV', 'Range', { key: Buffer.from('small/'), range_end: Buffer.from('small0'), serializable: true, count_only: true })).count);
-      if (count === 30 && new Set(hashes).size === 1) break;
-      await sleep(100);
-    }
-    expect(new Set(hashes).size, hashes.join(' ')).toBe(1);
+    await converged([e1, e2, e3], acked, () => cluster.members.map((m) => m.output.slice(-2000)).join('\n'));
 
     // The restarted member kept its partial and received the rest of the same stream.
     const after = m3.output.slice(firstOutput);
@@ -91,5 +148,36 @@ describe('streamed snapshot between member processes', () => {
     const [bytes, chunks] = [Number(sentLine![1]), Number(sentLine![2])];
     expect(chunks).toBeLessThanOrEqual(Math.ceil(bytes / SNAPSHOT_CHUNK_BYTES));
     expect(chunks).toBeGreaterThanOrEqual(Math.floor(bytes / (SNAPSHOT_CHUNK_BYTES + (1 << 20) + 1024)));
-  }, 120_000);
+  }, 240_000);
+
+  it('the leader SIGKILLed while it streams a snapshot: restarted, the receiver catches up from the next stream; nothing acknowledged lost, HashKV equal', async () => {
+    const eps = cluster.endpoints;
+    const dump = () => cluster.members.map((m) => `--- ${m.name}\n${m.output.slice(-3000)}`).join('\n');
+    const leader = await leaderIndex(eps);
+    const receiver = [0, 1, 2].find((i) => i !== leader)!;
+    const rm = cluster.members[receiver]!;
+    cluster.kill(receiver);
+    const acked = await fill(eps[leader]!, 'lk/');
+    const sentBefore = cluster.members[leader]!.output.length;
+    const receivedBefore = rm.output.length;
+    cluster.relaunch(receiver);
+    const seen = await partialWith(rm.dataDir, 3, dump);
+    // The stream is the leader's (its log names it), and the leader dies in the middle of it.
+    expect(cluster.members[leader]!.output.slice(sentBefore)).toContain(`streaming snapshot ${seen.id}`);
+    cluster.kill(leader);
+    const kept = partial(rm.dataDir);
+    expect(kept?.complete, 'the leader was killed mid-send (the stream had not completed)').toBe(false);
+
+    // The remaining two elect the up-to-date member; the old leader comes back with its data.
+    await cluster.restart(leader);
+    await converged(eps, acked, dump);
+    // The receiver installed a whole snapshot after the kill (the old leader's stream resumed
+    // after its restart, or the next leader's).
+    expect(rm.output.slice(receivedBefore)).toMatch(/received snapshot [0-9a-f]{32} \[index: \d+, term: \d+\] from \d+/);
+    // And the cluster goes on.
+    const cl = rawClient(eps[receiver]!);
+    await cl.call('etcdserverpb.KV', 'Put', { key: Buffer.from('lk/after'), value: Buffer.from('x') });
+    cl.close();
+    await converged(eps, new Map([...acked, ['lk/after', Buffer.from('x')]]), dump);
+  }, 300_000);
 });

@@ -1,18 +1,40 @@
 /**
- * The key-value store on disk (LMDB, <data-dir>/member/db) through real processes: members
- * SIGKILLed while clients write — one member alone, then all three at once — restart from
- * their data directories, resuming from the applied index their store committed (the WAL is
- * replayed only after it). Every put acknowledged to a client is on every member afterwards,
- * and the members' HashKV agree.
+ * The key-value store on disk (LMDB, <data-dir>/member/db) through real `flotilla serve`
+ * processes: while WRITERS concurrent clients put (new keys and overwrites, each value unique),
+ * the leader is SIGKILLed, then a follower, for KILL_ROUNDS rounds, each restarted from its
+ * data directory alone; at the end all three at once. Each member resumes from the applied
+ * index its store committed (the WAL replayed only after it). Afterwards every acknowledged put
+ * is on every member with its value (or, for a key overwritten, the value of a put whose
+ * outcome the client never learned), and the members' HashKV agree at a common revision.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startCluster, waitHealthy, type Cluster } from './support/cluster.js';
-import { rawClient, type Wire } from './support/grpc.js';
+import { leaderIndex, rawClient, type Wire } from './support/grpc.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const VALUE = Buffer.alloc(1024, 7);
+
+/** Concurrent clients, each with a connection of its own to each member. */
+const WRITERS = 24;
+/** Rounds of (SIGKILL the leader, restart it, SIGKILL a follower, restart it) before the all-at-once kill. */
+const KILL_ROUNDS = 3;
+/** Acknowledged puts to wait for between two faults: writes go on around every kill and restart. */
+const ACKS_BETWEEN_FAULTS = 150;
+/** Keys each writer cycles through: most puts overwrite (history), the first pass makes keys. */
+const KEYS_PER_WRITER = 40;
+/** Padding of each value (the head of a value is its key and a sequence number: unique). */
+const VALUE_PAD = Buffer.alloc(1000, 'p');
+
+/**
+ * What a key may hold after the run: the value of its last acknowledged put, or the value of a
+ * put whose outcome is unknown (timed out or the member died: it may have been applied, even
+ * after a later put was acknowledged, if it waited in a forwarding queue).
+ */
+interface KeyWrites {
+  acked: string | null;
+  unknown: string[];
+}
 
 describe('the store on disk under SIGKILL', () => {
   let cluster: Cluster | undefined;
@@ -20,42 +42,67 @@ describe('the store on disk under SIGKILL', () => {
     await cluster?.stop();
   });
 
-  it('loses no acknowledged put when members are killed during heavy writes; HashKV equal after restart', async () => {
+  it('loses no acknowledged put when the leader and followers are SIGKILLed during heavy writes; HashKV equal after restart', async () => {
     // Small snapshot interval: metadata-only snapshots release the WAL many times over the run.
     cluster = await startCluster('flotilla', { extraArgs: ['--snapshot-count', '300', '--snapshot-catchup-entries', '50'], readyTimeoutMs: 60_000 });
     const c = cluster;
     dumpOutputs = () => c.members.map((m) => `--- ${m.name} (exit ${m.proc?.exitCode} ${m.proc?.signalCode})\n${m.output.slice(-4000)}`).join('\n');
-    const clients = c.endpoints.map((e) => rawClient(e));
-    const acked = new Set<string>();
+    const writes = new Map<string, KeyWrites>();
+    let ackCount = 0;
     let stop = false;
-    let seq = 0;
     const writer = async (w: number): Promise<void> => {
-      while (!stop) {
-        const key = `crash/${w}/${seq++}`;
-        // Spread over the members that are up; a refused or lost write is simply not acknowledged.
-        const client = clients[(w + seq) % clients.length]!;
+      const clients = c.endpoints.map((e) => rawClient(e));
+      let target = w % clients.length;
+      for (let seq = 0; !stop; seq++) {
+        const key = `crash/${String(w).padStart(2, '0')}/${String(seq % KEYS_PER_WRITER).padStart(3, '0')}`;
+        const value = `${key}#${seq}:`;
+        const kw = writes.get(key) ?? { acked: null, unknown: [] };
+        writes.set(key, kw);
         try {
-          await client.call('etcdserverpb.KV', 'Put', { key: Buffer.from(key), value: VALUE }, 3000);
-          acked.add(key);
+          await clients[target]!.call('etcdserverpb.KV', 'Put', { key: Buffer.from(key), value: Buffer.concat([Buffer.from(value), VALUE_PAD]) }, 3000);
+          kw.acked = value;
+          ackCount++;
         } catch {
+          // Refused before the log (no leader, not reachable) or lost: either way maybe applied.
+          kw.unknown.push(value);
+          target = (target + 1) % clients.length;
           await sleep(20);
         }
       }
+      for (const cl of clients) cl.close();
     };
-    const writers = Array.from({ length: 16 }, (_, w) => writer(w));
-    const until = async (n: number): Promise<void> => {
-      for (let i = 0; i < 600 && acked.size < n; i++) await sleep(50);
-      expect(acked.size, 'writes go on').toBeGreaterThanOrEqual(n);
+    const writers = Array.from({ length: WRITERS }, (_, w) => writer(w));
+    /** Waits for `n` more acknowledged puts (the writers go on through every fault). */
+    const moreAcks = async (n: number, what: string): Promise<void> => {
+      const target = ackCount + n;
+      const deadline = Date.now() + 60_000;
+      while (ackCount < target) {
+        if (Date.now() > deadline) throw new Error(`writes stopped (${what}): ${ackCount} acknowledged, waiting for ${target}\n${dumpOutputs()}`);
+        await sleep(50);
+      }
     };
-    await until(400);
-    c.kill(2);
-    await until(800);
-    await c.restart(2);
-    await until(1200);
+    const kills: string[] = [];
+    await moreAcks(ACKS_BETWEEN_FAULTS, 'start');
+    for (let round = 0; round < KILL_ROUNDS; round++) {
+      const leader = await leaderIndex(c.endpoints);
+      kills.push(`round ${round}: leader ${c.members[leader]!.name}`);
+      c.kill(leader);
+      await moreAcks(ACKS_BETWEEN_FAULTS, `after killing the leader ${c.members[leader]!.name}`);
+      await c.restart(leader);
+      await moreAcks(ACKS_BETWEEN_FAULTS, `after restarting ${c.members[leader]!.name}`);
+      const now = await leaderIndex(c.endpoints);
+      const follower = [0, 1, 2].find((i) => i !== now && i !== leader) ?? [0, 1, 2].find((i) => i !== now)!;
+      kills.push(`round ${round}: follower ${c.members[follower]!.name}`);
+      c.kill(follower);
+      await moreAcks(ACKS_BETWEEN_FAULTS, `after killing the follower ${c.members[follower]!.name}`);
+      await c.restart(follower);
+      await moreAcks(ACKS_BETWEEN_FAULTS, `after restarting ${c.members[follower]!.name}`);
+    }
     // Every member at once: each restarts from what its own store and WAL made durable.
     for (let i = 0; i < 3; i++) c.kill(i);
     stop = true;
     await Promise.all(writers);
+    expect(kills).toHaveLength(2 * KILL_ROUNDS);
     for (const m of c.members) expect(existsSync(join(m.dataDir, 'member', 'db')), `${m.name} has its store file`).toBe(true);
     for (const m of c.members) m.output = '';
     await Promise.all([0, 1, 2].map((i) => c.restart(i)));
@@ -80,16 +127,26 @@ describe('the store on disk under SIGKILL', () => {
         await sleep(50);
       }
     }
-    for (const f of fresh) {
-      const r = await retry(() => f.call('etcdserverpb.KV', 'Range', { key: Buffer.from('crash/'), range_end: Buffer.from('crash0'), serializable: true, keys_only: true }));
-      const have = new Set((r.kvs as Wire[]).map((kv) => (kv.key as Buffer).toString()));
-      const lost = [...acked].filter((k) => !have.has(k));
-      expect(lost, 'acknowledged puts missing').toEqual([]);
+    const acked = [...writes].filter(([, kw]) => kw.acked !== null);
+    expect(acked.length, 'puts were acknowledged').toBeGreaterThan(WRITERS);
+    expect(ackCount).toBeGreaterThanOrEqual(ACKS_BETWEEN_FAULTS * (1 + 4 * KILL_ROUNDS));
+    for (const [j, f] of fresh.entries()) {
+      const r = await retry(() => f.call('etcdserverpb.KV', 'Range', { key: Buffer.from('crash/'), range_end: Buffer.from('crash0'), serializable: true }, 30_000));
+      const have = new Map((r.kvs as Wire[]).map((kv) => [(kv.key as Buffer).toString(), (kv.value as Buffer).subarray(0, (kv.value as Buffer).length - VALUE_PAD.length).toString()]));
+      const wrong = acked.filter(([k, kw]) => {
+        const v = have.get(k);
+        return v !== kw.acked && !(v !== undefined && kw.unknown.includes(v));
+      });
+      expect(
+        wrong.map(([k, kw]) => `${k}: has ${have.get(k) ?? 'nothing'}, acknowledged ${kw.acked}`),
+        `acknowledged puts missing or with another value on ${c.members[j]!.name}`,
+      ).toEqual([]);
     }
     const hashes = await Promise.all(fresh.map((f) => retry(() => f.call('etcdserverpb.Maintenance', 'HashKV', { revision: String(rev) }))));
-    expect(new Set(hashes.map((h) => h.hash)).size, JSON.stringify(hashes)).toBe(1);
-    for (const cl of [...clients, ...fresh]) cl.close();
-  }, 180_000);
+    expect(new Set(hashes.map((h) => String(h.hash))).size, JSON.stringify(hashes)).toBe(1);
+    expect(new Set(hashes.map((h) => String((h.header as Wire).revision))).size, 'every member at the same revision').toBe(1);
+    for (const f of fresh) f.close();
+  }, 420_000);
 });
 
 let dumpOutputs: () => string = () => '';
@@ -104,5 +161,3 @@ async function retry<T>(f: () => Promise<T>): Promise<T> {
     }
   }
 }
-
-

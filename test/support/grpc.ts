@@ -34,3 +34,31 @@ export function rawClient(endpoint: string): RawClient {
     },
   };
 }
+
+/**
+ * The index (into `endpoints`) of the member a majority of them name as leader, the leader
+ * itself among them (Maintenance.Status); members that do not answer count as not agreeing.
+ * Asked again every 100 ms until `timeoutMs`.
+ */
+export async function leaderIndex(endpoints: readonly string[], timeoutMs = 30_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const answers = await Promise.all(
+      endpoints.map(async (e, i) => {
+        const cl = rawClient(e);
+        try {
+          const s = await cl.call('etcdserverpb.Maintenance', 'Status', {}, 2000);
+          return { i, id: String((s.header as Wire).member_id), leader: String(s.leader) };
+        } catch {
+          return null;
+        } finally {
+          cl.close();
+        }
+      }),
+    );
+    const self = answers.find((a) => a && a.leader !== '0' && a.id === a.leader);
+    if (self && answers.filter((a) => a && a.leader === self.id).length > endpoints.length / 2) return self.i;
+    if (Date.now() > deadline) throw new Error(`no leader agreed on by a majority of ${endpoints.join(', ')} within ${timeoutMs} ms: ${JSON.stringify(answers)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
