@@ -68,7 +68,8 @@ describe.skipIf(missing !== null)(`flotilla client commands against ${TARGET}`, 
     running.push(x);
     return x;
   };
-  const waitFor = async (cond: () => boolean, what: string, ms = 10_000): Promise<void> => {
+  // Bounded, and generous: on a loaded machine a client process takes seconds to start.
+  const waitFor = async (cond: () => boolean, what: string, ms = 60_000): Promise<void> => {
     const deadline = Date.now() + ms;
     while (!cond()) {
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -151,10 +152,13 @@ describe.skipIf(missing !== null)(`flotilla client commands against ${TARGET}`, 
   });
 
   it('watch prints events as etcdctl does (also with --prev-kv and -w json)', async () => {
-    const w = start(['watch', 'wk', '--prefix']);
-    const wp = start(['watch', 'wk1', '--prev-kv']);
-    const wj = start(['watch', 'wk1', '-w', 'json']);
-    await sleep(1000);
+    // The watches start at the next revision, so the puts below reach them however late each
+    // watch process gets going (no sleep that a loaded machine outlasts).
+    const header = JSON.parse(cli(['get', 'wk1', '-w', 'json']).out) as { header: { revision: number } };
+    const from = String(header.header.revision + 1);
+    const w = start(['watch', 'wk', '--prefix', '--rev', from]);
+    const wp = start(['watch', 'wk1', '--prev-kv', '--rev', from]);
+    const wj = start(['watch', 'wk1', '-w', 'json', '--rev', from]);
     cli(['put', 'wk1', 'x']);
     cli(['put', 'wk1', 'y']);
     cli(['del', 'wk1']);
