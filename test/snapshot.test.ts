@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FLOTILLA_BIN, ROOT, freePort, startCluster, waitHealthy, which, type Cluster } from './support/cluster.js';
+import { CLUSTER_READY_TIMEOUT_MS, FLOTILLA_BIN, ROOT, freePort, startCluster, waitHealthy, which, type Cluster } from './support/cluster.js';
 import { createHash } from 'node:crypto';
 import { SNAPSHOT_CHUNK_BYTES } from '../src/api/services.js';
 import { killAndWait } from '../src/lib/proc.js';
@@ -151,17 +151,20 @@ describe.skipIf(missing.length > 0)('backup and restore', () => {
     const cluster = /^CLUSTER=(\S+)$/m.exec(subst(sh1!))![1]!;
     const lines = subst(sh2!).split('\n').filter((l) => l.startsWith('npx flotilla serve'));
     expect(lines).toHaveLength(3);
+    const outputs: string[] = [];
     for (const l of lines) {
       const args = l.replace('npx flotilla ', '').replace('$CLUSTER', cluster).split(/\s+/);
       const p = spawn(process.execPath, [FLOTILLA_BIN, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
-      p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      p.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+      const n = outputs.push('') - 1;
+      p.stdout!.on('data', (d: Buffer) => (outputs[n] = out += d.toString()));
+      p.stderr!.on('data', (d: Buffer) => (outputs[n] = out += d.toString()));
       p.on('exit', (code) => code !== null && code !== 0 && console.log(`restored member exited ${code}: ${out.slice(-2000)}`));
       procs.push(p);
     }
     const clientUrls = ['12379', '22379', '32379'].map((p) => `http://127.0.0.1:${ports.get(p)}`);
-    await waitHealthy(clientUrls, 30_000, () => 'restored cluster');
+    // Three members starting at once: on a loaded machine this takes well over 20 s at times.
+    await waitHealthy(clientUrls, CLUSTER_READY_TIMEOUT_MS, () => `restored cluster\n${outputs.map((o) => o.slice(-2000)).join('\n---\n')}`);
     const eps = clientUrls.map((u) => u.replace('http://', ''));
     const after = keySpace(eps);
     expect(after).toEqual(before);
@@ -172,7 +175,7 @@ describe.skipIf(missing.length > 0)('backup and restore', () => {
 
     // Back to etcd: a real etcd started from etcdctl's restore of our file serves the same key space.
     procs.push(spawn(ETCD!, [...etcdFlags, '--listen-peer-urls', etcdPeer, '--listen-client-urls', etcdClient, '--advertise-client-urls', etcdClient], { stdio: 'ignore' }));
-    await waitHealthy([etcdClient], 30_000, () => 'etcd restored from a Flotilla snapshot');
+    await waitHealthy([etcdClient], CLUSTER_READY_TIMEOUT_MS, () => 'etcd restored from a Flotilla snapshot');
     expect(keySpace([etcdClient.replace('http://', '')])).toEqual(before);
   }, 180_000);
 
@@ -195,7 +198,7 @@ describe.skipIf(missing.length > 0)('backup and restore', () => {
     expect(r.code, r.stderr).toBe(0);
     const p = spawn(process.execPath, [FLOTILLA_BIN, 'serve', ...flags, '--listen-peer-urls', peerUrl, '--listen-client-urls', clientUrl, '--advertise-client-urls', clientUrl], { stdio: 'ignore' });
     procs.push(p);
-    await waitHealthy([clientUrl], 30_000, () => 'restored member');
+    await waitHealthy([clientUrl], CLUSTER_READY_TIMEOUT_MS, () => 'restored member');
     expect(keySpace([`127.0.0.1:${client}`])).toEqual(before);
   }, 120_000);
 
