@@ -99,6 +99,10 @@ export class ChainNodeProcess {
   private timers: NodeJS.Timeout[] = [];
   private leaseId = 0n;
   private registeredRev = 0;
+  /** False from finding the key gone or under another lease until registered again: no reads meanwhile. */
+  private keyMine = true;
+  /** When the last re-registration began (performance.now): at most one per pollMs. */
+  private reRegisteredAt = -Infinity;
   private caughtUpEpoch: number | null = null;
   private syncedEpoch: number | null = null;
   private stopped = false;
@@ -237,6 +241,7 @@ export class ChainNodeProcess {
     const previous = this.leaseId;
     this.leaseId = g.id;
     this.registeredRev = Number(createRevision);
+    this.keyMine = true;
     this.setLease(sentAt, g.ttl);
     if (previous !== 0n && previous !== g.id) void this.control.leaseRevoke(previous).catch(() => {});
     this.log(`registered (lease ${g.id.toString(16)}, ttl ${g.ttl} s) at ${this.address}`);
@@ -251,11 +256,17 @@ export class ChainNodeProcess {
     if (!r.succeeded && this.leaseId === lease) this.reRegister('the registration key is under another lease (or gone)');
   }
 
-  /** The key is not this run's: no reads until it is again, then a new registration. */
+  /**
+   * The key is not this run's: no reads until it is again, then a new registration — at most one
+   * per pollMs (two processes misconfigured with one name would otherwise take the key from each
+   * other as fast as the control cluster answers; the timer's poll finds it again).
+   */
   private reRegister(why: string): void {
-    if (this.stopped || this.registering) return;
-    this.log(`${why}: registering again`);
+    this.keyMine = false;
     this.core.setReadLease(this.core.tickNow, this.registeredRev + 1);
+    if (this.stopped || this.registering || performance.now() - this.reRegisteredAt < (this.o.pollMs ?? 1000)) return;
+    this.reRegisteredAt = performance.now();
+    this.log(`${why}: registering again`);
     this.register().catch((e: Error) => {
       this.log(`registration failed (will retry): ${e.message}`);
       this.refused(e);
@@ -263,6 +274,7 @@ export class ChainNodeProcess {
   }
 
   private setLease(sentAt: number, ttlSec: number): void {
+    if (!this.keyMine) return; // a keep-alive of a lease the key is no longer under
     const validUntil = sentAt + ttlSec * 1000 - CHAIN_LEASE_MARGIN_MS;
     const ticks = Math.floor((validUntil - this.now()) / this.tickMs);
     this.core.setReadLease(this.core.tickNow + ticks, this.registeredRev + 1);
