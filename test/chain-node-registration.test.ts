@@ -9,7 +9,8 @@
  * lease kept alive — never registered again. The test plays the previous run: it puts the key
  * under a lease of its own, then revokes that lease (its expiry); or it deletes the key outright.
  * Each time the node must notice, register again under a lease of its own, and the master add it
- * back as a member.
+ * back as a member. And the re-registration's bound: two processes misconfigured with one name
+ * fight over the key, each at most once per pollMs (not as fast as the control cluster answers).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -112,4 +113,26 @@ describe('chain node registration', () => {
 
     expect(lines.some((l) => l.includes('node n2') && l.includes('registering again'))).toBe(true);
   }, 120_000);
+
+  it('two processes misconfigured with one name take the key from each other at most once per pollMs each', async () => {
+    const POLL_MS = 200;
+    const cluster = await startInProcessCluster({ size: 1 });
+    cleanup.push(() => cluster.stop());
+    const at: number[][] = [[], []];
+    const start = (i: number): Promise<ChainNodeProcess> =>
+      ChainNodeProcess.start({
+        chain: 'd', name: 'twin', dataDir: join(dir, `d${i}`), listen: '127.0.0.1:0', control: cluster.endpoints, tickMs: 20, pollMs: POLL_MS,
+        log: (l) => {
+          if (l.includes('registering again')) at[i]!.push(performance.now());
+        },
+      });
+    const a = await start(0);
+    cleanup.push(() => a.stop());
+    const b = await start(1);
+    cleanup.push(() => b.stop());
+    // They do fight over the key (each sees it under the other's lease)...
+    await until('three re-registrations of each', () => at[0]!.length >= 3 && at[1]!.length >= 3);
+    // ...but not faster than one re-registration per pollMs each.
+    for (const times of at) for (let j = 1; j < times.length; j++) expect(times[j]! - times[j - 1]!).toBeGreaterThanOrEqual(POLL_MS - 1);
+  }, 60_000);
 });
