@@ -4,6 +4,7 @@
  *
  *   /flotilla/chains/NAME/config        {"members":[...],"joining":null|name}; epoch = its mod revision
  *   /flotilla/chains/NAME/nodes/NODE    {"address":"host:port","caughtUpEpoch":n|null,"syncedEpoch":n|null}, under the node's lease
+ *                                       (written only by a txn: see ChainNodeProcess's registration)
  *   /flotilla/chains/NAME/master        the masters' election
  *
  * Everything read from the control cluster or a socket is checked before use.
@@ -64,6 +65,11 @@ export const masterElection = (chain: string): string => `${chainPrefix(chain)}m
 export interface NodeInfo {
   readonly address: string;
   readonly registration: Registration;
+  /**
+   * The lease the key is under (etcd's KeyValue.lease). A node checks it is its own: a delayed
+   * write of its previous run may have put the key under that run's lease (0n: unknown).
+   */
+  readonly lease: bigint;
 }
 
 export interface ChainView {
@@ -98,13 +104,13 @@ export function parseConfig(value: Buffer, epoch: number): ChainConfig | null {
   return configProblem(c) === null ? c : null;
 }
 
-export function parseRegistration(name: string, value: Buffer, createRevision: number): NodeInfo | null {
+export function parseRegistration(name: string, value: Buffer, createRevision: number, lease = 0n): NodeInfo | null {
   const o = jsonObject(value);
   if (o === null) return null;
   const caughtUpEpoch = intOrNull(o.caughtUpEpoch ?? null);
   const syncedEpoch = intOrNull(o.syncedEpoch ?? null);
   if (typeof o.address !== 'string' || !/^[^\s:]+:\d{1,5}$/.test(o.address) || caughtUpEpoch === undefined || syncedEpoch === undefined) return null;
-  return { address: o.address, registration: { name, createRevision, caughtUpEpoch, syncedEpoch } };
+  return { address: o.address, registration: { name, createRevision, caughtUpEpoch, syncedEpoch }, lease };
 }
 
 /** The configuration and the registered nodes, at one revision (one linearizable range read). */
@@ -121,7 +127,7 @@ export async function readChain(client: FlotillaClient, chain: string): Promise<
       config = parseConfig(kv.value, Number(kv.modRevision));
     } else if (key.startsWith(np)) {
       const name = key.slice(np.length);
-      const info = name.length > 0 && name.length <= CHAIN_NAME_BYTES_MAX ? parseRegistration(name, kv.value, Number(kv.createRevision)) : null;
+      const info = name.length > 0 && name.length <= CHAIN_NAME_BYTES_MAX ? parseRegistration(name, kv.value, Number(kv.createRevision), kv.lease) : null;
       if (info) nodes.set(name, info);
     }
   }

@@ -5,6 +5,16 @@
  * chain's keys (each change reads the configuration and the registrations again, in one
  * linearizable range read), and by polling every pollMs in case a watch event is missed.
  *
+ * Registration: the key must be under THIS run's lease. A write of the node's previous run (same
+ * name, restarted) can arrive late, and a blind put would move the key under that run's lease:
+ * the key would then vanish when that lease expires, the master would drop the node for good,
+ * and the node, keeping its own lease alive, would never notice. So: the registration is a txn
+ * comparing the key's mod revision with the one just read (a delayed registration of an earlier
+ * run, compared against an older revision, cannot land after it); the reports (caughtUp, synced)
+ * are txns comparing the key's lease with this run's; and every read of the chain's keys checks
+ * the key: missing or under another lease → stop serving reads and register again (a new lease,
+ * the old one revoked); under this lease but with another value → report again.
+ *
  * Time: the core's ticks follow the clock (missed ticks are delivered at once), so the read
  * lease computed in ticks never outlives the real one: it ends TTL less CHAIN_LEASE_MARGIN_MS
  * after the keep-alive that renewed it was sent.
@@ -17,6 +27,7 @@ import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodePeerMe
 import { ChainNode, type ChainEffect } from '../chain/node.js';
 import type { PeerMessage } from '../chain/messages.js';
 import type { ReadMode } from '../chain/types.js';
+import { Cmp, Op } from '../client/requests.js';
 import { ChainStorage } from './storage.js';
 import type { Watcher } from '../client/watch.js';
 import { chainPrefix, checkChainName, configKey, controlClient, controlRefusal, nodesPrefix, readChain, type ControlAccess } from './control.js';
@@ -88,6 +99,10 @@ export class ChainNodeProcess {
   private timers: NodeJS.Timeout[] = [];
   private leaseId = 0n;
   private registeredRev = 0;
+  /** False from finding the key gone or under another lease until registered again: no reads meanwhile. */
+  private keyMine = true;
+  /** When the last re-registration began (performance.now): at most one per pollMs. */
+  private reRegisteredAt = -Infinity;
   private caughtUpEpoch: number | null = null;
   private syncedEpoch: number | null = null;
   private stopped = false;
@@ -198,21 +213,68 @@ export class ChainNodeProcess {
     return this.registering;
   }
 
+  private get registrationKey(): string {
+    return nodesPrefix(this.o.chain) + this.o.name;
+  }
+
+  /**
+   * A new lease, and the key put under it by a compare-and-swap on the key's mod revision as just
+   * read (whatever is there: nothing, this run's key, or a previous run's under its lease). It
+   * fails if the key changed in between; the keep-alive timer or the next read tries again.
+   */
   private async registerOnce(): Promise<void> {
+    const key = this.registrationKey;
     const ttl = this.o.leaseTtlSec ?? 5;
     const sentAt = this.now();
     const g = await this.control.leaseGrant(ttl);
-    await this.control.put(nodesPrefix(this.o.chain) + this.o.name, this.registrationValue(), { lease: g.id });
-    const r = await this.control.get(nodesPrefix(this.o.chain) + this.o.name);
-    const kv = r.kvs[0];
-    if (!kv || kv.lease !== g.id) throw new Error('the registration vanished at once');
+    let createRevision: bigint;
+    try {
+      const seen = (await this.control.get(key)).kvs[0];
+      const r = await this.control.txn({ compare: [Cmp.modRevision(key, '=', seen?.modRevision ?? 0n)], success: [Op.put(key, this.registrationValue(), { lease: g.id }), Op.get(key)] });
+      const got = r.succeeded && r.responses[1]?.type === 'range' ? r.responses[1].range.kvs[0] : undefined;
+      if (!got || got.lease !== g.id) throw new Error('the registration key changed under way');
+      createRevision = got.createRevision;
+    } catch (e) {
+      void this.control.leaseRevoke(g.id).catch(() => {});
+      throw e;
+    }
+    const previous = this.leaseId;
     this.leaseId = g.id;
-    this.registeredRev = Number(kv.createRevision);
+    this.registeredRev = Number(createRevision);
+    this.keyMine = true;
     this.setLease(sentAt, g.ttl);
+    if (previous !== 0n && previous !== g.id) void this.control.leaseRevoke(previous).catch(() => {});
     this.log(`registered (lease ${g.id.toString(16)}, ttl ${g.ttl} s) at ${this.address}`);
   }
 
+  /** The registration's value again, only while the key is under this run's lease. */
+  private async report(): Promise<void> {
+    const lease = this.leaseId;
+    if (lease === 0n || this.registering) return;
+    const key = this.registrationKey;
+    const r = await this.control.txn({ compare: [Cmp.lease(key, '=', lease)], success: [Op.put(key, this.registrationValue(), { lease })] });
+    if (!r.succeeded && this.leaseId === lease) this.reRegister('the registration key is under another lease (or gone)');
+  }
+
+  /**
+   * The key is not this run's: no reads until it is again, then a new registration — at most one
+   * per pollMs (two processes misconfigured with one name would otherwise take the key from each
+   * other as fast as the control cluster answers; the timer's poll finds it again).
+   */
+  private reRegister(why: string): void {
+    this.keyMine = false;
+    this.core.setReadLease(this.core.tickNow, this.registeredRev + 1);
+    if (this.stopped || this.registering || performance.now() - this.reRegisteredAt < (this.o.pollMs ?? 1000)) return;
+    this.reRegisteredAt = performance.now();
+    this.log(`${why}: registering again`);
+    this.register().catch((e: Error) => {
+      this.log(`registration failed (will retry): ${e.message}`);
+      this.refused(e);
+    });
+  }
+
   private setLease(sentAt: number, ttlSec: number): void {
+    if (!this.keyMine) return; // a keep-alive of a lease the key is no longer under
     const validUntil = sentAt + ttlSec * 1000 - CHAIN_LEASE_MARGIN_MS;
     const ticks = Math.floor((validUntil - this.now()) / this.tickMs);
     this.core.setReadLease(this.core.tickNow + ticks, this.registeredRev + 1);
@@ -225,8 +287,10 @@ export class ChainNodeProcess {
       return;
     }
     const sentAt = this.now();
+    const lease = this.leaseId;
     try {
-      const r = await this.control.leaseKeepAliveOnce(this.leaseId);
+      const r = await this.control.leaseKeepAliveOnce(lease);
+      if (this.leaseId !== lease) return; // registered again meanwhile (the old lease revoked)
       if (r.ttl > 0) this.setLease(sentAt, r.ttl);
       else {
         this.log('the lease expired: registering again');
@@ -253,8 +317,14 @@ export class ChainNodeProcess {
     }
     this.polling = true;
     this.repoll = false;
+    const lease = this.leaseId;
     try {
       const v = await readChain(this.control, this.o.chain);
+      const mine = v.nodes.get(this.o.name);
+      if (lease !== 0n && this.leaseId === lease && !this.registering) {
+        if (mine?.lease !== lease) this.reRegister(mine ? `the registration key is under another lease (${mine.lease.toString(16)})` : 'the registration key is gone');
+        else if (mine.address !== this.address || mine.registration.caughtUpEpoch !== this.caughtUpEpoch || mine.registration.syncedEpoch !== this.syncedEpoch) void this.report().catch((e: unknown) => this.refused(e));
+      }
       for (const [name, info] of v.nodes) {
         const p = this.peers.get(name);
         if (!p) this.peers.set(name, { socket: null, address: info.address, queued: 0, queuedMax: 0, droppedBytes: 0 });
@@ -301,7 +371,7 @@ export class ChainNodeProcess {
         if (e.type === 'caughtUp') this.caughtUpEpoch = e.epoch;
         else if (this.caughtUpEpoch !== null && (this.syncedEpoch === null || this.syncedEpoch <= this.caughtUpEpoch)) this.syncedEpoch = e.epoch;
         else break;
-        if (this.leaseId !== 0n) void this.control.put(nodesPrefix(this.o.chain) + this.o.name, this.registrationValue(), { lease: this.leaseId }).catch(() => {});
+        void this.report().catch((e: unknown) => this.refused(e));
         break;
       }
       case 'newerEpoch':
