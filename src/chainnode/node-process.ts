@@ -28,7 +28,7 @@ import { ChainNode, type ChainEffect } from '../chain/node.js';
 import type { PeerMessage } from '../chain/messages.js';
 import type { ReadMode } from '../chain/types.js';
 import { Cmp, Op } from '../client/requests.js';
-import { ChainStorage } from './storage.js';
+import { ChainStorage, type RegistrationEpochs } from './storage.js';
 import type { Watcher } from '../client/watch.js';
 import { chainPrefix, checkChainName, configKey, controlClient, controlRefusal, nodesPrefix, readChain, type ControlAccess } from './control.js';
 import { chainServer, dialNode, loadChainTls, peerCommonName, type ChainTlsFileNames } from './tls.js';
@@ -103,8 +103,13 @@ export class ChainNodeProcess {
   private keyMine = true;
   /** When the last re-registration began (performance.now): at most one per pollMs. */
   private reRegisteredAt = -Infinity;
+  /**
+   * The registration epochs as reported (durable in the data directory first: ChainStorage
+   * saveEpochs, loaded at start), and as decided from the core's effects (maybe not yet durable).
+   */
   private caughtUpEpoch: number | null = null;
   private syncedEpoch: number | null = null;
+  private decided: RegistrationEpochs = { caughtUpEpoch: null, syncedEpoch: null };
   private stopped = false;
   private polling = false;
   private repoll = false;
@@ -148,6 +153,9 @@ export class ChainNodeProcess {
       this.drain();
     });
     this.storage = storage;
+    this.decided = state.epochs;
+    this.caughtUpEpoch = state.epochs.caughtUpEpoch;
+    this.syncedEpoch = state.epochs.syncedEpoch;
     this.core = new ChainNode({ name: this.o.name, reads: this.o.reads ?? 'tail', resendTicks: 10, syncRetryTicks: 4 }, state);
     this.log(`recovered ${state.snapshot ? `a snapshot at ${state.snapshot.seq} and ` : ''}${state.updates.length} updates`);
     this.tls = this.o.tls ? loadChainTls(this.o.tls, { info: (m) => this.log(m), warn: (m) => this.log(m) }) : null;
@@ -368,10 +376,22 @@ export class ChainNodeProcess {
         break;
       case 'caughtUp':
       case 'synced': {
-        if (e.type === 'caughtUp') this.caughtUpEpoch = e.epoch;
-        else if (this.caughtUpEpoch !== null && (this.syncedEpoch === null || this.syncedEpoch <= this.caughtUpEpoch)) this.syncedEpoch = e.epoch;
+        const d = this.decided;
+        let next: RegistrationEpochs;
+        if (e.type === 'caughtUp') next = { caughtUpEpoch: e.epoch, syncedEpoch: d.syncedEpoch };
+        else if (d.caughtUpEpoch !== null && (d.syncedEpoch === null || d.syncedEpoch <= d.caughtUpEpoch)) next = { caughtUpEpoch: d.caughtUpEpoch, syncedEpoch: e.epoch };
         else break;
-        void this.report().catch((e: unknown) => this.refused(e));
+        this.decided = next;
+        // Durable before the master hears it: a restart registers what was reported, never less.
+        // (A failed write stops the node: tick() finds storage.failure.)
+        this.storage.saveEpochs(next).then(
+          () => {
+            this.caughtUpEpoch = next.caughtUpEpoch;
+            this.syncedEpoch = next.syncedEpoch;
+            void this.report().catch((err: unknown) => this.refused(err));
+          },
+          () => {},
+        );
         break;
       }
       case 'newerEpoch':

@@ -10,6 +10,12 @@
  *   index = seq, term = assignEpoch, data = the entries; then the hard state; then the WAL marker
  *   (which lets the WAL drop segments below it).
  *
+ * - The registration epochs (caughtUpEpoch, syncedEpoch: what the node reports to the master,
+ *   src/chain/master.ts holdsCommitted) are the hard state's `term` and `vote` (0 = null; epochs
+ *   are revisions, at least 1), written with every hard state and by saveEpochs: a restarted
+ *   joiner that caught up but has not synced as a member must not register as holding
+ *   everything committed (the master could leave it as the only survivor).
+ *
  * Persist effects are written in order, consecutive ones batched into one append (one
  * fdatasync); each resolves once durable, and `onDurable(token)` reports the last token of each
  * write to the node (ChainNode.persisted).
@@ -36,7 +42,16 @@ export class ChainStorageCorruptionError extends Error {
 }
 
 type PersistEffect = Extract<ChainEffect, { type: 'persist' | 'persistSnapshot' }>;
-type Queued = PersistEffect | { readonly type: 'compact'; readonly image: SnapshotImage };
+/** What the node last reported to the master (null: never caught up / never synced after it). */
+export interface RegistrationEpochs {
+  readonly caughtUpEpoch: number | null;
+  readonly syncedEpoch: number | null;
+}
+
+type Queued =
+  | PersistEffect
+  | { readonly type: 'compact'; readonly image: SnapshotImage }
+  | { readonly type: 'epochs'; readonly epochs: RegistrationEpochs; readonly resolve: () => void; readonly reject: (e: Error) => void };
 
 /**
  * Update bytes written as one WAL record at most (a batch beyond it goes in several records, one
@@ -49,6 +64,15 @@ export const CHAIN_COMPACT_LOG_BYTES_MIN = 64 * 1024 * 1024;
 export interface DurableChainState {
   readonly snapshot: SnapshotImage | null;
   readonly updates: readonly Update[];
+  readonly epochs: RegistrationEpochs;
+}
+
+/** The registration epochs from a hard state's term and vote, or why they are not valid. */
+export function epochsFromHardState(term: number, vote: number): RegistrationEpochs | string {
+  if (!Number.isSafeInteger(term) || term < 0 || !Number.isSafeInteger(vote) || vote < 0) return `registration epochs ${term}, ${vote} are not epochs`;
+  // syncedEpoch is recorded only after caughtUpEpoch (node-process.ts).
+  if (term === 0 && vote !== 0) return `a synced epoch (${vote}) without a caught-up epoch`;
+  return { caughtUpEpoch: term === 0 ? null : term, syncedEpoch: vote === 0 ? null : vote };
 }
 
 export class ChainStorage {
@@ -61,6 +85,9 @@ export class ChainStorage {
   private compacting = false;
   /** Compactions written (for tests and logs). */
   compactions = 0;
+  /** The end of the valid history (the hard state's `commit`) and the epochs written with it. */
+  private end: number;
+  private epochs: RegistrationEpochs;
 
   private constructor(
     private readonly wal: Wal,
@@ -68,8 +95,16 @@ export class ChainStorage {
     private readonly onDurable: (token: number) => void,
     private readonly compactMin: number,
     snapshotBytes: number,
+    end: number,
+    epochs: RegistrationEpochs,
   ) {
     this.compactAt = Math.max(compactMin, snapshotBytes);
+    this.end = end;
+    this.epochs = epochs;
+  }
+
+  private hardState(): { term: number; vote: number; commit: number } {
+    return { term: this.epochs.caughtUpEpoch ?? 0, vote: this.epochs.syncedEpoch ?? 0, commit: this.end };
   }
 
   static async open(
@@ -88,6 +123,8 @@ export class ChainStorage {
         if (p !== null) throw new ChainStorageCorruptionError(`chain snapshot at ${image.seq}: ${p}`);
       }
       const validEnd = state.hardState.commit;
+      const epochs = epochsFromHardState(state.hardState.term, state.hardState.vote);
+      if (typeof epochs === 'string') throw new ChainStorageCorruptionError(`the WAL's hard state: ${epochs}`);
       let entries = state.entries.filter((e) => e.index <= validEnd);
       if (image) {
         const marked = state.snapshot.index === image.seq && state.snapshot.term === image.assignEpoch;
@@ -112,9 +149,9 @@ export class ChainStorage {
         updates.push({ seq: e.index, assignEpoch: e.term, op });
         next++;
       }
-      const storage = new ChainStorage(wal, snapshots, onDurable, opts.compactLogBytesMin ?? CHAIN_COMPACT_LOG_BYTES_MIN, snap?.data.length ?? 0);
+      const storage = new ChainStorage(wal, snapshots, onDurable, opts.compactLogBytesMin ?? CHAIN_COMPACT_LOG_BYTES_MIN, snap?.data.length ?? 0, validEnd, epochs);
       for (const e of entries) storage.logBytes += e.data.length;
-      return { storage, state: { snapshot: image, updates } };
+      return { storage, state: { snapshot: image, updates, epochs } };
     } catch (e) {
       await wal.close();
       throw e;
@@ -145,6 +182,17 @@ export class ChainStorage {
     if (this.writing === null) this.writing = this.drain();
   }
 
+  /**
+   * Writes the registration epochs (after everything queued before); resolves once durable — the
+   * node reports them to the master only then, so a restart never registers less than it reported.
+   */
+  saveEpochs(epochs: RegistrationEpochs): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed);
+    const p = new Promise<void>((resolve, reject) => this.queue.push({ type: 'epochs', epochs, resolve, reject }));
+    if (this.writing === null) this.writing = this.drain();
+    return p;
+  }
+
   /** Resolves once everything queued so far is durable (rejects with the storage failure). */
   async flush(): Promise<void> {
     while (this.writing !== null) await this.writing;
@@ -159,13 +207,30 @@ export class ChainStorage {
     try {
       while (this.queue.length > 0) {
         const first = this.queue[0]!;
+        if (first.type === 'epochs') {
+          this.queue.shift();
+          const previous = this.epochs;
+          this.epochs = first.epochs;
+          try {
+            await this.wal.append({ hardState: this.hardState() }, true);
+          } catch (e) {
+            this.epochs = previous;
+            first.reject(e as Error);
+            throw e;
+          }
+          first.resolve();
+          continue;
+        }
         if (first.type === 'persistSnapshot' || first.type === 'compact') {
           this.queue.shift();
           const img = first.image;
           const data = encodeEntries(img.entries);
           await this.snapshots.save({ meta: { index: img.seq, term: img.assignEpoch, confState: { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data });
           // A snapshot that replaces the history also ends it; a compaction keeps what follows.
-          if (first.type === 'persistSnapshot') await this.wal.append({ hardState: { term: 0, vote: 0, commit: img.seq } }, true);
+          if (first.type === 'persistSnapshot') {
+            this.end = img.seq;
+            await this.wal.append({ hardState: this.hardState() }, true);
+          }
           await this.wal.markSnapshot(img.seq, img.assignEpoch);
           this.logBytes = 0;
           this.compactAt = Math.max(this.compactMin, data.length);
@@ -186,7 +251,8 @@ export class ChainStorage {
           let j = i + 1;
           let bytes = entries[i]!.data.length;
           while (j < entries.length && bytes + entries[j]!.data.length <= CHAIN_WAL_RECORD_BYTES) bytes += entries[j++]!.data.length;
-          await this.wal.append({ entries: entries.slice(i, j), hardState: { term: 0, vote: 0, commit: entries[j - 1]!.index } }, j === entries.length);
+          this.end = entries[j - 1]!.index;
+          await this.wal.append({ entries: entries.slice(i, j), hardState: this.hardState() }, j === entries.length);
           this.logBytes += bytes;
           i = j;
         }
@@ -195,6 +261,7 @@ export class ChainStorage {
     } catch (e) {
       // A failed write stops the node for good (as RaftNode's fatal): nothing after it may be acknowledged.
       this.failed = e as Error;
+      for (const q of this.queue) if (q.type === 'epochs') q.reject(this.failed);
       this.queue = [];
     } finally {
       this.writing = null;
