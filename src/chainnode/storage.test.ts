@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { MemFs } from '../storage/fs.js';
 import { SnapshotStore } from '../storage/snapshots.js';
 import { ChainNode } from '../chain/node.js';
-import { CHAIN_WAL_RECORD_BYTES, ChainStorage, ChainStorageCorruptionError, type DurableChainState } from './storage.js';
+import { Wal } from '../storage/wal.js';
+import { CHAIN_WAL_RECORD_BYTES, ChainStorage, ChainStorageCorruptionError, epochsFromHardState, type DurableChainState } from './storage.js';
 import { CHAIN_KEY_BYTES_MAX, CHAIN_VALUE_BYTES_MAX, type SnapshotImage, type Update } from '../chain/types.js';
 
 const enc = new TextEncoder();
@@ -181,5 +182,85 @@ describe('ChainStorage and large values', () => {
     const v = back.state.updates[0]!.op;
     expect(v.type === 'put' && v.key === key && v.value.length === CHAIN_VALUE_BYTES_MAX && v.value[CHAIN_VALUE_BYTES_MAX - 1] === 7).toBe(true);
     await back.storage.close();
+  });
+});
+
+describe('ChainStorage registration epochs (caughtUpEpoch, syncedEpoch in the hard state)', () => {
+  it('survive a reopen and every later write (updates, a replacing snapshot, a compaction)', async () => {
+    const fs = new MemFs();
+    const { storage, state } = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
+    expect(state.epochs).toEqual({ caughtUpEpoch: null, syncedEpoch: null });
+    storage.persist({ type: 'persist', token: 1, updates: [up(1, 1), up(2, 1)] });
+    await storage.saveEpochs({ caughtUpEpoch: 5, syncedEpoch: null });
+    storage.persist({ type: 'persist', token: 2, updates: [up(3, 1)] });
+    await storage.close();
+    let back = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
+    expect(back.state.epochs).toEqual({ caughtUpEpoch: 5, syncedEpoch: null });
+    expect(ids(back.state)).toEqual(['1@1', '2@1', '3@1']);
+    back.storage.persist({ type: 'persistSnapshot', token: 3, image: { seq: 2, assignEpoch: 1, entries: [{ key: 'k1', value: enc.encode('v1'), version: 1 }, { key: 'k2', value: enc.encode('v2'), version: 2 }] } });
+    back.storage.compact({ seq: 2, assignEpoch: 1, entries: [{ key: 'k1', value: enc.encode('v1'), version: 1 }, { key: 'k2', value: enc.encode('v2'), version: 2 }] });
+    await back.storage.close();
+    back = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
+    // The replacing snapshot ended the history at 2 (update 3 void), the epochs stayed.
+    expect(ids(back.state)).toEqual(['snap 2@1']);
+    expect(back.state.epochs).toEqual({ caughtUpEpoch: 5, syncedEpoch: null });
+    await back.storage.saveEpochs({ caughtUpEpoch: 5, syncedEpoch: 9 });
+    await back.storage.close();
+    back = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
+    expect(back.state.epochs).toEqual({ caughtUpEpoch: 5, syncedEpoch: 9 });
+    expect(ids(back.state)).toEqual(['snap 2@1']);
+    await back.storage.close();
+  });
+
+  it('a crash at any point of saveEpochs recovers the old epochs or the new, the new once it resolved, and the history unchanged', async () => {
+    let points = 0;
+    for (let crashAt = 1; ; crashAt++) {
+      const fs = new MemFs();
+      const first = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
+      first.storage.persist({ type: 'persist', token: 1, updates: [up(1, 1), up(2, 1)] });
+      await first.storage.saveEpochs({ caughtUpEpoch: 3, syncedEpoch: null });
+      await first.storage.close();
+      let resolved = false;
+      let stopped = false;
+      fs.beforeOp = (n) => {
+        if (n >= crashAt) {
+          stopped = true;
+          throw new Error('crash');
+        }
+      };
+      try {
+        const { storage } = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
+        await storage.saveEpochs({ caughtUpEpoch: 3, syncedEpoch: 4 });
+        resolved = true;
+      } catch {
+        // the crash
+      }
+      if (!stopped) break;
+      points++;
+      fs.beforeOp = () => {};
+      fs.crash((len) => Math.floor(len / 2));
+      const back = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
+      expect(ids(back.state), `crash at op ${crashAt}`).toEqual(['1@1', '2@1']);
+      const e = back.state.epochs;
+      expect(e.caughtUpEpoch, `crash at op ${crashAt}`).toBe(3);
+      expect(resolved ? [4] : [null, 4], `crash at op ${crashAt}: resolved ${resolved}`).toContain(e.syncedEpoch);
+      await back.storage.close();
+    }
+    expect(points).toBeGreaterThan(2);
+  });
+
+  it('refuses a hard state whose epochs cannot be (a synced epoch without a caught-up one), with a clear message', async () => {
+    expect(epochsFromHardState(0, 0)).toEqual({ caughtUpEpoch: null, syncedEpoch: null });
+    expect(epochsFromHardState(7, 0)).toEqual({ caughtUpEpoch: 7, syncedEpoch: null });
+    expect(epochsFromHardState(7, 9)).toEqual({ caughtUpEpoch: 7, syncedEpoch: 9 });
+    expect(epochsFromHardState(0, 9)).toMatch(/synced epoch \(9\) without a caught-up epoch/);
+    expect(epochsFromHardState(-1, 0)).toMatch(/not epochs/);
+    expect(epochsFromHardState(2 ** 53, 0)).toMatch(/not epochs/);
+    const fs = new MemFs();
+    const { wal } = await Wal.open('/d/wal', { fs, segmentBytes: 4096 });
+    await wal.append({ hardState: { term: 0, vote: 9, commit: 0 } }, true);
+    await wal.close();
+    await expect(ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 })).rejects.toThrow(ChainStorageCorruptionError);
+    await expect(ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 })).rejects.toThrow(/the WAL's hard state: a synced epoch \(9\) without a caught-up epoch/);
   });
 });
