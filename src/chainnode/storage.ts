@@ -9,7 +9,6 @@
  * - A snapshot (the node's committed state sent by its predecessor) is a snapshot file: meta
  *   index = seq, term = assignEpoch, data = the entries; then the hard state; then the WAL marker
  *   (which lets the WAL drop segments below it).
- *
  * - The registration epochs (caughtUpEpoch, syncedEpoch: what the node reports to the master,
  *   src/chain/master.ts holdsCommitted) are the hard state's `term` and `vote` (0 = null; epochs
  *   are revisions, at least 1), written with every hard state and by saveEpochs: a restarted

@@ -212,7 +212,10 @@ interface NodeProc {
   hist: string[];
   durableHist: string[];
   polling: boolean;
-  /** What the registration value says (kept across restarts: the driver's own small durable state). */
+  /**
+   * What the registration value says (kept across restarts, as the real node keeps it in its WAL's
+   * hard state: chainnode/storage.ts saveEpochs; here durable at once, there before the report).
+   */
   caughtUpEpoch: number | null;
   syncedEpoch: number | null;
   /** This node's clock rate: its ticks come every TICK_US × rate (±5% drift, per seed). */
