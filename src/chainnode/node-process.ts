@@ -276,7 +276,10 @@ export class ChainNodeProcess {
         break;
       }
       case 'persist':
+        this.storage.persist(e);
+        break;
       case 'persistSnapshot':
+        this.log(`installing a snapshot at ${e.image.seq} (${e.image.entries.length} keys)`);
         this.storage.persist(e);
         break;
       case 'caughtUp':
