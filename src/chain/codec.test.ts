@@ -10,7 +10,11 @@ import {
   encodeClientReply,
   encodeClientRequest,
   encodePeerMessage,
+  entryParts,
+  CHAIN_ENTRY_PART_BYTES,
+  writeEntries,
 } from './codec.js';
+import { ByteWriter } from '../lib/bytes.js';
 import type { PeerMessage } from './messages.js';
 import { CHAIN_SNAPSHOT_CHUNKS_MAX, type ChainOp, type ClientOp, type ClientReply } from './types.js';
 
@@ -133,5 +137,21 @@ describe('chain codec', () => {
     const chunk = (count: number) => encodePeerMessage({ type: 'snapshotChunk', epoch: 1, from: 'a', to: 'b', seq: 1, assignEpoch: 1, forSeq: -1, forAssignEpoch: 0, index: 0, count, entries: [] });
     expect(decodePeerMessage(chunk(CHAIN_SNAPSHOT_CHUNKS_MAX)).type).toBe('snapshotChunk');
     expect(() => decodePeerMessage(chunk(CHAIN_SNAPSHOT_CHUNKS_MAX + 1))).toThrow(/chunk 0 of/);
+  });
+
+  it('entryParts: the parts of a store, concatenated, are writeEntries\' bytes; a large value is a part of its own, not copied', () => {
+    const entryArb = fc.record({ key: keyArb, version: fc.integer({ min: 1, max: 1000 }), value: fc.oneof(valueArb, fc.constantFrom(CHAIN_ENTRY_PART_BYTES / 4, CHAIN_ENTRY_PART_BYTES + 1).map((n) => new Uint8Array(n).fill(7))) });
+    fc.assert(
+      fc.property(fc.uniqueArray(entryArb, { selector: (e) => e.key, maxLength: 6 }), (entries) => {
+        const w = new ByteWriter(64);
+        writeEntries(w, entries);
+        const parts = [...entryParts(entries)];
+        expect(Buffer.compare(Buffer.concat(parts), Buffer.from(w.written()))).toBe(0);
+        for (const e of entries) if (e.value.length >= CHAIN_ENTRY_PART_BYTES / 4) expect(parts).toContain(e.value);
+        // A part of small entries ends after the one that crossed CHAIN_ENTRY_PART_BYTES (itself under a quarter of it).
+        expect(parts.every((p) => p.length < CHAIN_ENTRY_PART_BYTES * 1.25 + 8192 || entries.some((e) => e.value === p))).toBe(true);
+      }),
+      { numRuns: 15 },
+    );
   });
 });

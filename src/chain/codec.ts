@@ -108,6 +108,39 @@ export function writeEntries(w: ByteWriter, entries: readonly Entry[]): void {
   }
 }
 
+/** Bytes of small entries gathered into one part by entryParts; a larger value is a part alone. */
+export const CHAIN_ENTRY_PART_BYTES = 1024 * 1024;
+
+/**
+ * writeEntries' bytes in parts of about CHAIN_ENTRY_PART_BYTES, made as they are asked for: small
+ * entries gathered into one part, a large value given as itself (a view, not a copy) after its
+ * entry's head. Concatenated, the parts are writeEntries' bytes (a chain node writes its store
+ * to a snapshot file this way, never as one buffer).
+ */
+export function* entryParts(entries: readonly Entry[]): Generator<Uint8Array> {
+  let w = new ByteWriter(64);
+  w.u32(entries.length);
+  for (const e of entries) {
+    if (e.value.length >= CHAIN_ENTRY_PART_BYTES / 4) {
+      w.str(e.key);
+      w.u64(e.version);
+      w.u32(e.value.length);
+      yield w.written();
+      yield e.value;
+      w = new ByteWriter(64);
+      continue;
+    }
+    w.str(e.key);
+    w.u64(e.version);
+    w.bytes(e.value);
+    if (w.pos >= CHAIN_ENTRY_PART_BYTES) {
+      yield w.written();
+      w = new ByteWriter(64);
+    }
+  }
+  if (w.pos > 0) yield w.written();
+}
+
 /** Entries of a state at `seq`: distinct keys, versions in 1..seq, keys and values within limits. */
 export function readEntries(r: ByteReader, seq: number): Entry[] {
   const n = r.u32();
