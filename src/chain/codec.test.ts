@@ -12,6 +12,9 @@ import {
   encodePeerMessage,
   entryParts,
   CHAIN_ENTRY_PART_BYTES,
+  decodeGetReplyHead,
+  encodeClientRequestHead,
+  GET_REPLY_HEAD_BYTES,
   writeEntries,
 } from './codec.js';
 import { ByteWriter } from '../lib/bytes.js';
@@ -153,5 +156,29 @@ describe('chain codec', () => {
       }),
       { numRuns: 15 },
     );
+  });
+
+  it('a streamed request\'s head and value are the whole request; a reply\'s head says what decodeClientReply says', () => {
+    fc.assert(
+      fc.property(nameArb, fc.integer({ min: 0, max: 2 ** 32 - 1 }), pos, keyArb, valueArb, fc.boolean(), (client, id, epoch, key, value, cas) => {
+        const op = cas ? ({ type: 'cas', key, expectedVersion: 3, value } as const) : ({ type: 'put', key, value } as const);
+        const q = { client, id, epoch, op };
+        const whole = encodeClientRequest(q);
+        expect(Buffer.compare(Buffer.concat([encodeClientRequestHead(q, value.length), value]), Buffer.from(whole))).toBe(0);
+        const reply = encodeClientReply(id, { ok: true, result: { type: 'get', version: 5, value } });
+        const h = decodeGetReplyHead(reply, reply.length);
+        expect(h).toEqual({ id, epoch: 0, version: 5, valueBytes: value.length, headBytes: GET_REPLY_HEAD_BYTES });
+        expect(Buffer.compare(Buffer.from(reply.subarray(GET_REPLY_HEAD_BYTES)), Buffer.from(value))).toBe(0);
+      }),
+      { numRuns: 200 },
+    );
+    // Not a value read, no value, or a length that is not the rest of the message: refused.
+    const withValue = encodeClientReply(1, { ok: true, result: { type: 'get', version: 5, value: new Uint8Array(10) } });
+    expect(() => decodeGetReplyHead(withValue, withValue.length + 1)).toThrow(ChainCodecError);
+    const none = encodeClientReply(1, { ok: true, result: { type: 'get', version: 0, value: null } });
+    expect(() => decodeGetReplyHead(none, none.length)).toThrow(/without a value/);
+    const put = encodeClientReply(1, { ok: true, result: { type: 'put', version: 5 } });
+    expect(() => decodeGetReplyHead(put, GET_REPLY_HEAD_BYTES + 5)).toThrow(ChainCodecError);
+    expect(() => encodeClientRequestHead({ client: 'c', id: 1, epoch: 1, op: { type: 'put', key: 'k', value: new Uint8Array(0) } }, CHAIN_MESSAGE_BYTES_MAX)).toThrow(ChainCodecError);
   });
 });
