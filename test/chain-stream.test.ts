@@ -2,9 +2,10 @@
  * Large values through real chain processes (issue 17): a 1-member control cluster, a
  * `flotilla chain-master`, three `flotilla chain-node` processes.
  * - `flotilla chain put NAME KEY --file F` and `get ... --out G` stream a 64 MiB value
- *   (ChainClient.putStream / getStream): G has F's sha256, and the peak RSS of each CLI process
- *   (process.resourceUsage().maxRSS at exit, by a module loaded with NODE_OPTIONS=--import)
- *   grows by less than half the value over a CLI put of one byte: the client never holds the value.
+ *   (ChainClient.putStream / getStream): G has F's sha256, and the buffers each CLI process
+ *   keeps alive (sampled after a forced collection every 50 ms, by a module loaded with
+ *   NODE_OPTIONS=--import; its peak RSS is recorded beside) stay under half the value: the
+ *   client never holds the value.
  * - The library: getStream reads it back; a stream shorter than its announced size fails with
  *   ChainValueSourceError and writes nothing.
  * - A fourth node started afterwards catches up from the tail's store (the 64 MiB value and 24
@@ -131,9 +132,11 @@ describe('large values through real chain processes', () => {
       console.log(
         `CLI with a 64 MiB value (MiB): live buffers at most: put of 1 byte ${m(small.live)}, put --file ${m(put.live)}, get --out ${m(get.live)}; peak RSS: ${m(small.maxRss)}, ${m(put.maxRss)} (+${m(put.maxRss - small.maxRss)}), ${m(get.maxRss)} (+${m(get.maxRss - small.maxRss)}) (load ${loadavg()[0]!.toFixed(2)}, a shared machine)`,
       );
-      // What the client holds: a piece or so. One that held the value would hold 64 MiB at least.
-      expect(put.live).toBeLessThan(16 * MiB);
-      expect(get.live).toBeLessThan(16 * MiB);
+      // What the client holds: a few pieces (measured 8-15 MiB; the sample right after a
+      // collection may still count buffers the collector frees on a background thread). One
+      // that held the value would hold 64 MiB at least.
+      expect(put.live).toBeLessThan(32 * MiB);
+      expect(get.live).toBeLessThan(32 * MiB);
       // The CLI with neither a value nor --file, or both: a usage error.
       expect((await cli('put', 'big', 'k')).code).toBe(2);
 
