@@ -353,6 +353,17 @@ export function encodeClientReply(id: number, reply: ClientReply): Uint8Array {
   return w.written();
 }
 
+/**
+ * The bytes of a successful get's reply up to and including its value's length: the value, the
+ * rest of the message, follows as itself (a node answers a large read without copying the value).
+ */
+export function encodeGetReplyHead(id: number, version: number, valueBytes: number): Uint8Array {
+  if (!(Number.isSafeInteger(valueBytes) && valueBytes >= 0 && valueBytes <= CHAIN_VALUE_BYTES_MAX)) throw fail(`value of ${valueBytes} bytes (0..${CHAIN_VALUE_BYTES_MAX})`);
+  const b = encodeClientReply(id, { ok: true, result: { type: 'get', version, value: new Uint8Array(0) } });
+  new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(b.length - 4, valueBytes, true);
+  return b;
+}
+
 /** The fields of a get's reply with a value before the value itself (which ends the message). */
 export interface GetReplyHead {
   readonly id: number;

@@ -13,7 +13,7 @@ import type { Server, Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import type { TlsFiles } from '../lib/tls-files.js';
 import type { FlotillaClient } from '../client/client.js';
-import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodePeerMessage } from '../chain/codec.js';
+import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodeGetReplyHead, encodePeerMessage } from '../chain/codec.js';
 import { ChainNode, type ChainEffect } from '../chain/node.js';
 import type { PeerMessage } from '../chain/messages.js';
 import type { ReadMode } from '../chain/types.js';
@@ -21,7 +21,7 @@ import { ChainStorage } from './storage.js';
 import type { Watcher } from '../client/watch.js';
 import { chainPrefix, checkChainName, configKey, controlClient, controlRefusal, nodesPrefix, readChain, type ControlAccess } from './control.js';
 import { chainServer, dialNode, loadChainTls, peerCommonName, type ChainTlsFileNames } from './tls.js';
-import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, decodeHello, helloFrame, readMessages, writeMessage } from './wire.js';
+import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, CHAIN_PIECE_BYTES, decodeHello, helloFrame, readMessages, writeMessage, writeMessageOf } from './wire.js';
 
 /** Bytes queued for one peer before further messages to it are dropped (the protocol resends). */
 export const CHAIN_PEER_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
@@ -272,7 +272,11 @@ export class ChainNodeProcess {
         break;
       case 'reply': {
         const s = this.clients.get(e.client);
-        if (s && !s.destroyed) writeMessage(s, encodeClientReply(e.id, e.reply));
+        if (!s || s.destroyed) break;
+        const r = e.reply;
+        // A large value goes out as itself, after the reply's head (no copy into the reply).
+        if (r.ok === true && r.result.type === 'get' && r.result.value !== null && r.result.value.length > CHAIN_PIECE_BYTES) writeMessageOf(s, encodeGetReplyHead(e.id, r.result.version, r.result.value.length), r.result.value);
+        else writeMessage(s, encodeClientReply(e.id, r));
         break;
       }
       case 'persist':

@@ -2,7 +2,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CHAIN_MESSAGE_BYTES_MAX } from '../chain/codec.js';
 import { FrameError } from '../transport/codec.js';
-import { AssemblyBudget, CHAIN_FRAME_BYTES_MAX, CHAIN_HELLO_BYTES_MAX, CHAIN_PIECE_BYTES, decodeHello, helloFrame, MessageReader, messageParts, readMessages, writeMessageFrom } from './wire.js';
+import { AssemblyBudget, CHAIN_FRAME_BYTES_MAX, CHAIN_HELLO_BYTES_MAX, CHAIN_PIECE_BYTES, decodeHello, helloFrame, MessageReader, messageParts, readMessages, writeMessageFrom, writeMessageOf } from './wire.js';
 
 const pattern = (n: number): Uint8Array => new Uint8Array(n).map((_, i) => (i * 7 + (i >> 9)) & 255);
 const u32 = (n: number): Buffer => {
@@ -48,6 +48,20 @@ describe('chain wire framing', () => {
     expect(got.messages.map((m) => m.length)).toEqual([100, large.length, 100]);
     expect(Buffer.compare(Buffer.from(got.messages[1]!), Buffer.from(large))).toBe(0);
     expect(budget.used).toBe(0);
+  });
+
+  it('writeMessageOf: a head and a tail as one message, the tail\'s pieces views of it', () => {
+    for (const n of [10, CHAIN_PIECE_BYTES, 3 * CHAIN_PIECE_BYTES + 7]) {
+      const written: Uint8Array[] = [];
+      const socket = { cork: () => {}, uncork: () => {}, write: (b: Uint8Array) => written.push(b) } as unknown as Socket;
+      const head = pattern(40);
+      const tail = pattern(n);
+      writeMessageOf(socket, head, tail);
+      const got = feed(new MessageReader(new AssemblyBudget(), { hello: false }), Buffer.concat(written));
+      expect(got.messages.length).toBe(1);
+      expect(Buffer.compare(Buffer.from(got.messages[0]!), Buffer.concat([head, tail]))).toBe(0);
+      if (n > CHAIN_PIECE_BYTES) expect(written.filter((b) => b.buffer === tail.buffer).length).toBe(Math.ceil(n / CHAIN_PIECE_BYTES));
+    }
   });
 
   it('refuses frames and messages beyond their limits, and pieces out of order', () => {
