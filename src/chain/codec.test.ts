@@ -15,6 +15,7 @@ import {
   decodeGetReplyHead,
   encodeClientRequestHead,
   encodeGetReplyHead,
+  encodeUpdateHead,
   GET_REPLY_HEAD_BYTES,
   writeEntries,
 } from './codec.js';
@@ -159,7 +160,7 @@ describe('chain codec', () => {
     );
   });
 
-  it('a streamed request\'s (and a read reply\'s) head and value are the whole message; a reply\'s head says what decodeClientReply says', () => {
+  it('a streamed request\'s (a read reply\'s, an update\'s) head and value are the whole message; a reply\'s head says what decodeClientReply says', () => {
     fc.assert(
       fc.property(nameArb, fc.integer({ min: 0, max: 2 ** 32 - 1 }), pos, keyArb, valueArb, fc.boolean(), (client, id, epoch, key, value, cas) => {
         const op = cas ? ({ type: 'cas', key, expectedVersion: 3, value } as const) : ({ type: 'put', key, value } as const);
@@ -171,6 +172,8 @@ describe('chain codec', () => {
         expect(h).toEqual({ id, epoch: 0, version: 5, valueBytes: value.length, headBytes: GET_REPLY_HEAD_BYTES });
         expect(Buffer.compare(Buffer.from(reply.subarray(GET_REPLY_HEAD_BYTES)), Buffer.from(value))).toBe(0);
         expect(Buffer.compare(Buffer.concat([encodeGetReplyHead(id, 5, value.length), value]), Buffer.from(reply))).toBe(0);
+        const update = { type: 'update', epoch, from: client, to: 'b', seq: 3, assignEpoch: epoch, prevAssignEpoch: 1, op } as const;
+        expect(Buffer.compare(Buffer.concat([encodeUpdateHead(update), value]), Buffer.from(encodePeerMessage(update)))).toBe(0);
       }),
       { numRuns: 200 },
     );

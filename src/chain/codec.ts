@@ -7,7 +7,7 @@
  */
 import { ByteReader, ByteWriter } from '../lib/bytes.js';
 import { assertNever } from '../lib/assert.js';
-import type { PeerMessage } from './messages.js';
+import type { PeerMessage, UpdateMsg } from './messages.js';
 import {
   CHAIN_SNAPSHOT_CHUNKS_MAX,
   CHAIN_VALUE_BYTES_MAX,
@@ -220,6 +220,16 @@ export function encodePeerMessage(m: PeerMessage): Uint8Array {
       assertNever(m, 'chain message');
   }
   return w.written();
+}
+
+/**
+ * An update's bytes up to and including its value's length (its value, the rest of the message,
+ * is sent as itself: a node forwards a 64 MiB update without copying the value).
+ */
+export function encodeUpdateHead(m: UpdateMsg & { readonly op: { readonly type: 'put' | 'cas' } }): Uint8Array {
+  const b = encodePeerMessage({ ...m, op: { ...m.op, value: new Uint8Array(0) } });
+  new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(b.length - 4, m.op.value.length, true);
+  return b;
 }
 
 export function decodePeerMessage(b: Uint8Array): PeerMessage {

@@ -13,7 +13,7 @@ import type { Server, Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import type { TlsFiles } from '../lib/tls-files.js';
 import type { FlotillaClient } from '../client/client.js';
-import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodeGetReplyHead, encodePeerMessage } from '../chain/codec.js';
+import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodeGetReplyHead, encodePeerMessage, encodeUpdateHead } from '../chain/codec.js';
 import { ChainNode, type ChainEffect } from '../chain/node.js';
 import type { PeerMessage } from '../chain/messages.js';
 import type { ReadMode } from '../chain/types.js';
@@ -315,6 +315,14 @@ export class ChainNodeProcess {
       s.setTimeout(CHAIN_IDLE_TIMEOUT_MS, () => s.destroy());
       s.write(helloFrame('peer', this.o.chain, this.o.name));
       p.socket = s;
+    }
+    if (m.type === 'update' && m.op.type !== 'delete' && m.op.value.length > CHAIN_PIECE_BYTES) {
+      // A large value goes on as itself, after the update's head (no copy per hop).
+      const op = m.op;
+      const head = encodeUpdateHead({ ...m, op });
+      if (p.socket.writableLength + head.length + op.value.length > CHAIN_PEER_QUEUE_BYTES_MAX) return; // dropped: resent later
+      writeMessageOf(p.socket, head, op.value);
+      return;
     }
     const body = encodePeerMessage(m);
     if (p.socket.writableLength + body.length > CHAIN_PEER_QUEUE_BYTES_MAX) return; // dropped: resent later
