@@ -132,7 +132,7 @@ describe('large values through real chain processes', () => {
       console.log(
         `CLI with a 64 MiB value (MiB): live buffers at most: put of 1 byte ${m(small.live)}, put --file ${m(put.live)}, get --out ${m(get.live)}; peak RSS: ${m(small.maxRss)}, ${m(put.maxRss)} (+${m(put.maxRss - small.maxRss)}), ${m(get.maxRss)} (+${m(get.maxRss - small.maxRss)}) (load ${loadavg()[0]!.toFixed(2)}, a shared machine)`,
       );
-      // What the client holds: a few pieces (measured 8-15 MiB; the sample right after a
+      // What the client holds: a few pieces (measured 6-15 MiB; the sample right after a
       // collection may still count buffers the collector frees on a background thread). One
       // that held the value would hold 64 MiB at least.
       expect(put.live).toBeLessThan(32 * MiB);
