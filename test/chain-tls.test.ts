@@ -1,12 +1,14 @@
 /**
  * TLS on the chain port (src/chainnode/tls.ts): three chain nodes with certificates whose CN is
  * their name, a master, a 1-member control cluster. A client with a certificate the CA signed
- * writes and reads; one without a certificate, or with one another CA signed, is refused; a
- * connection that says it is node n1 with a certificate for someone else is closed.
+ * writes and reads (a value in pieces streamed too); one without a certificate, or with one
+ * another CA signed, is refused; a connection that says it is node n1 with a certificate for
+ * someone else is closed.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ChainClient } from '../src/chainnode/client.js';
@@ -51,6 +53,14 @@ describe('chain TLS', () => {
       const got = await client.get('k');
       expect(got.version).toBe(put.version);
       expect(Buffer.from(got.value!).toString()).toBe('over TLS');
+      // A value in pieces, streamed both ways over TLS (a connection of its own each).
+      const big = Buffer.alloc(3 * 1024 * 1024 + 5, 'tls');
+      const streamed = await client.putStream('big', () => Readable.from([big.subarray(0, 1000), big.subarray(1000)]), big.length);
+      const back = await client.getStream('big');
+      expect(back?.version).toBe(streamed.version);
+      const chunks: Buffer[] = [];
+      for await (const c of back!.value) chunks.push(c as Buffer);
+      expect(Buffer.compare(Buffer.concat(chunks), big)).toBe(0);
     } finally {
       await client.close();
     }

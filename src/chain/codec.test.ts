@@ -10,7 +10,16 @@ import {
   encodeClientReply,
   encodeClientRequest,
   encodePeerMessage,
+  entryParts,
+  CHAIN_ENTRY_PART_BYTES,
+  decodeGetReplyHead,
+  encodeClientRequestHead,
+  encodeGetReplyHead,
+  encodeUpdateHead,
+  GET_REPLY_HEAD_BYTES,
+  writeEntries,
 } from './codec.js';
+import { ByteWriter } from '../lib/bytes.js';
 import type { PeerMessage } from './messages.js';
 import { CHAIN_SNAPSHOT_CHUNKS_MAX, type ChainOp, type ClientOp, type ClientReply } from './types.js';
 
@@ -133,5 +142,48 @@ describe('chain codec', () => {
     const chunk = (count: number) => encodePeerMessage({ type: 'snapshotChunk', epoch: 1, from: 'a', to: 'b', seq: 1, assignEpoch: 1, forSeq: -1, forAssignEpoch: 0, index: 0, count, entries: [] });
     expect(decodePeerMessage(chunk(CHAIN_SNAPSHOT_CHUNKS_MAX)).type).toBe('snapshotChunk');
     expect(() => decodePeerMessage(chunk(CHAIN_SNAPSHOT_CHUNKS_MAX + 1))).toThrow(/chunk 0 of/);
+  });
+
+  it('entryParts: the parts of a store, concatenated, are writeEntries\' bytes; a large value is a part of its own, not copied', () => {
+    const entryArb = fc.record({ key: keyArb, version: fc.integer({ min: 1, max: 1000 }), value: fc.oneof(valueArb, fc.constantFrom(CHAIN_ENTRY_PART_BYTES / 4, CHAIN_ENTRY_PART_BYTES + 1).map((n) => new Uint8Array(n).fill(7))) });
+    fc.assert(
+      fc.property(fc.uniqueArray(entryArb, { selector: (e) => e.key, maxLength: 6 }), (entries) => {
+        const w = new ByteWriter(64);
+        writeEntries(w, entries);
+        const parts = [...entryParts(entries)];
+        expect(Buffer.compare(Buffer.concat(parts), Buffer.from(w.written()))).toBe(0);
+        for (const e of entries) if (e.value.length >= CHAIN_ENTRY_PART_BYTES / 4) expect(parts).toContain(e.value);
+        // A part of small entries ends after the one that crossed CHAIN_ENTRY_PART_BYTES (itself under a quarter of it).
+        expect(parts.every((p) => p.length < CHAIN_ENTRY_PART_BYTES * 1.25 + 8192 || entries.some((e) => e.value === p))).toBe(true);
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  it('a streamed request\'s (a read reply\'s, an update\'s) head and value are the whole message; a reply\'s head says what decodeClientReply says', () => {
+    fc.assert(
+      fc.property(nameArb, fc.integer({ min: 0, max: 2 ** 32 - 1 }), pos, keyArb, valueArb, fc.boolean(), (client, id, epoch, key, value, cas) => {
+        const op = cas ? ({ type: 'cas', key, expectedVersion: 3, value } as const) : ({ type: 'put', key, value } as const);
+        const q = { client, id, epoch, op };
+        const whole = encodeClientRequest(q);
+        expect(Buffer.compare(Buffer.concat([encodeClientRequestHead(q, value.length), value]), Buffer.from(whole))).toBe(0);
+        const reply = encodeClientReply(id, { ok: true, result: { type: 'get', version: 5, value } });
+        const h = decodeGetReplyHead(reply, reply.length);
+        expect(h).toEqual({ id, epoch: 0, version: 5, valueBytes: value.length, headBytes: GET_REPLY_HEAD_BYTES });
+        expect(Buffer.compare(Buffer.from(reply.subarray(GET_REPLY_HEAD_BYTES)), Buffer.from(value))).toBe(0);
+        expect(Buffer.compare(Buffer.concat([encodeGetReplyHead(id, 5, value.length), value]), Buffer.from(reply))).toBe(0);
+        const update = { type: 'update', epoch, from: client, to: 'b', seq: 3, assignEpoch: epoch, prevAssignEpoch: 1, op } as const;
+        expect(Buffer.compare(Buffer.concat([encodeUpdateHead(update), value]), Buffer.from(encodePeerMessage(update)))).toBe(0);
+      }),
+      { numRuns: 200 },
+    );
+    // Not a value read, no value, or a length that is not the rest of the message: refused.
+    const withValue = encodeClientReply(1, { ok: true, result: { type: 'get', version: 5, value: new Uint8Array(10) } });
+    expect(() => decodeGetReplyHead(withValue, withValue.length + 1)).toThrow(ChainCodecError);
+    const none = encodeClientReply(1, { ok: true, result: { type: 'get', version: 0, value: null } });
+    expect(() => decodeGetReplyHead(none, none.length)).toThrow(/without a value/);
+    const put = encodeClientReply(1, { ok: true, result: { type: 'put', version: 5 } });
+    expect(() => decodeGetReplyHead(put, GET_REPLY_HEAD_BYTES + 5)).toThrow(ChainCodecError);
+    expect(() => encodeClientRequestHead({ client: 'c', id: 1, epoch: 1, op: { type: 'put', key: 'k', value: new Uint8Array(0) } }, CHAIN_MESSAGE_BYTES_MAX)).toThrow(ChainCodecError);
   });
 });

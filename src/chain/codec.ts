@@ -7,7 +7,7 @@
  */
 import { ByteReader, ByteWriter } from '../lib/bytes.js';
 import { assertNever } from '../lib/assert.js';
-import type { PeerMessage } from './messages.js';
+import type { PeerMessage, UpdateMsg } from './messages.js';
 import {
   CHAIN_SNAPSHOT_CHUNKS_MAX,
   CHAIN_VALUE_BYTES_MAX,
@@ -108,6 +108,39 @@ export function writeEntries(w: ByteWriter, entries: readonly Entry[]): void {
   }
 }
 
+/** Bytes of small entries gathered into one part by entryParts; a larger value is a part alone. */
+export const CHAIN_ENTRY_PART_BYTES = 1024 * 1024;
+
+/**
+ * writeEntries' bytes in parts of about CHAIN_ENTRY_PART_BYTES, made as they are asked for: small
+ * entries gathered into one part, a large value given as itself (a view, not a copy) after its
+ * entry's head. Concatenated, the parts are writeEntries' bytes (a chain node writes its store
+ * to a snapshot file this way, never as one buffer).
+ */
+export function* entryParts(entries: readonly Entry[]): Generator<Uint8Array> {
+  let w = new ByteWriter(64);
+  w.u32(entries.length);
+  for (const e of entries) {
+    if (e.value.length >= CHAIN_ENTRY_PART_BYTES / 4) {
+      w.str(e.key);
+      w.u64(e.version);
+      w.u32(e.value.length);
+      yield w.written();
+      yield e.value;
+      w = new ByteWriter(64);
+      continue;
+    }
+    w.str(e.key);
+    w.u64(e.version);
+    w.bytes(e.value);
+    if (w.pos >= CHAIN_ENTRY_PART_BYTES) {
+      yield w.written();
+      w = new ByteWriter(64);
+    }
+  }
+  if (w.pos > 0) yield w.written();
+}
+
 /** Entries of a state at `seq`: distinct keys, versions in 1..seq, keys and values within limits. */
 export function readEntries(r: ByteReader, seq: number): Entry[] {
   const n = r.u32();
@@ -187,6 +220,16 @@ export function encodePeerMessage(m: PeerMessage): Uint8Array {
       assertNever(m, 'chain message');
   }
   return w.written();
+}
+
+/**
+ * An update's bytes up to and including its value's length (its value, the rest of the message,
+ * is sent as itself: a node forwards a 64 MiB update without copying the value).
+ */
+export function encodeUpdateHead(m: UpdateMsg & { readonly op: { readonly type: 'put' | 'cas' } }): Uint8Array {
+  const b = encodePeerMessage({ ...m, op: { ...m.op, value: new Uint8Array(0) } });
+  new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(b.length - 4, m.op.value.length, true);
+  return b;
 }
 
 export function decodePeerMessage(b: Uint8Array): PeerMessage {
@@ -318,6 +361,17 @@ export function encodeClientReply(id: number, reply: ClientReply): Uint8Array {
     }
   }
   return w.written();
+}
+
+/**
+ * The bytes of a successful get's reply up to and including its value's length: the value, the
+ * rest of the message, follows as itself (a node answers a large read without copying the value).
+ */
+export function encodeGetReplyHead(id: number, version: number, valueBytes: number): Uint8Array {
+  if (!(Number.isSafeInteger(valueBytes) && valueBytes >= 0 && valueBytes <= CHAIN_VALUE_BYTES_MAX)) throw fail(`value of ${valueBytes} bytes (0..${CHAIN_VALUE_BYTES_MAX})`);
+  const b = encodeClientReply(id, { ok: true, result: { type: 'get', version, value: new Uint8Array(0) } });
+  new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(b.length - 4, valueBytes, true);
+  return b;
 }
 
 /** The fields of a get's reply with a value before the value itself (which ends the message). */

@@ -116,12 +116,12 @@ export class ChainClient {
     let used = false;
     const open = (): Readable => {
       if (typeof source === 'function') return source();
-      if (used) throw new ChainValueSourceError(`put ${key}: refused after its value was sent, and a stream cannot be read twice (give a function that opens it again)`);
+      if (used) throw new ChainValueSourceError(`put ${key}: the value must be sent again (refused, or the connection failed while sending it), and a stream cannot be read twice (give a function that opens it again)`);
       used = true;
       return source;
     };
     const op = { type: 'put', key, value: new Uint8Array(0) } as const;
-    return (await this.run(op, (address, node, q, deadline) => this.sendStreamed(address, node, q, open(), size, deadline))).result as OpResult & { type: 'put' };
+    return (await this.run(op, (address, node, q, deadline) => this.sendStreamed(address, node, q, open, size, deadline))).result as OpResult & { type: 'put' };
   }
 
   /**
@@ -200,12 +200,16 @@ export class ChainClient {
   }
 
   /** putStream's attempt: the request's head, then the value from `body` in pieces; then the reply. */
-  private async sendStreamed(address: string, name: string, q: ClientRequest, body: Readable, size: number, deadline: number): Promise<{ reply: ClientReply }> {
+  private async sendStreamed(address: string, name: string, q: ClientRequest, open: () => Readable, size: number, deadline: number): Promise<{ reply: ClientReply }> {
     const { socket, ready } = this.dial(address, name);
+    // Not connected (by the deadline): nothing was read of the value, which the next attempt may still send.
+    const connecting = setTimeout(() => socket.destroy(), Math.max(1, deadline - performance.now()));
+    await ready.finally(() => clearTimeout(connecting));
+    let body: Readable;
     try {
-      await ready;
+      body = open();
     } catch (e) {
-      body.destroy();
+      socket.destroy();
       throw e;
     }
     const reply = new Promise<ClientReply>((resolve, reject) => {

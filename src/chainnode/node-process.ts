@@ -23,7 +23,7 @@ import type { Server, Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import type { TlsFiles } from '../lib/tls-files.js';
 import type { FlotillaClient } from '../client/client.js';
-import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodePeerMessage } from '../chain/codec.js';
+import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodeGetReplyHead, encodePeerMessage, encodeUpdateHead } from '../chain/codec.js';
 import { ChainNode, type ChainEffect } from '../chain/node.js';
 import type { PeerMessage } from '../chain/messages.js';
 import type { ReadMode } from '../chain/types.js';
@@ -32,7 +32,7 @@ import { ChainStorage, type RegistrationEpochs } from './storage.js';
 import type { Watcher } from '../client/watch.js';
 import { chainPrefix, checkChainName, configKey, controlClient, controlRefusal, nodesPrefix, readChain, type ControlAccess } from './control.js';
 import { chainServer, dialNode, loadChainTls, peerCommonName, type ChainTlsFileNames } from './tls.js';
-import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, decodeHello, helloFrame, readMessages, writeMessage } from './wire.js';
+import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, CHAIN_PIECE_BYTES, decodeHello, helloFrame, readMessages, writeMessage, writeMessageOf } from './wire.js';
 
 /** Bytes queued for one peer before further messages to it are dropped (the protocol resends). */
 export const CHAIN_PEER_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
@@ -367,11 +367,18 @@ export class ChainNodeProcess {
         break;
       case 'reply': {
         const s = this.clients.get(e.client);
-        if (s && !s.destroyed) writeMessage(s, encodeClientReply(e.id, e.reply));
+        if (!s || s.destroyed) break;
+        const r = e.reply;
+        // A large value goes out as itself, after the reply's head (no copy into the reply).
+        if (r.ok === true && r.result.type === 'get' && r.result.value !== null && r.result.value.length > CHAIN_PIECE_BYTES) writeMessageOf(s, encodeGetReplyHead(e.id, r.result.version, r.result.value.length), r.result.value);
+        else writeMessage(s, encodeClientReply(e.id, r));
         break;
       }
       case 'persist':
+        this.storage.persist(e);
+        break;
       case 'persistSnapshot':
+        this.log(`installing a snapshot at ${e.image.seq} (${e.image.entries.length} keys)`);
         this.storage.persist(e);
         break;
       case 'caughtUp':
@@ -415,6 +422,14 @@ export class ChainNodeProcess {
       s.setTimeout(CHAIN_IDLE_TIMEOUT_MS, () => s.destroy());
       s.write(helloFrame('peer', this.o.chain, this.o.name));
       p.socket = s;
+    }
+    if (m.type === 'update' && m.op.type !== 'delete' && m.op.value.length > CHAIN_PIECE_BYTES) {
+      // A large value goes on as itself, after the update's head (no copy per hop).
+      const op = m.op;
+      const head = encodeUpdateHead({ ...m, op });
+      if (p.socket.writableLength + head.length + op.value.length > CHAIN_PEER_QUEUE_BYTES_MAX) return; // dropped: resent later
+      writeMessageOf(p.socket, head, op.value);
+      return;
     }
     const body = encodePeerMessage(m);
     if (p.socket.writableLength + body.length > (this.o.peerQueueBytesMax ?? CHAIN_PEER_QUEUE_BYTES_MAX)) {

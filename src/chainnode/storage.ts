@@ -28,7 +28,7 @@
  */
 import { join } from 'node:path';
 import { ByteReader, ByteWriter } from '../lib/bytes.js';
-import { ChainCodecError, readEntries, readOp, writeEntries, writeOp } from '../chain/codec.js';
+import { ChainCodecError, entryParts, readEntries, readOp, writeOp } from '../chain/codec.js';
 import { imageProblem, type ChainEffect } from '../chain/node.js';
 import type { Entry as ChainEntry, SnapshotImage, Update } from '../chain/types.js';
 import type { Entry } from '../raft/types.js';
@@ -223,8 +223,15 @@ export class ChainStorage {
         if (first.type === 'persistSnapshot' || first.type === 'compact') {
           this.queue.shift();
           const img = first.image;
-          const data = encodeEntries(img.entries);
-          await this.snapshots.save({ meta: { index: img.seq, term: img.assignEpoch, confState: { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data });
+          // Written in parts as they are encoded (large values as themselves): the store is never one buffer.
+          let bytes = 0;
+          const parts = (function* (): Generator<Uint8Array> {
+            for (const p of entryParts(img.entries)) {
+              bytes += p.length;
+              yield p;
+            }
+          })();
+          await this.snapshots.saveParts({ index: img.seq, term: img.assignEpoch, confState: { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, parts);
           // A snapshot that replaces the history also ends it; a compaction keeps what follows.
           if (first.type === 'persistSnapshot') {
             this.end = img.seq;
@@ -232,7 +239,7 @@ export class ChainStorage {
           }
           await this.wal.markSnapshot(img.seq, img.assignEpoch);
           this.logBytes = 0;
-          this.compactAt = Math.max(this.compactMin, data.length);
+          this.compactAt = Math.max(this.compactMin, bytes);
           if (first.type === 'persistSnapshot') this.onDurable(first.token);
           else {
             this.compacting = false;
@@ -276,12 +283,6 @@ export class ChainStorage {
 function encodeOp(u: Update): Uint8Array {
   const w = new ByteWriter(32);
   writeOp(w, u.op);
-  return w.written();
-}
-
-function encodeEntries(entries: readonly ChainEntry[]): Uint8Array {
-  const w = new ByteWriter(64);
-  writeEntries(w, entries);
   return w.written();
 }
 

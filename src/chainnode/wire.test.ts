@@ -2,7 +2,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CHAIN_MESSAGE_BYTES_MAX } from '../chain/codec.js';
 import { FrameError } from '../transport/codec.js';
-import { AssemblyBudget, CHAIN_FRAME_BYTES_MAX, CHAIN_HELLO_BYTES_MAX, CHAIN_PIECE_BYTES, decodeHello, helloFrame, MessageReader, messageParts, readMessages } from './wire.js';
+import { AssemblyBudget, CHAIN_FRAME_BYTES_MAX, CHAIN_HELLO_BYTES_MAX, CHAIN_PIECE_BYTES, decodeHello, helloFrame, MessageReader, messageParts, readMessages, writeMessageFrom, writeMessageOf } from './wire.js';
 
 const pattern = (n: number): Uint8Array => new Uint8Array(n).map((_, i) => (i * 7 + (i >> 9)) & 255);
 const u32 = (n: number): Buffer => {
@@ -48,6 +48,20 @@ describe('chain wire framing', () => {
     expect(got.messages.map((m) => m.length)).toEqual([100, large.length, 100]);
     expect(Buffer.compare(Buffer.from(got.messages[1]!), Buffer.from(large))).toBe(0);
     expect(budget.used).toBe(0);
+  });
+
+  it('writeMessageOf: a head and a tail as one message, the tail\'s pieces views of it', () => {
+    for (const n of [10, CHAIN_PIECE_BYTES, 3 * CHAIN_PIECE_BYTES + 7]) {
+      const written: Uint8Array[] = [];
+      const socket = { cork: () => {}, uncork: () => {}, write: (b: Uint8Array) => written.push(b) } as unknown as Socket;
+      const head = pattern(40);
+      const tail = pattern(n);
+      writeMessageOf(socket, head, tail);
+      const got = feed(new MessageReader(new AssemblyBudget(), { hello: false }), Buffer.concat(written));
+      expect(got.messages.length).toBe(1);
+      expect(Buffer.compare(Buffer.from(got.messages[0]!), Buffer.concat([head, tail]))).toBe(0);
+      if (n > CHAIN_PIECE_BYTES) expect(written.filter((b) => b.buffer === tail.buffer).length).toBe(Math.ceil(n / CHAIN_PIECE_BYTES));
+    }
   });
 
   it('refuses frames and messages beyond their limits, and pieces out of order', () => {
@@ -135,6 +149,49 @@ describe('chain wire framing', () => {
       const { client, closed } = await serve({}, new AssemblyBudget());
       client.write(rawFrame([2, 1, 2, 3]));
       await closed;
+    });
+
+    it('writeMessageFrom reads the tail of a message only as fast as the connection takes it, and refuses one of another size', async () => {
+      const MiB = 1024 * 1024;
+      let accepted!: (s: Socket) => void;
+      const peer = new Promise<Socket>((r) => (accepted = r));
+      server = createServer((s) => {
+        sockets.push(s);
+        s.pause(); // a receiver that does not read yet
+        accepted(s);
+      });
+      await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
+      const client = connect((server.address() as { port: number }).port, '127.0.0.1');
+      client.on('error', () => {});
+      sockets.push(client);
+      await new Promise((r) => client.once('connect', r));
+      const receiver = await peer;
+      const total = 48 * MiB;
+      const chunk = pattern(64 * 1024);
+      let pulled = 0;
+      async function* source(): AsyncGenerator<Uint8Array> {
+        for (; pulled < total; pulled += chunk.length) yield chunk;
+      }
+      const head = new Uint8Array([9, 8, 7]);
+      const sent = writeMessageFrom(client, head, source(), total);
+      // Stalled on the receiver: what was read of the source is what the socket buffers hold.
+      let last = -1;
+      while (pulled !== last) {
+        last = pulled;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      console.log(`writeMessageFrom to a receiver that does not read: ${(pulled / MiB).toFixed(1)} MiB of ${total / MiB} read from the source`);
+      expect(pulled).toBeLessThan(24 * MiB);
+      const messages: Uint8Array[] = [];
+      readMessages(receiver, new AssemblyBudget(), { hello: false }, (m) => messages.push(m));
+      receiver.resume();
+      await sent;
+      while (messages.length === 0) await new Promise((r) => setTimeout(r, 20));
+      expect(messages[0]!.length).toBe(head.length + total);
+      expect(Buffer.compare(Buffer.from(messages[0]!.subarray(0, 3 + chunk.length)), Buffer.concat([head, chunk]))).toBe(0);
+      // A source shorter or longer than announced: refused (the caller closes the connection).
+      await expect(writeMessageFrom(client, head, (async function* () { yield chunk; })(), 2 * MiB)).rejects.toThrow(/ended after 65536 of the 2097152 bytes/);
+      await expect(writeMessageFrom(client, head, (async function* () { yield pattern(100); })(), 10)).rejects.toThrow(/more than the 10 bytes/);
     });
   });
 });

@@ -309,6 +309,35 @@ export async function writeMessageFrom(socket: Socket, head: Uint8Array, body: A
   if (seen !== bodyBytes) throw new FrameError(`the value ended after ${seen} of the ${bodyBytes} bytes announced`);
 }
 
+/**
+ * Writes one message made of `head` and then `tail` without copying either when it goes in
+ * pieces: the head is a first piece of its own, the tail's pieces are views of it (a node
+ * answering a read of a 64 MiB value). Returns the bytes queued.
+ */
+export function writeMessageOf(socket: Socket, head: Uint8Array, tail: Uint8Array): number {
+  const total = head.length + tail.length;
+  if (head.length === 0 || total > CHAIN_MESSAGE_BYTES_MAX) throw new FrameError(`a message of ${total} bytes (1..${CHAIN_MESSAGE_BYTES_MAX})`);
+  if (total <= CHAIN_PIECE_BYTES || tail.length === 0) {
+    const all = new Uint8Array(total);
+    all.set(head, 0);
+    all.set(tail, head.length);
+    return writeMessage(socket, all);
+  }
+  const parts: Uint8Array[] = [frameHead(FIRST, total, head.length), head];
+  for (let at = 0; at < tail.length; at += CHAIN_PIECE_BYTES) {
+    const piece = tail.subarray(at, at + CHAIN_PIECE_BYTES);
+    parts.push(frameHead(MORE, null, piece.length), piece);
+  }
+  let n = 0;
+  socket.cork();
+  for (const p of parts) {
+    socket.write(p);
+    n += p.length;
+  }
+  socket.uncork();
+  return n;
+}
+
 /** Writes one message (in pieces if large, without copying it); returns the bytes queued. */
 export function writeMessage(socket: Socket, body: Uint8Array): number {
   let n = 0;

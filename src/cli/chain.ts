@@ -119,7 +119,7 @@ export function registerChainCommands(program: Command): void {
   const chain = program.command('chain').description('a chain\'s client: put, get, del, cas, status');
   const client = async (name: string, o: ClientFlags) => {
     const { ChainClient } = await import('../chainnode/client.js');
-    return new ChainClient({ chain: name, control: endpoints(o.control), controlAccess: controlAccess(o), ...(o.reads ? { reads: o.reads } : {}), ...chainTls(o) });
+    return new ChainClient({ chain: name, control: endpoints(o.control), controlAccess: controlAccess(o), timeoutMs: o.commandTimeout * 1000, ...(o.reads ? { reads: o.reads } : {}), ...chainTls(o) });
   };
   const run = async (name: string, o: ClientFlags, f: (c: Awaited<ReturnType<typeof client>>) => Promise<void>): Promise<void> => {
     let c;
@@ -207,6 +207,7 @@ export function registerChainCommands(program: Command): void {
 
 interface ClientFlags extends Partial<Common> {
   control?: string;
+  commandTimeout: number;
   reads?: 'tail' | 'craq';
   chainCacert?: string;
   chainCert?: string;
@@ -233,6 +234,7 @@ function chainTls(o: ClientFlags): { tls?: { ca: Buffer; cert: Buffer; key: Buff
 function clientFlags(c: Command): Command {
   return credentialFlags(c)
     .option('--control <endpoints>', 'the control cluster')
+    .option('--command-timeout <s>', 'how long the command may take, retries included', positiveInt('--command-timeout'), 10)
     .option('--chain-cacert <file>', 'TLS to the chain\'s nodes: the CA that signed their certificates')
     .option('--chain-cert <file>', 'this client\'s certificate (the nodes require one)')
     .option('--chain-key <file>', 'its private key');

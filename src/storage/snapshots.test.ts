@@ -1,6 +1,9 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { decodeSnapshot, encodeSnapshot, SnapshotCorruptionError } from './snapshots.js';
+import { decodeSnapshot, encodeSnapshot, SnapshotCorruptionError, SnapshotStore } from './snapshots.js';
 
 const CONF = { voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
 
@@ -43,5 +46,24 @@ describe('decodeSnapshot', () => {
     const b = fileWithMeta(meta);
     expect(() => decodeSnapshot(b, '/d/x.snap')).toThrow(SnapshotCorruptionError);
     expect(() => decodeSnapshot(b, '/d/x.snap')).toThrow(/\/d\/x\.snap: metadata/);
+  });
+});
+
+describe('SnapshotStore.saveParts', () => {
+  it('writes the file save writes for the parts\' concatenation (empty parts skipped)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-snap-parts-'));
+    try {
+      const meta = { index: 9, term: 3, confState: CONF };
+      const parts = [new Uint8Array([1, 2]), new Uint8Array(0), new Uint8Array(70_000).fill(5), new Uint8Array([7])];
+      const whole = new SnapshotStore(join(dir, 'whole'));
+      await whole.save({ meta, data: Buffer.concat(parts) });
+      const inParts = new SnapshotStore(join(dir, 'parts'));
+      await inParts.saveParts(meta, parts);
+      const file = (d: string): Buffer => readFileSync(join(dir, d, readdirSync(join(dir, d))[0]!));
+      expect(Buffer.compare(file('parts'), file('whole'))).toBe(0);
+      expect(await inParts.loadNewest()).toEqual({ meta, data: new Uint8Array(Buffer.concat(parts)) });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Snapshot } from '../raft/types.js';
-import { ioStep, realFs, type FileSystem } from './fs.js';
+import { ioStep, realFs, type FileLike, type FileSystem } from './fs.js';
 
 const MAGIC = new TextEncoder().encode('FLSNAP01');
 const NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
@@ -108,13 +108,46 @@ export class SnapshotStore {
     return ioStep(`snapshot write in ${this.dir}`, () => this.write(s));
   }
 
-  private async write(s: Snapshot): Promise<void> {
+  /**
+   * As save, with the data in parts written as they come (and checksummed along the way): a
+   * large snapshot (a chain node's store) is never one buffer, nor copied into the file's image.
+   * The file is the same as save's for the parts' concatenation.
+   */
+  saveParts(meta: Snapshot['meta'], parts: Iterable<Uint8Array>): Promise<void> {
+    return ioStep(`snapshot write in ${this.dir}`, () =>
+      this.writeFile(meta, async (f) => {
+        const m = new TextEncoder().encode(JSON.stringify(meta));
+        const head = new Uint8Array(MAGIC.length + 8 + m.length);
+        const v = new DataView(head.buffer);
+        head.set(MAGIC, 0);
+        v.setUint32(MAGIC.length + 4, m.length, true);
+        head.set(m, MAGIC.length + 8);
+        let crc = crc32(head.subarray(MAGIC.length + 4));
+        let at = head.length;
+        for (const p of parts) {
+          if (p.length === 0) continue;
+          await f.write(p, at);
+          crc = crc32(p, crc);
+          at += p.length;
+        }
+        v.setUint32(MAGIC.length, crc, true);
+        await f.write(head, 0);
+      }),
+    );
+  }
+
+  private write(s: Snapshot): Promise<void> {
+    return this.writeFile(s.meta, (f) => f.write(encodeSnapshot(s), 0));
+  }
+
+  /** Writes a snapshot file by `fill` to a temporary file, syncs it, renames it into place, prunes. */
+  private async writeFile(meta: Snapshot['meta'], fill: (f: FileLike) => Promise<void>): Promise<void> {
     await this.fs.mkdirp(this.dir);
-    const name = `${hex(s.meta.index)}-${hex(s.meta.term)}.snap`;
+    const name = `${hex(meta.index)}-${hex(meta.term)}.snap`;
     const tmp = join(this.dir, `${name}.tmp`);
     const f = await this.fs.open(tmp, true);
     try {
-      await f.write(encodeSnapshot(s), 0);
+      await fill(f);
       await f.datasync();
     } finally {
       await f.close();
