@@ -10,7 +10,7 @@
 import { crc32 } from 'node:zlib';
 import { assert } from '../lib/assert.js';
 import { compareBytes } from '../lib/bytes.js';
-import { BTree, binKey, MemoryBackend, unbinKey, type Backend } from './backend.js';
+import { BTree, binKey, binKeyFrom, MemoryBackend, unbinKey, type Backend } from './backend.js';
 import { ERR } from './errors.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, LEASE_ID_MAX, parseImageJson, preview, safeInt } from './snapshot-image.js';
 
@@ -460,7 +460,7 @@ export class MvccStore {
     for (const [rk, rec] of this.backend.scan(Uint8Array.of(IDX), Uint8Array.of(IDX + 1))) {
       const main = getU64(rk, 1);
       const sub = getU64(rk, 9);
-      const k = bin(rec.subarray(9));
+      const k = binKeyFrom(rec, 9);
       let h = this.index.get(k);
       if (!h) {
         h = { mains: [], subs: [] };
