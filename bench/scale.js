@@ -90,6 +90,7 @@ for (const k of ['keys', 'clients', 'valueBytes', 'chunk']) {
   if (!Number.isInteger(o[k]) || o[k] < 1) throw new Error(`--${k}: a positive integer, not ${o[k]}`);
 }
 if (!(o.overwrite >= 0 && o.overwrite <= 1)) throw new Error(`--overwrite: a fraction from 0 to 1, not ${o.overwrite}`);
+if (systems.includes('etcd') && !existsSync(o.etcd)) throw new Error(`--etcd: no etcd binary at ${o.etcd} (Debian: apt-get install etcd-server), or run --system flotilla`);
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'flotilla.js');
 const KV = clientConstructor('etcdserverpb.KV');
@@ -140,6 +141,7 @@ function launch(sys, m) {
   const p = sys === 'etcd' ? spawn(o.etcd, m.args, { stdio: ['ignore', log, log] }) : spawn(process.execPath, [...prof, bin, 'serve', ...m.args], { stdio: ['ignore', log, log] });
   closeSync(log);
   children.add(p);
+  p.on('error', (e) => console.error(`${sys} ${m.name}: ${e.message}`)); // it also exits: the waits time out and say so
   m.exited = new Promise((res) => p.once('exit', (code, signal) => {
     children.delete(p);
     res({ code, signal });

@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend } from './backend.js';
 import { LmdbBackend } from './backend-lmdb.js';
 import { encodeRequest, type Command } from './commands.js';
@@ -138,6 +138,38 @@ describe('MvccStore over a backend', () => {
     // With it the file holds about two rounds' worth (the round being written and the one
     // compacted away, whose pages the next round reuses).
     expect(compacted.at(-1)!, `with compaction: ${compacted.join(' ')}`).toBeLessThanOrEqual(compacted[2]! * 1.25);
+  });
+
+  it('takeOver: a store over the backend that adopted another is the one a scan rebuilds (index, leases, history), built without a scan', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-mvcc-'));
+    dirs.push(dir);
+    const ops = fc.sample(fc.array(opArb, { minLength: 300, maxLength: 300 }), { numRuns: 1, seed: 11 })[0]!;
+    const staged = LmdbBackend.open(join(dir, 'staged', 'db'), { batchIntervalMs: 0, batchOpsMax: 40 });
+    const writer = new KvStateMachine({}, staged);
+    const leases: bigint[] = [];
+    let index = 0;
+    for (const o of ops) {
+      const c = command(o, leases, writer);
+      if (c) writer.apply({ index: ++index, term: 1, type: 'normal', data: encodeRequest({ id: 0n, command: c }) });
+    }
+    staged.commit();
+    const probe = new KvStateMachine({}, staged); // as installStreamed checks a received store
+    const target = LmdbBackend.open(join(dir, 'member', 'db'), { batchIntervalMs: 0 });
+    target.adopt(staged);
+    const scan = vi.spyOn(target, 'scan');
+    const taken = MvccStore.takeOver(probe.store, {}, target);
+    expect(scan).not.toHaveBeenCalled();
+    scan.mockRestore();
+    const rebuilt = new MvccStore({}, target);
+    expect(taken.revision).toBe(writer.store.revision);
+    expect(taken.compactRevision).toBe(rebuilt.compactRevision);
+    expect(taken.hashKv()).toEqual(rebuilt.hashKv());
+    expect(taken.changesSince(0)).toEqual(rebuilt.changesSince(0));
+    expect(taken.leaseIds()).toEqual(rebuilt.leaseIds());
+    for (const id of rebuilt.leaseIds()) expect(taken.lease(id)).toEqual(rebuilt.lease(id));
+    expect(taken.keyCount).toBe(rebuilt.keyCount);
+    expect(taken.keyCount).toBeGreaterThan(0);
+    await target.close();
   });
 
   it('a range with a limit reads only the values it returns; a count reads none', () => {

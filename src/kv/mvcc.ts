@@ -10,7 +10,7 @@
 import { crc32 } from 'node:zlib';
 import { assert } from '../lib/assert.js';
 import { compareBytes } from '../lib/bytes.js';
-import { BTree, binKey, MemoryBackend, unbinKey, type Backend } from './backend.js';
+import { BTree, binKey, binKeyFrom, MemoryBackend, unbinKey, type Backend } from './backend.js';
 import { ERR } from './errors.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, LEASE_ID_MAX, parseImageJson, preview, safeInt } from './snapshot-image.js';
 
@@ -152,6 +152,22 @@ interface Lease {
 interface KeyHist {
   mains: number[];
   subs: number[];
+}
+
+/**
+ * Appends a revision to key `k`'s history in the index. A key's first revision creates its
+ * history with array literals, which V8 sizes to their elements: `[]` and then a push reserves
+ * room for 17, about 280 bytes more per key on the heap, and most keys have one revision
+ * (issue 11: the index is what a member's memory grows with).
+ */
+function addRevision(index: BTree<string, KeyHist>, k: string, main: number, sub: number): void {
+  const h = index.get(k);
+  if (h === undefined) {
+    index.set(k, { mains: [main], subs: [sub] });
+    return;
+  }
+  h.mains.push(main);
+  h.subs.push(sub);
 }
 
 /** A live key-value found in the index: its key and the revision holding it in the backend. */
@@ -423,10 +439,32 @@ export class MvccStore {
    * the index is rebuilt from a scan of its revisions (like etcd's restore of its key index),
    * the leases and their keys from its lease records and the keys' latest versions.
    */
-  constructor(limits: Partial<MvccLimits> = {}, backend: Backend = new MemoryBackend()) {
+  constructor(limits: Partial<MvccLimits> = {}, backend: Backend = new MemoryBackend(), takeOverFrom?: MvccStore) {
     this.limits = { ...MVCC_LIMITS_DEFAULT, ...limits };
     this.backend = backend;
-    this.load();
+    if (takeOverFrom === undefined) {
+      this.load();
+      return;
+    }
+    // See takeOver.
+    const from = takeOverFrom;
+    assert(from.writeMain === 0 && from.events.length === 0, () => 'a store is taken over in the middle of a write');
+    this.rev = from.rev;
+    this.compactRev = from.compactRev;
+    this.index = from.index;
+    this.leases = from.leases;
+  }
+
+  /**
+   * A store over `backend`, which now holds exactly what `from`'s backend holds (it adopted
+   * that backend: Backend.adopt), taking over `from`'s index and leases instead of rebuilding
+   * them by a scan: installing a streamed snapshot opens the staged store once to check it, and
+   * that scan is the part of an install that grows with the store (issue 11: at 240,000
+   * revisions it was most of the install, and it was done twice). `from` has no write under
+   * way (a store just opened has none) and is not used afterwards; its listeners stay with it.
+   */
+  static takeOver(from: MvccStore, limits: Partial<MvccLimits>, backend: Backend): MvccStore {
+    return new MvccStore(limits, backend, from);
   }
 
   private load(): void {
@@ -438,15 +476,9 @@ export class MvccStore {
     for (const [rk, rec] of this.backend.scan(Uint8Array.of(IDX), Uint8Array.of(IDX + 1))) {
       const main = getU64(rk, 1);
       const sub = getU64(rk, 9);
-      const k = bin(rec.subarray(9));
-      let h = this.index.get(k);
-      if (!h) {
-        h = { mains: [], subs: [] };
-        this.index.set(k, h);
-      }
+      const k = binKeyFrom(rec, 9);
       const dead = rec[0] === 1;
-      h.mains.push(main);
-      h.subs.push(dead ? tomb(sub) : sub);
+      addRevision(this.index, k, main, dead ? tomb(sub) : sub);
       let lease = 0n;
       if (!dead && (rec[1]! | rec[2]! | rec[3]! | rec[4]! | rec[5]! | rec[6]! | rec[7]! | rec[8]!) !== 0) lease = new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(1);
       if (lease === 0n) leased.delete(k);
@@ -851,13 +883,7 @@ export class MvccStore {
     const rec = encodeRecord(key, kv);
     this.backend.put(revKey(main, sub), rec);
     this.backend.put(idxKey(main, sub), encodeIdx(key, kv));
-    let h = this.index.get(k);
-    if (!h) {
-      h = { mains: [], subs: [] };
-      this.index.set(k, h);
-    }
-    h.mains.push(main);
-    h.subs.push(kv ? sub : tomb(sub));
+    addRevision(this.index, k, main, kv ? sub : tomb(sub));
     // The event carries the key-value as stored (its own copy of the caller's bytes).
     const event: KvEvent =
       kv === null
