@@ -7,7 +7,9 @@
  * member that never crashed). The simulator's `store: 'real'` members run on MemoryBackend
  * (src/sim/store.ts): this suite is what says it crashes as LMDB does.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
@@ -36,6 +38,8 @@ function memory(b = new MemoryBackend({ durable: true, batchOpsMax: 5 })): Subje
 
 function lmdbAt(path: string): Subject {
   const b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 5 });
+  // Batch commits go to the commit thread once it is up (the first ones are made at once).
+  void b.commitThreadReady();
   return {
     backend: b,
     crashAndReopen: async () => {
@@ -267,6 +271,7 @@ describe('lmdb backend', () => {
     dirs.push(d);
     const path = join(d, 'member', 'db');
     let b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 3 });
+    await b.commitThreadReady();
     for (let round = 0; round < 50; round++) {
       for (let i = 0; i < 3; i++) b.put(k(`k${i}`), k(`r${round}`));
       b.maybeCommit();
@@ -294,6 +299,7 @@ describe('lmdb backend', () => {
     const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
     dirs.push(d);
     const b = LmdbBackend.open(join(d, 'member', 'db'), { batchIntervalMs: 0, batchOpsMax: 3 });
+    await b.commitThreadReady();
     for (let i = 0; i < 3; i++) b.put(k(`a${i}`), k('1'));
     b.maybeCommit();
     expect(b.committedInBackground).toBe(0); // under way: its completion is a message, not yet read
@@ -312,11 +318,33 @@ describe('lmdb backend', () => {
     await again.close();
   });
 
+  it('close() resolves in a process with nothing else to do once the commit thread ran (dist/: run `npm run build` first)', () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const mod = pathToFileURL(join(fileURLToPath(new URL('../..', import.meta.url)), 'dist', 'kv', 'backend-lmdb.js')).href;
+    const script = `const { LmdbBackend } = await import(${JSON.stringify(mod)});
+      const b = LmdbBackend.open(${JSON.stringify(join(d, 'db'))}, { batchIntervalMs: 0, batchOpsMax: 1 });
+      for (let i = 0; i < 200 && b.committedInBackground === 0; i++) {
+        b.put(new Uint8Array([1, i]), new Uint8Array([2]));
+        b.maybeCommit();
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      b.put(new Uint8Array([1]), new Uint8Array([2]));
+      b.maybeCommit();
+      await b.close();
+      console.log('closed', b.committedInBackground > 0);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe('closed true');
+  });
+
   it('commits by time on its commit thread, and the batch is durable once it says so', async () => {
     const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
     dirs.push(d);
     const path = join(d, 'member', 'db');
     const b = LmdbBackend.open(path, { batchIntervalMs: 5 });
+    await b.commitThreadReady();
     b.put(k('a'), k('1'));
     await vi.waitFor(() => expect(b.pendingOps).toBe(0), { timeout: 5000 });
     // Durable once the overlay let go of it: what a crash now keeps.
