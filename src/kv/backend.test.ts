@@ -295,6 +295,36 @@ describe('lmdb backend', () => {
     expect(made).toBe(51);
   });
 
+  it('batch commits on its commit thread during a defragmentation land in the new file, and after it too', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const path = join(d, 'member', 'db');
+    let b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 3 });
+    await b.commitThreadReady();
+    const big = new Uint8Array(4096).fill(9);
+    for (let i = 0; i < 400; i++) b.put(k(`k${String(i).padStart(4, '0')}`), big);
+    b.commit();
+    for (let i = 0; i < 380; i++) b.del(k(`k${String(i).padStart(4, '0')}`));
+    b.commit();
+    const defrag = b.defragment();
+    const batch = async (tag: string): Promise<void> => {
+      for (let i = 0; i < 3; i++) b.put(k(`${tag}${i}`), k(tag));
+      b.maybeCommit();
+      await new Promise((r) => setTimeout(r, 2));
+    };
+    for (let n = 0; n < 10; n++) await batch(`during${n}/`);
+    await defrag;
+    for (let n = 0; n < 10; n++) await batch(`after${n}/`);
+    const made = b.committedInBackground;
+    await b.abandon();
+    expect(made).toBeGreaterThan(0);
+    b = LmdbBackend.open(path, { batchIntervalMs: 0 });
+    expect(all(b)).toHaveLength(20 + 60);
+    expect(s(b.get(k('during0/0')))).toBe('during0/');
+    expect(s(b.get(k('after9/2')))).toBe('after9/');
+    await b.close();
+  });
+
   it('lets at most BACKEND_PENDING_BATCHES_MAX batches wait behind a background commit: past that it commits at once, after the one under way', async () => {
     const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
     dirs.push(d);
