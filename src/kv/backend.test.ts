@@ -325,6 +325,34 @@ describe('lmdb backend', () => {
     await b.close();
   });
 
+  it('batch commits on its commit thread after adopting a staging backend land in the adopted file', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const path = join(d, 'member', 'db');
+    let b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 3 });
+    await b.commitThreadReady();
+    const batch = async (tag: string): Promise<void> => {
+      for (let i = 0; i < 3; i++) b.put(k(`${tag}${i}`), k(tag));
+      b.maybeCommit();
+      await new Promise((r) => setTimeout(r, 2));
+    };
+    for (let n = 0; n < 5; n++) await batch(`before${n}/`);
+    const staged = LmdbBackend.open(join(d, 'snap-recv', 'x', 'db'), { batchIntervalMs: 0 });
+    staged.put(k('staged'), k('yes'));
+    staged.commit();
+    b.put(k('k0'), k('pending, replaced by the adopt'));
+    b.adopt(staged);
+    for (let n = 0; n < 5; n++) await batch(`after${n}/`);
+    const made = b.committedInBackground;
+    await b.abandon();
+    expect(made).toBeGreaterThan(5);
+    b = LmdbBackend.open(path, { batchIntervalMs: 0 });
+    expect(all(b)).toHaveLength(1 + 15);
+    expect(s(b.get(k('staged')))).toBe('yes');
+    expect(s(b.get(k('after4/2')))).toBe('after4/');
+    await b.close();
+  });
+
   it('lets at most BACKEND_PENDING_BATCHES_MAX batches wait behind a background commit: past that it commits at once, after the one under way', async () => {
     const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
     dirs.push(d);
