@@ -185,6 +185,10 @@ export class LmdbBackend extends OverlayBackend {
     this.duringCopy?.push(batch);
   }
 
+  protected override failedWith(): Error | null {
+    return this.failure;
+  }
+
   protected override writeInBackground(batch: Batch): boolean {
     if (this.failure) throw this.failure;
     const w = (this.worker ??= this.startCommitThread());
