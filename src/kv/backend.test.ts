@@ -353,6 +353,22 @@ describe('lmdb backend', () => {
     await b.close();
   });
 
+  it('a batch the commit thread fails to commit fails every write and commit after it, with LMDB\'s reason', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const b = LmdbBackend.open(join(d, 'db'), { batchIntervalMs: 0, batchOpsMax: 2 });
+    await b.commitThreadReady();
+    b.put(k('a'), k('1'));
+    // A write LMDB refuses (an empty key: put() never lets one through), slipped into the overlay.
+    const inside = b as unknown as { pending: { set(k: string, v: Uint8Array): void }; opsSinceCommit: number };
+    inside.pending.set('', k('x'));
+    inside.opsSinceCommit++;
+    b.maybeCommit();
+    await vi.waitFor(() => expect(() => b.put(k('b'), k('2'))).toThrow(/backend commit failed/), { timeout: 5000 });
+    expect(() => b.commit()).toThrow(/backend commit failed/);
+    await b.abandon();
+  });
+
   it('lets at most BACKEND_PENDING_BATCHES_MAX batches wait behind a background commit: past that it commits at once, after the one under way', async () => {
     const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
     dirs.push(d);
