@@ -47,8 +47,10 @@ const COMMIT_ERROR_BYTES_MAX = 1024;
  * about 9 ms every 100 ms). lmdb-js shares one LMDB environment among the threads of a process
  * that open the same file, so its commits are the main thread's, under LMDB's one write lock.
  * A batch arrives packed in one transferred buffer (packBatch); messages are handled one at a
- * time, in order. `done`: [last durable batch, failed, error text length] — the main thread
- * blocks on it (Atomics.wait) when it must commit at once itself.
+ * time, in order. `done`: [last durable batch, failed, error text length, ready] — the main
+ * thread blocks on it (Atomics.wait) when it must commit at once itself; it hands the thread
+ * batches only once the thread says it is ready (a thread still starting may need the main
+ * thread, which must then not be blocked waiting for it).
  */
 const COMMIT_THREAD = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -56,6 +58,8 @@ const { open } = require(workerData.lmdb);
 const done = new Int32Array(workerData.done);
 const errText = new Uint8Array(workerData.errText);
 let db = open({ path: workerData.path, ...workerData.options });
+Atomics.store(done, 3, 1);
+parentPort.postMessage({ ready: true });
 let queue = Promise.resolve();
 parentPort.on('message', (m) => { queue = queue.then(() => handle(m)); });
 async function handle(m) {
@@ -136,13 +140,15 @@ export class LmdbBackend extends OverlayBackend {
   private sizeBytes: number | null = null;
   /** The commit thread (COMMIT_THREAD), started with the first background commit. */
   private worker: Worker | null = null;
-  /** Shared with the commit thread: [last durable batch, failed, error text length]. */
-  private readonly done = new Int32Array(new SharedArrayBuffer(12));
+  /** Shared with the commit thread: [last durable batch, failed, error text length, ready]. */
+  private readonly done = new Int32Array(new SharedArrayBuffer(16));
   private readonly errText = new Uint8Array(new SharedArrayBuffer(COMMIT_ERROR_BYTES_MAX));
   /** The last batch handed to the commit thread. */
   private sentSeq = 0;
   /** A background commit failed: every later write and commit throws it (the member stops). */
   private failure: Error | null = null;
+  /** Told when the commit thread is ready (commitThreadReady). */
+  private onReady: ((failed: Error | null) => void) | null = null;
   /** Batches the commit thread has made durable (tests, metrics). */
   committedInBackground = 0;
 
@@ -179,9 +185,15 @@ export class LmdbBackend extends OverlayBackend {
     this.duringCopy?.push(batch);
   }
 
+  protected override failedWith(): Error | null {
+    return this.failure;
+  }
+
   protected override writeInBackground(batch: Batch): boolean {
     if (this.failure) throw this.failure;
     const w = (this.worker ??= this.startCommitThread());
+    // Until the thread has opened the database, commits are made here (see COMMIT_THREAD).
+    if (Atomics.load(this.done, 3) === 0) return false;
     const buf = packBatch(batch);
     this.sentSeq++;
     w.postMessage({ seq: this.sentSeq, buf }, [buf]);
@@ -220,18 +232,45 @@ export class LmdbBackend extends OverlayBackend {
   private startCommitThread(): Worker {
     const w = new Worker(COMMIT_THREAD, {
       eval: true,
+      // The code is CommonJS whatever the process was started with (--input-type=module, ...).
+      execArgv: [],
       workerData: { lmdb: createRequire(import.meta.url).resolve('lmdb'), path: this.path, options: LMDB_OPTIONS, done: this.done.buffer, errText: this.errText.buffer },
     });
     // The thread never keeps the process alive; close() ends it.
     w.unref();
-    w.on('message', (m: { seq: number; error?: string }) => {
-      if (m.error !== undefined) this.failure ??= new Error(`backend commit failed: ${m.error}`);
+    w.on('message', (m: { seq: number; error?: string; ready?: true }) => {
+      if (m.ready) this.onReady?.(null);
+      else if (m.error !== undefined) this.failure ??= new Error(`backend commit failed: ${m.error}`);
       else this.settled(m.seq);
     });
     w.on('error', (e) => {
       this.failure ??= new Error(`the backend's commit thread failed: ${e.message}`);
+      this.onReady?.(this.failure);
     });
     return w;
+  }
+
+  /**
+   * Starts the commit thread (else started by the first batch commit, which is then made on the
+   * main thread, as every one until the thread is ready) and resolves once it takes batches.
+   */
+  commitThreadReady(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    this.worker ??= this.startCommitThread();
+    if (Atomics.load(this.done, 3) !== 0) return Promise.resolve();
+    const w = this.worker;
+    // Held in while it starts: the caller is waiting for it.
+    w.ref();
+    return new Promise((resolve, reject) => {
+      const before = this.onReady;
+      this.onReady = (e) => {
+        before?.(e);
+        this.onReady = null;
+        w.unref();
+        if (e) reject(e);
+        else resolve();
+      };
+    });
   }
 
   /** Ends the commit thread (after the commit under way, if any). */
@@ -240,6 +279,9 @@ export class LmdbBackend extends OverlayBackend {
     if (!w) return;
     this.worker = null;
     const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    // Held in while it closes: an unreferenced thread would let a process with nothing else
+    // to do exit before close() resolves.
+    w.ref();
     w.postMessage({ close: true });
     await exited;
   }

@@ -7,7 +7,9 @@
  * member that never crashed). The simulator's `store: 'real'` members run on MemoryBackend
  * (src/sim/store.ts): this suite is what says it crashes as LMDB does.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
@@ -36,6 +38,8 @@ function memory(b = new MemoryBackend({ durable: true, batchOpsMax: 5 })): Subje
 
 function lmdbAt(path: string): Subject {
   const b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 5 });
+  // Batch commits go to the commit thread once it is up (the first ones are made at once).
+  void b.commitThreadReady();
   return {
     backend: b,
     crashAndReopen: async () => {
@@ -296,6 +300,7 @@ describe('lmdb backend', () => {
     dirs.push(d);
     const path = join(d, 'member', 'db');
     let b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 3 });
+    await b.commitThreadReady();
     for (let round = 0; round < 50; round++) {
       for (let i = 0; i < 3; i++) b.put(k(`k${i}`), k(`r${round}`));
       b.maybeCommit();
@@ -319,10 +324,85 @@ describe('lmdb backend', () => {
     expect(made).toBe(51);
   });
 
+  it('batch commits on its commit thread during a defragmentation land in the new file, and after it too', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const path = join(d, 'member', 'db');
+    let b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 3 });
+    await b.commitThreadReady();
+    const big = new Uint8Array(4096).fill(9);
+    for (let i = 0; i < 400; i++) b.put(k(`k${String(i).padStart(4, '0')}`), big);
+    b.commit();
+    for (let i = 0; i < 380; i++) b.del(k(`k${String(i).padStart(4, '0')}`));
+    b.commit();
+    const defrag = b.defragment();
+    const batch = async (tag: string): Promise<void> => {
+      for (let i = 0; i < 3; i++) b.put(k(`${tag}${i}`), k(tag));
+      b.maybeCommit();
+      await new Promise((r) => setTimeout(r, 2));
+    };
+    for (let n = 0; n < 10; n++) await batch(`during${n}/`);
+    await defrag;
+    for (let n = 0; n < 10; n++) await batch(`after${n}/`);
+    const made = b.committedInBackground;
+    await b.abandon();
+    expect(made).toBeGreaterThan(0);
+    b = LmdbBackend.open(path, { batchIntervalMs: 0 });
+    expect(all(b)).toHaveLength(20 + 60);
+    expect(s(b.get(k('during0/0')))).toBe('during0/');
+    expect(s(b.get(k('after9/2')))).toBe('after9/');
+    await b.close();
+  });
+
+  it('batch commits on its commit thread after adopting a staging backend land in the adopted file', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const path = join(d, 'member', 'db');
+    let b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 3 });
+    await b.commitThreadReady();
+    const batch = async (tag: string): Promise<void> => {
+      for (let i = 0; i < 3; i++) b.put(k(`${tag}${i}`), k(tag));
+      b.maybeCommit();
+      await new Promise((r) => setTimeout(r, 2));
+    };
+    for (let n = 0; n < 5; n++) await batch(`before${n}/`);
+    const staged = LmdbBackend.open(join(d, 'snap-recv', 'x', 'db'), { batchIntervalMs: 0 });
+    staged.put(k('staged'), k('yes'));
+    staged.commit();
+    b.put(k('k0'), k('pending, replaced by the adopt'));
+    b.adopt(staged);
+    for (let n = 0; n < 5; n++) await batch(`after${n}/`);
+    const made = b.committedInBackground;
+    await b.abandon();
+    expect(made).toBeGreaterThan(5);
+    b = LmdbBackend.open(path, { batchIntervalMs: 0 });
+    expect(all(b)).toHaveLength(1 + 15);
+    expect(s(b.get(k('staged')))).toBe('yes');
+    expect(s(b.get(k('after4/2')))).toBe('after4/');
+    await b.close();
+  });
+
+  it('a batch the commit thread fails to commit fails every write and commit after it, with LMDB\'s reason', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const b = LmdbBackend.open(join(d, 'db'), { batchIntervalMs: 0, batchOpsMax: 2 });
+    await b.commitThreadReady();
+    b.put(k('a'), k('1'));
+    // A write LMDB refuses (an empty key: put() never lets one through), slipped into the overlay.
+    const inside = b as unknown as { pending: { set(k: string, v: Uint8Array): void }; opsSinceCommit: number };
+    inside.pending.set('', k('x'));
+    inside.opsSinceCommit++;
+    b.maybeCommit();
+    await vi.waitFor(() => expect(() => b.put(k('b'), k('2'))).toThrow(/backend commit failed/), { timeout: 5000 });
+    expect(() => b.commit()).toThrow(/backend commit failed/);
+    await b.abandon();
+  });
+
   it('lets at most BACKEND_PENDING_BATCHES_MAX batches wait behind a background commit: past that it commits at once, after the one under way', async () => {
     const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
     dirs.push(d);
     const b = LmdbBackend.open(join(d, 'member', 'db'), { batchIntervalMs: 0, batchOpsMax: 3 });
+    await b.commitThreadReady();
     for (let i = 0; i < 3; i++) b.put(k(`a${i}`), k('1'));
     b.maybeCommit();
     expect(b.committedInBackground).toBe(0); // under way: its completion is a message, not yet read
@@ -341,11 +421,33 @@ describe('lmdb backend', () => {
     await again.close();
   });
 
+  it('close() resolves in a process with nothing else to do once the commit thread ran (dist/: run `npm run build` first)', () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const mod = pathToFileURL(join(fileURLToPath(new URL('../..', import.meta.url)), 'dist', 'kv', 'backend-lmdb.js')).href;
+    const script = `const { LmdbBackend } = await import(${JSON.stringify(mod)});
+      const b = LmdbBackend.open(${JSON.stringify(join(d, 'db'))}, { batchIntervalMs: 0, batchOpsMax: 1 });
+      for (let i = 0; i < 200 && b.committedInBackground === 0; i++) {
+        b.put(new Uint8Array([1, i]), new Uint8Array([2]));
+        b.maybeCommit();
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      b.put(new Uint8Array([1]), new Uint8Array([2]));
+      b.maybeCommit();
+      await b.close();
+      console.log('closed', b.committedInBackground > 0);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe('closed true');
+  });
+
   it('commits by time on its commit thread, and the batch is durable once it says so', async () => {
     const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
     dirs.push(d);
     const path = join(d, 'member', 'db');
     const b = LmdbBackend.open(path, { batchIntervalMs: 5 });
+    await b.commitThreadReady();
     b.put(k('a'), k('1'));
     await vi.waitFor(() => expect(b.pendingOps).toBe(0), { timeout: 5000 });
     // Durable once the overlay let go of it: what a crash now keeps.

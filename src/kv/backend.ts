@@ -340,6 +340,14 @@ export abstract class OverlayBackend implements Backend {
 
   private checkOpen(): void {
     if (this.closed) throw new Error('the storage backend is closed');
+    // A background commit that failed fails every write after it (the member stops).
+    const failed = this.failedWith();
+    if (failed) throw failed;
+  }
+
+  /** The failure of a background commit, once one failed. */
+  protected failedWith(): Error | null {
+    return null;
   }
 }
 

@@ -6,8 +6,7 @@ import type { ConfState, Entry, NodeId } from '../raft/types.js';
 import { DiskStorage, MemoryStorage, type Storage } from '../storage/storage.js';
 import { MemoryNetwork } from '../transport/memory.js';
 import { TcpTransport } from '../transport/tcp.js';
-import type { Message } from '../raft/messages.js';
-import { NotLeaderError, RaftNode, StoppedError, type StateMachine, type Transport } from './node.js';
+import { NotLeaderError, RaftNode, StoppedError, type StateMachine } from './node.js';
 
 /** A replicated counter: each entry adds its number; apply returns the new total. */
 class Counter implements StateMachine<number> {
@@ -222,50 +221,5 @@ describe('RaftNode', () => {
     expect(total).toBe(40);
     await waitFor('everyone to apply', () => (ms.every((m) => m.sm.total === 40) ? true : undefined));
     for (const t of ts) expect(t.stats.malformed + t.stats.refused).toBe(0);
-  });
-
-  describe('commit-index notices (COMMIT_NOTICE_HOLD_MS)', () => {
-    /** Three members whose sends are recorded; `hold` is the leader's commitNoticeHoldMs. */
-    async function recorded(hold: number, tickMs: number, electionTicks: number) {
-      const net = new MemoryNetwork();
-      const sent: Message[] = [];
-      const ms: Member[] = [];
-      for (const id of [1, 2, 3]) {
-        const ep = net.endpoint(id);
-        const transport: Transport = { send: (m) => (sent.push(...m), ep.send(m)), listen: (r) => ep.listen(r), close: () => ep.close() };
-        const sm = new Counter();
-        const node = await RaftNode.start<number>({ id, storage: new MemoryStorage(conf), transport, stateMachine: sm, tickMs, electionTicks, seed: id, commitNoticeHoldMs: hold });
-        running.push(node);
-        ms.push({ node, sm });
-      }
-      ms[0]!.node.campaign();
-      const leader = await waitFor('a leader', () => leaderOf(ms));
-      const notices = () => sent.filter((m) => m.from === leader.node.id && m.type === 'append' && m.entries.length === 0).length;
-      return { ms, leader, notices };
-    }
-
-    it('a commit-index-only append is held, and dropped when the next proposal\'s append carries the commit index', async () => {
-      const { ms, leader, notices } = await recorded(60_000, 20, 10);
-      for (let i = 1; i <= 5; i++) expect(await leader.node.propose(enc(String(i)))).toBe((i * (i + 1)) / 2);
-      // The followers learn the last commit from a heartbeat (they carry it too).
-      await waitFor('followers to apply', () => (ms.every((m) => m.sm.total === 15) ? true : undefined));
-      expect(notices()).toBe(0);
-    });
-
-    it('without the hold, every commit goes out at once as its own append', async () => {
-      const { leader, notices } = await recorded(0, 20, 10);
-      for (let i = 1; i <= 5; i++) await leader.node.propose(enc(String(i)));
-      await waitFor('notices', () => (notices() >= 5 ? true : undefined));
-    });
-
-    it('a held notice goes out once the hold is over (long before the next heartbeat)', async () => {
-      // Heartbeats every 2 s: only the held notice can tell the followers in time.
-      const { ms, leader, notices } = await recorded(20, 2000, 10);
-      const t0 = Date.now();
-      expect(await leader.node.propose(enc('9'))).toBe(9);
-      await waitFor('followers to apply', () => (ms.every((m) => m.sm.total === 9) ? true : undefined));
-      expect(Date.now() - t0).toBeLessThan(1500);
-      expect(notices()).toBeGreaterThan(0);
-    });
   });
 });

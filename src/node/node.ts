@@ -152,17 +152,6 @@ export interface NodeObserver {
  */
 export const CATCH_UP_ELECTIONS_MAX = 2;
 
-/**
- * How long a leader holds an AppendEntries that carries no entries — only a new commit index,
- * sent to every follower each time the commit index moves — before sending it, ms. When the
- * follower gets another append meanwhile (the next proposal's entries, which carry the commit
- * index too), the held one is dropped: with one client writing, that halves the messages per
- * write (each notice costs a send, a wake-up and a Ready on the follower, an answer and a wake-up
- * on the leader). Safety never depends on when a message arrives; a follower applies (and
- * serves a ReadIndex read) at most this much later.
- */
-export const COMMIT_NOTICE_HOLD_MS = 2;
-
 export interface RaftNodeOptions<R> {
   readonly id: NodeId;
   readonly storage: Storage;
@@ -184,8 +173,6 @@ export interface RaftNodeOptions<R> {
   readonly logger?: Logger;
   /** Told of leader changes and failed proposals (metrics, logs). */
   readonly observer?: NodeObserver;
-  /** How long a leader holds a commit-index-only append (default COMMIT_NOTICE_HOLD_MS; 0: sent at once). */
-  readonly commitNoticeHoldMs?: number;
   /** Extra core settings (limits, pre-vote, check-quorum). */
   readonly raft?: Partial<Omit<RaftConfig, 'id' | 'rng' | 'logger'>>;
   /**
@@ -244,9 +231,6 @@ export class RaftNode<R = unknown> {
   private snapshotRetainOnce: number | undefined;
   /** The image last sent to a lagging follower, and the applied index it is at. */
   private sendImage: { index: Index; data: Uint8Array } | null = null;
-  /** Commit-index-only appends held back, per follower (see COMMIT_NOTICE_HOLD_MS). */
-  private readonly heldNotices = new Map<NodeId, Message>();
-  private noticeTimer: { cancel(): void } | null = null;
 
   private constructor(core: RaftCore, o: RaftNodeOptions<R>) {
     this.core = core;
@@ -425,7 +409,6 @@ export class RaftNode<R = unknown> {
     this.closing = true;
     this.stopped = true;
     this.tickTimer?.cancel();
-    this.noticeTimer?.cancel();
     this.kick();
     await this.loopDone;
     this.setLeading(false, this.core.currentTerm);
@@ -541,7 +524,7 @@ export class RaftNode<R = unknown> {
       const early: Message[] = [];
       const later: Message[] = [];
       for (const m of rest) (m.term === term && (m.type === 'append' || m.type === 'heartbeat') ? early : later).push(m);
-      if (early.length > 0) this.sendLeading(early);
+      if (early.length > 0) this.o.transport.send(early);
       rest = later;
     }
     // 1. persist
@@ -568,34 +551,6 @@ export class RaftNode<R = unknown> {
     // 5. advance
     this.core.advance(rd);
     await this.maybeSnapshot();
-  }
-
-  /**
-   * A leader's appends and heartbeats: an append with no entries (a commit-index notice) is
-   * held for COMMIT_NOTICE_HOLD_MS; any other append to that follower supersedes it (it
-   * carries the commit index, which never goes back).
-   */
-  private sendLeading(msgs: Message[]): void {
-    const holdMs = this.o.commitNoticeHoldMs ?? COMMIT_NOTICE_HOLD_MS;
-    const now: Message[] = [];
-    for (const m of msgs) {
-      if (holdMs > 0 && m.type === 'append' && m.entries.length === 0) {
-        this.heldNotices.set(m.to, m);
-        continue;
-      }
-      if (m.type === 'append') this.heldNotices.delete(m.to);
-      now.push(m);
-    }
-    if (now.length > 0) this.o.transport.send(now);
-    if (this.heldNotices.size > 0 && !this.noticeTimer) {
-      this.noticeTimer = this.clock.setTimer(holdMs, () => {
-        this.noticeTimer = null;
-        if (this.stopped || this.heldNotices.size === 0) return;
-        const held = [...this.heldNotices.values()];
-        this.heldNotices.clear();
-        this.o.transport.send(held);
-      });
-    }
   }
 
   private apply(e: Entry): void {
