@@ -69,13 +69,20 @@ async function handle(m) {
     const buf = Buffer.from(m.buf);
     const dv = new DataView(m.buf);
     db.transactionSync(() => {
+      // As writeBatch: keys past the last one are appended (MDB_APPEND); the batch is in key order.
+      let last;
+      for (const k of db.getKeys({ reverse: true, limit: 1 })) last = Buffer.from(k);
       let o = 0;
       while (o < buf.length) {
         const kl = dv.getUint16(o); o += 2;
         const key = buf.subarray(o, o + kl); o += kl;
         const vl = dv.getInt32(o); o += 4;
-        if (vl < 0) void db.remove(key);
-        else { void db.put(key, buf.subarray(o, o + vl)); o += vl; }
+        if (vl < 0) { void db.remove(key); continue; }
+        const value = buf.subarray(o, o + vl); o += vl;
+        if (last === undefined || Buffer.compare(key, last) > 0) {
+          if (db.putSync(key, value, { append: true }) !== true) throw new Error('LMDB refused to append key ' + key.toString('hex') + ' after ' + (last ? last.toString('hex') : ''));
+          last = key;
+        } else void db.put(key, value);
       }
     });
     Atomics.store(done, 0, m.seq);
