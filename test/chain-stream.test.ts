@@ -133,10 +133,11 @@ describe('large values through real chain processes', () => {
         `CLI with a 64 MiB value (MiB): live buffers at most: put of 1 byte ${m(small.live)}, put --file ${m(put.live)}, get --out ${m(get.live)}; peak RSS: ${m(small.maxRss)}, ${m(put.maxRss)} (+${m(put.maxRss - small.maxRss)}), ${m(get.maxRss)} (+${m(get.maxRss - small.maxRss)}) (load ${loadavg()[0]!.toFixed(2)}, a shared machine)`,
       );
       // What the client holds: a few pieces (measured 6-15 MiB; the sample right after a
-      // collection may still count buffers the collector frees on a background thread). One
-      // that held the value would hold 64 MiB at least.
-      expect(put.live).toBeLessThan(32 * MiB);
-      expect(get.live).toBeLessThan(32 * MiB);
+      // collection may still count buffers the collector frees on a background thread: 33.7 MiB
+      // was seen once at load 18). One that held the value would hold 64 MiB at least, so the
+      // bound sits between the two: three quarters of the value.
+      expect(put.live).toBeLessThan(48 * MiB);
+      expect(get.live).toBeLessThan(48 * MiB);
       // The CLI with neither a value nor --file, or both: a usage error.
       expect((await cli('put', 'big', 'k')).code).toBe(2);
 
