@@ -9,42 +9,28 @@
  * at all, and no client certificate.
  * Skipped with the reason when openssl is missing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FlotillaClient, prefixEnd } from '../src/client/index.js';
 import { makeTestCerts } from './support/certs.js';
-import { FLOTILLA_BIN, freePort, runProcess, startCluster, which, type Cluster } from './support/cluster.js';
+import { chainProcessesEnv } from './support/chain.js';
+import { FLOTILLA_BIN, freePort, runProcess, which } from './support/cluster.js';
 
 const OPENSSL = which('openssl');
 if (!OPENSSL) console.log('skipping chain processes on a TLS and auth control cluster: openssl not installed');
 
-const dir = mkdtempSync(join(tmpdir(), 'flotilla-chain-auth-'));
-const procs: { name: string; proc: ChildProcess; log: string }[] = [];
-let cluster: Cluster | null = null;
+const { dir, procs, startCluster } = chainProcessesEnv('flotilla-chain-auth-');
 
-afterAll(async () => {
-  for (const p of procs) p.proc.kill('SIGKILL');
-  await cluster?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function launch(name: string, args: string[]): void {
-  const log = join(dir, `${name}.log`);
-  const fd = openSync(log, 'a');
-  procs.push({ name, proc: spawn(process.execPath, [FLOTILLA_BIN, ...args], { stdio: ['ignore', fd, fd] }), log });
-}
-
-const logs = (): string => procs.map((p) => `--- ${p.name}\n${readFileSync(p.log, 'utf8').split('\n').slice(-6).join('\n')}`).join('\n');
+const launch = (name: string, args: string[]): void => procs.launch(name, args);
+const logs = (): string => procs.logs(6);
 
 const AUTH_FAILED = 'etcdserver: authentication failed, invalid user ID or password';
 
 describe.skipIf(!OPENSSL)('chain processes on a control cluster with client TLS and auth', () => {
   it('reach it with --cacert/--cert/--key/--user; a wrong password, no permission or no credentials stop them at once with etcd\'s text', async () => {
     const certs = makeTestCerts(dir);
-    cluster = await startCluster('flotilla', {
+    const cluster = await startCluster('flotilla', {
       size: 1,
       clientTls: true,
       extraArgs: ['--cert-file', certs.server.cert, '--key-file', certs.server.key, '--client-cert-auth', '--trusted-ca-file', certs.ca.cert],

@@ -10,47 +10,21 @@
  * everything committed" — and the master dropped the dead predecessor, leaving the restarted node
  * alone without the writes acknowledged after it caught up.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/client.js';
 import { holdsCommitted } from '../src/chain/master.js';
 import { ChainClient } from '../src/chainnode/client.js';
 import { readChain } from '../src/chainnode/control.js';
 import { ChainMaster } from '../src/chainnode/master-process.js';
 import { ChainNodeProcess } from '../src/chainnode/node-process.js';
-import { startInProcessCluster } from './support/in-process.js';
+import { chainTestEnv, leaseOf, until } from './support/chain.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'flotilla-chain-epochs-'));
-const cleanup: (() => Promise<unknown>)[] = [];
-
-afterAll(async () => {
-  for (const f of cleanup.reverse()) await f().catch(() => {});
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function until<T>(what: string, f: () => T | null | undefined | false | Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const end = performance.now() + timeoutMs;
-  let last: unknown;
-  while (performance.now() < end) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
-
-const leaseOf = (n: ChainNodeProcess): bigint => (n as unknown as { leaseId: bigint }).leaseId;
+const { dir, cleanup, controlCluster } = chainTestEnv('flotilla-chain-epochs-');
 
 describe('chain node registration epochs across a restart', () => {
   it('a joiner that caught up, was appended as the tail and restarted before syncing still registers its caught-up epoch; the master does not leave it as the only survivor', async () => {
-    const cluster = await startInProcessCluster({ size: 1 });
-    cleanup.push(() => cluster.stop());
+    const cluster = await controlCluster();
     const ctl = new FlotillaClient({ endpoints: cluster.endpoints });
     cleanup.push(() => ctl.close());
     // Not started: the test calls its rounds.

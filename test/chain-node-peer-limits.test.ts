@@ -16,60 +16,17 @@
  *   Writes need no lease: a removed head's updates are refused by its successor (another
  *   epoch), and the master never removes a lone member.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decodeClientReply, encodeClientRequest } from '../src/chain/codec.js';
 import type { ClientReply } from '../src/chain/types.js';
 import { ChainClient } from '../src/chainnode/client.js';
-import { ChainMaster } from '../src/chainnode/master-process.js';
-import { CHAIN_LEASE_MARGIN_MS, CHAIN_PEER_QUEUE_BYTES_MAX, ChainNodeProcess } from '../src/chainnode/node-process.js';
+import { CHAIN_LEASE_MARGIN_MS, CHAIN_PEER_QUEUE_BYTES_MAX } from '../src/chainnode/node-process.js';
 import { AssemblyBudget, helloFrame, readMessages, writeMessage } from '../src/chainnode/wire.js';
-import { startInProcessCluster, type InProcessCluster } from './support/in-process.js';
+import { chainTestEnv, until } from './support/chain.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'flotilla-chain-peer-limits-'));
-const cleanup: (() => Promise<unknown>)[] = [];
-
-afterAll(async () => {
-  for (const f of cleanup.reverse()) await f().catch(() => {});
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function until<T>(what: string, f: () => T | null | undefined | false | Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const end = performance.now() + timeoutMs;
-  let last: unknown;
-  while (performance.now() < end) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
-
-async function controlCluster(): Promise<InProcessCluster> {
-  const c = await startInProcessCluster({ size: 1 });
-  cleanup.push(() => c.stop());
-  return c;
-}
-
-function startMaster(chain: string, control: readonly string[], members: number): ChainMaster {
-  const m = new ChainMaster({ chain, control, name: 'm', intervalMs: 100, membersMax: members, bootstrapMembers: members });
-  m.start();
-  cleanup.push(() => m.stop());
-  return m;
-}
-
-async function startNode(o: Parameters<typeof ChainNodeProcess.start>[0]): Promise<ChainNodeProcess> {
-  const n = await ChainNodeProcess.start(o);
-  cleanup.push(() => n.stop());
-  return n;
-}
+const { dir, cleanup, controlCluster, startMaster, startNode } = chainTestEnv('flotilla-chain-peer-limits-');
 
 /** One get over a client connection of its own; the node's reply. */
 async function rawGet(address: string, chain: string, epoch: number, key: string): Promise<ClientReply> {

@@ -12,46 +12,20 @@
  * back as a member. And the re-registration's bound: two processes misconfigured with one name
  * fight over the key, each at most once per pollMs (not as fast as the control cluster answers).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/client.js';
 import { ChainClient } from '../src/chainnode/client.js';
 import { nodesPrefix } from '../src/chainnode/control.js';
 import { ChainMaster } from '../src/chainnode/master-process.js';
 import { ChainNodeProcess } from '../src/chainnode/node-process.js';
-import { startInProcessCluster } from './support/in-process.js';
+import { chainTestEnv, leaseOf, until } from './support/chain.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'flotilla-chain-registration-'));
-const cleanup: (() => Promise<unknown>)[] = [];
-
-afterAll(async () => {
-  for (const f of cleanup.reverse()) await f().catch(() => {});
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function until<T>(what: string, f: () => T | null | undefined | false | Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const end = performance.now() + timeoutMs;
-  let last: unknown;
-  while (performance.now() < end) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
-
-const leaseOf = (n: ChainNodeProcess): bigint => (n as unknown as { leaseId: bigint }).leaseId;
+const { dir, cleanup, controlCluster } = chainTestEnv('flotilla-chain-registration-');
 
 describe('chain node registration', () => {
   it('a registration key taken over by another lease (a previous run\'s delayed put) and then gone: the node registers again and the master adds it back', async () => {
-    const cluster = await startInProcessCluster({ size: 1 });
-    cleanup.push(() => cluster.stop());
+    const cluster = await controlCluster();
     const master = new ChainMaster({ chain: 'r', control: cluster.endpoints, name: 'm', intervalMs: 100, membersMax: 2, bootstrapMembers: 2 });
     master.start();
     cleanup.push(() => master.stop());
@@ -116,8 +90,7 @@ describe('chain node registration', () => {
 
   it('two processes misconfigured with one name take the key from each other at most once per pollMs each', async () => {
     const POLL_MS = 200;
-    const cluster = await startInProcessCluster({ size: 1 });
-    cleanup.push(() => cluster.stop());
+    const cluster = await controlCluster();
     const at: number[][] = [[], []];
     const start = (i: number): Promise<ChainNodeProcess> =>
       ChainNodeProcess.start({

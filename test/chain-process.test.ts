@@ -6,70 +6,32 @@
  * turn; afterwards every acknowledged write is read back and the whole history must be
  * linearizable.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkLinearizable, type HistoryOp } from '../src/check/index.js';
 import { connect } from 'node:net';
 import { ChainClient, ChainOutcomeUnknownError } from '../src/chainnode/client.js';
 import { helloFrame } from '../src/chainnode/wire.js';
-import { FLOTILLA_BIN, freePort, startCluster, type Cluster } from './support/cluster.js';
+import { chainProcessesEnv, until as untilTrue } from './support/chain.js';
+import { FLOTILLA_BIN, freePort } from './support/cluster.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'flotilla-chain-'));
-const procs = new Map<string, { proc: ChildProcess | null; args: string[]; log: string }>();
-let cluster: Cluster | null = null;
+const { dir, procs, startCluster } = chainProcessesEnv('flotilla-chain-');
 
-function launch(name: string, args: string[]): void {
-  const log = join(dir, `${name}.log`);
-  const fd = openSync(log, 'a');
-  const proc = spawn(process.execPath, [FLOTILLA_BIN, ...args], { stdio: ['ignore', fd, fd] });
-  procs.set(name, { proc, args, log });
-}
-
-function kill(name: string): void {
-  const p = procs.get(name)!;
-  p.proc?.kill('SIGKILL');
-  p.proc = null;
-}
-
-function restart(name: string): void {
-  const p = procs.get(name)!;
-  launch(name, p.args);
-}
-
-async function until<T>(what: string, f: () => Promise<T | null | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const end = performance.now() + timeoutMs;
-  let last: unknown;
-  while (performance.now() < end) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}\n${[...procs.entries()].map(([n, p]) => `--- ${n}\n${readFileSync(p.log, 'utf8').split('\n').slice(-8).join('\n')}`).join('\n')}`);
-}
-
-afterAll(async () => {
-  for (const p of procs.values()) p.proc?.kill('SIGKILL');
-  await cluster?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const until = <T>(what: string, f: () => Promise<T | null | undefined | false>, timeoutMs = 60_000): Promise<T> =>
+  untilTrue(what, f, timeoutMs, { intervalMs: 200, detail: () => procs.logs(8) });
 
 describe('chain replication on real processes', () => {
   it('survives SIGKILL of the head, a middle node, the tail and the active master, losing no acknowledged write', async () => {
-    cluster = await startCluster('flotilla', { size: 3 });
+    const cluster = await startCluster('flotilla', { size: 3 });
     const control = cluster.endpoints.join(',');
-    for (const m of ['m1', 'm2']) launch(m, ['chain-master', '--chain', 't', '--name', m, '--control', control, '--bootstrap-members', '3', '--members-max', '4']);
+    for (const m of ['m1', 'm2']) procs.launch(m, ['chain-master', '--chain', 't', '--name', m, '--control', control, '--bootstrap-members', '3', '--members-max', '4']);
     const ports = new Map<string, number>();
     for (const n of ['a', 'b', 'c', 'd']) {
       const port = await freePort();
       ports.set(n, port);
-      launch(n, ['chain-node', '--chain', 't', '--name', n, '--data-dir', join(dir, n), '--listen', `127.0.0.1:${port}`, '--control', control, '--lease-ttl', '2']);
+      procs.launch(n, ['chain-node', '--chain', 't', '--name', n, '--data-dir', join(dir, n), '--listen', `127.0.0.1:${port}`, '--control', control, '--lease-ttl', '2']);
     }
     const client = new ChainClient({ chain: 't', control: cluster.endpoints, timeoutMs: 20_000 });
     const members = async (): Promise<string[]> => (await client.status()).config?.members.slice() ?? [];
@@ -145,26 +107,26 @@ describe('chain replication on real processes', () => {
         return ms.length === 4 && ms;
       });
       const victim = pick === 'head' ? m[0]! : pick === 'tail' ? m[m.length - 1]! : m[1]!;
-      kill(victim);
+      procs.kill(victim);
       await until(`${victim} (${pick}) to leave the chain`, async () => !(await members()).includes(victim));
       await progress(`killing the ${pick} ${victim}`);
-      restart(victim);
+      procs.restart(victim);
       await until(`${victim} to rejoin`, async () => (await members()).length === 4);
       await progress(`${victim} rejoining`);
     }
     // The active master: whichever it is, kill both in turn with a restart between.
     for (const m of ['m1', 'm2']) {
-      kill(m);
+      procs.kill(m);
       await progress(`killing master ${m}`);
-      restart(m);
+      procs.restart(m);
     }
     const victim = (await until('the configuration', async () => {
       const ms = await members();
       return ms.length === 4 && ms;
     }))[1]!;
-    kill(victim);
+    procs.kill(victim);
     await until(`${victim} to leave the chain under the new master`, async () => !(await members()).includes(victim));
-    restart(victim);
+    procs.restart(victim);
     await until(`${victim} to rejoin under the new master`, async () => (await members()).length === 4);
 
     stop = true;

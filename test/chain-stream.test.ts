@@ -12,37 +12,25 @@
  *   of 1 MiB: about ten 4 MiB chunks, more than CHAIN_SNAPSHOT_INFLIGHT_CHUNKS) by a streamed
  *   snapshot, is appended as the tail, and serves the value with the same sha256.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { closeSync, createReadStream, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CHAIN_SNAPSHOT_INFLIGHT_CHUNKS, CHAIN_SNAPSHOT_CHUNK_BYTES_MAX } from '../src/chain/types.js';
 import { ChainClient, ChainValueSourceError } from '../src/chainnode/client.js';
 import { CHAIN_PIECE_BYTES } from '../src/chainnode/wire.js';
-import { FLOTILLA_BIN, freePort, startCluster, type Cluster } from './support/cluster.js';
+import { chainProcessesEnv } from './support/chain.js';
+import { FLOTILLA_BIN, freePort } from './support/cluster.js';
 
 const MiB = 1024 * 1024;
-const dir = mkdtempSync(join(tmpdir(), 'flotilla-chain-stream-'));
-const procs: { name: string; proc: ChildProcess; log: string }[] = [];
-let cluster: Cluster | null = null;
+const { dir, procs, startCluster } = chainProcessesEnv('flotilla-chain-stream-');
 
-afterAll(async () => {
-  for (const p of procs) p.proc.kill('SIGKILL');
-  await cluster?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function launch(name: string, args: string[]): void {
-  const log = join(dir, `${name}.log`);
-  const fd = openSync(log, 'a');
-  procs.push({ name, proc: spawn(process.execPath, [FLOTILLA_BIN, ...args], { stdio: ['ignore', fd, fd] }), log });
-}
-
-const logs = (): string => procs.map((p) => `--- ${p.name}\n${readFileSync(p.log, 'utf8').split('\n').slice(-6).join('\n')}`).join('\n');
+const launch = (name: string, args: string[]): void => procs.launch(name, args);
+const logs = (): string => procs.logs(6);
 
 async function sha256(s: Readable): Promise<string> {
   const h = createHash('sha256');
@@ -78,7 +66,7 @@ async function until<T>(what: string, f: () => Promise<T | null | false | undefi
 
 describe('large values through real chain processes', () => {
   it('a 64 MiB value streams from a file and back to one with bounded client memory; a new node catches up by a streamed snapshot', async () => {
-    cluster = await startCluster('flotilla', { size: 1 });
+    const cluster = await startCluster('flotilla', { size: 1 });
     const endpoint = cluster.endpoints[0]!;
     launch('master', ['chain-master', '--chain', 'big', '--name', 'm1', '--control', endpoint, '--bootstrap-members', '3', '--members-max', '4']);
     for (const n of ['n1', 'n2', 'n3']) launch(n, ['chain-node', '--chain', 'big', '--name', n, '--data-dir', join(dir, n), '--listen', `127.0.0.1:${await freePort()}`, '--control', endpoint]);
@@ -157,7 +145,7 @@ describe('large values through real chain processes', () => {
       expect((24 * MiB) / CHAIN_SNAPSHOT_CHUNK_BYTES_MAX + 1).toBeGreaterThan(CHAIN_SNAPSHOT_INFLIGHT_CHUNKS);
       launch('n4', ['chain-node', '--chain', 'big', '--name', 'n4', '--data-dir', join(dir, 'n4'), '--listen', `127.0.0.1:${await freePort()}`, '--control', endpoint]);
       await until('n4 as the tail', async () => (await client.status()).config?.members.at(-1) === 'n4');
-      const n4log = readFileSync(procs.find((p) => p.name === 'n4')!.log, 'utf8');
+      const n4log = readFileSync(procs.logPath('n4'), 'utf8');
       expect(n4log).toMatch(/installing a snapshot at \d+ \(26 keys\)/);
       // Read from the new tail.
       expect(await sha256((await client.getStream('value'))!.value)).toBe(want);

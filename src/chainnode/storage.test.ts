@@ -14,6 +14,18 @@ function ids(s: DurableChainState): string[] {
   return [...out, ...s.updates.map((u) => `${u.seq}@${u.assignEpoch}`)];
 }
 
+/** Makes every fs operation from the crashAt-th on throw 'crash'; `stopped` says whether one has. */
+function crashFrom(fs: MemFs, crashAt: number): { readonly stopped: boolean } {
+  const state = { stopped: false };
+  fs.beforeOp = (n) => {
+    if (n >= crashAt) {
+      state.stopped = true;
+      throw new Error('crash');
+    }
+  };
+  return state;
+}
+
 /**
  * Crashes the storage at every I/O operation in turn while `write` runs, recovers, and checks
  * the recovered history is one of `allowed`, never earlier than `minIndex(token reported durable)`.
@@ -24,13 +36,7 @@ async function everyCrashPoint(write: (s: ChainStorage) => void, allowed: string
   for (let crashAt = 1; ; crashAt++) {
     const fs = new MemFs();
     let durable = 0;
-    let stopped = false;
-    fs.beforeOp = (n) => {
-      if (n >= crashAt) {
-        stopped = true;
-        throw new Error('crash');
-      }
-    };
+    const crash = crashFrom(fs, crashAt);
     try {
       const { storage } = await ChainStorage.open('/d', (t) => (durable = t), { fs, segmentBytes: 4096 });
       write(storage);
@@ -38,7 +44,7 @@ async function everyCrashPoint(write: (s: ChainStorage) => void, allowed: string
     } catch {
       // the crash
     }
-    if (!stopped) return points;
+    if (!crash.stopped) return points;
     points++;
     fs.beforeOp = () => {};
     fs.crash((len) => Math.floor(len / 2));
@@ -221,13 +227,7 @@ describe('ChainStorage registration epochs (caughtUpEpoch, syncedEpoch in the ha
       await first.storage.saveEpochs({ caughtUpEpoch: 3, syncedEpoch: null });
       await first.storage.close();
       let resolved = false;
-      let stopped = false;
-      fs.beforeOp = (n) => {
-        if (n >= crashAt) {
-          stopped = true;
-          throw new Error('crash');
-        }
-      };
+      const crash = crashFrom(fs, crashAt);
       try {
         const { storage } = await ChainStorage.open('/d', () => {}, { fs, segmentBytes: 4096 });
         await storage.saveEpochs({ caughtUpEpoch: 3, syncedEpoch: 4 });
@@ -235,7 +235,7 @@ describe('ChainStorage registration epochs (caughtUpEpoch, syncedEpoch in the ha
       } catch {
         // the crash
       }
-      if (!stopped) break;
+      if (!crash.stopped) break;
       points++;
       fs.beforeOp = () => {};
       fs.crash((len) => Math.floor(len / 2));
