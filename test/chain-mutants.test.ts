@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { ChainNode, type ReadPlan } from '../src/chain/node.js';
 import type { Epoch, Seq, SnapshotImage } from '../src/chain/types.js';
 import { runChainSimulation, type ChainNodeFactory, type ChainSimOptions } from '../src/sim/chain-sim.js';
+import { eventLoopTurn } from './support/event-loop.js';
 
 class NoResendAfterMiddleFailure extends ChainNode {
   protected override resumeFrom(_theirLast: Seq): Seq {
@@ -50,48 +51,49 @@ class CompactsUnacknowledged extends ChainNode {
 
 const SEEDS_MAX = 1000;
 
-function firstCaught(make: ChainNodeFactory, opts: Partial<ChainSimOptions> = {}): { seed: number; invariant: string } | null {
+async function firstCaught(make: ChainNodeFactory, opts: Partial<ChainSimOptions> = {}): Promise<{ seed: number; invariant: string } | null> {
   for (let seed = 1; seed <= SEEDS_MAX; seed++) {
     const r = runChainSimulation({ seed, makeNode: make, ...opts });
+    await eventLoopTurn();
     if (!r.ok) return { seed, invariant: r.failure!.invariant };
   }
   return null;
 }
 
 describe('chain mutants are caught by the simulator', () => {
-  it('a middle failure without resending', () => {
-    const c = firstCaught((o, d) => new NoResendAfterMiddleFailure(o, d));
+  it('a middle failure without resending', async () => {
+    const c = await firstCaught((o, d) => new NoResendAfterMiddleFailure(o, d));
     expect(c).not.toBeNull();
   });
 
-  it('a read served by a non-tail node without CRAQ\'s check', () => {
-    const c = firstCaught((o, d) => new ReadsAtAnyNode(o, d));
-    expect(c).not.toBeNull();
-    expect(c!.invariant).toBe('linearizability');
-  });
-
-  it('reads served without a valid lease', () => {
-    const c = firstCaught((o, d) => new IgnoresItsLease(o, d));
+  it('a read served by a non-tail node without CRAQ\'s check', async () => {
+    const c = await firstCaught((o, d) => new ReadsAtAnyNode(o, d));
     expect(c).not.toBeNull();
     expect(c!.invariant).toBe('linearizability');
   });
 
-  it('a message of a stale epoch accepted', () => {
-    const c = firstCaught((o, d) => new AcceptsStaleEpochs(o, d));
+  it('reads served without a valid lease', async () => {
+    const c = await firstCaught((o, d) => new IgnoresItsLease(o, d));
+    expect(c).not.toBeNull();
+    expect(c!.invariant).toBe('linearizability');
+  });
+
+  it('a message of a stale epoch accepted', async () => {
+    const c = await firstCaught((o, d) => new AcceptsStaleEpochs(o, d));
     expect(c).not.toBeNull();
   });
 
   describe('a compaction that drops updates the tail has not acknowledged', () => {
     const make: ChainNodeFactory = (o, d) => new CompactsUnacknowledged(o, d);
 
-    it('is caught when the image is taken', () => {
-      const c = firstCaught(make);
+    it('is caught when the image is taken', async () => {
+      const c = await firstCaught(make);
       expect(c).not.toBeNull();
       expect(c!.invariant).toBe('compaction');
     });
 
-    it('is caught by what it does (restarts from the image), without the image check', () => {
-      const c = firstCaught(make, { checkCompactionImages: false });
+    it('is caught by what it does (restarts from the image), without the image check', async () => {
+      const c = await firstCaught(make, { checkCompactionImages: false });
       expect(c).not.toBeNull();
       expect(['linearizability', 'state', 'acknowledged write lost', 'committed history changed', 'prefix', 'liveness']).toContain(c!.invariant);
     });

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatChainFailure, runChainSimulation } from '../src/sim/chain-sim.js';
 import { runChainSimCommand } from '../src/cli/chain-sim.js';
+import { eventLoopTurn } from './support/event-loop.js';
 
 const SEEDS = 1000;
 
@@ -34,11 +35,12 @@ describe('chain simulator', () => {
     }
   });
 
-  it(`holds the invariants over ${SEEDS} seeds (both read modes, every fault kind, compaction)`, () => {
+  it(`holds the invariants over ${SEEDS} seeds (both read modes, every fault kind, compaction)`, async () => {
     const failures: string[] = [];
     const totals = { epochs: 0, snapshots: 0, crashes: 0, replays: 0, opsOk: 0, craq: 0, compacting: 0, compactionsDurable: 0, restartsFromCompaction: 0, crashesAroundCompaction: 0, snapshotsFromCompacted: 0, unaskedSnapshots: 0 };
     for (let seed = 1; seed <= SEEDS && failures.length < 3; seed++) {
       const r = runChainSimulation({ seed });
+      await eventLoopTurn();
       if (!r.ok) failures.push(formatChainFailure(r));
       totals.epochs += r.stats.epochs;
       totals.snapshots += r.stats.snapshots;

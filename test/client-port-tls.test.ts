@@ -47,7 +47,7 @@ afterEach(async () => {
 const log: string[] = [];
 const tlsLog = { info: (m: string) => log.push(m), warn: (m: string) => log.push(m) };
 
-async function listen(o: { tls: boolean; certFile?: string; keyFile?: string; handshakeTimeoutMs?: number; budget?: number; ciphers?: string }): Promise<Listener> {
+async function listen(o: { tls: boolean; certFile?: string; keyFile?: string; handshakeTimeoutMs?: number; budget?: ConnectionBudget; ciphers?: string }): Promise<Listener> {
   const g = new grpc.Server();
   g.addService(ECHO, { WhoAmI: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(clientCertCommonName(call) ?? '(none)')) });
   const files = o.tls ? new TlsFiles({ certFile: o.certFile ?? server.cert, keyFile: o.keyFile ?? server.key, caFile: ca.cert, ciphers: o.ciphers ?? null }, tlsLog, 'client TLS') : null;
@@ -57,7 +57,7 @@ async function listen(o: { tls: boolean; certFile?: string; keyFile?: string; ha
     grpcServer: g,
     http: (_req, res) => res.end(),
     limits: { headerTimeoutMs: 5000, bodyTimeoutMs: 5000, pingMinIntervalMs: 0, streamsMax: 100 },
-    budget: new ConnectionBudget(o.budget ?? 100),
+    budget: o.budget ?? new ConnectionBudget(100),
     ...(files ? { tls: { files, clientCertAuth: true, log: tlsLog, ...(o.handshakeTimeoutMs ? { handshakeTimeoutMs: o.handshakeTimeoutMs } : {}) } } : {}),
   });
   closers.push(() => l.close());
@@ -89,6 +89,14 @@ function servedSerial(port: number): Promise<string> {
   });
 }
 
+/** Resolves once `check()` holds; polls, bounded by UNTIL_TIMEOUT_MS (a condition, not a pause). */
+const UNTIL_TIMEOUT_MS = 20_000;
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (const start = Date.now(); !check(); await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() - start > UNTIL_TIMEOUT_MS) throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
 const serialOf = (f: string) => new X509Certificate(readFileSync(f)).serialNumber;
 
 describe('client port TLS', () => {
@@ -113,26 +121,25 @@ describe('client port TLS', () => {
   });
 
   it('the connection budget counts TLS connections before their handshake', async () => {
-    const l = await listen({ tls: true, budget: 1 });
+    const budget = new ConnectionBudget(1);
+    const l = await listen({ tls: true, budget });
     const first = netConnect({ host: '127.0.0.1', port: l.port });
     first.on('error', () => {});
     closers.push(() => void first.destroy());
     await new Promise((r) => first.once('connect', r));
+    await until(() => budget.open === 1, 'the server to count the first connection');
     await expect(whoAmI(l.port, mtls())).rejects.toThrow(/UNAVAILABLE/);
+    // Its place comes back once the server has seen it close (not after some time: a loaded
+    // machine may take longer than any fixed pause to deliver the close).
     first.destroy();
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => budget.open === 0, 'the server to give the closed connection\'s place back');
     expect(await whoAmI(l.port, mtls())).toBe('alice');
     // A connection the server closes (a refused certificate) gives its place back too.
     for (let i = 0; i < 3; i++) {
+      await until(() => budget.open === 0, 'the answered connection\'s place back');
       await expect(whoAmI(l.port, grpc.credentials.createSsl(readFileSync(ca.cert)))).rejects.toThrow(/UNAVAILABLE/);
-      for (const start = Date.now(); ; ) {
-        try {
-          expect(await whoAmI(l.port, mtls())).toBe('alice');
-          break;
-        } catch (e) {
-          if (Date.now() - start > 5000) throw e;
-        }
-      }
+      await until(() => budget.open === 0, 'the refused connection\'s place back');
+      expect(await whoAmI(l.port, mtls())).toBe('alice');
     }
   });
 

@@ -24,6 +24,7 @@ import { UI_HISTORY_INTERVAL_MS, UI_HISTORY_SAMPLES } from '../src/server/ui-his
 import type { UiHistory, UiStatus } from '../src/ui/api.js';
 import { TRACE_EVENTS_MAX } from '../src/ui/web/causal.js';
 import { FLOTILLA_BIN, ROOT, startCluster, which, type Cluster } from './support/cluster.js';
+import { ETCDCTL_KILL_MS, ETCDCTL_TIMEOUT_FLAGS } from './support/etcdctl-session.js';
 
 /** The page's `document` as the functions evaluated in the browser use it (this file is type-checked without the DOM library). */
 interface PageElement {
@@ -113,7 +114,7 @@ describe.skipIf(missing.length > 0)('the dashboard in a browser, on a 3-member c
     timings[what] = ms;
     writeFileSync(join(ARTIFACTS, 'timings.json'), `${JSON.stringify(timings, null, 2)}\n`);
   };
-  const etcdctl = (...a: string[]) => run(ETCDCTL!, [`--endpoints=${cluster.endpoints.join(',')}`, ...a], { timeout: 20_000 });
+  const etcdctl = (...a: string[]) => run(ETCDCTL!, [`--endpoints=${cluster.endpoints.join(',')}`, ...ETCDCTL_TIMEOUT_FLAGS, ...a], { timeout: ETCDCTL_KILL_MS });
   const leaderIndex = async (): Promise<number> => {
     const deadline = Date.now() + SHOW_MS;
     for (;;) {

@@ -37,7 +37,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/index.js';
 import { DEFAULT_ENDPOINTS } from '../src/cli/command.js';
 import { CLUSTER_READY_TIMEOUT_MS, FLOTILLA_BIN, freePort, ROOT, waitHealthy, which } from './support/cluster.js';
-import { lines, onlyBlock, ReadmeShell, runLines, shBlocks, until, type Background } from './support/readme.js';
+import { CPU_LINE_TIMEOUT_MS, lines, onlyBlock, ReadmeShell, runLines, shBlocks, until, type Background } from './support/readme.js';
 
 const CLI = `${JSON.stringify(process.execPath)} ${JSON.stringify(FLOTILLA_BIN)}`;
 /** The ports of the cluster `npm start` runs (client, then peer), as README.md names them. */
@@ -312,12 +312,12 @@ describe('README: the local cluster (npm start) and what runs on it', () => {
         async (l) => {
           const runs = /--runs (\d+)/.exec(l.text)![1]!;
           expect(l.comment).toMatch(new RegExp(`^${runs} seeds: `));
-          expect((await shell.ok(l.text)).stdout).toMatch(new RegExp(`^chain: ${runs} runs ok \\(seeds 1\\.\\.${runs}\\)`, 'm'));
+          expect((await shell.ok(l.text, { timeoutMs: CPU_LINE_TIMEOUT_MS })).stdout).toMatch(new RegExp(`^chain: ${runs} runs ok \\(seeds 1\\.\\.${runs}\\)`, 'm'));
         },
       ],
       [/^npx flotilla sim --chain --seed 7 --runs 1 -v$/, async (l) => expect((await shell.ok(l.text)).stdout).toMatch(/^seed 7: ok .*\nchain: 1 runs ok \(seeds 7\.\.7\)/m)],
     ]);
-  }, SECTION_TIMEOUT_MS);
+  }, SECTION_TIMEOUT_MS + CPU_LINE_TIMEOUT_MS);
 
   it('Tracing causality: logical clocks, `/debug/trace`, `flotilla trace`', async () => {
     const file = (name: string) => readFileSync(join(work, name), 'utf8');

@@ -80,4 +80,23 @@ describe('simulator', () => {
     expect(Object.keys(s.sizes).map(Number).sort()).toEqual([3, 4, 5, 6, 7]);
     for (const [kind, n] of Object.entries(s.faultRuns)) expect(n, kind).toBeGreaterThan(5);
   });
+
+  it('a sweep lets its process\'s event loop turn between runs (a core-driver run never leaves the microtask queue)', async () => {
+    // An immediate queued after each run must have run before the next run ends: otherwise a
+    // long sweep holds the loop for minutes and the test runner's RPC to this worker times out.
+    let pending = false;
+    let heldOver = 0;
+    const s = await runSweep({
+      firstSeed: 1,
+      runs: 5,
+      driver: 'core',
+      onResult: () => {
+        if (pending) heldOver++;
+        pending = true;
+        setImmediate(() => (pending = false));
+      },
+    });
+    expect(s.runs).toBe(5);
+    expect(heldOver).toBe(0);
+  });
 });

@@ -16,6 +16,7 @@ import { CLUSTER_READY_TIMEOUT_MS, FLOTILLA_BIN, ROOT, freePort, startCluster, w
 import { createHash } from 'node:crypto';
 import { SNAPSHOT_CHUNK_BYTES } from '../src/api/services.js';
 import { killAndWait } from '../src/lib/proc.js';
+import { ETCDCTL_KILL_MS, ETCDCTL_TIMEOUT_FLAGS } from './support/etcdctl-session.js';
 import { rawClient } from './support/grpc.js';
 
 const ETCDCTL = which('etcdctl');
@@ -29,11 +30,11 @@ interface Run {
   stderr: string;
 }
 const run = (cmd: string, args: string[], o: { cwd?: string; input?: string } = {}): Run => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000, cwd: o.cwd, input: o.input, env: { ...process.env, ETCDCTL_API: '3' } });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: Math.max(60_000, ETCDCTL_KILL_MS), cwd: o.cwd, input: o.input, env: { ...process.env, ETCDCTL_API: '3' } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 const etcdctl = (eps: string[], ...args: string[]) => {
-  const r = run(ETCDCTL!, ['--endpoints', eps.join(','), '--command-timeout', '10s', ...args]);
+  const r = run(ETCDCTL!, ['--endpoints', eps.join(','), ...ETCDCTL_TIMEOUT_FLAGS, ...args]);
   if (r.code !== 0) throw new Error(`etcdctl ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
   return r.stdout;
 };
@@ -72,7 +73,7 @@ function load(eps: string[]): void {
   etcdctl(eps, 'del', 'b');
   const lease = /lease ([0-9a-f]+) granted/.exec(etcdctl(eps, 'lease', 'grant', '600'))![1]!;
   etcdctl(eps, 'put', 'leased', 'x', `--lease=${lease}`);
-  const r = run(ETCDCTL!, ['--endpoints', eps.join(','), 'txn'], { input: `\n${Array.from({ length: 100 }, (_, i) => `put t/${String(i).padStart(3, '0')} ${'v'.repeat(500)}${i}`).join('\n')}\n\n\n` });
+  const r = run(ETCDCTL!, ['--endpoints', eps.join(','), ...ETCDCTL_TIMEOUT_FLAGS, 'txn'], { input: `\n${Array.from({ length: 100 }, (_, i) => `put t/${String(i).padStart(3, '0')} ${'v'.repeat(500)}${i}`).join('\n')}\n\n\n` });
   expect(r.code, r.stderr).toBe(0);
   etcdctl(eps, 'compact', '4');
   etcdctl(eps, 'put', 'big', 'B'.repeat(20_000));

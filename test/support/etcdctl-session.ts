@@ -21,10 +21,24 @@ export interface RunResult {
   readonly stderr: string;
 }
 
-/** Runs etcdctl with a time bound; `input` goes to stdin. */
+/**
+ * etcdctl's own deadlines in the tests, s (its defaults: --dial-timeout 2s, --command-timeout 5s).
+ * A dial with --user includes the password check (bcrypt at cost 10: ~50 ms of CPU, seconds at
+ * nice 19 on a loaded shared machine), so tight deadlines failed steps by time alone with
+ * `context deadline exceeded` (issue 14). Flotilla and etcd get the same values, so a
+ * comparison stays fair; they bound how long a hung step waits, not how long an answer takes.
+ */
+export const ETCDCTL_DIAL_TIMEOUT_S = 15;
+export const ETCDCTL_COMMAND_TIMEOUT_S = 30;
+/** The flags for both, to put before etcdctl's command. */
+export const ETCDCTL_TIMEOUT_FLAGS: readonly string[] = [`--dial-timeout=${ETCDCTL_DIAL_TIMEOUT_S}s`, `--command-timeout=${ETCDCTL_COMMAND_TIMEOUT_S}s`];
+/** An etcdctl process is killed after, ms: later than both of its own deadlines would end it. */
+export const ETCDCTL_KILL_MS = (ETCDCTL_DIAL_TIMEOUT_S + ETCDCTL_COMMAND_TIMEOUT_S + 15) * 1000;
+
+/** Runs etcdctl with a time bound (default ETCDCTL_KILL_MS); `input` goes to stdin. */
 export function etcdctl(bin: string, endpoints: string[], args: string[], o: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve) => {
-    const p = spawn(bin, [`--endpoints=${endpoints.join(',')}`, '--dial-timeout=3s', '--command-timeout=10s', ...args], {
+    const p = spawn(bin, [`--endpoints=${endpoints.join(',')}`, ...ETCDCTL_TIMEOUT_FLAGS, ...args], {
       env: { ...process.env, ETCDCTL_API: '3' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -32,7 +46,7 @@ export function etcdctl(bin: string, endpoints: string[], args: string[], o: { i
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), o.timeoutMs ?? 20_000);
+    const timer = setTimeout(() => p.kill('SIGKILL'), o.timeoutMs ?? ETCDCTL_KILL_MS);
     p.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
@@ -52,10 +66,12 @@ export class Background {
   readonly proc: ChildProcess;
   stdout = '';
   constructor(bin: string, endpoints: string[], args: string[]) {
-    this.proc = spawn(bin, [`--endpoints=${endpoints.join(',')}`, ...args], { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The same dial deadline (a dial with --user includes the password check).
+    this.proc = spawn(bin, [`--endpoints=${endpoints.join(',')}`, `--dial-timeout=${ETCDCTL_DIAL_TIMEOUT_S}s`, ...args], { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString()));
   }
-  async waitFor(re: RegExp, ms = 10_000): Promise<boolean> {
+  /** True once the output matches `re`; false after `ms` (generous: a loaded machine starts processes slowly). */
+  async waitFor(re: RegExp, ms = ETCDCTL_KILL_MS): Promise<boolean> {
     const deadline = Date.now() + ms;
     while (!re.test(this.stdout)) {
       if (Date.now() > deadline) return false;

@@ -99,6 +99,12 @@ export function lines(block: string): Line[] {
 
 /** How long one line that ends on its own may run. */
 export const LINE_TIMEOUT_MS = 60_000;
+/**
+ * ... and a line that is a fixed amount of CPU work (a simulator sweep): seconds alone, but on a
+ * loaded shared machine a process at low priority gets a small share of a core, and a sweep
+ * takes longer there rather than failing.
+ */
+export const CPU_LINE_TIMEOUT_MS = 600_000;
 /** How long a background line gets to end after SIGTERM before it is SIGKILLed. */
 const STOP_GRACE_MS = 5_000;
 
@@ -193,8 +199,8 @@ export class ReadmeShell {
   }
 
   /** Runs a line to its end and expects exit code 0; returns its output. */
-  async ok(text: string): Promise<Ran> {
-    const r = await this.run(text);
+  async ok(text: string, o: { timeoutMs?: number } = {}): Promise<Ran> {
+    const r = await this.run(text, o);
     expect(r.code, `${text}\n${r.stdout}${r.stderr}`).toBe(0);
     return r;
   }
