@@ -664,7 +664,10 @@ export class ChainNode {
    */
   private sendSnapshot(s: Stream, forSeq: Seq, forAssignEpoch: Epoch): void {
     const cur = s.snapshot;
-    if (cur !== null && cur.forSeq === forSeq && cur.forAssignEpoch === forAssignEpoch && cur.acked < cur.chunks.length) {
+    // The one under way goes on only while the log still holds what follows it: once trimmed
+    // past its seq, sending would resume inside the trimmed part (pump would ask again at once,
+    // forever): a new snapshot, at the acknowledged seq, replaces it.
+    if (cur !== null && cur.forSeq === forSeq && cur.forAssignEpoch === forAssignEpoch && cur.acked < cur.chunks.length && cur.seq >= this.baseSeq) {
       s.nextSeq = cur.seq + 1;
       return;
     }
