@@ -330,6 +330,8 @@ describe('hostile snapshot chunks', () => {
     const hash0 = sm.store.hashKv();
     return {
       dir,
+      streams,
+      delivered,
       log,
       refused,
       acks,
@@ -385,6 +387,26 @@ describe('hostile snapshot chunks', () => {
     await r.send(encodeChunk({ id: 'cd'.repeat(16), term: 2, index: 5, seq: 0, digest: sha256(big), payload: big }));
     await until('the image bound', () => r.refused.some((x) => /SNAPSHOT_IMAGE_BYTES_MAX/.test(x)));
     await r.expectNothing();
+  });
+
+  it('two snapshots close together: a stream received whole and handed to the core is still installable after a newer stream begins', async () => {
+    const r = await receiver();
+    const last = { imageDigest: imageDigest([sha256(good)]), imageBytes: good.length, meta: META };
+    await r.send(encodeChunk({ id: ID, term: 2, index: 5, seq: 0, digest: sha256(good), payload: good, last }));
+    await until('the snapshot handed to the core', () => r.delivered.length === 1);
+    // The next stream's first chunk arrives before the core installs the first (a member that
+    // exited on 'no complete received image with that id is kept' before: the store-crash test).
+    const NEXT = 'cd'.repeat(16);
+    await r.send(encodeChunk({ id: NEXT, term: 2, index: 7, seq: 0, digest: sha256(good), payload: good }));
+    await until('the next stream begun', () => r.log.some((l) => l.includes(`receiving snapshot ${NEXT}`)));
+    // A repeated chunk of the first stream is answered as done, not asked for from the start.
+    await r.send(encodeChunk({ id: ID, term: 2, index: 5, seq: 0, digest: sha256(good), payload: good, last }));
+    await until('the first handed again', () => r.delivered.length === 2);
+    const staged = r.streams.takeStreamed(ID, 5);
+    expect(staged).not.toBeNull();
+    await staged!.close();
+    expect(existsSync(join(r.dir, 'snap-recv', NEXT, 'manifest.json'))).toBe(true);
+    expect(r.refused).toEqual([]);
   });
 
   it('a partial snapshot that receives nothing for SNAPSHOT_PARTIAL_ABANDON_MS is removed', async () => {

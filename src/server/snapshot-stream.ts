@@ -194,6 +194,13 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
   private readonly log: Logger;
   private readonly sends = new Map<NodeId, Send>();
   private receiving: Receive | null = null;
+  /**
+   * A stream received whole and handed to the core, not yet taken (takeStreamed) when a newer
+   * stream began: kept beside the new one, so the install of the snapshot the core already has
+   * still finds its image (two snapshots arriving close together). One is kept: a third stream
+   * replaces it.
+   */
+  private completed: Receive | null = null;
   private raftReceiver: (m: Message) => void = () => {};
   private memberReceiver: (from: NodeId, body: Uint8Array) => void = () => {};
   private closed = false;
@@ -265,10 +272,14 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
     this.ackRetry?.cancel();
     for (const s of [...this.sends.values()]) this.endSend(s, 'abandoned');
     const r = this.receiving;
+    const done = this.completed;
     this.receiving = null;
+    this.completed = null;
     await this.inner.close();
-    // The partial stays on disk for the next start to resume.
+    // The partial stays on disk for the next start to resume (a complete one kept beside it is
+    // removed then: the core asks for a snapshot again after a restart).
     if (r) await r.staging.close();
+    if (done) await done.staging.close();
   }
 
   /** Stops every stream this member sends (it stopped leading: the new leader sends its own). */
@@ -502,6 +513,8 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
   }
 
   private onChunk(from: NodeId, c: ChunkFrame): void {
+    const done = this.completed;
+    if (done && done.manifest.id === c.id && done.manifest.from === from) return this.complete(done);
     let r = this.receiving;
     if (!r || r.manifest.id !== c.id) {
       if (c.seq !== 0 && r) return this.refuse(from, c.id, `a chunk of an unknown snapshot stream (receiving ${r.manifest.id})`);
@@ -512,7 +525,12 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
       }
       if (c.index < 1 || c.term < 1) return this.refuse(from, c.id, 'a stream at index or term 0');
       // A new stream (a new leader, or the old one started over) replaces a partial.
-      if (r) {
+      if (r?.manifest.meta) {
+        // Whole and handed to the core, perhaps being installed: kept until taken or replaced.
+        if (this.completed) this.dropStaged(this.completed, `snapshot ${r.manifest.id} completed after it`);
+        this.completed = r;
+        this.receiving = null;
+      } else if (r) {
         this.log.info(`${this.o.id} dropping partial snapshot ${r.manifest.id} from ${r.manifest.from}: snapshot ${c.id} from ${from} replaces it`);
         this.dropPartial();
       }
@@ -601,6 +619,14 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
     void r.staging.close().finally(() => rmSync(r.dir, { recursive: true, force: true }));
   }
 
+  /** Removes a complete stream that was never taken (a newer one completed after it). */
+  private dropStaged(r: Receive, why: string): void {
+    if (this.completed === r) this.completed = null;
+    this.log.info(`${this.o.id} dropping received snapshot ${r.manifest.id} from ${r.manifest.from}, never installed: ${why}`);
+    rmSync(join(r.dir, MANIFEST), { force: true });
+    void r.staging.close().finally(() => rmSync(r.dir, { recursive: true, force: true }));
+  }
+
   private expirePartial(): void {
     const r = this.receiving;
     if (r && Date.now() - r.lastChunkAt > this.partialAbandonMs) {
@@ -635,9 +661,17 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
    * cleaned up right after (the staged database was renamed into place, or was refused).
    */
   takeStreamed(id: string, index: Index): Backend | null {
-    const r = this.receiving;
-    if (!r || r.manifest.id !== id || r.manifest.index !== index || !r.manifest.meta) return null;
-    this.receiving = null;
+    const matches = (x: Receive | null): x is Receive => x !== null && x.manifest.id === id && x.manifest.index === index && x.manifest.meta !== null;
+    let r: Receive;
+    if (matches(this.completed)) {
+      r = this.completed;
+      this.completed = null;
+    } else if (matches(this.receiving)) {
+      r = this.receiving;
+      this.receiving = null;
+      // A complete one kept from before is older than the one installed: no longer needed.
+      if (this.completed) this.dropStaged(this.completed, `snapshot ${id} installed after it`);
+    } else return null;
     setImmediate(() => {
       rmSync(join(r.dir, MANIFEST), { force: true });
       void r.staging.close().catch(() => {}).finally(() => rmSync(r.dir, { recursive: true, force: true }));
