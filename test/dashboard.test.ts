@@ -244,7 +244,15 @@ describe.skipIf(missing.length > 0)('the dashboard in a browser, on a 3-member c
   });
 
   it('a page opened (or reloaded) charts the last minutes at once, from the members\' history', async () => {
-    // The cluster has run for a while: its members hold samples from before this page existed.
+    // The members hold samples from before this page exists: wait until the history reaches
+    // back more than the 3 s asked of the page below (a fast run gets here 2 s after the start).
+    const deadline = Date.now() + SHOW_MS;
+    for (;;) {
+      const h = JSON.parse((await rawGet(cluster.members[served]!.clientUrl, '/ui/api/history')).body) as UiHistory;
+      if (h.samples.length > 0 && h.samples[0]!.t <= Date.now() - 4000) break; // t: milliseconds
+      if (Date.now() > deadline) throw new Error(`the history did not reach 4 s back: ${JSON.stringify(h.samples.slice(0, 2))}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
     const loadedAt = Date.now();
     await page.goto(`${cluster.members[served]!.clientUrl}/ui/#charts`);
     await page.waitForFunction(
