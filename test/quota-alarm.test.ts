@@ -117,7 +117,10 @@ describe.skipIf(missing.length > 0)('quota and NOSPACE alarm: etcdctl against Fl
     const step = (name: string) => ours.steps.find((s) => s.name === name)?.out ?? `no step ${name}`;
     // The store filled to about the quota: 2 MiB of 100 KB values is about 20 puts.
     expect(ours.fillOk).toBeGreaterThan(QUOTA_BYTES / VALUE_BYTES - 5);
-    expect(ours.fillOk).toBeLessThanOrEqual(QUOTA_BYTES / VALUE_BYTES + 1);
+    // The size the quota compares is the backend's as of its last durable commit (as etcd's
+    // backend.Size()); batch commits run on their own thread, so a put that arrives while one
+    // is under way is weighed against the size before it: a value or two more than fits.
+    expect(ours.fillOk).toBeLessThanOrEqual(QUOTA_BYTES / VALUE_BYTES + 2);
     expect(step('fill until refused')).toContain(`Error: etcdserver: mvcc: ${NOSPACE}`);
     expect(step('put through a follower')).toContain(NOSPACE);
     expect(step('alarm list')).toBe('exit 0\nmemberID:<ID> alarm:NOSPACE \n');
