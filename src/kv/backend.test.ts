@@ -265,6 +265,13 @@ function entries(n: number): { index: number; term: number; type: 'normal'; data
   return out;
 }
 
+/** Three writes tagged `tag`, a due batch commit (on the commit thread), then a turn for it to go on. */
+async function threeWritesAndCommit(b: LmdbBackend, tag: string): Promise<void> {
+  for (let i = 0; i < 3; i++) b.put(k(`${tag}${i}`), k(tag));
+  b.maybeCommit();
+  await new Promise((r) => setTimeout(r, 2));
+}
+
 describe('lmdb backend', () => {
   it('keeps its leaf pages full when revisions arrive in ascending order past the last key (MDB_APPEND), beside keys that land before them', async () => {
     const x = lmdb();
@@ -367,11 +374,7 @@ describe('lmdb backend', () => {
     for (let i = 0; i < 380; i++) b.del(k(`k${String(i).padStart(4, '0')}`));
     b.commit();
     const defrag = b.defragment();
-    const batch = async (tag: string): Promise<void> => {
-      for (let i = 0; i < 3; i++) b.put(k(`${tag}${i}`), k(tag));
-      b.maybeCommit();
-      await new Promise((r) => setTimeout(r, 2));
-    };
+    const batch = (tag: string): Promise<void> => threeWritesAndCommit(b, tag);
     for (let n = 0; n < 10; n++) await batch(`during${n}/`);
     await defrag;
     for (let n = 0; n < 10; n++) await batch(`after${n}/`);
@@ -391,11 +394,7 @@ describe('lmdb backend', () => {
     const path = join(d, 'member', 'db');
     let b = LmdbBackend.open(path, { batchIntervalMs: 0, batchOpsMax: 3 });
     await b.commitThreadReady();
-    const batch = async (tag: string): Promise<void> => {
-      for (let i = 0; i < 3; i++) b.put(k(`${tag}${i}`), k(tag));
-      b.maybeCommit();
-      await new Promise((r) => setTimeout(r, 2));
-    };
+    const batch = (tag: string): Promise<void> => threeWritesAndCommit(b, tag);
     for (let n = 0; n < 5; n++) await batch(`before${n}/`);
     const staged = LmdbBackend.open(join(d, 'snap-recv', 'x', 'db'), { batchIntervalMs: 0 });
     staged.put(k('staged'), k('yes'));
