@@ -70,7 +70,11 @@ describe('README: the local cluster (npm start) and what runs on it', () => {
   beforeAll(async () => {
     const texts = [...shBlocks('Running a cluster'), ...shBlocks('Chain replication (a second data plane)'), ...shBlocks('Tracing causality: logical clocks, `/debug/trace`, `flotilla trace`'), onlyBlock('Fenced store: a lock that is safe to rely on', 'examples/fenced-store/README.md')];
     for (const p of [...START_CLIENT_PORTS, ...START_PEER_PORTS, ...texts.flatMap((t) => [...t.matchAll(/(?:127\.0\.0\.1:|--port )(\d+)/g)].map((m) => Number(m[1])))]) {
-      if (!ports.has(p)) ports.set(p, await freePort());
+      // Distinct: a port freed after one probe may be handed out again by the next.
+      while (!ports.has(p)) {
+        const q = await freePort();
+        if (![...ports.values()].includes(q)) ports.set(p, q);
+      }
     }
     endpoints = START_CLIENT_PORTS.map((p) => `127.0.0.1:${ports.get(p)}`);
     shell = new ReadmeShell({
