@@ -22,7 +22,7 @@ describe.skipIf(!ETCDCTL)('etcdctl check perf', () => {
   it('--load=s passes', async () => {
     const r = await etcdctl(ETCDCTL!, cluster.endpoints, ['check', 'perf', '--load=s'], { timeoutMs: 120_000 });
     const verdicts = (r.stdout + r.stderr).split(/\r|\n/).filter((l) => /PASS|FAIL|took too long|too low|too high/.test(l));
-    expect(verdicts, 'check perf verdicts').toEqual(['PASS: Throughput is 150 writes/s', expect.stringMatching(/^PASS: Slowest request took [\d.]+s$/), expect.stringMatching(/^PASS: Stddev is [\d.]+s$/), 'PASS']);
+    expect(verdicts, 'check perf verdicts').toEqual([expect.stringMatching(/^PASS: Throughput is \d+ writes\/s$/), expect.stringMatching(/^PASS: Slowest request took [\d.]+s$/), expect.stringMatching(/^PASS: Stddev is [\d.]+s$/), 'PASS']);
     expect(r.code).toBe(0);
   }, 130_000);
 });

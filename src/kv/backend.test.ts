@@ -362,6 +362,33 @@ describe('lmdb backend', () => {
     expect(made).toBe(51);
   });
 
+  it('counts the bytes written but not yet durable (pending and on the commit thread) until their batch is committed, for the quota', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    let b = LmdbBackend.open(join(d, 'member', 'db'), { batchIntervalMs: 0, batchOpsMax: 3 });
+    await b.commitThreadReady();
+    const value = new Uint8Array(10_000);
+    expect(b.unsyncedBytes).toBe(0);
+    for (let i = 0; i < 3; i++) b.put(k(`k${i}`), value);
+    expect(b.unsyncedBytes).toBe(3 * (2 + 10_000));
+    b.maybeCommit(); // handed to the commit thread
+    expect(b.pendingOps).toBe(0);
+    b.put(k('k9'), value);
+    b.del(k('k0'));
+    // Until the thread's commit is durable, its bytes still count, with the new ones.
+    const sizeBefore = b.dbSizeBytes();
+    expect(b.dbSizeBytes() + b.unsyncedBytes).toBeGreaterThanOrEqual(sizeBefore + 4 * 10_000);
+    await vi.waitFor(() => expect(b.committedInBackground).toBe(1), { timeout: 30_000 });
+    expect(b.unsyncedBytes).toBe(2 + 10_000 + 2);
+    b.commit();
+    expect(b.unsyncedBytes).toBe(0);
+    b.put(k('k8'), value);
+    await b.abandon();
+    b = LmdbBackend.open(join(d, 'member', 'db'), { batchIntervalMs: 0, batchOpsMax: 3 });
+    expect(b.unsyncedBytes).toBe(0);
+    await b.close();
+  });
+
   it('batch commits on its commit thread during a defragmentation land in the new file, and after it too', async () => {
     const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
     dirs.push(d);

@@ -66,6 +66,12 @@ export interface Backend {
   /** Bytes in use inside that (dbSizeBytes minus free pages, roughly). */
   dbSizeInUseBytes(): number;
   /**
+   * Key and value bytes written since the last durable commit (pending, or in a background
+   * commit under way): what dbSizeBytes does not show yet. The quota weighs the two together,
+   * so how many writes fit does not depend on when batch commits happen to run.
+   */
+  readonly unsyncedBytes: number;
+  /**
    * Rewrites the store compactly while reads and writes go on; resolves with the sizes before
    * and after. Commits made meanwhile are carried over into the new copy.
    */
@@ -136,6 +142,10 @@ export abstract class OverlayBackend implements Backend {
   private pending: BTree<string, Uint8Array | null> = new BTree();
   private cleared = false;
   private opsSinceCommit = 0;
+  /** Key and value bytes put or deleted since the last commit started (see unsyncedBytes). */
+  private pendingBytes = 0;
+  /** The same for the background commit under way. */
+  private inFlightBytes = 0;
   /**
    * A batch commit under way in the background (LmdbBackend): its writes. They stay in
    * `pending` (readable, shadowing the committed data) until the commit is durable; then each
@@ -169,6 +179,10 @@ export abstract class OverlayBackend implements Backend {
     return this.opsSinceCommit;
   }
 
+  get unsyncedBytes(): number {
+    return this.pendingBytes + this.inFlightBytes;
+  }
+
   get(key: Uint8Array): Uint8Array | undefined {
     const p = this.pending.get(binKey(key));
     if (p !== undefined) return p ?? undefined;
@@ -180,6 +194,7 @@ export abstract class OverlayBackend implements Backend {
     this.checkOpen();
     checkKey(key);
     this.pending.set(binKey(key), value);
+    this.pendingBytes += key.length + value.length;
     this.opsSinceCommit++;
   }
 
@@ -187,6 +202,7 @@ export abstract class OverlayBackend implements Backend {
     this.checkOpen();
     checkKey(key);
     this.pending.set(binKey(key), null);
+    this.pendingBytes += key.length;
     this.opsSinceCommit++;
   }
 
@@ -251,6 +267,8 @@ export abstract class OverlayBackend implements Backend {
     this.pending = new BTree();
     this.cleared = false;
     this.opsSinceCommit = 0;
+    this.pendingBytes = 0;
+    this.inFlightBytes = 0;
   }
 
   maybeCommit(): void {
@@ -280,6 +298,8 @@ export abstract class OverlayBackend implements Backend {
     if (!this.writeInBackground({ cleared: false, ops })) return this.commit();
     this.inFlight = ops;
     this.opsSinceCommit = 0;
+    this.inFlightBytes = this.pendingBytes;
+    this.pendingBytes = 0;
   }
 
   /**
@@ -301,6 +321,7 @@ export abstract class OverlayBackend implements Backend {
     const ops = this.inFlight;
     if (!ops) return;
     this.inFlight = null;
+    this.inFlightBytes = 0;
     const pending = this.pending;
     // What was written again since (another value, or the same key deleted) stays pending.
     ops.forEach((v, k) => {
@@ -324,6 +345,8 @@ export abstract class OverlayBackend implements Backend {
     this.pending = new BTree();
     this.cleared = false;
     this.opsSinceCommit = 0;
+    this.pendingBytes = 0;
+    this.inFlightBytes = 0;
   }
 
   protected stopTimer(): void {

@@ -512,6 +512,15 @@ export class MvccStore {
     return this.backend.dbSizeBytes();
   }
 
+  /**
+   * The size the space quota weighs: the database file and what is written but not yet
+   * durable in it (a batch commit under way or due), so that how many writes fit under the
+   * quota does not depend on when batch commits run.
+   */
+  quotaSizeBytes(): number {
+    return this.backend.dbSizeBytes() + this.backend.unsyncedBytes;
+  }
+
   /** Bytes in use within dbSizeBytes (etcd's dbSizeInUse). */
   dbSizeInUseBytes(): number {
     return this.backend.dbSizeInUseBytes();

@@ -817,7 +817,7 @@ export class EtcdMember {
     if (!r.ok) throw new KvError(r.error.code, r.error.message);
     // This write took the store to its quota: the alarm is in before the answer (as etcd's
     // applier raises it when an apply exceeds the quota).
-    if ((cmd.op === 'put' || cmd.op === 'txn' || cmd.op === 'leaseGrant') && overQuota(this.sm.store.dbSizeBytes(), this.config.quotaBackendBytes)) await this.raiseNoSpace('is at or over');
+    if ((cmd.op === 'put' || cmd.op === 'txn' || cmd.op === 'leaseGrant') && overQuota(this.sm.store.quotaSizeBytes(), this.config.quotaBackendBytes)) await this.raiseNoSpace('is at or over');
     return { value: r.value, revision: r.revision };
   }
 
@@ -1031,7 +1031,7 @@ export class EtcdMember {
    * alarm is raised through the log (and applied) and the request refused.
    */
   async checkQuota(costBytes: number): Promise<void> {
-    if (quotaAvailable(this.sm.store.dbSizeBytes(), costBytes, this.config.quotaBackendBytes)) return;
+    if (quotaAvailable(this.sm.store.quotaSizeBytes(), costBytes, this.config.quotaBackendBytes)) return;
     await this.raiseNoSpace(`cannot take a request of ${costBytes} bytes within`);
     throw ERR.noSpace();
   }
@@ -1040,7 +1040,7 @@ export class EtcdMember {
   private raiseNoSpace(why: string): Promise<void> {
     if (this.stopped || this.sm.hasAlarm('NOSPACE', this.memberId)) return Promise.resolve();
     this.noSpaceRaise ??= (async () => {
-      this.logger.warn(`the store (${this.sm.store.dbSizeBytes()} bytes) ${why} the quota of ${this.config.quotaBackendBytes} bytes (--quota-backend-bytes): raising the NOSPACE alarm`);
+      this.logger.warn(`the store (${this.sm.store.quotaSizeBytes()} bytes) ${why} the quota of ${this.config.quotaBackendBytes} bytes (--quota-backend-bytes): raising the NOSPACE alarm`);
       try {
         await this.propose({ op: 'alarm', action: 'activate', member: { memberId: this.memberId, alarm: 'NOSPACE' } });
       } catch (e) {
