@@ -223,10 +223,45 @@ function clientTlsServer(t: ClientPortTls, route: (s: Socket) => void): { server
  * through the HTTP/2 front (h2-authority.ts: `:authority` made acceptable to Node, frame and
  * header sizes checked before buffering, ping policy). A refused connection gets a GOAWAY with
  * the reason when the server's output is between frames, and is closed.
+ *
+ * Node runs an HTTP/2 session over a stream that is not a socket through JSStreamSocket, which
+ * allows one write or shutdown at a time and asserts it (a failed assertion kills the process,
+ * nodejs/node#35384). The session answers some frames (PING, SETTINGS) as it reads them, so
+ * the front hands it nothing to read while a write of the session's is under way — from the call
+ * until Node has taken its completion (JSStreamSocket finishes a write in a setImmediate after
+ * the callback) — nor once the session has ended its side (its shutdown is under way until the
+ * socket has sent what it holds; what the client still sends is read and dropped). What arrives
+ * during a write waits here, the socket paused: at most what one read brought in.
  */
-function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits, clientCn: string | undefined): Duplex {
+export function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits, clientCn: string | undefined): Duplex {
   const front = authorityRewriter({ pingMinIntervalMs: limits.pingMinIntervalMs, streamsMax: limits.streamsMax, clientCn });
   let refused = false;
+  /** A write of the session's is under way (see above): inbound frames wait in `held`. */
+  let writing = false;
+  /** The session ended its side: nothing more is handed to it. */
+  let ended = false;
+  const held: Buffer[] = [];
+  /** The client ended its side: the session reads the end once it has read what is held. */
+  let eof = false;
+  /** Hands held frames to the session while no write is under way (a frame may start one). */
+  const deliver = (): boolean => {
+    let ok = true;
+    while (!writing && !ended && held.length > 0) ok = d.push(held.shift()!) && ok;
+    // The end too (the session may answer it with a GOAWAY).
+    if (eof && !writing && held.length === 0 && !ended && !d.readableEnded) d.push(null);
+    return ok && held.length === 0;
+  };
+  const writeDone = (cb: (e?: Error | null) => void): void => {
+    cb();
+    // After the session's completion callback (next tick) has queued JSStreamSocket's
+    // finishWrite (setImmediate): ours runs after it.
+    process.nextTick(() =>
+      setImmediate(() => {
+        writing = false;
+        if (deliver() && !refused && !ended) socket.resume();
+      }),
+    );
+  };
   // The socket is corked until the end of the current tick, and a write is done for the
   // session as soon as the socket takes it without asking to wait (else at 'drain'): the
   // frames of an answer (HEADERS, DATA, trailers) leave in one system call, not one per frame
@@ -237,6 +272,7 @@ function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits, clientC
     socket.uncork();
   };
   const send = (parts: Buffer[], cb: (e?: Error | null) => void): void => {
+    writing = true;
     if (!corked) {
       corked = true;
       socket.cork();
@@ -244,12 +280,12 @@ function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits, clientC
     }
     let ok = true;
     for (const p of parts) ok = socket.write(p);
-    if (ok) cb();
-    else socket.once('drain', () => cb());
+    if (ok) writeDone(cb);
+    else socket.once('drain', () => writeDone(cb));
   };
   const d = new Duplex({
     read() {
-      if (!refused) socket.resume();
+      if (!refused && !ended && held.length === 0) socket.resume();
     },
     write(chunk: Buffer, _enc, cb) {
       if (refused) return cb();
@@ -264,6 +300,9 @@ function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits, clientC
       send(parts, cb);
     },
     final(cb) {
+      ended = true;
+      held.length = 0;
+      if (!refused) socket.resume();
       socket.end(cb);
     },
     destroy(err, cb) {
@@ -272,12 +311,12 @@ function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits, clientC
     },
   });
   const feed = (c: Buffer): void => {
-    if (refused) return;
-    let ok = true;
+    if (refused || ended) return;
     try {
-      for (const b of front.inbound(c)) ok = d.push(b) && ok;
+      held.push(...front.inbound(c));
     } catch (e) {
       refused = true;
+      held.length = 0;
       // Nothing more is read from a refused connection: no CPU or memory for what it still sends.
       socket.off('data', feed);
       socket.pause();
@@ -293,11 +332,14 @@ function h2Front(socket: Socket, head: Buffer, limits: ClientPortLimits, clientC
     // Our own frames (refused streams) go out now if the server's output is between frames,
     // else with its next frame boundary.
     if (front.outboundAtFrameBoundary) for (const f of front.takeOwnFrames()) socket.write(f);
-    if (!ok) socket.pause();
+    if (!deliver()) socket.pause();
   };
   feed(head);
   socket.on('data', feed);
-  socket.on('end', () => d.push(null));
+  socket.on('end', () => {
+    eof = true;
+    deliver();
+  });
   socket.on('close', () => d.destroy());
   return d;
 }
