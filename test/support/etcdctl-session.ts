@@ -203,8 +203,9 @@ export async function runSession(bin: string, cluster: Cluster): Promise<Step[]>
   record('get txn results', await ctl(['get', 't', '--prefix']));
 
   // --- watch: live with prev-kv, then history from a revision
-  const w = new Background(bin, eps, ['watch', 'w', '--prefix', '--prev-kv']);
-  await sleep(800);
+  // From the next revision: the events below are seen however long etcdctl takes to start.
+  const revBefore = Number(JSON.parse((await ctl(['get', 'w', '--prefix', '-w', 'json'])).stdout).header.revision);
+  const w = new Background(bin, eps, ['watch', 'w', '--prefix', '--prev-kv', `--rev=${revBefore + 1}`]);
   await ctl(['put', 'w1', 'a']);
   await ctl(['put', 'w1', 'b']);
   await ctl(['put', 'w2', 'c']);
