@@ -359,7 +359,7 @@ export class EtcdMember {
     const m = new EtcdMember(config, logger, identity, env);
     m.peerTlsFiles = peerTls;
     m.tokens = await tokenProvider(config.authToken, config.authTokenTtlMs);
-    await quotaStartWarnings(config.dataDir, config.quotaBackendBytes, logger);
+    await quotaStartWarnings(join(config.dataDir, 'member'), config.quotaBackendBytes, logger);
     // A joining member starts with no configuration: it learns it (and the data) from the
     // leader's snapshot. Bootstrap members start from the one their flags give.
     const voters = identity.bootstrap === 'new' ? config.initialCluster.map((x) => x.raftId) : [];
