@@ -14,9 +14,9 @@
  * - embedded (startServer in this process): the failed member's server closes its listeners and
  *   transport instead of exiting; a server whose client port is taken leaves nothing running.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -25,82 +25,7 @@ import { FaultCluster } from '../src/faults/cluster.js';
 import { memberIdOf, resolveConfig } from '../src/server/config.js';
 import { startServer } from '../src/server/server.js';
 import { FLOTILLA_BIN, freePort, startCluster, type Cluster } from './support/cluster.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Resolves with how the process ended (listening from now on: call it while it runs). */
-function exitOf(p: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve({ code: p.exitCode, signal: p.signalCode });
-  return new Promise((resolve) => p.once('exit', (code, signal) => resolve({ code, signal })));
-}
-
-/** True when a TCP connection to host:port is refused (nothing listens there). */
-function refused(hostPort: string): Promise<boolean> {
-  const [host, port] = hostPort.replace(/^http:\/\//, '').split(':') as [string, string];
-  return new Promise((resolve) => {
-    const s = connect({ host, port: Number(port) });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
-  });
-}
-
-async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-/** The index of the member the given ones agree is leader. */
-function leaderAmong(client: FlotillaClient, endpoints: readonly string[], indexes: readonly number[]): Promise<number> {
-  return waitFor('a leader', async () => {
-    const st = await Promise.all(indexes.map((i) => client.status(endpoints[i]!)));
-    const at = st.findIndex((s) => s.leader !== 0n && s.leader === s.header.memberId);
-    return at >= 0 && st.every((s) => s.leader === st[at]!.leader) ? indexes[at] : undefined;
-  });
-}
-
-/** Writes unique keys under `prefix`, remembering those acknowledged. */
-class Writer {
-  readonly acked = new Map<string, string>();
-  private n = 0;
-  constructor(
-    private readonly client: FlotillaClient,
-    private readonly prefix: string,
-  ) {}
-  async write(): Promise<boolean> {
-    const k = `${this.prefix}${String(this.n).padStart(4, '0')}`;
-    const v = `v${this.n++}`;
-    try {
-      await this.client.put(k, v);
-      this.acked.set(k, v);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-}
-
-/** Every acknowledged write is there, read linearizably through `endpoint`. */
-async function expectAllPresent(endpoint: string, prefix: string, acked: ReadonlyMap<string, string>): Promise<void> {
-  const c = new FlotillaClient({ endpoints: [endpoint] });
-  try {
-    const r = await c.get(prefix, { prefix: true });
-    const got = new Map(r.kvs.map((kv) => [kv.keyString(), kv.valueString()]));
-    const missing = [...acked].filter(([k, v]) => got.get(k) !== v).map(([k]) => k);
-    expect(missing, `acknowledged writes missing on ${endpoint}`).toEqual([]);
-  } finally {
-    await c.close();
-  }
-}
-
-const fatalLines = (log: string) => log.split('\n').filter((l) => l.includes('fatal: '));
+import { exitOf, expectAllPresent, fatalLines, leaderAmong, refused, sleep, waitFor, Writer } from './support/members.js';
 
 /** How long a member whose disk failed may take to exit while writes keep coming. */
 const EXIT_WAIT_MS = 20_000;

@@ -2,7 +2,7 @@
  * `flotilla serve`: one member, configured by etcd-style flags or FLOTILLA_* variables.
  *
  * Exit codes: 0 stopped by SIGTERM/SIGINT; EXIT_FATAL (1) the member failed while running (its
- * WAL or disk failed — ENOSPC, EIO —, or its Ready loop threw), after one line
+ * WAL, snapshots or LMDB backend failed — ENOSPC, EIO —, or its Ready loop threw), after one line
  * `fatal: <cause>; exiting with code 1`; EXIT_CANNOT_START (2) bad flags, or the member could
  * not start (a port already in use, storage that cannot be opened or recovered), after one line
  * `fatal: cannot start: <cause>; exiting with code 2` (bad flags: `flotilla serve: <what>`).
@@ -99,6 +99,7 @@ export function registerServe(program: Command): void {
       }
       const { startServer, FATAL_CLOSE_MS_MAX } = await import('../server/server.js');
       const { StorageIoError } = await import('../storage/fs.js');
+      const { BackendIoError } = await import('../kv/backend.js');
       const { MemberRemovedError } = await import('../server/member.js');
       // One logger for the whole process: the server, the member, the node and the transport.
       const logger = new OperatorLog({ level, format, member: config.name });
@@ -126,9 +127,11 @@ export function registerServe(program: Command): void {
       let stopping = false;
       void server.fatal.then(async (e) => {
         stopping = true;
-        // Storage errors name their operation ("WAL fsync failed: EIO: ..."); anything else is a bug.
-        // A removed member says so ("this member was removed from the cluster: ...").
-        fatal(e instanceof StorageIoError || e instanceof MemberRemovedError ? e.message : `error in the Ready loop: ${e.message}`, EXIT_FATAL);
+        // Storage errors name their operation and file ("WAL fsync failed: EIO: ...", "backend
+        // commit to <data-dir>/member/db failed: ..."); anything else is a bug. A removed member
+        // says so ("this member was removed from the cluster: ...").
+        const told = e instanceof StorageIoError || e instanceof BackendIoError || e instanceof MemberRemovedError;
+        fatal(told ? e.message : `error in the Ready loop: ${e.message}`, EXIT_FATAL);
         // The server is closing itself (listeners first); exit once it has, or after the bound.
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([server.close().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, FATAL_CLOSE_MS_MAX)))]);

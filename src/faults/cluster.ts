@@ -54,13 +54,24 @@ export class FaultCluster {
     return [process.execPath, [BIN, ...args]];
   }
 
-  static async start(size: number, serveArgs: readonly string[] = []): Promise<FaultCluster> {
+  /**
+   * `beforeLaunch` runs once the members' data directories are chosen (none exists yet) and
+   * before any member starts: a test prepares a member's disk there (e.g. a small file system
+   * mounted where its database will be).
+   */
+  static async start(size: number, serveArgs: readonly string[] = [], o: { beforeLaunch?: (members: readonly Member[]) => void } = {}): Promise<FaultCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-faults-'));
     const members: Member[] = [];
     for (let i = 0; i < size; i++) {
       members.push({ name: `m${i + 1}`, client: `127.0.0.1:${await freePort()}`, peerUrl: `http://127.0.0.1:${await freePort()}`, dataDir: join(dir, `m${i + 1}`), proc: null, paused: false, log: '' });
     }
     const c = new FaultCluster(members, dir, `faults-${process.pid}-${Date.now()}`, serveArgs);
+    try {
+      o.beforeLaunch?.(members);
+    } catch (e) {
+      rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
     await c.launchAll();
     return c;
   }

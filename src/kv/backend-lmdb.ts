@@ -6,13 +6,14 @@
  * Space freed by deletions (compaction) is reused by later writes; `defragment()` also shrinks
  * the file.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { open, type RootDatabase } from 'lmdb';
 import { assert } from '../lib/assert.js';
-import { BACKEND_BATCH_INTERVAL_MS, BACKEND_BATCH_OPS_MAX, binKey, OverlayBackend, type Backend, type BackendReadView, type Batch, type BackendBatchLimits } from './backend.js';
+import { BACKEND_BATCH_INTERVAL_MS, BACKEND_BATCH_OPS_MAX, BackendIoError, binKey, OverlayBackend, type Backend, type BackendReadView, type Batch, type BackendBatchLimits } from './backend.js';
 
 /** The LMDB map (address space reserved for the file); lmdb-js grows it when it fills. */
 const LMDB_MAP_BYTES_INITIAL = 256 * 1024 * 1024;
@@ -40,6 +41,15 @@ function openDb(path: string): Db {
 export const BACKEND_COMMIT_WAIT_MS_MAX = 60_000;
 /** Longest error text a failed background commit hands back (the rest is cut). */
 const COMMIT_ERROR_BYTES_MAX = 1024;
+/**
+ * Free space on the database's file system below which a failed commit is put down to the
+ * file system being full (ENOSPC). LMDB reports a write the file system cut short as EIO
+ * (mdb.c: "short write, filesystem full?"), and a file system cuts a write short, or refuses
+ * it, when it has (next to) nothing left: ext4 and btrfs keep some blocks for their own
+ * metadata, so "full" is a little above 0. A real I/O error on a disk this full would be
+ * misnamed, but the message keeps LMDB's own text beside the diagnosis.
+ */
+export const BACKEND_DISK_FULL_FREE_BYTES = 1024 * 1024;
 
 /**
  * The thread that makes batch commits (by time and count) durable: one LMDB write transaction
@@ -47,7 +57,8 @@ const COMMIT_ERROR_BYTES_MAX = 1024;
  * about 9 ms every 100 ms). lmdb-js shares one LMDB environment among the threads of a process
  * that open the same file, so its commits are the main thread's, under LMDB's one write lock.
  * A batch arrives packed in one transferred buffer (packBatch); messages are handled one at a
- * time, in order. `done`: [last durable batch, failed, error text length, ready] — the main
+ * time, in order. `done`: [last durable batch, failed, error text length, ready, LMDB's
+ * error number (an errno such as ENOSPC, or one of LMDB's own, 0: none)] — the main
  * thread blocks on it (Atomics.wait) when it must commit at once itself; it hands the thread
  * batches only once the thread says it is ready (a thread still starting may need the main
  * thread, which must then not be blocked waiting for it).
@@ -90,11 +101,13 @@ async function handle(m) {
     parentPort.postMessage({ seq: m.seq });
   } catch (e) {
     const text = Buffer.from(String((e && e.message) || e)).subarray(0, errText.length);
+    const code = e && typeof e.code === 'number' ? e.code : 0;
     errText.set(text);
     Atomics.store(done, 2, text.length);
+    Atomics.store(done, 4, code);
     Atomics.store(done, 1, 1);
     Atomics.notify(done, 0);
-    parentPort.postMessage({ seq: m.seq, error: String((e && e.message) || e) });
+    parentPort.postMessage({ seq: m.seq, error: String((e && e.message) || e), code });
   }
 }
 `;
@@ -147,13 +160,11 @@ export class LmdbBackend extends OverlayBackend {
   private sizeBytes: number | null = null;
   /** The commit thread (COMMIT_THREAD), started with the first background commit. */
   private worker: Worker | null = null;
-  /** Shared with the commit thread: [last durable batch, failed, error text length, ready]. */
-  private readonly done = new Int32Array(new SharedArrayBuffer(16));
+  /** Shared with the commit thread: [last durable batch, failed, error text length, ready, error number]. */
+  private readonly done = new Int32Array(new SharedArrayBuffer(20));
   private readonly errText = new Uint8Array(new SharedArrayBuffer(COMMIT_ERROR_BYTES_MAX));
   /** The last batch handed to the commit thread. */
   private sentSeq = 0;
-  /** A background commit failed: every later write and commit throws it (the member stops). */
-  private failure: Error | null = null;
   /** Told when the commit thread is ready (commitThreadReady). */
   private onReady: ((failed: Error | null) => void) | null = null;
   /** Batches the commit thread has made durable (tests, metrics). */
@@ -186,18 +197,19 @@ export class LmdbBackend extends OverlayBackend {
   }
 
   protected write(batch: Batch): void {
-    if (this.failure) throw this.failure;
     this.sizeBytes = null;
-    writeBatch(this.db, batch);
+    try {
+      writeBatch(this.db, batch);
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      throw commitError(this.path, (e as Error).message ?? String(e), typeof code === 'number' ? code : 0);
+    }
     this.duringCopy?.push(batch);
   }
 
-  protected override failedWith(): Error | null {
-    return this.failure;
-  }
-
   protected override writeInBackground(batch: Batch): boolean {
-    if (this.failure) throw this.failure;
+    const failed = this.failedWith;
+    if (failed) throw failed;
     const w = (this.worker ??= this.startCommitThread());
     // Until the thread has opened the database, commits are made here (see COMMIT_THREAD).
     if (Atomics.load(this.done, 3) === 0) return false;
@@ -212,16 +224,16 @@ export class LmdbBackend extends OverlayBackend {
   protected override awaitBackground(): void {
     const deadline = performance.now() + BACKEND_COMMIT_WAIT_MS_MAX;
     for (;;) {
-      if (this.failure) throw this.failure;
+      const failed = this.failedWith;
+      if (failed) throw failed;
       const seen = Atomics.load(this.done, 0);
       if (seen >= this.sentSeq) break;
       if (Atomics.load(this.done, 1) !== 0) {
         const text = Buffer.from(this.errText.subarray(0, Atomics.load(this.done, 2))).toString();
-        this.failure = new Error(`backend commit failed: ${text}`);
-        throw this.failure;
+        throw this.fail(commitError(this.path, text, Atomics.load(this.done, 4)));
       }
       const left = deadline - performance.now();
-      if (left <= 0) throw (this.failure = new Error(`a backend commit did not complete within ${BACKEND_COMMIT_WAIT_MS_MAX} ms`));
+      if (left <= 0) throw this.fail(new BackendIoError(this.path, `a commit did not complete within ${BACKEND_COMMIT_WAIT_MS_MAX} ms`));
       Atomics.wait(this.done, 0, seen, left);
     }
     this.settled(this.sentSeq);
@@ -245,14 +257,14 @@ export class LmdbBackend extends OverlayBackend {
     });
     // The thread never keeps the process alive; close() ends it.
     w.unref();
-    w.on('message', (m: { seq: number; error?: string; ready?: true }) => {
+    w.on('message', (m: { seq: number; error?: string; code?: number; ready?: true }) => {
       if (m.ready) this.onReady?.(null);
-      else if (m.error !== undefined) this.failure ??= new Error(`backend commit failed: ${m.error}`);
+      // No caller waits for a background commit: its failure goes to onFailure's listeners.
+      else if (m.error !== undefined) this.fail(commitError(this.path, m.error, m.code ?? 0));
       else this.settled(m.seq);
     });
     w.on('error', (e) => {
-      this.failure ??= new Error(`the backend's commit thread failed: ${e.message}`);
-      this.onReady?.(this.failure);
+      this.onReady?.(this.fail(new BackendIoError(this.path, `its commit thread failed: ${e.message}`)));
     });
     return w;
   }
@@ -262,7 +274,7 @@ export class LmdbBackend extends OverlayBackend {
    * main thread, as every one until the thread is ready) and resolves once it takes batches.
    */
   commitThreadReady(): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.failedWith) return Promise.reject(this.failedWith);
     this.worker ??= this.startCommitThread();
     if (Atomics.load(this.done, 3) !== 0) return Promise.resolve();
     const w = this.worker;
@@ -409,9 +421,15 @@ export class LmdbBackend extends OverlayBackend {
     if (!this.views.has(old)) void old.close();
   }
 
+  /** After a failed commit (or if this last one fails), closes without committing and throws the failure. */
   override async close(): Promise<void> {
     if (this.closed) return;
-    await super.close();
+    try {
+      await super.close();
+    } catch (e) {
+      await this.abandon();
+      throw e;
+    }
     await this.stopCommitThread();
     await this.db.close();
   }
@@ -469,6 +487,30 @@ function writeBatch(db: Db, batch: Batch): void {
       } else void db.put(key, value);
     });
   });
+}
+
+/** errno names by number ('ENOSPC' for 28 on Linux), for LMDB's numeric error codes. */
+const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+
+/**
+ * The error of a commit LMDB failed with `text` and error number `code` (0: none given),
+ * naming the database file. When the file system holding it is (next to) full, says so:
+ * ENOSPC, whatever LMDB called it (a short write is EIO to LMDB).
+ */
+function commitError(path: string, text: string, code: number): BackendIoError {
+  let free: number | null = null;
+  try {
+    const s = statfsSync(dirname(path));
+    free = s.bavail * s.bsize;
+  } catch {
+    // Nothing more to tell.
+  }
+  const name = ERRNO_NAMES.get(code);
+  const said = name ? `${text} (${name})` : text;
+  if (free === null) return new BackendIoError(path, said, name);
+  const freeText = `${said}, ${free} bytes free on its file system`;
+  if (name === 'ENOSPC' || free >= BACKEND_DISK_FULL_FREE_BYTES) return new BackendIoError(path, freeText, name);
+  return new BackendIoError(path, `${freeText}: no space left on device (ENOSPC; LMDB reports a write the file system cut short as ${name ?? 'an error'})`, 'ENOSPC');
 }
 
 /** Makes a rename in `dir` durable. */

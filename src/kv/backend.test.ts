@@ -8,14 +8,14 @@
  * (src/sim/store.ts): this suite is what says it crashes as LMDB does.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { BACKEND_BATCH_OPS_MAX, BACKEND_KEY_BYTES_MAX, BACKEND_PENDING_BATCHES_MAX, MemoryBackend, type Backend } from './backend.js';
-import { LmdbBackend } from './backend-lmdb.js';
+import { BACKEND_BATCH_OPS_MAX, BACKEND_KEY_BYTES_MAX, BACKEND_PENDING_BATCHES_MAX, BackendIoError, MemoryBackend, type Backend } from './backend.js';
+import { BACKEND_DISK_FULL_FREE_BYTES, LmdbBackend } from './backend-lmdb.js';
 import { encodeRequest, type Command } from './commands.js';
 import { KvStateMachine } from './state-machine.js';
 
@@ -57,6 +57,13 @@ function lmdb(): Subject {
 }
 
 const k = (s: string) => new TextEncoder().encode(s);
+
+/** Slips a write LMDB refuses into the overlay (an empty key: put() never lets one through): the next commit fails. */
+function slipEmptyKey(b: Backend): void {
+  const inside = b as unknown as { pending: { set(k: string, v: Uint8Array): void }; opsSinceCommit: number };
+  inside.pending.set('', k('x'));
+  inside.opsSinceCommit++;
+}
 const s = (b: Uint8Array | undefined) => (b === undefined ? undefined : Buffer.from(b).toString());
 const all = (b: Backend, from = '', to?: string) => [...b.scan(k(from), to === undefined ? undefined : k(to))].map(([a, v]) => `${s(a)}=${s(v)}`);
 
@@ -445,14 +452,61 @@ describe('lmdb backend', () => {
     const b = LmdbBackend.open(join(d, 'db'), { batchIntervalMs: 0, batchOpsMax: 2 });
     await b.commitThreadReady();
     b.put(k('a'), k('1'));
-    // A write LMDB refuses (an empty key: put() never lets one through), slipped into the overlay.
-    const inside = b as unknown as { pending: { set(k: string, v: Uint8Array): void }; opsSinceCommit: number };
-    inside.pending.set('', k('x'));
-    inside.opsSinceCommit++;
+    slipEmptyKey(b);
     b.maybeCommit();
-    await vi.waitFor(() => expect(() => b.put(k('b'), k('2'))).toThrow(/backend commit failed/), { timeout: 5000 });
-    expect(() => b.commit()).toThrow(/backend commit failed/);
+    await vi.waitFor(() => expect(() => b.put(k('b'), k('2'))).toThrow(/^backend commit to .*db failed: /), { timeout: 5000 });
+    expect(() => b.commit()).toThrow(/^backend commit to .*db failed: /);
     await b.abandon();
+  });
+
+  it('a background commit that fails is reported to onFailure at once, with no later write or commit to find it; close then throws it, having let go of the file', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    const b = LmdbBackend.open(join(d, 'db'), { batchIntervalMs: 0, batchOpsMax: 2 });
+    await b.commitThreadReady();
+    const reported = new Promise<Error>((resolve) => b.onFailure(resolve));
+    b.put(k('a'), k('1'));
+    slipEmptyKey(b);
+    b.maybeCommit();
+    const e = await reported;
+    expect(e).toBeInstanceOf(BackendIoError);
+    expect(e.message).toMatch(new RegExp(`^backend commit to ${join(d, 'db')} failed: .*, \\d+ bytes free on its file system`));
+    // Not a full disk (a refused key, with room left): not called one.
+    const st = statfsSync(d);
+    if (st.bavail * st.bsize >= BACKEND_DISK_FULL_FREE_BYTES) expect(e.message).not.toContain('ENOSPC');
+    // A listener that comes later is told at once; the failure is told once.
+    const late: Error[] = [];
+    b.onFailure((x) => late.push(x));
+    expect(late).toEqual([e]);
+    await expect(b.close()).rejects.toBe(e);
+    // Let go of: the file opens again, with the last commit that completed (not the failed one).
+    const again = LmdbBackend.open(join(d, 'db'), { batchIntervalMs: 0 });
+    expect(again.get(k('a'))).toBeUndefined();
+    await again.close();
+  });
+
+  it('a commit by time that fails throws nowhere (no caller waits for it): onFailure hears it, once, and every write after it throws it', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'flotilla-backend-'));
+    dirs.push(d);
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const b = LmdbBackend.open(join(d, 'db'), { batchIntervalMs: 10, batchOpsMax: 1000 });
+      const failures: Error[] = [];
+      b.onFailure((e) => failures.push(e));
+      b.put(k('a'), k('1'));
+      slipEmptyKey(b);
+      // The interval's commit (made here: the commit thread is not up yet) fails inside the timer.
+      expect(() => vi.advanceTimersByTime(10)).not.toThrow();
+      expect(failures).toHaveLength(1);
+      expect(failures[0]).toBeInstanceOf(BackendIoError);
+      expect(() => b.put(k('b'), k('2'))).toThrow(failures[0]);
+      expect(() => b.commit()).toThrow(failures[0]);
+      expect(() => vi.advanceTimersByTime(50)).not.toThrow();
+      expect(failures).toHaveLength(1);
+      await expect(b.close()).rejects.toBe(failures[0]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('lets at most BACKEND_PENDING_BATCHES_MAX batches wait behind a background commit: past that it commits at once, after the one under way', async () => {

@@ -89,7 +89,34 @@ export interface Backend {
    * into a staging backend of the same kind is installed this way. `staged` is consumed.
    */
   adopt(staged: Backend): void;
+  /**
+   * `fn` is called once, with the error, when a commit fails — also one made in the
+   * background or by time, which no caller would hear of (it is called at once if one already
+   * failed). From then on every write and commit throws that error: the backend's owner must
+   * stop (a member exits: src/node RaftNode.fail). A failed commit is not retried: what it
+   * wrote may not be durable, and continuing would acknowledge what the disk does not hold.
+   */
+  onFailure(fn: (e: Error) => void): void;
+  /** Makes the pending writes durable and closes; after a failure, closes and throws it. */
   close(): Promise<void>;
+}
+
+/**
+ * A commit the backend's storage refused (its file system full, an I/O error): names the
+ * database and, when known, the system error code. Fatal to the member (see onFailure).
+ */
+export class BackendIoError extends Error {
+  override name = 'BackendIoError';
+  constructor(
+    /** The database file. */
+    readonly path: string,
+    /** What went wrong, as the backend can tell (the storage engine's text, the diagnosis). */
+    detail: string,
+    /** The system error code ('ENOSPC', 'EIO'), when known. */
+    readonly code?: string,
+  ) {
+    super(`backend commit to ${path} failed: ${detail}`);
+  }
 }
 
 /** A consistent read of a backend's committed data (Backend.readView). */
@@ -156,11 +183,15 @@ export abstract class OverlayBackend implements Backend {
   private batchDue = false;
   private timer: NodeJS.Timeout | null = null;
   protected closed = false;
+  /** The first failed commit: every later write and commit throws it (see onFailure). */
+  private failure: Error | null = null;
+  private readonly failureListeners: ((e: Error) => void)[] = [];
 
   protected constructor(protected readonly limits: BackendBatchLimits) {
     if (limits.batchIntervalMs > 0) {
       this.timer = setInterval(() => {
-        if (this.opsSinceCommit > 0 && !this.closed) this.commitBatch();
+        // No caller to throw to: a failure is reported to onFailure's listeners instead.
+        if (this.opsSinceCommit > 0 && !this.closed && !this.failure) this.reporting(() => this.commitBatch());
       }, limits.batchIntervalMs);
       this.timer.unref();
     }
@@ -262,8 +293,12 @@ export abstract class OverlayBackend implements Backend {
     if (this.opsSinceCommit === 0) return;
     const batch: Batch = { cleared: this.cleared, ops: this.pending };
     // The overlay is dropped only once the batch is durable: a failed write leaves it readable
-    // (and the member stops: a storage failure is fatal, see RaftNode).
-    this.write(batch);
+    // (and the member stops: a storage failure is fatal, see onFailure).
+    try {
+      this.write(batch);
+    } catch (e) {
+      throw this.fail(e);
+    }
     this.pending = new BTree();
     this.cleared = false;
     this.opsSinceCommit = 0;
@@ -329,7 +364,33 @@ export abstract class OverlayBackend implements Backend {
     });
     if (this.batchDue) {
       this.batchDue = false;
-      if (!this.closed) this.commitBatch();
+      // Called when the backend learns of the completion (an event, not a caller's call).
+      if (!this.closed && !this.failure) this.reporting(() => this.commitBatch());
+    }
+  }
+
+  onFailure(fn: (e: Error) => void): void {
+    this.failureListeners.push(fn);
+    if (this.failure) fn(this.failure);
+  }
+
+  /**
+   * Records a failed commit (the first one is kept) and tells the listeners once; returns the
+   * error to throw. Subclasses call it when a commit fails where no caller waits for it.
+   */
+  protected fail(e: unknown): Error {
+    if (this.failure) return this.failure;
+    const err = (this.failure = e instanceof Error ? e : new Error(String(e)));
+    for (const l of this.failureListeners) l(err);
+    return err;
+  }
+
+  /** Runs `f`, where no caller would hear of its error: a failure goes to fail() instead of being thrown. */
+  private reporting(f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.fail(e);
     }
   }
 
@@ -363,14 +424,13 @@ export abstract class OverlayBackend implements Backend {
 
   private checkOpen(): void {
     if (this.closed) throw new Error('the storage backend is closed');
-    // A background commit that failed fails every write after it (the member stops).
-    const failed = this.failedWith();
-    if (failed) throw failed;
+    // A commit that failed fails every write after it (the member stops).
+    if (this.failure) throw this.failure;
   }
 
-  /** The failure of a background commit, once one failed. */
-  protected failedWith(): Error | null {
-    return null;
+  /** The first failed commit, once one failed. */
+  protected get failedWith(): Error | null {
+    return this.failure;
   }
 }
 

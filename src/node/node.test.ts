@@ -192,6 +192,27 @@ describe('RaftNode', () => {
     expect(await next.node.propose(enc('10'))).toBeGreaterThanOrEqual(11);
   });
 
+  it('fail(): a failure found outside the Ready loop (the state machine\'s own storage) stops the node as one in it does; the first is reported', async () => {
+    const net = new MemoryNetwork();
+    const ms = await Promise.all([1, 2, 3].map((id) => startMember(net, id, new MemoryStorage(conf))));
+    const leader = await waitFor('a leader', () => leaderOf(ms));
+    await leader.node.propose(enc('1'));
+    // A proposal that cannot commit (the leader cut off) is pending when the failure comes.
+    net.isolate(leader.node.id, [1, 2, 3]);
+    const pending = leader.node.propose(enc('2')).catch((e: unknown) => e);
+    const err = new Error('backend commit to /x/member/db failed: No space left on device (ENOSPC)');
+    leader.node.fail(err);
+    leader.node.fail(new Error('a second failure'));
+    expect(await leader.node.fatal).toBe(err);
+    expect(leader.node.failure).toBe(err);
+    expect(leader.node.isLeader).toBe(false);
+    expect(leader.node.leader).toBe(0);
+    expect(await pending).toBeInstanceOf(StoppedError);
+    await expect(leader.node.propose(enc('3'))).rejects.toBeInstanceOf(StoppedError);
+    await expect(leader.node.stop()).rejects.toBe(err);
+    running = running.filter((n) => n !== leader.node);
+  });
+
   it('fails pending work with StoppedError on stop', async () => {
     const net = new MemoryNetwork();
     const m = await startMember(net, 1, new MemoryStorage({ ...conf, voters: [1, 2, 3] }));

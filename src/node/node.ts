@@ -496,16 +496,34 @@ export class RaftNode<R = unknown> {
       }
     } catch (e) {
       // A storage failure (or a bug) stops the member: continuing could break durability.
-      const err = e instanceof Error ? e : new Error(String(e));
-      this.failed = err;
-      this.o.logger?.warn(`${this.id} stopping after an error in the Ready loop: ${err.message}`);
-      this.stopped = true;
-      this.tickTimer?.cancel();
-      this.setLeading(false, this.core.currentTerm);
-      // Nothing pending can complete now: fail it at once rather than when the owner stops us.
-      this.failPending(new StoppedError(`node stopped after an error: ${err.message}`));
-      this.reportFailure(err);
+      this.failWith(e instanceof Error ? e : new Error(String(e)), 'in the Ready loop');
     }
+  }
+
+  /**
+   * Stops the node as an error in its Ready loop does (see `fatal`), for a failure the
+   * application finds outside the loop: its state machine's own storage failing a commit made
+   * in the background (src/kv's backend, onFailure), which no apply would hear of until the
+   * next entry — meanwhile the member would go on serving what its disk may not hold. The
+   * first failure is the one reported; after `stop()` this does nothing.
+   */
+  fail(err: Error): void {
+    if (this.closing) return;
+    this.failWith(err, 'of its storage');
+    // The loop, waiting for work, ends (`stopped`).
+    this.kick();
+  }
+
+  private failWith(err: Error, where: string): void {
+    if (this.failed) return;
+    this.failed = err;
+    this.o.logger?.warn(`${this.id} stopping after an error ${where}: ${err.message}`);
+    this.stopped = true;
+    this.tickTimer?.cancel();
+    this.setLeading(false, this.core.currentTerm);
+    // Nothing pending can complete now: fail it at once rather than when the owner stops us.
+    this.failPending(new StoppedError(`node stopped after an error: ${err.message}`));
+    this.reportFailure(err);
   }
 
   private async handle(rd: Ready): Promise<void> {

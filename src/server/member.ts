@@ -359,7 +359,7 @@ export class EtcdMember {
     const m = new EtcdMember(config, logger, identity, env);
     m.peerTlsFiles = peerTls;
     m.tokens = await tokenProvider(config.authToken, config.authTokenTtlMs);
-    await quotaStartWarnings(config.dataDir, config.quotaBackendBytes, logger);
+    await quotaStartWarnings(join(config.dataDir, 'member'), config.quotaBackendBytes, logger);
     // A joining member starts with no configuration: it learns it (and the data) from the
     // leader's snapshot. Bootstrap members start from the one their flags give.
     const voters = identity.bootstrap === 'new' ? config.initialCluster.map((x) => x.raftId) : [];
@@ -434,6 +434,9 @@ export class EtcdMember {
       logger,
       ...(observers.node ? { observer: observers.node } : {}),
     });
+    // A backend commit that fails in the background (the disk under <data-dir>/member/db full)
+    // stops the member at once, as a WAL failure does: nothing waits for that commit to hear it.
+    m.sm.backend.onFailure((e) => m.node.fail(e));
     m.node.onLeadershipChange((leading) => {
       if (!leading) m.streams.abortSends();
     });
@@ -528,8 +531,8 @@ export class EtcdMember {
   }
 
   /**
-   * Resolves with the error that stopped this member's Raft node — a WAL or disk failure
-   * (ENOSPC, EIO), an error in the Ready loop — and never for a clean stop. From then on the
+   * Resolves with the error that stopped this member's Raft node — a WAL, snapshot or backend
+   * (LMDB) failure (ENOSPC, EIO), an error in the Ready loop — and never for a clean stop. From then on the
    * member neither leads nor follows; its server closes and `flotilla serve` exits (see server.ts).
    */
   get fatal(): Promise<Error> {

@@ -38,13 +38,13 @@ describe('quota (etcd 3.4 quota.go)', () => {
     return lines;
   };
 
-  it('warns at start when the quota exceeds the free space of the data directory, or 8 GiB', async () => {
+  it('warns at start when the quota exceeds the free space of the backend\'s directory, or 8 GiB', async () => {
     expect(await warnings(1024)).toEqual([]);
     const huge = await warnings(Number.MAX_SAFE_INTEGER);
     expect(huge).toHaveLength(2);
     expect(huge[0]).toMatch(/exceeds the recommended maximum 8589934592/);
-    expect(huge[1]).toMatch(/exceeds the free space of the data directory .*flotilla-quota-.* \(\d+ bytes\)/);
+    expect(huge[1]).toMatch(/exceeds the free space of the backend's directory .*flotilla-quota-.* \(\d+ bytes\)/);
     expect(await warnings(QUOTA_BACKEND_BYTES_WARN)).not.toContainEqual(expect.stringMatching(/recommended maximum/));
-    expect(await warnings(1024, join(dir, 'missing'))).toEqual([expect.stringMatching(/cannot read the free space of the data directory/)]);
+    expect(await warnings(1024, join(dir, 'missing'))).toEqual([expect.stringMatching(/cannot read the free space of the backend's directory/)]);
   });
 });

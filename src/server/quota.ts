@@ -34,21 +34,23 @@ export const quotaAvailable = (sizeBytes: number, cost: number, quotaBytes: numb
 export const overQuota = (sizeBytes: number, quotaBytes: number): boolean => sizeBytes >= quotaBytes;
 
 /**
- * The warnings at start: a quota over etcd's recommended maximum, and a quota the data
- * directory's file system cannot hold (the alarm should come before the disk fills: a member
- * whose disk fills stops, as on any storage failure). Never throws: statfs may be unavailable.
+ * The warnings at start: a quota over etcd's recommended maximum, and a quota the file system
+ * of the backend's directory (`<data-dir>/member`, where the database file grows; it may be
+ * another file system than the WAL's) cannot hold — the alarm should come before the disk
+ * fills: a member whose disk fills stops, as on any storage failure. Never throws: statfs may
+ * be unavailable.
  */
-export async function quotaStartWarnings(dataDir: string, quotaBytes: number, logger: Logger): Promise<void> {
+export async function quotaStartWarnings(dbDir: string, quotaBytes: number, logger: Logger): Promise<void> {
   if (quotaBytes > QUOTA_BACKEND_BYTES_WARN) {
     logger.warn(`--quota-backend-bytes ${quotaBytes} exceeds the recommended maximum ${QUOTA_BACKEND_BYTES_WARN} (8 GiB): a larger store may degrade performance`);
   }
   try {
-    const s = await statfs(dataDir);
+    const s = await statfs(dbDir);
     const freeBytes = Number(s.bavail) * Number(s.bsize);
     if (freeBytes < quotaBytes) {
-      logger.warn(`--quota-backend-bytes ${quotaBytes} exceeds the free space of the data directory ${dataDir} (${freeBytes} bytes): the disk may fill before the NOSPACE alarm is raised, and a member whose disk fills stops`);
+      logger.warn(`--quota-backend-bytes ${quotaBytes} exceeds the free space of the backend's directory ${dbDir} (${freeBytes} bytes): the disk may fill before the NOSPACE alarm is raised, and a member whose disk fills stops`);
     }
   } catch (e) {
-    logger.warn(`cannot read the free space of the data directory ${dataDir}: ${(e as Error).message}`);
+    logger.warn(`cannot read the free space of the backend's directory ${dbDir}: ${(e as Error).message}`);
   }
 }
