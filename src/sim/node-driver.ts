@@ -240,7 +240,7 @@ export class NodeDriver implements MemberDriver {
       }, failed);
     } else {
       node.propose(this.encode(req.cmd!)).then((swapped) => {
-        if (n.incarnation === inc) h.reply(req, { ok: true, ...(req.cmd!.op === 'cas' ? { output: swapped } : {}) });
+        if (n.incarnation === inc) h.reply(req, req.cmd!.op === 'cas' ? { ok: true, output: swapped } : { ok: true });
       }, failed);
     }
   }

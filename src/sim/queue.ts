@@ -2,11 +2,19 @@
  * The simulator's agenda: events ordered by virtual time, ties broken by insertion order so a
  * run is a pure function of its seed.
  */
+/**
+ * A line of the failure trace: the text, or a function that builds it, called only if the line
+ * is ever shown (most runs pass, and a message's description per delivery is not free). The
+ * function must build the same text whenever it is called: it reads only values that never
+ * change (a message, captured copies of mutable fields).
+ */
+export type TraceLine = string | (() => string);
+
 export interface SimEvent {
   readonly time: number;
   readonly seq: number;
-  /** Shown in failure traces. */
-  readonly label: string;
+  /** Shown in failure traces ('': not shown). */
+  readonly label: TraceLine;
   readonly run: () => void;
 }
 
@@ -18,7 +26,7 @@ export class EventQueue {
     return this.heap.length;
   }
 
-  push(time: number, label: string, run: () => void): void {
+  push(time: number, label: TraceLine, run: () => void): void {
     const ev: SimEvent = { time, seq: this.seq++, label, run };
     const h = this.heap;
     h.push(ev);
