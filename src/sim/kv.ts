@@ -16,8 +16,21 @@ export function encodeCommand(c: KvCommand): Uint8Array {
   return encoder.encode(JSON.stringify(c));
 }
 
+/**
+ * Commands decoded so far, by their bytes: an entry reaches every member as the same array (the
+ * simulated network passes messages by reference), so each is parsed once rather than once per
+ * member that applies it. Entry data is never written after it is made, and nothing changes a
+ * decoded command.
+ */
+const decoded = new WeakMap<Uint8Array, KvCommand>();
+
 export function decodeCommand(b: Uint8Array): KvCommand {
-  return JSON.parse(decoder.decode(b)) as KvCommand;
+  let c = decoded.get(b);
+  if (c === undefined) {
+    c = JSON.parse(decoder.decode(b)) as KvCommand;
+    decoded.set(b, c);
+  }
+  return c;
 }
 
 export class SimKv {
