@@ -43,10 +43,21 @@ export class NodeDriver implements MemberDriver {
    * per event. That holds because members queue only promise continuations: no nextTick, timer
    * or immediate (their clock and disk are the simulation's events).
    */
-  async settle(): Promise<void> {
-    await new Promise<void>((resolve) => process.nextTick(resolve));
-    if (this.asyncFailure !== null) throw this.asyncFailure;
-    for (const n of this.host.nodes.values()) if (n.up && n.node?.failure) throw n.node.failure;
+  settle(): Promise<void> {
+    return new Promise<void>((resolve, reject) =>
+      process.nextTick(() => {
+        if (this.asyncFailure !== null) reject(this.asyncFailure);
+        else {
+          for (const n of this.host.nodes.values()) {
+            if (n.up && n.node?.failure) {
+              reject(n.node.failure);
+              return;
+            }
+          }
+          resolve();
+        }
+      }),
+    );
   }
 
   /** Runs `f` inside a member's asynchronous work; a failure there fails the run. */

@@ -10,6 +10,8 @@ import type { SimNode } from './cluster.js';
 import type { SimStats } from './settings.js';
 import { InvariantViolation } from './violation.js';
 
+const decoder = new TextDecoder();
+
 export interface MemberEvents {
   /** The member's role changed since it was last checked. */
   roleChanged(n: SimNode, role: string): void;
@@ -34,7 +36,7 @@ export class StateChecker {
   private content(e: Entry): string {
     let c = this.contentCache.get(e);
     if (c === undefined) {
-      c = `${e.type}:${new TextDecoder().decode(e.data)}`;
+      c = `${e.type}:${decoder.decode(e.data)}`;
       this.contentCache.set(e, c);
     }
     return c;
