@@ -49,27 +49,27 @@ export class EventQueue {
     if (h.length === 0) return undefined;
     const top = h[0]!;
     const last = h.pop()!;
-    if (h.length > 0) {
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        let mv = last;
-        if (l < h.length && before(h[l]!, mv)) {
-          m = l;
-          mv = h[l]!;
-        }
-        if (r < h.length && before(h[r]!, mv)) {
-          m = r;
-          mv = h[r]!;
-        }
-        if (m === i) break;
-        h[i] = mv;
-        i = m;
-      }
-      h[i] = last;
+    const n = h.length;
+    if (n === 0) return top;
+    // Bottom-up (Floyd): move the hole at the root down along the earlier child to a leaf, then
+    // sift `last` up from there. `last` came from the bottom, so it seldom rises far: about half
+    // the comparisons of sifting it down from the root. Keys are unique (seq), so the order of
+    // pops is the same whatever the heap's shape.
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const c = l + 1 < n && before(h[l + 1]!, h[l]!) ? l + 1 : l;
+      h[i] = h[c]!;
+      i = c;
     }
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!before(last, h[p]!)) break;
+      h[i] = h[p]!;
+      i = p;
+    }
+    h[i] = last;
     return top;
   }
 }
