@@ -30,7 +30,7 @@ export class LivenessChecker {
     for (const n of w.nodes.values()) {
       const core = n.core;
       if (!n.up || !core || core.currentRole !== 'leader' || n.paused) {
-        this.cutOff.delete(n.id);
+        if (this.cutOff.size > 0) this.cutOff.delete(n.id);
         continue;
       }
       const term = core.currentTerm;

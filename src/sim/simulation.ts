@@ -56,6 +56,8 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
   readonly net: Network;
   private readonly queue = new EventQueue();
   readonly nodes = new Map<NodeId, SimNode>();
+  /** The members in id order, as `nodes` lists them (set up once: members are never added later). */
+  private nodeList: SimNode[] = [];
   /**
    * The failure trace: the last `traceLength` lines with their virtual times, in a ring
    * (`traceNext` is where the next line goes once it is full), formatted only when shown.
@@ -225,6 +227,7 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
       const drift = 1 + (driftRng.next() - 0.5) * 0.1; // clocks differ by up to ±5%
       this.nodes.set(id, new SimNode(id, new SimDisk(id, conf), drift));
     }
+    this.nodeList = [...this.nodes.values()];
     this.note(`start: ${this.describeSetting()}`);
     for (const n of this.nodes.values()) this.driver.boot(n);
     this.workload.start(voters);
@@ -369,7 +372,7 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
 
   /** Checked after every event, for every running member. */
   private afterEvent(): void {
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodeList) {
       if (!n.up || !n.core) continue;
       this.checker.checkMember(n, this.memberEvents);
     }

@@ -58,7 +58,9 @@ export class StateChecker {
       n.lastRole = role;
       events.roleChanged(n, role);
     }
-    if (role === 'leader') {
+    // Once checked as leader of a term, a member is that term's leader on record (a record is
+    // never changed), so the checks below would find the same again: they run once per term.
+    if (role === 'leader' && n.checkedLeaderTerm !== term) {
       const other = this.leaderOfTerm.get(term);
       if (other === undefined) {
         this.leaderOfTerm.set(term, n.id);
@@ -66,10 +68,8 @@ export class StateChecker {
       } else if (other !== n.id) {
         throw new InvariantViolation('election safety', `two leaders in term ${term}: n${other} and n${n.id}`);
       }
-      if (n.checkedLeaderTerm !== term) {
-        n.checkedLeaderTerm = term;
-        this.checkLeaderCompleteness(n);
-      }
+      n.checkedLeaderTerm = term;
+      this.checkLeaderCompleteness(n);
     }
   }
 
