@@ -12,17 +12,19 @@ export type KvCommand =
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export function encodeCommand(c: KvCommand): Uint8Array {
-  return encoder.encode(JSON.stringify(c));
-}
-
 /**
- * Commands decoded so far, by their bytes: an entry reaches every member as the same array (the
- * simulated network passes messages by reference), so each is parsed once rather than once per
- * member that applies it. Entry data is never written after it is made, and nothing changes a
- * decoded command.
+ * Commands by their encoding: an entry reaches every member as the same array (the simulated
+ * network passes messages by reference), so a command is decoded from the map, not parsed once
+ * per member that applies it. Entry data is never written after it is made, nothing changes a
+ * command, and a command's fields are strings and null, which JSON gives back as they were.
  */
 const decoded = new WeakMap<Uint8Array, KvCommand>();
+
+export function encodeCommand(c: KvCommand): Uint8Array {
+  const b = encoder.encode(JSON.stringify(c));
+  decoded.set(b, c);
+  return b;
+}
 
 export function decodeCommand(b: Uint8Array): KvCommand {
   let c = decoded.get(b);
