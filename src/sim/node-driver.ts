@@ -37,26 +37,31 @@ export class NodeDriver implements MemberDriver {
    * next event. No real I/O happens (the file system is in memory and its syncs wait for
    * virtual-time events), so this drains promise continuations only, in a deterministic order.
    *
-   * Node runs a nextTick callback once the microtask queue is empty, promise continuations
-   * queued by other continuations included, so resolving from one resumes this after all of
-   * them — as an immediate would, but without a turn of the event loop (with its poll for I/O)
-   * per event. That holds because members queue only promise continuations: no nextTick, timer
-   * or immediate (their clock and disk are the simulation's events).
+   * A nextTick callback queued from a microtask runs once the microtask queue is empty,
+   * continuations queued by other continuations included, so resolving from one resumes this
+   * after all of them — as an immediate would, but without a turn of the event loop (with its
+   * poll for I/O) per event. (Queued outside a microtask — the first event of a run started
+   * from an event handler, as in a sweep's worker thread — it would run before the microtasks:
+   * Node runs ticks first. Hence the microtask that queues it.) That holds because members
+   * queue only promise continuations: no nextTick, timer or immediate (their clock and disk
+   * are the simulation's events).
    */
   settle(): Promise<void> {
     return new Promise<void>((resolve, reject) =>
-      process.nextTick(() => {
-        if (this.asyncFailure !== null) reject(this.asyncFailure);
-        else {
-          for (const n of this.host.nodes.values()) {
-            if (n.up && n.node?.failure) {
-              reject(n.node.failure);
-              return;
+      queueMicrotask(() =>
+        process.nextTick(() => {
+          if (this.asyncFailure !== null) reject(this.asyncFailure);
+          else {
+            for (const n of this.host.nodes.values()) {
+              if (n.up && n.node?.failure) {
+                reject(n.node.failure);
+                return;
+              }
             }
+            resolve();
           }
-          resolve();
-        }
-      }),
+        }),
+      ),
     );
   }
 
