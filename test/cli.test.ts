@@ -47,6 +47,19 @@ describe.skipIf(!built)('flotilla command', () => {
     expect(core.out).toContain('--store real runs under the node driver only');
   });
 
+  it('sim --jobs shares the seeds among worker threads and reports what one thread reports', () => {
+    const summary = (out: string): string[] => out.split('\n').filter((l) => !l.startsWith('...')).map((l) => l.replace(/ in [\d.]+s/, ''));
+    const one = flotilla('sim', '--seed', '20', '--runs', '6', '--driver', 'core');
+    const two = flotilla('sim', '--seed', '20', '--runs', '6', '--driver', 'core', '--jobs', '2');
+    expect(two.err).toBe('');
+    expect(two.code).toBe(0);
+    expect(two.out).toMatch(/6 runs clean \(seeds 20\.\.25\)/);
+    expect(summary(two.out)).toEqual(summary(one.out));
+    const chain = flotilla('sim', '--chain', '--jobs', '2');
+    expect(chain.code).toBe(2);
+    expect(chain.out).toContain('--jobs is for the Raft simulator');
+  });
+
   it('sim refuses bad flags with a clear message', () => {
     const r = flotilla('sim', '--runs', 'many');
     expect(r.code).not.toBe(0);

@@ -63,14 +63,20 @@ export function buildProgram(): Command {
     .option('--fault-ms <ms>', 'virtual duration of the fault phase of each run', intArg('--fault-ms', 0, 3_600_000))
     .option('--driver <d>', 'what drives each member: node (the server shell with the WAL on a crashing in-memory disk) or core (the bare core, faster)', 'node')
     .option('--store <s>', 'what node-driver members apply the log to: sim (a register map) or real (the MVCC store, KvStateMachine, on an in-memory backend that crashes as LMDB does)', 'sim')
+    .option('--jobs <n>', 'worker threads that share the seeds (0: one per CPU); a seed runs the same in any of them', intArg('--jobs', 0, 1024), 1)
     .option('-v, --verbose', 'print one line per run')
     .option('--history', 'with --verbose: print each run\'s client history (JSON lines)')
     .option('--trace <file>', 'with --runs 1: write the run\'s trace there (TraceEvent JSON lines with Lamport and vector clocks; deterministic)')
     .option('--chain', 'the chain replication mode: chain nodes, masters and a simulated control cluster (--nodes 3..6, --reads, --faults crash,partition,lossy,master,replay)')
     .option('--reads <mode>', 'with --chain: tail or craq (default: by seed)')
     .option('--compaction <on|off>', 'with --chain: whether nodes compact their disks (default: by seed, most seeds)')
-    .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; driver?: string; store?: string; verbose?: boolean; history?: boolean; trace?: string; chain?: boolean; reads?: string; compaction?: string }) => {
+    .action(async (o: { seed: number; runs: number; nodes?: number; faults?: string; faultMs?: number; driver?: string; store?: string; jobs: number; verbose?: boolean; history?: boolean; trace?: string; chain?: boolean; reads?: string; compaction?: string }) => {
       if (o.chain) {
+        if (o.jobs !== 1) {
+          console.log('flotilla sim: --jobs is for the Raft simulator; --chain runs its seeds in one thread');
+          process.exitCode = 2;
+          return;
+        }
         const { runChainSimCommand } = await import('./chain-sim.js');
         process.exitCode = runChainSimCommand(o, (l) => console.log(l));
         return;

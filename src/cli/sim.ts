@@ -3,7 +3,9 @@
  * seed, the broken invariant and the last events, and the exit code is 1.
  */
 import { FAULT_KINDS, type FaultKind } from '../sim/simulation.js';
-import { formatFailure, runSweep } from '../sim/sweep.js';
+import { defaultJobs, runParallelSweep } from '../sim/parallel-sweep.js';
+import { formatFailure, runSweep, type SweepSummary } from '../sim/sweep.js';
+import type { SimResult } from '../sim/settings.js';
 import type { TraceEvent } from '../trace/event.js';
 import { closeSync, openSync, writeSync } from 'node:fs';
 
@@ -53,6 +55,8 @@ export interface SimCommandOptions {
   readonly history?: boolean;
   /** Write the run's trace to this file (one run only). */
   readonly trace?: string;
+  /** Worker threads that share the seeds (default 1: this thread; 0: one per CPU). */
+  readonly jobs?: number;
 }
 
 export function parseFaults(s: string | undefined): FaultKind[] | undefined {
@@ -92,6 +96,7 @@ export async function runSimCommand(o: SimCommandOptions, out: (line: string) =>
     out('flotilla sim: --trace writes the trace of one run: use it with --runs 1');
     return 2;
   }
+  const jobs = o.jobs === 0 ? defaultJobs() : (o.jobs ?? 1);
   let trace: TraceFile | null = null;
   if (o.trace !== undefined) {
     try {
@@ -103,29 +108,37 @@ export async function runSimCommand(o: SimCommandOptions, out: (line: string) =>
   }
   const started = performance.now();
   let lastReport = started;
-  const summary = await runSweep({
+  const sim = {
     driver,
     store,
-    firstSeed: o.seed,
-    runs: o.runs,
     ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
     ...(faults ? { faults } : {}),
     ...(o.faultMs !== undefined ? { faultPhaseMs: o.faultMs } : {}),
-    ...(trace ? { onTrace: (e: TraceEvent) => trace.write(e) } : {}),
-    onResult: (r) => {
-      if (o.verbose) {
-        const s = r.stats;
-        out(
-          `seed ${r.seed}: ${r.ok ? 'ok' : 'FAIL'}  ${r.setting}  | ${s.events} events, term ${s.maxTerm}, ${s.leaders} leaders, ` +
-            `${s.opsOk}/${s.ops} ops ok, ${s.crashes} crashes, ${s.partitions} partitions, commit ${s.commitIndex}, leader ${s.leaderAfterHealMs}ms after heal`,
-        );
-        if (o.history) for (const h of r.history) out(`  ${JSON.stringify(h)}`);
-      } else if (performance.now() - lastReport > 5000) {
-        lastReport = performance.now();
-        out(`... seed ${r.seed} done`);
-      }
-    },
-  });
+  } as const;
+  const onResult = (r: SimResult): void => {
+    if (o.verbose) {
+      const s = r.stats;
+      out(
+        `seed ${r.seed}: ${r.ok ? 'ok' : 'FAIL'}  ${r.setting}  | ${s.events} events, term ${s.maxTerm}, ${s.leaders} leaders, ` +
+          `${s.opsOk}/${s.ops} ops ok, ${s.crashes} crashes, ${s.partitions} partitions, commit ${s.commitIndex}, leader ${s.leaderAfterHealMs}ms after heal`,
+      );
+      if (o.history) for (const h of r.history) out(`  ${JSON.stringify(h)}`);
+    } else if (performance.now() - lastReport > 5000) {
+      lastReport = performance.now();
+      out(`... seed ${r.seed} done`);
+    }
+  };
+  const onProgress = (runsDone: number): void => {
+    if (performance.now() - lastReport > 5000) {
+      lastReport = performance.now();
+      out(`... ${runsDone} of ${o.runs} runs done`);
+    }
+  };
+  const summary: SweepSummary =
+    jobs === 1 || trace
+      ? await runSweep({ ...sim, firstSeed: o.seed, runs: o.runs, ...(trace ? { onTrace: (e: TraceEvent) => trace.write(e) } : {}), onResult })
+      : // Without --verbose, workers send back only failures and each batch's summary.
+        await runParallelSweep({ sim, firstSeed: o.seed, runs: o.runs, jobs, ...(o.verbose ? { onResult } : {}), onProgress });
   if (trace) out(`trace: ${trace.close()} events written to ${o.trace}`);
   const secs = (performance.now() - started) / 1000;
   if (summary.failures.length > 0) {

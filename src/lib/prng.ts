@@ -28,30 +28,34 @@ function splitmix32(seed: number): () => number {
 }
 
 export class Xoshiro128 implements Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
+  /**
+   * The state words a, b, c, d. In a typed array they stay raw 32-bit words; as fields, words
+   * of 2^31 and up would be boxed doubles (V8's small integers hold 31 bits), and the
+   * simulator draws millions of numbers. Stores wrap to 32 bits as `>>> 0` did.
+   */
+  private readonly s = new Uint32Array(4);
 
   constructor(seed: number) {
     const sm = splitmix32(seed);
-    this.a = sm();
-    this.b = sm();
-    this.c = sm();
-    this.d = sm();
-    if ((this.a | this.b | this.c | this.d) === 0) this.d = 1;
+    const s = this.s;
+    s[0] = sm();
+    s[1] = sm();
+    s[2] = sm();
+    s[3] = sm();
+    if ((s[0]! | s[1]! | s[2]! | s[3]!) === 0) s[3] = 1;
   }
 
   private nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.b, 5) >>> 0, 7), 9) >>> 0;
-    const t = (this.b << 9) >>> 0;
-    this.c ^= this.a;
-    this.d ^= this.b;
-    this.b ^= this.c;
-    this.a ^= this.d;
-    this.c ^= t;
-    this.d = rotl(this.d, 11);
-    this.a >>>= 0; this.b >>>= 0; this.c >>>= 0; this.d >>>= 0;
+    const s = this.s;
+    const b = s[1]!;
+    const result = Math.imul(rotl(Math.imul(b, 5) >>> 0, 7), 9) >>> 0;
+    const t = b << 9;
+    s[2]! ^= s[0]!;
+    s[3]! ^= b;
+    s[1]! ^= s[2]!;
+    s[0]! ^= s[3]!;
+    s[2]! ^= t;
+    s[3] = rotl(s[3]!, 11);
     return result;
   }
 

@@ -404,19 +404,21 @@ export class RaftCore {
       snapshot !== undefined ||
       (hardState !== undefined && (hardState.term !== this.prevHardState.term || hardState.vote !== this.prevHardState.vote));
 
-    const rd: Ready = {
-      ...(softState ? { softState } : {}),
-      ...(hardState ? { hardState } : {}),
-      ...(snapshot ? { snapshot } : {}),
-      entries,
-      committedEntries,
-      messages: this.msgs,
-      readStates: this.readStates,
-      mustSync,
-    };
+    // Built field by field, in the order Ready lists them, rather than with conditional spreads
+    // (`...(x ? { x } : {})`): V8 copies those through a slow runtime path, and this runs for
+    // every Ready (it was a tenth of the simulator's time).
+    const rd: { -readonly [K in keyof Ready]: Ready[K] } = {} as Ready;
+    if (softState) rd.softState = softState;
+    if (hardState) rd.hardState = hardState;
+    if (snapshot) rd.snapshot = snapshot;
+    rd.entries = entries;
+    rd.committedEntries = committedEntries;
+    rd.messages = this.msgs;
+    rd.readStates = this.readStates;
+    rd.mustSync = mustSync;
     this.msgs = [];
     this.readStates = [];
-    this.outstanding = { ...(lastEntry ? { lastEntry: { index: lastEntry.index, term: lastEntry.term } } : {}), committedTo };
+    this.outstanding = lastEntry ? { lastEntry: { index: lastEntry.index, term: lastEntry.term }, committedTo } : { committedTo };
     if (softState) this.prevSoftState = softState;
     return rd;
   }
@@ -466,7 +468,7 @@ export class RaftCore {
         progress.set(id, { match: pr.match, next: pr.next, state: pr.state, isLearner: pr.isLearner, recentActive: pr.recentActive, inflight: pr.inflights.count });
       }
     }
-    return {
+    const st: { -readonly [K in keyof Status]: Status[K] } = {
       id: this.id,
       term: this.term,
       vote: this.vote,
@@ -478,8 +480,14 @@ export class RaftCore {
       lastIndex: this.log.lastIndex(),
       confState: toConfState(this.config),
       leadTransferee: this.leadTransferee,
-      ...(progress ? { progress } : {}),
     };
+    if (progress) st.progress = progress;
+    return st;
+  }
+
+  /** The configuration (what status().confState holds, without the rest of the status). */
+  confState(): ConfState {
+    return toConfState(this.config);
   }
 
   entryAt(index: Index): Entry | undefined {

@@ -16,6 +16,7 @@ import type { SimDisk } from './disk.js';
 import { SimKv, type KvCommand } from './kv.js';
 import type { RealKv, SimState } from './store.js';
 import type { Network } from './network.js';
+import type { TraceLine } from './queue.js';
 import type { Setting, SimOptions, SimStats } from './settings.js';
 
 /** faults: faults are injected; liveness: healed, every client must complete a write; settle: no new requests, members must converge. */
@@ -147,9 +148,9 @@ export interface SimWorld {
   /** Bumped whenever a member crashes, restarts, pauses or resumes. */
   readonly liveEpoch: number;
   /** A line in the failure trace (and, about one member, a local trace event). */
-  note(line: string): void;
-  /** Runs `run` after `delayUs` virtual µs (rounded; never in the past). */
-  schedule(delayUs: number, label: string, run: () => void): void;
+  note(line: TraceLine): void;
+  /** Runs `run` after `delayUs` virtual µs (rounded; never in the past); a non-empty label goes into the failure trace when it runs. */
+  schedule(delayUs: number, label: TraceLine, run: () => void): void;
 }
 
 /** The leader of the highest term among running members. */

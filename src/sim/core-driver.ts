@@ -141,7 +141,7 @@ export class CoreDriver implements MemberDriver {
       if (p) {
         n.pendingWrites.delete(cmd.id);
         n.pendingAt.delete(p.index);
-        h.reply(p.req, { ok: true, ...(cmd.op === 'cas' ? { output: swapped } : {}) });
+        h.reply(p.req, cmd.op === 'cas' ? { ok: true, output: swapped } : { ok: true });
       }
     } else {
       n.sm.appliedIndex = e.index;

@@ -12,12 +12,27 @@ export type KvCommand =
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/**
+ * Commands by their encoding: an entry reaches every member as the same array (the simulated
+ * network passes messages by reference), so a command is decoded from the map, not parsed once
+ * per member that applies it. Entry data is never written after it is made, nothing changes a
+ * command, and a command's fields are strings and null, which JSON gives back as they were.
+ */
+const decoded = new WeakMap<Uint8Array, KvCommand>();
+
 export function encodeCommand(c: KvCommand): Uint8Array {
-  return encoder.encode(JSON.stringify(c));
+  const b = encoder.encode(JSON.stringify(c));
+  decoded.set(b, c);
+  return b;
 }
 
 export function decodeCommand(b: Uint8Array): KvCommand {
-  return JSON.parse(decoder.decode(b)) as KvCommand;
+  let c = decoded.get(b);
+  if (c === undefined) {
+    c = JSON.parse(decoder.decode(b)) as KvCommand;
+    decoded.set(b, c);
+  }
+  return c;
 }
 
 export class SimKv {

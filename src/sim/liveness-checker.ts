@@ -30,7 +30,7 @@ export class LivenessChecker {
     for (const n of w.nodes.values()) {
       const core = n.core;
       if (!n.up || !core || core.currentRole !== 'leader' || n.paused) {
-        this.cutOff.delete(n.id);
+        if (this.cutOff.size > 0) this.cutOff.delete(n.id);
         continue;
       }
       const term = core.currentTerm;
@@ -65,7 +65,7 @@ export class LivenessChecker {
    */
   private cutOffReach(l: SimNode): [string, ReadonlySet<NodeId>] {
     const w = this.world;
-    const cs = l.core!.status().confState;
+    const cs = l.core!.confState();
     const reach = (id: NodeId): boolean => {
       if (id === l.id) return true;
       const x = w.nodes.get(id);
@@ -94,7 +94,7 @@ export class LivenessChecker {
 
   /** The members of the leader's configuration (both halves of a joint one, and learners). */
   private finalMembers(leader: SimNode): SimNode[] {
-    const cs = leader.core!.status().confState;
+    const cs = leader.core!.confState();
     const ids = new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners]);
     return [...ids].map((id) => this.world.nodes.get(id)!);
   }

@@ -27,9 +27,9 @@ import { FaultInjector, type FaultHost, type FaultStream } from './faults.js';
 import { checkHistory, LivenessChecker } from './liveness-checker.js';
 import { Network, randomProfile } from './network.js';
 import { NodeDriver } from './node-driver.js';
-import { EventQueue } from './queue.js';
+import { EventQueue, type TraceLine } from './queue.js';
 import { chooseSetting, MS, newStats, type CoreFactory, type Setting, type SimFailure, type SimOptions, type SimResult } from './settings.js';
-import { StateChecker } from './state-checker.js';
+import { StateChecker, type MemberEvents } from './state-checker.js';
 import { stream } from './streams.js';
 import { SimTracer } from './trace.js';
 import { InvariantViolation } from './violation.js';
@@ -56,7 +56,15 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
   readonly net: Network;
   private readonly queue = new EventQueue();
   readonly nodes = new Map<NodeId, SimNode>();
-  private readonly trace: string[] = [];
+  /** The members in id order, as `nodes` lists them (set up once: members are never added later). */
+  private nodeList: SimNode[] = [];
+  /**
+   * The failure trace: the last `traceLength` lines with their virtual times, in a ring
+   * (`traceNext` is where the next line goes once it is full), formatted only when shown.
+   */
+  private readonly traceAt: number[] = [];
+  private readonly traceText: TraceLine[] = [];
+  private traceNext = 0;
   private readonly traceLength: number;
   /** Logical clocks and trace events, when asked for (opts.onTrace). */
   private readonly tracer: SimTracer | null;
@@ -139,7 +147,7 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
   }
 
   private toFailure(e: unknown): SimFailure {
-    const trace = [...this.trace];
+    const trace = this.traceLines();
     const timeMs = this.now / MS;
     if (e instanceof InvariantViolation) return { invariant: e.invariant, message: e.message, timeMs, trace };
     if (e instanceof AssertionError) return { invariant: 'core assertion', message: e.message, timeMs, trace };
@@ -147,13 +155,35 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
     return { invariant: 'simulator error', message: `${err.name}: ${err.message}\n${err.stack ?? ''}`, timeMs, trace };
   }
 
-  note(line: string): void {
-    this.tracer?.note(line);
-    this.trace.push(`${(this.now / MS).toFixed(3).padStart(10)}ms  ${line}`);
-    if (this.trace.length > this.traceLength) this.trace.shift();
+  note(line: TraceLine): void {
+    if (this.tracer) {
+      if (typeof line !== 'string') line = line();
+      this.tracer.note(line);
+    }
+    if (this.traceLength <= 0) return;
+    if (this.traceText.length < this.traceLength) {
+      this.traceAt.push(this.now);
+      this.traceText.push(line);
+    } else {
+      this.traceAt[this.traceNext] = this.now;
+      this.traceText[this.traceNext] = line;
+      this.traceNext = (this.traceNext + 1) % this.traceLength;
+    }
   }
 
-  schedule(delayUs: number, label: string, run: () => void): void {
+  /** The failure trace, oldest line first: `    12.345ms  line`. */
+  traceLines(): string[] {
+    const out: string[] = [];
+    const k = this.traceText.length;
+    for (let j = 0; j < k; j++) {
+      const i = (this.traceNext + j) % k;
+      const line = this.traceText[i]!;
+      out.push(`${(this.traceAt[i]! / MS).toFixed(3).padStart(10)}ms  ${typeof line === 'string' ? line : line()}`);
+    }
+    return out;
+  }
+
+  schedule(delayUs: number, label: TraceLine, run: () => void): void {
     this.queue.push(this.now + Math.max(0, Math.round(delayUs)), label, run);
   }
 
@@ -197,6 +227,7 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
       const drift = 1 + (driftRng.next() - 0.5) * 0.1; // clocks differ by up to ±5%
       this.nodes.set(id, new SimNode(id, new SimDisk(id, conf), drift));
     }
+    this.nodeList = [...this.nodes.values()];
     this.note(`start: ${this.describeSetting()}`);
     for (const n of this.nodes.values()) this.driver.boot(n);
     this.workload.start(voters);
@@ -307,7 +338,7 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
     const copies = this.net.copies();
     if (copies === 0) this.stats.messagesDropped++;
     for (let i = 0; i < copies; i++) {
-      this.schedule(this.net.delayUs(), `deliver ${describeMessage(m)}`, () => this.deliver(m, stamp));
+      this.schedule(this.net.delayUs(), () => `deliver ${describeMessage(m)}`, () => this.deliver(m, stamp));
     }
   }
 
@@ -330,18 +361,20 @@ export class Simulation implements SimHost, FaultHost, WorkloadHost {
   // Checks and phases
   // -------------------------------------------------------------------------------------
 
+  /** What the state checker tells the simulation about members (made once: it is used after every event). */
+  private readonly memberEvents: MemberEvents = {
+    roleChanged: (n: SimNode, role: string) => this.driver.roleChanged(n, role),
+    newLeader: (n: SimNode) => {
+      this.stats.leaders++;
+      this.faults.onNewLeader(n);
+    },
+  };
+
   /** Checked after every event, for every running member. */
   private afterEvent(): void {
-    const events = {
-      roleChanged: (n: SimNode, role: string) => this.driver.roleChanged(n, role),
-      newLeader: (n: SimNode) => {
-        this.stats.leaders++;
-        this.faults.onNewLeader(n);
-      },
-    };
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodeList) {
       if (!n.up || !n.core) continue;
-      this.checker.checkMember(n, events);
+      this.checker.checkMember(n, this.memberEvents);
     }
     if (this.setting.checkQuorum && this.phase === 'faults') this.liveness.checkMinorityLeaders();
   }

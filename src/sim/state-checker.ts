@@ -10,6 +10,8 @@ import type { SimNode } from './cluster.js';
 import type { SimStats } from './settings.js';
 import { InvariantViolation } from './violation.js';
 
+const decoder = new TextDecoder();
+
 export interface MemberEvents {
   /** The member's role changed since it was last checked. */
   roleChanged(n: SimNode, role: string): void;
@@ -34,7 +36,7 @@ export class StateChecker {
   private content(e: Entry): string {
     let c = this.contentCache.get(e);
     if (c === undefined) {
-      c = `${e.type}:${new TextDecoder().decode(e.data)}`;
+      c = `${e.type}:${decoder.decode(e.data)}`;
       this.contentCache.set(e, c);
     }
     return c;
@@ -56,7 +58,9 @@ export class StateChecker {
       n.lastRole = role;
       events.roleChanged(n, role);
     }
-    if (role === 'leader') {
+    // Once checked as leader of a term, a member is that term's leader on record (a record is
+    // never changed), so the checks below would find the same again: they run once per term.
+    if (role === 'leader' && n.checkedLeaderTerm !== term) {
       const other = this.leaderOfTerm.get(term);
       if (other === undefined) {
         this.leaderOfTerm.set(term, n.id);
@@ -64,10 +68,8 @@ export class StateChecker {
       } else if (other !== n.id) {
         throw new InvariantViolation('election safety', `two leaders in term ${term}: n${other} and n${n.id}`);
       }
-      if (n.checkedLeaderTerm !== term) {
-        n.checkedLeaderTerm = term;
-        this.checkLeaderCompleteness(n);
-      }
+      n.checkedLeaderTerm = term;
+      this.checkLeaderCompleteness(n);
     }
   }
 

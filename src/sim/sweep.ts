@@ -49,15 +49,31 @@ function betweenRuns(): Promise<void> {
   return new Promise<void>((resolve) => setImmediate(resolve));
 }
 
-export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
+/** The summary of no runs. */
+export function emptySummary(): SweepSummary {
   const faultRuns = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
-  const summary: SweepSummary = {
+  return {
     runs: 0,
     failures: [],
     faultRuns,
     sizes: {},
     totals: { events: 0, ops: 0, opsOk: 0, crashes: 0, partitions: 0, pauses: 0, transfers: 0, confChanges: 0, snapshotsInstalled: 0, leaders: 0, virtualMs: 0, jointChanges: 0, clockFaults: 0, divergences: 0, hunts: 0 },
   };
+}
+
+/** Adds the summary of other runs (another part of a sweep) to `into`. */
+export function addSummary(into: SweepSummary, from: SweepSummary): void {
+  into.runs += from.runs;
+  for (const f of from.failures) into.failures.push(f);
+  for (const k of FAULT_KINDS) into.faultRuns[k] += from.faultRuns[k];
+  for (const [size, n] of Object.entries(from.sizes)) into.sizes[Number(size)] = (into.sizes[Number(size)] ?? 0) + n;
+  const t = into.totals as Record<string, number>;
+  for (const [k, v] of Object.entries(from.totals)) t[k] = (t[k] ?? 0) + v;
+}
+
+export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
+  const summary = emptySummary();
+  const faultRuns = summary.faultRuns;
   for (let i = 0; i < o.runs; i++) {
     const seed = (o.firstSeed + i) >>> 0;
     const r = await runSimulation({ ...o, seed });

@@ -100,7 +100,11 @@ export class Workload {
     // there would keep it waiting for its outcome through the window where stale reads show.
     if (this.isHunter(c) && req.op !== 'read') req = { client: c, reqId, op: 'read', key };
     if (c.racer === 'writer' && !c.final && req.op !== 'write') req = { client: c, reqId, op: 'write', key, cmd: { id: opId, op: 'write', key, value } };
-    c.waiting = { req, call: h.now, ...(req.op === 'write' || req.op === 'cas' ? { value } : {}), ...(req.op === 'cas' ? { expected: expected ?? null } : {}) };
+    // (Fields assigned one by one, not spread in conditionally: V8 copies such spreads slowly.)
+    const waiting: NonNullable<SimClient['waiting']> = { req, call: h.now };
+    if (req.op === 'write' || req.op === 'cas') waiting.value = value;
+    if (req.op === 'cas') waiting.expected = expected ?? null;
+    c.waiting = waiting;
     // With lease reads, half the requests go to any member, not the one the client follows: a
     // deposed leader that still answers from its lease meets readers while writers find the
     // new leader (so stale reads show).
@@ -117,7 +121,8 @@ export class Workload {
       else if (target.id === hunted) target = h.nodes.get(this.rng.hunt.pick([...h.nodes.keys()].filter((x) => x !== hunted)))!;
     }
     h.stats.ops++;
-    h.schedule(h.net.delayUs(), `client ${c.process} -> n${target.id}: ${req.op} ${key}${req.cmd ? ` (${opId})` : ''}`, () => {
+    const process = c.process;
+    h.schedule(h.net.delayUs(), () => `client ${process} -> n${target.id}: ${req.op} ${key}${req.cmd ? ` (${opId})` : ''}`, () => {
       h.onNode(target, () => h.handleRequest(target, req));
     });
     h.schedule(h.setting.clientTimeoutUs, '', () => {
@@ -144,20 +149,18 @@ export class Workload {
     const w = c.waiting!;
     c.waiting = null;
     const req = w.req;
-    const op: HistoryOp = {
-      process: c.process,
-      op: req.op,
-      key: req.key,
-      ...(w.value !== undefined ? { value: w.value } : {}),
-      ...(req.op === 'cas' ? { expected: w.expected ?? null } : {}),
-      ok,
-      ...(ok === true && (req.op === 'read' || req.op === 'cas') ? { output: output ?? null } : {}),
-      call: w.call * 1000,
-      return: ok === null ? null : h.now * 1000,
-    };
+    // (Fields assigned one by one, in the order HistoryOp lists them, not spread in conditionally.)
+    const op: { -readonly [K in keyof HistoryOp]: HistoryOp[K] } = { process: c.process, op: req.op, key: req.key } as HistoryOp;
+    if (w.value !== undefined) op.value = w.value;
+    if (req.op === 'cas') op.expected = w.expected ?? null;
+    op.ok = ok;
+    if (ok === true && (req.op === 'read' || req.op === 'cas')) op.output = output ?? null;
+    op.call = w.call * 1000;
+    op.return = ok === null ? null : h.now * 1000;
     this.history.push(op);
+    const process = c.process;
     h.note(
-      `client ${c.process} ${req.op} ${req.key}${w.value !== undefined ? ` ${w.value}` : ''} -> ${ok === null ? 'unknown (timeout)' : ok ? `ok${op.output !== undefined ? ` ${JSON.stringify(op.output)}` : ''}` : 'refused'}`,
+      () => `client ${process} ${req.op} ${req.key}${w.value !== undefined ? ` ${w.value}` : ''} -> ${ok === null ? 'unknown (timeout)' : ok ? `ok${op.output !== undefined ? ` ${JSON.stringify(op.output)}` : ''}` : 'refused'}`,
     );
     if (ok === true) {
       h.stats.opsOk++;

@@ -103,6 +103,11 @@ export const realFs: FileSystem = {
   },
 };
 
+/**
+ * A file's content: a view of the start of a buffer that may be longer, so appends and syncs
+ * reuse it instead of copying the whole file each time (a WAL segment grows by appends, each
+ * followed by a sync). The bytes of the buffer past the view are zero (see `lengthen`).
+ */
 interface MemFile {
   /** Content as the process sees it. */
   data: Uint8Array;
@@ -110,6 +115,36 @@ interface MemFile {
   durable: Uint8Array;
   /** Writes since the last datasync, in order (to tear the last one on crash). */
   pending: { position: number; data: Uint8Array }[];
+}
+
+/** Bytes the buffer under view `a` holds from the view's start. */
+function capacity(a: Uint8Array): number {
+  return a.buffer.byteLength - a.byteOffset;
+}
+
+/**
+ * `a` lengthened to `n` bytes, the new ones zero: in place when its buffer has room (the bytes
+ * past a view are kept zero), else in a buffer of twice the size, so appending costs amortised
+ * O(1) per byte.
+ */
+function lengthen(a: Uint8Array, n: number): Uint8Array {
+  if (n <= capacity(a)) return new Uint8Array(a.buffer, a.byteOffset, n);
+  const grown = new Uint8Array(Math.max(n, 2 * capacity(a)));
+  grown.set(a);
+  return grown.subarray(0, n);
+}
+
+/** `a` cut to its first `n` bytes; the bytes cut off are zeroed, as `lengthen` expects. */
+function shorten(a: Uint8Array, n: number): Uint8Array {
+  a.fill(0, n);
+  return a.subarray(0, n);
+}
+
+/** A copy of `from` in the buffer under `into` when it has room (nothing else uses `into`). */
+function copyInto(into: Uint8Array, from: Uint8Array): Uint8Array {
+  const to = from.length <= capacity(into) ? new Uint8Array(into.buffer, into.byteOffset, from.length) : new Uint8Array(Math.max(from.length, 2 * capacity(into))).subarray(0, from.length);
+  to.set(from);
+  return to;
 }
 
 /**
@@ -166,25 +201,19 @@ export class MemFs implements FileSystem {
       write: async (data, position) => {
         this.tick(`write ${path} @${position} +${data.length}`);
         const end = position + data.length;
-        if (end > file.data.length) {
-          const grown = new Uint8Array(end);
-          grown.set(file.data);
-          file.data = grown;
-        }
+        if (end > file.data.length) file.data = lengthen(file.data, end);
         file.data.set(data, position);
         file.pending.push({ position, data: data.slice() });
       },
       truncate: async (n) => {
         this.tick(`truncate ${path} ${n}`);
-        const next = new Uint8Array(n);
-        next.set(file.data.subarray(0, Math.min(n, file.data.length)));
-        file.data = next;
+        file.data = n < file.data.length ? shorten(file.data, n) : lengthen(file.data, n);
         file.pending.push({ position: -1, data: new Uint8Array(0) });
       },
       datasync: async () => {
         this.tick(`datasync ${path}`);
         if (this.syncDelay) await this.syncDelay();
-        file.durable = file.data.slice();
+        file.durable = copyInto(file.durable, file.data);
         file.pending = [];
       },
       close: async () => {},
