@@ -213,10 +213,15 @@ export class RaftCore {
         this.becomeFollower(m.term, fromLeader ? m.from : 0);
       }
     } else if (m.term < this.term) {
-      if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === 'append' || m.type === 'heartbeat')) {
-        // A stale leader (or a member that kept a higher term through a partition while we
-        // could not advance ours, because votes are ignored within the lease) must learn of
-        // our term: answer with it so it steps down.
+      if (m.type === 'append' || m.type === 'heartbeat') {
+        // A stale leader must learn of our term: answer with it so it steps down (Raft paper
+        // §5.1, Figure 2). We may be the one stuck: a member that raised its term while cut off
+        // (or, with check-quorum, kept it while the others ignored its votes) cannot rejoin on
+        // the leader's term, and only a fresh election at a higher term frees it. etcd-raft
+        // answers only with check-quorum or pre-vote, relying otherwise on our vote requests
+        // raising the leader's term; they never reach it when our configuration is out of date
+        // (we missed the changes that replaced every other voter we know of), and we would
+        // never catch up.
         this.send({ type: 'appendResponse', from: this.id, to: m.from, term: this.term, index: 0, reject: false, hintIndex: 0, hintTerm: 0 });
       } else if (m.type === 'vote' && m.preVote) {
         this.send({ type: 'voteResponse', from: this.id, to: m.from, term: this.term, preVote: true, reject: true });
