@@ -57,7 +57,7 @@ describe('simulator', () => {
     expect(r.ok).toBe(false);
     const text = formatFailure(r);
     expect(text).toContain('FAILED seed 1: vote durability violated');
-    expect(text).toContain('reproduce: npx flotilla sim --seed 1 --runs 1');
+    expect(text).toContain(`reproduce: npx flotilla sim --seed 1 --runs 1 --nodes ${r.nodes} --faults ${r.faults.join(',')}`);
     expect(text).toMatch(/deliver n\d->n\d vote t\d/);
     expect(r.failure!.trace.length).toBeGreaterThan(5);
   });

@@ -114,7 +114,9 @@ export function formatFailure(r: SimResult): string {
     `FAILED seed ${r.seed}: ${f.invariant} violated at ${f.timeMs.toFixed(3)}ms`,
     `  ${f.message}`,
     `  setting: ${r.setting}`,
-    `  reproduce: npx flotilla sim --seed ${r.seed} --runs 1${r.nodes ? ` --nodes ${r.nodes}` : ''}${r.setting.startsWith('driver=core') ? ' --driver core' : ''}${r.setting.includes(' store=real ') ? ' --store real' : ''}`,
+    // The fault kinds always: a sweep given --faults runs other kinds than the seed would choose.
+    // Named explicitly, in the run's order, the seed's own choice replays the same run.
+    `  reproduce: npx flotilla sim --seed ${r.seed} --runs 1${r.nodes ? ` --nodes ${r.nodes}` : ''} --faults ${r.faults.length > 0 ? r.faults.join(',') : 'none'}${r.setting.startsWith('driver=core') ? ' --driver core' : ''}${r.setting.includes(' store=real ') ? ' --store real' : ''}`,
     `  last events:`,
     ...f.trace.map((l) => `    ${l}`),
   ].join('\n');
