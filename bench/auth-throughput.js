@@ -17,14 +17,13 @@
  * by contention, CPU per operation much less so.
  */
 import * as grpc from '@grpc/grpc-js';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { clientConstructor } from '../dist/api/proto.js';
-import { cpuMs, freePort, sleep } from './lib.js';
+import { cpuMs, sleep, spawnCluster } from './lib.js';
 
 const o = new Command()
   .option('--seconds <s>', 'seconds per case', Number, 5)
@@ -42,18 +41,7 @@ const Maint = clientConstructor('etcdserverpb.Maintenance');
 const call = (c, method, req, md = new grpc.Metadata(), ms = 5000) => new Promise((resolve, reject) => c[method](req, md, { deadline: Date.now() + ms }, (e, r) => (e ? reject(e) : resolve(r))));
 
 async function startCluster(kind, dir) {
-  const members = [];
-  for (let i = 0; i < 3; i++) members.push({ name: `m${i + 1}`, client: await freePort(), peer: await freePort() });
-  const initial = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(',');
-  for (const m of members) {
-    const args = [
-      '--name', m.name, '--data-dir', join(dir, kind, m.name),
-      '--listen-client-urls', `http://127.0.0.1:${m.client}`, '--advertise-client-urls', `http://127.0.0.1:${m.client}`,
-      '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
-      '--initial-cluster', initial, '--initial-cluster-token', `bench-${kind}`, '--initial-cluster-state', 'new',
-    ];
-    m.proc = kind === 'etcd' ? spawn(o.etcd, args, { stdio: 'ignore' }) : spawn(process.execPath, [bin, 'serve', ...args], { stdio: 'ignore' });
-  }
+  const members = await spawnCluster(kind, dir, (args) => (kind === 'etcd' ? [o.etcd, args] : [process.execPath, [bin, 'serve', ...args]]));
   for (;;) {
     for (const m of members) {
       const c = new Maint(`127.0.0.1:${m.client}`, grpc.credentials.createInsecure());

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { cpuMs, freePort, sleep } from './lib.js';
+import { cpuMs, sleep, spawnCluster } from './lib.js';
 
 const o = new Command()
   .option('--load <l>', "etcdctl's --load: s, m, l, xl", 's')
@@ -37,18 +37,7 @@ function machineBusyMs() {
 }
 
 async function startCluster(kind, dir) {
-  const members = [];
-  for (let i = 0; i < 3; i++) members.push({ name: `m${i + 1}`, client: await freePort(), peer: await freePort() });
-  const initial = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(',');
-  for (const m of members) {
-    const args = [
-      '--name', m.name, '--data-dir', join(dir, kind, m.name),
-      '--listen-client-urls', `http://127.0.0.1:${m.client}`, '--advertise-client-urls', `http://127.0.0.1:${m.client}`,
-      '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
-      '--initial-cluster', initial, '--initial-cluster-token', `bench-${kind}`, '--initial-cluster-state', 'new',
-    ];
-    m.proc = kind === 'etcd' ? spawn(o.etcd, args, { stdio: 'ignore' }) : spawn(process.execPath, [bin, 'serve', ...args], { stdio: 'ignore' });
-  }
+  const members = await spawnCluster(kind, dir, (args) => (kind === 'etcd' ? [o.etcd, args] : [process.execPath, [bin, 'serve', ...args]]));
   const endpoints = members.map((m) => `127.0.0.1:${m.client}`).join(',');
   // Healthy: etcdctl's own check, through every endpoint.
   for (;;) {

@@ -21,14 +21,13 @@
  * latency percentiles, and the Flotilla/etcd ratio.
  */
 import * as grpc from '@grpc/grpc-js';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { clientConstructor } from '../dist/api/proto.js';
-import { freePort, sleep } from './lib.js';
+import { sleep, spawnCluster } from './lib.js';
 
 const o = new Command()
   .option('--seconds <s>', 'seconds per case', Number, 5)
@@ -48,20 +47,11 @@ const Maint = clientConstructor('etcdserverpb.Maintenance');
 const call = (c, method, req, ms = 5000) => new Promise((resolve, reject) => c[method](req, { deadline: Date.now() + ms }, (e, r) => (e ? reject(e) : resolve(r))));
 
 async function startCluster(kind, dir) {
-  const members = [];
-  for (let i = 0; i < 3; i++) members.push({ name: `m${i + 1}`, client: await freePort(), peer: await freePort() });
-  const initial = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(',');
-  for (const m of members) {
-    const args = [
-      '--name', m.name, '--data-dir', join(dir, kind, m.name),
-      '--listen-client-urls', `http://127.0.0.1:${m.client}`, '--advertise-client-urls', `http://127.0.0.1:${m.client}`,
-      '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
-      '--initial-cluster', initial, '--initial-cluster-token', `bench-${kind}`, '--initial-cluster-state', 'new',
-    ];
+  const flotilla = kind === 'flotilla-base' ? join(o.base, 'bin', 'flotilla.js') : bin;
+  const members = await spawnCluster(kind, dir, (args) => {
     if (kind === 'flotilla-noclocks') args.push('--trace-clocks', 'false');
-    const flotilla = kind === 'flotilla-base' ? join(o.base, 'bin', 'flotilla.js') : bin;
-    m.proc = kind === 'etcd' ? spawn(o.etcd, args, { stdio: 'ignore' }) : spawn(process.execPath, [flotilla, 'serve', ...args], { stdio: 'ignore' });
-  }
+    return kind === 'etcd' ? [o.etcd, args] : [process.execPath, [flotilla, 'serve', ...args]];
+  });
   // Wait for a leader that commits.
   for (;;) {
     for (const m of members) {
