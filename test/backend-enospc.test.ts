@@ -18,12 +18,11 @@ import { existsSync, mkdirSync, mkdtempSync, rmdirSync, statfsSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FlotillaClient } from '../src/client/index.js';
 import { FaultCluster } from '../src/faults/cluster.js';
 import { killAndWait } from '../src/lib/proc.js';
 import { QUOTA_BACKEND_BYTES_DEFAULT } from '../src/server/config.js';
 import { rawClient } from './support/grpc.js';
-import { exitOf, expectAllPresent, fatalLines, leaderAmong, refused, sleep, waitFor, Writer } from './support/members.js';
+import { ClientSet, exitOf, expectAllPresent, fatalLines, leaderAmong, refused, sleep, waitFor, Writer } from './support/members.js';
 
 /** The small file system the member's database lives on. */
 const TMPFS_BYTES = 4 * 1024 * 1024;
@@ -78,14 +77,10 @@ const freeBytes = (dir: string) => {
 describe.skipIf(skipReason !== null)('a member whose backend\'s disk fills (a real ENOSPC, LMDB on a small tmpfs)', () => {
   let cluster: FaultCluster | null = null;
   let mnt: string | null = null;
-  const clients: FlotillaClient[] = [];
-  const client = (endpoints: string[]) => {
-    const c = new FlotillaClient({ endpoints });
-    clients.push(c);
-    return c;
-  };
+  const clients = new ClientSet();
+  const client = (endpoints: string[]) => clients.client(endpoints);
   afterEach(async () => {
-    await Promise.all(clients.splice(0).map((c) => c.close()));
+    await clients.closeAll();
     // The processes first: the member's database is open on the tmpfs.
     await Promise.all((cluster?.members ?? []).map((m) => killAndWait(m.proc)));
     if (mnt) unmount(mnt);

@@ -25,7 +25,7 @@ import { FaultCluster } from '../src/faults/cluster.js';
 import { memberIdOf, resolveConfig } from '../src/server/config.js';
 import { startServer } from '../src/server/server.js';
 import { FLOTILLA_BIN, freePort, startCluster, type Cluster } from './support/cluster.js';
-import { exitOf, expectAllPresent, fatalLines, leaderAmong, refused, sleep, waitFor, Writer } from './support/members.js';
+import { ClientSet, exitOf, expectAllPresent, fatalLines, leaderAmong, refused, sleep, waitFor, Writer } from './support/members.js';
 
 /** How long a member whose disk failed may take to exit while writes keep coming. */
 const EXIT_WAIT_MS = 20_000;
@@ -41,14 +41,10 @@ async function writeUntil(w: Writer, gone: () => boolean): Promise<void> {
 
 describe('a member that cannot go on exits', () => {
   let cluster: FaultCluster | null = null;
-  const clients: FlotillaClient[] = [];
-  const client = (endpoints: string[]) => {
-    const c = new FlotillaClient({ endpoints });
-    clients.push(c);
-    return c;
-  };
+  const clients = new ClientSet();
+  const client = (endpoints: string[]) => clients.client(endpoints);
   afterEach(async () => {
-    await Promise.all(clients.splice(0).map((c) => c.close()));
+    await clients.closeAll();
     await cluster?.stop();
     cluster = null;
   });

@@ -85,3 +85,16 @@ export async function expectAllPresent(endpoint: string, prefix: string, acked: 
 }
 
 export const fatalLines = (log: string) => log.split('\n').filter((l) => l.includes('fatal: '));
+
+/** Clients made for one test, closed together in its afterEach. */
+export class ClientSet {
+  private readonly made: FlotillaClient[] = [];
+  client(endpoints: string[]): FlotillaClient {
+    const c = new FlotillaClient({ endpoints });
+    this.made.push(c);
+    return c;
+  }
+  async closeAll(): Promise<void> {
+    await Promise.all(this.made.splice(0).map((c) => c.close()));
+  }
+}
