@@ -325,6 +325,11 @@ export class RaftNode<R = unknown> {
     this.kick();
   }
 
+  /** The snapshot being streamed to `to` made progress (RaftCore.snapshotProgress): its retry waits. */
+  snapshotProgress(to: NodeId): void {
+    if (!this.stopped) this.core.snapshotProgress(to);
+  }
+
   /** Starts an election now (tests and operators). */
   campaign(): void {
     if (this.stopped) return;

@@ -65,3 +65,50 @@ describe('RaftCore basics', () => {
     expect(c.get(2).readStates).toEqual([{ index: 2, ctx: 'r2' }]);
   });
 });
+
+describe('a follower caught up by snapshot under a steady write load', () => {
+  /** 1 leads; 3 was cut off while the log was compacted past it: it is sent a snapshot (undelivered here). */
+  function laggingFollower(): Cluster {
+    const c = new Cluster({ seed: 11, config: { snapshotRetryTicks: 5 } });
+    c.add([1, 2, 3], emptyConfState([1, 2, 3]));
+    c.drop = (m) => m.to === 3 || m.from === 3;
+    c.core(1).campaign();
+    c.stabilize();
+    for (let i = 0; i < 10; i++) c.core(1).propose(enc(`a${i}`));
+    c.stabilize();
+    c.core(1).takeSnapshot(enc('image'), 0);
+    // 3 hears a heartbeat and answers; the append after it finds the log compacted: snapshot
+    // state (the snapshot itself is lost).
+    c.drop = (m) => m.type === 'snapshot';
+    c.tick(1);
+    c.stabilize();
+    return c;
+  }
+
+  it('keeps the entries after the snapshot being sent when it compacts again', () => {
+    const c = laggingFollower();
+    c.drop = (m) => m.to === 3 || m.from === 3;
+    const pr = c.core(1).status().progress!.get(3)!;
+    expect(pr.state).toBe('snapshot');
+    const sentAt = c.core(1).status().firstIndex - 1;
+    for (let i = 0; i < 10; i++) c.core(1).propose(enc(`c${i}`));
+    c.stabilize();
+    // A new snapshot with nothing retained: the log still starts right after the one in flight.
+    c.core(1).takeSnapshot(enc('image 2'), 0);
+    expect(c.core(1).status().firstIndex).toBe(sentAt + 1);
+  });
+
+  it('waits snapshotRetryTicks from the stream\'s last progress before sending another', () => {
+    const c = laggingFollower();
+    c.drop = (m) => m.to === 3 || m.from === 3;
+    for (let i = 0; i < 12; i++) {
+      c.core(1).snapshotProgress(3);
+      c.tick(1);
+      c.stabilize();
+      expect(c.core(1).status().progress!.get(3)!.state, `tick ${i}`).toBe('snapshot');
+    }
+    // No progress: retried after snapshotRetryTicks.
+    c.tick(1, 5);
+    expect(c.core(1).status().progress!.get(3)!.state).toBe('probe');
+  });
+});

@@ -337,6 +337,18 @@ export class RaftCore {
     if (pr && pr.state === 'replicate') pr.becomeProbe();
   }
 
+  /**
+   * The transport reports that the snapshot being streamed to `id` made progress (a chunk
+   * acknowledged, or the whole image received): the retry waits snapshotRetryTicks from now.
+   * A large image on a slow or loaded link takes longer than that to send; counted from the
+   * start, the retry sent another, larger one before the first was in, again and again.
+   */
+  snapshotProgress(id: NodeId): void {
+    if (this.role !== 'leader') return;
+    const pr = this.progress.get(id);
+    if (pr && pr.state === 'snapshot') pr.stateTicks = 0;
+  }
+
   /** The driver reports whether a snapshot sent to `id` arrived. */
   reportSnapshot(id: NodeId, ok: boolean): void {
     if (this.role !== 'leader') return;
@@ -365,7 +377,16 @@ export class RaftCore {
     }
     const snap: Snapshot = { meta: { index, term, confState: toConfState(this.config) }, data };
     this.latestSnapshot = snap;
-    this.log.compact(Math.max(0, index - Math.max(0, retainEntries)));
+    let compactTo = Math.max(0, index - Math.max(0, retainEntries));
+    // A follower being sent a snapshot resumes from the log right after it: those entries stay.
+    // Compacted past it, the entries written while the image travels and is installed (more
+    // than retainEntries under a steady write load) would need the next snapshot, and that
+    // follower would never catch up. Held for one snapshot at a time: a follower that does not
+    // answer leaves snapshot state after snapshotRetryTicks, and the log goes with it.
+    if (this.role === 'leader') {
+      for (const [id, pr] of this.progress) if (id !== this.id && pr.state === 'snapshot' && pr.pendingSnapshot > 0) compactTo = Math.min(compactTo, pr.pendingSnapshot);
+    }
+    this.log.compact(compactTo);
     this.cfg.logger.info(`${this.id} took snapshot at index ${index} term ${term}; log starts at ${this.log.firstIndex()}`);
     return snap;
   }

@@ -408,6 +408,8 @@ export class EtcdMember {
       openView: (index) => m.sm.snapshotView(index),
       receiveDir: join(config.dataDir, 'member', 'snap-recv'),
       openStaging: (path) => (env.openBackend ?? openLmdb)(path, { batchIntervalMs: 0, batchOpsMax: Number.MAX_SAFE_INTEGER }),
+      // Started below; a stream only runs once the node does.
+      onProgress: (to) => m.node?.snapshotProgress(to),
       logger,
     });
     m.sm.setStreamedSnapshots((id, index) => m.streams.takeStreamed(id, index));

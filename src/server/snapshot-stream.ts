@@ -104,6 +104,11 @@ export interface SnapshotStreamOptions {
   readonly openStaging: (path: string) => Backend;
   readonly logger?: Logger;
   readonly observer?: SnapshotStreamObserver;
+  /**
+   * A stream to `to` made progress (a chunk acknowledged, or the image received whole): the
+   * core's snapshot retry waits from now (RaftNode.snapshotProgress).
+   */
+  readonly onProgress?: (to: NodeId) => void;
   /** Limits, for tests (defaults: the constants above). */
   readonly chunkBytes?: number;
   readonly inflightChunksMax?: number;
@@ -437,7 +442,10 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
       this.log.warn(`${this.o.id} snapshot ${s.id} to ${from} refused by the receiver: ${a.reason}`);
       return this.endSend(s, 'refused');
     }
-    if (a.status === 'done') return this.endSend(s, 'done');
+    if (a.status === 'done') {
+      this.o.onProgress?.(from);
+      return this.endSend(s, 'done');
+    }
     if (a.status === 'rewind' && a.next === 0 && s.acked > 0) {
       // The receiver lost what it had acknowledged (its receive area): only a start over is possible.
       s.acked = 0;
@@ -454,6 +462,7 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
       s.acked = a.next;
       s.lastAckAt = s.waitingSince = performance.now();
       this.o.observer?.acked?.(from, s.id, s.acked);
+      this.o.onProgress?.(from);
       if (s.next < s.acked) s.next = s.acked;
     }
     if (a.status === 'rewind') this.rewind(s, a.next);
