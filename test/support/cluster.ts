@@ -153,7 +153,25 @@ export async function waitHealthy(urls: string[], timeoutMs: number, what: () =>
   }
 }
 
+/** Attempts at starting a cluster when a member's port was taken between the probe and its bind. */
+const START_ATTEMPTS = 3;
+
+/** A member could not bind its port: another process took it after freePort() found it free. */
+class PortTakenError extends Error {}
+
 export async function startCluster(target: Target, o: ClusterOptions = {}): Promise<Cluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startClusterOnce(target, o);
+    } catch (e) {
+      // Other test files start servers in parallel: a probed port can be gone by the time a
+      // member binds it. New ports, new cluster.
+      if (!(e instanceof PortTakenError) || attempt >= START_ATTEMPTS) throw e;
+    }
+  }
+}
+
+async function startClusterOnce(target: Target, o: ClusterOptions): Promise<Cluster> {
   const size = o.size ?? 3;
   const dir = mkdtempSync(join(tmpdir(), `flotilla-${target}-`));
   const members: MemberProc[] = [];
@@ -222,8 +240,15 @@ export async function startCluster(target: Target, o: ClusterOptions = {}): Prom
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  const portTaken = new Promise<never>((_, reject) => {
+    for (const m of members) m.proc!.once('close', () => /EADDRINUSE/.test(m.output) && reject(new PortTakenError(`${m.name} could not bind its port:\n${m.output.slice(-1000)}`)));
+  });
+  portTaken.catch(() => undefined);
   try {
-    await waitHealthy(members.map((m) => m.clientUrl), o.readyTimeoutMs ?? CLUSTER_READY_TIMEOUT_MS, dump, o.healthTls);
+    const healthy = waitHealthy(members.map((m) => m.clientUrl), o.readyTimeoutMs ?? CLUSTER_READY_TIMEOUT_MS, dump, o.healthTls);
+    // Left behind when a port was taken: it polls the stopped members until its deadline.
+    healthy.catch(() => undefined);
+    await Promise.race([healthy, portTaken]);
   } catch (e) {
     await cluster.stop();
     throw e;
