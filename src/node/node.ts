@@ -330,6 +330,13 @@ export class RaftNode<R = unknown> {
     if (!this.stopped) this.core.snapshotProgress(to);
   }
 
+  /** The snapshot stream to `to` failed (refused or abandoned): the core probes again, and sends another if needed. */
+  snapshotFailed(to: NodeId): void {
+    if (this.stopped) return;
+    this.core.reportSnapshot(to, false);
+    this.kick();
+  }
+
   /** Starts an election now (tests and operators). */
   campaign(): void {
     if (this.stopped) return;

@@ -14,7 +14,7 @@ import { ERR, isErrorCode, KvError, type ErrorCode } from '../kv/errors.js';
 import { LEARNERS_MAX, MemberTable, RAFT_ID_MAX, encodeMemberChange, newMemberId, normalisePeerUrls, type ClusterMember, type MemberChange } from '../kv/membership.js';
 import { LmdbBackend } from '../kv/backend-lmdb.js';
 import type { Backend, BackendBatchLimits } from '../kv/backend.js';
-import { SnapshotStreamTransport } from './snapshot-stream.js';
+import { SNAPSHOT_ANSWER_WAIT_MS, SnapshotStreamTransport } from './snapshot-stream.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WatchHub } from '../kv/watch.js';
 import { NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError, ProposalRefusedError, RaftNode, ReadTimeoutError, realClock, StoppedError, type Clock, type NodeObserver, type Transport } from '../node/node.js';
@@ -410,6 +410,7 @@ export class EtcdMember {
       openStaging: (path) => (env.openBackend ?? openLmdb)(path, { batchIntervalMs: 0, batchOpsMax: Number.MAX_SAFE_INTEGER }),
       // Started below; a stream only runs once the node does.
       onProgress: (to) => m.node?.snapshotProgress(to),
+      onFailed: (to) => m.node?.snapshotFailed(to),
       logger,
     });
     m.sm.setStreamedSnapshots((id, index) => m.streams.takeStreamed(id, index));
@@ -431,6 +432,7 @@ export class EtcdMember {
       raft: {
         preVote: true,
         checkQuorum: true,
+        snapshotRetryTicks: Math.ceil(SNAPSHOT_ANSWER_WAIT_MS / config.heartbeatMs),
         ...(config.leaseReads ? { readOnly: 'lease' as const, leaseDriftTicks: Math.ceil(config.leaseDriftMs / config.heartbeatMs) } : {}),
       },
       logger,

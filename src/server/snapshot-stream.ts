@@ -64,6 +64,14 @@ export const SNAPSHOT_INFLIGHT_BYTES_MAX = 4 * SNAPSHOT_CHUNK_BYTES;
 export const SNAPSHOT_ACK_TIMEOUT_MS = 2_000;
 /** No acknowledgement progress at all for this long: the stream is abandoned and its read view closed (ms). */
 export const SNAPSHOT_SEND_IDLE_MS = 60_000;
+/**
+ * How long the leader waits for a follower's answer after the stream's last progress (a chunk
+ * acknowledged, or the image received whole) before it sends the snapshot again (ms; the core's
+ * snapshotRetryTicks, counted from each progress report). Installing a large image takes
+ * seconds on a loaded machine; a stream that stalls is the sender's own to handle
+ * (SNAPSHOT_ACK_TIMEOUT_MS, SNAPSHOT_SEND_IDLE_MS).
+ */
+export const SNAPSHOT_ANSWER_WAIT_MS = 10_000;
 /** Snapshot streams a member sends at once (one per follower at most); a snapshot message beyond is dropped (the core retries). */
 export const SNAPSHOT_SENDS_MAX = 4;
 /** A partial snapshot that receives no chunk for this long is removed (ms). */
@@ -109,6 +117,8 @@ export interface SnapshotStreamOptions {
    * core's snapshot retry waits from now (RaftNode.snapshotProgress).
    */
   readonly onProgress?: (to: NodeId) => void;
+  /** A stream to `to` was refused by the receiver or abandoned: the core may send another at once (RaftNode.snapshotFailed). */
+  readonly onFailed?: (to: NodeId) => void;
   /** Limits, for tests (defaults: the constants above). */
   readonly chunkBytes?: number;
   readonly inflightChunksMax?: number;
@@ -347,6 +357,7 @@ export class SnapshotStreamTransport implements Transport, MemberChannel {
     const bytes = s.sizes.reduce((a, b) => a + b, 0);
     const ms = performance.now() - s.startedAt;
     this.o.observer?.sendEnded?.(s.to, s.id, how, bytes, ms);
+    if (how === 'refused' || how === 'abandoned') this.o.onFailed?.(s.to);
     const what = `${this.o.id} snapshot ${s.id} to ${s.to}`;
     if (how === 'done') this.log.info(`${what}: sent, ${bytes} bytes in ${s.sizes.length} chunks, ${Math.round(ms)} ms (${(bytes / 1e6 / Math.max(ms / 1000, 1e-3)).toFixed(1)} MB/s)`);
     else this.log.warn(`${what}: ${how} after chunk ${s.acked} of ${s.lastSeq === null ? '?' : s.lastSeq + 1}`);
