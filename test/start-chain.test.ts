@@ -8,13 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ChainClient } from '../src/chainnode/client.js';
-import { FLOTILLA_BIN, freePort } from './support/cluster.js';
+import { FLOTILLA_BIN, freePorts } from './support/cluster.js';
 
 describe('flotilla start --chain', () => {
   it('starts a 3-node chain beside the cluster; it serves; SIGINT stops all', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-start-chain-'));
-    const ports = async (): Promise<number[]> => [await freePort(), await freePort(), await freePort()];
-    const [client, peer, chainPorts] = [await ports(), await ports(), await ports()];
+    // Nine distinct ports (probes one after another once returned a member's port for a chain node).
+    const all = await freePorts(9);
+    const [client, peer, chainPorts] = [all.slice(0, 3), all.slice(3, 6), all.slice(6, 9)];
     const p = spawn(process.execPath, [FLOTILLA_BIN, 'start', '--data-dir', dir, '--client-ports', client.join(','), '--peer-ports', peer.join(','), '--chain', 'photos', '--chain-ports', chainPorts.join(',')], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });

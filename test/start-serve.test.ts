@@ -9,14 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FlotillaClient } from '../src/client/index.js';
-import { FLOTILLA_BIN, freePort, startCluster } from './support/cluster.js';
+import { FLOTILLA_BIN, freePorts, startCluster } from './support/cluster.js';
 import { rawClient } from './support/grpc.js';
 
 describe('flotilla start', () => {
   it('starts a 3-member cluster, keeps its data across runs, stops on SIGINT', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-start-'));
-    const client = [await freePort(), await freePort(), await freePort()];
-    const peer = [await freePort(), await freePort(), await freePort()];
+    const all = await freePorts(6);
+    const [client, peer] = [all.slice(0, 3), all.slice(3, 6)];
     const run = async (fresh: boolean, body: (eps: string[]) => Promise<void>) => {
       const args = [FLOTILLA_BIN, 'start', '--data-dir', dir, '--client-ports', client.join(','), '--peer-ports', peer.join(','), ...(fresh ? ['--fresh'] : [])];
       const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -10,9 +10,9 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, killAndWait } from '../../src/lib/proc.js';
+import { freePort, freePorts, killAndWait } from '../../src/lib/proc.js';
 
-export { freePort };
+export { freePort, freePorts };
 
 export type Target = 'flotilla' | 'etcd';
 
@@ -175,11 +175,12 @@ async function startClusterOnce(target: Target, o: ClusterOptions): Promise<Clus
   const size = o.size ?? 3;
   const dir = mkdtempSync(join(tmpdir(), `flotilla-${target}-`));
   const members: MemberProc[] = [];
+  const ports = await freePorts(2 * size);
   for (let i = 0; i < size; i++) {
     members.push({
       name: `m${i + 1}`,
-      clientUrl: `${o.clientTls ? 'https' : 'http'}://127.0.0.1:${await freePort()}`,
-      peerUrl: `${o.peerTls ? 'https' : 'http'}://127.0.0.1:${await freePort()}`,
+      clientUrl: `${o.clientTls ? 'https' : 'http'}://127.0.0.1:${ports[2 * i]!}`,
+      peerUrl: `${o.peerTls ? 'https' : 'http'}://127.0.0.1:${ports[2 * i + 1]!}`,
       dataDir: join(dir, `m${i + 1}`),
       proc: null,
       output: '',
