@@ -23,7 +23,7 @@ import { decodeClientReply, encodeClientRequest } from '../src/chain/codec.js';
 import type { ClientReply } from '../src/chain/types.js';
 import { ChainClient } from '../src/chainnode/client.js';
 import { CHAIN_LEASE_MARGIN_MS, CHAIN_PEER_QUEUE_BYTES_MAX } from '../src/chainnode/node-process.js';
-import { AssemblyBudget, helloFrame, readMessages, writeMessage } from '../src/chainnode/wire.js';
+import { AssemblyBudget, CHAIN_PIECE_BYTES, helloFrame, readMessages, writeMessage } from '../src/chainnode/wire.js';
 import { chainTestEnv, until } from './support/chain.js';
 
 const { dir, cleanup, controlCluster, startMaster, startNode } = chainTestEnv('flotilla-chain-peer-limits-');
@@ -46,17 +46,19 @@ async function rawGet(address: string, chain: string, epoch: number, key: string
 }
 
 describe('chain node peer limits', () => {
-  it('CHAIN_PEER_QUEUE_BYTES_MAX: the queue to a successor that does not read stops at the bound; nothing is lost once it reads', async () => {
+  // Small updates are encoded whole; a large one (over CHAIN_PIECE_BYTES) goes out as its head
+  // and then its value itself: the bound must hold on both paths.
+  it.each([
+    { what: 'small updates', chain: 'q', LIMIT: 1024 * 1024, VALUE: 64 * 1024, PUTS: 200 }, // 12.5 MiB in flight: past the loopback's socket buffers and the bound
+    { what: 'large updates (over CHAIN_PIECE_BYTES, sent as their values)', chain: 'qq', LIMIT: 4 * 1024 * 1024, VALUE: CHAIN_PIECE_BYTES + CHAIN_PIECE_BYTES / 2, PUTS: 24 }, // 36 MiB
+  ])('CHAIN_PEER_QUEUE_BYTES_MAX, $what: the queue to a successor that does not read stops at the bound; nothing is lost once it reads', async ({ chain, LIMIT, VALUE, PUTS }) => {
     expect(CHAIN_PEER_QUEUE_BYTES_MAX).toBeGreaterThanOrEqual(64 * 1024 * 1024); // a whole largest value fits
-    const LIMIT = 1024 * 1024;
-    const VALUE = 64 * 1024;
-    const PUTS = 200; // 12.5 MiB in flight: past the loopback's socket buffers and the bound
     const cluster = await controlCluster();
-    startMaster('q', cluster.endpoints, 2);
-    const opts = { chain: 'q', listen: '127.0.0.1:0', control: cluster.endpoints, tickMs: 20, pollMs: 200, peerQueueBytesMax: LIMIT };
-    const n1 = await startNode({ ...opts, name: 'n1', dataDir: join(dir, 'q1') });
-    const n2 = await startNode({ ...opts, name: 'n2', dataDir: join(dir, 'q2') });
-    const client = new ChainClient({ chain: 'q', control: cluster.endpoints, timeoutMs: 60_000 });
+    startMaster(chain, cluster.endpoints, 2);
+    const opts = { chain, listen: '127.0.0.1:0', control: cluster.endpoints, tickMs: 20, pollMs: 200, peerQueueBytesMax: LIMIT };
+    const n1 = await startNode({ ...opts, name: 'n1', dataDir: join(dir, `${chain}1`) });
+    const n2 = await startNode({ ...opts, name: 'n2', dataDir: join(dir, `${chain}2`) });
+    const client = new ChainClient({ chain, control: cluster.endpoints, timeoutMs: 60_000 });
     cleanup.push(() => client.close());
     const view = await until('a chain n1 -> n2', async () => {
       const v = await client.status();

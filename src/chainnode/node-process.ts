@@ -423,20 +423,17 @@ export class ChainNodeProcess {
       s.write(helloFrame('peer', this.o.chain, this.o.name));
       p.socket = s;
     }
-    if (m.type === 'update' && m.op.type !== 'delete' && m.op.value.length > CHAIN_PIECE_BYTES) {
-      // A large value goes on as itself, after the update's head (no copy per hop).
-      const op = m.op;
-      const head = encodeUpdateHead({ ...m, op });
-      if (p.socket.writableLength + head.length + op.value.length > CHAIN_PEER_QUEUE_BYTES_MAX) return; // dropped: resent later
-      writeMessageOf(p.socket, head, op.value);
+    // One bound for every message, however it is written: a large update (its value as itself,
+    // after the update's head: no copy per hop) and a small message alike.
+    const large = m.type === 'update' && m.op.type !== 'delete' && m.op.value.length > CHAIN_PIECE_BYTES ? { ...m, op: m.op } : null;
+    const head = large ? encodeUpdateHead(large) : encodePeerMessage(m);
+    const bytes = head.length + (large ? large.op.value.length : 0);
+    if (p.socket.writableLength + bytes > (this.o.peerQueueBytesMax ?? CHAIN_PEER_QUEUE_BYTES_MAX)) {
+      p.droppedBytes += bytes; // dropped: resent later
       return;
     }
-    const body = encodePeerMessage(m);
-    if (p.socket.writableLength + body.length > (this.o.peerQueueBytesMax ?? CHAIN_PEER_QUEUE_BYTES_MAX)) {
-      p.droppedBytes += body.length; // dropped: resent later
-      return;
-    }
-    writeMessage(p.socket, body);
+    if (large) writeMessageOf(p.socket, head, large.op.value);
+    else writeMessage(p.socket, head);
     p.queuedMax = Math.max(p.queuedMax, p.socket.writableLength);
   }
 
