@@ -17,6 +17,7 @@ import {
   encodeGetReplyHead,
   encodeUpdateHead,
   GET_REPLY_HEAD_BYTES,
+  peerMessageParts,
   writeEntries,
 } from './codec.js';
 import { ByteWriter } from '../lib/bytes.js';
@@ -158,6 +159,36 @@ describe('chain codec', () => {
       }),
       { numRuns: 15 },
     );
+  });
+
+  it('peerMessageParts: concatenated, the parts are encodePeerMessage\'s bytes; an update\'s value and a snapshot chunk\'s large values are parts of their own, not copied', () => {
+    fc.assert(
+      fc.property(peerArb, (m) => {
+        const parts = peerMessageParts(m);
+        expect(Buffer.compare(Buffer.concat(parts), Buffer.from(encodePeerMessage(m)))).toBe(0);
+        if (m.type === 'update' && m.op.type !== 'delete') expect(parts[1]).toBe(m.op.value);
+      }),
+      { numRuns: 500 },
+    );
+    // A snapshot chunk holding a large value (a 64 MiB one is a chunk of its own) and small ones.
+    const big = new Uint8Array(3 * CHAIN_ENTRY_PART_BYTES).fill(9);
+    const entries = [
+      { key: 'a', version: 1, value: new Uint8Array(10).fill(1) },
+      { key: 'b', version: 2, value: big },
+      { key: 'c', version: 3, value: new Uint8Array(100).fill(3) },
+    ];
+    const chunk: PeerMessage = { type: 'snapshotChunk', epoch: 4, from: 'n1', to: 'n2', seq: 3, assignEpoch: 4, forSeq: -1, forAssignEpoch: 0, index: 0, count: 1, entries };
+    const parts = peerMessageParts(chunk);
+    expect(parts).toContain(big);
+    expect(parts.filter((p) => p !== big).every((p) => p.length < 1024)).toBe(true);
+    const whole = Buffer.concat(parts);
+    expect(Buffer.compare(whole, Buffer.from(encodePeerMessage(chunk)))).toBe(0);
+    const back = decodePeerMessage(whole);
+    expect(back.type === 'snapshotChunk' && back.entries.map((e) => [e.key, e.version, Buffer.compare(Buffer.from(e.value), Buffer.from(entries.find((x) => x.key === e.key)!.value))])).toEqual([
+      ['a', 1, 0],
+      ['b', 2, 0],
+      ['c', 3, 0],
+    ]);
   });
 
   it('a streamed request\'s (a read reply\'s, an update\'s) head and value are the whole message; a reply\'s head says what decodeClientReply says', () => {

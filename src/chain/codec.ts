@@ -232,6 +232,22 @@ export function encodeUpdateHead(m: UpdateMsg & { readonly op: { readonly type: 
   return b;
 }
 
+/**
+ * A peer message's bytes in parts that, concatenated, are encodePeerMessage's: an update's value
+ * is a part of its own, and a snapshot chunk's entries are entryParts' (a large value as itself).
+ * A node sends a 64 MiB update, or a snapshot chunk holding a 64 MiB value, without building it
+ * as one buffer or copying the value (src/chainnode/wire.ts writeMessageParts frames the parts).
+ */
+export function peerMessageParts(m: PeerMessage): Uint8Array[] {
+  if (m.type === 'update' && m.op.type !== 'delete') return [encodeUpdateHead({ ...m, op: m.op }), m.op.value];
+  if (m.type === 'snapshotChunk') {
+    // The chunk's head: its encoding with no entries, less writeEntries' count (entryParts writes it).
+    const head = encodePeerMessage({ ...m, entries: [] });
+    return [head.subarray(0, head.length - 4), ...entryParts(m.entries)];
+  }
+  return [encodePeerMessage(m)];
+}
+
 export function decodePeerMessage(b: Uint8Array): PeerMessage {
   if (b.length > CHAIN_MESSAGE_BYTES_MAX) throw fail(`message of ${b.length} bytes exceeds ${CHAIN_MESSAGE_BYTES_MAX}`);
   const r = new ByteReader(b, fail);

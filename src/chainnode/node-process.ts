@@ -23,7 +23,7 @@ import type { Server, Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import type { TlsFiles } from '../lib/tls-files.js';
 import type { FlotillaClient } from '../client/client.js';
-import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodeGetReplyHead, encodePeerMessage, encodeUpdateHead } from '../chain/codec.js';
+import { decodeClientRequest, decodePeerMessage, encodeClientReply, encodeGetReplyHead, peerMessageParts } from '../chain/codec.js';
 import { ChainNode, type ChainEffect } from '../chain/node.js';
 import type { PeerMessage } from '../chain/messages.js';
 import type { ReadMode } from '../chain/types.js';
@@ -32,7 +32,7 @@ import { ChainStorage, type RegistrationEpochs } from './storage.js';
 import type { Watcher } from '../client/watch.js';
 import { chainPrefix, checkChainName, configKey, controlClient, controlRefusal, nodesPrefix, readChain, type ControlAccess } from './control.js';
 import { chainServer, dialNode, loadChainTls, peerCommonName, type ChainTlsFileNames } from './tls.js';
-import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, CHAIN_PIECE_BYTES, decodeHello, helloFrame, readMessages, writeMessage, writeMessageOf } from './wire.js';
+import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, CHAIN_PIECE_BYTES, decodeHello, helloFrame, readMessages, writeMessage, writeMessageOf, writeMessageParts } from './wire.js';
 
 /** Bytes queued for one peer before further messages to it are dropped (the protocol resends). */
 export const CHAIN_PEER_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
@@ -423,17 +423,17 @@ export class ChainNodeProcess {
       s.write(helloFrame('peer', this.o.chain, this.o.name));
       p.socket = s;
     }
-    // One bound for every message, however it is written: a large update (its value as itself,
-    // after the update's head: no copy per hop) and a small message alike.
-    const large = m.type === 'update' && m.op.type !== 'delete' && m.op.value.length > CHAIN_PIECE_BYTES ? { ...m, op: m.op } : null;
-    const head = large ? encodeUpdateHead(large) : encodePeerMessage(m);
-    const bytes = head.length + (large ? large.op.value.length : 0);
+    // In parts (peerMessageParts): a large update's value, and a snapshot chunk's large values,
+    // go out as themselves (no copy per hop; a chunk is never built as one buffer). One bound
+    // for every message, however large.
+    const parts = peerMessageParts(m);
+    let bytes = 0;
+    for (const part of parts) bytes += part.length;
     if (p.socket.writableLength + bytes > (this.o.peerQueueBytesMax ?? CHAIN_PEER_QUEUE_BYTES_MAX)) {
       p.droppedBytes += bytes; // dropped: resent later
       return;
     }
-    if (large) writeMessageOf(p.socket, head, large.op.value);
-    else writeMessage(p.socket, head);
+    writeMessageParts(p.socket, parts);
     p.queuedMax = Math.max(p.queuedMax, p.socket.writableLength);
   }
 

@@ -2,7 +2,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CHAIN_MESSAGE_BYTES_MAX } from '../chain/codec.js';
 import { FrameError } from '../transport/codec.js';
-import { AssemblyBudget, CHAIN_FRAME_BYTES_MAX, CHAIN_HELLO_BYTES_MAX, CHAIN_PIECE_BYTES, decodeHello, helloFrame, MessageReader, messageParts, readMessages, writeMessageFrom, writeMessageOf } from './wire.js';
+import { AssemblyBudget, CHAIN_FRAME_BYTES_MAX, CHAIN_HELLO_BYTES_MAX, CHAIN_PIECE_BYTES, decodeHello, helloFrame, MessageReader, messageParts, readMessages, writeMessageFrom, writeMessageOf, writeMessageParts } from './wire.js';
 
 const pattern = (n: number): Uint8Array => new Uint8Array(n).map((_, i) => (i * 7 + (i >> 9)) & 255);
 const u32 = (n: number): Buffer => {
@@ -62,6 +62,31 @@ describe('chain wire framing', () => {
       expect(Buffer.compare(Buffer.from(got.messages[0]!), Buffer.concat([head, tail]))).toBe(0);
       if (n > CHAIN_PIECE_BYTES) expect(written.filter((b) => b.buffer === tail.buffer).length).toBe(Math.ceil(n / CHAIN_PIECE_BYTES));
     }
+  });
+
+  it('writeMessageParts: parts (empty ones too) as one message, each part\'s pieces views of it, every frame within CHAIN_FRAME_BYTES_MAX', () => {
+    const cases: number[][] = [[5], [0, 7, 0, 3], [40, 0, 3 * CHAIN_PIECE_BYTES + 7], [CHAIN_PIECE_BYTES + 1], [12, 300, CHAIN_PIECE_BYTES - 100, 2 * CHAIN_PIECE_BYTES, 0, 9]];
+    for (const sizes of cases) {
+      const written: Uint8Array[] = [];
+      const socket = { cork: () => {}, uncork: () => {}, write: (b: Uint8Array) => written.push(b) } as unknown as Socket;
+      const parts = sizes.map((n, i) => pattern(n).map((b) => b ^ i));
+      const queued = writeMessageParts(socket, parts);
+      const bytes = Buffer.concat(written);
+      expect(queued).toBe(bytes.length);
+      const got = feed(new MessageReader(new AssemblyBudget(), { hello: false }), bytes);
+      expect(got.messages.length).toBe(1);
+      expect(Buffer.compare(Buffer.from(got.messages[0]!), Buffer.concat(parts))).toBe(0);
+      for (let at = 0; at < bytes.length; ) {
+        const n = bytes.readUInt32LE(at);
+        expect(n).toBeLessThanOrEqual(CHAIN_FRAME_BYTES_MAX);
+        at += 4 + n;
+      }
+      const total = sizes.reduce((a, b) => a + b, 0);
+      if (total > CHAIN_PIECE_BYTES) for (const p of parts) if (p.length > 0) expect(written.filter((b) => b.buffer === p.buffer).length, `${sizes}`).toBe(Math.ceil(p.length / CHAIN_PIECE_BYTES));
+    }
+    const socket = { cork: () => {}, uncork: () => {}, write: () => true } as unknown as Socket;
+    expect(() => writeMessageParts(socket, [new Uint8Array(0)])).toThrow(FrameError);
+    expect(() => writeMessageParts(socket, [new Uint8Array(CHAIN_MESSAGE_BYTES_MAX), new Uint8Array(1)])).toThrow(FrameError);
   });
 
   it('refuses frames and messages beyond their limits, and pieces out of order', () => {

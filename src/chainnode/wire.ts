@@ -315,24 +315,41 @@ export async function writeMessageFrom(socket: Socket, head: Uint8Array, body: A
  * answering a read of a 64 MiB value). Returns the bytes queued.
  */
 export function writeMessageOf(socket: Socket, head: Uint8Array, tail: Uint8Array): number {
-  const total = head.length + tail.length;
-  if (head.length === 0 || total > CHAIN_MESSAGE_BYTES_MAX) throw new FrameError(`a message of ${total} bytes (1..${CHAIN_MESSAGE_BYTES_MAX})`);
-  if (total <= CHAIN_PIECE_BYTES || tail.length === 0) {
+  if (head.length === 0) throw new FrameError('a message with an empty head');
+  return writeMessageParts(socket, [head, tail]);
+}
+
+/**
+ * Writes one message made of `parts` in order, without copying them when it goes in pieces: each
+ * part's pieces (at most CHAIN_PIECE_BYTES, empty parts skipped) are views of it. A small message
+ * (at most one piece) is joined and sent whole. Returns the bytes queued.
+ */
+export function writeMessageParts(socket: Socket, parts: readonly Uint8Array[]): number {
+  let total = 0;
+  for (const p of parts) total += p.length;
+  if (total === 0 || total > CHAIN_MESSAGE_BYTES_MAX) throw new FrameError(`a message of ${total} bytes (1..${CHAIN_MESSAGE_BYTES_MAX})`);
+  if (total <= CHAIN_PIECE_BYTES) {
     const all = new Uint8Array(total);
-    all.set(head, 0);
-    all.set(tail, head.length);
+    let at = 0;
+    for (const p of parts) {
+      all.set(p, at);
+      at += p.length;
+    }
     return writeMessage(socket, all);
   }
-  const parts: Uint8Array[] = [frameHead(FIRST, total, head.length), head];
-  for (let at = 0; at < tail.length; at += CHAIN_PIECE_BYTES) {
-    const piece = tail.subarray(at, at + CHAIN_PIECE_BYTES);
-    parts.push(frameHead(MORE, null, piece.length), piece);
+  // The first piece is at most CHAIN_PIECE_BYTES < total: a message in pieces, as the reader requires.
+  const frames: Uint8Array[] = [];
+  for (const p of parts) {
+    for (let at = 0; at < p.length; at += CHAIN_PIECE_BYTES) {
+      const piece = p.subarray(at, at + CHAIN_PIECE_BYTES);
+      frames.push(frames.length === 0 ? frameHead(FIRST, total, piece.length) : frameHead(MORE, null, piece.length), piece);
+    }
   }
   let n = 0;
   socket.cork();
-  for (const p of parts) {
-    socket.write(p);
-    n += p.length;
+  for (const f of frames) {
+    socket.write(f);
+    n += f.length;
   }
   socket.uncork();
   return n;
