@@ -6,6 +6,8 @@
  *   keeps alive (sampled after a forced collection every 50 ms, by a module loaded with
  *   NODE_OPTIONS=--import; its peak RSS is recorded beside) stay under half the value: the
  *   client never holds the value.
+ * - `chain cas NAME KEY VERSION --file F` (casStream) sets a streamed value at the expected
+ *   version only: a stale one is FAILED, exit 1.
  * - The library: getStream reads it back; a stream shorter than its announced size fails with
  *   ChainValueSourceError and writes nothing.
  * - A fourth node started afterwards catches up from the tail's store (the 64 MiB value and 24
@@ -128,6 +130,18 @@ describe('large values through real chain processes', () => {
       expect(get.live).toBeLessThan(48 * MiB);
       // The CLI with neither a value nor --file, or both: a usage error.
       expect((await cli('put', 'big', 'k')).code).toBe(2);
+      expect((await cli('cas', 'big', 'k', '0')).code).toBe(2);
+
+      // cas --file: a streamed value, set only at the expected version (0: absent).
+      const casFile = join(dir, 'cas.bin');
+      writeFileSync(casFile, randomBytes(3 * MiB));
+      const cas = await cli('cas', 'big', 'casv', '0', '--file', casFile);
+      expect(cas.stdout, cas.stderr + logs()).toMatch(/^OK \(version \d+\)\n$/);
+      const casVersion = /version (\d+)/.exec(cas.stdout)![1]!;
+      expect(await cli('cas', 'big', 'casv', '0', '--file', casFile)).toMatchObject({ code: 1, stdout: `FAILED (version is ${casVersion})\n` });
+      const casBack = join(dir, 'cas-back.bin');
+      expect((await cli('get', 'big', 'casv', '--out', casBack)).stdout).toBe(`casv: version ${casVersion}, ${3 * MiB} bytes written to ${casBack}\n`);
+      expect(await sha256(createReadStream(casBack))).toBe(await sha256(createReadStream(casFile)));
 
       // The library: getStream; a short stream is refused before anything is applied.
       const s = await client.getStream('value');
@@ -146,7 +160,7 @@ describe('large values through real chain processes', () => {
       launch('n4', ['chain-node', '--chain', 'big', '--name', 'n4', '--data-dir', join(dir, 'n4'), '--listen', `127.0.0.1:${await freePort()}`, '--control', endpoint]);
       await until('n4 as the tail', async () => (await client.status()).config?.members.at(-1) === 'n4');
       const n4log = readFileSync(procs.logPath('n4'), 'utf8');
-      expect(n4log).toMatch(/installing a snapshot at \d+ \(26 keys\)/);
+      expect(n4log).toMatch(/installing a snapshot at \d+ \(27 keys\)/);
       // Read from the new tail.
       expect(await sha256((await client.getStream('value'))!.value)).toBe(want);
       expect(Buffer.compare(Buffer.from((await client.get('m17')).value!), mib(17))).toBe(0);

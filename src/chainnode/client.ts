@@ -8,10 +8,10 @@
  * cluster that no retry cures (a wrong password, no permission, a TLS failure: controlRefusal)
  * fails at once with etcd's text.
  *
- * Large values stream: putStream sends a value from a Readable in pieces as it reads them, and
- * getStream hands the value on as a Readable as its pieces arrive (pausing the connection while
- * the reader is behind), each on a connection of its own, so the client holds about a piece of
- * a 64 MiB value, not all of it. put and get carry the value as one buffer.
+ * Large values stream: putStream and casStream send a value from a Readable in pieces as they
+ * read them, and getStream hands the value on as a Readable as its pieces arrive (pausing the
+ * connection while the reader is behind), each on a connection of its own, so the client holds
+ * about a piece of a 64 MiB value, not all of it. put, cas and get carry the value as one buffer.
  */
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -112,16 +112,30 @@ export class ChainClient {
    * arrives only after the whole value was sent); given a stream, a refusal is final.
    */
   async putStream(key: string, source: ValueSource, size: number): Promise<OpResult & { type: 'put' }> {
-    if (!(Number.isSafeInteger(size) && size >= 0 && size <= CHAIN_VALUE_BYTES_MAX)) throw new Error(`put ${key}: value exceeds ${CHAIN_VALUE_BYTES_MAX} bytes (or is not a size: ${size})`);
+    return (await this.writeStream({ type: 'put', key, value: new Uint8Array(0) }, source, size)) as OpResult & { type: 'put' };
+  }
+
+  /**
+   * Compare-and-swap with a streamed value: sets the key to `size` bytes read from `source` if
+   * its version is `expectedVersion` (0: absent), as cas does; the value is sent as putStream
+   * sends it (so a refused attempt needs a function to open it again).
+   */
+  async casStream(key: string, expectedVersion: number, source: ValueSource, size: number): Promise<OpResult & { type: 'cas' }> {
+    return (await this.writeStream({ type: 'cas', key, expectedVersion, value: new Uint8Array(0) }, source, size)) as OpResult & { type: 'cas' };
+  }
+
+  /** putStream and casStream: `op` with its value (of `size` bytes) from `source`. */
+  private async writeStream(op: ClientOp & { readonly type: 'put' | 'cas' }, source: ValueSource, size: number): Promise<OpResult> {
+    const key = op.key;
+    if (!(Number.isSafeInteger(size) && size >= 0 && size <= CHAIN_VALUE_BYTES_MAX)) throw new Error(`${op.type} ${key}: value exceeds ${CHAIN_VALUE_BYTES_MAX} bytes (or is not a size: ${size})`);
     let used = false;
     const open = (): Readable => {
       if (typeof source === 'function') return source();
-      if (used) throw new ChainValueSourceError(`put ${key}: the value must be sent again (refused, or the connection failed while sending it), and a stream cannot be read twice (give a function that opens it again)`);
+      if (used) throw new ChainValueSourceError(`${op.type} ${key}: the value must be sent again (refused, or the connection failed while sending it), and a stream cannot be read twice (give a function that opens it again)`);
       used = true;
       return source;
     };
-    const op = { type: 'put', key, value: new Uint8Array(0) } as const;
-    return (await this.run(op, (address, node, q, deadline) => this.sendStreamed(address, node, q, open, size, deadline))).result as OpResult & { type: 'put' };
+    return (await this.run(op, (address, node, q, deadline) => this.sendStreamed(address, node, q, open, size, deadline))).result;
   }
 
   /**
@@ -199,7 +213,7 @@ export class ChainClient {
     return { socket, ready };
   }
 
-  /** putStream's attempt: the request's head, then the value from `body` in pieces; then the reply. */
+  /** putStream's (casStream's) attempt: the request's head, then the value from `body` in pieces; then the reply. */
   private async sendStreamed(address: string, name: string, q: ClientRequest, open: () => Readable, size: number, deadline: number): Promise<{ reply: ClientReply }> {
     const { socket, ready } = this.dial(address, name);
     // Not connected (by the deadline): nothing was read of the value, which the next attempt may still send.
@@ -223,14 +237,14 @@ export class ChainClient {
     try {
       // Nothing of a value that is still arriving reaches the node unless all of it does: a
       // failure here (a short file, a closed connection) leaves the request incomplete.
-      await writeMessageFrom(socket, encodeClientRequestHead(q as ClientRequest & { op: { type: 'put' } }, size), body, size);
+      await writeMessageFrom(socket, encodeClientRequestHead(q as ClientRequest & { op: { type: 'put' | 'cas' } }, size), body, size);
     } catch (e) {
       socket.destroy();
       body.destroy();
       // An incomplete message is never a request: the node drops it.
-      if (e instanceof FrameError || e instanceof ChainCodecError) throw new ChainValueSourceError(`put ${q.op.key}: ${e.message}`);
+      if (e instanceof FrameError || e instanceof ChainCodecError) throw new ChainValueSourceError(`${q.op.type} ${q.op.key}: ${e.message}`);
       // The source failed (a file that cannot be read) or the connection closed.
-      throw e instanceof Error && e.message !== 'connection closed' ? new ChainValueSourceError(`put ${q.op.key}: ${e.message}`) : new Error(NOT_SENT);
+      throw e instanceof Error && e.message !== 'connection closed' ? new ChainValueSourceError(`${q.op.type} ${q.op.key}: ${e.message}`) : new Error(NOT_SENT);
     }
     const timer = setTimeout(() => socket.destroy(), Math.max(1, deadline - performance.now()));
     try {

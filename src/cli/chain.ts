@@ -5,9 +5,9 @@
  * flags when it has client TLS or auth on (--cacert, --cert, --key, --user, --password, as the
  * client commands: command.ts). TLS on the chain port is another matter: a node's
  * --cert-file/--key-file/--trusted-ca-file, a client's --chain-cacert/--chain-cert/--chain-key.
- * `put --file F` and `get --out F` stream a large value from and to a file.
+ * `put --file F`, `cas --file F` and `get --out F` stream a large value from and to a file.
  */
-import { createReadStream, readFileSync, renameSync, rmSync, statSync, createWriteStream } from 'node:fs';
+import { createReadStream, readFileSync, renameSync, rmSync, statSync, createWriteStream, type ReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { ControlAccess } from '../chainnode/control.js';
@@ -143,16 +143,9 @@ export function registerChainCommands(program: Command): void {
     .option('--file <file>', 'the value is this file\'s content, streamed (up to 64 MiB)')
     .action((name: string, key: string, value: string | undefined, o: ClientFlags & { file?: string }) =>
       run(name, o, async (c) => {
-        if ((value === undefined) === (o.file === undefined)) throw new UsageError('give the value or --file, not both');
-        if (value !== undefined) return console.log(`OK (version ${(await c.put(key, value)).version})`);
-        const file = o.file!;
-        let size: number;
-        try {
-          size = statSync(file).size;
-        } catch (e) {
-          throw new UsageError(`--file: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-        }
-        console.log(`OK (version ${(await c.putStream(key, () => createReadStream(file), size)).version})`);
+        const v = valueOrFile(value, o.file);
+        const r = typeof v === 'string' ? await c.put(key, v) : await c.putStream(key, v.open, v.size);
+        console.log(`OK (version ${r.version})`);
       }),
     );
   clientFlags(chain.command('get <chain> <key>'))
@@ -181,11 +174,14 @@ export function registerChainCommands(program: Command): void {
     );
   clientFlags(chain.command('del <chain> <key>'))
     .action((name: string, key: string, o: ClientFlags) => run(name, o, async (c) => console.log((await c.delete(key)).deleted ? '1' : '0')));
-  clientFlags(chain.command('cas <chain> <key> <version> <value>'))
-    .description('set <value> if the key\'s version is <version> (0: absent)')
-    .action((name: string, key: string, version: string, value: string, o: ClientFlags) =>
+  clientFlags(chain.command('cas <chain> <key> <version> [value]'))
+    .description('set <value> (or --file\'s content) if the key\'s version is <version> (0: absent)')
+    .option('--file <file>', 'the value is this file\'s content, streamed (up to 64 MiB)')
+    .action((name: string, key: string, version: string, value: string | undefined, o: ClientFlags & { file?: string }) =>
       run(name, o, async (c) => {
-        const r = await c.cas(key, positiveIntOrZero(version), value);
+        const expected = positiveIntOrZero(version);
+        const v = valueOrFile(value, o.file);
+        const r = typeof v === 'string' ? await c.cas(key, expected, v) : await c.casStream(key, expected, v.open, v.size);
         console.log(r.swapped ? `OK (version ${r.version})` : `FAILED (version is ${r.version})`);
         if (!r.swapped) process.exitCode = 1;
       }),
@@ -238,6 +234,19 @@ function clientFlags(c: Command): Command {
     .option('--chain-cacert <file>', 'TLS to the chain\'s nodes: the CA that signed their certificates')
     .option('--chain-cert <file>', 'this client\'s certificate (the nodes require one)')
     .option('--chain-key <file>', 'its private key');
+}
+
+/** A command's value: given on the command line, or a file's content to stream (opened anew for each attempt). */
+function valueOrFile(value: string | undefined, file: string | undefined): string | { open: () => ReadStream; size: number } {
+  if ((value === undefined) === (file === undefined)) throw new UsageError('give the value or --file, not both');
+  if (value !== undefined) return value;
+  let size: number;
+  try {
+    size = statSync(file!).size;
+  } catch (e) {
+    throw new UsageError(`--file: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return { open: () => createReadStream(file!), size };
 }
 
 function positiveIntOrZero(v: string): number {
