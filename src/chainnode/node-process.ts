@@ -32,7 +32,7 @@ import { ChainStorage, type RegistrationEpochs } from './storage.js';
 import type { Watcher } from '../client/watch.js';
 import { chainPrefix, checkChainName, configKey, controlClient, controlRefusal, nodesPrefix, readChain, type ControlAccess } from './control.js';
 import { chainServer, dialNode, loadChainTls, peerCommonName, type ChainTlsFileNames } from './tls.js';
-import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, CHAIN_PIECE_BYTES, decodeHello, helloFrame, readMessages, writeMessage, writeMessageOf, writeMessageParts } from './wire.js';
+import { AssemblyBudget, CHAIN_IDLE_TIMEOUT_MS, CHAIN_PIECE_BYTES, decodeHello, helloFrame, messageFramesOf, readMessages, writeFrames, writeMessage, writeMessageOf } from './wire.js';
 
 /** Bytes queued for one peer before further messages to it are dropped (the protocol resends). */
 export const CHAIN_PEER_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
@@ -425,15 +425,15 @@ export class ChainNodeProcess {
     }
     // In parts (peerMessageParts): a large update's value, and a snapshot chunk's large values,
     // go out as themselves (no copy per hop; a chunk is never built as one buffer). One bound
-    // for every message, however large.
-    const parts = peerMessageParts(m);
+    // for every message, however large, on the bytes queued (frame headers included).
+    const frames = messageFramesOf(peerMessageParts(m));
     let bytes = 0;
-    for (const part of parts) bytes += part.length;
+    for (const f of frames) bytes += f.length;
     if (p.socket.writableLength + bytes > (this.o.peerQueueBytesMax ?? CHAIN_PEER_QUEUE_BYTES_MAX)) {
       p.droppedBytes += bytes; // dropped: resent later
       return;
     }
-    writeMessageParts(p.socket, parts);
+    writeFrames(p.socket, frames);
     p.queuedMax = Math.max(p.queuedMax, p.socket.writableLength);
   }
 

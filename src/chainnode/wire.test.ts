@@ -2,7 +2,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CHAIN_MESSAGE_BYTES_MAX } from '../chain/codec.js';
 import { FrameError } from '../transport/codec.js';
-import { AssemblyBudget, CHAIN_FRAME_BYTES_MAX, CHAIN_HELLO_BYTES_MAX, CHAIN_PIECE_BYTES, decodeHello, helloFrame, MessageReader, messageParts, readMessages, writeMessageFrom, writeMessageOf, writeMessageParts } from './wire.js';
+import { AssemblyBudget, CHAIN_FRAME_BYTES_MAX, CHAIN_HELLO_BYTES_MAX, CHAIN_PIECE_BYTES, decodeHello, helloFrame, MessageReader, messageParts, messageFramesOf, readMessages, writeMessageFrom, writeMessageOf, writeMessageParts } from './wire.js';
 
 const pattern = (n: number): Uint8Array => new Uint8Array(n).map((_, i) => (i * 7 + (i >> 9)) & 255);
 const u32 = (n: number): Buffer => {
@@ -64,7 +64,7 @@ describe('chain wire framing', () => {
     }
   });
 
-  it('writeMessageParts: parts (empty ones too) as one message, each part\'s pieces views of it, every frame within CHAIN_FRAME_BYTES_MAX', () => {
+  it('writeMessageParts (messageFramesOf): parts (empty ones too) as one message, each part\'s pieces views of it, every frame within CHAIN_FRAME_BYTES_MAX', () => {
     const cases: number[][] = [[5], [0, 7, 0, 3], [40, 0, 3 * CHAIN_PIECE_BYTES + 7], [CHAIN_PIECE_BYTES + 1], [12, 300, CHAIN_PIECE_BYTES - 100, 2 * CHAIN_PIECE_BYTES, 0, 9]];
     for (const sizes of cases) {
       const written: Uint8Array[] = [];
@@ -73,6 +73,8 @@ describe('chain wire framing', () => {
       const queued = writeMessageParts(socket, parts);
       const bytes = Buffer.concat(written);
       expect(queued).toBe(bytes.length);
+      // What a sender counts against a queue bound before writing: exactly what is queued.
+      expect(messageFramesOf(parts).reduce((n, f) => n + f.length, 0)).toBe(queued);
       const got = feed(new MessageReader(new AssemblyBudget(), { hello: false }), bytes);
       expect(got.messages.length).toBe(1);
       expect(Buffer.compare(Buffer.from(got.messages[0]!), Buffer.concat(parts))).toBe(0);

@@ -320,11 +320,20 @@ export function writeMessageOf(socket: Socket, head: Uint8Array, tail: Uint8Arra
 }
 
 /**
- * Writes one message made of `parts` in order, without copying them when it goes in pieces: each
- * part's pieces (at most CHAIN_PIECE_BYTES, empty parts skipped) are views of it. A small message
- * (at most one piece) is joined and sent whole. Returns the bytes queued.
+ * Writes one message made of `parts` in order, without copying them when it goes in pieces
+ * (messageFramesOf). Returns the bytes queued.
  */
 export function writeMessageParts(socket: Socket, parts: readonly Uint8Array[]): number {
+  return writeFrames(socket, messageFramesOf(parts));
+}
+
+/**
+ * The bytes that carry one message made of `parts` in order, frame headers included (what a
+ * sender queues: a bound on a queue counts these): each part's pieces (at most CHAIN_PIECE_BYTES,
+ * empty parts skipped) are views of it. A small message (at most one piece) is joined into one
+ * whole frame.
+ */
+export function messageFramesOf(parts: readonly Uint8Array[]): Uint8Array[] {
   let total = 0;
   for (const p of parts) total += p.length;
   if (total === 0 || total > CHAIN_MESSAGE_BYTES_MAX) throw new FrameError(`a message of ${total} bytes (1..${CHAIN_MESSAGE_BYTES_MAX})`);
@@ -335,7 +344,7 @@ export function writeMessageParts(socket: Socket, parts: readonly Uint8Array[]):
       all.set(p, at);
       at += p.length;
     }
-    return writeMessage(socket, all);
+    return messageParts(all);
   }
   // The first piece is at most CHAIN_PIECE_BYTES < total: a message in pieces, as the reader requires.
   const frames: Uint8Array[] = [];
@@ -345,6 +354,11 @@ export function writeMessageParts(socket: Socket, parts: readonly Uint8Array[]):
       frames.push(frames.length === 0 ? frameHead(FIRST, total, piece.length) : frameHead(MORE, null, piece.length), piece);
     }
   }
+  return frames;
+}
+
+/** Writes frames (messageParts, messageFramesOf) at once; returns the bytes queued. */
+export function writeFrames(socket: Socket, frames: readonly Uint8Array[]): number {
   let n = 0;
   socket.cork();
   for (const f of frames) {
@@ -357,14 +371,7 @@ export function writeMessageParts(socket: Socket, parts: readonly Uint8Array[]):
 
 /** Writes one message (in pieces if large, without copying it); returns the bytes queued. */
 export function writeMessage(socket: Socket, body: Uint8Array): number {
-  let n = 0;
-  socket.cork();
-  for (const part of messageParts(body)) {
-    socket.write(part);
-    n += part.length;
-  }
-  socket.uncork();
-  return n;
+  return writeFrames(socket, messageParts(body));
 }
 
 // ---- the hello -----------------------------------------------------------------------------
