@@ -82,7 +82,8 @@ describe.skipIf(!OPENSSL)('chain processes on a control cluster with client TLS 
     expect(put.stderr, logs()).toBe('');
     expect(put.stdout).toMatch(/^OK \(version \d+\)\n$/);
     expect(await cli('get', 'sec', 'greeting', ...as('chainer:chainpw'))).toMatchObject({ code: 0, stdout: 'greeting\nhello over TLS and auth\n' });
-    // FLOTILLA_USER works as for the client commands.
+    // --user NAME --password PW, and FLOTILLA_USER, work as for the client commands.
+    expect(await cli('get', 'sec', 'greeting', ...control, '--user', 'chainer', '--password', 'chainpw')).toMatchObject({ code: 0, stdout: 'greeting\nhello over TLS and auth\n' });
     const env = await runProcess(process.execPath, [FLOTILLA_BIN, 'chain', 'get', 'sec', 'greeting', ...control], { ...process.env, FLOTILLA_USER: 'chainer', FLOTILLA_PASSWORD: 'chainpw' });
     expect(env).toMatchObject({ code: 0, stdout: 'greeting\nhello over TLS and auth\n' });
 
