@@ -45,7 +45,7 @@ export function allMethods(): FuzzMethod[] {
     const svc = protoRoot().lookupService(service);
     for (const [name, m] of methods) {
       const pm = svc.methods[name];
-      if (!pm) throw new Error(`${service}/${name}: in proto-loader's definition but not in protobufjs's`);
+      if (!pm) throw new Error(`${service}/${name}: in proto.ts's service definitions but not in protobufjs's`);
       pm.resolve();
       const md = m as { path: string; requestStream: boolean; responseStream: boolean };
       out.push({ name: `${service}/${name}`, path: md.path, requestStream: md.requestStream, responseStream: md.responseStream, request: pm.resolvedRequestType! });
