@@ -133,8 +133,16 @@ export function serviceDefinitions(root: protobuf.Root): ServiceDefinitions {
   return out;
 }
 
+let root: protobuf.Root | null = null;
+
+/** The .proto files as one protobufjs Root, resolved (pre-parsed when built): the services', the gateway's and the fuzzer's. */
+export function protoRoot(): protobuf.Root {
+  root ??= preparsed() ?? parseProtos();
+  return root;
+}
+
 export function loadProtos(): { definition: ServiceDefinitions } {
-  cached ??= { definition: serviceDefinitions(preparsed() ?? parseProtos()) };
+  cached ??= { definition: serviceDefinitions(protoRoot()) };
   return cached;
 }
 

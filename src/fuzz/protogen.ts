@@ -6,10 +6,9 @@
  * -> TxnRequest ...) and huge repeated fields (a protobuf encoding concatenated with itself
  * merges its repeated fields).
  */
-import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import type { Rng } from '../lib/prng.js';
-import { loadProtos, PROTO_DIR, PROTO_FILES } from '../api/proto.js';
+import { loadProtos, protoRoot } from '../api/proto.js';
 import { boundaryU64, concat, repeatBytes, varint } from './mutate.js';
 
 export interface FuzzMethod {
@@ -20,19 +19,6 @@ export interface FuzzMethod {
   readonly requestStream: boolean;
   readonly responseStream: boolean;
   readonly request: protobuf.Type;
-}
-
-let root: protobuf.Root | null = null;
-
-export function protoRoot(): protobuf.Root {
-  if (!root) {
-    const r = new protobuf.Root();
-    r.resolvePath = (_origin, target) => join(PROTO_DIR, target.replace(/^.*[\\/]/, ''));
-    r.loadSync([...PROTO_FILES], { keepCase: true });
-    r.resolveAll();
-    root = r;
-  }
-  return root;
 }
 
 /** Every method of every service in the .proto files the server loads. */
