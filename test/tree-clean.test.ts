@@ -2,6 +2,9 @@
  * `npm install` and the npm scripts leave a fresh clone's tree clean:
  * - package-lock.json already holds every optional (platform) package its packages name (esbuild,
  *   lmdb, rollup, ...), so npm install on another platform has nothing to add to it;
+ * - and it is in the form both npm 10 (Node 20's own) and npm 11 leave as it is: npm 11 writes a
+ *   `libc` field for the glibc/musl builds (of a package it resolves anew), npm 10 drops every
+ *   such field (39 lines), and npm 11 does not add them back to entries it finds without one;
  * - what the scripts write by default (`npm run faults`'s history, `npm start`'s data) is under
  *   paths git ignores.
  */
@@ -29,6 +32,11 @@ describe('a fresh clone stays clean', () => {
       }
     }
     expect(missing).toEqual([]);
+  });
+
+  it('package-lock.json has no libc field (npm 10 would drop it, rewriting the lock)', () => {
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { libc?: string[] }> };
+    expect(Object.entries(lock.packages).filter(([, p]) => p.libc !== undefined).map(([path]) => path)).toEqual([]);
   });
 
   it("the scripts' default outputs are ignored by git", () => {

@@ -18,10 +18,9 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { Duplex } from 'node:stream';
-import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { authorityRewriter, goawayFrame, H2RefusedError } from './h2-authority.js';
-import { PROTO_DIR, PROTO_FILES } from './proto.js';
+import { protoRoot } from './proto.js';
 import type { Handlers } from './services.js';
 import { CLIENT_CN_METADATA } from './tls-identity.js';
 import { commonNameOf, TLS_HANDSHAKE_TIMEOUT_MS, type TlsFiles, type TlsLog } from '../lib/tls-files.js';
@@ -440,17 +439,6 @@ const HTTP_STATUS: Record<number, number> = {
   [grpc.status.UNAVAILABLE]: 503,
   [grpc.status.DATA_LOSS]: 500,
 };
-
-let root: protobuf.Root | null = null;
-function protoRoot(): protobuf.Root {
-  if (!root) {
-    const r = new protobuf.Root();
-    r.resolvePath = (_origin, target) => join(PROTO_DIR, target.replace(/^.*[\\/]/, ''));
-    r.loadSync([...PROTO_FILES], { keepCase: true });
-    root = r;
-  }
-  return root;
-}
 
 function route(path: string): Route | null {
   const m = /^\/v3(?:beta|alpha)?\/(.+)$/.exec(path);

@@ -1,7 +1,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
-import { LOADER_OPTIONS, NOT_SENT_DETAILS, PROTO_FILES } from './proto.js';
+import { LOADER_OPTIONS, NOT_SENT_DETAILS, parseProtos, PROTO_FILES, serviceDefinitions } from './proto.js';
 import { protosJson } from './proto-json.js';
 
 describe('NOT_SENT_DETAILS', () => {
@@ -50,3 +51,46 @@ describe('the pre-parsed .proto files (dist/api/protos.json)', () => {
     expect(put(fromJson).requestDeserialize(bytes)).toEqual(put(parsed).requestDeserialize(bytes));
   });
 });
+
+describe("proto.ts's service definitions", () => {
+  it("are proto-loader's, from the text and from the pre-parsed JSON: every service and method, its path, streams, alias and encoding both ways", () => {
+    const reference = protoLoader.loadSync([...PROTO_FILES], LOADER_OPTIONS);
+    const services = Object.entries(reference).filter(([, d]) => !('format' in d)) as [string, grpc.ServiceDefinition][];
+    expect(services.length).toBe(8);
+    const txn = { compare: [{ result: 'GREATER', target: 'MOD', key: Buffer.from('k'), mod_revision: '9007199254740993' }], success: [{ request_put: { key: Buffer.from('k'), value: Buffer.from([0, 255]), lease: '7' } }] };
+    const range = { header: { cluster_id: '18446744073709551615', member_id: '1', revision: '9007199254740993', raft_term: '2' }, kvs: [{ key: Buffer.from('k'), value: Buffer.from('v'), create_revision: '3', mod_revision: '4', version: '2', lease: '0' }], more: true, count: '1' };
+    for (const ours of [serviceDefinitions(parseProtos()), serviceDefinitions(protobuf.Root.fromJSON(JSON.parse(JSON.stringify(protosJson())) as protobuf.INamespace))]) {
+      expect(Object.keys(ours).sort()).toEqual(services.map(([n]) => n).sort());
+      let methods = 0;
+      for (const [name, def] of services) {
+        expect(Object.keys(ours[name]!).sort(), name).toEqual(Object.keys(def).sort());
+        for (const [method, m] of Object.entries(def)) {
+          methods++;
+          const o = ours[name]![method]!;
+          expect({ path: o.path, requestStream: o.requestStream, responseStream: o.responseStream, originalName: o.originalName }, `${name}.${method}`).toEqual({
+            path: m.path,
+            requestStream: m.requestStream,
+            responseStream: m.responseStream,
+            originalName: m.originalName,
+          });
+          // Every message type, all defaults filled in (enums as names, 64-bit integers as strings).
+          for (const [ser, de] of [['requestSerialize', 'requestDeserialize'], ['responseSerialize', 'responseDeserialize']] as const) {
+            const bytes = m[ser]({});
+            expect(Buffer.from(o[ser]({})), `${name}.${method} ${ser}`).toEqual(Buffer.from(bytes));
+            expect(o[de](bytes), `${name}.${method} ${de}`).toEqual(m[de](bytes));
+          }
+        }
+      }
+      expect(methods).toBeGreaterThan(40);
+      const kv = reference['etcdserverpb.KV'] as grpc.ServiceDefinition;
+      const ourKv = ours['etcdserverpb.KV']!;
+      for (const [method, field, value] of [['Txn', 'request', txn], ['Range', 'response', range]] as const) {
+        const bytes = kv[method]![`${field}Serialize`](value);
+        expect(Buffer.from(ourKv[method]![`${field}Serialize`](value))).toEqual(Buffer.from(bytes));
+        expect(ourKv[method]![`${field}Deserialize`](bytes)).toEqual(kv[method]![`${field}Deserialize`](bytes));
+      }
+      expect(() => ourKv.Range!.requestSerialize([])).toThrow(/expected object with RangeRequest structure/);
+    }
+  });
+});
+

@@ -8,11 +8,16 @@
  * (dist/api/protos.json, by proto-build.ts); loading that skips parsing the .proto text at every
  * start of a CLI command. From src/ (tests), or when a .proto file is newer than the JSON, the
  * text is parsed as before.
+ *
+ * The service definitions are made here from protobufjs's reflection, as proto-loader makes
+ * them (the same paths, method aliases and conversions, src/api/proto.test.ts compares the two)
+ * but without what only gRPC reflection uses: proto-loader also builds a descriptor of every
+ * message type and encodes every file's, which cost a client command a fifth of its start.
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import protobuf from 'protobufjs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** proto/ at the package root (the same depth from src/api and dist/api). */
@@ -21,7 +26,8 @@ export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url))
 /** The pre-parsed .proto files beside this module (written by `npm run build`; absent in src/). */
 export const PROTOS_JSON = fileURLToPath(new URL('./protos.json', import.meta.url));
 
-export const LOADER_OPTIONS: protoLoader.Options = {
+/** proto-loader's options: how the text is read (keepCase, includeDirs) and how messages convert to objects (the rest). */
+export const LOADER_OPTIONS = {
   keepCase: true,
   longs: String,
   enums: String,
@@ -44,10 +50,26 @@ export const NOT_SENT_DETAILS = /No connection established|failed to connect|ECO
 /** The .proto files whose services the client port serves (the fuzzer enumerates their methods). */
 export const PROTO_FILES: readonly string[] = ['rpc.proto', 'v3election.proto', 'v3lock.proto'];
 
-let cached: { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } | null = null;
+/** The service definitions by full name (`etcdserverpb.KV`, ...): services only, no message types. */
+export type ServiceDefinitions = Readonly<Record<string, grpc.ServiceDefinition>>;
 
-/** The package definition from PROTOS_JSON; null when it is absent or older than a .proto file. */
-function preparsed(): protoLoader.PackageDefinition | null {
+let cached: { definition: ServiceDefinitions } | null = null;
+
+/** The .proto files parsed from their text, as proto-loader parses them (the same include directory, field names kept). */
+export function parseProtos(): protobuf.Root {
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => {
+    if (isAbsolute(target)) return target;
+    const p = join(PROTO_DIR, target);
+    return existsSync(p) ? p : target;
+  };
+  root.loadSync([...PROTO_FILES], { keepCase: true });
+  root.resolveAll();
+  return root;
+}
+
+/** The files from PROTOS_JSON; null when it is absent or older than a .proto file. */
+function preparsed(): protobuf.Root | null {
   let builtMs: number;
   try {
     builtMs = statSync(PROTOS_JSON).mtimeMs;
@@ -55,14 +77,72 @@ function preparsed(): protoLoader.PackageDefinition | null {
     return null;
   }
   for (const f of readdirSync(PROTO_DIR)) if (f.endsWith('.proto') && statSync(join(PROTO_DIR, f)).mtimeMs > builtMs) return null;
-  return protoLoader.fromJSON(JSON.parse(readFileSync(PROTOS_JSON, 'utf8')) as Parameters<typeof protoLoader.fromJSON>[0], LOADER_OPTIONS);
+  const root = protobuf.Root.fromJSON(JSON.parse(readFileSync(PROTOS_JSON, 'utf8')) as protobuf.INamespace);
+  root.resolveAll();
+  return root;
 }
 
-export function loadProtos(): { definition: protoLoader.PackageDefinition; pkg: grpc.GrpcObject } {
-  if (!cached) {
-    const definition = preparsed() ?? protoLoader.loadSync([...PROTO_FILES], LOADER_OPTIONS);
-    cached = { definition, pkg: grpc.loadPackageDefinition(definition) };
-  }
+/** lodash's camelCase of a method name, as proto-loader names a method's alias (`HashKV` -> `hashKv`). */
+function camelCase(name: string): string {
+  const words = name.match(/[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+/g) ?? [];
+  return words.map((w, i) => (i === 0 ? w.toLowerCase() : w[0]!.toUpperCase() + w.slice(1).toLowerCase())).join('');
+}
+
+/** proto-loader's serializer: an object through fromObject to bytes (an array is refused, as there). */
+function serializer(type: protobuf.Type): grpc.serialize<object> {
+  return (arg) => {
+    if (Array.isArray(arg)) throw new Error(`Failed to serialize message: expected object with ${type.name} structure, got array instead`);
+    return type.encode(type.fromObject(arg)).finish() as Buffer;
+  };
+}
+
+/** proto-loader's deserializer: bytes to an object converted with LOADER_OPTIONS. */
+function deserializer(type: protobuf.Type): grpc.deserialize<object> {
+  return (bytes) => type.toObject(type.decode(bytes), LOADER_OPTIONS);
+}
+
+/** Every service of `root` by full name, each method as proto-loader defines it for grpc-js. */
+export function serviceDefinitions(root: protobuf.Root): ServiceDefinitions {
+  const out: Record<string, grpc.ServiceDefinition> = {};
+  const walk = (ns: protobuf.NamespaceBase, prefix: string): void => {
+    for (const o of ns.nestedArray) {
+      const name = prefix === '' ? o.name : `${prefix}.${o.name}`;
+      if (o instanceof protobuf.Service) {
+        const def: Record<string, grpc.MethodDefinition<object, object>> = {};
+        for (const m of o.methodsArray) {
+          const request = m.resolvedRequestType!;
+          const response = m.resolvedResponseType!;
+          def[m.name] = {
+            path: `/${name}/${m.name}`,
+            requestStream: !!m.requestStream,
+            responseStream: !!m.responseStream,
+            requestSerialize: serializer(request),
+            requestDeserialize: deserializer(request),
+            responseSerialize: serializer(response),
+            responseDeserialize: deserializer(response),
+            originalName: camelCase(m.name),
+          };
+        }
+        out[name] = def;
+      } else if (o instanceof protobuf.Namespace && !(o instanceof protobuf.Type)) {
+        walk(o, name);
+      }
+    }
+  };
+  walk(root, '');
+  return out;
+}
+
+let root: protobuf.Root | null = null;
+
+/** The .proto files as one protobufjs Root, resolved (pre-parsed when built): the services', the gateway's and the fuzzer's. */
+export function protoRoot(): protobuf.Root {
+  root ??= preparsed() ?? parseProtos();
+  return root;
+}
+
+export function loadProtos(): { definition: ServiceDefinitions } {
+  cached ??= { definition: serviceDefinitions(protoRoot()) };
   return cached;
 }
 
@@ -70,10 +150,8 @@ export function loadProtos(): { definition: protoLoader.PackageDefinition; pkg: 
 export function serviceDefinition(fullName: string): grpc.ServiceDefinition {
   const { definition } = loadProtos();
   const def = definition[fullName];
-  if (!def || !('Range' in def || Object.values(def).some((m) => typeof m === 'object' && m !== null && 'path' in m))) {
-    throw new Error(`no service ${fullName} in the .proto files`);
-  }
-  return def as grpc.ServiceDefinition;
+  if (!def) throw new Error(`no service ${fullName} in the .proto files`);
+  return def;
 }
 
 /** A client constructor for a service, e.g. `new (clientConstructor('etcdserverpb.KV'))(addr, creds)`. */

@@ -22,7 +22,7 @@ import { FrameError } from '../transport/codec.js';
 import { ChainCodecError, decodeClientReply, decodeGetReplyHead, encodeClientRequest, encodeClientRequestHead, GET_REPLY_HEAD_BYTES } from '../chain/codec.js';
 import { CHAIN_VALUE_BYTES_MAX, type ClientOp, type ClientReply, type ClientRequest, type OpResult, type ReadMode } from '../chain/types.js';
 import { checkChainName, controlClient, controlRefusal, readChain, type ChainView, type ControlAccess } from './control.js';
-import { AssemblyBudget, helloFrame, PartReader, readMessages, writeMessage, writeMessageFrom } from './wire.js';
+import { AssemblyBudget, ConnectionClosedError, helloFrame, PartReader, readMessages, writeMessage, writeMessageFrom } from './wire.js';
 import { splitHostPort } from './node-process.js';
 
 export class ChainOutcomeUnknownError extends Error {
@@ -64,7 +64,12 @@ export class ChainValueSourceError extends Error {
 }
 
 /** Not sent: the connection failed before it was established (safe to retry any request). */
-const NOT_SENT = 'not sent';
+class NotSentError extends Error {
+  override name = 'NotSentError';
+  constructor() {
+    super('not sent');
+  }
+}
 
 interface Conn {
   socket: Socket;
@@ -181,7 +186,7 @@ export class ChainClient {
         r = await attempt(address, target, { client: 'c', id: this.nextId++, epoch: c.epoch, op }, deadline);
       } catch (e) {
         if (e instanceof ChainValueSourceError) throw e;
-        if (op.type !== 'get' && (e as Error).message !== NOT_SENT) throw new ChainOutcomeUnknownError(`${op.type} ${op.key}: outcome unknown (${(e as Error).message})`);
+        if (op.type !== 'get' && !(e instanceof NotSentError)) throw new ChainOutcomeUnknownError(`${op.type} ${op.key}: outcome unknown (${(e as Error).message})`);
         this.view = null;
         last = (e as Error).message;
         continue;
@@ -204,7 +209,7 @@ export class ChainClient {
     socket.on('error', () => {});
     const ready = new Promise<void>((resolve, reject) => {
       socket.once(this.o.tls ? 'secureConnect' : 'connect', () => resolve());
-      socket.once('close', () => reject(new Error(NOT_SENT)));
+      socket.once('close', () => reject(new NotSentError()));
     });
     ready.catch(() => {});
     socket.write(helloFrame('client', this.o.chain, 'client'));
@@ -244,7 +249,7 @@ export class ChainClient {
       // An incomplete message is never a request: the node drops it.
       if (e instanceof FrameError || e instanceof ChainCodecError) throw new ChainValueSourceError(`${q.op.type} ${q.op.key}: ${e.message}`);
       // The source failed (a file that cannot be read) or the connection closed.
-      throw e instanceof Error && e.message !== 'connection closed' ? new ChainValueSourceError(`${q.op.type} ${q.op.key}: ${e.message}`) : new Error(NOT_SENT);
+      throw e instanceof Error && !(e instanceof ConnectionClosedError) ? new ChainValueSourceError(`${q.op.type} ${q.op.key}: ${e.message}`) : new NotSentError();
     }
     const timer = setTimeout(() => socket.destroy(), Math.max(1, deadline - performance.now()));
     try {
@@ -369,7 +374,7 @@ export class ChainClient {
       c.waiting.set(q.id, (r) => {
         clearTimeout(timer);
         // A connection that failed before it was ever established cannot have carried the request.
-        if (r instanceof Error) reject(c.ready ? r : new Error('not sent'));
+        if (r instanceof Error) reject(c.ready ? r : new NotSentError());
         else resolve(r);
       });
       writeMessage(c.socket, encodeClientRequest(q));

@@ -253,6 +253,14 @@ export function readMessages(
   });
 }
 
+/** The connection closed while writeMessageFrom was writing (the caller matches on the class, never on the text). */
+export class ConnectionClosedError extends Error {
+  override name = 'ConnectionClosedError';
+  constructor() {
+    super('connection closed');
+  }
+}
+
 /**
  * Writes one message whose first `head.length` bytes are `head` and whose other `bodyBytes`
  * come from `body` as it yields them, in pieces of at most CHAIN_PIECE_BYTES, waiting for the
@@ -280,7 +288,7 @@ export async function writeMessageFrom(socket: Socket, head: Uint8Array, body: A
     return;
   }
   const write = async (parts: Uint8Array[]): Promise<void> => {
-    if (socket.destroyed) throw new Error('connection closed');
+    if (socket.destroyed) throw new ConnectionClosedError();
     let ok = true;
     for (const p of parts) ok = socket.write(p);
     if (ok) return;
@@ -292,7 +300,7 @@ export async function writeMessageFrom(socket: Socket, head: Uint8Array, body: A
         else resolve();
       };
       const onDrain = (): void => done();
-      const onClose = (): void => done(new Error('connection closed'));
+      const onClose = (): void => done(new ConnectionClosedError());
       socket.on('drain', onDrain);
       socket.on('close', onClose);
     });

@@ -14,7 +14,8 @@ import type { FaultCluster } from '../faults/cluster.js';
 import type { FuzzInput, Surface } from './harness.js';
 import { concat, inputSeed, mutate, randomBytes } from './mutate.js';
 import { jsonText, mutateJson } from './json.js';
-import { protoRoot, randomObject } from './protogen.js';
+import { protoRoot } from '../api/proto.js';
+import { randomObject } from './protogen.js';
 
 /** How long a unary gateway request may take before it is abandoned. */
 export const GATEWAY_REQUEST_TIMEOUT_MS = 3000;

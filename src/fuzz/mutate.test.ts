@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { rng } from '../lib/prng.js';
 import { inputSeed, mutate, protoLengthFields, repeatBytes, varint } from './mutate.js';
-import { allMethods, deepNesting, protoRoot, randomRequest, repeated } from './protogen.js';
+import { protoRoot } from '../api/proto.js';
+import { allMethods, deepNesting, randomRequest, repeated } from './protogen.js';
 
 describe('fuzz inputs', () => {
   it('are a function of (seed, surface, index) alone', () => {

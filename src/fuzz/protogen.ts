@@ -6,10 +6,9 @@
  * -> TxnRequest ...) and huge repeated fields (a protobuf encoding concatenated with itself
  * merges its repeated fields).
  */
-import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import type { Rng } from '../lib/prng.js';
-import { loadProtos, PROTO_DIR, PROTO_FILES } from '../api/proto.js';
+import { loadProtos, protoRoot } from '../api/proto.js';
 import { boundaryU64, concat, repeatBytes, varint } from './mutate.js';
 
 export interface FuzzMethod {
@@ -22,19 +21,6 @@ export interface FuzzMethod {
   readonly request: protobuf.Type;
 }
 
-let root: protobuf.Root | null = null;
-
-export function protoRoot(): protobuf.Root {
-  if (!root) {
-    const r = new protobuf.Root();
-    r.resolvePath = (_origin, target) => join(PROTO_DIR, target.replace(/^.*[\\/]/, ''));
-    r.loadSync([...PROTO_FILES], { keepCase: true });
-    r.resolveAll();
-    root = r;
-  }
-  return root;
-}
-
 /** Every method of every service in the .proto files the server loads. */
 export function allMethods(): FuzzMethod[] {
   const { definition } = loadProtos();
@@ -45,7 +31,7 @@ export function allMethods(): FuzzMethod[] {
     const svc = protoRoot().lookupService(service);
     for (const [name, m] of methods) {
       const pm = svc.methods[name];
-      if (!pm) throw new Error(`${service}/${name}: in proto-loader's definition but not in protobufjs's`);
+      if (!pm) throw new Error(`${service}/${name}: in proto.ts's service definitions but not in protobufjs's`);
       pm.resolve();
       const md = m as { path: string; requestStream: boolean; responseStream: boolean };
       out.push({ name: `${service}/${name}`, path: md.path, requestStream: md.requestStream, responseStream: md.responseStream, request: pm.resolvedRequestType! });

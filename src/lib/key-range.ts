@@ -1,6 +1,7 @@
 /**
  * Key ranges as etcd names them: a key alone, [key, rangeEnd), or everything from a key
- * (rangeEnd "\0"). Pure; used by the server (lock and election prefixes) and the client.
+ * (rangeEnd "\0"). Pure; used by the server (lock and election prefixes), the client and the
+ * simulator's real store.
  */
 
 /**

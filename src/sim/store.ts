@@ -14,6 +14,7 @@
  * `kv/<key>`, and `op/<id>` written in the same txn so that "no acknowledged write lost" is a
  * read of the store itself. A txn refused is a bug (the sim's commands are always valid).
  */
+import { prefixEnd } from '../lib/key-range.js';
 import type { StateMachine } from '../node/node.js';
 import type { ConfChange, Entry, Index } from '../raft/types.js';
 import { MemoryBackend, type Backend } from '../kv/backend.js';
@@ -40,8 +41,6 @@ const REGISTER = 'kv/';
 const OP = 'op/';
 const registerKey = (key: string): Uint8Array => enc.encode(REGISTER + key);
 const opKey = (id: string): Uint8Array => enc.encode(OP + id);
-/** The end of a prefix's range (the prefixes here end in '/', whose successor is '0'). */
-const prefixEnd = (prefix: string): Uint8Array => enc.encode(prefix.slice(0, -1) + '0');
 
 /** A simulator command as the etcd request a real member would put in its log. */
 export function realCommand(c: KvCommand): Uint8Array {
@@ -138,8 +137,8 @@ export class RealKv implements SimState {
     const s = this.machine.store;
     const key = `${s.revision}/${this.machine.lastAppliedIndex()}/${withIndex}`;
     if (this.cached?.key === key) return this.cached.digest;
-    const registers = s.range({ key: enc.encode(REGISTER), rangeEnd: prefixEnd(REGISTER) }).kvs.map((kv) => [dec.decode(kv.key).slice(REGISTER.length), dec.decode(kv.value)]);
-    const ops = s.range({ key: enc.encode(OP), rangeEnd: prefixEnd(OP), countOnly: true }).count;
+    const registers = s.range({ key: enc.encode(REGISTER), rangeEnd: prefixEnd(enc.encode(REGISTER)) }).kvs.map((kv) => [dec.decode(kv.key).slice(REGISTER.length), dec.decode(kv.value)]);
+    const ops = s.range({ key: enc.encode(OP), rangeEnd: prefixEnd(enc.encode(OP)), countOnly: true }).count;
     const digest = JSON.stringify([withIndex ? this.machine.lastAppliedIndex() : -1, registers, ops, s.revision, s.hashKv().hash]);
     this.cached = { key, digest };
     return digest;
