@@ -139,15 +139,6 @@ export function binKey(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }
 
-/**
- * binKey(b.subarray(from)) without the two views that makes when `b` is a Buffer (LMDB's
- * values are): the index rebuild at open runs this once per revision, and those allocations
- * were most of its time (issue 11: a restart and a snapshot install grow with the revisions).
- */
-export function binKeyFrom(b: Uint8Array, from: number): string {
-  return Buffer.isBuffer(b) ? b.toString('latin1', from) : binKey(b.subarray(from));
-}
-
 export function unbinKey(s: string): Uint8Array {
   const b = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
