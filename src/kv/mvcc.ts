@@ -188,7 +188,7 @@ const LEASE = 0x6c;
 const META = 0x6d;
 /** The layout this build writes (recorded as metadata 'layout'; none recorded: layout 1). */
 const LAYOUT_VERSION = 2;
-/** Layout 1 index entries migrated per backend commit (bounds the batch a migration holds in memory). */
+/** Records a migration writes or deletes per backend commit (bounds the batch it holds in memory). */
 const MIGRATE_BATCH = 50_000;
 /** Revisions whose keys a compaction looks at per batch (bounds the keys it holds in memory). */
 const COMPACT_BATCH = 10_000;
@@ -660,7 +660,7 @@ export class MvccStore {
     this.layoutRecorded = true;
     this.keys = this.keysRecorded = u64Of(this.backend.get(META_KEYS));
     // A migration that stopped after the new index was complete, before the old was gone.
-    if (this.hasLayout1Entries()) this.dropLayout1Entries();
+    if (this.hasLayout1Entries()) this.dropAll(IDX);
   }
 
   private hasLayout1Entries(): boolean {
@@ -671,74 +671,56 @@ export class MvccStore {
   /**
    * Builds the key index ('i') and the lease attachments ('a') of a layout 1 store from its
    * per-revision index entries ('k'), then deletes those: once, at the first open by a build
-   * of layout 2 (about as long as layout 1's every open took). In batches of MIGRATE_BATCH
-   * entries, each committed, so the batch in memory stays bounded; the 'layout' record is
-   * committed with the last of the new records, and only then are the old ones deleted: a
-   * migration cut short starts again (what it wrote deleted first), or finishes the deletion.
+   * of layout 2. The histories are gathered in the heap (as layout 1's every open did) and
+   * written in key order, in batches of MIGRATE_BATCH keys, each committed (the records land
+   * in key order: full pages). The 'layout' record is committed with the last of them, and
+   * only then are the old entries deleted: a migration cut short starts again (what it wrote
+   * deleted first), or finishes the deletion.
    */
   private migrate(): void {
-    for (const prefix of [HIST, ATTACH]) {
-      let left = true;
-      while (left) {
-        left = false;
-        const keys: Uint8Array[] = [];
-        for (const [k] of this.backend.scan(Uint8Array.of(prefix), Uint8Array.of(prefix + 1))) {
-          if (keys.length === MIGRATE_BATCH) {
-            left = true;
-            break;
-          }
-          keys.push(k);
-        }
-        for (const k of keys) this.backend.del(k);
-        this.backend.commit();
-      }
-    }
-    this.keys = 0;
+    for (const prefix of [HIST, ATTACH]) this.dropAll(prefix);
+    /** Per key, its revisions in order: main and sub * 2 + tombstone, flat. */
+    const hist = new Map<string, number[]>();
     /** The lease of each key whose latest revision is a put with a lease. */
     const leased = new Map<string, bigint>();
-    let from: Uint8Array | null = Uint8Array.of(IDX);
-    while (from !== null) {
-      const batch: { main: number; sub: number; dead: boolean; lease: bigint; key: Uint8Array }[] = [];
-      const start: Uint8Array = from;
-      from = null;
-      for (const [rk, rec] of this.backend.scan(start, Uint8Array.of(IDX + 1))) {
-        if (batch.length === MIGRATE_BATCH) {
-          from = rk;
-          break;
-        }
-        const dead = rec[0] === 1;
-        const lease = dead ? 0n : new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(1);
-        batch.push({ main: getU64(rk, 1), sub: getU64(rk, 9), dead, lease, key: rec.subarray(9) });
-      }
-      for (const e of batch) {
-        const h = recordGet(this.backend, HIST_PREFIX, e.key);
-        if (h === undefined) this.keys++;
-        recordSet(this.backend, HIST_PREFIX, e.key, histPush(h, e.main, e.sub, e.dead));
-        const k = bin(e.key);
-        if (e.lease === 0n) leased.delete(k);
-        else leased.set(k, e.lease);
-      }
-      this.backend.commit();
+    for (const [rk, rec] of this.backend.scan(Uint8Array.of(IDX), Uint8Array.of(IDX + 1))) {
+      const k = binKey(rec.subarray(9));
+      const dead = rec[0] === 1;
+      const s = getU64(rk, 9) * 2 + (dead ? 1 : 0);
+      const h = hist.get(k);
+      if (h === undefined) hist.set(k, [getU64(rk, 1), s]);
+      else h.push(getU64(rk, 1), s);
+      const lease = dead ? 0n : new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(1);
+      if (lease !== 0n) leased.set(k, lease);
+      else if (leased.size > 0) leased.delete(k);
+    }
+    const keys = [...hist.keys()].sort();
+    for (let i = 0; i < keys.length; i++) {
+      const h = hist.get(keys[i]!)!;
+      const b = new Uint8Array(h.length * 8);
+      for (let j = 0; j < h.length; j++) putU64(b, j * 8, h[j]!);
+      recordSet(this.backend, HIST_PREFIX, unbin(keys[i]!), b);
+      if (i % MIGRATE_BATCH === MIGRATE_BATCH - 1) this.backend.commit();
     }
     for (const [k, id] of leased) {
       assert(this.leases.has(id), () => `the store's key ${JSON.stringify(k)} is attached to lease ${id}, which the store does not hold`);
       recordSet(this.backend, attachPrefix(id), unbin(k), EMPTY);
     }
+    this.keys = this.keysRecorded = keys.length;
     this.backend.put(META_KEYS, u64Bytes(this.keys));
     this.backend.put(META_LAYOUT, u64Bytes(LAYOUT_VERSION));
-    this.keysRecorded = this.keys;
     this.layoutRecorded = true;
     this.backend.commit();
-    this.dropLayout1Entries();
+    this.dropAll(IDX);
   }
 
-  /** Deletes layout 1's index entries ('k'), in committed batches. */
-  private dropLayout1Entries(): void {
+  /** Deletes every record of one kind, in committed batches of MIGRATE_BATCH. */
+  private dropAll(prefix: number): void {
     let left = true;
     while (left) {
       left = false;
       const keys: Uint8Array[] = [];
-      for (const [k] of this.backend.scan(Uint8Array.of(IDX), Uint8Array.of(IDX + 1))) {
+      for (const [k] of this.backend.scan(Uint8Array.of(prefix), Uint8Array.of(prefix + 1))) {
         if (keys.length === MIGRATE_BATCH) {
           left = true;
           break;
