@@ -336,32 +336,46 @@ function prefixEnd(prefix: Uint8Array): Uint8Array {
 }
 
 /**
+ * The backend keys to scan for the records under `prefix` of the user keys in [start, end)
+ * (end null: to the last): from the record of the start's first bytes (its bucket sorts after
+ * it) to just past the end's bucket; `filter` when records outside the interval may be met.
+ */
+function recordBounds(prefix: Uint8Array, start: Uint8Array, end: Uint8Array | null): { from: Uint8Array; to: Uint8Array; filter: boolean } {
+  const own = BACKEND_KEY_BYTES_MAX - prefix.length - 1;
+  const from = recordKeyOf(prefix, start.length <= own ? start : start.subarray(0, own));
+  let to: Uint8Array;
+  if (end === null) to = prefixEnd(prefix);
+  else {
+    to = recordKeyOf(prefix, end);
+    if (isBucket(to)) to[to.length - 1] = 1;
+  }
+  return { from, to, filter: start.length > own || (end !== null && end.length > own) };
+}
+
+function inInterval(k: Uint8Array, start: Uint8Array, end: Uint8Array | null): boolean {
+  return compareBytes(k, start) >= 0 && (end === null || compareBytes(k, end) < 0);
+}
+
+/**
  * The records under `prefix` of the user keys in [start, end) (end null: to the last), in key
  * order, as [user key, value]. Both are views of the backend's bytes.
  */
 function* recordScan(backend: Backend, prefix: Uint8Array, start: Uint8Array, end: Uint8Array | null): Generator<[Uint8Array, Uint8Array]> {
-  const own = BACKEND_KEY_BYTES_MAX - prefix.length - 1;
-  // From the record of the start's first bytes (its bucket sorts after it); to just past the end's bucket.
-  const from = recordKeyOf(prefix, start.length <= own ? start : start.subarray(0, own));
-  let to: Uint8Array;
-  if (end === null) to = prefixEnd(prefix);
-  else if (end.length <= own) to = recordKeyOf(prefix, end);
-  else {
-    to = recordKeyOf(prefix, end);
-    to[to.length - 1] = 1;
-  }
-  const filter = start.length > own || (end !== null && end.length > own);
-  const inside = (k: Uint8Array) => compareBytes(k, start) >= 0 && (end === null || compareBytes(k, end) < 0);
+  const { from, to, filter } = recordBounds(prefix, start, end);
   for (const [bk, v] of backend.scan(from, to)) {
     if (isBucket(bk)) {
-      const entries = decodeBucket(v);
-      assert(entries !== null, () => `a malformed bucket record ${binKey(bk.subarray(0, 16))}…`);
-      for (const e of entries) if (inside(e[0])) yield e;
+      for (const e of bucketEntries(bk, v)) if (inInterval(e[0], start, end)) yield e;
       continue;
     }
     const key = bk.subarray(prefix.length);
-    if (!filter || inside(key)) yield [key, v];
+    if (!filter || inInterval(key, start, end)) yield [key, v];
   }
+}
+
+function bucketEntries(bk: Uint8Array, v: Uint8Array): [Uint8Array, Uint8Array][] {
+  const entries = decodeBucket(v);
+  assert(entries !== null, () => `a malformed bucket record ${binKey(bk.subarray(0, 16))}…`);
+  return entries;
 }
 
 // A key's history ('i'): n entries of HIST_ENTRY_BYTES, main(8) and sub * 2 + tombstone(8).
@@ -795,15 +809,24 @@ export class MvccStore {
   private rangeAt(r: RangeRequest, at: number): RangeResult {
     if (r.countOnly) {
       let count = 0;
-      this.eachLive(r.key, r.rangeEnd, at, () => count++);
+      this.eachLive(r.key, r.rangeEnd, at, () => count++, 0);
       return { kvs: [], more: false, count };
     }
-    const refs = this.collectRefs(r.key, r.rangeEnd, at);
-    const count = refs.length;
     let order = r.sortOrder ?? 'none';
     const target = r.sortTarget ?? 'key';
     if (order === 'none' && target !== 'key') order = 'ascend';
     const limit = r.limit && r.limit > 0 ? r.limit : 0;
+    if (limit && target === 'key' && order !== 'descend' && !r.minModRevision && !r.maxModRevision && !r.minCreateRevision && !r.maxCreateRevision) {
+      // The first `limit` keys in key order, the rest only counted (the common paged list).
+      let count = 0;
+      const sel: Ref[] = [];
+      this.eachLive(r.key, r.rangeEnd, at, (key, main, sub) => count++ < limit && sel.push({ key, main, sub }), limit);
+      let kvs = sel.map((x) => this.read(x.main, x.sub)!);
+      if (r.keysOnly) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
+      return { kvs, more: count > limit, count };
+    }
+    const refs = this.collectRefs(r.key, r.rangeEnd, at);
+    const count = refs.length;
     let kvs: KeyValue[];
     let more = false;
     if (!r.minCreateRevision && !r.maxCreateRevision && (target === 'key' || target === 'mod')) {
@@ -843,21 +866,33 @@ export class MvccStore {
   /**
    * Calls `fn` for each key live at revision `at` in the interval a key and range end name (as
    * etcd reads them: range end empty, the key alone; "\0", every key from the key on), in key
-   * order, with the revision holding it: from the key index alone.
+   * order, with the revision holding it: from the key index alone. Past the first `keysMax`
+   * keys, the key passed is empty (a count needs none).
    */
-  private eachLive(key: Uint8Array, rangeEnd: Uint8Array | undefined, at: number, fn: (key: Uint8Array, main: number, sub: number) => void): void {
-    const one = (k: Uint8Array, h: Uint8Array): void => {
-      const i = histPosAt(h, at);
-      if (i >= 0 && !histDead(h, i)) fn(k, histMain(h, i), histSub(h, i));
-    };
+  private eachLive(key: Uint8Array, rangeEnd: Uint8Array | undefined, at: number, fn: (key: Uint8Array, main: number, sub: number) => void, keysMax = Infinity): void {
+    let keys = 0;
     if (!rangeEnd || rangeEnd.length === 0) {
       const h = this.history(key);
-      if (h !== undefined) one(key, h);
+      const i = h === undefined ? -1 : histPosAt(h, at);
+      if (i >= 0 && !histDead(h!, i)) fn(key, histMain(h!, i), histSub(h!, i));
       return;
     }
     const end = rangeEnd.length === 1 && rangeEnd[0] === 0 ? null : rangeEnd;
     if (end !== null && compareBytes(end, key) <= 0) return;
-    for (const [k, h] of recordScan(this.backend, HIST_PREFIX, key, end)) one(k, h);
+    const { from, to, filter } = recordBounds(HIST_PREFIX, key, end);
+    // The loop a count over every key runs a million times: no generator, no view unless asked.
+    for (const [bk, h] of this.backend.scan(from, to)) {
+      if (isBucket(bk)) {
+        for (const [k, hk] of bucketEntries(bk, h)) {
+          const i = histPosAt(hk, at);
+          if (inInterval(k, key, end) && i >= 0 && !histDead(hk, i)) fn(k, histMain(hk, i), histSub(hk, i));
+        }
+        continue;
+      }
+      if (filter && !inInterval(bk.subarray(1), key, end)) continue;
+      const i = histPosAt(h, at);
+      if (i >= 0 && !histDead(h, i)) fn(keys++ < keysMax ? bk.subarray(1) : EMPTY, histMain(h, i), histSub(h, i));
+    }
   }
 
   /** The live keys in the interval at revision `at`, in key order, from the key index alone. */
