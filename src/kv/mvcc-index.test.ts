@@ -149,6 +149,24 @@ describe('MvccStore: the key index in the backend', () => {
     );
   });
 
+  it('migrates a store of more index entries than one migration batch: histories that span batches, leases', () => {
+    const m = new MvccStore({}, new MemoryBackend({ durable: true }));
+    m.grantLease(3n, 10);
+    // 1,000 keys, 110 revisions each, in revision order: every key's history spans batches.
+    for (let i = 0; i < 110_000; i++) {
+      m.put({ key: b(`k${i % 1000}`), value: b('v'), ...(i % 7 === 0 ? { lease: 3n } : {}) });
+      if (i % 10_000 === 0) m.backend.commit();
+    }
+    m.deleteRange({ key: b('k5'), rangeEnd: b('k6') });
+    const backend = m.backend as MemoryBackend;
+    backend.commit();
+    const want = dump(backend);
+    toLayout1(backend);
+    const migrated = new MvccStore({}, backend.reopen());
+    expect(dump(migrated.backend as MemoryBackend)).toEqual(want);
+    expect(migrated.keyCount).toBe(1000);
+  });
+
   it('a migration cut short starts again (what it wrote dropped) or finishes deleting the old entries', () => {
     const m = new MvccStore({}, new MemoryBackend({ durable: true }));
     m.grantLease(7n, 10);

@@ -189,7 +189,7 @@ const META = 0x6d;
 /** The layout this build writes (recorded as metadata 'layout'; none recorded: layout 1). */
 const LAYOUT_VERSION = 2;
 /** Records a migration writes or deletes per backend commit (bounds the batch it holds in memory). */
-const MIGRATE_BATCH = 50_000;
+const MIGRATE_BATCH = 100_000;
 /** Revisions whose keys a compaction looks at per batch (bounds the keys it holds in memory). */
 const COMPACT_BATCH = 10_000;
 /** Bytes per revision in a key's history ('i'). */
@@ -685,42 +685,57 @@ export class MvccStore {
   /**
    * Builds the key index ('i') and the lease attachments ('a') of a layout 1 store from its
    * per-revision index entries ('k'), then deletes those: once, at the first open by a build
-   * of layout 2. The histories are gathered in the heap (as layout 1's every open did) and
-   * written in key order, in batches of MIGRATE_BATCH keys, each committed (the records land
-   * in key order: full pages). The 'layout' record is committed with the last of them, and
-   * only then are the old entries deleted: a migration cut short starts again (what it wrote
+   * of layout 2. In batches of MIGRATE_BATCH entries (the memory a migration takes stays
+   * bounded): a batch's revisions are gathered per key, and each key's history extended in key
+   * order, then committed. The 'layout' record is committed with the last of them, and only
+   * then are the old entries deleted: a migration cut short starts again (what it wrote
    * deleted first), or finishes the deletion.
    */
   private migrate(): void {
     for (const prefix of [HIST, ATTACH]) this.dropAll(prefix);
-    /** Per key, its revisions in order: main and sub * 2 + tombstone, flat. */
-    const hist = new Map<string, number[]>();
+    this.keys = 0;
     /** The lease of each key whose latest revision is a put with a lease. */
     const leased = new Map<string, bigint>();
-    for (const [rk, rec] of this.backend.scan(Uint8Array.of(IDX), Uint8Array.of(IDX + 1))) {
-      const k = binKey(rec.subarray(9));
-      const dead = rec[0] === 1;
-      const s = getU64(rk, 9) * 2 + (dead ? 1 : 0);
-      const h = hist.get(k);
-      if (h === undefined) hist.set(k, [getU64(rk, 1), s]);
-      else h.push(getU64(rk, 1), s);
-      const lease = dead ? 0n : new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(1);
-      if (lease !== 0n) leased.set(k, lease);
-      else if (leased.size > 0) leased.delete(k);
-    }
-    const keys = [...hist.keys()].sort();
-    for (let i = 0; i < keys.length; i++) {
-      const h = hist.get(keys[i]!)!;
-      const b = new Uint8Array(h.length * 8);
-      for (let j = 0; j < h.length; j++) putU64(b, j * 8, h[j]!);
-      recordSet(this.backend, HIST_PREFIX, unbin(keys[i]!), b);
-      if (i % MIGRATE_BATCH === MIGRATE_BATCH - 1) this.backend.commit();
+    let from: Uint8Array | null = Uint8Array.of(IDX);
+    while (from !== null) {
+      /** Per key, the batch's revisions in order: main and sub * 2 + tombstone, flat. */
+      const hist = new Map<string, number[]>();
+      const start: Uint8Array = from;
+      from = null;
+      let n = 0;
+      for (const [rk, rec] of this.backend.scan(start, Uint8Array.of(IDX + 1))) {
+        if (n++ === MIGRATE_BATCH) {
+          from = rk;
+          break;
+        }
+        const k = binKey(rec.subarray(9));
+        const dead = rec[0] === 1;
+        const s = getU64(rk, 9) * 2 + (dead ? 1 : 0);
+        const h = hist.get(k);
+        if (h === undefined) hist.set(k, [getU64(rk, 1), s]);
+        else h.push(getU64(rk, 1), s);
+        const lease = dead ? 0n : new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(1);
+        if (lease !== 0n) leased.set(k, lease);
+        else if (leased.size > 0) leased.delete(k);
+      }
+      for (const k of [...hist.keys()].sort()) {
+        const h = hist.get(k)!;
+        const key = unbin(k);
+        const old = recordGet(this.backend, HIST_PREFIX, key);
+        if (old === undefined) this.keys++;
+        const at = old === undefined ? 0 : old.length;
+        const b = new Uint8Array(at + h.length * 8);
+        if (old !== undefined) b.set(old);
+        for (let j = 0; j < h.length; j++) putU64(b, at + j * 8, h[j]!);
+        recordSet(this.backend, HIST_PREFIX, key, b);
+      }
+      this.backend.commit();
     }
     for (const [k, id] of leased) {
       assert(this.leases.has(id), () => `the store's key ${JSON.stringify(k)} is attached to lease ${id}, which the store does not hold`);
       recordSet(this.backend, attachPrefix(id), unbin(k), EMPTY);
     }
-    this.keys = this.keysRecorded = keys.length;
+    this.keysRecorded = this.keys;
     this.backend.put(META_KEYS, u64Bytes(this.keys));
     this.backend.put(META_LAYOUT, u64Bytes(LAYOUT_VERSION));
     this.layoutRecorded = true;
