@@ -173,7 +173,8 @@ const EMPTY = new Uint8Array(0);
 // does not fit with a byte to spare names instead the bucket of the keys sharing its first
 // bytes — the prefix and those bytes, then a 0 byte (the only backend keys of the full length);
 // a bucket holds count(4), then per key keyLength(4) key valueLength(4) value, in key order.
-// It sorts just after the key of its first bytes, before any other, as its keys do.
+// It sorts just after the key of its first bytes, before any other, as its keys do; a write
+// to one of its keys rewrites it (fine for keys this long, which few stores have).
 // Stores of layout 1 (no 'layout' record) had instead, per revision, 'k' main(8) sub(8) ->
 // flags(1) lease(8) key, scanned at every open to rebuild the index in the heap: they are
 // migrated once, at open (MvccStore.migrate).
@@ -299,9 +300,7 @@ function recordGet(backend: Backend, prefix: Uint8Array, key: Uint8Array): Uint8
   const bk = recordKeyOf(prefix, key);
   const v = backend.get(bk);
   if (v === undefined || !isBucket(bk)) return v;
-  const entries = decodeBucket(v);
-  assert(entries !== null, () => `a malformed bucket record ${binKey(bk.subarray(0, 16))}…`);
-  return entries.find(([k]) => compareBytes(k, key) === 0)?.[1];
+  return bucketEntries(bk, v).find(([k]) => compareBytes(k, key) === 0)?.[1];
 }
 
 /** Writes (null: deletes) user key `key`'s record under `prefix`. */
@@ -313,8 +312,7 @@ function recordSet(backend: Backend, prefix: Uint8Array, key: Uint8Array, value:
     return;
   }
   const old = backend.get(bk);
-  const entries = old === undefined ? [] : decodeBucket(old);
-  assert(entries !== null, () => `a malformed bucket record ${binKey(bk.subarray(0, 16))}…`);
+  const entries = old === undefined ? [] : bucketEntries(bk, old);
   let i = 0;
   while (i < entries.length && compareBytes(entries[i]![0], key) < 0) i++;
   const here = i < entries.length && compareBytes(entries[i]![0], key) === 0;
@@ -1090,9 +1088,21 @@ export class MvccStore {
     this.backend.del(leaseKey(id));
   }
 
-  lease(id: bigint): { id: bigint; ttl: number; keys: Uint8Array[] } | undefined {
+  /**
+   * The lease, if it exists. Its keys are read from the backend when asked for (a scan of its
+   * attachments): keep-alives and expiry ask only whether it exists and its ttl.
+   */
+  lease(id: bigint): { readonly id: bigint; readonly ttl: number; readonly keys: Uint8Array[] } | undefined {
     const l = this.leases.get(id);
-    return l && { id: l.id, ttl: l.ttl, keys: this.attached(id) };
+    if (!l) return undefined;
+    const attached = () => this.attached(id);
+    return {
+      id: l.id,
+      ttl: l.ttl,
+      get keys() {
+        return attached();
+      },
+    };
   }
 
   leaseIds(): bigint[] {
