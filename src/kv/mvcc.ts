@@ -189,6 +189,18 @@ const LEASE = 0x6c;
 const META = 0x6d;
 /** The layout this build writes (recorded as metadata 'layout'; none recorded: layout 1). */
 const LAYOUT_VERSION = 2;
+/**
+ * Beside the 'layout' record, a layout 1 index entry no layout 1 store has (revision 0.0, a
+ * put attached to lease 2^64 - 1, which no store holds): a build of layout 1, which knows no
+ * 'layout' record and would open this store as an empty one (its index rebuilt from 'k'
+ * entries, of which it has none), stops at open instead — its check that every attached key's
+ * lease exists fails, naming this key.
+ */
+const LAYOUT1_GUARD_KEY = new Uint8Array(17).fill(0, 1);
+LAYOUT1_GUARD_KEY[0] = IDX;
+/** The first backend key after the guard's: layout 1's revisions start at 2. */
+const AFTER_LAYOUT1_GUARD = Uint8Array.from([...LAYOUT1_GUARD_KEY, 0]);
+const LAYOUT1_GUARD = Uint8Array.from([0, 255, 255, 255, 255, 255, 255, 255, 255, ...new TextEncoder().encode('this store has layout 2: open it with a newer build')]);
 /** Records a migration writes or deletes per backend commit (bounds the batch it holds in memory). */
 const MIGRATE_BATCH = 100_000;
 /** Revisions whose keys a compaction looks at per batch (bounds the keys it holds in memory). */
@@ -482,6 +494,12 @@ const META_COMPACT = metaKey('compact');
 const META_KEYS = metaKey('keys');
 const META_LAYOUT = metaKey('layout');
 
+/** Records this build's layout: the 'layout' record and the guard against layout 1 builds. */
+function recordLayout(backend: Backend): void {
+  backend.put(META_LAYOUT, u64Bytes(LAYOUT_VERSION));
+  backend.put(LAYOUT1_GUARD_KEY, LAYOUT1_GUARD);
+}
+
 function encodeRecord(key: Uint8Array, kv: KeyValue | null): Uint8Array {
   const value = kv ? kv.value : EMPTY;
   const b = new Uint8Array(REC_HEADER_BYTES + key.length + value.length);
@@ -675,8 +693,9 @@ export class MvccStore {
     if (this.hasLayout1Entries()) this.dropAll(IDX);
   }
 
+  /** Whether the backend holds layout 1 index entries ('k'; the guard is not one). */
   private hasLayout1Entries(): boolean {
-    for (const _ of this.backend.scan(Uint8Array.of(IDX), Uint8Array.of(IDX + 1))) return true;
+    for (const _ of this.backend.scan(AFTER_LAYOUT1_GUARD, Uint8Array.of(IDX + 1))) return true;
     return false;
   }
 
@@ -694,7 +713,8 @@ export class MvccStore {
     this.keys = 0;
     /** The lease of each key whose latest revision is a put with a lease. */
     const leased = new Map<string, bigint>();
-    let from: Uint8Array | null = Uint8Array.of(IDX);
+    // Past the guard (which a layout 1 store does not have: this is for a migration's restart).
+    let from: Uint8Array | null = AFTER_LAYOUT1_GUARD;
     while (from !== null) {
       /** Per key, the batch's revisions in order: main and sub * 2 + tombstone, flat. */
       const hist = new Map<string, number[]>();
@@ -735,13 +755,13 @@ export class MvccStore {
     }
     this.keysRecorded = this.keys;
     this.backend.put(META_KEYS, u64Bytes(this.keys));
-    this.backend.put(META_LAYOUT, u64Bytes(LAYOUT_VERSION));
+    recordLayout(this.backend);
     this.layoutRecorded = true;
     this.backend.commit();
     this.dropAll(IDX);
   }
 
-  /** Deletes every record of one kind, in committed batches of MIGRATE_BATCH. */
+  /** Deletes every record of one kind (but the layout 1 guard), in committed batches of MIGRATE_BATCH. */
   private dropAll(prefix: number): void {
     let left = true;
     while (left) {
@@ -752,7 +772,7 @@ export class MvccStore {
           left = true;
           break;
         }
-        keys.push(k);
+        if (compareBytes(k, LAYOUT1_GUARD_KEY) !== 0) keys.push(k);
       }
       for (const k of keys) this.backend.del(k);
       this.backend.commit();
@@ -1121,7 +1141,7 @@ export class MvccStore {
         this.backend.put(META_REV, u64Bytes(this.rev));
         this.recordKeys();
         if (!this.layoutRecorded) {
-          this.backend.put(META_LAYOUT, u64Bytes(LAYOUT_VERSION));
+          recordLayout(this.backend);
           this.layoutRecorded = true;
         }
         const events = this.events;
@@ -1356,7 +1376,7 @@ export class MvccStore {
       if (last && last.lease !== 0n) recordSet(backend, attachPrefix(last.lease), key, EMPTY);
     }
     backend.put(META_KEYS, u64Bytes(s.histories.length));
-    backend.put(META_LAYOUT, u64Bytes(LAYOUT_VERSION));
+    recordLayout(backend);
     for (const l of s.leases) backend.put(leaseKey(l.id), u64Bytes(l.ttl));
     return new MvccStore(limits, backend);
   }
