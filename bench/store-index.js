@@ -9,7 +9,8 @@
  *   node bench/store-index.js range DIR                    a prefix range over 10,000 keys (all,
  *                                                          limit 500, count only), a count over
  *                                                          every key, single-key gets
- *   node bench/store-index.js put DIR [--puts 200000] [--new]   puts of existing keys (or new ones)
+ *   node bench/store-index.js put DIR [--puts 200000] [--new]   puts of existing keys (or new
+ *                                                          ones), then a compaction
  *
  * --dist points at another build (its node_modules beside it), e.g. the main branch's, to compare.
  * A store built by one layout and opened by a build of the next is migrated at that open.
@@ -82,5 +83,10 @@ if (step === 'build') {
   backend.commit();
   const u = process.cpuUsage(c);
   console.log(`${o.puts} puts of ${o.new ? 'new' : 'existing'} keys: CPU ${(cpuMs(u) * 1000 / o.puts).toFixed(2)} µs per put (user ${(u.user / o.puts).toFixed(2)}, system ${(u.system / o.puts).toFixed(2)})`);
+  // Then a compaction at the current revision (the puts of existing keys leave a revision each to drop).
+  const cc = process.cpuUsage();
+  store.compact(store.revision);
+  backend.commit();
+  console.log(`compaction: CPU ${cpuMs(process.cpuUsage(cc)).toFixed(0)} ms`);
 } else if (step !== 'open') throw new Error(`unknown step ${step}`);
 await backend.close();
