@@ -203,7 +203,7 @@ const AFTER_LAYOUT1_GUARD = Uint8Array.from([...LAYOUT1_GUARD_KEY, 0]);
 const LAYOUT1_GUARD = Uint8Array.from([0, 255, 255, 255, 255, 255, 255, 255, 255, ...new TextEncoder().encode('this store has layout 2: open it with a newer build')]);
 /** Records a migration writes or deletes per backend commit (bounds the batch it holds in memory). */
 const MIGRATE_BATCH = 100_000;
-/** Revisions whose keys a compaction looks at per batch (bounds the keys it holds in memory). */
+/** Keys whose histories a compaction changes per batch of writes (bounds what it holds in memory). */
 const COMPACT_BATCH = 10_000;
 /** Bytes per revision in a key's history ('i'). */
 const HIST_ENTRY_BYTES = 16;
@@ -428,6 +428,13 @@ function histPosAt(h: Uint8Array, at: number): number {
     else hi = mid;
   }
   return lo - 1;
+}
+
+/** How many of the history's first revisions a compaction at `revision` drops: all up to its latest there, and that one too when it is a deletion. */
+function histKeepFrom(h: Uint8Array, revision: number): number {
+  const last = histPosAt(h, revision);
+  if (last < 0) return 0;
+  return histDead(h, last) ? last + 1 : last;
 }
 
 function histProblem(h: Uint8Array): string | null {
@@ -1030,50 +1037,44 @@ export class MvccStore {
   /**
    * Drops every revision at or below `revision` except each key's latest there when it is a
    * put (etcd's compaction): from the key index and from the backend, whose space is reused.
-   * Only keys with a revision after the previous compact revision can have any to drop (the
-   * previous compaction left the others one put at most): those named by the revisions in
-   * between, found by a scan of them.
+   * A scan of the key index (as etcd walks its in-memory one), its changes written in batches
+   * of COMPACT_BATCH keys between scans (a scan must not interleave with writes).
    */
   compact(revision: number): void {
     if (revision <= this.compactRev) throw ERR.compacted();
     if (revision > this.rev) throw ERR.futureRev();
-    const previous = this.compactRev;
     this.compactRev = revision;
     this.backend.put(META_COMPACT, u64Bytes(revision));
-    let from: Uint8Array | null = revKey(previous + 1, 0);
-    const end = revKey(revision + 1, 0);
+    const to = prefixEnd(HIST_PREFIX);
+    let from: Uint8Array | null = HIST_PREFIX;
     while (from !== null) {
-      // The scan first, then the writes: a scan must not interleave with writes.
-      const keys = new Map<string, Uint8Array>();
+      const changes: { key: Uint8Array; h: Uint8Array; keepFrom: number }[] = [];
       const start: Uint8Array = from;
       from = null;
-      let seen = 0;
-      for (const [rk, rec] of this.backend.scan(start, end)) {
-        if (seen++ === COMPACT_BATCH) {
-          from = rk;
+      for (const [bk, v] of this.backend.scan(start, to)) {
+        if (changes.length >= COMPACT_BATCH) {
+          from = bk;
           break;
         }
-        const key = recordKey(rec);
-        keys.set(bin(key), key);
+        if (isBucket(bk)) {
+          for (const [key, h] of bucketEntries(bk, v)) {
+            const keepFrom = histKeepFrom(h, revision);
+            if (keepFrom > 0) changes.push({ key: key.slice(), h, keepFrom });
+          }
+          continue;
+        }
+        const keepFrom = histKeepFrom(v, revision);
+        if (keepFrom > 0) changes.push({ key: bk.slice(1), h: v, keepFrom });
       }
-      for (const key of keys.values()) this.compactKey(key, revision);
+      for (const { key, h, keepFrom } of changes) {
+        for (let i = 0; i < keepFrom; i++) this.backend.del(revKey(histMain(h, i), histSub(h, i)));
+        if (keepFrom === histLength(h)) {
+          recordSet(this.backend, HIST_PREFIX, key, null);
+          this.keys--;
+        } else recordSet(this.backend, HIST_PREFIX, key, h.slice(keepFrom * HIST_ENTRY_BYTES));
+      }
     }
     this.recordKeys();
-  }
-
-  /** Drops the key's revisions at or below `revision` except its latest there when it is a put. */
-  private compactKey(key: Uint8Array, revision: number): void {
-    const h = this.history(key);
-    if (h === undefined) return;
-    const last = histPosAt(h, revision);
-    if (last < 0) return;
-    const keepFrom = histDead(h, last) ? last + 1 : last;
-    if (keepFrom === 0) return;
-    for (let i = 0; i < keepFrom; i++) this.backend.del(revKey(histMain(h, i), histSub(h, i)));
-    if (keepFrom === histLength(h)) {
-      recordSet(this.backend, HIST_PREFIX, key, null);
-      this.keys--;
-    } else recordSet(this.backend, HIST_PREFIX, key, h.slice(keepFrom * HIST_ENTRY_BYTES));
   }
 
   /** Writes the key count when it changed (in the batch of the change). */
