@@ -865,7 +865,8 @@ export class MvccStore {
       if (r.keysOnly) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
       return { kvs, more: count > limit, count };
     }
-    const refs = this.collectRefs(r.key, r.rangeEnd, at);
+    // Keys only to order equal mod revisions (the key-values read carry their own).
+    const refs = this.collectRefs(r.key, r.rangeEnd, at, target === 'mod' && order !== 'none');
     const count = refs.length;
     let kvs: KeyValue[];
     let more = false;
@@ -935,16 +936,16 @@ export class MvccStore {
     }
   }
 
-  /** The live keys in the interval at revision `at`, in key order, from the key index alone. */
-  private collectRefs(key: Uint8Array, rangeEnd: Uint8Array | undefined, at: number): Ref[] {
+  /** The live keys in the interval at revision `at`, in key order, from the key index alone; their keys only `withKeys` (else empty). */
+  private collectRefs(key: Uint8Array, rangeEnd: Uint8Array | undefined, at: number, withKeys: boolean): Ref[] {
     const out: Ref[] = [];
-    this.eachLive(key, rangeEnd, at, (k, main, sub) => out.push({ key: k, main, sub }));
+    this.eachLive(key, rangeEnd, at, (k, main, sub) => out.push({ key: k, main, sub }), withKeys ? Infinity : 0);
     return out;
   }
 
   /** Live key-values in the interval at revision `at`, in key order. */
   private collect(key: Uint8Array, rangeEnd: Uint8Array | undefined, at: number): KeyValue[] {
-    return this.collectRefs(key, rangeEnd, at).map((x) => this.read(x.main, x.sub)!);
+    return this.collectRefs(key, rangeEnd, at, false).map((x) => this.read(x.main, x.sub)!);
   }
 
   /** The key's history in the key index ('i'), if it has one. */
