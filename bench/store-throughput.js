@@ -4,7 +4,7 @@
  * its log: put commands of 1 KiB values on distinct keys, encoded as log entries and applied
  * one by one to a KvStateMachine over its backend (LMDB in a temp dir, batched commits as a
  * member does them). Reported per chunk: applies/s, RSS and heap; at the end the database
- * file, then the restart: reopening the store (index rebuilt from the backend) — what a member
+ * file, then the restart: reopening the store (wall and CPU time) — what a member
  * does before it replays the WAL after its applied index.
  *
  *   node bench/store-throughput.js [--keys 200000] [--chunk 50000] [--value-bytes 1024]
@@ -47,12 +47,13 @@ const enc = new TextEncoder();
 
 let sm = LmdbBackend ? new KvStateMachine({}, LmdbBackend.open(dbPath)) : new KvStateMachine();
 console.log(`store: ${LmdbBackend ? `LMDB at ${dbPath}` : 'in memory (older build)'}; ${o.keys} keys of ${o.valueBytes} B`);
-console.log('| keys written | applies/s | RSS MiB | heap MiB |');
-console.log('|---:|---:|---:|---:|');
+console.log('| keys written | applies/s | applies per CPU s | RSS MiB | heap MiB |');
+console.log('|---:|---:|---:|---:|---:|');
 let index = 0;
 for (let from = 0; from < o.keys; from += o.chunk) {
   const to = Math.min(o.keys, from + o.chunk);
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   for (let i = from; i < to; i++) {
     const data = encodeRequest({ id: 0n, command: { op: 'put', req: { key: enc.encode(`key/${String(i).padStart(8, '0')}`), value } } });
     sm.apply({ index: ++index, term: 1, type: 'normal', data });
@@ -60,8 +61,10 @@ for (let from = 0; from < o.keys; from += o.chunk) {
     if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
   }
   const s = (to - from) / ((performance.now() - t0) / 1000);
+  const c = process.cpuUsage(c0);
+  const perCpu = (to - from) / ((c.user + c.system) / 1e6);
   const m = process.memoryUsage();
-  console.log(`| ${from.toLocaleString('en')} to ${to.toLocaleString('en')} | ${Math.round(s).toLocaleString('en')} | ${mib(m.rss)} | ${mib(m.heapUsed)} |`);
+  console.log(`| ${from.toLocaleString('en')} to ${to.toLocaleString('en')} | ${Math.round(s).toLocaleString('en')} | ${Math.round(perCpu).toLocaleString('en')} | ${mib(m.rss)} | ${mib(m.heapUsed)} |`);
 }
 const hash = sm.store.hashKv().hash;
 if (LmdbBackend) {
@@ -69,9 +72,11 @@ if (LmdbBackend) {
   console.log(`database file: ${mib(sm.store.dbSizeBytes())} MiB`);
   globalThis.gc?.();
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   sm = new KvStateMachine({}, LmdbBackend.open(dbPath));
   const ms = performance.now() - t0;
-  console.log(`restart (open the store, rebuild the index): ${Math.round(ms)} ms; applied index ${sm.lastAppliedIndex()}, ${sm.store.keyCount} keys, RSS ${mib(process.memoryUsage().rss)} MiB`);
+  const cpu = process.cpuUsage(c0);
+  console.log(`restart (open the store): ${Math.round(ms)} ms, CPU ${Math.round((cpu.user + cpu.system) / 1000)} ms; applied index ${sm.lastAppliedIndex()}, ${sm.store.keyCount} keys, RSS ${mib(process.memoryUsage().rss)} MiB`);
 } else {
   const t0 = performance.now();
   const image = sm.snapshot();

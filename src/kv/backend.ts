@@ -139,15 +139,6 @@ export function binKey(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }
 
-/**
- * binKey(b.subarray(from)) without the two views that makes when `b` is a Buffer (LMDB's
- * values are): the index rebuild at open runs this once per revision, and those allocations
- * were most of its time (issue 11: a restart and a snapshot install grow with the revisions).
- */
-export function binKeyFrom(b: Uint8Array, from: number): string {
-  return Buffer.isBuffer(b) ? b.toString('latin1', from) : binKey(b.subarray(from));
-}
-
 export function unbinKey(s: string): Uint8Array {
   const b = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
@@ -244,16 +235,19 @@ export abstract class OverlayBackend implements Backend {
     this.opsSinceCommit++;
   }
 
-  *scan(start: Uint8Array, end?: Uint8Array): IterableIterator<[Uint8Array, Uint8Array]> {
+  scan(start: Uint8Array, end?: Uint8Array): IterableIterator<[Uint8Array, Uint8Array]> {
     const endS = end === undefined ? undefined : binKey(end);
     const startS = binKey(start);
-    if (endS !== undefined && endS <= startS) return;
-    // Nothing pending in the range (a scan at open, most scans): the committed data as it is.
+    if (endS !== undefined && endS <= startS) return [][Symbol.iterator]();
+    // Nothing pending in the range (a scan at open, most scans): the committed data as it is,
+    // without a generator in between (a count over a million keys is that many steps).
     const firstPending = this.pending.getPairOrNextHigher(startS);
-    if (!this.cleared && (firstPending === undefined || (endS !== undefined && firstPending[0] >= endS))) {
-      yield* this.committedScan(start, end);
-      return;
-    }
+    if (!this.cleared && (firstPending === undefined || (endS !== undefined && firstPending[0] >= endS))) return this.committedScan(start, end);
+    return this.mergedScan(start, end, startS, endS);
+  }
+
+  /** scan() with writes pending in the range: the overlay merged with the committed data. */
+  private *mergedScan(start: Uint8Array, end: Uint8Array | undefined, startS: string, endS: string | undefined): IterableIterator<[Uint8Array, Uint8Array]> {
     const over = this.pending.entries(startS);
     let o = over.next();
     const inRange = (k: string): boolean => endS === undefined || k < endS;

@@ -140,7 +140,7 @@ describe('MvccStore over a backend', () => {
     expect(compacted.at(-1)!, `with compaction: ${compacted.join(' ')}`).toBeLessThanOrEqual(compacted[2]! * 1.25);
   });
 
-  it('takeOver: a store over the backend that adopted another is the one a scan rebuilds (index, leases, history), built without a scan', async () => {
+  it('takeOver: a store over the backend that adopted another is the one opening it gives (leases, history, key count), made without a scan', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-mvcc-'));
     dirs.push(dir);
     const ops = fc.sample(fc.array(opArb, { minLength: 300, maxLength: 300 }), { numRuns: 1, seed: 11 })[0]!;

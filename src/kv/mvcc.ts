@@ -10,7 +10,7 @@
 import { crc32 } from 'node:zlib';
 import { assert } from '../lib/assert.js';
 import { compareBytes } from '../lib/bytes.js';
-import { BTree, binKey, binKeyFrom, MemoryBackend, unbinKey, type Backend } from './backend.js';
+import { BACKEND_KEY_BYTES_MAX, binKey, MemoryBackend, unbinKey, type Backend } from './backend.js';
 import { ERR } from './errors.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, LEASE_ID_MAX, parseImageJson, preview, safeInt } from './snapshot-image.js';
 
@@ -141,38 +141,11 @@ interface Rev {
 interface Lease {
   readonly id: bigint;
   readonly ttl: number;
-  readonly keys: Set<string>;
 }
 
-/**
- * A key's revisions since the compact revision (plus the one compaction keeps), in (main, sub)
- * order: what the in-memory index holds per key — numbers only, the key-values themselves are
- * in the backend. `subs[i] < 0` marks a tombstone at sub-revision -(subs[i] + 1).
- */
-interface KeyHist {
-  mains: number[];
-  subs: number[];
-}
-
-/**
- * Appends a revision to key `k`'s history in the index. A key's first revision creates its
- * history with array literals, which V8 sizes to their elements: `[]` and then a push reserves
- * room for 17, about 280 bytes more per key on the heap, and most keys have one revision
- * (issue 11: the index is what a member's memory grows with).
- */
-function addRevision(index: BTree<string, KeyHist>, k: string, main: number, sub: number): void {
-  const h = index.get(k);
-  if (h === undefined) {
-    index.set(k, { mains: [main], subs: [sub] });
-    return;
-  }
-  h.mains.push(main);
-  h.subs.push(sub);
-}
-
-/** A live key-value found in the index: its key and the revision holding it in the backend. */
+/** A live key-value found in the key index: its key and the revision holding it in the backend. */
 interface Ref {
-  readonly k: string;
+  readonly key: Uint8Array;
   readonly main: number;
   readonly sub: number;
 }
@@ -183,18 +156,57 @@ const EMPTY = new Uint8Array(0);
 // The store's layout in the backend (one ordered key space, a prefix byte per kind):
 //   'r' main(8, big-endian) sub(8)  -> a revision: flags(1: 0 put, 1 tombstone) create(8)
 //                                      version(8) lease(8) keyLength(4) key value
-//   'k' main(8) sub(8)              -> the same revision's index entry: flags(1) lease(8) key
-//                                      (what a restart scans to rebuild the index: no values)
+//   'i' key                         -> the key index: the key's revisions since the compact
+//                                      revision (and the one compaction keeps), oldest first,
+//                                      16 bytes each: main(8) and sub * 2 + tombstone(8)
+//   'a' lease(8) key                -> the key is attached to the lease (its latest revision
+//                                      is a put with that lease): empty
 //   'l' id(8)                       -> a lease: ttl(8)
-//   'm' name                        -> metadata: 'rev', 'compact' (8 each); the state machine
+//   'm' name                        -> metadata: 'rev', 'compact', 'keys' (the keys 'i' holds),
+//                                      'layout' (LAYOUT_VERSION; 8 each); the state machine
 //                                      adds its own ('applied', 'members': see state-machine.ts)
-// Revision keys sort in revision order, so the change log is a scan from a revision on.
+// Revision keys sort in revision order, so the change log is a scan from a revision on; and
+// after every other kind, so new revisions land past the database's last key (LMDB appends
+// them: full pages). 'i' keys sort in key order, so a range is a scan of the index (issue 11:
+// the index lives in the backend, not rebuilt in the heap at every open). A backend key is at
+// most BACKEND_KEY_BYTES_MAX bytes and a user key may be longer: an 'i' or 'a' key whose user key
+// does not fit with a byte to spare names instead the bucket of the keys sharing its first
+// bytes — the prefix and those bytes, then a 0 byte (the only backend keys of the full length);
+// a bucket holds count(4), then per key keyLength(4) key valueLength(4) value, in key order.
+// It sorts just after the key of its first bytes, before any other, as its keys do; a write
+// to one of its keys rewrites it (fine for keys this long, which few stores have).
+// Stores of layout 1 (no 'layout' record) had instead, per revision, 'k' main(8) sub(8) ->
+// flags(1) lease(8) key, scanned at every open to rebuild the index in the heap: they are
+// migrated once, at open (MvccStore.migrate).
 // -----------------------------------------------------------------------------------------
 
 const REV = 0x72;
+/** Layout 1's per-revision index entries (read only to migrate them: see the layout above). */
 const IDX = 0x6b;
+const HIST = 0x69;
+const ATTACH = 0x61;
 const LEASE = 0x6c;
 const META = 0x6d;
+/** The layout this build writes (recorded as metadata 'layout'; none recorded: layout 1). */
+const LAYOUT_VERSION = 2;
+/**
+ * Beside the 'layout' record, a layout 1 index entry no layout 1 store has (revision 0.0, a
+ * put attached to lease 2^64 - 1, which no store holds): a build of layout 1, which knows no
+ * 'layout' record and would open this store as an empty one (its index rebuilt from 'k'
+ * entries, of which it has none), stops at open instead — its check that every attached key's
+ * lease exists fails, naming this key.
+ */
+const LAYOUT1_GUARD_KEY = new Uint8Array(17).fill(0, 1);
+LAYOUT1_GUARD_KEY[0] = IDX;
+/** The first backend key after the guard's: layout 1's revisions start at 2. */
+const AFTER_LAYOUT1_GUARD = Uint8Array.from([...LAYOUT1_GUARD_KEY, 0]);
+const LAYOUT1_GUARD = Uint8Array.from([0, 255, 255, 255, 255, 255, 255, 255, 255, ...new TextEncoder().encode('this store has layout 2: open it with a newer build')]);
+/** Records a migration writes or deletes per backend commit (bounds the batch it holds in memory). */
+const MIGRATE_BATCH = 100_000;
+/** Keys whose histories a compaction changes per batch of writes (bounds what it holds in memory). */
+const COMPACT_BATCH = 10_000;
+/** Bytes per revision in a key's history ('i'). */
+const HIST_ENTRY_BYTES = 16;
 const REC_HEADER_BYTES = 29;
 
 /** n (a safe integer) as 8 big-endian bytes at `at` (no DataView: this runs per write). */
@@ -227,26 +239,206 @@ function revKey(main: number, sub: number): Uint8Array {
 
 const REV_END = Uint8Array.of(REV + 1);
 
-function idxKey(main: number, sub: number): Uint8Array {
-  const b = revKey(main, sub);
-  b[0] = IDX;
-  return b;
-}
-
-/** The index entry of a revision: tombstone flag, lease, key. */
-function encodeIdx(key: Uint8Array, kv: KeyValue | null): Uint8Array {
-  const b = new Uint8Array(9 + key.length);
-  b[0] = kv ? 0 : 1;
-  if (kv) new DataView(b.buffer).setBigUint64(1, kv.lease);
-  b.set(key, 9);
-  return b;
-}
-
 function leaseKey(id: bigint): Uint8Array {
   const b = new Uint8Array(9);
   b[0] = LEASE;
   new DataView(b.buffer).setBigUint64(1, id);
   return b;
+}
+
+/** The prefix of lease `id`'s attachment records ('a'). */
+function attachPrefix(id: bigint): Uint8Array {
+  const b = leaseKey(id);
+  b[0] = ATTACH;
+  return b;
+}
+
+const HIST_PREFIX = Uint8Array.of(HIST);
+
+/** The backend key of a user key's record under `prefix`: its own, or its bucket's (see the layout). */
+function recordKeyOf(prefix: Uint8Array, key: Uint8Array): Uint8Array {
+  const own = BACKEND_KEY_BYTES_MAX - prefix.length - 1;
+  const b = new Uint8Array(prefix.length + Math.min(key.length, own + 1));
+  b.set(prefix);
+  // A bucket's key ends in the 0 byte `b` was made with.
+  b.set(key.length <= own ? key : key.subarray(0, own), prefix.length);
+  return b;
+}
+
+function isBucket(bk: Uint8Array): boolean {
+  return bk.length === BACKEND_KEY_BYTES_MAX;
+}
+
+/** A bucket's keys and values, in key order (see the layout); null when the bytes are not one. */
+function decodeBucket(v: Uint8Array): [Uint8Array, Uint8Array][] | null {
+  if (v.length < 4) return null;
+  const d = new DataView(v.buffer, v.byteOffset, v.byteLength);
+  const n = d.getUint32(0);
+  const out: [Uint8Array, Uint8Array][] = [];
+  let at = 4;
+  for (let i = 0; i < n; i++) {
+    if (at + 4 > v.length) return null;
+    const kl = d.getUint32(at);
+    if (at + 8 + kl > v.length) return null;
+    const key = v.subarray(at + 4, at + 4 + kl);
+    const vl = d.getUint32(at + 4 + kl);
+    at += 8 + kl;
+    if (at + vl > v.length) return null;
+    out.push([key, v.subarray(at, at + vl)]);
+    at += vl;
+  }
+  return at === v.length ? out : null;
+}
+
+function encodeBucket(entries: readonly (readonly [Uint8Array, Uint8Array])[]): Uint8Array {
+  let bytes = 4;
+  for (const [k, v] of entries) bytes += 8 + k.length + v.length;
+  const b = new Uint8Array(bytes);
+  const d = new DataView(b.buffer);
+  d.setUint32(0, entries.length);
+  let at = 4;
+  for (const [k, v] of entries) {
+    d.setUint32(at, k.length);
+    b.set(k, at + 4);
+    d.setUint32(at + 4 + k.length, v.length);
+    b.set(v, at + 8 + k.length);
+    at += 8 + k.length + v.length;
+  }
+  return b;
+}
+
+/** The value of user key `key`'s record under `prefix` (in its bucket if it has one). */
+function recordGet(backend: Backend, prefix: Uint8Array, key: Uint8Array): Uint8Array | undefined {
+  const bk = recordKeyOf(prefix, key);
+  const v = backend.get(bk);
+  if (v === undefined || !isBucket(bk)) return v;
+  return bucketEntries(bk, v).find(([k]) => compareBytes(k, key) === 0)?.[1];
+}
+
+/** Writes (null: deletes) user key `key`'s record under `prefix`. */
+function recordSet(backend: Backend, prefix: Uint8Array, key: Uint8Array, value: Uint8Array | null): void {
+  const bk = recordKeyOf(prefix, key);
+  if (!isBucket(bk)) {
+    if (value === null) backend.del(bk);
+    else backend.put(bk, value);
+    return;
+  }
+  const old = backend.get(bk);
+  const entries = old === undefined ? [] : bucketEntries(bk, old);
+  let i = 0;
+  while (i < entries.length && compareBytes(entries[i]![0], key) < 0) i++;
+  const here = i < entries.length && compareBytes(entries[i]![0], key) === 0;
+  if (value === null) {
+    if (!here) return;
+    entries.splice(i, 1);
+  } else entries.splice(i, here ? 1 : 0, [key, value]);
+  if (entries.length === 0) backend.del(bk);
+  else backend.put(bk, encodeBucket(entries));
+}
+
+/** The first backend key after every key that starts with `prefix`. */
+function prefixEnd(prefix: Uint8Array): Uint8Array {
+  const b = prefix.slice();
+  let i = b.length - 1;
+  while (b[i] === 255) b[i--] = 0;
+  b[i] = b[i]! + 1;
+  return b;
+}
+
+/**
+ * The backend keys to scan for the records under `prefix` of the user keys in [start, end)
+ * (end null: to the last): from the record of the start's first bytes (its bucket sorts after
+ * it) to just past the end's bucket; `filter` when records outside the interval may be met.
+ */
+function recordBounds(prefix: Uint8Array, start: Uint8Array, end: Uint8Array | null): { from: Uint8Array; to: Uint8Array; filter: boolean } {
+  const own = BACKEND_KEY_BYTES_MAX - prefix.length - 1;
+  const from = recordKeyOf(prefix, start.length <= own ? start : start.subarray(0, own));
+  let to: Uint8Array;
+  if (end === null) to = prefixEnd(prefix);
+  else {
+    to = recordKeyOf(prefix, end);
+    if (isBucket(to)) to[to.length - 1] = 1;
+  }
+  return { from, to, filter: start.length > own || (end !== null && end.length > own) };
+}
+
+function inInterval(k: Uint8Array, start: Uint8Array, end: Uint8Array | null): boolean {
+  return compareBytes(k, start) >= 0 && (end === null || compareBytes(k, end) < 0);
+}
+
+/**
+ * The records under `prefix` of the user keys in [start, end) (end null: to the last), in key
+ * order, as [user key, value]. Both are views of the backend's bytes.
+ */
+function* recordScan(backend: Backend, prefix: Uint8Array, start: Uint8Array, end: Uint8Array | null): Generator<[Uint8Array, Uint8Array]> {
+  const { from, to, filter } = recordBounds(prefix, start, end);
+  for (const [bk, v] of backend.scan(from, to)) {
+    if (isBucket(bk)) {
+      for (const e of bucketEntries(bk, v)) if (inInterval(e[0], start, end)) yield e;
+      continue;
+    }
+    const key = bk.subarray(prefix.length);
+    if (!filter || inInterval(key, start, end)) yield [key, v];
+  }
+}
+
+function bucketEntries(bk: Uint8Array, v: Uint8Array): [Uint8Array, Uint8Array][] {
+  const entries = decodeBucket(v);
+  assert(entries !== null, () => `a malformed bucket record ${binKey(bk.subarray(0, 16))}…`);
+  return entries;
+}
+
+// A key's history ('i'): n entries of HIST_ENTRY_BYTES, main(8) and sub * 2 + tombstone(8).
+
+function histMain(h: Uint8Array, i: number): number {
+  return getU64(h, i * HIST_ENTRY_BYTES);
+}
+
+function histSub(h: Uint8Array, i: number): number {
+  return Math.floor(getU64(h, i * HIST_ENTRY_BYTES + 8) / 2);
+}
+
+function histDead(h: Uint8Array, i: number): boolean {
+  return (h[i * HIST_ENTRY_BYTES + 15]! & 1) === 1;
+}
+
+function histLength(h: Uint8Array): number {
+  return h.length / HIST_ENTRY_BYTES;
+}
+
+/** The history `h` (none: a new one) with one more revision. */
+function histPush(h: Uint8Array | undefined, main: number, sub: number, dead: boolean): Uint8Array {
+  const n = h === undefined ? 0 : h.length;
+  const b = new Uint8Array(n + HIST_ENTRY_BYTES);
+  if (h !== undefined) b.set(h);
+  putU64(b, n, main);
+  putU64(b, n + 8, sub * 2 + (dead ? 1 : 0));
+  return b;
+}
+
+/** The position of the key's last revision with main <= at, or -1. */
+function histPosAt(h: Uint8Array, at: number): number {
+  let hi = histLength(h);
+  // Most reads are of the latest revision.
+  if (hi > 0 && histMain(h, hi - 1) <= at) return hi - 1;
+  let lo = 0;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (histMain(h, mid) <= at) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
+/** How many of the history's first revisions a compaction at `revision` drops: all up to its latest there, and that one too when it is a deletion. */
+function histKeepFrom(h: Uint8Array, revision: number): number {
+  const last = histPosAt(h, revision);
+  if (last < 0) return 0;
+  return histDead(h, last) ? last + 1 : last;
+}
+
+function histProblem(h: Uint8Array): string | null {
+  return h.length === 0 || h.length % HIST_ENTRY_BYTES !== 0 ? `a key history of ${h.length} bytes` : null;
 }
 
 /** The backend key of a metadata entry (the state machine keeps its own there too). */
@@ -280,8 +472,21 @@ export function backendEntryProblem(key: Uint8Array, value: Uint8Array): string 
       return null;
     }
     case IDX:
+      // Layout 1 (a peer of an older build streams it; migrated when the store opens).
       if (key.length !== 17) return `an index key of ${key.length} bytes (17)`;
       return value.length < 10 || value[0]! > 1 ? 'an index entry with a bad header' : null;
+    case HIST: {
+      if (key.length < 2) return 'a key index record without a key';
+      if (!isBucket(key)) return histProblem(value);
+      const entries = decodeBucket(value);
+      if (entries === null || entries.length === 0) return 'a malformed key index bucket';
+      for (const [, h] of entries) if (histProblem(h) !== null) return histProblem(h);
+      return null;
+    }
+    case ATTACH:
+      if (key.length < 10) return 'a lease attachment record without a key';
+      if (!isBucket(key)) return value.length === 0 ? null : 'a lease attachment record with a value';
+      return decodeBucket(value)?.length ? null : 'a malformed lease attachment bucket';
     case LEASE:
       return key.length === 9 && value.length === 8 ? null : 'a lease entry of the wrong size';
     case META:
@@ -293,6 +498,14 @@ export function backendEntryProblem(key: Uint8Array, value: Uint8Array): string 
 
 const META_REV = metaKey('rev');
 const META_COMPACT = metaKey('compact');
+const META_KEYS = metaKey('keys');
+const META_LAYOUT = metaKey('layout');
+
+/** Records this build's layout: the 'layout' record and the guard against layout 1 builds. */
+function recordLayout(backend: Backend): void {
+  backend.put(META_LAYOUT, u64Bytes(LAYOUT_VERSION));
+  backend.put(LAYOUT1_GUARD_KEY, LAYOUT1_GUARD);
+}
 
 function encodeRecord(key: Uint8Array, kv: KeyValue | null): Uint8Array {
   const value = kv ? kv.value : EMPTY;
@@ -328,14 +541,6 @@ function decodeRecord(rec: Uint8Array, main: number): KeyValue | null {
     value: rec.subarray(REC_HEADER_BYTES + len),
     lease: v.getBigUint64(17),
   };
-}
-
-function tomb(sub: number): number {
-  return -(sub + 1);
-}
-
-function realSub(s: number): number {
-  return s < 0 ? -(s + 1) : s;
 }
 
 /** The byte string as a binary string (one char per byte), whose order is the bytes' order. */
@@ -422,8 +627,13 @@ export class MvccStore {
   /** The store's revision: an empty store is at 1, the first write gets 2. */
   private rev = 1;
   private compactRev = 0;
-  /** The index: key (binary string) -> its revisions, in key order. O(log n) per update. */
-  private readonly index: BTree<string, KeyHist> = new BTree();
+  /** Keys the key index ('i') holds: those with a revision since the compact revision, or the one it keeps. */
+  private keys = 0;
+  /** `keys` as the backend records it (metadata 'keys'). */
+  private keysRecorded = 0;
+  /** The backend records this build's layout (metadata 'layout'): written with the first revision. */
+  private layoutRecorded = false;
+  /** The leases; the keys attached to each are in the backend ('a'). */
   private readonly leases = new Map<bigint, Lease>();
   /** Revision being written by the current write transaction, its next sub-revision, its events. */
   private writeMain = 0;
@@ -435,9 +645,9 @@ export class MvccStore {
   readonly backend: Backend;
 
   /**
-   * A store over `backend` (default: a fresh in-memory one), holding what the backend holds:
-   * the index is rebuilt from a scan of its revisions (like etcd's restore of its key index),
-   * the leases and their keys from its lease records and the keys' latest versions.
+   * A store over `backend` (default: a fresh in-memory one), holding what the backend holds.
+   * The key index and the leases' keys are in the backend: opening reads the metadata and the
+   * lease records only (a store of layout 1 is migrated first, once: see migrate).
    */
   constructor(limits: Partial<MvccLimits> = {}, backend: Backend = new MemoryBackend(), takeOverFrom?: MvccStore) {
     this.limits = { ...MVCC_LIMITS_DEFAULT, ...limits };
@@ -451,17 +661,18 @@ export class MvccStore {
     assert(from.writeMain === 0 && from.events.length === 0, () => 'a store is taken over in the middle of a write');
     this.rev = from.rev;
     this.compactRev = from.compactRev;
-    this.index = from.index;
+    this.keys = from.keys;
+    this.keysRecorded = from.keysRecorded;
+    this.layoutRecorded = from.layoutRecorded;
     this.leases = from.leases;
   }
 
   /**
    * A store over `backend`, which now holds exactly what `from`'s backend holds (it adopted
-   * that backend: Backend.adopt), taking over `from`'s index and leases instead of rebuilding
-   * them by a scan: installing a streamed snapshot opens the staged store once to check it, and
-   * that scan is the part of an install that grows with the store (issue 11: at 240,000
-   * revisions it was most of the install, and it was done twice). `from` has no write under
-   * way (a store just opened has none) and is not used afterwards; its listeners stay with it.
+   * that backend: Backend.adopt), taking over what `from` read at open instead of reading it
+   * again: installing a streamed snapshot opens the staged store once to check it (and to
+   * migrate it, when a peer of an older build sent layout 1). `from` has no write under way
+   * (a store just opened has none) and is not used afterwards; its listeners stay with it.
    */
   static takeOver(from: MvccStore, limits: Partial<MvccLimits>, backend: Backend): MvccStore {
     return new MvccStore(limits, backend, from);
@@ -471,27 +682,107 @@ export class MvccStore {
     const rev = this.backend.get(META_REV);
     if (rev !== undefined) this.rev = u64Of(rev);
     this.compactRev = u64Of(this.backend.get(META_COMPACT));
-    /** The lease of each key whose latest revision is a put with a lease. */
-    const leased = new Map<string, bigint>();
-    for (const [rk, rec] of this.backend.scan(Uint8Array.of(IDX), Uint8Array.of(IDX + 1))) {
-      const main = getU64(rk, 1);
-      const sub = getU64(rk, 9);
-      const k = binKeyFrom(rec, 9);
-      const dead = rec[0] === 1;
-      addRevision(this.index, k, main, dead ? tomb(sub) : sub);
-      let lease = 0n;
-      if (!dead && (rec[1]! | rec[2]! | rec[3]! | rec[4]! | rec[5]! | rec[6]! | rec[7]! | rec[8]!) !== 0) lease = new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(1);
-      if (lease === 0n) leased.delete(k);
-      else leased.set(k, lease);
-    }
     for (const [lk, v] of this.backend.scan(Uint8Array.of(LEASE), Uint8Array.of(LEASE + 1))) {
       const id = new DataView(lk.buffer, lk.byteOffset, lk.byteLength).getBigUint64(1);
-      this.leases.set(id, { id, ttl: u64Of(v), keys: new Set() });
+      this.leases.set(id, { id, ttl: u64Of(v) });
+    }
+    const layout = this.backend.get(META_LAYOUT);
+    if (layout === undefined) {
+      // Layout 1, or a store never written (no 'k' entries: nothing to migrate).
+      if (this.hasLayout1Entries()) this.migrate();
+      return;
+    }
+    const version = u64Of(layout);
+    if (version !== LAYOUT_VERSION) throw new Error(`the store's backend has layout ${version}; this build reads layout ${LAYOUT_VERSION} (and migrates 1)`);
+    this.layoutRecorded = true;
+    this.keys = this.keysRecorded = u64Of(this.backend.get(META_KEYS));
+    // A migration that stopped after the new index was complete, before the old was gone.
+    if (this.hasLayout1Entries()) this.dropAll(IDX);
+  }
+
+  /** Whether the backend holds layout 1 index entries ('k'; the guard is not one). */
+  private hasLayout1Entries(): boolean {
+    for (const _ of this.backend.scan(AFTER_LAYOUT1_GUARD, Uint8Array.of(IDX + 1))) return true;
+    return false;
+  }
+
+  /**
+   * Builds the key index ('i') and the lease attachments ('a') of a layout 1 store from its
+   * per-revision index entries ('k'), then deletes those: once, at the first open by a build
+   * of layout 2. In batches of MIGRATE_BATCH entries (the memory a migration takes stays
+   * bounded): a batch's revisions are gathered per key, and each key's history extended in key
+   * order, then committed. The 'layout' record is committed with the last of them, and only
+   * then are the old entries deleted: a migration cut short starts again (what it wrote
+   * deleted first), or finishes the deletion.
+   */
+  private migrate(): void {
+    for (const prefix of [HIST, ATTACH]) this.dropAll(prefix);
+    this.keys = 0;
+    /** The lease of each key whose latest revision is a put with a lease. */
+    const leased = new Map<string, bigint>();
+    // Past the guard (which a layout 1 store does not have: this is for a migration's restart).
+    let from: Uint8Array | null = AFTER_LAYOUT1_GUARD;
+    while (from !== null) {
+      /** Per key, the batch's revisions in order: main and sub * 2 + tombstone, flat. */
+      const hist = new Map<string, number[]>();
+      const start: Uint8Array = from;
+      from = null;
+      let n = 0;
+      for (const [rk, rec] of this.backend.scan(start, Uint8Array.of(IDX + 1))) {
+        if (n++ === MIGRATE_BATCH) {
+          from = rk;
+          break;
+        }
+        const k = binKey(rec.subarray(9));
+        const dead = rec[0] === 1;
+        const s = getU64(rk, 9) * 2 + (dead ? 1 : 0);
+        const h = hist.get(k);
+        if (h === undefined) hist.set(k, [getU64(rk, 1), s]);
+        else h.push(getU64(rk, 1), s);
+        const lease = dead ? 0n : new DataView(rec.buffer, rec.byteOffset, rec.byteLength).getBigUint64(1);
+        if (lease !== 0n) leased.set(k, lease);
+        else if (leased.size > 0) leased.delete(k);
+      }
+      for (const k of [...hist.keys()].sort()) {
+        const h = hist.get(k)!;
+        const key = unbin(k);
+        const old = recordGet(this.backend, HIST_PREFIX, key);
+        if (old === undefined) this.keys++;
+        const at = old === undefined ? 0 : old.length;
+        const b = new Uint8Array(at + h.length * 8);
+        if (old !== undefined) b.set(old);
+        for (let j = 0; j < h.length; j++) putU64(b, at + j * 8, h[j]!);
+        recordSet(this.backend, HIST_PREFIX, key, b);
+      }
+      this.backend.commit();
     }
     for (const [k, id] of leased) {
-      const l = this.leases.get(id);
-      assert(l !== undefined, () => `the store's key ${JSON.stringify(k)} is attached to lease ${id}, which the store does not hold`);
-      l.keys.add(k);
+      assert(this.leases.has(id), () => `the store's key ${JSON.stringify(k)} is attached to lease ${id}, which the store does not hold`);
+      recordSet(this.backend, attachPrefix(id), unbin(k), EMPTY);
+    }
+    this.keysRecorded = this.keys;
+    this.backend.put(META_KEYS, u64Bytes(this.keys));
+    recordLayout(this.backend);
+    this.layoutRecorded = true;
+    this.backend.commit();
+    this.dropAll(IDX);
+  }
+
+  /** Deletes every record of one kind (but the layout 1 guard), in committed batches of MIGRATE_BATCH. */
+  private dropAll(prefix: number): void {
+    let left = true;
+    while (left) {
+      left = false;
+      const keys: Uint8Array[] = [];
+      for (const [k] of this.backend.scan(Uint8Array.of(prefix), Uint8Array.of(prefix + 1))) {
+        if (keys.length === MIGRATE_BATCH) {
+          left = true;
+          break;
+        }
+        if (compareBytes(k, LAYOUT1_GUARD_KEY) !== 0) keys.push(k);
+      }
+      for (const k of keys) this.backend.del(k);
+      this.backend.commit();
     }
   }
 
@@ -503,8 +794,9 @@ export class MvccStore {
     return this.compactRev;
   }
 
+  /** Keys with a revision since the compact revision (or the one compaction keeps), deleted ones included. */
   get keyCount(): number {
-    return this.index.size;
+    return this.keys;
   }
 
   /** Bytes the store's backend takes on disk (the database file), for quotas and status. */
@@ -549,18 +841,33 @@ export class MvccStore {
   }
 
   /**
-   * Counting and the common orders (by key, by mod revision) work on the index alone; only
-   * the key-values returned are read from the backend, so a range with a limit reads `limit`
-   * values whatever the range holds. Other orders and create-revision filters read them all.
+   * Counting and the common orders (by key, by mod revision) work on the key index alone;
+   * only the key-values returned are read from the backend, so a range with a limit reads
+   * `limit` values whatever the range holds. Other orders and create-revision filters read
+   * them all.
    */
   private rangeAt(r: RangeRequest, at: number): RangeResult {
-    const refs = this.collectRefs(keyInterval(r.key, r.rangeEnd), at);
-    const count = refs.length;
-    if (r.countOnly) return { kvs: [], more: false, count };
+    if (r.countOnly) {
+      let count = 0;
+      this.eachLive(r.key, r.rangeEnd, at, () => count++, 0);
+      return { kvs: [], more: false, count };
+    }
     let order = r.sortOrder ?? 'none';
     const target = r.sortTarget ?? 'key';
     if (order === 'none' && target !== 'key') order = 'ascend';
     const limit = r.limit && r.limit > 0 ? r.limit : 0;
+    if (limit && target === 'key' && order !== 'descend' && !r.minModRevision && !r.maxModRevision && !r.minCreateRevision && !r.maxCreateRevision) {
+      // The first `limit` keys in key order, the rest only counted (the common paged list).
+      let count = 0;
+      const sel: Ref[] = [];
+      this.eachLive(r.key, r.rangeEnd, at, (key, main, sub) => count++ < limit && sel.push({ key, main, sub }), limit);
+      let kvs = sel.map((x) => this.read(x.main, x.sub)!);
+      if (r.keysOnly) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
+      return { kvs, more: count > limit, count };
+    }
+    // Keys only to order equal mod revisions (the key-values read carry their own).
+    const refs = this.collectRefs(r.key, r.rangeEnd, at, target === 'mod' && order !== 'none');
+    const count = refs.length;
     let kvs: KeyValue[];
     let more = false;
     if (!r.minCreateRevision && !r.maxCreateRevision && (target === 'key' || target === 'mod')) {
@@ -569,7 +876,7 @@ export class MvccStore {
       if (r.maxModRevision) sel = sel.filter((x) => x.main <= r.maxModRevision!);
       if (target === 'key' && order === 'descend') sel = sel.reverse();
       else if (target === 'mod' && order !== 'none') {
-        const up = (a: Ref, b: Ref) => a.main - b.main || (a.k < b.k ? -1 : a.k > b.k ? 1 : 0);
+        const up = (a: Ref, b: Ref) => a.main - b.main || compareBytes(a.key, b.key);
         sel.sort(order === 'ascend' ? up : (a, b) => up(b, a));
       }
       if (limit && sel.length > limit) {
@@ -597,28 +904,53 @@ export class MvccStore {
     return { kvs, more, count };
   }
 
-  /** The live keys in the interval at revision `at`, in key order, from the index alone. */
-  private collectRefs(iv: BinInterval, at: number): Ref[] {
+  /**
+   * Calls `fn` for each key live at revision `at` in the interval a key and range end name (as
+   * etcd reads them: range end empty, the key alone; "\0", every key from the key on), in key
+   * order, with the revision holding it: from the key index alone. Past the first `keysMax`
+   * keys, the key passed is empty (a count needs none).
+   */
+  private eachLive(key: Uint8Array, rangeEnd: Uint8Array | undefined, at: number, fn: (key: Uint8Array, main: number, sub: number) => void, keysMax = Infinity): void {
+    let keys = 0;
+    if (!rangeEnd || rangeEnd.length === 0) {
+      const h = this.history(key);
+      const i = h === undefined ? -1 : histPosAt(h, at);
+      if (i >= 0 && !histDead(h!, i)) fn(key, histMain(h!, i), histSub(h!, i));
+      return;
+    }
+    const end = rangeEnd.length === 1 && rangeEnd[0] === 0 ? null : rangeEnd;
+    if (end !== null && compareBytes(end, key) <= 0) return;
+    const { from, to, filter } = recordBounds(HIST_PREFIX, key, end);
+    // The loop a count over every key runs a million times: no generator, no view unless asked.
+    for (const [bk, h] of this.backend.scan(from, to)) {
+      if (isBucket(bk)) {
+        for (const [k, hk] of bucketEntries(bk, h)) {
+          const i = histPosAt(hk, at);
+          if (inInterval(k, key, end) && i >= 0 && !histDead(hk, i)) fn(k, histMain(hk, i), histSub(hk, i));
+        }
+        continue;
+      }
+      if (filter && !inInterval(bk.subarray(1), key, end)) continue;
+      const i = histPosAt(h, at);
+      if (i >= 0 && !histDead(h, i)) fn(keys++ < keysMax ? bk.subarray(1) : EMPTY, histMain(h, i), histSub(h, i));
+    }
+  }
+
+  /** The live keys in the interval at revision `at`, in key order, from the key index alone; their keys only `withKeys` (else empty). */
+  private collectRefs(key: Uint8Array, rangeEnd: Uint8Array | undefined, at: number, withKeys: boolean): Ref[] {
     const out: Ref[] = [];
-    const one = (k: string, h: KeyHist): void => {
-      const i = posAt(h, at);
-      if (i >= 0 && h.subs[i]! >= 0) out.push({ k, main: h.mains[i]!, sub: h.subs[i]! });
-    };
-    if (iv.end === null) {
-      const h = this.index.get(iv.start);
-      if (h) one(iv.start, h);
-      return out;
-    }
-    for (const [k, h] of this.index.entries(iv.start)) {
-      if (iv.end !== '' && k >= iv.end) break;
-      one(k, h);
-    }
+    this.eachLive(key, rangeEnd, at, (k, main, sub) => out.push({ key: k, main, sub }), withKeys ? Infinity : 0);
     return out;
   }
 
   /** Live key-values in the interval at revision `at`, in key order. */
-  private collect(iv: BinInterval, at: number): KeyValue[] {
-    return this.collectRefs(iv, at).map((x) => this.read(x.main, x.sub)!);
+  private collect(key: Uint8Array, rangeEnd: Uint8Array | undefined, at: number): KeyValue[] {
+    return this.collectRefs(key, rangeEnd, at, false).map((x) => this.read(x.main, x.sub)!);
+  }
+
+  /** The key's history in the key index ('i'), if it has one. */
+  private history(key: Uint8Array): Uint8Array | undefined {
+    return recordGet(this.backend, HIST_PREFIX, key);
   }
 
   /** The key-value a revision holds (null: a tombstone). */
@@ -628,12 +960,16 @@ export class MvccStore {
     return decodeRecord(rec, main);
   }
 
-  private kvAt(k: string, at: number): KeyValue | null {
-    const h = this.index.get(k);
-    if (!h) return null;
-    const i = posAt(h, at);
-    if (i < 0 || h.subs[i]! < 0) return null;
-    return this.read(h.mains[i]!, h.subs[i]!);
+  /** The key-value the history `h` holds at revision `at` (null: none, or deleted). */
+  private kvIn(h: Uint8Array | undefined, at: number): KeyValue | null {
+    if (h === undefined) return null;
+    const i = histPosAt(h, at);
+    if (i < 0 || histDead(h, i)) return null;
+    return this.read(histMain(h, i), histSub(h, i));
+  }
+
+  private kvAt(key: Uint8Array, at: number): KeyValue | null {
+    return this.kvIn(this.history(key), at);
   }
 
   /**
@@ -649,21 +985,21 @@ export class MvccStore {
       const sub = getU64(rk, 9);
       const kv = decodeRecord(rec, main);
       const key = kv ? kv.key : recordKey(rec);
-      const prevKv = this.previous(bin(key), main, sub);
+      const prevKv = this.previous(key, main, sub);
       if (kv) out.push({ type: 'put', kv, ...(prevKv ? { prevKv } : {}) });
       else out.push({ type: 'delete', kv: { key, createRevision: 0, modRevision: main, version: 0, value: EMPTY, lease: 0n }, prevKv: prevKv! });
     }
     return out;
   }
 
-  /** The key-value of `k` just before revision (main, sub), if that was a put. */
-  private previous(k: string, main: number, sub: number): KeyValue | undefined {
-    const h = this.index.get(k);
+  /** The key-value of `key` just before revision (main, sub), if that was a put. */
+  private previous(key: Uint8Array, main: number, sub: number): KeyValue | undefined {
+    const h = this.history(key);
     assert(h !== undefined, () => `revision ${main}.${sub} of a key the index does not hold`);
-    let i = posAt(h, main);
-    while (i >= 0 && h.mains[i] === main && realSub(h.subs[i]!) >= sub) i--;
-    if (i < 0 || h.subs[i]! < 0) return undefined;
-    return this.read(h.mains[i]!, h.subs[i]!) ?? undefined;
+    let i = histPosAt(h, main);
+    while (i >= 0 && histMain(h, i) === main && histSub(h, i) >= sub) i--;
+    if (i < 0 || histDead(h, i)) return undefined;
+    return this.read(histMain(h, i), histSub(h, i)) ?? undefined;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -701,42 +1037,72 @@ export class MvccStore {
 
   /**
    * Drops every revision at or below `revision` except each key's latest there when it is a
-   * put (etcd's compaction): from the index and from the backend, whose space is reused.
+   * put (etcd's compaction): from the key index and from the backend, whose space is reused.
+   * A scan of the key index (as etcd walks its in-memory one), its changes written in batches
+   * of COMPACT_BATCH keys between scans (a scan must not interleave with writes).
    */
   compact(revision: number): void {
     if (revision <= this.compactRev) throw ERR.compacted();
     if (revision > this.rev) throw ERR.futureRev();
     this.compactRev = revision;
     this.backend.put(META_COMPACT, u64Bytes(revision));
-    const gone: string[] = [];
-    this.index.forEach((h, k) => {
-      const last = posAt(h, revision);
-      if (last < 0) return;
-      const keepFrom = h.subs[last]! < 0 ? last + 1 : last;
-      if (keepFrom === 0) return;
-      for (let i = 0; i < keepFrom; i++) {
-        this.backend.del(revKey(h.mains[i]!, realSub(h.subs[i]!)));
-        this.backend.del(idxKey(h.mains[i]!, realSub(h.subs[i]!)));
+    const to = prefixEnd(HIST_PREFIX);
+    let from: Uint8Array | null = HIST_PREFIX;
+    while (from !== null) {
+      const changes: { key: Uint8Array; h: Uint8Array; keepFrom: number }[] = [];
+      const start: Uint8Array = from;
+      from = null;
+      for (const [bk, v] of this.backend.scan(start, to)) {
+        if (changes.length >= COMPACT_BATCH) {
+          from = bk;
+          break;
+        }
+        if (isBucket(bk)) {
+          for (const [key, h] of bucketEntries(bk, v)) {
+            const keepFrom = histKeepFrom(h, revision);
+            if (keepFrom > 0) changes.push({ key: key.slice(), h, keepFrom });
+          }
+          continue;
+        }
+        const keepFrom = histKeepFrom(v, revision);
+        if (keepFrom > 0) changes.push({ key: bk.slice(1), h: v, keepFrom });
       }
-      h.mains.splice(0, keepFrom);
-      h.subs.splice(0, keepFrom);
-      if (h.mains.length === 0) gone.push(k);
-    });
-    for (const k of gone) this.index.delete(k);
+      for (const { key, h, keepFrom } of changes) {
+        for (let i = 0; i < keepFrom; i++) this.backend.del(revKey(histMain(h, i), histSub(h, i)));
+        if (keepFrom === histLength(h)) {
+          recordSet(this.backend, HIST_PREFIX, key, null);
+          this.keys--;
+        } else recordSet(this.backend, HIST_PREFIX, key, h.slice(keepFrom * HIST_ENTRY_BYTES));
+      }
+    }
+    this.recordKeys();
+  }
+
+  /** Writes the key count when it changed (in the batch of the change). */
+  private recordKeys(): void {
+    if (this.keys === this.keysRecorded) return;
+    this.backend.put(META_KEYS, u64Bytes(this.keys));
+    this.keysRecorded = this.keys;
   }
 
   grantLease(id: bigint, ttl: number): void {
     if (id <= 0n) throw new RangeError(`lease id must be positive, got ${id}`);
     if (this.leases.has(id)) throw ERR.leaseExists();
-    this.leases.set(id, { id, ttl, keys: new Set() });
+    this.leases.set(id, { id, ttl });
     this.backend.put(leaseKey(id), u64Bytes(ttl));
+  }
+
+  /** The keys attached to lease `id`, in key order (their own bytes). */
+  private attached(id: bigint): Uint8Array[] {
+    const keys: Uint8Array[] = [];
+    for (const [k] of recordScan(this.backend, attachPrefix(id), EMPTY, null)) keys.push(k.slice());
+    return keys;
   }
 
   /** Deletes every key attached to the lease in one revision, then the lease. */
   revokeLease(id: bigint): void {
-    const l = this.leases.get(id);
-    if (!l) throw ERR.leaseNotFound();
-    const keys = [...l.keys].sort();
+    if (!this.leases.has(id)) throw ERR.leaseNotFound();
+    const keys = this.attached(id);
     this.write(() => {
       for (const k of keys) this.tombstone(k);
     });
@@ -744,9 +1110,21 @@ export class MvccStore {
     this.backend.del(leaseKey(id));
   }
 
-  lease(id: bigint): { id: bigint; ttl: number; keys: Uint8Array[] } | undefined {
+  /**
+   * The lease, if it exists. Its keys are read from the backend when asked for (a scan of its
+   * attachments): keep-alives and expiry ask only whether it exists and its ttl.
+   */
+  lease(id: bigint): { readonly id: bigint; readonly ttl: number; readonly keys: Uint8Array[] } | undefined {
     const l = this.leases.get(id);
-    return l && { id: l.id, ttl: l.ttl, keys: [...l.keys].sort().map(unbin) };
+    if (!l) return undefined;
+    const attached = () => this.attached(id);
+    return {
+      id: l.id,
+      ttl: l.ttl,
+      get keys() {
+        return attached();
+      },
+    };
   }
 
   leaseIds(): bigint[] {
@@ -763,6 +1141,11 @@ export class MvccStore {
       if (this.writeSub > 0) {
         this.rev = this.writeMain;
         this.backend.put(META_REV, u64Bytes(this.rev));
+        this.recordKeys();
+        if (!this.layoutRecorded) {
+          recordLayout(this.backend);
+          this.layoutRecorded = true;
+        }
         const events = this.events;
         for (const l of this.listeners) l(events, this.rev);
       }
@@ -781,7 +1164,7 @@ export class MvccStore {
   /** etcd's applier checkPut: the lease exists; a put keeping the value or lease has a key to keep them from. */
   private checkPutState(r: PutRequest): void {
     if (r.ignoreValue || r.ignoreLease) {
-      if (!this.kvAt(bin(r.key), this.rev)) throw ERR.keyNotFound();
+      if (!this.kvAt(r.key, this.rev)) throw ERR.keyNotFound();
     }
     if (r.lease && r.lease !== 0n && !this.leases.has(r.lease)) throw ERR.leaseNotFound();
   }
@@ -843,7 +1226,7 @@ export class MvccStore {
 
   private compare(c: Compare): boolean {
     const at = this.writeSub > 0 ? this.writeMain : this.rev;
-    const kvs = this.collect(keyInterval(c.key, c.rangeEnd), at);
+    const kvs = this.collect(c.key, c.rangeEnd, at);
     if (kvs.length === 0) {
       if (c.target === 'value') return false;
       return compareOne(c, { key: c.key, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0n });
@@ -852,8 +1235,8 @@ export class MvccStore {
   }
 
   private doPut(r: PutRequest): { prevKv?: KeyValue } {
-    const k = bin(r.key);
-    const prev = this.kvAt(k, Number.MAX_SAFE_INTEGER);
+    const h = this.history(r.key);
+    const prev = this.kvIn(h, Number.MAX_SAFE_INTEGER);
     const main = this.writeMain;
     const value = r.ignoreValue && prev ? prev.value : (r.value ?? EMPTY);
     const lease = r.ignoreLease && prev ? prev.lease : (r.lease ?? 0n);
@@ -865,34 +1248,39 @@ export class MvccStore {
       value,
       lease,
     };
-    if (prev && prev.lease !== 0n && prev.lease !== lease) this.leases.get(prev.lease)?.keys.delete(k);
-    if (lease !== 0n) this.leases.get(lease)!.keys.add(k);
-    this.append(k, kv, prev);
+    if (prev && prev.lease !== 0n && prev.lease !== lease) recordSet(this.backend, attachPrefix(prev.lease), r.key, null);
+    if (lease !== 0n && prev?.lease !== lease) recordSet(this.backend, attachPrefix(lease), r.key, EMPTY);
+    this.append(kv, prev, h);
     return r.prevKv && prev ? { prevKv: prev } : {};
   }
 
   private doDelete(r: DeleteRangeRequest): { deleted: number; prevKvs: KeyValue[] } {
-    const kvs = this.collect(keyInterval(r.key, r.rangeEnd), Number.MAX_SAFE_INTEGER);
-    for (const kv of kvs) this.tombstone(bin(kv.key));
+    const kvs = this.collect(r.key, r.rangeEnd, Number.MAX_SAFE_INTEGER);
+    for (const kv of kvs) this.tombstone(kv.key);
     return { deleted: kvs.length, prevKvs: r.prevKv ? kvs : [] };
   }
 
-  private tombstone(k: string): void {
-    const prev = this.kvAt(k, Number.MAX_SAFE_INTEGER);
+  private tombstone(key: Uint8Array): void {
+    const h = this.history(key);
+    const prev = this.kvIn(h, Number.MAX_SAFE_INTEGER);
     if (!prev) return;
-    if (prev.lease !== 0n) this.leases.get(prev.lease)?.keys.delete(k);
-    this.append(k, null, prev);
+    if (prev.lease !== 0n) recordSet(this.backend, attachPrefix(prev.lease), key, null);
+    this.append(null, prev, h);
   }
 
-  /** Writes the next sub-revision of the revision being written: `kv` for `k`, or its tombstone. */
-  private append(k: string, kv: KeyValue | null, prev: KeyValue | null): void {
+  /**
+   * Writes the next sub-revision of the revision being written: `kv`, or the tombstone of
+   * `prev`'s key; `h` is the key's history before it.
+   */
+  private append(kv: KeyValue | null, prev: KeyValue | null, h: Uint8Array | undefined): void {
     const main = this.writeMain;
     const sub = this.writeSub++;
     const key = kv ? kv.key : prev!.key;
     const rec = encodeRecord(key, kv);
     this.backend.put(revKey(main, sub), rec);
-    this.backend.put(idxKey(main, sub), encodeIdx(key, kv));
-    addRevision(this.index, k, main, kv ? sub : tomb(sub));
+    if (h === undefined) this.keys++;
+    // The record's copy of the key: the caller's bytes may change after the call.
+    recordSet(this.backend, HIST_PREFIX, recordKey(rec), histPush(h, main, sub, kv === null));
     // The event carries the key-value as stored (its own copy of the caller's bytes).
     const event: KvEvent =
       kv === null
@@ -900,7 +1288,6 @@ export class MvccStore {
         : { type: 'put', kv: decodeRecord(rec, main)!, ...(prev ? { prevKv: prev } : {}) };
     this.events.push(event);
   }
-
 
   // ---------------------------------------------------------------------------------------
   // Hash, snapshot and restore
@@ -914,13 +1301,13 @@ export class MvccStore {
     const rev = this.readRevision(revision);
     let h = 0;
     const enc = new TextEncoder();
-    for (const [k, hist] of this.index.entries()) {
-      for (let i = 0; i < hist.mains.length; i++) {
-        const main = hist.mains[i]!;
+    for (const [key, hist] of recordScan(this.backend, HIST_PREFIX, EMPTY, null)) {
+      for (let i = 0; i < histLength(hist); i++) {
+        const main = histMain(hist, i);
         if (main > rev) break;
-        const sub = realSub(hist.subs[i]!);
-        const kv = hist.subs[i]! < 0 ? null : this.read(main, sub);
-        h = crc32(enc.encode(`${main}.${sub}:${kv ? `${kv.createRevision}.${kv.version}.${kv.lease}` : 'x'}`), crc32(unbin(k), h));
+        const sub = histSub(hist, i);
+        const kv = histDead(hist, i) ? null : this.read(main, sub);
+        h = crc32(enc.encode(`${main}.${sub}:${kv ? `${kv.createRevision}.${kv.version}.${kv.lease}` : 'x'}`), crc32(key, h));
         // Never an empty input: zlib's crc32 returns 0 (its initial value) for a zero-length
         // array whose memory is unallocated, but the running value for one that has memory —
         // the hash would depend on how the empty value was made.
@@ -938,21 +1325,21 @@ export class MvccStore {
   snapshot(): Uint8Array {
     const b64 = (u: Uint8Array): string => Buffer.from(u).toString('base64');
     const keys: unknown[] = [];
-    for (const [k, hist] of this.index.entries()) {
-      keys.push([
-        b64(unbin(k)),
-        hist.mains.map((main, i) => {
-          const s = hist.subs[i]!;
-          if (s < 0) return [main, realSub(s)];
-          const kv = this.read(main, s)!;
-          return [main, s, kv.createRevision, kv.version, b64(kv.value), kv.lease.toString()];
-        }),
-      ]);
+    for (const [key, hist] of recordScan(this.backend, HIST_PREFIX, EMPTY, null)) {
+      const revs: unknown[] = [];
+      for (let i = 0; i < histLength(hist); i++) {
+        const main = histMain(hist, i);
+        const s = histSub(hist, i);
+        if (histDead(hist, i)) {
+          revs.push([main, s]);
+          continue;
+        }
+        const kv = this.read(main, s)!;
+        revs.push([main, s, kv.createRevision, kv.version, b64(kv.value), kv.lease.toString()]);
+      }
+      keys.push([b64(key), revs]);
     }
-    const leases = this.leaseIds().map((id) => {
-      const l = this.leases.get(id)!;
-      return [id.toString(), l.ttl, [...l.keys].sort().map((k) => b64(unbin(k)))];
-    });
+    const leases = this.leaseIds().map((id) => [id.toString(), this.leases.get(id)!.ttl, this.attached(id).map(b64)]);
     return new TextEncoder().encode(JSON.stringify({ v: 1, rev: this.rev, compactRev: this.compactRev, keys, leases }));
   }
 
@@ -981,11 +1368,17 @@ export class MvccStore {
     backend.put(META_REV, u64Bytes(s.rev));
     backend.put(META_COMPACT, u64Bytes(s.compactRev));
     for (const { key, h } of s.histories) {
+      let hist: Uint8Array | undefined;
       for (const r of h) {
         backend.put(revKey(r.main, r.sub), encodeRecord(key, r.kv));
-        backend.put(idxKey(r.main, r.sub), encodeIdx(key, r.kv));
+        hist = histPush(hist, r.main, r.sub, r.kv === null);
       }
+      recordSet(backend, HIST_PREFIX, key, hist!);
+      const last = h.at(-1)!.kv;
+      if (last && last.lease !== 0n) recordSet(backend, attachPrefix(last.lease), key, EMPTY);
     }
+    backend.put(META_KEYS, u64Bytes(s.histories.length));
+    recordLayout(backend);
     for (const l of s.leases) backend.put(leaseKey(l.id), u64Bytes(l.ttl));
     return new MvccStore(limits, backend);
   }
@@ -1104,18 +1497,6 @@ export class MvccStore {
     if (leasedNamed !== leasedLive) imageFail('store.leases', `${leasedLive - leasedNamed} live keys with a lease are missing from their lease's keys`);
     return { rev, compactRev, histories: s.histories, leases };
   }
-}
-
-/** The position of the key's last revision with main <= at, or -1. */
-function posAt(h: KeyHist, at: number): number {
-  let lo = 0;
-  let hi = h.mains.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (h.mains[mid]! <= at) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo - 1;
 }
 
 function sorter(target: SortTarget): (a: KeyValue, b: KeyValue) => number {

@@ -292,9 +292,9 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
 
   /**
    * Installs the staging backend a snapshot stream filled: it is checked first as this
-   * member's own backend is at open (the store's index rebuilt, the state sections read with
+   * member's own backend is at open (a layout 1 store migrated, the state sections read with
    * the image checks) and must record `index` as applied; only then does the backend adopt it
-   * (atomically) and the state reload from it (the store's index taken over from the check). Refused: SnapshotImageError, nothing changed.
+   * (atomically) and the state reload from it (the store taken over from the check). Refused: SnapshotImageError, nothing changed.
    */
   private installStreamed(id: string, index: Index): void {
     // Already installed (a restart after the install, before the snapshot was superseded).
@@ -304,7 +304,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     const probe = explainImage(() => new KvStateMachine({ ...this.limits, bootstrapMembers: this.bootstrapMembers }, staged));
     if (probe.applied !== index) imageFail('image', `the received store records index ${probe.applied} as applied, not the snapshot's ${index}`);
     this.backend.adopt(staged);
-    // The probe built the index over the staged store, which this backend now is: taken over, not built again.
+    // The probe opened (and, if need be, migrated) the staged store, which this backend now is: taken over, not opened again.
     this.kv = MvccStore.takeOver(probe.store, this.limits, this.backend);
     this.authState = new AuthStore();
     this.table = MemberTable.bootstrap(this.bootstrapMembers);
