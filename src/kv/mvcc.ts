@@ -388,6 +388,18 @@ function bucketEntries(bk: Uint8Array, v: Uint8Array): [Uint8Array, Uint8Array][
   return entries;
 }
 
+/** Whether the history holds revision main.sub. */
+function histHas(h: Uint8Array, main: number, sub: number): boolean {
+  for (let i = histPosAt(h, main); i >= 0 && histMain(h, i) === main; i--) if (histSub(h, i) === sub) return true;
+  return false;
+}
+
+/** A user key in a message: as JSON text, cut short. */
+function show(key: Uint8Array): string {
+  const s = JSON.stringify(new TextDecoder().decode(key.subarray(0, 64)));
+  return key.length > 64 ? `${s}…` : s;
+}
+
 // A key's history ('i'): n entries of HIST_ENTRY_BYTES, main(8) and sub * 2 + tombstone(8).
 
 function histMain(h: Uint8Array, i: number): number {
@@ -460,7 +472,8 @@ export function u64Of(b: Uint8Array | undefined): number {
 /**
  * Why one backend entry (key, value) cannot be part of a store (null: it can): the layout
  * above, checked entry by entry — for entries from outside (a snapshot streamed by a peer)
- * before they are written. Cross-entry invariants are checked when a store opens over them.
+ * before they are written. Invariants across entries are checked when the store opens over
+ * them (MvccOpenOptions.verify).
  */
 export function backendEntryProblem(key: Uint8Array, value: Uint8Array): string | null {
   switch (key[0]) {
@@ -623,6 +636,19 @@ export interface ValidatedStoreImage {
   readonly leases: { id: bigint; ttl: number }[];
 }
 
+/** How a store opens its backend (see the constructor). */
+export interface MvccOpenOptions {
+  /**
+   * The backend holds a store streamed by a peer (hostile bytes, each entry already checked
+   * alone: backendEntryProblem): its records are verified against each other at open (see
+   * verify), a store that breaks an invariant refused with SnapshotImageError. Never for the
+   * member's own backend, whose open reads no record of the key space.
+   */
+  readonly verify?: boolean;
+  /** See takeOver. */
+  readonly takeOverFrom?: MvccStore;
+}
+
 export class MvccStore {
   /** The store's revision: an empty store is at 1, the first write gets 2. */
   private rev = 1;
@@ -641,6 +667,8 @@ export class MvccStore {
   private events: KvEvent[] = [];
   private readonly limits: MvccLimits;
   private listeners: ((events: readonly KvEvent[], rev: number) => void)[] = [];
+  /** The backend holds a store streamed by a peer (MvccOpenOptions.verify): a broken invariant at open is a refusal, not a bug. */
+  private readonly fromPeer: boolean;
   /** Where the revisions live (an in-memory backend unless given one). */
   readonly backend: Backend;
 
@@ -649,11 +677,14 @@ export class MvccStore {
    * The key index and the leases' keys are in the backend: opening reads the metadata and the
    * lease records only (a store of layout 1 is migrated first, once: see migrate).
    */
-  constructor(limits: Partial<MvccLimits> = {}, backend: Backend = new MemoryBackend(), takeOverFrom?: MvccStore) {
+  constructor(limits: Partial<MvccLimits> = {}, backend: Backend = new MemoryBackend(), open: MvccOpenOptions = {}) {
     this.limits = { ...MVCC_LIMITS_DEFAULT, ...limits };
     this.backend = backend;
+    this.fromPeer = open.verify === true;
+    const takeOverFrom = open.takeOverFrom;
     if (takeOverFrom === undefined) {
       this.load();
+      if (this.fromPeer) this.verify();
       return;
     }
     // See takeOver.
@@ -675,7 +706,7 @@ export class MvccStore {
    * (a store just opened has none) and is not used afterwards; its listeners stay with it.
    */
   static takeOver(from: MvccStore, limits: Partial<MvccLimits>, backend: Backend): MvccStore {
-    return new MvccStore(limits, backend, from);
+    return new MvccStore(limits, backend, { takeOverFrom: from });
   }
 
   private load(): void {
@@ -757,7 +788,7 @@ export class MvccStore {
       this.backend.commit();
     }
     for (const [k, id] of leased) {
-      assert(this.leases.has(id), () => `the store's key ${JSON.stringify(k)} is attached to lease ${id}, which the store does not hold`);
+      if (!this.leases.has(id)) this.broken(`the store's key ${JSON.stringify(k)} is attached to lease ${id}, which the store does not hold`);
       recordSet(this.backend, attachPrefix(id), unbin(k), EMPTY);
     }
     this.keysRecorded = this.keys;
@@ -766,6 +797,93 @@ export class MvccStore {
     this.layoutRecorded = true;
     this.backend.commit();
     this.dropAll(IDX);
+  }
+
+  /** A broken invariant of the backend's store: a peer's store refused (SnapshotImageError), our own a bug. */
+  private broken(what: string): never {
+    if (this.fromPeer) imageFail('store', what);
+    assert(false, what);
+    throw new Error(what);
+  }
+
+  /**
+   * Verifies a store streamed by a peer against the invariants that tie its records together
+   * (each record alone was checked as it was received: backendEntryProblem), SnapshotImageError
+   * naming the first broken one: every history in the key index ('i') is in revision order and
+   * names revision records ('r') of its key, put or deletion as the record is, its count the
+   * 'keys' recorded; every revision record is in its key's history, none past the store's
+   * revision; a key whose latest revision is a put with a lease is attached ('a') to that
+   * lease, which the store holds ('l'), and every attachment is such a key's. One walk of each
+   * kind and a get per index entry, revision and attachment: O(records), the memory of one
+   * bucket (nothing gathered in the heap). Run once, by the open of a streamed store.
+   */
+  private verify(): void {
+    const fail: (what: string) => never = (what) => imageFail('store', what);
+    if (!Number.isSafeInteger(this.rev) || this.compactRev > this.rev) fail(`revision ${this.rev} with compact revision ${this.compactRev}`);
+    for (const id of this.leases.keys()) if (id <= 0n || id > LEASE_ID_MAX) fail(`a lease with id ${id}`);
+    let keys = 0;
+    for (const [bk, v] of this.backend.scan(HIST_PREFIX, prefixEnd(HIST_PREFIX))) {
+      for (const [key, h] of this.verifiedRecords(HIST_PREFIX, bk, v, 'key index')) {
+        keys++;
+        this.verifyHistory(key, h);
+      }
+    }
+    if (keys !== this.keys) fail(`the store records ${this.keys} keys, its key index holds ${keys}`);
+    for (const [rk, rec] of this.backend.scan(Uint8Array.of(REV), REV_END)) {
+      const main = getU64(rk, 1);
+      const sub = getU64(rk, 9);
+      const key = recordKey(rec);
+      if (!(main <= this.rev)) fail(`revision ${main}.${sub} (key ${show(key)}) is past the store's revision ${this.rev}`);
+      const h = this.history(key);
+      if (h === undefined || !histHas(h, main, sub)) fail(`revision ${main}.${sub} (key ${show(key)}) is not in its key's history in the key index`);
+    }
+    for (const [bk, v] of this.backend.scan(Uint8Array.of(ATTACH), Uint8Array.of(ATTACH + 1))) {
+      const id = new DataView(bk.buffer, bk.byteOffset, bk.byteLength).getBigUint64(1);
+      for (const [key] of this.verifiedRecords(attachPrefix(id), bk, v, 'lease attachment')) {
+        if (!this.leases.has(id)) fail(`key ${show(key)} is attached to lease ${id}, which the store does not hold`);
+        const h = this.history(key);
+        const last = h === undefined ? -1 : histLength(h) - 1;
+        const kv = last < 0 || histDead(h!, last) ? null : this.read(histMain(h!, last), histSub(h!, last));
+        if (kv === null) fail(`key ${show(key)} is attached to lease ${id}, but the key is not live`);
+        if (kv.lease !== id) fail(`key ${show(key)} is attached to lease ${id}, but its latest revision ${kv.modRevision} is a put with lease ${kv.lease}`);
+      }
+    }
+  }
+
+  /** The user keys and values of one backend record under `prefix` (a bucket's, checked to be in order and to belong there). */
+  private verifiedRecords(prefix: Uint8Array, bk: Uint8Array, v: Uint8Array, what: string): [Uint8Array, Uint8Array][] {
+    if (!isBucket(bk)) return [[bk.subarray(prefix.length), v]];
+    const entries = decodeBucket(v) ?? imageFail('store', `a malformed ${what} bucket`);
+    for (let i = 0; i < entries.length; i++) {
+      const key = entries[i]![0];
+      if (i > 0 && compareBytes(entries[i - 1]![0], key) >= 0) imageFail('store', `a ${what} bucket whose keys are not in order, at key ${show(key)}`);
+      if (compareBytes(recordKeyOf(prefix, key), bk) !== 0) imageFail('store', `key ${show(key)} in the ${what} bucket of other keys`);
+    }
+    return entries;
+  }
+
+  /** verify's check of one key's history (see verify). */
+  private verifyHistory(key: Uint8Array, h: Uint8Array): void {
+    const fail: (what: string) => never = (what) => imageFail('store', `the key index's history of key ${show(key)}: ${what}`);
+    const problem = histProblem(h);
+    if (problem !== null) fail(problem);
+    const n = histLength(h);
+    for (let i = 0; i < n; i++) {
+      const main = histMain(h, i);
+      const sub = histSub(h, i);
+      const dead = histDead(h, i);
+      if (!Number.isSafeInteger(main) || !Number.isSafeInteger(sub) || main > this.rev) fail(`revision ${main}.${sub} is past the store's revision ${this.rev}`);
+      if (i > 0 && (histMain(h, i - 1) > main || (histMain(h, i - 1) === main && histSub(h, i - 1) >= sub))) fail(`revision ${main}.${sub} is not after ${histMain(h, i - 1)}.${histSub(h, i - 1)}`);
+      const rec = this.backend.get(revKey(main, sub));
+      if (rec === undefined) fail(`it names revision ${main}.${sub}, which the store does not hold`);
+      if (compareBytes(recordKey(rec), key) !== 0) fail(`it names revision ${main}.${sub}, which is of key ${show(recordKey(rec))}`);
+      if ((rec[0] === 1) !== dead) fail(`it has revision ${main}.${sub} as a ${dead ? 'deletion' : 'put'}, which the revision record says is a ${dead ? 'put' : 'deletion'}`);
+      if (i < n - 1 || dead) continue;
+      const lease = decodeRecord(rec, main)!.lease;
+      if (lease === 0n) continue;
+      if (!this.leases.has(lease)) fail(`its latest revision ${main}.${sub} is a put with lease ${lease}, which the store does not hold`);
+      if (recordGet(this.backend, attachPrefix(lease), key) === undefined) fail(`its latest revision ${main}.${sub} is a put with lease ${lease}, but the key is not attached to the lease`);
+    }
   }
 
   /** Deletes every record of one kind (but the layout 1 guard), in committed batches of MIGRATE_BATCH. */

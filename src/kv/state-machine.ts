@@ -40,6 +40,8 @@ interface SnapshotImage {
 export interface KvStateMachineOptions extends Partial<MvccLimits> {
   /** The member table before any entry (the bootstrap members; none for a member that joins). */
   readonly bootstrapMembers?: readonly { readonly raftId: number; readonly id: bigint; readonly peerUrls: readonly string[] }[];
+  /** The backend holds a store streamed by a peer: verified whole at open (MvccOpenOptions.verify), refused with SnapshotImageError. */
+  readonly streamedStore?: boolean;
 }
 
 /**
@@ -138,12 +140,12 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
    * holds — an LMDB backend reopened after a restart gives the state as of its last commit.
    */
   constructor(options: KvStateMachineOptions = {}, backend: Backend = new MemoryBackend()) {
-    const { bootstrapMembers, ...limits } = options;
+    const { bootstrapMembers, streamedStore, ...limits } = options;
     this.limits = limits;
     this.bootstrapMembers = bootstrapMembers ?? [];
     this.table = MemberTable.bootstrap(this.bootstrapMembers);
     this.backend = backend;
-    this.kv = new MvccStore(limits, backend);
+    this.kv = new MvccStore(limits, backend, { verify: streamedStore === true });
     this.applied = u64Of(backend.get(META_APPLIED));
     explainImage(() => this.loadState());
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
@@ -293,7 +295,8 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
   /**
    * Installs the staging backend a snapshot stream filled: it is checked first as this
    * member's own backend is at open (a layout 1 store migrated, the state sections read with
-   * the image checks) and must record `index` as applied; only then does the backend adopt it
+   * the image checks), its store's records verified against each other (MvccOpenOptions.verify:
+   * once, here), and must record `index` as applied; only then does the backend adopt it
    * (atomically) and the state reload from it (the store taken over from the check). Refused: SnapshotImageError, nothing changed.
    */
   private installStreamed(id: string, index: Index): void {
@@ -301,7 +304,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     if (this.applied >= index) return;
     const staged = this.streamed(id, index);
     if (!staged) imageFail('image', `the snapshot at index ${index} was streamed (id ${id}), but no complete received image with that id is kept: was the receive area lost?`);
-    const probe = explainImage(() => new KvStateMachine({ ...this.limits, bootstrapMembers: this.bootstrapMembers }, staged));
+    const probe = explainImage(() => new KvStateMachine({ ...this.limits, bootstrapMembers: this.bootstrapMembers, streamedStore: true }, staged));
     if (probe.applied !== index) imageFail('image', `the received store records index ${probe.applied} as applied, not the snapshot's ${index}`);
     this.backend.adopt(staged);
     // The probe opened (and, if need be, migrated) the staged store, which this backend now is: taken over, not opened again.
