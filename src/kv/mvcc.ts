@@ -814,7 +814,8 @@ export class MvccStore {
    * 'keys' recorded; every revision record is in its key's history, none past the store's
    * revision; a key whose latest revision is a put with a lease is attached ('a') to that
    * lease, which the store holds ('l'), and every attachment is such a key's. One walk of each
-   * kind and a get per index entry, revision and attachment: O(records), the memory of one
+   * kind, a get per history entry and attachment (the revision records only counted: as many
+   * as the histories name, each named once, is all named): O(records), the memory of one
    * bucket (nothing gathered in the heap). Run once, by the open of a streamed store.
    */
   private verify(): void {
@@ -822,20 +823,28 @@ export class MvccStore {
     if (!Number.isSafeInteger(this.rev) || this.compactRev > this.rev) fail(`revision ${this.rev} with compact revision ${this.compactRev}`);
     for (const id of this.leases.keys()) if (id <= 0n || id > LEASE_ID_MAX) fail(`a lease with id ${id}`);
     let keys = 0;
+    /** Revisions the histories name: distinct records (a history's are in order, and a record is of its history's key). */
+    let named = 0;
     for (const [bk, v] of this.backend.scan(HIST_PREFIX, prefixEnd(HIST_PREFIX))) {
       for (const [key, h] of this.verifiedRecords(HIST_PREFIX, bk, v, 'key index')) {
         keys++;
-        this.verifyHistory(key, h);
+        named += this.verifyHistory(key, h);
       }
     }
     if (keys !== this.keys) fail(`the store records ${this.keys} keys, its key index holds ${keys}`);
-    for (const [rk, rec] of this.backend.scan(Uint8Array.of(REV), REV_END)) {
-      const main = getU64(rk, 1);
-      const sub = getU64(rk, 9);
-      const key = recordKey(rec);
-      if (!(main <= this.rev)) fail(`revision ${main}.${sub} (key ${show(key)}) is past the store's revision ${this.rev}`);
-      const h = this.history(key);
-      if (h === undefined || !histHas(h, main, sub)) fail(`revision ${main}.${sub} (key ${show(key)}) is not in its key's history in the key index`);
+    // So every record is named when there are as many: counted (no get), each looked up only to name one that is not.
+    let records = 0;
+    for (const [rk] of this.backend.scan(Uint8Array.of(REV), REV_END)) {
+      records++;
+      if (!(getU64(rk, 1) <= this.rev)) fail(`revision ${getU64(rk, 1)}.${getU64(rk, 9)} is past the store's revision ${this.rev}`);
+    }
+    if (records !== named) {
+      for (const [rk, rec] of this.backend.scan(Uint8Array.of(REV), REV_END)) {
+        const [main, sub, key] = [getU64(rk, 1), getU64(rk, 9), recordKey(rec)];
+        const h = this.history(key);
+        if (h === undefined || !histHas(h, main, sub)) fail(`revision ${main}.${sub} (key ${show(key)}) is not in its key's history in the key index`);
+      }
+      fail(`the key index names ${named} revisions, the store holds ${records}`);
     }
     for (const [bk, v] of this.backend.scan(Uint8Array.of(ATTACH), Uint8Array.of(ATTACH + 1))) {
       const id = new DataView(bk.buffer, bk.byteOffset, bk.byteLength).getBigUint64(1);
@@ -862,8 +871,8 @@ export class MvccStore {
     return entries;
   }
 
-  /** verify's check of one key's history (see verify). */
-  private verifyHistory(key: Uint8Array, h: Uint8Array): void {
+  /** verify's check of one key's history (see verify); the revisions it names. */
+  private verifyHistory(key: Uint8Array, h: Uint8Array): number {
     const fail: (what: string) => never = (what) => imageFail('store', `the key index's history of key ${show(key)}: ${what}`);
     const problem = histProblem(h);
     if (problem !== null) fail(problem);
@@ -884,6 +893,7 @@ export class MvccStore {
       if (!this.leases.has(lease)) fail(`its latest revision ${main}.${sub} is a put with lease ${lease}, which the store does not hold`);
       if (recordGet(this.backend, attachPrefix(lease), key) === undefined) fail(`its latest revision ${main}.${sub} is a put with lease ${lease}, but the key is not attached to the lease`);
     }
+    return n;
   }
 
   /** Deletes every record of one kind (but the layout 1 guard), in committed batches of MIGRATE_BATCH. */
