@@ -111,9 +111,9 @@ describe('MvccStore: the key index in the backend', () => {
       fc.property(fc.array(opArb, { minLength: 5, maxLength: 60 }), (ops) => {
         const long = new MvccStore({}, new MemoryBackend({ durable: true }));
         expect(run(ops, LONG, long)).toEqual(run(ops, SHORT, new MvccStore()));
-        // ...and a reopened store (its index read from the backend) and a restored one hold the same.
+        // ...and a reopened store (its index read from the backend; verified as a streamed one is) and a restored one hold the same.
         long.backend.commit();
-        const reopened = new MvccStore({}, (long.backend as MemoryBackend).reopen());
+        const reopened = new MvccStore({}, (long.backend as MemoryBackend).reopen(), { verify: true });
         expect(reopened.snapshot()).toEqual(long.snapshot());
         expect(reopened.keyCount).toBe(long.keyCount);
         expect(MvccStore.restore(long.snapshot()).hashKv()).toEqual(long.hashKv());
@@ -138,7 +138,7 @@ describe('MvccStore: the key index in the backend', () => {
         const meta = [hex(metaKey('keys')), hex(metaKey('layout'))];
         const unwritten = (e: string) => meta.includes(e.split('=')[0]!) || e.startsWith('6b');
         const want = dump(backend).some((e) => e.startsWith('6b')) ? before : before.filter((e) => !unwritten(e));
-        const migrated = new MvccStore({}, backend.reopen());
+        const migrated = new MvccStore({}, backend.reopen(), { verify: true });
         expect(dump(migrated.backend as MemoryBackend)).toEqual(want);
         for (const st of [migrated, new MvccStore({}, (migrated.backend as MemoryBackend).reopen())]) {
           expect(st.snapshot()).toEqual(snapshot);
