@@ -197,6 +197,12 @@ describe('MvccStore: a streamed store is verified across its records at install'
     expectRefused(backend, /a key index bucket whose keys are not in order/);
   });
 
+  it('refuses a store of a layout this build does not read (a newer peer)', () => {
+    const { backend } = validStore();
+    backend.put(metaKey('layout'), u64Bytes(3));
+    expectRefused(backend, /the store's backend has layout 3; this build reads layout 2/);
+  });
+
   it('a layout 1 store (an older peer) is refused as well: an attachment to a lease it does not hold, an index entry naming no revision', () => {
     const { backend } = validStore();
     backend.del(leaseKey(5n));

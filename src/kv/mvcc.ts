@@ -732,7 +732,11 @@ export class MvccStore {
       return;
     }
     const version = u64Of(layout);
-    if (version !== LAYOUT_VERSION) throw new Error(`the store's backend has layout ${version}; this build reads layout ${LAYOUT_VERSION} (and migrates 1)`);
+    if (version !== LAYOUT_VERSION) {
+      const what = `the store's backend has layout ${version}; this build reads layout ${LAYOUT_VERSION} (and migrates 1)`;
+      if (this.fromPeer) imageFail('store', what);
+      throw new Error(what);
+    }
     this.layoutRecorded = true;
     this.keys = this.keysRecorded = u64Of(this.backend.get(META_KEYS));
     // A migration that stopped after the new index was complete, before the old was gone.
