@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BACKEND_KEY_BYTES_MAX, MemoryBackend } from './backend.js';
 import { metaKey, MvccStore, type KvEvent, type RangeRequest } from './mvcc.js';
+import { toLayout1 } from './testing/layout1.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const hex = (u: Uint8Array): string => Buffer.from(u).toString('hex');
@@ -79,26 +80,6 @@ function run(ops: readonly Op[], keys: readonly Uint8Array[], m: MvccStore): unk
   }
   out.push(m.changesSince(0).map(ev));
   return out;
-}
-
-/** The store's backend as layout 1 wrote it: 'k' index entries per revision, no 'i', 'a', 'keys' or 'layout'. */
-function toLayout1(backend: MemoryBackend): void {
-  const entries = [...backend.scan(Uint8Array.of(0))];
-  for (const [k, v] of entries) {
-    if (k[0] === 0x69 || k[0] === 0x61 || k[0] === 0x6b) backend.del(k); // 'k': layout 2's guard against layout 1 builds
-    if (k[0] !== 0x72) continue;
-    const len = new DataView(v.buffer, v.byteOffset, v.byteLength).getUint32(25);
-    const idx = new Uint8Array(9 + len);
-    idx[0] = v[0]!;
-    idx.set(v.subarray(17, 25), 1);
-    idx.set(v.subarray(29, 29 + len), 9);
-    const ik = k.slice();
-    ik[0] = 0x6b;
-    backend.put(ik, idx);
-  }
-  backend.del(metaKey('keys'));
-  backend.del(metaKey('layout'));
-  backend.commit();
 }
 
 function dump(backend: MemoryBackend): string[] {

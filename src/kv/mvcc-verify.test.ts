@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { BACKEND_KEY_BYTES_MAX, MemoryBackend } from './backend.js';
 import { metaKey, MvccStore, u64Bytes, u64Of } from './mvcc.js';
+import { toLayout1 } from './testing/layout1.js';
 import { SnapshotImageError } from './snapshot-image.js';
 import { KvStateMachine, streamedImage } from './state-machine.js';
 
@@ -73,25 +74,6 @@ function expectRefused(staged: MemoryBackend, message: RegExp): void {
   expect((error as Error).message).toMatch(message);
   expect(sm.lastAppliedIndex()).toBe(0);
   expect(sm.store.revision).toBe(1);
-}
-
-/** The store's layout 1 form (as mvcc-index.test.ts makes it): 'k' entries per revision, no 'i', 'a', 'keys' or 'layout'. */
-function toLayout1(backend: MemoryBackend): void {
-  for (const [k, v] of [...backend.scan(Uint8Array.of(0))]) {
-    if (k[0] === 0x69 || k[0] === 0x61 || k[0] === 0x6b) backend.del(k);
-    if (k[0] !== 0x72) continue;
-    const len = new DataView(v.buffer, v.byteOffset, v.byteLength).getUint32(25);
-    const idx = new Uint8Array(9 + len);
-    idx[0] = v[0]!;
-    idx.set(v.subarray(17, 25), 1);
-    idx.set(v.subarray(29, 29 + len), 9);
-    const ik = k.slice();
-    ik[0] = 0x6b;
-    backend.put(ik, idx);
-  }
-  backend.del(metaKey('keys'));
-  backend.del(metaKey('layout'));
-  backend.commit();
 }
 
 describe('MvccStore: a streamed store is verified across its records at install', () => {
