@@ -28,6 +28,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issue, makeTestCerts, type KeyPair, type TestCerts } from './support/certs.js';
 import { FLOTILLA_BIN, freePort, startCluster, which, type Cluster } from './support/cluster.js';
 import { etcdctl } from './support/etcdctl-session.js';
+import { waitFor } from './support/members.js';
 
 const ETCDCTL = which('etcdctl');
 const ETCD = which('etcd');
@@ -313,7 +314,9 @@ describe.skipIf(missing.length > 0)('TLS and auth from environment variables: Fl
       if (Date.now() - start > 20_000) throw new Error(`not rotated within 20 s: ${got.join(', ')} (want ${now})`);
       await new Promise((r) => setTimeout(r, 200));
     }
-    expect(flotilla.members[0]!.output).toMatch(/client TLS: reloaded/);
+    // The member logs the reload as it serves the first new connection: the line can reach this
+    // process after that connection's handshake did, so it is waited for, not read at once.
+    await waitFor('the member to log the reload', async () => (/client TLS: reloaded/.test(flotilla.members[0]!.output) ? true : undefined), 20_000);
     // And etcdctl, on new connections, still gets its answers from both.
     const [a, b] = await Promise.all([flotilla, etcd].map((cl) => etcdctl(ETCDCTL!, [cl.members[0]!.clientUrl], ['--cacert', certs.ca.cert, '--cert', certs.client.cert, '--key', certs.client.key, 'get', '/other'])));
     expect(a).toEqual(b);
