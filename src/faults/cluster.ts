@@ -9,11 +9,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, killAndWait } from '../lib/proc.js';
+import { freePorts, killAndWait } from '../lib/proc.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/flotilla.js', import.meta.url));
 /** How long to wait for a member's /health after (re)starting it. */
 export const MEMBER_READY_TIMEOUT_MS = 30_000;
+/** Starts of a new cluster made at most, each on new ports, when a member finds its port taken. */
+export const FAULT_CLUSTER_START_ATTEMPTS = 3;
 
 export interface Member {
   readonly name: string;
@@ -60,20 +62,38 @@ export class FaultCluster {
    * mounted where its database will be).
    */
   static async start(size: number, serveArgs: readonly string[] = [], o: { beforeLaunch?: (members: readonly Member[]) => void } = {}): Promise<FaultCluster> {
-    const dir = mkdtempSync(join(tmpdir(), 'flotilla-faults-'));
-    const members: Member[] = [];
-    for (let i = 0; i < size; i++) {
-      members.push({ name: `m${i + 1}`, client: `127.0.0.1:${await freePort()}`, peerUrl: `http://127.0.0.1:${await freePort()}`, dataDir: join(dir, `m${i + 1}`), proc: null, paused: false, log: '' });
+    // A probed port can be taken by another process before the member binds it (tests run
+    // side by side): a start whose member found its port in use begins again on new ports,
+    // unless the caller prepared the members' disks (beforeLaunch), which is theirs to undo.
+    const attempts = o.beforeLaunch ? 1 : FAULT_CLUSTER_START_ATTEMPTS;
+    for (let attempt = 1; ; attempt++) {
+      const dir = mkdtempSync(join(tmpdir(), 'flotilla-faults-'));
+      const ports = await freePorts(2 * size);
+      const members: Member[] = [];
+      for (let i = 0; i < size; i++) {
+        members.push({ name: `m${i + 1}`, client: `127.0.0.1:${ports[2 * i]}`, peerUrl: `http://127.0.0.1:${ports[2 * i + 1]}`, dataDir: join(dir, `m${i + 1}`), proc: null, paused: false, log: '' });
+      }
+      const c = new FaultCluster(members, dir, `faults-${process.pid}-${Date.now()}`, serveArgs);
+      try {
+        o.beforeLaunch?.(members);
+      } catch (e) {
+        rmSync(dir, { recursive: true, force: true });
+        throw e;
+      }
+      try {
+        await c.launchAll();
+        return c;
+      } catch (e) {
+        const portTaken = members.some((m) => m.log.includes('EADDRINUSE'));
+        if (!portTaken || attempt >= attempts) {
+          // Nothing of a start that failed is left running (a prepared disk is the caller's).
+          await Promise.all(members.map((m) => killAndWait(m.proc)));
+          if (!o.beforeLaunch) rmSync(dir, { recursive: true, force: true });
+          throw e;
+        }
+        await c.stop();
+      }
     }
-    const c = new FaultCluster(members, dir, `faults-${process.pid}-${Date.now()}`, serveArgs);
-    try {
-      o.beforeLaunch?.(members);
-    } catch (e) {
-      rmSync(dir, { recursive: true, force: true });
-      throw e;
-    }
-    await c.launchAll();
-    return c;
   }
 
   /** Starts every member (a new cluster) and waits until each is healthy. */
@@ -115,6 +135,8 @@ export class FaultCluster {
       } catch {
         // not up yet
       }
+      const p = m.proc;
+      if (p && (p.exitCode !== null || p.signalCode !== null)) throw new Error(`${m.name} exited (${p.exitCode ?? p.signalCode}) before it was healthy; its log ends:\n${m.log.slice(-3000)}`);
       if (Date.now() > deadline) throw new Error(`${m.name} not healthy within ${timeoutMs} ms; its log ends:\n${m.log.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
