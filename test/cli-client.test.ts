@@ -33,6 +33,7 @@ interface Result {
 interface Running {
   proc: ChildProcess;
   out: () => string;
+  err: () => string;
   exited: Promise<number | null>;
 }
 
@@ -62,17 +63,19 @@ describe.skipIf(missing !== null)(`flotilla client commands against ${TARGET}`, 
   const start = (args: string[]): Running => {
     const proc = spawn(process.execPath, [RUNNER, ...args], { env });
     let out = '';
+    let err = '';
     proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-    const x = { proc, out: () => out, exited };
+    const x = { proc, out: () => out, err: () => err, exited };
     running.push(x);
     return x;
   };
   // Bounded, and generous: on a loaded machine a client process takes seconds to start.
-  const waitFor = async (cond: () => boolean, what: string, ms = 60_000): Promise<void> => {
+  const waitFor = async (cond: () => boolean, what: string, ms = 60_000, state?: () => string): Promise<void> => {
     const deadline = Date.now() + ms;
     while (!cond()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${state ? `: ${state()}` : ''}`);
       await sleep(25);
     }
   };
@@ -159,10 +162,13 @@ describe.skipIf(missing !== null)(`flotilla client commands against ${TARGET}`, 
     const w = start(['watch', 'wk', '--prefix', '--rev', from]);
     const wp = start(['watch', 'wk1', '--prev-kv', '--rev', from]);
     const wj = start(['watch', 'wk1', '-w', 'json', '--rev', from]);
-    cli(['put', 'wk1', 'x']);
-    cli(['put', 'wk1', 'y']);
-    cli(['del', 'wk1']);
-    await waitFor(() => w.out().includes('DELETE') && wp.out().includes('DELETE') && wj.out().split('\n').length > 3, 'the watch output');
+    for (const args of [['put', 'wk1', 'x'], ['put', 'wk1', 'y'], ['del', 'wk1']]) {
+      const r = cli(args);
+      expect(r.code, `${args.join(' ')}: ${r.err}`).toBe(0);
+    }
+    // What each watch printed (and said on stderr, and whether it exited) if it never completes.
+    const seen = () => [w, wp, wj].map((x, i) => `watch ${i}: exit ${x.proc.exitCode} out ${JSON.stringify(x.out())} err ${JSON.stringify(x.err())}`).join('; ');
+    await waitFor(() => w.out().includes('DELETE') && wp.out().includes('DELETE') && wj.out().split('\n').length > 3, 'the watch output', 60_000, seen);
     expect(w.out()).toBe('PUT\nwk1\nx\nPUT\nwk1\ny\nDELETE\nwk1\n\n');
     expect(wp.out()).toBe('PUT\nwk1\nx\nPUT\nwk1\nx\nwk1\ny\nDELETE\nwk1\ny\nwk1\n\n');
     const lines = wj.out().trim().split('\n').map((l) => JSON.parse(l) as { Events: { type?: number; kv: { key: string } }[]; Canceled: boolean });
