@@ -1,7 +1,9 @@
 /**
- * The test harness's startCluster: a member whose probed port another process took before it
- * could bind it (EADDRINUSE, exit code 2) makes startCluster start again on new ports, instead of
- * failing the test that asked for a cluster (seen under a parallel suite).
+ * The test harness's startCluster and the fault harness's FaultCluster.start (`flotilla fuzz`,
+ * `flotilla faults`, the member-exit tests): a member whose probed port another process took
+ * before it could bind it (EADDRINUSE, exit code 2) makes the start begin again on new ports,
+ * instead of failing the run that asked for a cluster (seen under a parallel suite, and once in
+ * `flotilla fuzz` beside the soak).
  */
 import { createServer } from 'node:net';
 import { expect, it, vi } from 'vitest';
@@ -23,6 +25,7 @@ vi.mock('../src/lib/proc.js', async (orig) => {
 it('startCluster starts again on new ports when a member finds its port taken', async () => {
   const blocker = createServer();
   await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  probes.n = 0;
   probes.taken = (blocker.address() as { port: number }).port;
   const { startCluster } = await import('./support/cluster.js');
   const c = await startCluster('flotilla');
@@ -30,6 +33,23 @@ it('startCluster starts again on new ports when a member finds its port taken', 
     // Two rounds of probes: the second cluster is the one that started.
     expect(probes.n).toBe(2);
     expect(c.members.map((m) => m.clientUrl).join()).not.toContain(`:${probes.taken}`);
+  } finally {
+    await c.stop();
+    blocker.close();
+  }
+}, 120_000);
+
+it('FaultCluster.start starts again on new ports when a member finds its port taken', async () => {
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  probes.n = 0;
+  probes.taken = (blocker.address() as { port: number }).port;
+  const { FaultCluster } = await import('../src/faults/cluster.js');
+  const c = await FaultCluster.start(3);
+  try {
+    // Two rounds of probes: the second cluster is the one that started.
+    expect(probes.n).toBe(2);
+    expect(c.endpoints.join()).not.toContain(`:${probes.taken}`);
   } finally {
     await c.stop();
     blocker.close();
