@@ -20,7 +20,8 @@ import { MIN_REVISION_METADATA } from './proto.js';
 import { lockService, electionService } from './recipes.js';
 import { authService, callIdentity, checkAdmin, headerOf, serialized, type AuthOptions } from './auth.js';
 import { AUTH_ERR, type AuthStore } from '../kv/auth-store.js';
-import type { TxnRequest } from '../kv/mvcc.js';
+import { MvccStore, type TxnRequest } from '../kv/mvcc.js';
+import type { BackendReadView } from '../kv/backend.js';
 
 /** The version this server reports: the etcd API level it implements. */
 export const ETCD_API_VERSION = '3.4.23';
@@ -380,13 +381,24 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
     }), true),
     Snapshot: adminOnly((call: grpc.ServerWritableStream<Wire, Wire>) => {
       // etcd's format: the store as a bbolt file in etcd 3.4's schema, then the SHA-256 of
-      // the file (etcdctl snapshot save / status / restore read it). The store's image is
-      // taken now (one consistent state); the file's pages are made as the stream drains.
+      // the file (etcdctl snapshot save / status / restore read it). The store is read from
+      // one read view of the backend, opened now (one consistent state, whatever is applied
+      // while the stream runs; a defragmentation or an installed snapshot meanwhile replaces
+      // the database, and the view goes on reading the one it was opened on); the file's
+      // pages are made from it as the stream drains. The view is closed however the stream
+      // ends — sent, failed or cancelled — or LMDB could never reuse the pages it sees.
       const header = h();
+      let view: BackendReadView | null = null;
+      const closeView = (): void => {
+        view?.close();
+        view = null;
+      };
       let snap: ReturnType<typeof etcdSnapshot>;
       try {
-        snap = etcdSnapshot({ storeImage: m.sm.store.snapshot(), members: m.members(), consistentIndex: m.sm.appliedIndex, alarms: m.sm.alarms().map(etcdAlarmEntry) });
+        view = m.sm.snapshotView(m.sm.appliedIndex);
+        snap = etcdSnapshot({ store: MvccStore.snapshotSource(view), members: m.members(), consistentIndex: m.sm.appliedIndex, alarms: m.sm.alarms().map(etcdAlarmEntry) });
       } catch (e) {
+        closeView();
         call.emit('error', toStatus(e));
         return;
       }
@@ -394,7 +406,12 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       let pending: Uint8Array[] = [];
       let pendingBytes = 0;
       let cancelled = false;
-      call.on('cancelled', () => (cancelled = true));
+      call.on('cancelled', () => {
+        cancelled = true;
+        closeView();
+      });
+      // Whatever else ends the call (the stream destroyed, the server shut down).
+      call.on('close', closeView);
       /** Sends at most SNAPSHOT_CHUNK_BYTES of what is pending (a page with overflow can be larger). */
       const send = (): boolean => {
         const all = Buffer.concat(pending, pendingBytes);
@@ -405,14 +422,14 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         sent += blob.length;
         return call.write({ header, remaining_bytes: String(snap.size - sent), blob });
       };
-      const pump = () => {
+      const pump = (): void => {
         // Pages are made as the stream drains, in slices of at most SNAPSHOT_SLICE_MS, so a
         // large snapshot never holds the event loop (and the Ready loop) for long.
         const sliceEnd = performance.now() + SNAPSHOT_SLICE_MS;
         for (;;) {
           if (cancelled) return;
           if (performance.now() > sliceEnd) {
-            setImmediate(pump);
+            setImmediate(pumpOrFail);
             return;
           }
           const next = snap.chunks.next();
@@ -421,16 +438,28 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
           pendingBytes += next.value.length;
           while (pendingBytes >= SNAPSHOT_CHUNK_BYTES) {
             if (!send()) {
-              call.once('drain', pump);
+              call.once('drain', pumpOrFail);
               return;
             }
           }
         }
+        // Every page is made: the view is no longer read.
+        closeView();
         // The tail (under a chunk): written without waiting; end() flushes after it.
         while (pendingBytes > 0) send();
         call.end();
       };
-      pump();
+      /** pump, a failure (the view unreadable) ending the call with it rather than the process. */
+      const pumpOrFail = (): void => {
+        try {
+          pump();
+        } catch (e) {
+          closeView();
+          cancelled = true;
+          call.emit('error', toStatus(e));
+        }
+      };
+      pumpOrFail();
     }, true),
     MoveLeader: adminOnly(unary(async (req) => {
       const target = m.raftIdOfMember(bigU64(req.targetID));

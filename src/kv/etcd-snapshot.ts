@@ -9,16 +9,19 @@
  *   cluster  clusterVersion -> "3.4.0"
  *   alarm, auth, authRoles, authUsers
  *
- * Both ways go through the store's image (MvccStore.snapshot() / restore(), the format
- * documented there) and never through the store's internals: `etcdSnapshot` turns a store's
- * image into the file's pages, `importEtcdSnapshot` turns a file's key, lease and meta
- * buckets into an image that the store then checks whole. `snapshotStatus` computes what
- * `etcdctl snapshot status` prints.
+ * Neither way goes through the store's internals. `etcdSnapshot` turns what
+ * MvccStore.snapshotSource reads from a backend read view (the revisions in revision order,
+ * the leases, the compact revision) into the file's pages, as they are asked for: no image of
+ * the store is built, the memory it takes does not grow with the store (issue 11).
+ * `importEtcdSnapshot` turns a file's key, lease and meta buckets into the store's image
+ * (MvccStore.restore, the format documented there), which the store then checks whole.
+ * `snapshotStatus` computes what `etcdctl snapshot status` prints.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { BoltFormatError, BoltReader, writeBolt, type BoltBucketSource, type BoltEntry, type ByteSource } from './bbolt.js';
 import type { AlarmMember } from './commands.js';
+import type { StoreSnapshotSource } from './mvcc.js';
 
 const enc = new TextEncoder();
 const name = (s: string): Uint8Array => enc.encode(s);
@@ -230,8 +233,11 @@ export interface SnapshotMember {
 }
 
 export interface EtcdSnapshotInput {
-  /** MvccStore.snapshot() of the store to save. */
-  readonly storeImage: Uint8Array;
+  /**
+   * The store to save: MvccStore.snapshotSource of a backend read view. Its revisions are read
+   * twice (the file's layout, then its pages), as the stream drains.
+   */
+  readonly store: StoreSnapshotSource;
   readonly members: readonly SnapshotMember[];
   /** The Raft index the store reflects (etcd's consistent_index). */
   readonly consistentIndex: number;
@@ -255,29 +261,29 @@ const memberJson = (m: SnapshotMember): string =>
  * one at a time as `chunks` is read.
  */
 export function etcdSnapshot(input: EtcdSnapshotInput): { readonly size: number; readonly chunks: Generator<Uint8Array> } {
-  const image = JSON.parse(Buffer.from(input.storeImage.buffer, input.storeImage.byteOffset, input.storeImage.byteLength).toString('utf8')) as StoreImage;
-  if (image.v !== 1) throw new Error(`unknown store image version ${String(image.v)}`);
-  // Every revision of every key, in revision order (the key bucket's order).
-  const keyBytes = image.keys.map(([k]) => unb64(k));
-  const refs: { main: number; sub: number; ki: number; ri: number }[] = [];
-  image.keys.forEach(([, revs], ki) => revs.forEach((r, ri) => refs.push({ main: r[0], sub: r[1], ki, ri })));
-  refs.sort((a, b) => a.main - b.main || a.sub - b.sub);
+  const store = input.store;
+  // The key bucket is the store's revisions in revision order: a revision's key sorts as
+  // (main, sub) big-endian, and a deletion's 't' only lengthens its own key.
   const keyBucket: BoltBucketSource = {
     name: BUCKET.key,
     *entries() {
-      for (const x of refs) {
-        const r = image.keys[x.ki]![1][x.ri]!;
-        const key = keyBytes[x.ki]!;
-        if (r.length === 2) yield [revisionKey(r[0], r[1], true), encodeMessage([[1, key]])];
-        else yield [revisionKey(r[0], r[1]), encodeMessage([[1, key], [2, r[2]], [3, r[0]], [4, r[3]], [5, unb64(r[4])], [6, r[5] === '0' ? 0 : BigInt(r[5])]])];
+      for (const r of store.revisions()) {
+        if (r.kv === null) yield [revisionKey(r.main, r.sub, true), encodeMessage([[1, r.key]])];
+        else yield [revisionKey(r.main, r.sub), encodeMessage([[1, r.key], [2, r.kv.createRevision], [3, r.main], [4, r.kv.version], [5, r.kv.value], [6, r.kv.lease]])];
       }
     },
   };
-  const leases = image.leases.map(([id, ttl]) => [u64be(BigInt(id)), encodeMessage([[1, BigInt(id)], [2, ttl]])] as const);
+  const leaseBucket: BoltBucketSource = {
+    name: BUCKET.lease,
+    *entries() {
+      for (const l of store.leases()) yield [u64be(l.id), encodeMessage([[1, l.id], [2, l.ttl]])];
+    },
+  };
+  const compactRev = store.compactRevision;
   const meta: [Uint8Array, Uint8Array][] = [[name(META_CONSISTENT_INDEX), u64be(input.consistentIndex)]];
-  if (image.compactRev > 0) {
-    meta.push([name(META_FINISHED_COMPACT), revisionKey(image.compactRev, 0)]);
-    meta.push([name(META_SCHEDULED_COMPACT), revisionKey(image.compactRev, 0)]);
+  if (compactRev > 0) {
+    meta.push([name(META_FINISHED_COMPACT), revisionKey(compactRev, 0)]);
+    meta.push([name(META_SCHEDULED_COMPACT), revisionKey(compactRev, 0)]);
   }
   meta.sort((a, b) => Buffer.compare(a[0], b[0]));
   const members = input.members.map((m) => [name(m.id.toString(16)), name(memberJson(m))] as const).sort((a, b) => Buffer.compare(a[0], b[0]));
@@ -290,7 +296,7 @@ export function etcdSnapshot(input: EtcdSnapshotInput): { readonly size: number;
     fixed(BUCKET.authUsers, []),
     fixed(BUCKET.cluster, [[name('clusterVersion'), name(SNAPSHOT_CLUSTER_VERSION)]]),
     keyBucket,
-    fixed(BUCKET.lease, leases),
+    leaseBucket,
     fixed(BUCKET.members, members),
     fixed(BUCKET.membersRemoved, []),
     fixed(BUCKET.meta, meta),

@@ -10,7 +10,7 @@
 import { crc32 } from 'node:zlib';
 import { assert } from '../lib/assert.js';
 import { compareBytes } from '../lib/bytes.js';
-import { BACKEND_KEY_BYTES_MAX, binKey, MemoryBackend, unbinKey, type Backend } from './backend.js';
+import { BACKEND_KEY_BYTES_MAX, binKey, MemoryBackend, unbinKey, type Backend, type BackendReadView } from './backend.js';
 import { ERR } from './errors.js';
 import { arrayOf, base64Bytes, decimalBigint, exactObject, imageFail, LEASE_ID_MAX, parseImageJson, preview, safeInt } from './snapshot-image.js';
 
@@ -642,6 +642,43 @@ export interface ValidatedStoreImage {
   readonly compactRev: number;
   readonly histories: { key: Uint8Array; h: Rev[] }[];
   readonly leases: { id: bigint; ttl: number }[];
+}
+
+/** One revision of the store as a snapshot file holds it (StoreSnapshotSource.revisions). */
+export interface StoreRevision {
+  readonly main: number;
+  readonly sub: number;
+  /** The key (for a put, kv.key too). */
+  readonly key: Uint8Array;
+  /** The key-value written at this revision; null: the key was deleted at it. */
+  readonly kv: KeyValue | null;
+}
+
+/**
+ * What a snapshot file of the store needs, read from a backend read view without building an
+ * image of the store (MvccStore.snapshotSource): a file writer lays its pages out in one pass
+ * over the revisions and makes them in another, so the sources are re-iterable, each pass a
+ * new scan of the view, and nothing but the scan's position is held in memory.
+ */
+export interface StoreSnapshotSource {
+  /** The store's revision and compact revision, as the view's metadata records them. */
+  readonly revision: number;
+  readonly compactRevision: number;
+  /** The leases, in id order (a new scan of the view at each call). */
+  leases(): IterableIterator<{ readonly id: bigint; readonly ttl: number }>;
+  /** Every revision the store holds, in (main, sub) order (a new scan of the view at each call). */
+  revisions(): IterableIterator<StoreRevision>;
+}
+
+/** A read view's entries with start <= key < end (the view scans only from a key on, exclusive). */
+function* viewScan(view: BackendReadView, start: Uint8Array, end: Uint8Array): IterableIterator<[Uint8Array, Uint8Array]> {
+  // The prefixes here are one byte: every key >= start is past [start[0] - 1] (and a few of
+  // that byte's own keys, skipped).
+  for (const e of view.entries(start[0]! > 0 ? Uint8Array.of(start[0]! - 1) : undefined)) {
+    if (compareBytes(e[0], start) < 0) continue;
+    if (compareBytes(e[0], end) >= 0) return;
+    yield e;
+  }
 }
 
 /** How a store opens its backend (see the constructor). */
@@ -1485,6 +1522,38 @@ export class MvccStore {
     }
     const leases = this.leaseIds().map((id) => [id.toString(), this.leases.get(id)!.ttl, this.attached(id).map(b64)]);
     return new TextEncoder().encode(JSON.stringify({ v: 1, rev: this.rev, compactRev: this.compactRev, keys, leases }));
+  }
+
+  /**
+   * What an etcd snapshot file of the store in `view` needs (a read view of a backend holding
+   * a store: KvStateMachine.snapshotView): the metadata and the leases read now, the revisions
+   * read from the view at each pass — in backend order, which is revision order. The view
+   * stays consistent whatever is written meanwhile; the caller closes it once done with the
+   * source. Reads only the view, never this store's state in memory: static.
+   */
+  static snapshotSource(view: BackendReadView): StoreSnapshotSource {
+    let revision = 1;
+    let compactRevision = 0;
+    for (const [k, v] of viewScan(view, Uint8Array.of(META), Uint8Array.of(META + 1))) {
+      if (compareBytes(k, META_REV) === 0) revision = u64Of(v);
+      else if (compareBytes(k, META_COMPACT) === 0) compactRevision = u64Of(v);
+    }
+    return {
+      revision,
+      compactRevision,
+      *leases() {
+        for (const [lk, v] of viewScan(view, Uint8Array.of(LEASE), Uint8Array.of(LEASE + 1))) {
+          yield { id: new DataView(lk.buffer, lk.byteOffset, lk.byteLength).getBigUint64(1), ttl: u64Of(v) };
+        }
+      },
+      *revisions() {
+        for (const [rk, rec] of viewScan(view, Uint8Array.of(REV), REV_END)) {
+          const main = getU64(rk, 1);
+          const kv = decodeRecord(rec, main);
+          yield { main, sub: getU64(rk, 9), key: kv ? kv.key : recordKey(rec), kv };
+        }
+      },
+    };
   }
 
   /**
