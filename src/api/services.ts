@@ -6,7 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { ERR, KvError, type ErrorCode } from '../kv/errors.js';
-import { etcdAlarmEntry, etcdSnapshot } from '../kv/etcd-snapshot.js';
+import { etcdAlarmEntry, etcdSnapshotSteps, type EtcdSnapshotFile } from '../kv/etcd-snapshot.js';
 import type { WatchOut } from '../kv/watch.js';
 import { normalisePeerUrls } from '../kv/membership.js';
 import { MEMBER_ERR, type EtcdMember, type MemberInfo } from '../server/member.js';
@@ -393,15 +393,17 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         view?.close();
         view = null;
       };
-      let snap: ReturnType<typeof etcdSnapshot>;
+      let steps: ReturnType<typeof etcdSnapshotSteps>;
       try {
         view = m.sm.snapshotView(m.sm.appliedIndex);
-        snap = etcdSnapshot({ store: MvccStore.snapshotSource(view), members: m.members(), consistentIndex: m.sm.appliedIndex, alarms: m.sm.alarms().map(etcdAlarmEntry) });
+        steps = etcdSnapshotSteps({ store: MvccStore.snapshotSource(view), members: m.members(), consistentIndex: m.sm.appliedIndex, alarms: m.sm.alarms().map(etcdAlarmEntry) });
       } catch (e) {
         closeView();
         call.emit('error', toStatus(e));
         return;
       }
+      /** The file, once its layout (a pass over every revision, in slices too) is done. */
+      let snap: EtcdSnapshotFile | null = null;
       let sent = 0;
       let pending: Uint8Array[] = [];
       let pendingBytes = 0;
@@ -420,17 +422,23 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
         pending = rest.length > 0 ? [rest] : [];
         pendingBytes = rest.length;
         sent += blob.length;
-        return call.write({ header, remaining_bytes: String(snap.size - sent), blob });
+        return call.write({ header, remaining_bytes: String(snap!.size - sent), blob });
       };
       const pump = (): void => {
-        // Pages are made as the stream drains, in slices of at most SNAPSHOT_SLICE_MS, so a
-        // large snapshot never holds the event loop (and the Ready loop) for long.
+        // The layout first, then the pages as the stream drains, in slices of at most
+        // SNAPSHOT_SLICE_MS, so a large snapshot never holds the event loop (and the Ready
+        // loop) for long.
         const sliceEnd = performance.now() + SNAPSHOT_SLICE_MS;
         for (;;) {
           if (cancelled) return;
           if (performance.now() > sliceEnd) {
             setImmediate(pumpOrFail);
             return;
+          }
+          if (snap === null) {
+            const step = steps.next();
+            if (step.done) snap = step.value;
+            continue;
           }
           const next = snap.chunks.next();
           if (next.done) break;

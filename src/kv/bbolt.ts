@@ -576,7 +576,26 @@ const asItems = function* (src: BoltBucketSource): Generator<Item> {
  * Small buckets (one leaf of at most a quarter page, as bbolt decides) are stored inline in
  * the root bucket's page. No page is ever free: the freelist (page 2) is empty.
  */
-export function writeBolt(buckets: readonly BoltBucketSource[], opts: BoltWriteOptions = {}): { readonly size: number; readonly pages: Generator<Uint8Array> } {
+export function writeBolt(buckets: readonly BoltBucketSource[], opts: BoltWriteOptions = {}): BoltFile {
+  const steps = layOutBolt(buckets, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** A bbolt file being written: its size, known before the first page, and its pages in file order. */
+export interface BoltFile {
+  readonly size: number;
+  readonly pages: Generator<Uint8Array>;
+}
+
+/**
+ * writeBolt's first pass a step at a time, for a caller that must not hold the event loop for
+ * the whole of a large bucket's layout: each step lays out one leaf page's entries (or one
+ * bucket's branch pages); the generator returns the file once the layout is done.
+ */
+export function* layOutBolt(buckets: readonly BoltBucketSource[], opts: BoltWriteOptions = {}): Generator<void, BoltFile> {
   const pageSize = opts.pageSize ?? BOLT_PAGE_SIZE_DEFAULT;
   if (pageSize < BOLT_PAGE_SIZE_MIN || pageSize > BOLT_PAGE_SIZE_MAX || (pageSize & (pageSize - 1)) !== 0) throw new RangeError(`page size ${pageSize}`);
   const txid = opts.txid ?? 2n;
@@ -600,6 +619,7 @@ export function writeBolt(buckets: readonly BoltBucketSource[], opts: BoltWriteO
       nextId += span;
       leaves.push({ id, span });
       firsts.push({ key: g[0]![0].slice(), id });
+      yield;
     }
     if (count === 0 || (only !== null && groupBytes(only) <= pageSize / 4)) {
       nextId -= leaves.reduce((n, l) => n + l.span, 0);
@@ -608,6 +628,7 @@ export function writeBolt(buckets: readonly BoltBucketSource[], opts: BoltWriteO
     }
     const { pages, root } = branchLevels(firsts, pageSize, next);
     plans.push({ inline: null, leaves, branches: pages, root });
+    yield;
   }
   const rootItems: Item[] = sorted.map((b, i) => {
     const p = plans[i]!;

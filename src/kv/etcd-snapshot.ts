@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { BoltFormatError, BoltReader, writeBolt, type BoltBucketSource, type BoltEntry, type ByteSource } from './bbolt.js';
+import { BoltFormatError, BoltReader, layOutBolt, type BoltBucketSource, type BoltEntry, type ByteSource } from './bbolt.js';
 import type { AlarmMember } from './commands.js';
 import type { StoreSnapshotSource } from './mvcc.js';
 
@@ -260,7 +260,27 @@ const memberJson = (m: SnapshotMember): string =>
  * `size` is known before the first byte (the layout is computed first); the pages are made
  * one at a time as `chunks` is read.
  */
-export function etcdSnapshot(input: EtcdSnapshotInput): { readonly size: number; readonly chunks: Generator<Uint8Array> } {
+export function etcdSnapshot(input: EtcdSnapshotInput): EtcdSnapshotFile {
+  const steps = etcdSnapshotSteps(input);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+export interface EtcdSnapshotFile {
+  /** Bytes of the file and its SHA-256. */
+  readonly size: number;
+  readonly chunks: Generator<Uint8Array>;
+}
+
+/**
+ * etcdSnapshot a step at a time: each step lays out a page or so of the file (bbolt's
+ * layOutBolt, one pass over the store's revisions); the generator returns the file, whose
+ * pages are then made as `chunks` is read. A server sending the file takes these steps in
+ * time slices, so that not even the layout of a large store holds its event loop.
+ */
+export function* etcdSnapshotSteps(input: EtcdSnapshotInput): Generator<void, EtcdSnapshotFile> {
   const store = input.store;
   // The key bucket is the store's revisions in revision order: a revision's key sorts as
   // (main, sub) big-endian, and a deletion's 't' only lengthens its own key.
@@ -289,7 +309,7 @@ export function etcdSnapshot(input: EtcdSnapshotInput): { readonly size: number;
   const members = input.members.map((m) => [name(m.id.toString(16)), name(memberJson(m))] as const).sort((a, b) => Buffer.compare(a[0], b[0]));
   const fixed = (n: Uint8Array, entries: readonly (readonly [Uint8Array, Uint8Array])[]): BoltBucketSource => ({ name: n, entries: () => entries });
   const alarms = [...(input.alarms ?? [])].sort((a, b) => Buffer.compare(a[0], b[0]));
-  const { size, pages } = writeBolt([
+  const { size, pages } = yield* layOutBolt([
     fixed(BUCKET.alarm, alarms),
     fixed(BUCKET.auth, []),
     fixed(BUCKET.authRoles, []),
