@@ -543,6 +543,65 @@ function branchPage(id: number, kids: readonly Child[], pageSize: number): Uint8
   return out;
 }
 
+/**
+ * One bucket's branch pages, made as its leaf pages stream by: a branch page is laid out as
+ * soon as it is full (grouped as branchLevels groups children: at least two per page) and
+ * placed among the leaves — just after the leaf whose arrival showed it full — so each level
+ * holds only the page it is filling: the memory of a tree's layout does not grow with the
+ * bucket. Page ids come from `alloc` (a span of pages; the caller allocates each leaf's before
+ * adding it); the pages each call completes are returned in id order.
+ */
+class BranchTree {
+  private readonly levels: { kids: Child[]; bytes: number; received: number }[] = [];
+  private made: { id: number; kids: Child[] }[] = [];
+
+  constructor(
+    private readonly pageSize: number,
+    private readonly alloc: (span: number) => number,
+  ) {}
+
+  /** The next leaf page (its first key and id); the branch pages this completes. */
+  addLeaf(firstKey: Uint8Array, id: number): { id: number; kids: Child[] }[] {
+    this.push(0, { key: firstKey.slice(), id });
+    return this.take();
+  }
+
+  /** After the last leaf: the root's id and the branch pages still to complete. */
+  finish(): { root: number; pages: { id: number; kids: Child[] }[] } {
+    for (let k = 0; ; k++) {
+      const l = this.levels[k]!;
+      // A level of one child has no page above it: that child is the root.
+      if (l.received === 1) return { root: l.kids[0]!.id, pages: this.take() };
+      this.flush(k);
+    }
+  }
+
+  private push(level: number, c: Child): void {
+    const l = (this.levels[level] ??= { kids: [], bytes: BOLT_PAGE_HEADER_BYTES, received: 0 });
+    const need = ELEMENT_BYTES + c.key.length;
+    if (l.kids.length >= 2 && l.bytes + need > this.pageSize) this.flush(level);
+    l.kids.push(c);
+    l.bytes += need;
+    l.received++;
+  }
+
+  private flush(level: number): void {
+    const l = this.levels[level]!;
+    const id = this.alloc(spanPages(l.bytes, this.pageSize));
+    this.made.push({ id, kids: l.kids });
+    const first = l.kids[0]!.key;
+    l.kids = [];
+    l.bytes = BOLT_PAGE_HEADER_BYTES;
+    this.push(level + 1, { key: first, id });
+  }
+
+  private take(): { id: number; kids: Child[] }[] {
+    const out = this.made;
+    if (out.length > 0) this.made = [];
+    return out;
+  }
+}
+
 function metaPage(id: number, pageSize: number, root: number, pgid: number, txid: bigint): Uint8Array {
   const out = new Uint8Array(pageSize);
   const dv = new DataView(out.buffer);
@@ -571,8 +630,9 @@ const asItems = function* (src: BoltBucketSource): Generator<Item> {
 
 /**
  * A bbolt file holding `buckets` below the root bucket, as a sequence of page-sized chunks in
- * file order. Two passes over each bucket's entries: the first lays the pages out (only sizes
- * and each leaf page's first key are kept), the second makes the bytes, one page at a time.
+ * file order. Two passes over each bucket's entries: the first lays the pages out (only the
+ * branch pages being filled are kept: BranchTree), the second makes the bytes, one page at a
+ * time, laying them out again the same way.
  * Small buckets (one leaf of at most a quarter page, as bbolt decides) are stored inline in
  * the root bucket's page. No page is ever free: the freelist (page 2) is empty.
  */
@@ -601,33 +661,33 @@ export function* layOutBolt(buckets: readonly BoltBucketSource[], opts: BoltWrit
   const txid = opts.txid ?? 2n;
   const sorted = [...buckets].sort((a, b) => compareBytes(a.name, b.name));
   for (let i = 1; i < sorted.length; i++) if (compareBytes(sorted[i - 1]!.name, sorted[i]!.name) === 0) throw new Error(`bucket ${preview(sorted[i]!.name)} twice`);
-  let nextId = 3;
-  const next = () => nextId++;
-  // Layout.
-  type Plan = { inline: Item[] | null; leaves: { id: number; span: number }[]; branches: { id: number; kids: Child[] }[]; root: number };
+  // Layout: per bucket, its root page and where its pages end (or its items, inline); the
+  // pages themselves are laid out again, the same way, as they are made.
+  type Plan = { inline: Item[] | null; root: number; end: number };
   const plans: Plan[] = [];
+  let nextId = 3;
+  const alloc = (span: number): number => {
+    const id = nextId;
+    nextId += span;
+    return id;
+  };
   for (const b of sorted) {
-    const firsts: Child[] = [];
-    const leaves: { id: number; span: number }[] = [];
+    const start = nextId;
+    const tree = new BranchTree(pageSize, alloc);
     let only: Item[] | null = null;
     let count = 0;
     for (const g of leafGroups(asItems(b), pageSize)) {
       count++;
       only = count === 1 ? g : null;
-      const span = spanPages(groupBytes(g), pageSize);
-      const id = nextId;
-      nextId += span;
-      leaves.push({ id, span });
-      firsts.push({ key: g[0]![0].slice(), id });
+      tree.addLeaf(g[0]![0], alloc(spanPages(groupBytes(g), pageSize)));
       yield;
     }
     if (count === 0 || (only !== null && groupBytes(only) <= pageSize / 4)) {
-      nextId -= leaves.reduce((n, l) => n + l.span, 0);
-      plans.push({ inline: only ?? [], leaves: [], branches: [], root: 0 });
+      nextId = start;
+      plans.push({ inline: only ?? [], root: 0, end: start });
       continue;
     }
-    const { pages, root } = branchLevels(firsts, pageSize, next);
-    plans.push({ inline: null, leaves, branches: pages, root });
+    plans.push({ inline: null, root: tree.finish().root, end: nextId });
     yield;
   }
   const rootItems: Item[] = sorted.map((b, i) => {
@@ -640,43 +700,50 @@ export function* layOutBolt(buckets: readonly BoltBucketSource[], opts: BoltWrit
   });
   const rootGroups = [...leafGroups(rootItems, pageSize)];
   if (rootGroups.length === 0) rootGroups.push([]);
-  const rootLeaves = rootGroups.map((g) => {
-    const id = nextId;
-    nextId += spanPages(groupBytes(g), pageSize);
-    return { id, g };
-  });
-  const rootTree = branchLevels(rootLeaves.map((l) => ({ key: l.g[0]?.[0] ?? new Uint8Array(0), id: l.id })), pageSize, next);
+  const rootLeaves = rootGroups.map((g) => ({ id: alloc(spanPages(groupBytes(g), pageSize)), g }));
+  const rootTree = branchLevels(rootLeaves.map((l) => ({ key: l.g[0]?.[0] ?? new Uint8Array(0), id: l.id })), pageSize, () => alloc(1));
   const pgid = nextId;
   return { size: pgid * pageSize, pages: emitPages() };
 
   // Bytes, in page id order.
   function* emitPages(): Generator<Uint8Array> {
-  yield metaPage(0, pageSize, rootTree.root, pgid, txid);
-  yield metaPage(1, pageSize, rootTree.root, pgid, txid - 1n);
-  const freelist = new Uint8Array(pageSize);
-  new DataView(freelist.buffer).setBigUint64(0, 2n, true);
-  new DataView(freelist.buffer).setUint16(8, FLAG_FREELIST, true);
-  yield freelist;
-  let expect = 3;
-  const check = (id: number, bytes: Uint8Array) => {
-    if (id !== expect) throw new Error(`bbolt writer: page ${id} written where ${expect} was due`);
-    expect += bytes.length / pageSize;
-    return bytes;
-  };
-  for (let i = 0; i < sorted.length; i++) {
-    const p = plans[i]!;
-    if (p.inline) continue;
-    let j = 0;
-    for (const g of leafGroups(asItems(sorted[i]!), pageSize)) {
-      const leaf = p.leaves[j++];
-      if (!leaf) throw new Error(`bucket ${preview(sorted[i]!.name)}: entries changed between the two passes`);
-      yield check(leaf.id, leafPage(leaf.id, g, pageSize));
+    yield metaPage(0, pageSize, rootTree.root, pgid, txid);
+    yield metaPage(1, pageSize, rootTree.root, pgid, txid - 1n);
+    const freelist = new Uint8Array(pageSize);
+    new DataView(freelist.buffer).setBigUint64(0, 2n, true);
+    new DataView(freelist.buffer).setUint16(8, FLAG_FREELIST, true);
+    yield freelist;
+    let expect = 3;
+    const check = (id: number, bytes: Uint8Array) => {
+      if (id !== expect) throw new Error(`bbolt writer: page ${id} written where ${expect} was due`);
+      expect += bytes.length / pageSize;
+      return bytes;
+    };
+    for (let i = 0; i < sorted.length; i++) {
+      const p = plans[i]!;
+      if (p.inline) continue;
+      const changed = () => new Error(`bucket ${preview(sorted[i]!.name)}: entries changed between the two passes`);
+      let id = expect;
+      const tree = new BranchTree(pageSize, (span) => {
+        const at = id;
+        id += span;
+        return at;
+      });
+      for (const g of leafGroups(asItems(sorted[i]!), pageSize)) {
+        // As the layout: the leaf's id first, then the branch pages its arrival completes.
+        const leafId = id;
+        id += spanPages(groupBytes(g), pageSize);
+        const branches = tree.addLeaf(g[0]![0], leafId);
+        yield check(leafId, leafPage(leafId, g, pageSize));
+        for (const b of branches) yield check(b.id, branchPage(b.id, b.kids, pageSize));
+        if (expect > p.end) throw changed();
+      }
+      const { root, pages } = tree.finish();
+      for (const b of pages) yield check(b.id, branchPage(b.id, b.kids, pageSize));
+      if (root !== p.root || expect !== p.end) throw changed();
     }
-    if (j !== p.leaves.length) throw new Error(`bucket ${preview(sorted[i]!.name)}: entries changed between the two passes`);
-    for (const b of p.branches) yield check(b.id, branchPage(b.id, b.kids, pageSize));
+    for (const l of rootLeaves) yield check(l.id, leafPage(l.id, l.g, pageSize));
+    for (const b of rootTree.pages) yield check(b.id, branchPage(b.id, b.kids, pageSize));
+    if (expect !== pgid) throw new Error(`bbolt writer: ${expect} pages written, ${pgid} laid out`);
   }
-  for (const l of rootLeaves) yield check(l.id, leafPage(l.id, l.g, pageSize));
-  for (const b of rootTree.pages) yield check(b.id, branchPage(b.id, b.kids, pageSize));
-  if (expect !== pgid) throw new Error(`bbolt writer: ${expect} pages written, ${pgid} laid out`);
-}
 }
