@@ -80,6 +80,17 @@ describe('bbolt writer and reader', () => {
       n++;
     });
     expect(n).toBe(5000);
+    // The branch pages sit among the leaves (each placed once full), not after all of them:
+    // the writer holds only the branch pages being filled. Page kinds (bbolt's flags: 1
+    // branch, 2 leaf) in file order, overflow pages skipped.
+    const kinds: number[] = [];
+    for (let at = 3 * 512; at < file.length; ) {
+      const dv = new DataView(file.buffer, file.byteOffset + at);
+      kinds.push(dv.getUint16(8, true));
+      at += (dv.getUint32(12, true) + 1) * 512;
+    }
+    expect(kinds.filter((k) => k === 1).length).toBeGreaterThan(10);
+    expect(kinds.indexOf(1)).toBeLessThan(kinds.lastIndexOf(2) - 20);
   });
 
   it('reads a file written by etcd 3.4 (no persisted freelist, inline buckets)', () => {
