@@ -1,8 +1,8 @@
 /**
  * Maintenance.Snapshot's handler against a state machine on LMDB, through a stand-in for the
  * gRPC call (a writable whose write() says when to wait for 'drain'): the file comes from the
- * one read view opened when the call starts, whatever is written, compacted or defragmented
- * while the stream waits on a slow client; the view is closed when the stream ends, fails or
+ * one read view opened when the call starts, whatever is written, compacted, defragmented or
+ * installed while the stream waits on a slow client; the view is closed when the stream ends, fails or
  * is cancelled (an LMDB read transaction left open keeps its pages from ever being reused).
  */
 import { EventEmitter } from 'node:events';
@@ -14,6 +14,7 @@ import { BoltReader, bufferSource } from '../kv/bbolt.js';
 import type { BackendReadView } from '../kv/backend.js';
 import { LmdbBackend } from '../kv/backend-lmdb.js';
 import { importEtcdSnapshot, snapshotStatus } from '../kv/etcd-snapshot.js';
+import { metaKey, MvccStore, u64Of } from '../kv/mvcc.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import type { EtcdMember } from '../server/member.js';
 import { Deadline, waitUntil } from '../server/wait.js';
@@ -95,7 +96,7 @@ function setup(opts: { failPass?: number } = {}) {
   } as unknown as EtcdMember;
   const handlers = buildHandlers(m, { requestBytes: () => 0 }) as unknown as Record<string, Record<string, (call: FakeCall) => void>>;
   const snapshot = (call: FakeCall) => handlers['etcdserverpb.Maintenance']!.Snapshot!(call);
-  return { backend, sm, views, snapshot };
+  return { dir, backend, sm, views, snapshot };
 }
 
 /** The file a finished call streamed (its SHA-256 trailer checked by the import's caller in etcdctl; here its size and remaining_bytes). */
@@ -107,8 +108,8 @@ function fileOf(call: FakeCall): Buffer {
 }
 
 describe('Maintenance.Snapshot from a read view', () => {
-  it('writes, a compaction and a defragmentation while a slow client drains the stream do not change the file; the view is closed at the end', async () => {
-    const { backend, sm, views, snapshot } = setup();
+  it('writes, a compaction, a defragmentation and an installed snapshot while a slow client drains the stream do not change the file; the view is closed at the end', async () => {
+    const { dir, backend, sm, views, snapshot } = setup();
     const fast = new FakeCall();
     snapshot(fast);
     await waitUntil(() => fast.ended || fast.error !== null, within());
@@ -127,12 +128,23 @@ describe('Maintenance.Snapshot from a read view', () => {
       if (slow.ended) break;
       expect(views.open).toBe(1);
       // Between messages: more revisions, a compaction that deletes some the view still reads,
-      // a revoked lease, and once a defragmentation (a new database file under the backend).
-      for (let i = 0; i < 40; i++) sm.store.put({ key: enc.encode(`key/${(round * 40 + i) % 150}`), value: enc.encode(`round ${round}`) });
-      if (round === 1) sm.store.compact(sm.store.revision - 5);
-      if (round === 2) sm.store.revokeLease(5n);
-      backend.commit();
-      if (round === 3) await backend.defragment();
+      // a revoked lease, a defragmentation (a new database file under the backend), then a
+      // snapshot installed (another store's file renamed over the backend's: Backend.adopt,
+      // as KvStateMachine.restore does it; the state machine is not written after that).
+      if (round < 4) {
+        for (let i = 0; i < 40; i++) sm.store.put({ key: enc.encode(`key/${(round * 40 + i) % 150}`), value: enc.encode(`round ${round}`) });
+        if (round === 1) sm.store.compact(sm.store.revision - 5);
+        if (round === 2) sm.store.revokeLease(5n);
+        backend.commit();
+        if (round === 3) await backend.defragment();
+      } else if (round === 4) {
+        const staged = LmdbBackend.open(join(dir, 'staged'), { batchIntervalMs: 0 });
+        new MvccStore({}, staged).put({ key: enc.encode('other'), value: enc.encode('store') });
+        staged.commit();
+        backend.adopt(staged);
+        // The backend now holds the other store (at revision 2).
+        expect(u64Of(backend.get(metaKey('rev')))).toBe(2);
+      }
       round++;
       slow.emit('drain');
     }
