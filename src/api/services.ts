@@ -30,7 +30,7 @@ export const CLUSTER_VERSION = '3.4.0';
 export const NO_LEADER_WATCH_CANCEL_ELECTIONS = 3;
 /** Bytes per Snapshot stream message (etcd's snapshotSendBufferSize). */
 export const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
-/** Longest a Snapshot stream makes pages before letting the event loop run. */
+/** Longest a Snapshot stream lays out or makes its file's pages before letting the event loop run. */
 export const SNAPSHOT_SLICE_MS = 10;
 
 export type Handlers = Record<string, Record<string, grpc.UntypedHandleCall>>;
