@@ -52,7 +52,7 @@ class FakeCall extends EventEmitter {
 }
 
 /** A state machine on LMDB with ~400 KiB of revisions (a dozen messages), its read views counted. */
-function setup(opts: { failPass?: number } = {}) {
+function setup(opts: { failPass?: number; slowEntryMs?: number } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-snaprpc-'));
   dirs.push(dir);
   const backend = LmdbBackend.open(join(dir, 'db'), { batchIntervalMs: 0 });
@@ -79,7 +79,16 @@ function setup(opts: { failPass?: number } = {}) {
             throw new Error('MDB_CORRUPTED: the view cannot be read');
           })();
         }
-        return v.entries(after);
+        const slow = opts.slowEntryMs;
+        if (slow === undefined) return v.entries(after);
+        // A slow disk: each entry takes `slow` ms of the event loop.
+        return (function* () {
+          for (const e of v.entries(after)) {
+            const until = performance.now() + slow;
+            while (performance.now() < until);
+            yield e;
+          }
+        })();
       },
       close() {
         if (!closed) views.open--;
@@ -158,6 +167,33 @@ describe('Maintenance.Snapshot from a read view', () => {
     expect(snapshotStatus(r).revision).toBe(revision);
     expect(importEtcdSnapshot(r).leases).toBe(1);
     expect(sm.store.revision).toBeGreaterThan(revision);
+    await backend.close();
+  });
+
+  it('a layout longer than a slice yields to the event loop between slices; what is applied meanwhile is not in the file', async () => {
+    const { backend, sm, views, snapshot } = setup({ slowEntryMs: 0.2 });
+    const first = new FakeCall();
+    snapshot(first);
+    await waitUntil(() => first.ended || first.error !== null, within());
+    const want = fileOf(first);
+    const call = new FakeCall();
+    snapshot(call);
+    // Event-loop turns before the first message: each one a write committed to the backend.
+    let turns = 0;
+    const tick = (): void => {
+      if (call.sent.length > 0 || call.error !== null) return;
+      turns++;
+      sm.store.put({ key: enc.encode(`during/${turns}`), value: enc.encode('layout') });
+      backend.commit();
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    await waitUntil(() => call.ended || call.error !== null, within());
+    expect(call.error).toBeNull();
+    // ~300 revisions at 0.2 ms each: 60 ms of layout at least, so several SNAPSHOT_SLICE_MS slices.
+    expect(turns).toBeGreaterThan(2);
+    expect(fileOf(call).equals(want)).toBe(true);
+    expect(views).toEqual({ open: 0, opened: 2 });
     await backend.close();
   });
 
