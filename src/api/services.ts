@@ -387,6 +387,8 @@ export function buildHandlers(m: EtcdMember, o: ServiceOptions): Handlers {
       // the database, and the view goes on reading the one it was opened on); the file's
       // pages are made from it as the stream drains. The view is closed however the stream
       // ends — sent, failed or cancelled — or LMDB could never reuse the pages it sees.
+      // Cancelled while its identity was checked: the 'cancelled' event has gone by.
+      if (call.cancelled) return;
       const header = h();
       let view: BackendReadView | null = null;
       const closeView = (): void => {

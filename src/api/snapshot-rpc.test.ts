@@ -35,6 +35,8 @@ class FakeCall extends EventEmitter {
   ended = false;
   error: unknown = null;
   ready = true;
+  /** As grpc-js's: set once the client cancelled. */
+  cancelled = false;
   constructor() {
     super();
     this.on('error', (e: unknown) => (this.error = e));
@@ -210,6 +212,19 @@ describe('Maintenance.Snapshot from a read view', () => {
     call.emit('drain');
     await new Promise((r) => setImmediate(r));
     expect([call.sent.length, call.ended, call.error]).toEqual([sent, false, null]);
+    await backend.close();
+  });
+
+  it('a call cancelled before the handler ran (while its identity was checked) opens no view', async () => {
+    const { backend, views, snapshot } = setup();
+    const call = new FakeCall();
+    call.cancelled = true;
+    snapshot(call);
+    // The handler runs after the identity check (a promise): a call that is answered meanwhile shows it ran.
+    const probe = new FakeCall();
+    snapshot(probe);
+    await waitUntil(() => probe.ended, within());
+    expect([call.sent.length, call.ended, views.opened]).toEqual([0, false, 1]);
     await backend.close();
   });
 
