@@ -351,6 +351,35 @@ describe('etcd snapshot schema', () => {
     }
   });
 
+  it('opening the source reads the metadata only, not the leases that sort before it; its leases are every lease, in id order', () => {
+    const s = new MvccStore();
+    for (let i = 1000; i >= 1; i--) s.grantLease(BigInt(i) * 1_000_000_007n, i);
+    s.put({ key: enc.encode('k'), value: enc.encode('v'), lease: 7_000_000_049n });
+    s.compact(2);
+    s.backend.commit();
+    const view = s.backend.readView();
+    let pulled = 0;
+    const counting = {
+      *entries(after?: Uint8Array): IterableIterator<[Uint8Array, Uint8Array]> {
+        for (const e of view.entries(after)) {
+          pulled++;
+          yield e;
+        }
+      },
+      close: () => view.close(),
+    };
+    try {
+      const src = MvccStore.snapshotSource(counting);
+      expect([src.revision, src.compactRevision]).toEqual([2, 2]);
+      expect(pulled).toBeLessThan(10);
+      const leases = [...src.leases()];
+      expect(leases.map((l) => l.id)).toEqual(Array.from({ length: 1000 }, (_, i) => BigInt(i + 1) * 1_000_000_007n));
+      expect(leases[6]).toEqual({ id: 7_000_000_049n, ttl: 7 });
+    } finally {
+      view.close();
+    }
+  });
+
   it('etcdSnapshotSteps lays the file out a leaf page per step (a server takes them in time slices), then gives the same file', () => {
     const s = everyKind(new MvccStore());
     s.backend.commit();

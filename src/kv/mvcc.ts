@@ -670,11 +670,18 @@ export interface StoreSnapshotSource {
   revisions(): IterableIterator<StoreRevision>;
 }
 
-/** A read view's entries with start <= key < end (the view scans only from a key on, exclusive). */
+/** A read view's entries with start <= key < end, `start` one byte (the view scans from past a key). */
 function* viewScan(view: BackendReadView, start: Uint8Array, end: Uint8Array): IterableIterator<[Uint8Array, Uint8Array]> {
-  // The prefixes here are one byte: every key >= start is past [start[0] - 1] (and a few of
-  // that byte's own keys, skipped).
-  for (const e of view.entries(start[0]! > 0 ? Uint8Array.of(start[0]! - 1) : undefined)) {
+  assert(start.length === 1, () => 'viewScan starts at a one-byte prefix');
+  // The greatest key a backend can hold below [start]: the byte before, then 0xff to the
+  // longest key — so the scan begins at start, not among the kind before it (the leases
+  // before the metadata: there may be many).
+  let after: Uint8Array | undefined;
+  if (start[0]! > 0) {
+    after = new Uint8Array(BACKEND_KEY_BYTES_MAX).fill(0xff);
+    after[0] = start[0]! - 1;
+  }
+  for (const e of view.entries(after)) {
     if (compareBytes(e[0], start) < 0) continue;
     if (compareBytes(e[0], end) >= 0) return;
     yield e;
