@@ -93,6 +93,23 @@ describe('bbolt writer and reader', () => {
     expect(kinds.indexOf(1)).toBeLessThan(kinds.lastIndexOf(2) - 20);
   });
 
+  it('a source whose second pass differs from the first is refused, never written past the layout', () => {
+    const list = (n: number, tag: string) => Array.from({ length: n }, (_, i) => [enc.encode(`key-${String(i).padStart(6, '0')}`), enc.encode(`${tag}${i}`)] as const);
+    for (const [first, second] of [
+      [list(300, 'v'), list(600, 'v')],
+      [list(300, 'v'), list(100, 'v')],
+      [list(300, 'v'), list(300, 'a longer value ')],
+    ] as const) {
+      let calls = 0;
+      const w = writeBolt([{ name: enc.encode('b'), entries: () => (calls++ === 0 ? first : second) }], { pageSize: 512 });
+      let bytes = 0;
+      expect(() => {
+        for (const p of w.pages) bytes += p.length;
+      }).toThrow(/entries changed between the two passes|page \d+ written where \d+ was due/);
+      expect(bytes).toBeLessThanOrEqual(w.size);
+    }
+  });
+
   it('reads a file written by etcd 3.4 (no persisted freelist, inline buckets)', () => {
     const r = BoltReader.open(bufferSource(withoutHash(ETCD_FIXTURE)));
     expect(r.meta.freelist).toBeNull();

@@ -733,10 +733,11 @@ export function* layOutBolt(buckets: readonly BoltBucketSource[], opts: BoltWrit
         // As the layout: the leaf's id first, then the branch pages its arrival completes.
         const leafId = id;
         id += spanPages(groupBytes(g), pageSize);
+        // More pages than laid out: refused before one is made (the file's size was announced).
+        if (id > p.end) throw changed();
         const branches = tree.addLeaf(g[0]![0], leafId);
         yield check(leafId, leafPage(leafId, g, pageSize));
         for (const b of branches) yield check(b.id, branchPage(b.id, b.kids, pageSize));
-        if (expect > p.end) throw changed();
       }
       const { root, pages } = tree.finish();
       for (const b of pages) yield check(b.id, branchPage(b.id, b.kids, pageSize));
