@@ -5,8 +5,10 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { BoltFormatError } from '../kv/bbolt.js';
-import { EtcdSnapshotError, formatStatus, importEtcdSnapshot, SnapshotFileError, snapshotStatus, withSnapshotFile } from '../kv/etcd-snapshot.js';
-import { encodeValue } from '../kv/commands.js';
+import { join } from 'node:path';
+import { LmdbBackend } from '../kv/backend-lmdb.js';
+import { EtcdSnapshotError, etcdSnapshotSource, formatStatus, SnapshotFileError, snapshotStatus, withSnapshotFile } from '../kv/etcd-snapshot.js';
+import { MvccStore } from '../kv/mvcc.js';
 import { KvStateMachine, SnapshotImageError } from '../kv/state-machine.js';
 import { clusterIdOf, ConfigError, parseInitialCluster } from '../server/config.js';
 import { DiskStorage } from '../storage/storage.js';
@@ -60,21 +62,38 @@ export async function restoreSnapshot(file: string, o: RestoreOptions): Promise<
   const dataDir = o.dataDir ?? `${o.name}.etcd`;
   if (existsSync(dataDir)) throw new RestoreError(`data-dir ${JSON.stringify(dataDir)} exists`);
 
-  const imported = withSnapshotFile(file, { skipHashCheck: o.skipHashCheck === true }, (r) => importEtcdSnapshot(r));
-  // Checked whole by the state machine (MvccStore.restore's invariants) before anything is
-  // written; its own image of the result is what the member restores at start, with the new
-  // cluster's member table (from --initial-cluster) in it.
-  const sm = new KvStateMachine({ bootstrapMembers: members });
-  try {
-    sm.restore(encodeValue({ v: 1, store: imported.storeImage, members: [] }), RESTORED_SNAPSHOT_INDEX);
-  } catch (e) {
-    if (e instanceof SnapshotImageError) throw new EtcdSnapshotError(`snapshot file holds no key space Flotilla can restore: ${e.message}`);
-    throw e;
-  }
-  const image = sm.snapshot();
+  // The store is written straight into the new member's backend as the file is read
+  // (MvccStore.importRevisions: in committed batches, each revision checked as it comes), then
+  // opened as a store streamed from outside is (every record verified against the others);
+  // the state machine records the new cluster's member table (from --initial-cluster) and the
+  // applied index beside it. The Raft snapshot is then only the marker that the backend holds
+  // the state at RESTORED_SNAPSHOT_INDEX, as a member's own snapshot is (persistTo). Nothing
+  // of the store is held in memory. A refused file leaves no data dir.
   const voters = members.map((m) => m.raftId);
   const conf = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+  /** The new member's backend once opened (abandoned, with the data dir, if the restore fails). */
+  const opened: { backend?: LmdbBackend } = {};
   try {
+    const imported = withSnapshotFile(file, { skipHashCheck: o.skipHashCheck === true }, (r) => {
+      const { source } = etcdSnapshotSource(r);
+      // Commits are the import's own (IMPORT_BATCH_OPS), none by time or count.
+      opened.backend = LmdbBackend.open(join(dataDir, 'member', 'db'), { batchIntervalMs: 0, batchOpsMax: Number.MAX_SAFE_INTEGER });
+      return { summary: MvccStore.importRevisions(opened.backend, source), backend: opened.backend };
+    });
+    const backend = imported.backend;
+    const sm = new KvStateMachine({ bootstrapMembers: members, streamedStore: true }, backend);
+    const image = sm.persistImported(RESTORED_SNAPSHOT_INDEX);
+    const result: RestoreResult = {
+      dataDir,
+      memberId: self.id,
+      clusterId: clusterIdOf(members.map((m) => m.id)),
+      revision: sm.store.revision,
+      keys: sm.store.keyCount,
+      leases: imported.summary.leases,
+      hash: sm.store.hashKv(0).hash,
+    };
+    delete opened.backend;
+    await backend.close();
     const storage = await DiskStorage.open(dataDir, conf);
     try {
       await storage.saveSnapshot({ meta: { index: RESTORED_SNAPSHOT_INDEX, term: RESTORED_SNAPSHOT_TERM, confState: conf }, data: image });
@@ -82,19 +101,13 @@ export async function restoreSnapshot(file: string, o: RestoreOptions): Promise<
     } finally {
       await storage.close();
     }
+    return result;
   } catch (e) {
+    await opened.backend?.abandon().catch(() => undefined);
     await rm(dataDir, { recursive: true, force: true });
+    if (e instanceof SnapshotImageError) throw new EtcdSnapshotError(`snapshot file holds no key space Flotilla can restore: ${e.message}`);
     throw e;
   }
-  return {
-    dataDir,
-    memberId: self.id,
-    clusterId: clusterIdOf(members.map((m) => m.id)),
-    revision: sm.store.revision,
-    keys: sm.store.keyCount,
-    leases: sm.store.leaseIds().length,
-    hash: sm.store.hashKv(0).hash,
-  };
 }
 
 

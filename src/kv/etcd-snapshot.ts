@@ -13,15 +13,17 @@
  * MvccStore.snapshotSource reads from a backend read view (the revisions in revision order,
  * the leases, the compact revision) into the file's pages, as they are asked for: no image of
  * the store is built, the memory it takes does not grow with the store (issue 11).
- * `importEtcdSnapshot` turns a file's key, lease and meta buckets into the store's image
- * (MvccStore.restore, the format documented there), which the store then checks whole.
+ * `etcdSnapshotSource` hands a file's key, lease and meta buckets, entry by entry as the pages
+ * are read, to MvccStore.importRevisions, which writes the store into a backend and checks it
+ * as it goes (`snapshot restore`); `importEtcdSnapshot` turns them into the store's image
+ * (MvccStore.restore, the format documented there) instead, which the store checks whole.
  * `snapshotStatus` computes what `etcdctl snapshot status` prints.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { BoltFormatError, BoltReader, layOutBolt, type BoltBucketSource, type BoltEntry, type ByteSource } from './bbolt.js';
 import type { AlarmMember } from './commands.js';
-import type { StoreSnapshotSource } from './mvcc.js';
+import type { StoreImportSource, StoreRevision, StoreSnapshotSource } from './mvcc.js';
 
 const enc = new TextEncoder();
 const name = (s: string): Uint8Array => enc.encode(s);
@@ -406,15 +408,8 @@ export interface ImportedStore {
 
 const LEASE_ID_MAX = (1n << 63n) - 1n;
 
-/**
- * The key space of an etcd 3.4 backend (a bbolt file, its integrity checked first): its key
- * bucket's revisions, the compaction recorded in meta (revisions at or below it keep only
- * each key's last version, as etcd's compaction leaves them — an interrupted compaction is
- * finished here, as etcd finishes it on start), its leases. Members, alarms and auth are not
- * taken: a restored cluster's membership comes from the restore's flags, as with etcdctl.
- */
-export function importEtcdSnapshot(r: BoltReader): ImportedStore {
-  r.check();
+/** The meta bucket: the compaction it records (the greater of scheduled and finished) and the consistent index. */
+function readMetaBucket(r: BoltReader): { compactRev: number; consistentIndex: number } {
   const metaVals = new Map<string, Uint8Array>();
   if (!r.forEach([BUCKET.meta], (e) => metaVals.set(Buffer.from(e.key).toString('latin1'), e.value))) bad('no meta bucket');
   const compactOf = (k: string): number => {
@@ -428,32 +423,88 @@ export function importEtcdSnapshot(r: BoltReader): ImportedStore {
   const ci = metaVals.get(META_CONSISTENT_INDEX);
   if (ci && ci.length !== 8) bad(`meta consistent_index has ${ci.length} bytes`);
   const consistentIndex = ci ? Number(BigInt.asUintN(53, new DataView(ci.buffer, ci.byteOffset, 8).getBigUint64(0, false))) : 0;
+  return { compactRev, consistentIndex };
+}
+
+/** One entry of the key bucket as a revision (its bytes views of the page: copy what is kept). */
+function keyBucketEntry(e: BoltEntry): StoreRevision {
+  if (e.bucket) bad('a bucket inside the key bucket');
+  const rv = parseRevisionKey(e.key, 'key bucket');
+  const where = `key bucket, revision ${rv.main}.${rv.sub}`;
+  const m = decodeMessage(e.value, where);
+  const key = bytesField(m, 1, where);
+  if (key.length === 0) bad(`${where}: empty key`);
+  if (rv.tombstone) return { main: rv.main, sub: rv.sub, key, kv: null };
+  const maxRev = BigInt(Number.MAX_SAFE_INTEGER);
+  const createRevision = Number(intField(m, 2, where, 0n, maxRev));
+  const mod = Number(intField(m, 3, where, 0n, maxRev));
+  if (mod !== rv.main) bad(`${where}: mod_revision ${mod} is not the entry's revision`);
+  const version = Number(intField(m, 4, where, 0n, maxRev));
+  const lease = intField(m, 6, where, 0n, LEASE_ID_MAX);
+  return { main: rv.main, sub: rv.sub, key, kv: { key, createRevision, modRevision: mod, version, value: bytesField(m, 5, where), lease } };
+}
+
+/** One entry of the lease bucket. */
+function leaseBucketEntry(e: BoltEntry): { id: bigint; ttl: number } {
+  const where = `lease bucket, key ${Buffer.from(e.key).toString('hex')}`;
+  if (e.bucket || e.key.length !== 8) bad(`${where}: not a lease id`);
+  const m = decodeMessage(e.value, where);
+  const id = intField(m, 1, where, 1n, LEASE_ID_MAX);
+  if (id !== new DataView(e.key.buffer, e.key.byteOffset, 8).getBigUint64(0, false)) bad(`${where}: holds lease ${id}`);
+  const ttl = Number(intField(m, 2, where, 0n, BigInt(Number.MAX_SAFE_INTEGER)));
+  return { id, ttl };
+}
+
+/**
+ * The key space of an etcd 3.4 backend (a bbolt file, its integrity checked first) as
+ * MvccStore.importRevisions reads it: the compaction recorded in meta, then at each call the
+ * lease bucket's leases and the key bucket's revisions, parsed and range-checked entry by
+ * entry as the reader walks the pages (bbolt keys in order: the key bucket is in revision
+ * order). Nothing of the file is held but the page being read. What the entries say about
+ * each other (order, versions, leases) the store checks as it writes them. Members, alarms
+ * and auth are not taken: a restored cluster's membership comes from the restore's flags,
+ * as with etcdctl.
+ */
+export function etcdSnapshotSource(r: BoltReader): { source: StoreImportSource; consistentIndex: number } {
+  r.check();
+  const { compactRev, consistentIndex } = readMetaBucket(r);
+  const source: StoreImportSource = {
+    compactRevision: compactRev,
+    leases(fn) {
+      r.forEach([BUCKET.lease], (e) => fn(leaseBucketEntry(e)));
+    },
+    revisions(fn) {
+      if (!r.forEach([BUCKET.key], (e) => fn(keyBucketEntry(e)))) bad('no key bucket');
+    },
+  };
+  return { source, consistentIndex };
+}
+
+/**
+ * The key space of an etcd 3.4 backend as one image of the store (MvccStore.restore, which
+ * checks it whole): the file's revisions gathered per key in memory, the compaction recorded
+ * in meta applied (revisions at or below it keep only each key's last version, as etcd's
+ * compaction leaves them — an interrupted compaction is finished here, as etcd finishes it on
+ * start), its leases. The image path: it holds the whole store, several times over, so
+ * `snapshot restore` streams instead (etcdSnapshotSource, MvccStore.importRevisions); kept
+ * for tools and tests, which check the two give the same store.
+ */
+export function importEtcdSnapshot(r: BoltReader): ImportedStore {
+  r.check();
+  const { compactRev, consistentIndex } = readMetaBucket(r);
 
   const histories = new Map<string, { key: Uint8Array; revs: ImageRev[] }>();
   let lastMain = 0;
   const sink = (e: BoltEntry) => {
-    if (e.bucket) bad('a bucket inside the key bucket');
-    const rv = parseRevisionKey(e.key, 'key bucket');
-    const where = `key bucket, revision ${rv.main}.${rv.sub}`;
-    const m = decodeMessage(e.value, where);
-    const key = bytesField(m, 1, where);
-    if (key.length === 0) bad(`${where}: empty key`);
-    const k = Buffer.from(key).toString('latin1');
+    const rv = keyBucketEntry(e);
+    const k = Buffer.from(rv.key).toString('latin1');
     let h = histories.get(k);
     if (!h) {
-      h = { key: key.slice(), revs: [] };
+      h = { key: rv.key.slice(), revs: [] };
       histories.set(k, h);
     }
-    if (rv.tombstone) h.revs.push([rv.main, rv.sub]);
-    else {
-      const maxRev = BigInt(Number.MAX_SAFE_INTEGER);
-      const create = Number(intField(m, 2, where, 0n, maxRev));
-      const mod = Number(intField(m, 3, where, 0n, maxRev));
-      if (mod !== rv.main) bad(`${where}: mod_revision ${mod} is not the entry's revision`);
-      const version = Number(intField(m, 4, where, 0n, maxRev));
-      const lease = intField(m, 6, where, 0n, LEASE_ID_MAX);
-      h.revs.push([rv.main, rv.sub, create, version, b64(bytesField(m, 5, where)), lease.toString()]);
-    }
+    if (rv.kv === null) h.revs.push([rv.main, rv.sub]);
+    else h.revs.push([rv.main, rv.sub, rv.kv.createRevision, rv.kv.version, b64(rv.kv.value), rv.kv.lease.toString()]);
     lastMain = rv.main;
   };
   if (!r.forEach([BUCKET.key], sink)) bad('no key bucket');
@@ -478,12 +529,7 @@ export function importEtcdSnapshot(r: BoltReader): ImportedStore {
 
   const leases: [string, number, string[]][] = [];
   r.forEach([BUCKET.lease], (e) => {
-    const where = `lease bucket, key ${Buffer.from(e.key).toString('hex')}`;
-    if (e.bucket || e.key.length !== 8) bad(`${where}: not a lease id`);
-    const m = decodeMessage(e.value, where);
-    const id = intField(m, 1, where, 1n, LEASE_ID_MAX);
-    if (id !== new DataView(e.key.buffer, e.key.byteOffset, 8).getBigUint64(0, false)) bad(`${where}: holds lease ${id}`);
-    const ttl = Number(intField(m, 2, where, 0n, BigInt(Number.MAX_SAFE_INTEGER)));
+    const { id, ttl } = leaseBucketEntry(e);
     leases.push([id.toString(), ttl, (liveLease.get(id.toString()) ?? []).sort((a, b) => Buffer.compare(unb64(a), unb64(b)))]);
     liveLease.delete(id.toString());
   });

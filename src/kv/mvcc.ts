@@ -670,6 +670,36 @@ export interface StoreSnapshotSource {
   revisions(): IterableIterator<StoreRevision>;
 }
 
+/**
+ * A store as a snapshot file holds it, read as it is written (MvccStore.importRevisions): the
+ * file's parser (etcd-snapshot.ts) calls back with each lease, then each revision, in the
+ * file's order, holding no more of the file than the entry it hands over.
+ */
+export interface StoreImportSource {
+  /** The revision the file records as compacted (0: none). */
+  readonly compactRevision: number;
+  /** Calls `fn` with each lease, in the file's order (which must be id order). */
+  leases(fn: (l: { readonly id: bigint; readonly ttl: number }) => void): void;
+  /** Calls `fn` with each revision, in the file's order (which must be revision order). */
+  revisions(fn: (r: StoreRevision) => void): void;
+}
+
+/** What MvccStore.importRevisions wrote. */
+export interface ImportedStoreSummary {
+  readonly revision: number;
+  readonly compactRevision: number;
+  readonly keys: number;
+  readonly leases: number;
+}
+
+/**
+ * Writes an import makes before it commits them (MvccStore.importRevisions): the backend's
+ * overlay holds a batch in memory, so a batch is also cut at IMPORT_BATCH_BYTES of keys and
+ * values (a batch of large values would otherwise be the values' size times this).
+ */
+export const IMPORT_BATCH_OPS = 10_000;
+export const IMPORT_BATCH_BYTES = 16 * 1024 * 1024;
+
 /** A read view's entries with start <= key < end, `start` one byte (the view scans from past a key). */
 function* viewScan(view: BackendReadView, start: Uint8Array, end: Uint8Array): IterableIterator<[Uint8Array, Uint8Array]> {
   assert(start.length === 1, () => 'viewScan starts at a one-byte prefix');
@@ -1561,6 +1591,121 @@ export class MvccStore {
         }
       },
     };
+  }
+
+  /**
+   * Writes the store a snapshot file holds into `backend` (empty: a new member's), as the file
+   * is read — the leases, then each revision in revision order: its record, its key's history
+   * ('i') extended by a get and a put through the backend's overlay, the key's lease attachment
+   * moved with it; committed every IMPORT_BATCH_OPS writes or IMPORT_BATCH_BYTES, so the memory
+   * an import takes does not grow with the store (issue 11: no image of it is built). At or
+   * below the compact revision a revision replaces its key's history (compaction keeps each
+   * key's last version there, and not a deletion: as etcd's compaction leaves them, an
+   * interrupted one finished here). The metadata is written last.
+   *
+   * The file is hostile: each revision is checked as it comes, against the one before it and
+   * its key's history so far — the invariants MvccStore.validate checks of an image (see
+   * restore): revisions in (main, sub) order, none twice, within [2, …]; after the compact
+   * revision every revision made of sub-revisions 0..n-1; versions and create revisions
+   * following from the key's previous entry (a put after nothing or a deletion is version 1
+   * created at its own revision), a deletion following a put; lease ids in range, leases in id
+   * order; every live key's lease held. SnapshotImageError names the first broken one, and
+   * the backend then holds part of a store: the caller discards it. What ties the records
+   * together is then verified again by opening the result with MvccOpenOptions.verify.
+   */
+  static importRevisions(backend: Backend, source: StoreImportSource): ImportedStoreSummary {
+    const fail: (what: string) => never = (what) => imageFail('store', what);
+    const compactRev = source.compactRevision;
+    if (!Number.isSafeInteger(compactRev) || compactRev < 0) fail(`compact revision ${compactRev}`);
+    const maybeCommit = (): void => {
+      if (backend.pendingOps >= IMPORT_BATCH_OPS || backend.unsyncedBytes >= IMPORT_BATCH_BYTES) backend.commit();
+    };
+    backend.clear();
+    let leases = 0;
+    let prevId = 0n;
+    source.leases((l) => {
+      if (l.id <= 0n || l.id > LEASE_ID_MAX) fail(`a lease with id ${l.id}`);
+      if (l.id <= prevId) fail(`lease ${l.id} after lease ${prevId}: lease ids not sorted or not unique`);
+      if (!Number.isSafeInteger(l.ttl) || l.ttl < 0) fail(`lease ${l.id} with TTL ${l.ttl}`);
+      prevId = l.id;
+      backend.put(leaseKey(l.id), u64Bytes(l.ttl));
+      leases++;
+      maybeCommit();
+    });
+    let keys = 0;
+    /** The last revision written, and the last of the change log (after the compact revision). */
+    let last = { main: 0, sub: -1 };
+    let log = { main: Math.max(compactRev, 1), sub: -1 };
+    source.revisions(({ main, sub, key, kv }) => {
+      const w = `revision ${main}.${sub}`;
+      if (!Number.isSafeInteger(main) || !Number.isSafeInteger(sub) || main < 2 || sub < 0) fail(`${w} out of range`);
+      if (main < last.main || (main === last.main && sub <= last.sub)) fail(`${w} not after ${last.main}.${last.sub}: revisions out of order or repeated`);
+      last = { main, sub };
+      const compacted = main <= compactRev;
+      if (!compacted) {
+        const next = main === log.main ? sub === log.sub + 1 : main === log.main + 1 && sub === 0;
+        if (!next) fail(`revision ${main}.${sub} follows ${log.main}.${log.sub}: changes missing or repeated`);
+        log = { main, sub };
+      }
+      if (key.length === 0) fail(`${w}: empty key`);
+      const h = recordGet(backend, HIST_PREFIX, key);
+      const n = h === undefined ? 0 : histLength(h);
+      const prev = n === 0 || histDead(h!, n - 1) ? null : decodeRecord(backend.get(revKey(histMain(h!, n - 1), histSub(h!, n - 1)))!, histMain(h!, n - 1));
+      const wk = `${w} of key ${show(key)}`;
+      if (kv !== null) {
+        if (kv.modRevision !== main) fail(`${wk}: mod revision ${kv.modRevision}`);
+        if (!Number.isSafeInteger(kv.createRevision) || kv.createRevision < 2 || kv.createRevision > main) fail(`${wk}: create revision ${kv.createRevision} outside [2, ${main}]`);
+        if (!Number.isSafeInteger(kv.version) || kv.version < 1) fail(`${wk}: version ${kv.version}`);
+        if (kv.lease < 0n || kv.lease > LEASE_ID_MAX) fail(`${wk}: lease ${kv.lease}`);
+        if (!compacted) {
+          if (prev) {
+            if (kv.version !== prev.version + 1 || kv.createRevision !== prev.createRevision) fail(`${wk}: version ${kv.version} created at ${kv.createRevision} does not follow version ${prev.version} created at ${prev.createRevision}`);
+          } else if (kv.version !== 1 || kv.createRevision !== main) {
+            fail(`${wk}: a new key's first version must be 1 created at its revision ${main}, got version ${kv.version} created at ${kv.createRevision}`);
+          }
+        }
+      } else if (!compacted && !prev) fail(`${wk}: ${n === 0 ? 'a history that starts with a deletion' : 'a deletion of a deleted key'}`);
+      // The key's lease attachment follows its live version.
+      const lease = kv?.lease ?? 0n;
+      if (prev && prev.lease !== 0n && prev.lease !== lease) recordSet(backend, attachPrefix(prev.lease), key, null);
+      if (lease !== 0n && prev?.lease !== lease) recordSet(backend, attachPrefix(lease), key, EMPTY);
+      let hist: Uint8Array | undefined = h;
+      if (compacted) {
+        // Compaction keeps only the key's latest version at or below it (here every entry is).
+        for (let i = 0; i < n; i++) backend.del(revKey(histMain(h!, i), histSub(h!, i)));
+        hist = undefined;
+      }
+      if (compacted && kv === null) {
+        if (n > 0) {
+          recordSet(backend, HIST_PREFIX, key, null);
+          keys--;
+        }
+      } else {
+        const rec = encodeRecord(key, kv);
+        backend.put(revKey(main, sub), rec);
+        if (h === undefined) keys++;
+        recordSet(backend, HIST_PREFIX, recordKey(rec), histPush(hist, main, sub, kv === null));
+      }
+      maybeCommit();
+    });
+    // Every live key with a lease is attached to it (above): each lease named must be held.
+    let missingId = 0n;
+    let missingKeys = 0;
+    for (const [bk, v] of backend.scan(Uint8Array.of(ATTACH), Uint8Array.of(ATTACH + 1))) {
+      const id = new DataView(bk.buffer, bk.byteOffset, bk.byteLength).getBigUint64(1);
+      if (missingKeys > 0 && missingId !== id) break;
+      if (backend.get(leaseKey(id)) !== undefined) continue;
+      missingId = id;
+      missingKeys += isBucket(bk) ? (decodeBucket(v)?.length ?? 1) : 1;
+    }
+    if (missingKeys > 0) fail(`${missingKeys} live keys are attached to lease ${missingId}, which the lease bucket does not hold`);
+    const rev = Math.max(last.main, compactRev, 1);
+    backend.put(META_REV, u64Bytes(rev));
+    backend.put(META_COMPACT, u64Bytes(compactRev));
+    backend.put(META_KEYS, u64Bytes(keys));
+    recordLayout(backend);
+    backend.commit();
+    return { revision: rev, compactRevision: compactRev, keys, leases };
   }
 
   /**

@@ -343,6 +343,30 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     return new TextEncoder().encode(JSON.stringify(image));
   }
 
+  /** Writes the applied index and the whole state beside the key space into the backend (not committed). */
+  private saveState(): void {
+    this.backend.put(META_APPLIED, u64Bytes(this.applied));
+    this.backend.put(META_MEMBERS, writeMembers(this.members));
+    this.saveCluster();
+    this.saveAuth();
+    this.saveAlarms();
+    for (const id of this.leaseRemaining.keys()) this.saveCheckpoint(id);
+  }
+
+  /**
+   * persistTo(index) of a state machine whose store was written into its backend from outside
+   * (snapshot restore: MvccStore.importRevisions), with nothing applied yet: records `index` as
+   * applied and the state beside the key space (the bootstrap member table, no auth, no
+   * alarms) as restoring an image at `index` would, so the backend is what a member that
+   * applied the store and took a snapshot at `index` holds.
+   */
+  persistImported(index: Index): Uint8Array {
+    if (this.applied !== 0) throw new Error(`persistImported of a state machine that applied up to ${this.applied}`);
+    this.applied = index;
+    this.saveState();
+    return this.persistTo(index);
+  }
+
   /**
    * A consistent view of the whole state at `index` (the applied index), to stream to a
    * lagging member: the backend is committed with `index` recorded as applied (as persistTo),
@@ -529,12 +553,7 @@ export class KvStateMachine implements StateMachine<ApplyResult> {
     this.leaseRemaining.clear();
     for (const cp of image.leaseCheckpoints) this.leaseRemaining.set(cp.id, cp.remainingMs);
     this.applied = index;
-    this.backend.put(META_APPLIED, u64Bytes(this.applied));
-    this.backend.put(META_MEMBERS, writeMembers(this.members));
-    this.saveCluster();
-    this.saveAuth();
-    this.saveAlarms();
-    for (const id of this.leaseRemaining.keys()) this.saveCheckpoint(id);
+    this.saveState();
     this.backend.commit();
     this.kv.onCommit((e, r) => this.emitCommit(e, r));
     for (const l of this.restoreListeners) l();
