@@ -16,7 +16,7 @@ import { LmdbBackend } from './backend-lmdb.js';
 import { MemoryBackend, type Backend } from './backend.js';
 import { BoltReader, bufferSource } from './bbolt.js';
 import { etcdSnapshot, etcdSnapshotSource, importEtcdSnapshot, withSnapshotFile, type EtcdSnapshotInput } from './etcd-snapshot.js';
-import { IMPORT_BATCH_BYTES, MvccStore, type KeyValue, type StoreImportSource, type StoreRevision, type StoreSnapshotSource } from './mvcc.js';
+import { IMPORT_BATCH_BYTES, IMPORT_BATCH_OPS, MvccStore, type KeyValue, type StoreImportSource, type StoreRevision, type StoreSnapshotSource } from './mvcc.js';
 import { SnapshotImageError } from './snapshot-image.js';
 import { KvStateMachine } from './state-machine.js';
 
@@ -185,6 +185,28 @@ describe('snapshot restore: the streamed import', () => {
       },
     };
     expect(() => MvccStore.importRevisions(new MemoryBackend(), src)).toThrow(/^store: revision 2\.1 not after 3\.0: revisions out of order or repeated$/);
+  });
+
+  it('commits every IMPORT_BATCH_OPS writes: the overlay never holds more', () => {
+    const s = new MvccStore();
+    for (let i = 0; i < 12_000; i++) s.put({ key: enc.encode(`k${i}`), value: enc.encode('v') });
+    const r = BoltReader.open(bufferSource(withoutHash(fileOfStore(s))));
+    const backend = new MemoryBackend();
+    const { source } = etcdSnapshotSource(r);
+    let most = 0;
+    MvccStore.importRevisions(backend, {
+      compactRevision: source.compactRevision,
+      leases: (fn) => source.leases(fn),
+      revisions: (fn) => source.revisions((rev) => {
+        fn(rev);
+        most = Math.max(most, backend.pendingOps);
+      }),
+    });
+    // A record and a history per revision: 24,000 writes, committed in batches.
+    expect(most).toBeLessThan(IMPORT_BATCH_OPS);
+    expect(most).toBeGreaterThan(IMPORT_BATCH_OPS - 3);
+    expect(backend.commits).toBeGreaterThanOrEqual(3);
+    same(s, new MvccStore({}, backend, { verify: true }));
   });
 
   it('the memory an import holds does not grow with the values: N keys of 64 KiB, heap retained far below N x 64 KiB', async () => {
