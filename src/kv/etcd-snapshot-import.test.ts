@@ -19,6 +19,9 @@ import { etcdSnapshot, etcdSnapshotSource, importEtcdSnapshot, withSnapshotFile,
 import { IMPORT_BATCH_BYTES, IMPORT_BATCH_OPS, MvccStore, type KeyValue, type StoreImportSource, type StoreRevision, type StoreSnapshotSource } from './mvcc.js';
 import { SnapshotImageError } from './snapshot-image.js';
 import { KvStateMachine } from './state-machine.js';
+import { encodeValue } from './commands.js';
+import { parseInitialCluster } from '../server/config.js';
+import { DiskStorage } from '../storage/storage.js';
 
 const enc = new TextEncoder();
 const ETCD_FIXTURE = new Uint8Array(readFileSync(new URL('../../test/fixtures/etcd-3.4.23.snapshot.db', import.meta.url)));
@@ -116,20 +119,41 @@ describe('snapshot restore: the streamed import', () => {
     }
   });
 
-  it('writes the member a restore makes: it starts with the keys, revisions, leases and HashKV of the file', async () => {
+  it("writes the backend a member that restored the file's image at index 1 holds, entry for entry; the Raft snapshot is the stored marker", async () => {
     const s = randomStore(5);
+    const bytes = fileOfStore(s);
     const file = join(dir, 'good.db');
-    writeFileSync(file, fileOfStore(s));
+    writeFileSync(file, bytes);
     const dataDir = join(dir, 'good-restored');
-    const r = await restoreSnapshot(file, { name: 'x', initialCluster: 'x=http://127.0.0.1:1', initialClusterToken: 't', initialAdvertisePeerUrls: 'http://127.0.0.1:1', dataDir });
+    const flags = { name: 'x', initialCluster: 'x=http://127.0.0.1:1,y=http://127.0.0.1:2', initialClusterToken: 't', initialAdvertisePeerUrls: 'http://127.0.0.1:1', dataDir };
+    const r = await restoreSnapshot(file, flags);
     expect([r.revision, r.keys, r.leases, r.hash]).toEqual([s.revision, s.keyCount, s.leaseIds().length, s.hashKv(0).hash]);
-    const backend = LmdbBackend.open(join(dataDir, 'member', 'db'));
+    // What the image path made the member hold at its first start: the file's image restored at index 1.
+    const members = parseInitialCluster(flags.initialCluster, flags.initialClusterToken);
+    const before = LmdbBackend.open(join(dir, 'image-path-db'), { batchIntervalMs: 0 });
+    const restored = LmdbBackend.open(join(dataDir, 'member', 'db'), { batchIntervalMs: 0 });
     try {
-      const sm = new KvStateMachine({}, backend);
+      const old = new KvStateMachine({ bootstrapMembers: members }, before);
+      old.restore(encodeValue({ v: 1, store: importEtcdSnapshot(BoltReader.open(bufferSource(withoutHash(bytes)))).storeImage, members: [] }), 1);
+      const entries = (b: Backend) => [...b.scan(Uint8Array.of(0))].map(([k, v]) => `${Buffer.from(k).toString('hex')}=${Buffer.from(v).toString('hex')}`);
+      const want = entries(before);
+      expect(want.length).toBeGreaterThan(s.keyCount);
+      expect(entries(restored)).toEqual(want);
+      const sm = new KvStateMachine({ bootstrapMembers: members }, restored);
       expect(sm.appliedIndex).toBe(1);
+      expect(sm.cluster.toImage()).toEqual(old.cluster.toImage());
       same(s, sm.store);
     } finally {
-      await backend.close();
+      await before.close();
+      await restored.close();
+    }
+    const storage = await DiskStorage.open(dataDir, { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false });
+    try {
+      const { snapshot, hardState } = await storage.load();
+      expect([snapshot.meta.index, snapshot.meta.term, new TextDecoder().decode(snapshot.data), hardState.commit]).toEqual([1, 1, '{"v":"stored","applied":1}', 1]);
+      expect(snapshot.meta.confState.voters).toEqual(members.map((m) => m.raftId));
+    } finally {
+      await storage.close();
     }
   });
 
