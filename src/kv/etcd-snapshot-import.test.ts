@@ -94,12 +94,20 @@ function randomStore(seed: number): MvccStore {
 
 describe('snapshot restore: the streamed import', () => {
   it('gives the store the image path gives: random stores (puts, deletions, txns, leases, compaction), a long key, an etcd 3.4 file', async () => {
+    /** Stores whose file has what the import must get right: a compaction, keys attached to leases, deleted keys, txns' sub-revisions. */
+    const seen = { compacted: 0, leased: 0, deleted: 0, subRevisions: 0 };
     for (let seed = 1; seed <= 40; seed++) {
       const s = randomStore(seed);
       const { image, streamed } = bothWays(fileOfStore(s));
       same(image, streamed);
       same(s, streamed);
+      if (s.compactRevision > 1) seen.compacted++;
+      if (s.leaseIds().some((id) => s.lease(id)!.keys.length > 0)) seen.leased++;
+      const changes = s.changesSince(s.compactRevision + 1);
+      if (changes.some((e) => e.type === 'delete')) seen.deleted++;
+      if (changes.some((e, i) => i > 0 && e.kv.modRevision === changes[i - 1]!.kv.modRevision)) seen.subRevisions++;
     }
+    expect(Object.values(seen).every((n) => n >= 10), JSON.stringify(seen)).toBe(true);
     const s = randomStore(99);
     s.put({ key: new Uint8Array(600).fill(0x6b), value: enc.encode('a key longer than a backend key'), lease: s.leaseIds()[0] ?? 0n });
     s.put({ key: new Uint8Array(700).fill(0x6b), value: enc.encode('another in the same bucket') });
