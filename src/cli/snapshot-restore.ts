@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { BoltFormatError } from '../kv/bbolt.js';
 import { join } from 'node:path';
-import { LmdbBackend } from '../kv/backend-lmdb.js';
+import type { LmdbBackend } from '../kv/backend-lmdb.js';
 import { EtcdSnapshotError, etcdSnapshotSource, formatStatus, SnapshotFileError, snapshotStatus, withSnapshotFile } from '../kv/etcd-snapshot.js';
 import { MvccStore } from '../kv/mvcc.js';
 import { KvStateMachine, SnapshotImageError } from '../kv/state-machine.js';
@@ -73,6 +73,8 @@ export async function restoreSnapshot(file: string, o: RestoreOptions): Promise<
   const conf = { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
   /** The new member's backend once opened (abandoned, with the data dir, if the restore fails). */
   const opened: { backend?: LmdbBackend } = {};
+  // Loaded here: `snapshot status`, which shares this module, needs no LMDB.
+  const { LmdbBackend } = await import('../kv/backend-lmdb.js');
   try {
     const imported = withSnapshotFile(file, { skipHashCheck: o.skipHashCheck === true }, (r) => {
       const { source } = etcdSnapshotSource(r);
